@@ -16,7 +16,8 @@ Writes into DIR:
   dbtext/version db_text version table (htable version 2)
 
 Users are named PREFIX00000, PREFIX00001, ... (zero padded to at least 5 digits).
-Passwords are pseudo-random but deterministic for a given --seed, so two runs (and two
+Passwords are 16 letters/digits, starting with a letter (sipp 3.6.1 treats a password that
+starts with "0x" as hex and would answer the challenge wrongly), pseudo-random but deterministic for a given --seed, so two runs (and two
 servers fed from the same DIR) agree.
 """
 
@@ -51,7 +52,8 @@ def main() -> int:
     ht_lines = ["id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) "]
     for i in range(args.count):
         user = f"{args.prefix}{i:0{width}d}"
-        password = "".join(rng.choice(alphabet) for _ in range(16))
+        # First character a letter: sipp decodes a password starting with "0x" as hex.
+        password = rng.choice(string.ascii_letters) + "".join(rng.choice(alphabet) for _ in range(15))
         a1 = f"{user}:{args.realm}:{password}".encode()
         ha1_md5 = hashlib.md5(a1).hexdigest()
         ha1_sha256 = hashlib.sha256(a1).hexdigest()

@@ -11,10 +11,12 @@ pub mod common;
 pub mod config;
 pub mod device;
 pub mod dialrules;
+pub mod documents;
 pub mod manifests;
 pub mod pattern;
 pub mod registration;
 pub mod restrictions;
+pub mod shards;
 pub mod site;
 pub mod validation;
 

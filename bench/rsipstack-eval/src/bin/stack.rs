@@ -92,8 +92,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::net::UdpSocket::from_std(s.into())?
         };
         let conn: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(sock);
-        let udp = UdpConnection::from_socket(conn, None, Some(token.child_token())).await?;
-        transport_layer.add_transport(udp.into());
+        // READERS>1 registers the same socket several times so that several
+        // rsipstack UDP serve loops read it (an experiment: the endpoint's
+        // dispatch loop stays a single task either way).
+        let readers: usize = std::env::var("READERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        for _ in 0..readers {
+            let udp = UdpConnection::from_socket(conn.clone(), None, Some(token.child_token())).await?;
+            transport_layer.add_transport(udp.into());
+        }
 
         let endpoint = EndpointBuilder::new()
             .with_user_agent("switchboard-eval-stack")

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# REGISTER benchmark: Kamailio 5.6 vs. our registrar (or any SIP registrar), side by side.
+#
+# Every "call" is one registration with digest auth, driven by sipp (register_auth.xml):
+#   REGISTER -> 401 (challenge) -> REGISTER with Authorization -> 200.
+# For each server the script runs sipp at each target rate in RATES for DURATION seconds' worth
+# of calls (-m RATE*DURATION), reads sipp's final statistics and prints, per rate: target rate,
+# achieved successful registrations/s, failures and failure %. The "best" rate of a server is
+# the highest achieved rate among the runs with fewer than MAX_FAIL_PCT % failures. At the end
+# it prints every server's best rate and the ratio of each to Kamailio's.
+#
+# Usage:
+#   bench/register/run.sh
+#   RATES="5000 10000 15000 20000" DURATION=10 USERS=10000 bench/register/run.sh
+#   REGISTRAR_CMD='target/release/registrar --listen udp:$BENCH_IP:$BENCH_PORT --users $BENCH_USERS_TSV' \
+#       bench/register/run.sh
+#
+# Environment (all optional):
+#   USERS=10000          number of users, user00000.. (users.py, deterministic passwords)
+#   RATES="5000 10000 15000 20000"   target rates (registrations/s), each run once, in order
+#   DURATION=10          seconds' worth of calls per rate (sipp -m RATE*DURATION)
+#   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
+#   IP=127.0.0.1         loopback address every server listens on and sipp sends from
+#   KAM_PORT=25060       Kamailio's UDP port
+#   OUR_PORT=25070       UDP port given to REGISTRAR_CMD
+#   SIPP_PORT=25100      sipp's local UDP port
+#   SKIP_KAMAILIO=0      1: do not benchmark Kamailio
+#   REGISTRAR_CMD=       command line (run with bash -c, in its own process group) that starts our
+#                        registrar in the foreground, listening on UDP $BENCH_IP:$BENCH_PORT, with the
+#                        users of $BENCH_USERS_TSV in realm $BENCH_REALM. Single-quote it so the
+#                        variables expand in the child. Exported to it:
+#                          BENCH_IP, BENCH_PORT, BENCH_REALM (bench.test),
+#                          BENCH_USERS_TSV (user<TAB>password<TAB>ha1_md5<TAB>ha1_sha256, no header),
+#                          BENCH_DIR (a scratch directory of its own in the run's temp dir).
+#                        It must answer a SIP OPTIONS (any final response) once it is ready.
+#   REGISTRAR_NAME=switchboard   label for REGISTRAR_CMD in the output
+#   TARGETS=             extra servers that are already running: "name=IP:PORT ...". They must
+#                        hold the same users: generate them with
+#                          bench/register/users.py --out DIR --count $USERS   (same default seed)
+#   READY_TIMEOUT=20     seconds a server gets to answer OPTIONS after it is started
+#   KEEP=0               1: keep the temp dir (logs, sipp stats, configs) and print its path
+#   WORKDIR=             use this directory instead of a new temp dir (implies KEEP=1)
+#
+# Exit status: 0 if every server started and was measured; 1 if a server did not start (or died
+# during the run); 2 on a usage error / missing tool.
+#
+# To add another server started by this script, write start_<name> (see start_kamailio and
+# start_cmd) and call:   bench_server NAME HOST PORT [start_function args...]
+#
+# Every process this script starts runs in its own process group, under `timeout`, and is
+# killed (TERM, then KILL) on exit by the trap. sipp runs are bounded by -m, -recv_timeout and
+# an outer `timeout`.
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+USERS=${USERS:-10000}
+RATES=${RATES:-"5000 10000 15000 20000"}
+DURATION=${DURATION:-10}
+MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
+IP=${IP:-127.0.0.1}
+KAM_PORT=${KAM_PORT:-25060}
+OUR_PORT=${OUR_PORT:-25070}
+SIPP_PORT=${SIPP_PORT:-25100}
+SKIP_KAMAILIO=${SKIP_KAMAILIO:-0}
+REGISTRAR_CMD=${REGISTRAR_CMD:-}
+REGISTRAR_NAME=${REGISTRAR_NAME:-switchboard}
+TARGETS=${TARGETS:-}
+READY_TIMEOUT=${READY_TIMEOUT:-20}
+KEEP=${KEEP:-0}
+REALM=bench.test
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+
+case "$IP" in 127.*) ;; *) die "IP must be a loopback address (127.x.y.z), got $IP" ;; esac
+[[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 1 ]] || die "USERS must be a positive integer"
+[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 120 ]] || die "DURATION must be 1..120"
+for r in $RATES; do [[ "$r" =~ ^[0-9]+$ && "$r" -ge 1 && "$r" -le 200000 ]] || die "bad rate '$r' in RATES"; done
+for tool in sipp sipsak python3 timeout setsid awk; do
+	command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+if [[ "$SKIP_KAMAILIO" != 1 ]]; then command -v kamailio >/dev/null || die "missing tool: kamailio"; fi
+
+NRATES=$(wc -w <<<"$RATES")
+# Upper bound for one sipp run: the calls themselves, plus calls that wait for retransmissions
+# (-recv_timeout 5 s) and a margin.
+SIPP_MAX_SECS=$((DURATION * 3 + 20))
+# Upper bound for a server's lifetime: start-up plus every rate.
+SERVER_MAX_SECS=$((READY_TIMEOUT + NRATES * (SIPP_MAX_SECS + 5) + 30))
+
+if [[ -n "${WORKDIR:-}" ]]; then
+	mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
+	RUN=$(cd "$WORKDIR" && pwd); KEEP=1
+else
+	RUN=$(mktemp -d /tmp/switchboard-bench-register.XXXXXX) || die "mktemp failed"
+fi
+
+STARTED_PGIDS=()
+
+stop_pgid() { # stop_pgid PGID: TERM the process group, wait up to 5 s, then KILL
+	local pg=$1 i
+	kill -0 -- "-$pg" 2>/dev/null || return 0
+	kill -TERM -- "-$pg" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		kill -0 -- "-$pg" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL -- "-$pg" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	local pg
+	for pg in "${STARTED_PGIDS[@]}"; do stop_pgid "$pg"; done
+	if [[ "$KEEP" == 1 ]]; then
+		echo "run directory kept: $RUN" >&2
+	else
+		rm -rf -- "$RUN"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# spawn LOGFILE CMD...: run CMD in its own process group (setsid), bounded by SERVER_MAX_SECS.
+# Sets SPAWNED_PID (== its process group id).
+spawn() {
+	local log=$1; shift
+	setsid timeout -k 5 "$SERVER_MAX_SECS" "$@" >"$log" 2>&1 </dev/null &
+	SPAWNED_PID=$!
+	STARTED_PGIDS+=("$SPAWNED_PID")
+}
+
+# port_answers HOST PORT: true if a SIP server answers OPTIONS there (any final response).
+port_answers() {
+	local rc
+	timeout 2 sipsak -H "$IP" -s "sip:ping@$1:$2" >/dev/null 2>&1
+	rc=$?
+	# sipsak: 0 = 200 OK, 1 = another final response; both mean a SIP server answers.
+	[[ $rc == 0 || $rc == 1 ]]
+}
+
+# wait_ready NAME HOST PORT PID: until the server answers OPTIONS (any final response), the
+# process dies, or READY_TIMEOUT passes.
+wait_ready() {
+	local name=$1 host=$2 port=$3 pid=$4 deadline
+	deadline=$((SECONDS + READY_TIMEOUT))
+	while ((SECONDS < deadline)); do
+		if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+			echo "$name: process exited before answering" >&2
+			return 1
+		fi
+		port_answers "$host" "$port" && return 0
+		sleep 0.2
+	done
+	echo "$name: no answer to OPTIONS on $host:$port within ${READY_TIMEOUT}s" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------- users
+echo "# generating $USERS users in $RUN/users" >&2
+python3 "$HERE/users.py" --out "$RUN/users" --count "$USERS" --realm "$REALM" || die "users.py failed"
+
+# ---------------------------------------------------------------- servers
+# start_kamailio PORT: Kamailio from kamailio.cfg.tmpl; sets SERVER_PID, SERVER_LOG.
+start_kamailio() {
+	local port=$1 dir="$RUN/kamailio"
+	mkdir -p "$dir" && cp -r "$RUN/users/dbtext" "$dir/" || return 1
+	sed -e "s|@IP@|$IP|g; s|@PORT@|$port|g; s|@DIR@|$dir|g" \
+		"$HERE/kamailio.cfg.tmpl" >"$dir/kamailio.cfg" || return 1
+	if ! kamailio -f "$dir/kamailio.cfg" -c >"$dir/check.log" 2>&1; then
+		cat "$dir/check.log" >&2
+		return 1
+	fi
+	SERVER_LOG="$dir/kamailio.log"
+	spawn "$SERVER_LOG" kamailio -f "$dir/kamailio.cfg" -DD -E -m 512 -M 16 \
+		-Y "$dir" -w "$dir" -P "$dir/kamailio.pid"
+	SERVER_PID=$SPAWNED_PID
+}
+
+# start_cmd PORT: our registrar from REGISTRAR_CMD; sets SERVER_PID, SERVER_LOG.
+start_cmd() {
+	local port=$1 dir="$RUN/$REGISTRAR_NAME"
+	mkdir -p "$dir" || return 1
+	SERVER_LOG="$dir/server.log"
+	spawn "$SERVER_LOG" env BENCH_IP="$IP" BENCH_PORT="$port" BENCH_REALM="$REALM" \
+		BENCH_USERS_TSV="$RUN/users/users.tsv" BENCH_DIR="$dir" bash -c "$REGISTRAR_CMD"
+	SERVER_PID=$SPAWNED_PID
+}
+
+# ---------------------------------------------------------------- sipp
+# sipp_run NAME HOST PORT RATE: one bounded sipp run; prints
+# "rate achieved ok failed fail_pct elapsed retrans"
+sipp_run() {
+	local name=$1 host=$2 port=$3 rate=$4 calls dir limit
+	calls=$((rate * DURATION))
+	limit=$rate; ((limit < 1000)) && limit=1000
+	dir="$RUN/$name/sipp-$rate"
+	mkdir -p "$dir"
+	local cmd=(sipp "$host:$port" -sf "$HERE/register_auth.xml" -inf "$RUN/users/users.csv"
+		-i "$IP" -p "$SIPP_PORT" -t u1
+		-r "$rate" -rp 1000 -m "$calls" -l "$limit"
+		-recv_timeout 5000 -max_recv_loops 10000 -max_sched_loops 10000 -buff_size 4194304
+		-nostdin -trace_stat -stf "$dir/stat.csv" -fd 1
+		-trace_screen -screen_file "$dir/screen.log"
+		-trace_error_codes -error_file "$dir/errors.log")
+	echo "${cmd[*]}" >"$dir/command"
+	local t0=$EPOCHREALTIME
+	# sipp's own -timeout does not abort calls in retransmission; bound it from outside:
+	# SIGUSR1 makes sipp stop and dump its statistics, KILL 5 s later if it does not.
+	timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null
+	local rc=$? t1=$EPOCHREALTIME
+	echo "$rc" >"$dir/rc"
+	# The last line of the stat file holds the final cumulative counters.
+	awk -F';' -v rate="$rate" -v calls="$calls" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" '
+		function lastf(s,  n, a) { n = split(s, a, "\t"); return a[n] }
+		NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+		NF > 10 { last = $0 }
+		END {
+			if (last == "") { printf "%d NA NA NA NA %.2f NA\n", rate, wall; exit }
+			n = split(last, f, ";")
+			start = lastf(f[col["StartTime"]]); now = lastf(f[col["CurrentTime"]])
+			el = now - start; if (el <= 0) el = wall
+			ok = f[col["SuccessfulCall(C)"]] + 0; ko = f[col["FailedCall(C)"]] + 0
+			# calls never completed (e.g. sipp stopped by the outer timeout) count as failures
+			missing = calls - ok - ko; if (missing > 0) ko += missing
+			tot = ok + ko
+			printf "%d %.0f %d %d %.2f %.2f %d\n", rate, ok / el, ok, ko, (tot ? 100 * ko / tot : 100), el, f[col["Retransmissions(C)"]] + 0
+		}' "$dir/stat.csv" 2>/dev/null || echo "$rate NA NA NA NA NA NA"
+}
+
+declare -A BEST
+SERVER_ORDER=()
+STATUS=0
+
+# bench_server NAME HOST PORT [START_FUNCTION ARGS...]
+#   Starts the server with START_FUNCTION (if given), waits until it answers, runs every rate,
+#   stops it, and records its best sustained rate in BEST[NAME].
+bench_server() {
+	local name=$1 host=$2 port=$3; shift 3
+	SERVER_PID="" SERVER_LOG=""
+	SERVER_ORDER+=("$name")
+	BEST[$name]=NA
+	echo >&2
+	echo "# === $name ($host:$port)" >&2
+	mkdir -p "$RUN/$name"
+	if (($# > 0)); then
+		# Something already answering on the port would take part of the load (UDP sockets
+		# with SO_REUSEADDR can share a port) and hold other users: refuse.
+		if port_answers "$host" "$port"; then
+			echo "$name: something already answers SIP on $host:$port; stop it or pick another port" >&2
+			STATUS=1; return 1
+		fi
+		if ! "$@"; then
+			echo "$name: failed to start" >&2
+			STATUS=1; return 1
+		fi
+	fi
+	if ! wait_ready "$name" "$host" "$port" "$SERVER_PID"; then
+		[[ -n "$SERVER_LOG" && -f "$SERVER_LOG" ]] && { echo "--- last lines of $SERVER_LOG:" >&2; tail -n 20 "$SERVER_LOG" >&2; }
+		[[ -n "$SERVER_PID" ]] && stop_pgid "$SERVER_PID"
+		STATUS=1; return 1
+	fi
+	echo "$name: answering on $host:$port" >&2
+	printf '%-12s %8s %10s %9s %9s %8s %8s %8s\n' server target achieved/s ok failed fail% secs retrans
+	local rate line best=0 died=0 r ach ok ko pct el rtx
+	for rate in $RATES; do
+		line=$(sipp_run "$name" "$host" "$port" "$rate")
+		read -r r ach ok ko pct el rtx <<<"$line"
+		printf '%-12s %8s %10s %9s %9s %8s %8s %8s\n' "$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx"
+		echo "$name $line" >>"$RUN/results.txt"
+		if [[ "$ach" != NA ]] && awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
+			((ach > best)) && best=$ach
+		fi
+		if [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			echo "$name: server died during the run at rate $rate" >&2
+			[[ -n "$SERVER_LOG" ]] && tail -n 20 "$SERVER_LOG" >&2
+			died=1; STATUS=1; break
+		fi
+		sleep 1 # let queues drain between rates
+	done
+	BEST[$name]=$best
+	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): $best registrations/s" >&2
+	[[ -n "$SERVER_PID" ]] && stop_pgid "$SERVER_PID"
+	((died == 0))
+}
+
+echo "# rates: $RATES; ${DURATION}s of calls each; $USERS users; sipp from $IP:$SIPP_PORT; $(nproc) CPUs" >&2
+echo "# load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+if others=$(pgrep -x 'sipp|kamailio'); then
+	echo "# WARNING: other sipp/kamailio processes are running on this machine (pids: $(echo $others));" \
+		"they compete for the CPUs and skew the figures" >&2
+fi
+
+if [[ "$SKIP_KAMAILIO" != 1 ]]; then
+	bench_server kamailio "$IP" "$KAM_PORT" start_kamailio "$KAM_PORT"
+fi
+if [[ -n "$REGISTRAR_CMD" ]]; then
+	bench_server "$REGISTRAR_NAME" "$IP" "$OUR_PORT" start_cmd "$OUR_PORT"
+fi
+for t in $TARGETS; do
+	tname=${t%%=*} taddr=${t#*=}
+	[[ "$tname" != "$t" && "$taddr" == *:* ]] || die "TARGETS entry must be name=IP:PORT, got '$t'"
+	case "$taddr" in 127.*) ;; *) die "TARGETS must be loopback addresses, got '$taddr'" ;; esac
+	bench_server "$tname" "${taddr%:*}" "${taddr##*:}"
+done
+
+# ---------------------------------------------------------------- summary
+echo
+echo "== best sustained REGISTER rate (digest auth, <${MAX_FAIL_PCT}% failures), $(nproc) CPUs, sipp on the same machine"
+kbest=${BEST[kamailio]:-NA}
+for name in "${SERVER_ORDER[@]}"; do
+	b=${BEST[$name]}
+	if [[ "$name" != kamailio && "$kbest" != NA && "$kbest" -gt 0 && "$b" != NA ]]; then
+		printf '%-12s %8s /s   ratio to kamailio: %s\n' "$name" "$b" "$(awk -v a="$b" -v k="$kbest" 'BEGIN{printf "%.2f", a / k}')"
+	else
+		printf '%-12s %8s /s\n' "$name" "$b"
+	fi
+done
+exit "$STATUS"
