@@ -6,7 +6,20 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A SIP transport.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema, Default)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+    Default,
+)]
 pub enum Transport {
     /// SIP over UDP (RFC 3261 §18), port 5060 by default.
     #[default]

@@ -316,7 +316,10 @@ mod tests {
         let mut c = sample();
         c.domains[0].devices[0].sip_user = "mallory".into();
         let text = serde_yaml::to_string(&c).unwrap();
-        assert!(matches!(RegistrarConfig::from_yaml(&text), Err(ConfigError::Hash { .. })));
+        assert!(matches!(
+            RegistrarConfig::from_yaml(&text),
+            Err(ConfigError::Hash { .. })
+        ));
     }
 
     #[test]
@@ -330,7 +333,10 @@ mod tests {
     #[test]
     fn lookup_by_domain_and_user() {
         let c = sample();
-        assert_eq!(c.device("example.test", "alice").unwrap().1.id, "default/alice");
+        assert_eq!(
+            c.device("example.test", "alice").unwrap().1.id,
+            "default/alice"
+        );
         assert!(c.device("example.test", "bob").is_none());
         assert!(c.device("other.test", "alice").is_none());
     }

@@ -18,13 +18,38 @@ use serde::{Deserialize, Serialize};
     shortname = "sipdev",
     category = "switchboard",
     doc = "A hardware phone or softphone that registers with the Switchboard registrar.",
-    printcolumn(name = "Assignment", type_ = "string", json_path = ".status.effective.assignment"),
+    printcolumn(
+        name = "Assignment",
+        type_ = "string",
+        json_path = ".status.effective.assignment"
+    ),
     printcolumn(name = "Site", type_ = "string", json_path = ".status.effective.site"),
-    printcolumn(name = "Extension", type_ = "string", json_path = ".status.effective.extension"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.registration.state"),
-    printcolumn(name = "Contact", type_ = "string", json_path = ".status.registration.contacts[0].sourceAddress"),
-    printcolumn(name = "Accepted", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Extension",
+        type_ = "string",
+        json_path = ".status.effective.extension"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.registration.state"
+    ),
+    printcolumn(
+        name = "Contact",
+        type_ = "string",
+        json_path = ".status.registration.contacts[0].sourceAddress"
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SipDeviceSpec {
@@ -81,7 +106,10 @@ impl Assignment {
 impl SipDeviceSpec {
     /// The device's assignment kind (`Unassigned` when none is set).
     pub fn assignment_kind(&self) -> AssignmentKind {
-        self.assignment.as_ref().map(Assignment::kind).unwrap_or_default()
+        self.assignment
+            .as_ref()
+            .map(Assignment::kind)
+            .unwrap_or_default()
     }
 
     /// The site the device belongs to, if assigned.

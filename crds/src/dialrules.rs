@@ -251,7 +251,10 @@ mod tests {
     fn escaped_equals_belongs_to_the_regex() {
         let rules = parse_compact(r"a\=b=c");
         assert_eq!(rules, vec![DialRule::replace(r"a\=b", "c")]);
-        assert_eq!(DialPlan::compile(&rules).unwrap().apply("a=b").unwrap(), "c");
+        assert_eq!(
+            DialPlan::compile(&rules).unwrap().apply("a=b").unwrap(),
+            "c"
+        );
     }
 
     #[test]

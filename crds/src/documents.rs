@@ -113,9 +113,7 @@ impl Document {
         match self {
             Document::Site(r) => with_cel(validation::validate_site(&r.spec), r.as_ref()),
             Document::SipDevice(r) => with_cel(validation::validate_device(&r.spec), r.as_ref()),
-            Document::CallPattern(r) => {
-                with_cel(validation::validate_pattern(&r.spec), r.as_ref())
-            }
+            Document::CallPattern(r) => with_cel(validation::validate_pattern(&r.spec), r.as_ref()),
             Document::SipRegistration(r) => {
                 with_cel(validation::validate_registration(&r.spec), r.as_ref())
             }
@@ -150,6 +148,9 @@ fn with_cel<T: CustomResourceExt + serde::Serialize>(
 }
 
 #[cfg(not(feature = "cel"))]
-fn with_cel<T: CustomResourceExt + serde::Serialize>(errors: Vec<FieldError>, _: &T) -> Vec<FieldError> {
+fn with_cel<T: CustomResourceExt + serde::Serialize>(
+    errors: Vec<FieldError>,
+    _: &T,
+) -> Vec<FieldError> {
     errors
 }

@@ -23,8 +23,17 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Code", type_ = "integer", json_path = ".status.lastStatusCode"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.lastReason"),
-    printcolumn(name = "Replica", type_ = "string", priority = 1, json_path = ".status.replica"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Replica",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.replica"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.port) || !(self.transport == 'TLS' && self.port == 5060) && !(self.transport != 'TLS' && self.port == 5061)").message("port 5060 is for UDP/TCP and 5061 for TLS: transport and port disagree"))]
@@ -47,7 +56,9 @@ pub struct SipRegistrationSpec {
     /// Registrar to send REGISTER to: `host`, `host:port`, optionally `;transport=tcp`; the
     /// AOR's domain when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^(sips?:)?[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;transport=(udp|tcp|tls|UDP|TCP|TLS))?$"))]
+    #[schemars(regex(
+        pattern = r"^(sips?:)?[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;transport=(udp|tcp|tls|UDP|TCP|TLS))?$"
+    ))]
     pub proxy: Option<String>,
     /// Port of the registrar; 5060, or 5061 for TLS, when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,7 +76,9 @@ pub struct SipRegistrationSpec {
     pub subscribe: bool,
     /// Send every request through this proxy (`host[:port]`) rather than to `proxy` directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^(sips?:)?[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;transport=(udp|tcp|tls|UDP|TCP|TLS))?$"))]
+    #[schemars(regex(
+        pattern = r"^(sips?:)?[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;transport=(udp|tcp|tls|UDP|TCP|TLS))?$"
+    ))]
     pub outbound_proxy: Option<String>,
     /// Where calls arriving through this registration go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,7 +221,10 @@ pub fn parse_hostport(
         return Err(format!("port 0 in {raw:?}"));
     }
     Ok(UpstreamTarget {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
         transport,
     })
@@ -220,21 +236,53 @@ mod tests {
 
     #[test]
     fn proxy_with_port_and_transport() {
-        let t = parse_hostport("sip.provider.org:5090;transport=tcp", Transport::Udp, None).unwrap();
-        assert_eq!(t, UpstreamTarget { host: "sip.provider.org".into(), port: 5090, transport: Transport::Tcp });
+        let t =
+            parse_hostport("sip.provider.org:5090;transport=tcp", Transport::Udp, None).unwrap();
+        assert_eq!(
+            t,
+            UpstreamTarget {
+                host: "sip.provider.org".into(),
+                port: 5090,
+                transport: Transport::Tcp
+            }
+        );
     }
 
     #[test]
     fn defaults_follow_transport() {
-        assert_eq!(parse_hostport("pbx.example.com", Transport::Tls, None).unwrap().port, 5061);
-        assert_eq!(parse_hostport("pbx.example.com", Transport::Udp, None).unwrap().port, 5060);
-        assert_eq!(parse_hostport("pbx.example.com", Transport::Udp, Some(5070)).unwrap().port, 5070);
-        assert_eq!(parse_hostport("[::1]:5080", Transport::Udp, None).unwrap().host, "::1");
+        assert_eq!(
+            parse_hostport("pbx.example.com", Transport::Tls, None)
+                .unwrap()
+                .port,
+            5061
+        );
+        assert_eq!(
+            parse_hostport("pbx.example.com", Transport::Udp, None)
+                .unwrap()
+                .port,
+            5060
+        );
+        assert_eq!(
+            parse_hostport("pbx.example.com", Transport::Udp, Some(5070))
+                .unwrap()
+                .port,
+            5070
+        );
+        assert_eq!(
+            parse_hostport("[::1]:5080", Transport::Udp, None)
+                .unwrap()
+                .host,
+            "::1"
+        );
     }
 
     #[test]
     fn bad_proxy_is_explained() {
-        assert!(parse_hostport("host:99999", Transport::Udp, None).unwrap_err().contains("invalid port"));
-        assert!(parse_hostport("host;transport=sctp", Transport::Udp, None).unwrap_err().contains("sctp"));
+        assert!(parse_hostport("host:99999", Transport::Udp, None)
+            .unwrap_err()
+            .contains("invalid port"));
+        assert!(parse_hostport("host;transport=sctp", Transport::Udp, None)
+            .unwrap_err()
+            .contains("sctp"));
     }
 }

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(check(&r, "0079261234567"), Ok(()));
         assert_eq!(check(&r, "+4930123456"), Err(Restricted::International));
         assert_eq!(check(&r, "004930123456"), Err(Restricted::International));
-        assert_eq!(check(&site(None), "+79261234567"), Err(Restricted::International));
+        assert_eq!(
+            check(&site(None), "+79261234567"),
+            Err(Restricted::International)
+        );
         let open = CallRestrictions {
             allow_international: true,
             ..site(Some("7"))
@@ -116,11 +119,15 @@ mod tests {
         let r = site(Some("7"));
         assert_eq!(
             check(&r, "9001234"),
-            Err(Restricted::PremiumRate { prefix: "900".into() })
+            Err(Restricted::PremiumRate {
+                prefix: "900".into()
+            })
         );
         assert_eq!(
             check(&r, "+78091234567"),
-            Err(Restricted::Blocked { prefix: "+7809".into() })
+            Err(Restricted::Blocked {
+                prefix: "+7809".into()
+            })
         );
         let premium_ok = CallRestrictions {
             allow_premium_rate: true,

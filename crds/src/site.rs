@@ -19,14 +19,29 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domain"),
     printcolumn(name = "Extensions", type_ = "string", json_path = ".spec.extensions"),
     printcolumn(name = "Devices", type_ = "integer", json_path = ".status.devices"),
-    printcolumn(name = "Registered", type_ = "integer", json_path = ".status.registered"),
-    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Registered",
+        type_ = "integer",
+        json_path = ".status.registered"
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SiteSpec {
     /// SIP domain and digest realm, e.g. `acme.sip.example.com`.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub domain: String,
     /// Extension range, `FIRST-LAST`, e.g. `1000-1999`.
     #[schemars(regex(pattern = r"^[0-9]{1,8}-[0-9]{1,8}$"))]

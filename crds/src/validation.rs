@@ -134,7 +134,11 @@ pub fn validate_site(spec: &SiteSpec) -> Vec<FieldError> {
         "spec.defaultOutboundCallerId",
         &spec.default_outbound_caller_id,
     );
-    check_restrictions(&mut errors, "spec.callRestrictions", &spec.call_restrictions);
+    check_restrictions(
+        &mut errors,
+        "spec.callRestrictions",
+        &spec.call_restrictions,
+    );
     let mut seen = std::collections::HashSet::new();
     for (i, u) in spec.users.iter().enumerate() {
         if !seen.insert(u.name.as_str()) {
@@ -387,8 +391,14 @@ mod tests {
 
     #[test]
     fn mac_normalisation() {
-        assert_eq!(normalize_mac("00-1A-2B-3C-4D-5E").as_deref(), Some("00:1a:2b:3c:4d:5e"));
-        assert_eq!(normalize_mac("001a2b3c4d5e").as_deref(), Some("00:1a:2b:3c:4d:5e"));
+        assert_eq!(
+            normalize_mac("00-1A-2B-3C-4D-5E").as_deref(),
+            Some("00:1a:2b:3c:4d:5e")
+        );
+        assert_eq!(
+            normalize_mac("001a2b3c4d5e").as_deref(),
+            Some("00:1a:2b:3c:4d:5e")
+        );
         assert_eq!(normalize_mac("00:1a:2b:3c:4d"), None);
         assert_eq!(normalize_mac("zz:1a:2b:3c:4d:5e"), None);
     }

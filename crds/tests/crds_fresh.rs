@@ -5,7 +5,9 @@ use switchboard_crds::manifests::{render_crds, CHART_CRD_DIR};
 
 #[test]
 fn checked_in_crds_are_fresh() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(CHART_CRD_DIR);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(CHART_CRD_DIR);
     for (name, yaml) in render_crds() {
         let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
@@ -23,13 +25,20 @@ fn every_crd_has_status_short_name_and_columns() {
         assert_eq!(crd["spec"]["scope"], "Namespaced", "{name}");
         assert_eq!(crd["spec"]["group"], "sip.switchboard.dev", "{name}");
         assert_eq!(version["name"], "v1alpha1", "{name}");
-        assert!(version["subresources"]["status"].is_mapping(), "{name}: no status subresource");
         assert!(
-            version["additionalPrinterColumns"].as_sequence().is_some_and(|c| c.len() >= 3),
+            version["subresources"]["status"].is_mapping(),
+            "{name}: no status subresource"
+        );
+        assert!(
+            version["additionalPrinterColumns"]
+                .as_sequence()
+                .is_some_and(|c| c.len() >= 3),
             "{name}: printer columns"
         );
         assert!(
-            crd["spec"]["names"]["shortNames"].as_sequence().is_some_and(|s| !s.is_empty()),
+            crd["spec"]["names"]["shortNames"]
+                .as_sequence()
+                .is_some_and(|s| !s.is_empty()),
             "{name}: short names"
         );
     }
@@ -45,7 +54,8 @@ fn schemas_are_structural() {
                 for key in ["oneOf", "anyOf", "allOf"] {
                     if let Some(alts) = m.get(key) {
                         let typed = alts.as_sequence().is_some_and(|alts| {
-                            alts.iter().all(|a| a.get("type").is_none() && a.get("properties").is_none())
+                            alts.iter()
+                                .all(|a| a.get("type").is_none() && a.get("properties").is_none())
                         });
                         if !typed || m.get("type").is_none() {
                             problems.push(format!("{path}: {key} without a type beside it"));
@@ -62,7 +72,11 @@ fn schemas_are_structural() {
                     problems.push(format!("{path}: properties without type"));
                 }
                 for (k, child) in m {
-                    walk(&format!("{path}.{}", k.as_str().unwrap_or("?")), child, problems);
+                    walk(
+                        &format!("{path}.{}", k.as_str().unwrap_or("?")),
+                        child,
+                        problems,
+                    );
                 }
             }
             serde_yaml::Value::Sequence(s) => {
@@ -76,7 +90,11 @@ fn schemas_are_structural() {
     for (name, yaml) in render_crds() {
         let crd: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         let mut problems = Vec::new();
-        walk(name.as_str(), &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut problems);
+        walk(
+            name.as_str(),
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+            &mut problems,
+        );
         assert!(problems.is_empty(), "{problems:#?}");
     }
 }

@@ -41,10 +41,18 @@ fn is_resource_manifest(path: &Path) -> bool {
 #[test]
 fn every_example_is_valid() {
     let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
-    for path in yaml_files(&examples_dir()).into_iter().filter(|p| is_resource_manifest(p)) {
+    for path in yaml_files(&examples_dir())
+        .into_iter()
+        .filter(|p| is_resource_manifest(p))
+    {
         for doc in documents(&path) {
             let errors = doc.validate();
-            assert!(errors.is_empty(), "{}: {}: {errors:?}", path.display(), doc.describe());
+            assert!(
+                errors.is_empty(),
+                "{}: {}: {errors:?}",
+                path.display(),
+                doc.describe()
+            );
             let kind = match doc {
                 Document::Site(_) => "Site",
                 Document::SipDevice(_) => "SipDevice",
@@ -57,9 +65,18 @@ fn every_example_is_valid() {
     }
     // The scenarios of the API: 1 site, 5 devices, 3 dial plans, 4 upstream registrations.
     assert!(kinds.get("Site").copied().unwrap_or(0) >= 1, "{kinds:?}");
-    assert!(kinds.get("SipDevice").copied().unwrap_or(0) >= 5, "{kinds:?}");
-    assert!(kinds.get("CallPattern").copied().unwrap_or(0) >= 2, "{kinds:?}");
-    assert!(kinds.get("SipRegistration").copied().unwrap_or(0) >= 4, "{kinds:?}");
+    assert!(
+        kinds.get("SipDevice").copied().unwrap_or(0) >= 5,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.get("CallPattern").copied().unwrap_or(0) >= 2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.get("SipRegistration").copied().unwrap_or(0) >= 4,
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -104,12 +121,22 @@ fn compact_and_structured_dial_plans_agree() {
 fn cel_rules_catch_what_the_schema_promises() {
     // Two assignments: the CEL rule itself, without the Rust validation.
     let docs = documents(&examples_dir().join("invalid/broken.yaml"));
-    let two = docs.iter().find(|d| d.describe() == "SipDevice/two-assignments").unwrap();
-    let Document::SipDevice(device) = two else { unreachable!() };
+    let two = docs
+        .iter()
+        .find(|d| d.describe() == "SipDevice/two-assignments")
+        .unwrap();
+    let Document::SipDevice(device) = two else {
+        unreachable!()
+    };
     let err = kube::core::cel::validate_cel(device.as_ref()).unwrap_err();
-    assert!(format!("{err:?}").contains("exactly one of site or user"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("exactly one of site or user"),
+        "{err:?}"
+    );
     // A valid device passes the CEL rules.
     let lobby = documents(&examples_dir().join("site-common-area/lobby-phone.yaml"));
-    let Document::SipDevice(device) = &lobby[0] else { panic!("not a device") };
+    let Document::SipDevice(device) = &lobby[0] else {
+        panic!("not a device")
+    };
     kube::core::cel::validate_cel(device.as_ref()).unwrap();
 }
