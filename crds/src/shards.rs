@@ -303,7 +303,10 @@ mod tests {
             .iter()
             .map(|s| to_secret(s, "switchboard"))
             .collect();
-        assert_eq!(secrets[1].metadata.name.as_deref(), Some("switchboard-registrar-config-1"));
+        assert_eq!(
+            secrets[1].metadata.name.as_deref(),
+            Some("switchboard-registrar-config-1")
+        );
         assert_eq!(assemble(&secrets).unwrap(), c);
     }
 
@@ -313,7 +316,10 @@ mod tests {
         let new = config(3_000);
         let mut shards = split(&new, 50_000);
         shards.remove(1);
-        assert!(matches!(join(shards.clone()), Err(JoinError::Incomplete(_))));
+        assert!(matches!(
+            join(shards.clone()),
+            Err(JoinError::Incomplete(_))
+        ));
         shards.push(split(&old, 50_000).remove(0));
         assert!(matches!(join(shards), Err(JoinError::Incomplete(_))));
     }

@@ -1,0 +1,207 @@
+//! Which credential Secrets to write: pure, given the index and a random source.
+//!
+//! - A device or registration without `spec.credentials` whose `<name>-sip-credentials` Secret
+//!   does not exist gets one: `username`, `password`, owned by the resource (garbage-collected
+//!   with it), labelled [`GENERATED_LABEL`].
+//! - Rotation: when the owner's [`ROTATE_ANNOTATION`] differs from the Secret's
+//!   [`ROTATED_FOR_ANNOTATION`], the Secret gets a new password and records the value, so each
+//!   new annotation value rotates exactly once. The new HA1 is in the config published in the
+//!   same pass.
+//! - A device whose `spec.sipUser` changed gets its generated Secret's `username` updated
+//!   (the prefix is kept).
+//!
+//! A Secret of that name the operator did not generate (no label) is never overwritten.
+
+use super::*;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::Resource;
+use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// Why a Secret is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// It did not exist.
+    Generated,
+    /// The rotation annotation changed.
+    Rotated,
+    /// The SIP user changed; the password is kept.
+    Renamed,
+}
+
+impl Reason {
+    /// The Event reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Generated => "CredentialsGenerated",
+            Reason::Rotated => "CredentialsRotated",
+            Reason::Renamed => "CredentialsUpdated",
+        }
+    }
+}
+
+/// Whose Secret it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// A `SipDevice`.
+    Device,
+    /// A `SipRegistration`.
+    Registration,
+}
+
+/// One Secret to write (server-side apply: creates or replaces the operator's fields).
+#[derive(Clone, Debug)]
+pub struct SecretWrite {
+    /// The resource the Secret belongs to.
+    pub owner: ObjectKey,
+    /// Its kind.
+    pub owner_kind: OwnerKind,
+    /// Why.
+    pub reason: Reason,
+    /// The full desired Secret.
+    pub secret: Secret,
+}
+
+/// A new random password.
+pub fn new_password(rng: &mut impl Rng) -> String {
+    Alphanumeric.sample_string(rng, PASSWORD_LEN)
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = &secret.data.as_ref()?.get(key)?.0;
+    String::from_utf8(bytes.clone()).ok()
+}
+
+fn is_generated(secret: &Secret) -> bool {
+    secret.labels().get(GENERATED_LABEL).map(String::as_str) == Some("true")
+}
+
+fn desired<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    username: &str,
+    password: &str,
+    rotated_for: Option<&str>,
+) -> Secret {
+    let mut annotations = BTreeMap::new();
+    if let Some(v) = rotated_for {
+        annotations.insert(ROTATED_FOR_ANNOTATION.to_string(), v.to_string());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(generated_secret_name(
+                &owner.meta().name.clone().unwrap_or_default(),
+            )),
+            namespace: owner.meta().namespace.clone(),
+            labels: Some(BTreeMap::from([(
+                GENERATED_LABEL.to_string(),
+                "true".to_string(),
+            )])),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (
+                USERNAME_KEY.to_string(),
+                ByteString(username.as_bytes().to_vec()),
+            ),
+            (
+                switchboard_crds::common::DEFAULT_PASSWORD_KEY.to_string(),
+                ByteString(password.as_bytes().to_vec()),
+            ),
+        ])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// Plans one owner's Secret, given the user name it should carry.
+fn plan_one<K: Resource<DynamicType = ()>>(
+    index: &Index,
+    owner: &K,
+    owner_kind: OwnerKind,
+    username: impl Fn(Option<&str>) -> String,
+    rng: &mut impl Rng,
+) -> Option<SecretWrite> {
+    let key = ObjectKey::new(
+        owner.meta().namespace.clone().unwrap_or_default(),
+        owner.meta().name.clone().unwrap_or_default(),
+    );
+    let name = generated_secret_name(&key.name);
+    let rotate = owner
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATE_ANNOTATION))
+        .map(String::as_str);
+    let write = |reason, secret| SecretWrite {
+        owner: key.clone(),
+        owner_kind,
+        reason,
+        secret,
+    };
+    let Some(existing) = index.secrets.get(&key.sibling(&name)) else {
+        let user = username(None);
+        return Some(write(
+            Reason::Generated,
+            desired(owner, &user, &new_password(rng), rotate),
+        ));
+    };
+    if !is_generated(existing) {
+        return None;
+    }
+    let stored_user = text(existing, USERNAME_KEY);
+    let user = username(stored_user.as_deref());
+    let done_for = existing
+        .annotations()
+        .get(ROTATED_FOR_ANNOTATION)
+        .map(String::as_str);
+    if rotate.is_some() && rotate != done_for {
+        return Some(write(
+            Reason::Rotated,
+            desired(owner, &user, &new_password(rng), rotate),
+        ));
+    }
+    let password = text(existing, switchboard_crds::common::DEFAULT_PASSWORD_KEY);
+    match password {
+        Some(pw) if !pw.is_empty() => (stored_user.as_deref() != Some(user.as_str()))
+            .then(|| write(Reason::Renamed, desired(owner, &user, &pw, done_for))),
+        // A generated Secret someone emptied: make a new password.
+        _ => Some(write(
+            Reason::Rotated,
+            desired(owner, &user, &new_password(rng), rotate),
+        )),
+    }
+}
+
+/// Every credential Secret write the index calls for, in key order.
+pub fn plan(index: &Index, rng: &mut impl Rng) -> Vec<SecretWrite> {
+    let mut writes = Vec::new();
+    for device in index.devices.values() {
+        if device.spec.credentials.is_none() {
+            let w = plan_one(
+                index,
+                device,
+                OwnerKind::Device,
+                |stored| device_sip_user(device, stored),
+                rng,
+            );
+            writes.extend(w);
+        }
+    }
+    for reg in index.registrations.values() {
+        if reg.spec.credentials.is_none() {
+            let user = reg
+                .spec
+                .auth_username
+                .clone()
+                .unwrap_or_else(|| reg.spec.username.clone());
+            let w = plan_one(index, reg, OwnerKind::Registration, |_| user.clone(), rng);
+            writes.extend(w);
+        }
+    }
+    writes
+}

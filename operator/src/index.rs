@@ -1,0 +1,238 @@
+//! The in-memory index: every Site, SipDevice, CallPattern and SipRegistration, the Secrets
+//! they may reference, and the published config shards, kept up to date from watch events.
+//!
+//! No I/O here: the runtime feeds [`Change`]s in, the reconciler reads a consistent view out.
+//! A kind counts as synced after its first full list; nothing is compiled before every kind is,
+//! so a starting operator never publishes a config that is missing objects it has not seen yet.
+
+use crate::key::ObjectKey;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+use switchboard_crds::shards::{self, CONFIG_LABEL};
+use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
+
+/// What happened to objects of one kind.
+#[derive(Debug, Clone)]
+pub enum Op<K> {
+    /// Created or modified.
+    Apply(K),
+    /// Deleted.
+    Delete(K),
+    /// A full list (after a watch (re)start): replaces everything of the kind.
+    Replace(Vec<K>),
+}
+
+/// A watch event for one of the kinds the operator indexes.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A `Site`.
+    Site(Op<Site>),
+    /// A `SipDevice`.
+    Device(Op<SipDevice>),
+    /// A `CallPattern`.
+    Pattern(Op<CallPattern>),
+    /// A `SipRegistration`.
+    Registration(Op<SipRegistration>),
+    /// A `Secret` (credentials or a config shard).
+    Secret(Op<Secret>),
+}
+
+/// Which kinds have been listed at least once.
+#[derive(Debug, Default, Clone, Copy)]
+struct Synced {
+    sites: bool,
+    devices: bool,
+    patterns: bool,
+    registrations: bool,
+    secrets: bool,
+}
+
+/// Everything the operator knows about the cluster.
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    /// The namespace config shards are published in.
+    pub config_namespace: String,
+    /// Sites by key.
+    pub sites: BTreeMap<ObjectKey, Site>,
+    /// Devices by key.
+    pub devices: BTreeMap<ObjectKey, SipDevice>,
+    /// Call patterns by key.
+    pub patterns: BTreeMap<ObjectKey, CallPattern>,
+    /// Outbound registrations by key.
+    pub registrations: BTreeMap<ObjectKey, SipRegistration>,
+    /// Secrets other than config shards, by key.
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    /// The published config shards, by Secret name.
+    pub shards: BTreeMap<String, Secret>,
+    synced: Synced,
+}
+
+fn apply_op<K: ResourceExt + Clone>(map: &mut BTreeMap<ObjectKey, K>, op: Op<K>) {
+    match op {
+        Op::Apply(obj) => {
+            map.insert(ObjectKey::of(&obj), obj);
+        }
+        Op::Delete(obj) => {
+            map.remove(&ObjectKey::of(&obj));
+        }
+        Op::Replace(objs) => {
+            *map = objs.into_iter().map(|o| (ObjectKey::of(&o), o)).collect();
+        }
+    }
+}
+
+impl Index {
+    /// An empty index publishing into `config_namespace`.
+    pub fn new(config_namespace: impl Into<String>) -> Self {
+        Index {
+            config_namespace: config_namespace.into(),
+            ..Index::default()
+        }
+    }
+
+    /// An index that starts synced (for tests and benchmarks that build it by hand).
+    pub fn synced(config_namespace: impl Into<String>) -> Self {
+        Index {
+            config_namespace: config_namespace.into(),
+            synced: Synced {
+                sites: true,
+                devices: true,
+                patterns: true,
+                registrations: true,
+                secrets: true,
+            },
+            ..Index::default()
+        }
+    }
+
+    /// Whether every kind has been listed once.
+    pub fn is_synced(&self) -> bool {
+        let s = self.synced;
+        s.sites && s.devices && s.patterns && s.registrations && s.secrets
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Site(op) => {
+                self.synced.sites |= matches!(op, Op::Replace(_));
+                apply_op(&mut self.sites, op);
+            }
+            Change::Device(op) => {
+                self.synced.devices |= matches!(op, Op::Replace(_));
+                apply_op(&mut self.devices, op);
+            }
+            Change::Pattern(op) => {
+                self.synced.patterns |= matches!(op, Op::Replace(_));
+                apply_op(&mut self.patterns, op);
+            }
+            Change::Registration(op) => {
+                self.synced.registrations |= matches!(op, Op::Replace(_));
+                apply_op(&mut self.registrations, op);
+            }
+            Change::Secret(op) => {
+                self.synced.secrets |= matches!(op, Op::Replace(_));
+                self.apply_secret(op);
+            }
+        }
+    }
+
+    fn is_shard(&self, s: &Secret) -> bool {
+        s.namespace().as_deref() == Some(self.config_namespace.as_str())
+            && s.labels().get(CONFIG_LABEL).map(String::as_str) == Some("true")
+    }
+
+    fn apply_secret(&mut self, op: Op<Secret>) {
+        match op {
+            Op::Apply(s) if self.is_shard(&s) => {
+                self.shards.insert(s.name_any(), s);
+            }
+            Op::Delete(s) if self.is_shard(&s) => {
+                self.shards.remove(&s.name_any());
+            }
+            Op::Replace(all) => {
+                let (shards, others): (Vec<_>, Vec<_>) =
+                    all.into_iter().partition(|s| self.is_shard(s));
+                self.shards = shards.into_iter().map(|s| (s.name_any(), s)).collect();
+                apply_op(&mut self.secrets, Op::Replace(others));
+            }
+            op => apply_op(&mut self.secrets, op),
+        }
+    }
+
+    /// The hash every published shard carries, if they agree and form a complete set.
+    pub fn published_hash(&self) -> Option<String> {
+        let parsed: Vec<_> = self
+            .shards
+            .values()
+            .map(shards::from_secret)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let first = parsed.first()?;
+        let complete = parsed.len() == first.count
+            && parsed
+                .iter()
+                .all(|s| s.hash == first.hash && s.count == first.count);
+        complete.then(|| first.hash.clone())
+    }
+
+    /// A Secret's value by key, if the Secret and key exist.
+    pub fn secret_value(&self, key: &ObjectKey, data_key: &str) -> Option<&[u8]> {
+        self.secrets
+            .get(key)?
+            .data
+            .as_ref()?
+            .get(data_key)
+            .map(|b| b.0.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn secret(ns: &str, name: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn synced_only_after_every_kind_is_listed() {
+        let mut index = Index::new("switchboard");
+        assert!(!index.is_synced());
+        index.apply(Change::Site(Op::Replace(vec![])));
+        index.apply(Change::Device(Op::Replace(vec![])));
+        index.apply(Change::Pattern(Op::Replace(vec![])));
+        index.apply(Change::Registration(Op::Replace(vec![])));
+        assert!(!index.is_synced());
+        index.apply(Change::Secret(Op::Replace(vec![])));
+        assert!(index.is_synced());
+    }
+
+    #[test]
+    fn shards_are_kept_apart_from_credentials() {
+        let mut index = Index::synced("switchboard");
+        let config = switchboard_crds::config::RegistrarConfig::default().seal();
+        let shard = shards::to_secret(&shards::split(&config, 1000)[0], "switchboard");
+        let mut foreign = shard.clone();
+        foreign.metadata.namespace = Some("elsewhere".into());
+        index.apply(Change::Secret(Op::Apply(shard.clone())));
+        index.apply(Change::Secret(Op::Apply(foreign)));
+        index.apply(Change::Secret(Op::Apply(secret("acme", "creds"))));
+        assert_eq!(index.shards.len(), 1);
+        assert_eq!(index.secrets.len(), 2);
+        assert_eq!(index.published_hash(), Some(config.hash.clone()));
+        index.apply(Change::Secret(Op::Delete(shard)));
+        assert_eq!(index.published_hash(), None);
+        index.apply(Change::Secret(Op::Delete(secret("acme", "creds"))));
+        assert_eq!(index.secrets.len(), 1);
+    }
+}
