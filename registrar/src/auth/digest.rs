@@ -1,0 +1,337 @@
+//! HTTP digest as SIP uses it (RFC 2617, RFC 7616, RFC 8760): the `Authorization` header
+//! parser, the response computation from a stored HA1, and the `WWW-Authenticate` challenge.
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A digest algorithm this registrar offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// RFC 2617's MD5.
+    Md5,
+    /// RFC 8760's SHA-256.
+    Sha256,
+}
+
+impl Algorithm {
+    /// The `algorithm=` token.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// Reads an `algorithm=` token (case-insensitive); `-sess` variants are not offered.
+    pub fn from_name(s: &str) -> Option<Algorithm> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if s.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// Hex digest of `data`.
+    pub fn hex(self, data: &[u8]) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(Md5::digest(data)),
+            Algorithm::Sha256 => hex::encode(Sha256::digest(data)),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses a comma-separated algorithm list such as `SHA-256,MD5` (order kept, no duplicates).
+pub fn parse_algorithms(s: &str) -> Result<Vec<Algorithm>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let a = Algorithm::from_name(part)
+            .ok_or_else(|| format!("unknown digest algorithm {part:?}"))?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    if out.is_empty() {
+        return Err("no digest algorithm given".into());
+    }
+    Ok(out)
+}
+
+/// The parameters of an `Authorization: Digest …` header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// `username`.
+    pub username: String,
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `uri`.
+    pub uri: String,
+    /// `response`.
+    pub response: String,
+    /// `algorithm` (absent means MD5).
+    pub algorithm: Option<String>,
+    /// `cnonce`.
+    pub cnonce: Option<String>,
+    /// `qop`.
+    pub qop: Option<String>,
+    /// `nc`, as written (8 hex digits).
+    pub nc: Option<String>,
+    /// `opaque`.
+    pub opaque: Option<String>,
+}
+
+impl Credentials {
+    /// Parses the value of an Authorization header; `None` unless it is Digest with at least
+    /// username, realm, nonce, uri and response.
+    pub fn parse(value: &str) -> Option<Credentials> {
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let mut c = Credentials::default();
+        let (mut has_user, mut has_realm, mut has_nonce, mut has_uri, mut has_resp) =
+            (false, false, false, false, false);
+        for (name, val) in auth_params(rest)? {
+            match name.to_ascii_lowercase().as_str() {
+                "username" => {
+                    c.username = val;
+                    has_user = true
+                }
+                "realm" => {
+                    c.realm = val;
+                    has_realm = true
+                }
+                "nonce" => {
+                    c.nonce = val;
+                    has_nonce = true
+                }
+                "uri" => {
+                    c.uri = val;
+                    has_uri = true
+                }
+                "response" => {
+                    c.response = val;
+                    has_resp = true
+                }
+                "algorithm" => c.algorithm = Some(val),
+                "cnonce" => c.cnonce = Some(val),
+                "qop" => c.qop = Some(val),
+                "nc" => c.nc = Some(val),
+                "opaque" => c.opaque = Some(val),
+                _ => {}
+            }
+        }
+        (has_user && has_realm && has_nonce && has_uri && has_resp).then_some(c)
+    }
+
+    /// The algorithm asked for (`MD5` when absent); `None` if it is not one this build knows.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match &self.algorithm {
+            None => Some(Algorithm::Md5),
+            Some(a) => Algorithm::from_name(a),
+        }
+    }
+}
+
+/// Splits `a=b, c="d, e"` into pairs, unquoting (and unescaping) quoted values. `None` when a
+/// quoted string is unterminated or a parameter has no `=`.
+fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && out.len() < 32 {
+        while i < bytes.len() && (bytes[i] == b',' || bytes[i].is_ascii_whitespace()) {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+        let name_start = i;
+        while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b',' {
+            i += 1;
+        }
+        if i >= bytes.len() || bytes[i] != b'=' {
+            return None;
+        }
+        let name = s[name_start..i].trim().to_string();
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut val = String::new();
+        if i < bytes.len() && bytes[i] == b'"' {
+            i += 1;
+            let mut closed = false;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' if i + 1 < bytes.len() => {
+                        val.push(bytes[i + 1] as char);
+                        i += 2;
+                    }
+                    b'"' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    _ => {
+                        // Push whole UTF-8 characters.
+                        let ch_len = utf8_len(bytes[i]);
+                        let end = (i + ch_len).min(bytes.len());
+                        val.push_str(std::str::from_utf8(&bytes[i..end]).ok()?);
+                        i = end;
+                    }
+                }
+            }
+            if !closed {
+                return None;
+            }
+        } else {
+            let start = i;
+            while i < bytes.len() && bytes[i] != b',' {
+                i += 1;
+            }
+            val = s[start..i].trim().to_string();
+        }
+        out.push((name, val));
+    }
+    Some(out)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+/// The expected `response` for credentials, from the stored HA1 (RFC 2617 §3.2.2.1, with
+/// `qop=auth`; RFC 7616 §3.4.1 for SHA-256).
+#[allow(clippy::too_many_arguments)]
+pub fn expected_response(
+    algorithm: Algorithm,
+    ha1_hex: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: Option<&str>,
+    cnonce: Option<&str>,
+    qop: Option<&str>,
+) -> String {
+    let ha2 = algorithm.hex(format!("{method}:{uri}").as_bytes());
+    match (qop, nc, cnonce) {
+        (Some(qop), Some(nc), Some(cnonce)) => {
+            algorithm.hex(format!("{ha1_hex}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}").as_bytes())
+        }
+        _ => algorithm.hex(format!("{ha1_hex}:{nonce}:{ha2}").as_bytes()),
+    }
+}
+
+/// A `WWW-Authenticate` value.
+pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
+    let mut s = format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+        algorithm.name()
+    );
+    if stale {
+        s.push_str(", stale=true");
+    }
+    s
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_crds::config::ha1;
+
+    /// RFC 2617 §3.5.
+    #[test]
+    fn rfc2617_mufasa() {
+        let (ha1_md5, _) = ha1("Mufasa", "testrealm@host.com", "Circle Of Life");
+        let r = expected_response(
+            Algorithm::Md5,
+            &ha1_md5,
+            "GET",
+            "/dir/index.html",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            Some("00000001"),
+            Some("0a4f113b"),
+            Some("auth"),
+        );
+        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    }
+
+    /// RFC 7616 §3.9.1 (SHA-256 of the same exchange).
+    #[test]
+    fn rfc7616_sha256() {
+        let (_, ha1_sha) = ha1("Mufasa", "http-auth@example.org", "Circle of Life");
+        let r = expected_response(
+            Algorithm::Sha256,
+            &ha1_sha,
+            "GET",
+            "/dir/index.html",
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+            Some("00000001"),
+            Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"),
+            Some("auth"),
+        );
+        assert_eq!(
+            r,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+    }
+
+    #[test]
+    fn parses_authorization() {
+        let c = Credentials::parse(
+            "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"dcd98b\", \
+             uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
+             response=\"6629fae49393a05397450978507c4ef1\", opaque=\"5ccc, 069c\", algorithm=SHA-256",
+        )
+        .unwrap();
+        assert_eq!(c.username, "Mufasa");
+        assert_eq!(c.nc.as_deref(), Some("00000001"));
+        assert_eq!(c.opaque.as_deref(), Some("5ccc, 069c"));
+        assert_eq!(c.algorithm(), Some(Algorithm::Sha256));
+        assert!(Credentials::parse("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").is_none());
+        assert!(Credentials::parse("Digest username=\"a").is_none());
+        assert!(Credentials::parse("Digest username=a, realm=b").is_none());
+        assert!(Credentials::parse("Digest garbage").is_none());
+        assert!(Credentials::parse("Digest").is_none());
+    }
+
+    #[test]
+    fn challenge_text() {
+        assert_eq!(
+            challenge("a.test", "N", Algorithm::Sha256, true),
+            "Digest realm=\"a.test\", nonce=\"N\", algorithm=SHA-256, qop=\"auth\", stale=true"
+        );
+        assert_eq!(
+            parse_algorithms("sha-256, MD5,md5").unwrap(),
+            vec![Algorithm::Sha256, Algorithm::Md5]
+        );
+        assert!(parse_algorithms("sha-512").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! Nonce-count replay protection: the highest `nc` seen per nonce, in a bounded map.
+//!
+//! Entries are kept in two generations per shard, rotated every nonce lifetime: an entry lives
+//! at least one lifetime after its last use, which is as long as its nonce can be fresh, so a
+//! replay inside a nonce's lifetime is always caught. Only requests whose digest verified are
+//! recorded, so only authenticated clients can grow the map; past `capacity` a shard rotates
+//! early (its oldest generation is forgotten) rather than grow without bound.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+const SHARDS: usize = 16;
+
+struct Shard {
+    current: HashMap<String, u32>,
+    previous: HashMap<String, u32>,
+    rotated_at: u64,
+}
+
+/// Highest nonce-count per nonce.
+pub struct NonceCounts {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    ttl_secs: u64,
+    per_shard_cap: usize,
+}
+
+impl NonceCounts {
+    /// A map that remembers a nonce for at least `ttl_secs` after its last use, holding up to
+    /// about `capacity` nonces.
+    pub fn new(ttl_secs: u64, capacity: usize) -> NonceCounts {
+        NonceCounts {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        current: HashMap::new(),
+                        previous: HashMap::new(),
+                        rotated_at: 0,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            ttl_secs: ttl_secs.max(1),
+            per_shard_cap: (capacity / SHARDS).max(16),
+        }
+    }
+
+    /// Records `nc` for `nonce` if it is higher than any seen; `false` means a replay.
+    pub fn record(&self, nonce: &str, nc: u32, now_secs: u64) -> bool {
+        let i = (self.hasher.hash_one(nonce) as usize) % SHARDS;
+        let mut s = self.shards[i].lock();
+        if now_secs.saturating_sub(s.rotated_at) >= self.ttl_secs
+            || s.current.len() >= self.per_shard_cap
+        {
+            s.previous = std::mem::take(&mut s.current);
+            s.rotated_at = now_secs;
+        }
+        let seen = s
+            .current
+            .get(nonce)
+            .or_else(|| s.previous.get(nonce))
+            .copied()
+            .unwrap_or(0);
+        if nc <= seen {
+            return false;
+        }
+        s.previous.remove(nonce);
+        s.current.insert(nonce.to_string(), nc);
+        true
+    }
+
+    /// Nonces remembered (both generations).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.current.len() + s.previous.len()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increasing_counts_pass_replays_fail() {
+        let m = NonceCounts::new(300, 1000);
+        assert!(m.record("n1", 1, 0));
+        assert!(!m.record("n1", 1, 1));
+        assert!(m.record("n1", 2, 2));
+        assert!(m.record("n1", 5, 3));
+        assert!(!m.record("n1", 4, 4));
+        assert!(m.record("n2", 1, 4));
+    }
+
+    #[test]
+    fn remembered_for_a_lifetime_after_last_use() {
+        let m = NonceCounts::new(300, 1000);
+        assert!(m.record("n", 1, 0));
+        assert!(!m.record("n", 1, 299));
+        assert!(!m.record("n", 1, 450)); // rotated once: still in the previous generation
+        assert!(m.record("n", 2, 500)); // moved to the current generation
+        assert!(!m.record("n", 2, 700));
+        assert!(m.record("other", 1, 1300)); // two rotations later "n" is forgotten
+        assert!(m.record("other", 2, 1700));
+        assert!(m.len() <= 2);
+    }
+
+    #[test]
+    fn bounded() {
+        let m = NonceCounts::new(300, 160);
+        for i in 0..10_000 {
+            assert!(m.record(&format!("n{i}"), 1, 0));
+        }
+        assert!(m.len() <= 2 * SHARDS * m.per_shard_cap);
+    }
+}

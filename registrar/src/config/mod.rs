@@ -1,0 +1,166 @@
+//! The registrar's config: one [`RegistrarConfig`] (the operator's compiled format), swapped
+//! atomically while requests run.
+//!
+//! [`ConfigHandle`] holds the current config behind an `ArcSwap`, so a request reads it with one
+//! atomic load and a reload never waits for requests; a generation counter and a `watch`
+//! channel tell the runtime a new config arrived (it then drops the bindings of removed
+//! devices). Sources feed it through [`ConfigHandle::replace`]: [`file`] (standalone, with
+//! reload on change and SIGHUP) and, later, a Kubernetes Secret watcher.
+
+pub mod file;
+
+use crate::auth::nonce::NonceKey;
+use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use switchboard_crds::config::RegistrarConfig;
+use tokio::sync::watch;
+
+/// The standalone config compiled into the binary (`examples/registrar/standalone.yaml`).
+pub const EMBEDDED: &str = include_str!("../../../examples/registrar/standalone.yaml");
+
+/// A config in force, with what is derived from it once.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The config.
+    pub config: RegistrarConfig,
+    /// 1 for the first config loaded, +1 per replacement.
+    pub generation: u64,
+    /// The nonce key (the config's `nonceKey`, or the process's random key).
+    pub nonce_key: NonceKey,
+    /// Number of devices across domains.
+    pub devices: usize,
+}
+
+/// The current config, shared by every task.
+pub struct ConfigHandle {
+    current: ArcSwapOption<Loaded>,
+    generation: AtomicU64,
+    notify: watch::Sender<u64>,
+    random_key: NonceKey,
+}
+
+impl Default for ConfigHandle {
+    fn default() -> Self {
+        ConfigHandle::new()
+    }
+}
+
+impl ConfigHandle {
+    /// A handle with no config yet (not ready).
+    pub fn new() -> ConfigHandle {
+        let key: [u8; 32] = rand::random();
+        ConfigHandle {
+            current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            notify: watch::channel(0).0,
+            random_key: NonceKey::new(&key),
+        }
+    }
+
+    /// Puts a new config in force; returns its generation. Requests already running finish on
+    /// the config they started with.
+    pub fn replace(&self, config: RegistrarConfig) -> u64 {
+        let config = normalize(config);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let nonce_key = match config.nonce_key.as_deref() {
+            Some(k) if !k.is_empty() => NonceKey::from_config(k),
+            _ => self.random_key.clone(),
+        };
+        let devices = config.domains.iter().map(|d| d.devices.len()).sum();
+        self.current.store(Some(Arc::new(Loaded {
+            config,
+            generation,
+            nonce_key,
+            devices,
+        })));
+        self.notify.send_replace(generation);
+        generation
+    }
+
+    /// The config in force, if any.
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// Whether a config has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// A receiver that sees the generation of every new config.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+}
+
+/// Puts the lists into canonical order (device lookups binary-search them); a hand-written
+/// config in another order is sorted and resealed.
+pub fn normalize(config: RegistrarConfig) -> RegistrarConfig {
+    let mut sorted = config.clone();
+    sorted.canonicalize();
+    if sorted == config {
+        config
+    } else {
+        sorted.seal()
+    }
+}
+
+/// The embedded standalone config.
+pub fn embedded() -> RegistrarConfig {
+    normalize(RegistrarConfig::from_yaml(EMBEDDED).expect("the embedded config parses"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_crds::config::ha1;
+
+    /// The passwords documented in `examples/registrar/standalone.yaml`.
+    const DEMO: [(&str, &str); 3] = [
+        ("1001", "switchboard-1001"),
+        ("1002", "switchboard-1002"),
+        ("1003", "switchboard-1003"),
+    ];
+
+    #[test]
+    fn embedded_ha1s_match_the_documented_passwords() {
+        let c = embedded();
+        let d = c.domain("switchboard.local").expect("demo domain");
+        assert_eq!(d.devices.len(), DEMO.len());
+        for (user, password) in DEMO {
+            let (_, dev) = c.device("switchboard.local", user).expect("demo device");
+            let (md5, sha) = ha1(user, "switchboard.local", password);
+            assert_eq!(dev.ha1_md5, md5, "MD5 HA1 of {user}");
+            assert_eq!(dev.ha1_sha256, sha, "SHA-256 HA1 of {user}");
+        }
+        for (user, _) in DEMO {
+            assert!(
+                EMBEDDED.contains(&format!("{user} / switchboard-{user}")),
+                "the password of {user} is documented in the file"
+            );
+        }
+    }
+
+    #[test]
+    fn replace_bumps_generation_and_notifies() {
+        let h = ConfigHandle::new();
+        assert!(!h.is_loaded());
+        let mut rx = h.subscribe();
+        assert_eq!(h.replace(embedded()), 1);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 1);
+        assert_eq!(h.replace(embedded()), 2);
+        assert_eq!(h.current().unwrap().generation, 2);
+        assert_eq!(h.current().unwrap().devices, 3);
+    }
+
+    #[test]
+    fn unsorted_configs_are_sorted() {
+        let mut c = embedded();
+        c.domains[0].devices.reverse();
+        let n = normalize(c);
+        assert!(n.device("switchboard.local", "1001").is_some());
+        assert!(n.device("switchboard.local", "1003").is_some());
+    }
+}

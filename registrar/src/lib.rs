@@ -1,0 +1,31 @@
+//! Switchboard's SIP registrar.
+//!
+//! The modules read like Kamailio's split, each with a narrow interface, pure logic apart from
+//! I/O so that the logic is unit-tested without a network:
+//!
+//! | module | what it is |
+//! | --- | --- |
+//! | [`message`] | SIP parsing (rsip underneath), header readers, response building |
+//! | [`transport`] | UDP, TCP and TLS listeners, stream framing, `received`/`rport` (RFC 3581) |
+//! | [`transaction`] | the response cache that absorbs retransmissions |
+//! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |
+//! | [`location`] | the location store trait and its in-memory implementation |
+//! | [`registrar`] | REGISTER processing (RFC 3261 §10.3) as a pure function, and change events |
+//! | [`service`] | the request dispatcher that wires the above per request |
+//! | [`config`] | the hot-swappable compiled config, from a file (or, later, Kubernetes) |
+//! | [`metrics`], [`http`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz`, `/debug/bindings` |
+//! | [`server`] | the runtime: binds sockets, spawns tasks, shuts down gracefully |
+//! | [`cli`] | command-line options and the `ha1` helper |
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod location;
+pub mod message;
+pub mod metrics;
+pub mod registrar;
+pub mod server;
+pub mod service;
+pub mod transaction;
+pub mod transport;

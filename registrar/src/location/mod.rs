@@ -1,0 +1,149 @@
+//! The location store: the one place bindings live.
+//!
+//! Bindings are kept per AOR, the device id (`namespace/name` of the SipDevice), so a device's
+//! bindings follow the device through config reloads and are dropped when it is removed.
+//!
+//! **Why boxed futures.** The store will get a Redis implementation, so its methods are async.
+//! The registrar holds it as `Arc<dyn LocationStore>` (picked at start-up from the options),
+//! and `async fn` in traits is not object-safe, so each method returns a [`StoreFuture`] — a
+//! boxed future, the same shape `async-trait` generates, without the macro. The allocation per
+//! call is noise next to a network round trip, and the in-memory store's futures are ready at
+//! once.
+//!
+//! **Atomic updates.** A REGISTER is decided from the AOR's current bindings, so the store takes
+//! the decision as a closure ([`LocationStore::update`]) and runs it under the AOR's lock (memory)
+//! or inside an optimistic transaction that may call it again on conflict (Redis `WATCH`/`MULTI`).
+//! The closure is therefore `FnMut` and must be a pure function of the bindings it is given.
+
+pub mod memory;
+
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+
+pub use memory::MemoryStore;
+
+/// A future returned by the store.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store failure (the memory store never fails; a networked one can).
+#[derive(Debug, thiserror::Error)]
+#[error("location store: {0}")]
+pub struct StoreError(pub String);
+
+/// One registered contact of an AOR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    /// The contact URI.
+    pub contact: String,
+    /// q-value in thousandths, if the phone gave one.
+    pub q: Option<u16>,
+    /// When the binding lapses.
+    #[serde(serialize_with = "unix_secs")]
+    pub expires_at: SystemTime,
+    /// When this contact was first bound.
+    #[serde(serialize_with = "unix_secs")]
+    pub registered_at: SystemTime,
+    /// When this contact was last refreshed.
+    #[serde(serialize_with = "unix_secs")]
+    pub updated_at: SystemTime,
+    /// Call-ID of the REGISTER that last wrote it.
+    pub call_id: String,
+    /// CSeq of the REGISTER that last wrote it.
+    pub cseq: u32,
+    /// Where that REGISTER came from (after NAT: the packet's source).
+    pub source: SocketAddr,
+    /// Transport it came over.
+    pub transport: Transport,
+    /// The phone's User-Agent.
+    pub user_agent: Option<String>,
+    /// The registrar replica holding the flow (its connection or NAT pinhole).
+    pub replica: String,
+}
+
+fn unix_secs<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+impl Binding {
+    /// Whether the binding is still live at `now`.
+    pub fn is_live(&self, now: SystemTime) -> bool {
+        self.expires_at > now
+    }
+
+    /// Seconds left at `now`, rounded down (0 when lapsed).
+    pub fn remaining(&self, now: SystemTime) -> u32 {
+        self.expires_at
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .as_secs()
+            .min(u32::MAX as u64) as u32
+    }
+}
+
+/// An AOR's bindings before and after an update.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// Live bindings before.
+    pub before: Vec<Binding>,
+    /// Live bindings after (the same as `before` when the closure changed nothing).
+    pub after: Vec<Binding>,
+}
+
+/// Bindings that lapsed in a sweep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    /// The AOR.
+    pub aor: String,
+    /// The bindings that lapsed.
+    pub expired: Vec<Binding>,
+    /// The AOR's bindings still live.
+    pub remaining: Vec<Binding>,
+}
+
+/// Counts for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// AORs with at least one live binding.
+    pub aors: usize,
+    /// Live bindings.
+    pub bindings: usize,
+}
+
+/// The decision run by [`LocationStore::update`]: given the live bindings, the new set, or
+/// `None` to leave them as they are.
+pub type Decide<'a> = dyn FnMut(&[Binding]) -> Option<Vec<Binding>> + Send + 'a;
+
+/// Where bindings live.
+pub trait LocationStore: Send + Sync + 'static {
+    /// The live bindings of an AOR.
+    fn lookup<'a>(&'a self, aor: &'a str, now: SystemTime) -> StoreFuture<'a, Vec<Binding>>;
+
+    /// Atomically replaces an AOR's bindings with what `decide` returns for the live ones.
+    fn update<'a>(
+        &'a self,
+        aor: &'a str,
+        now: SystemTime,
+        decide: &'a mut Decide<'_>,
+    ) -> StoreFuture<'a, Update>;
+
+    /// Removes lapsed bindings and says which went.
+    fn expire(&self, now: SystemTime) -> StoreFuture<'_, Vec<Expired>>;
+
+    /// Drops every AOR for which `keep` is false (devices removed from the config); returns how
+    /// many AORs went.
+    fn retain<'a>(
+        &'a self,
+        keep: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    ) -> StoreFuture<'a, usize>;
+
+    /// All live bindings, by AOR, sorted by AOR.
+    fn snapshot(&self, now: SystemTime) -> StoreFuture<'_, Vec<(String, Vec<Binding>)>>;
+
+    /// Counts.
+    fn stats(&self, now: SystemTime) -> StoreFuture<'_, StoreStats>;
+}

@@ -1,0 +1,585 @@
+//! Parsers for header values: Via, name-addr (From/To/Contact), Contact lists, CSeq, Expires
+//! and q-values. Each takes the untyped text and returns `None` when it cannot be read.
+
+use switchboard_crds::common::Transport;
+
+/// Splits a header value on commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0u32;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `name[=value]` parameters after `;`, in order; names lower-cased.
+pub fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (
+                n.trim().to_ascii_lowercase(),
+                Some(v.trim().trim_matches('"').to_string()),
+            ),
+            None => (p.to_ascii_lowercase(), None),
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_deref())
+}
+
+/// A `name-addr` or `addr-spec` with its header parameters (RFC 3261 §20.10, §25.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted, if any.
+    pub display: Option<String>,
+    /// The URI inside `<>`, or the bare addr-spec.
+    pub uri: String,
+    /// Header parameters (after `>`, or after the addr-spec's first `;`).
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl NameAddr {
+    /// Parses one name-addr / addr-spec.
+    pub fn parse(s: &str) -> Option<NameAddr> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        let mut display = None;
+        let mut rest = s;
+        if let Some(after) = rest.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in after.char_indices() {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    end = Some(i);
+                    break;
+                }
+            }
+            let end = end?;
+            display = Some(after[..end].to_string());
+            rest = after[end + 1..].trim_start();
+            if !rest.starts_with('<') {
+                return None;
+            }
+        }
+        if let Some(lt) = rest.find('<') {
+            let before = rest[..lt].trim();
+            if display.is_none() && !before.is_empty() {
+                display = Some(before.to_string());
+            }
+            let gt = rest[lt..].find('>')? + lt;
+            let uri = rest[lt + 1..gt].trim();
+            if uri.is_empty() || uri.contains('<') {
+                return None;
+            }
+            Some(NameAddr {
+                display,
+                uri: uri.to_string(),
+                params: parse_params(&rest[gt + 1..]),
+            })
+        } else {
+            if rest.contains('>') || rest.contains(' ') {
+                return None;
+            }
+            let (uri, params) = match rest.split_once(';') {
+                Some((u, p)) => (u, parse_params(p)),
+                None => (rest, Vec::new()),
+            };
+            if uri.is_empty() {
+                return None;
+            }
+            Some(NameAddr {
+                display,
+                uri: uri.to_string(),
+                params,
+            })
+        }
+    }
+
+    /// A header parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        param(&self.params, name)
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").flatten()
+    }
+}
+
+/// The parts of a `sip:`/`sips:` URI the registrar needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipUri {
+    /// `sip` or `sips`.
+    pub scheme: String,
+    /// User part, if any.
+    pub user: Option<String>,
+    /// Host, lower-cased; IPv6 without brackets.
+    pub host: String,
+    /// Port, if given.
+    pub port: Option<u16>,
+    /// URI parameters.
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl SipUri {
+    /// Parses `sip:user:pw@host:port;params?headers`.
+    pub fn parse(s: &str) -> Option<SipUri> {
+        let (scheme, rest) = s.trim().split_once(':')?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "sip" && scheme != "sips" {
+            return None;
+        }
+        let rest = rest.split('?').next().unwrap_or("");
+        let (userinfo, hostpart) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let user = userinfo
+            .map(|u| u.split(':').next().unwrap_or("").to_string())
+            .filter(|u| !u.is_empty());
+        let (hostport, params) = match hostpart.split_once(';') {
+            Some((h, p)) => (h, parse_params(p)),
+            None => (hostpart, Vec::new()),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        Some(SipUri {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// The `transport` parameter.
+    pub fn transport(&self) -> Option<Transport> {
+        param(&self.params, "transport")
+            .flatten()
+            .and_then(Transport::from_sip_param)
+    }
+}
+
+/// Splits `host[:port]` / `[v6][:port]`, lower-casing the host. `None` if malformed.
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host.to_ascii_lowercase(), port));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse().ok()?)),
+        None => (s, None),
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// The first (topmost) Via of a Via header value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// `UDP`, `TCP`, `TLS`, … as written, upper-cased.
+    pub transport: String,
+    /// sent-by host (IPv6 without brackets).
+    pub host: String,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters in order (branch, rport, received, …).
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl Via {
+    /// Parses the first via-parm of a Via header value.
+    pub fn parse_first(value: &str) -> Option<Via> {
+        let first = split_list(value).into_iter().next()?;
+        let (proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
+        let mut proto_parts = proto.split('/');
+        let (Some(name), Some(version), Some(transport), None) = (
+            proto_parts.next(),
+            proto_parts.next(),
+            proto_parts.next(),
+            proto_parts.next(),
+        ) else {
+            return None;
+        };
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+            return None;
+        }
+        let transport = transport.trim().to_ascii_uppercase();
+        if transport.is_empty() {
+            return None;
+        }
+        let rest = rest.trim();
+        let (sent_by, params) = match rest.split_once(';') {
+            Some((s, p)) => (s, parse_params(p)),
+            None => (rest, Vec::new()),
+        };
+        let (host, port) = split_host_port(sent_by)?;
+        Some(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// A parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        param(&self.params, name)
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+
+    /// Writes the via-parm back, e.g. after `received`/`rport` were set.
+    pub fn to_header_value(&self) -> String {
+        let mut s = format!("SIP/2.0/{} ", self.transport);
+        if self.host.contains(':') {
+            s.push('[');
+            s.push_str(&self.host);
+            s.push(']');
+        } else {
+            s.push_str(&self.host);
+        }
+        if let Some(p) = self.port {
+            s.push(':');
+            s.push_str(&p.to_string());
+        }
+        for (n, v) in &self.params {
+            s.push(';');
+            s.push_str(n);
+            if let Some(v) = v {
+                s.push('=');
+                s.push_str(v);
+            }
+        }
+        s
+    }
+
+    /// Sets (or replaces) a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        match self.params.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = value,
+            None => self.params.push((name.to_string(), value)),
+        }
+    }
+}
+
+/// Parses `CSeq: 123 METHOD`.
+pub fn parse_cseq(value: &str) -> Option<(u32, &str)> {
+    let mut it = value.split_ascii_whitespace();
+    let n = it.next()?.parse::<u32>().ok()?;
+    let m = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((n, m))
+}
+
+/// Parses a delta-seconds Expires value; values above 2³²−1 are taken as 2³²−1 (RFC 3261
+/// §20.19 / §10.2.1.1 leaves big values to the registrar, which clamps them anyway).
+pub fn parse_expires(value: &str) -> Option<u32> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        v.parse::<u64>()
+            .map_or(u32::MAX, |n| n.min(u32::MAX as u64) as u32),
+    )
+}
+
+/// Parses a q-value (`0`…`1` with up to three decimals) into thousandths.
+pub fn parse_q(value: &str) -> Option<u16> {
+    let v = value.trim();
+    let (int, frac) = match v.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (v, ""),
+    };
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut thousandths: u16 = match int {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    let mut scale = 100;
+    for b in frac.bytes() {
+        thousandths += (b - b'0') as u16 * scale;
+        scale /= 10;
+    }
+    (thousandths <= 1000).then_some(thousandths)
+}
+
+/// One contact of a REGISTER.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactSpec {
+    /// The contact URI.
+    pub uri: String,
+    /// q-value in thousandths.
+    pub q: Option<u16>,
+    /// The `expires` parameter.
+    pub expires: Option<u32>,
+}
+
+/// A REGISTER's Contact headers taken together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contacts {
+    /// No Contact header: a query for the current bindings.
+    None,
+    /// `Contact: *`.
+    Star,
+    /// One or more contacts.
+    List(Vec<ContactSpec>),
+}
+
+/// Why a Contact header was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ContactError {
+    /// Not a name-addr.
+    #[error("Bad Contact")]
+    Syntax,
+    /// `*` together with other contacts.
+    #[error("Contact * Must Be Alone")]
+    StarWithOthers,
+    /// A q-value out of range.
+    #[error("Bad q-value")]
+    BadQ,
+    /// An expires parameter that is not delta-seconds.
+    #[error("Bad expires Parameter")]
+    BadExpires,
+}
+
+/// Reads all Contact header values of a request.
+pub fn parse_contacts_all<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Result<Contacts, ContactError> {
+    let mut star = false;
+    let mut list = Vec::new();
+    for v in values {
+        match parse_contacts(v)? {
+            Contacts::None => {}
+            Contacts::Star => {
+                if star {
+                    return Err(ContactError::StarWithOthers);
+                }
+                star = true
+            }
+            Contacts::List(mut l) => list.append(&mut l),
+        }
+        if list.len() > 64 {
+            return Err(ContactError::Syntax);
+        }
+    }
+    match (star, list.is_empty()) {
+        (true, true) => Ok(Contacts::Star),
+        (true, false) => Err(ContactError::StarWithOthers),
+        (false, true) => Ok(Contacts::None),
+        (false, false) => Ok(Contacts::List(list)),
+    }
+}
+
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
+}
+
+/// Reads one Contact header value.
+pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
+    let items = split_list(value);
+    if items.is_empty() {
+        return Ok(Contacts::None);
+    }
+    if items.contains(&"*") {
+        return if items.len() == 1 {
+            Ok(Contacts::Star)
+        } else {
+            Err(ContactError::StarWithOthers)
+        };
+    }
+    let mut list = Vec::with_capacity(items.len());
+    for item in items {
+        let na = NameAddr::parse(item).ok_or(ContactError::Syntax)?;
+        // Any absolute URI may be a contact; sip/sips ones must also read as such.
+        let scheme_ok = match na.uri.split_once(':') {
+            Some((scheme, _))
+                if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
+            {
+                SipUri::parse(&na.uri).is_some()
+            }
+            Some((scheme, rest)) => is_scheme(scheme) && !rest.is_empty(),
+            None => false,
+        };
+        if !scheme_ok {
+            return Err(ContactError::Syntax);
+        }
+        let q = match na.param("q") {
+            None => None,
+            Some(Some(v)) => Some(parse_q(v).ok_or(ContactError::BadQ)?),
+            Some(None) => return Err(ContactError::BadQ),
+        };
+        let expires = match na.param("expires") {
+            None => None,
+            Some(Some(v)) => Some(parse_expires(v).ok_or(ContactError::BadExpires)?),
+            Some(None) => return Err(ContactError::BadExpires),
+        };
+        list.push(ContactSpec {
+            uri: na.uri,
+            q,
+            expires,
+        });
+    }
+    Ok(Contacts::List(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_with_ipv6_and_params() {
+        let v =
+            Via::parse_first("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport, SIP/2.0/UDP b")
+                .unwrap();
+        assert_eq!(v.transport, "TCP");
+        assert_eq!(v.host, "2001:db8::1");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some("z9hG4bKx"));
+        assert_eq!(v.param("rport"), Some(None));
+        assert_eq!(
+            v.to_header_value(),
+            "SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport"
+        );
+        assert!(Via::parse_first("SIP/2.0/UDP").is_none());
+        assert!(Via::parse_first("HTTP/1.1 host").is_none());
+        assert!(Via::parse_first("SIP/2.0/UDP host:notaport").is_none());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n =
+            NameAddr::parse("\"Alice, A\" <sip:alice@a.test;transport=tcp>;tag=88;q=0.5").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Alice, A"));
+        assert_eq!(n.uri, "sip:alice@a.test;transport=tcp");
+        assert_eq!(n.tag(), Some("88"));
+        let n = NameAddr::parse("sip:alice@a.test;expires=60").unwrap();
+        assert_eq!(n.uri, "sip:alice@a.test");
+        assert_eq!(n.param("expires"), Some(Some("60")));
+        let n = NameAddr::parse("Alice <sip:alice@a.test>").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Alice"));
+        assert!(NameAddr::parse("<sip:a").is_none());
+        assert!(NameAddr::parse("\"open <sip:a>").is_none());
+    }
+
+    #[test]
+    fn sip_uri_parts() {
+        let u = SipUri::parse("sip:1001@Switchboard.Local:5080;transport=TCP").unwrap();
+        assert_eq!(u.user.as_deref(), Some("1001"));
+        assert_eq!(u.host, "switchboard.local");
+        assert_eq!(u.port, Some(5080));
+        assert_eq!(u.transport(), Some(Transport::Tcp));
+        let u = SipUri::parse("sips:[::1]:5061").unwrap();
+        assert_eq!(u.host, "::1");
+        assert!(SipUri::parse("tel:+123").is_none());
+        assert!(SipUri::parse("sip:").is_none());
+    }
+
+    #[test]
+    fn contact_lists() {
+        assert_eq!(parse_contacts("*"), Ok(Contacts::Star));
+        assert_eq!(
+            parse_contacts("*, <sip:a@b>"),
+            Err(ContactError::StarWithOthers)
+        );
+        let Contacts::List(l) =
+            parse_contacts("<sip:a@1.2.3.4>;q=0.7;expires=60, \"B\" <sip:b@5.6.7.8>").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].q, Some(700));
+        assert_eq!(l[0].expires, Some(60));
+        assert_eq!(l[1].uri, "sip:b@5.6.7.8");
+        assert_eq!(parse_contacts("<sip:a@b>;q=2"), Err(ContactError::BadQ));
+        assert_eq!(
+            parse_contacts("<sip:a@b>;expires=x"),
+            Err(ContactError::BadExpires)
+        );
+        assert_eq!(
+            parse_contacts_all(["<sip:a@b>", "*"].into_iter()),
+            Err(ContactError::StarWithOthers)
+        );
+    }
+
+    #[test]
+    fn q_values() {
+        assert_eq!(parse_q("1"), Some(1000));
+        assert_eq!(parse_q("1.000"), Some(1000));
+        assert_eq!(parse_q("0.001"), Some(1));
+        assert_eq!(parse_q("0.5"), Some(500));
+        assert_eq!(parse_q("1.5"), None);
+        assert_eq!(parse_q("0.0001"), None);
+        assert_eq!(parse_q("-0"), None);
+    }
+
+    #[test]
+    fn expires_and_cseq() {
+        assert_eq!(parse_expires("3600"), Some(3600));
+        assert_eq!(parse_expires("99999999999999999999"), Some(u32::MAX));
+        assert_eq!(parse_expires("-1"), None);
+        assert_eq!(parse_expires(""), None);
+        assert_eq!(parse_cseq("12 REGISTER"), Some((12, "REGISTER")));
+        assert_eq!(parse_cseq("REGISTER"), None);
+        assert_eq!(parse_cseq("1 REGISTER extra"), None);
+    }
+}

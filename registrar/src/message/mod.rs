@@ -1,0 +1,19 @@
+//! SIP messages: parsing bytes into requests (through `rsip`), reading the headers a registrar
+//! needs, and writing responses.
+//!
+//! - [`parse`]: bytes → [`Request`] or a [`ParseError`] that says whether the message can still
+//!   be answered with a 400 (its Via, From, To, Call-ID and CSeq were readable).
+//! - [`headers`]: small parsers for the header values (Via, name-addr, Contact lists, CSeq,
+//!   Expires, q-values). They work on the untyped header text rsip hands over, so compact forms
+//!   and odd spacing are handled in one place.
+//! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
+
+pub mod headers;
+pub mod parse;
+pub mod response;
+
+pub use parse::{parse, HeaderName, Method, ParseError, Parsed, Request};
+pub use response::Response;
+
+/// Largest message accepted on any transport.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;

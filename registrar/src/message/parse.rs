@@ -1,0 +1,687 @@
+//! Bytes → [`Request`], through rsip's tokenizer, with the checks RFC 3261 §18.3 asks of a
+//! message-oriented transport (Content-Length) and a lenient fallback that recovers enough of a
+//! broken request to answer it with a 400.
+//!
+//! Nothing here panics on any input: the unit tests feed it a corpus of malformed messages and
+//! the fuzz target `parse_message` calls [`parse`] directly.
+
+use super::MAX_MESSAGE_SIZE;
+use std::fmt;
+
+/// A request method this build knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// RFC 3261 §10.
+    Register,
+    /// RFC 3261 §11.
+    Options,
+    /// RFC 3261 §13.
+    Invite,
+    /// RFC 3261 §17.1.1.3.
+    Ack,
+    /// RFC 3261 §15.
+    Bye,
+    /// RFC 3261 §9.
+    Cancel,
+    /// RFC 6086.
+    Info,
+    /// RFC 3428.
+    Message,
+    /// RFC 6665.
+    Notify,
+    /// RFC 3262.
+    Prack,
+    /// RFC 3903.
+    Publish,
+    /// RFC 3515.
+    Refer,
+    /// RFC 6665.
+    Subscribe,
+    /// RFC 3311.
+    Update,
+}
+
+impl Method {
+    /// The method token, as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Register => "REGISTER",
+            Method::Options => "OPTIONS",
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Info => "INFO",
+            Method::Message => "MESSAGE",
+            Method::Notify => "NOTIFY",
+            Method::Prack => "PRACK",
+            Method::Publish => "PUBLISH",
+            Method::Refer => "REFER",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Update => "UPDATE",
+        }
+    }
+
+    /// Parses a method token; methods are case-sensitive (RFC 3261 §7.1).
+    pub fn from_token(token: &str) -> Option<Method> {
+        Some(match token {
+            "REGISTER" => Method::Register,
+            "OPTIONS" => Method::Options,
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "INFO" => Method::Info,
+            "MESSAGE" => Method::Message,
+            "NOTIFY" => Method::Notify,
+            "PRACK" => Method::Prack,
+            "PUBLISH" => Method::Publish,
+            "REFER" => Method::Refer,
+            "SUBSCRIBE" => Method::Subscribe,
+            "UPDATE" => Method::Update,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The headers the registrar reads, by canonical name; compact forms (RFC 3261 §7.3.3) map to
+/// the same variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderName {
+    /// `Via` / `v`.
+    Via,
+    /// `From` / `f`.
+    From,
+    /// `To` / `t`.
+    To,
+    /// `Call-ID` / `i`.
+    CallId,
+    /// `CSeq`.
+    CSeq,
+    /// `Contact` / `m`.
+    Contact,
+    /// `Expires`.
+    Expires,
+    /// `Authorization`.
+    Authorization,
+    /// `User-Agent`.
+    UserAgent,
+    /// `Content-Length` / `l`.
+    ContentLength,
+    /// Any other header, with its name as received.
+    Other(String),
+}
+
+impl HeaderName {
+    /// Maps a header name (any case, compact or long) to a variant.
+    pub fn from_name(name: &str) -> HeaderName {
+        let n = name.trim();
+        let eq = |s: &str| n.eq_ignore_ascii_case(s);
+        if eq("Via") || eq("v") {
+            HeaderName::Via
+        } else if eq("From") || eq("f") {
+            HeaderName::From
+        } else if eq("To") || eq("t") {
+            HeaderName::To
+        } else if eq("Call-ID") || eq("i") {
+            HeaderName::CallId
+        } else if eq("CSeq") {
+            HeaderName::CSeq
+        } else if eq("Contact") || eq("m") {
+            HeaderName::Contact
+        } else if eq("Expires") {
+            HeaderName::Expires
+        } else if eq("Authorization") {
+            HeaderName::Authorization
+        } else if eq("User-Agent") {
+            HeaderName::UserAgent
+        } else if eq("Content-Length") || eq("l") {
+            HeaderName::ContentLength
+        } else {
+            HeaderName::Other(n.to_string())
+        }
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeaderName::Via => "Via",
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            HeaderName::CSeq => "CSeq",
+            HeaderName::Contact => "Contact",
+            HeaderName::Expires => "Expires",
+            HeaderName::Authorization => "Authorization",
+            HeaderName::UserAgent => "User-Agent",
+            HeaderName::ContentLength => "Content-Length",
+            HeaderName::Other(n) => n,
+        }
+    }
+}
+
+/// One header line (a header with a comma-separated list stays one entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Its name.
+    pub name: HeaderName,
+    /// Its value, trimmed.
+    pub value: String,
+}
+
+/// A parsed request: method, Request-URI text, headers in order, body cut to Content-Length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The Request-URI as written.
+    pub uri: String,
+    /// Headers in the order received.
+    pub headers: Vec<Header>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of a header.
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| &h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn headers_named<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| &h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        self.header(&HeaderName::CallId)
+    }
+
+    /// The CSeq number and method.
+    pub fn cseq(&self) -> Option<(u32, &str)> {
+        super::headers::parse_cseq(self.header(&HeaderName::CSeq)?)
+    }
+}
+
+/// What came in.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A request.
+    Request(Request),
+    /// A response (a registrar that sends no requests has no use for one; it is dropped).
+    Response,
+    /// Only CRLFs: a keepalive (RFC 5626 §3.5.1).
+    KeepAlive,
+}
+
+/// Why a message could not be used, and whether it can still be answered.
+#[derive(Debug)]
+pub struct ParseError {
+    /// Human-readable reason, for logs and the 400's reason phrase.
+    pub reason: String,
+    /// Status to answer with when the message is answerable: 400, 501 or 513.
+    pub status: u16,
+    /// The headers recovered (Via, From, To, Call-ID, CSeq at least) when answerable.
+    pub salvage: Option<Vec<Header>>,
+}
+
+impl ParseError {
+    fn new(status: u16, reason: impl Into<String>, salvage: Option<Vec<Header>>) -> Self {
+        ParseError {
+            reason: reason.into(),
+            status,
+            salvage,
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses one message (a whole datagram, or one frame cut from a stream).
+pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
+    // RFC 3261 §7.5: CRLFs before the start line are ignored; a message of only CRLFs is a
+    // keepalive.
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
+    let data = &data[start..];
+    if data.is_empty() {
+        return Ok(Parsed::KeepAlive);
+    }
+    if data.starts_with(b"SIP/2.0 ") {
+        return Ok(Parsed::Response);
+    }
+    if data.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::new(
+            513,
+            "Message Too Large",
+            salvage(&data[..MAX_MESSAGE_SIZE]),
+        ));
+    }
+    let Some(head_end) = find(data, b"\r\n\r\n") else {
+        return Err(ParseError::new(400, "Truncated Message", salvage(data)));
+    };
+    let head = &data[..head_end];
+    let body = &data[head_end + 4..];
+
+    // The request line, read here so an unknown method can be told from garbage.
+    let line_end = find(head, b"\r\n").unwrap_or(head.len());
+    let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
+        return Err(ParseError::new(400, "Bad Request Line", None));
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::new(400, "Bad Request Line", None));
+    };
+    if version != "SIP/2.0" || uri.is_empty() || !is_token(method) {
+        return Err(ParseError::new(400, "Bad Request Line", None));
+    }
+    let Some(method) = Method::from_token(method) else {
+        return Err(ParseError::new(501, "Not Implemented", salvage(data)));
+    };
+
+    // rsip does not unfold continuation lines (RFC 3261 §7.3.1); do it first when needed.
+    let unfolded;
+    let head_for_rsip: &[u8] = if find(head, b"\r\n ").is_some() || find(head, b"\r\n\t").is_some()
+    {
+        unfolded = unfold(head);
+        &unfolded
+    } else {
+        head
+    };
+    let mut text = Vec::with_capacity(head_for_rsip.len() + 4);
+    text.extend_from_slice(head_for_rsip);
+    text.extend_from_slice(b"\r\n\r\n");
+    let parsed = match rsip::Request::try_from(text.as_slice()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(ParseError::new(
+                400,
+                format!("Bad Request ({})", short(&e.to_string())),
+                salvage(data),
+            ))
+        }
+    };
+    let headers: Vec<Header> = parsed.headers.into_iter().map(convert).collect();
+    let mut request = Request {
+        method,
+        uri: uri.to_string(),
+        headers,
+        body: Vec::new(),
+    };
+
+    // RFC 3261 §18.3: the body is Content-Length bytes; extra bytes are dropped, missing bytes
+    // make the request an error.
+    let body_len = match request.header(&HeaderName::ContentLength) {
+        None => body.len(),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n <= body.len() => n,
+            Ok(_) => {
+                return Err(ParseError::new(
+                    400,
+                    "Content-Length Exceeds Body",
+                    answerable(request.headers),
+                ))
+            }
+            Err(_) => {
+                return Err(ParseError::new(
+                    400,
+                    "Bad Content-Length",
+                    answerable(request.headers),
+                ))
+            }
+        },
+    };
+    request.body = body[..body_len].to_vec();
+    Ok(Parsed::Request(request))
+}
+
+fn short(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).take(60).collect();
+    s
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn unfold(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    let mut i = 0;
+    while i < head.len() {
+        if head[i] == b'\r'
+            && head.get(i + 1) == Some(&b'\n')
+            && matches!(head.get(i + 2), Some(b' ') | Some(b'\t'))
+        {
+            out.push(b' ');
+            i += 2;
+            while matches!(head.get(i), Some(b' ') | Some(b'\t')) {
+                i += 1;
+            }
+        } else {
+            out.push(head[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn convert(h: rsip::Header) -> Header {
+    use rsip::Header as H;
+    let (name, value): (HeaderName, String) = match h {
+        H::Via(v) => (HeaderName::Via, v.into()),
+        H::From(v) => (HeaderName::From, v.into()),
+        H::To(v) => (HeaderName::To, v.into()),
+        H::CallId(v) => (HeaderName::CallId, v.into()),
+        H::CSeq(v) => (HeaderName::CSeq, v.into()),
+        H::Contact(v) => (HeaderName::Contact, v.into()),
+        H::Expires(v) => (HeaderName::Expires, v.into()),
+        H::Authorization(v) => (HeaderName::Authorization, v.into()),
+        H::UserAgent(v) => (HeaderName::UserAgent, v.into()),
+        H::ContentLength(v) => (HeaderName::ContentLength, v.into()),
+        H::Other(name, value) => (HeaderName::from_name(&name), value),
+        other => {
+            // Headers the registrar never reads: keep their text under their own name.
+            let line = other.to_string();
+            match line.split_once(':') {
+                Some((n, v)) => (
+                    HeaderName::Other(n.trim().to_string()),
+                    v.trim().to_string(),
+                ),
+                None => (HeaderName::Other(line), String::new()),
+            }
+        }
+    };
+    Header {
+        name,
+        value: value.trim().to_string(),
+    }
+}
+
+/// Recovers header lines from a message rsip refused, if Via, From, To, Call-ID and CSeq are all
+/// there and the CSeq reads, so the sender can be told what went wrong.
+fn salvage(data: &[u8]) -> Option<Vec<Header>> {
+    let text = String::from_utf8_lossy(data);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut lines = head.split("\r\n");
+    lines.next()?; // the request line
+    let mut headers = Vec::new();
+    for line in lines.take(256) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = HeaderName::from_name(name);
+        if matches!(
+            name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        ) {
+            headers.push(Header {
+                name,
+                value: value.trim().to_string(),
+            });
+        }
+    }
+    answerable(headers)
+}
+
+/// The headers, if those a response needs (Via, From, To, Call-ID, CSeq) are there and the top
+/// Via and the CSeq read.
+fn answerable(headers: Vec<Header>) -> Option<Vec<Header>> {
+    let has = |n: HeaderName| headers.iter().any(|h| h.name == n && !h.value.is_empty());
+    let cseq_ok = headers
+        .iter()
+        .find(|h| h.name == HeaderName::CSeq)
+        .and_then(|h| super::headers::parse_cseq(&h.value))
+        .is_some();
+    let via_ok = headers
+        .iter()
+        .find(|h| h.name == HeaderName::Via)
+        .and_then(|h| super::headers::Via::parse_first(&h.value))
+        .is_some();
+    (has(HeaderName::From) && has(HeaderName::To) && has(HeaderName::CallId) && cseq_ok && via_ok)
+        .then_some(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &str = "REGISTER sip:switchboard.local SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n\
+        Max-Forwards: 70\r\n\
+        To: <sip:1001@switchboard.local>\r\n\
+        From: <sip:1001@switchboard.local>;tag=1928301774\r\n\
+        Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+        CSeq: 314159 REGISTER\r\n\
+        Contact: <sip:1001@10.0.0.1:5060>\r\n\
+        Expires: 600\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn req(s: &str) -> Request {
+        match parse(s.as_bytes()).unwrap() {
+            Parsed::Request(r) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_register() {
+        let r = req(REGISTER);
+        assert_eq!(r.method, Method::Register);
+        assert_eq!(r.uri, "sip:switchboard.local");
+        assert_eq!(r.call_id(), Some("a84b4c76e66710@pc33.atlanta.com"));
+        assert_eq!(r.cseq(), Some((314159, "REGISTER")));
+        assert_eq!(r.header(&HeaderName::Expires), Some("600"));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn compact_forms_map_to_long_names() {
+        let r = req(
+            "REGISTER sip:a.test SIP/2.0\r\nv: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            f: <sip:a@a.test>;tag=1\r\nt: <sip:a@a.test>\r\ni: abc\r\nCSeq: 1 REGISTER\r\n\
+            m: <sip:a@1.2.3.4>\r\nl: 0\r\n\r\n",
+        );
+        assert!(r.header(&HeaderName::Via).is_some());
+        assert_eq!(r.call_id(), Some("abc"));
+        assert_eq!(r.header(&HeaderName::Contact), Some("<sip:a@1.2.3.4>"));
+    }
+
+    #[test]
+    fn folded_headers_are_unfolded() {
+        let r = req("OPTIONS sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: abc\r\nCSeq: 1\r\n  OPTIONS\r\n\r\n");
+        assert_eq!(r.cseq(), Some((1, "OPTIONS")));
+    }
+
+    #[test]
+    fn body_is_cut_to_content_length() {
+        let r = req(
+            "OPTIONS sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: abc\r\nCSeq: 1 OPTIONS\r\n\
+            Content-Length: 3\r\n\r\nabcdef",
+        );
+        assert_eq!(r.body, b"abc");
+    }
+
+    #[test]
+    fn short_body_is_answerable_400() {
+        let e = parse(
+            b"OPTIONS sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: abc\r\nCSeq: 1 OPTIONS\r\n\
+            Content-Length: 30\r\n\r\nabc",
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.salvage.is_some());
+    }
+
+    #[test]
+    fn unknown_method_is_501_with_headers() {
+        let e = parse(
+            b"FOO sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n\
+            From: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: abc\r\nCSeq: 1 FOO\r\n\r\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 501);
+        assert!(e.salvage.is_some());
+    }
+
+    #[test]
+    fn keepalives_and_responses() {
+        assert!(matches!(parse(b"\r\n\r\n"), Ok(Parsed::KeepAlive)));
+        assert!(matches!(parse(b""), Ok(Parsed::KeepAlive)));
+        assert!(matches!(
+            parse(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x\r\n\r\n"),
+            Ok(Parsed::Response)
+        ));
+    }
+
+    /// A corpus of broken messages: every one must return (Ok or Err), never panic, and the
+    /// answerable ones must carry the headers a 400 needs.
+    #[test]
+    fn malformed_corpus_never_panics() {
+        let mut corpus: Vec<Vec<u8>> = vec![
+            b"REGISTER".to_vec(),
+            b"REGISTER sip:x SIP/2.0".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER  SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/3.0\r\n\r\n".to_vec(),
+            b"register sip:x SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nVia\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\n: empty name\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nCSeq: \r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nCSeq: x REGISTER\r\n\r\n".to_vec(),
+            b"REGISTER sip:x SIP/2.0\r\nVia: \xff\xfe\r\n\r\n".to_vec(),
+            b"\xff\xfe\xfd\r\n\r\n".to_vec(),
+            b"\r\n\r\n\r\nREGISTER sip:x SIP/2.0\r\n\r\n".to_vec(),
+            b"SIP/2.0".to_vec(),
+            b"SIP/2.0 abc\r\n\r\n".to_vec(),
+            b"INVITE sip:\xc3\x28 SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER sip:[::1 SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER sip:x:99999999 SIP/2.0\r\n\r\n".to_vec(),
+            b"REGISTER <sip:x> SIP/2.0\r\n\r\n".to_vec(),
+            b"\0\0\0\0".to_vec(),
+            vec![0xff; 70_000],
+            REGISTER
+                .replace("CSeq: 314159 REGISTER\r\n", "")
+                .into_bytes(),
+            REGISTER.replace("Call-ID", "X-Call-ID").into_bytes(),
+            REGISTER
+                .replace("Content-Length: 0", "Content-Length: abc")
+                .into_bytes(),
+            REGISTER
+                .replace("Content-Length: 0", "Content-Length: 10")
+                .into_bytes(),
+            REGISTER
+                .replace("Via: SIP/2.0/UDP 10.0.0.1:5060", "Via: garbage")
+                .into_bytes(),
+            REGISTER
+                .replace("Contact: <sip:1001@10.0.0.1:5060>", "Contact: <<<>>>;;;=\"")
+                .into_bytes(),
+            REGISTER
+                .replace(
+                    "To: <sip:1001@switchboard.local>",
+                    "To: \"unterminated <sip:",
+                )
+                .into_bytes(),
+            REGISTER
+                .replace("Expires: 600", "Expires: 99999999999999999999")
+                .into_bytes(),
+        ];
+        // Every prefix of a good message (truncation at any byte).
+        for i in 0..REGISTER.len() {
+            corpus.push(REGISTER.as_bytes()[..i].to_vec());
+        }
+        // A huge header, and very many headers.
+        corpus.push(
+            REGISTER
+                .replace("Expires: 600", &format!("X-Big: {}", "a".repeat(60_000)))
+                .into_bytes(),
+        );
+        corpus.push(
+            REGISTER
+                .replace("Expires: 600", &"X-A: b\r\n".repeat(5000))
+                .into_bytes(),
+        );
+        // Pseudo-random byte flips of a good message.
+        let mut seed: u32 = 12345;
+        for _ in 0..2000 {
+            let mut m = REGISTER.as_bytes().to_vec();
+            for _ in 0..4 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let pos = (seed as usize >> 8) % m.len();
+                m[pos] = (seed >> 3) as u8;
+            }
+            corpus.push(m);
+        }
+        for m in &corpus {
+            match parse(m) {
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(matches!(e.status, 400 | 501 | 513));
+                    if let Some(h) = &e.salvage {
+                        assert!(h.iter().any(|h| h.name == HeaderName::Via));
+                        assert!(h.iter().any(|h| h.name == HeaderName::CSeq));
+                    }
+                }
+            }
+            // The header readers must not panic on whatever was accepted either.
+            if let Ok(Parsed::Request(r)) = parse(m) {
+                let _ = r.cseq();
+                for h in &r.headers {
+                    let _ = super::super::headers::Via::parse_first(&h.value);
+                    let _ = super::super::headers::parse_contacts(&h.value);
+                    let _ = super::super::headers::NameAddr::parse(&h.value);
+                    let _ = super::super::headers::parse_expires(&h.value);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn missing_cseq_is_not_answerable() {
+        let m = REGISTER
+            .replace("CSeq: 314159 REGISTER\r\n", "")
+            .replace("Content-Length: 0", "Content-Length: 99");
+        let e = parse(m.as_bytes()).unwrap_err();
+        assert!(e.salvage.is_none(), "no CSeq, nothing to answer with");
+        let m = REGISTER.replace("Content-Length: 0", "Content-Length: 99");
+        assert!(parse(m.as_bytes()).unwrap_err().salvage.is_some());
+    }
+}

@@ -1,0 +1,250 @@
+//! Responses built from a request (RFC 3261 §8.2.6.2): the Via headers (the top one with
+//! `received`/`rport` filled in), From, To with a tag, Call-ID and CSeq copied; then the
+//! handler's headers; then Server and Content-Length.
+
+use super::headers::{split_list, NameAddr};
+use super::parse::{Header, HeaderName};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+
+/// A response under construction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: Cow<'static, str>,
+    /// Headers in order, the copied ones first.
+    pub headers: Vec<(Cow<'static, str>, String)>,
+}
+
+/// The default reason phrase of the codes this registrar sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        423 => "Interval Too Brief",
+        481 => "Call/Transaction Does Not Exist",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        513 => "Message Too Large",
+        _ => "Unknown",
+    }
+}
+
+impl Response {
+    /// A response to the request whose headers are given; `top_via` replaces the first via-parm
+    /// (with `received`/`rport` set by the transport).
+    pub fn to_request(
+        request_headers: &[Header],
+        status: u16,
+        reason: impl Into<Cow<'static, str>>,
+        top_via: Option<&str>,
+    ) -> Response {
+        let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(12);
+        let mut first_via = true;
+        for h in request_headers.iter().filter(|h| h.name == HeaderName::Via) {
+            if first_via {
+                first_via = false;
+                if let Some(top) = top_via {
+                    let mut parts = split_list(&h.value);
+                    if !parts.is_empty() {
+                        parts[0] = top;
+                    }
+                    headers.push(("Via".into(), parts.join(", ")));
+                    continue;
+                }
+            }
+            headers.push(("Via".into(), h.value.clone()));
+        }
+        let get = |n: HeaderName| {
+            request_headers
+                .iter()
+                .find(|h| h.name == n)
+                .map(|h| h.value.as_str())
+        };
+        if let Some(from) = get(HeaderName::From) {
+            headers.push(("From".into(), from.to_string()));
+        }
+        if let Some(to) = get(HeaderName::To) {
+            let tagged = match NameAddr::parse(to) {
+                Some(na) if na.tag().is_some() => to.to_string(),
+                _ if status > 100 => format!(
+                    "{to};tag={}",
+                    to_tag(get(HeaderName::CallId), get(HeaderName::From))
+                ),
+                _ => to.to_string(),
+            };
+            headers.push(("To".into(), tagged));
+        }
+        if let Some(call_id) = get(HeaderName::CallId) {
+            headers.push(("Call-ID".into(), call_id.to_string()));
+        }
+        if let Some(cseq) = get(HeaderName::CSeq) {
+            headers.push(("CSeq".into(), cseq.to_string()));
+        }
+        Response {
+            status,
+            reason: reason.into(),
+            headers,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header in place.
+    pub fn push(&mut self, name: &'static str, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
+    }
+
+    /// The first value of a header (for tests and logs).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The wire form, with `Server` and `Content-Length: 0` appended.
+    pub fn encode(&self, server: &str) -> Vec<u8> {
+        let mut s = String::with_capacity(512);
+        let _ = write!(s, "SIP/2.0 {} {}\r\n", self.status, self.reason);
+        for (n, v) in &self.headers {
+            s.push_str(n);
+            s.push_str(": ");
+            s.push_str(v);
+            s.push_str("\r\n");
+        }
+        if !server.is_empty() {
+            s.push_str("Server: ");
+            s.push_str(server);
+            s.push_str("\r\n");
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        s.into_bytes()
+    }
+}
+
+/// An RFC 1123 date (`Sat, 13 Nov 2010 23:29:00 GMT`) for the `Date` header (RFC 3261 §20.17).
+pub fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A q-value in thousandths as written in a Contact (`0.5`, `1`).
+pub fn format_q(thousandths: u16) -> String {
+    if thousandths >= 1000 {
+        return "1".into();
+    }
+    let s = format!("0.{thousandths:03}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A To-tag that is the same for every retransmission of a request (derived from Call-ID and
+/// From), so a response rebuilt after the cache forgot it still matches.
+fn to_tag(call_id: Option<&str>, from: Option<&str>) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut h);
+    from.and_then(NameAddr::parse)
+        .and_then(|n| n.tag().map(str::to_string))
+        .hash(&mut h);
+    format!("sb{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{parse, Parsed};
+
+    #[test]
+    fn copies_dialog_headers_and_tags_to() {
+        let Parsed::Request(r) = parse(
+            b"REGISTER sip:a.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP p.test\r\n\
+            Via: SIP/2.0/UDP q.test\r\nFrom: <sip:a@a.test>;tag=1\r\nTo: <sip:a@a.test>\r\nCall-ID: abc\r\n\
+            CSeq: 7 REGISTER\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let resp = Response::to_request(
+            &r.headers,
+            200,
+            "OK",
+            Some("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060;received=192.0.2.1"),
+        )
+        .with("Expires", "60");
+        let text = String::from_utf8(resp.encode("switchboard")).unwrap();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\n"));
+        assert!(text.contains(
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060;received=192.0.2.1, SIP/2.0/UDP p.test\r\nVia: SIP/2.0/UDP q.test\r\n"
+        ));
+        assert!(text.contains("To: <sip:a@a.test>;tag=sb"));
+        assert!(text.contains("CSeq: 7 REGISTER\r\n"));
+        assert!(text.contains("Server: switchboard\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        // The same request gives the same tag.
+        let again = Response::to_request(&r.headers, 200, "OK", None);
+        assert_eq!(again.header("To"), resp.header("To"));
+    }
+
+    #[test]
+    fn dates_and_q() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_289_690_940);
+        assert_eq!(http_date(t), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(
+            http_date(std::time::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(format_q(500), "0.5");
+        assert_eq!(format_q(1000), "1");
+        assert_eq!(format_q(5), "0.005");
+        assert_eq!(format_q(0), "0");
+    }
+
+    #[test]
+    fn existing_to_tag_is_kept() {
+        let headers = vec![Header {
+            name: HeaderName::To,
+            value: "<sip:a@a.test>;tag=xyz".into(),
+        }];
+        let r = Response::to_request(&headers, 200, "OK", None);
+        assert_eq!(r.header("To"), Some("<sip:a@a.test>;tag=xyz"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Prometheus metrics, in a registry of their own (served at `/metrics`).
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the registrar exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `sip_requests_total{method,code}`: requests answered.
+    pub requests: IntCounterVec,
+    /// `sip_auth_failures_total{reason}`: requests not authorized, by reason.
+    pub auth_failures: IntCounterVec,
+    /// `sip_messages_dropped_total{reason}`: messages not answered.
+    pub dropped: IntCounterVec,
+    /// `sip_retransmissions_total`: retransmissions answered from the transaction cache.
+    pub retransmissions: IntCounter,
+    /// `sip_active_bindings`: live bindings.
+    pub active_bindings: IntGauge,
+    /// `sip_devices{state}`: devices by registration state (`registered`, `unregistered`).
+    pub devices: IntGaugeVec,
+    /// `sip_registration_events_total{kind}`: binding changes.
+    pub events: IntCounterVec,
+    /// `sip_connections{transport}`: open TCP/TLS connections.
+    pub connections: IntGaugeVec,
+    /// `sip_connections_refused_total`: connections refused at the limit.
+    pub connections_refused: IntCounter,
+    /// `switchboard_config_generation`: generation of the config in force.
+    pub config_generation: IntGauge,
+    /// `switchboard_config_info{hash}`: 1 for the config in force.
+    pub config_info: IntGaugeVec,
+    /// `switchboard_config_reload_errors_total`: configs refused on reload.
+    pub config_reload_errors: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let counter = |name: &str, help: &str| {
+            let m = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let gauge = |name: &str, help: &str| {
+            let m = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        Metrics {
+            requests: counter_vec(
+                "sip_requests_total",
+                "SIP requests answered, by method and response code",
+                &["method", "code"],
+            ),
+            auth_failures: counter_vec(
+                "sip_auth_failures_total",
+                "Requests not authorized, by reason",
+                &["reason"],
+            ),
+            dropped: counter_vec(
+                "sip_messages_dropped_total",
+                "SIP messages dropped unanswered, by reason",
+                &["reason"],
+            ),
+            retransmissions: counter(
+                "sip_retransmissions_total",
+                "Retransmitted requests answered from the transaction cache",
+            ),
+            active_bindings: gauge("sip_active_bindings", "Live bindings in the location store"),
+            devices: gauge_vec(
+                "sip_devices",
+                "Configured devices by registration state",
+                &["state"],
+            ),
+            events: counter_vec(
+                "sip_registration_events_total",
+                "Binding changes, by kind",
+                &["kind"],
+            ),
+            connections: gauge_vec(
+                "sip_connections",
+                "Open stream connections, by transport",
+                &["transport"],
+            ),
+            connections_refused: counter(
+                "sip_connections_refused_total",
+                "Stream connections refused at the connection limit",
+            ),
+            config_generation: gauge(
+                "switchboard_config_generation",
+                "Generation of the registrar config in force",
+            ),
+            config_info: gauge_vec(
+                "switchboard_config_info",
+                "The registrar config in force (value 1), by content hash",
+                &["hash"],
+            ),
+            config_reload_errors: counter(
+                "switchboard_config_reload_errors_total",
+                "Config reloads refused (the previous config stays)",
+            ),
+            registry,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Records the config in force.
+    pub fn set_config(&self, generation: u64, hash: &str) {
+        self.config_generation.set(generation as i64);
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_documented_names() {
+        let m = Metrics::new();
+        m.requests.with_label_values(&["REGISTER", "200"]).inc();
+        m.auth_failures.with_label_values(&["wrong_password"]).inc();
+        m.set_config(3, "abc123");
+        m.devices.with_label_values(&["registered"]).set(1);
+        let text = m.encode();
+        for name in [
+            "sip_requests_total{code=\"200\",method=\"REGISTER\"} 1",
+            "sip_auth_failures_total{reason=\"wrong_password\"} 1",
+            "switchboard_config_generation 3",
+            "switchboard_config_info{hash=\"abc123\"} 1",
+            "sip_devices{state=\"registered\"} 1",
+            "sip_active_bindings 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

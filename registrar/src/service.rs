@@ -1,0 +1,731 @@
+//! The request dispatcher: one entry point, [`Service::handle`], that every transport calls with
+//! the bytes of a message and its source, and that returns the response to send (if any).
+//!
+//! Per request: parse → checks of the mandatory headers → `received`/`rport` → transaction
+//! cache (retransmissions) → by method: REGISTER (domain, transport policy, digest, then the
+//! pure [`registrar::decide`] run atomically in the location store, then change events),
+//! OPTIONS (200), anything else 405/501.
+
+use crate::auth::digest::Credentials;
+use crate::auth::{Attempt, AuthSettings, Authenticator, Failure, Ha1, Verdict};
+use crate::config::ConfigHandle;
+use crate::location::{Binding, LocationStore};
+use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUri, Via};
+use crate::message::response::{format_q, http_date, reason_phrase};
+use crate::message::{parse, HeaderName, Method, Parsed, Request, Response};
+use crate::metrics::Metrics;
+use crate::registrar::events::{changes, ChangeKind, RegistrationEvent};
+use crate::registrar::{self, Decision, RegisterRequest};
+use crate::transaction::{self, Lookup, TransactionCache};
+use crate::transport::nat;
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+use tokio::sync::broadcast;
+
+/// Methods this registrar answers, for `Allow`.
+pub const ALLOW: &str = "REGISTER, OPTIONS";
+
+/// Settings of the service.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    /// This replica's name (recorded in bindings).
+    pub replica: String,
+    /// The `Server` header.
+    pub server_header: String,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// Requests remembered by the transaction cache.
+    pub transaction_capacity: usize,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            replica: "standalone".into(),
+            server_header: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+            auth: AuthSettings::default(),
+            transaction_capacity: 100_000,
+        }
+    }
+}
+
+/// A response and where it goes (the connection itself for TCP/TLS).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The bytes.
+    pub data: Bytes,
+    /// The destination for UDP.
+    pub target: SocketAddr,
+}
+
+/// The SIP service.
+pub struct Service {
+    config: Arc<ConfigHandle>,
+    store: Arc<dyn LocationStore>,
+    auth: Authenticator,
+    cache: TransactionCache,
+    events: broadcast::Sender<RegistrationEvent>,
+    metrics: Arc<Metrics>,
+    replica: String,
+    server_header: String,
+}
+
+fn unix_now(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Service {
+    /// A service over a config, a store and metrics.
+    pub fn new(
+        settings: ServiceSettings,
+        config: Arc<ConfigHandle>,
+        store: Arc<dyn LocationStore>,
+        metrics: Arc<Metrics>,
+    ) -> Service {
+        Service {
+            config,
+            store,
+            auth: Authenticator::new(settings.auth),
+            cache: TransactionCache::new(settings.transaction_capacity),
+            events: broadcast::channel(4096).0,
+            metrics,
+            replica: settings.replica,
+            server_header: settings.server_header,
+        }
+    }
+
+    /// Change events (first registration, contacts added/removed, unregistered, expired).
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistrationEvent> {
+        self.events.subscribe()
+    }
+
+    /// The location store.
+    pub fn store(&self) -> &Arc<dyn LocationStore> {
+        &self.store
+    }
+
+    /// The config handle.
+    pub fn config(&self) -> &Arc<ConfigHandle> {
+        &self.config
+    }
+
+    fn emit(&self, device_id: &str, kind: ChangeKind, bindings: &[Binding], at: SystemTime) {
+        self.metrics
+            .events
+            .with_label_values(&[&format!("{kind:?}")])
+            .inc();
+        tracing::info!(device = device_id, kind = ?kind, contacts = bindings.len(), "registration change");
+        let _ = self.events.send(RegistrationEvent {
+            device_id: device_id.to_string(),
+            kind,
+            bindings: bindings.to_vec(),
+            at,
+        });
+    }
+
+    /// Handles one message; returns the response to send, if any.
+    pub async fn handle(
+        &self,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Option<Outgoing> {
+        let source = nat::canonical(source);
+        let request = match parse(data) {
+            Ok(Parsed::Request(r)) => r,
+            Ok(Parsed::KeepAlive) => return None,
+            Ok(Parsed::Response) => {
+                self.metrics.dropped.with_label_values(&["response"]).inc();
+                return None;
+            }
+            Err(e) => return self.answer_unparsed(e, source, transport),
+        };
+        if request.method == Method::Ack {
+            return None;
+        }
+        let Some(top_via) = request.header(&HeaderName::Via).and_then(Via::parse_first) else {
+            self.metrics.dropped.with_label_values(&["bad_via"]).inc();
+            return None;
+        };
+        let (via, target) = nat::fix_top_via(&top_via, source, transport);
+        let via_value = via.to_header_value();
+        let reply = |status: u16, reason: &'static str| {
+            Response::to_request(&request.headers, status, reason, Some(&via_value))
+        };
+
+        let (Some(call_id), Some((cseq, cseq_method)), true, true) = (
+            request.call_id(),
+            request.cseq(),
+            request
+                .header(&HeaderName::From)
+                .and_then(NameAddr::parse)
+                .is_some(),
+            request
+                .header(&HeaderName::To)
+                .and_then(NameAddr::parse)
+                .is_some(),
+        ) else {
+            return Some(self.finish(
+                &request,
+                None,
+                reply(400, "Missing Or Bad Mandatory Header"),
+                target,
+            ));
+        };
+        if cseq_method != request.method.as_str() {
+            return Some(self.finish(&request, None, reply(400, "CSeq Method Mismatch"), target));
+        }
+
+        let key = transaction::key(
+            top_via.branch(),
+            call_id,
+            cseq,
+            request.method.as_str(),
+            source,
+        );
+        match self.cache.begin(&key, Instant::now()) {
+            Lookup::New => {}
+            Lookup::Pending => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["retransmission_in_progress"])
+                    .inc();
+                return None;
+            }
+            Lookup::Done(data) => {
+                self.metrics.retransmissions.inc();
+                return Some(Outgoing { data, target });
+            }
+        }
+
+        let response = match request.method {
+            Method::Register => self.register(&request, &via_value, source, transport).await,
+            Method::Options => reply(200, "OK")
+                .with("Allow", ALLOW)
+                .with("Accept", "application/sdp"),
+            _ => reply(405, "Method Not Allowed").with("Allow", ALLOW),
+        };
+        Some(self.finish(&request, Some(&key), response, target))
+    }
+
+    /// Encodes, caches (unless a 5xx the client should retry) and counts a response.
+    fn finish(
+        &self,
+        request: &Request,
+        key: Option<&str>,
+        response: Response,
+        target: SocketAddr,
+    ) -> Outgoing {
+        let data = Bytes::from(response.encode(&self.server_header));
+        if let Some(key) = key {
+            if response.status >= 500 {
+                self.cache.abandon(key);
+            } else {
+                self.cache.complete(key, data.clone(), Instant::now());
+            }
+        }
+        self.metrics
+            .requests
+            .with_label_values(&[request.method.as_str(), &response.status.to_string()])
+            .inc();
+        Outgoing { data, target }
+    }
+
+    /// A 400/501/513 for a message that did not parse but whose headers could be read.
+    fn answer_unparsed(
+        &self,
+        e: crate::message::ParseError,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Option<Outgoing> {
+        let Some(headers) = e.salvage else {
+            self.metrics
+                .dropped
+                .with_label_values(&["unparseable"])
+                .inc();
+            tracing::debug!(%source, reason = %e.reason, "dropped an unparseable message");
+            return None;
+        };
+        let via = headers
+            .iter()
+            .find(|h| h.name == HeaderName::Via)
+            .and_then(|h| Via::parse_first(&h.value))?;
+        let (via, target) = nat::fix_top_via(&via, source, transport);
+        let reason: String = e.reason.chars().filter(|c| !c.is_control()).collect();
+        let mut resp =
+            Response::to_request(&headers, e.status, reason, Some(&via.to_header_value()));
+        if e.status == 501 {
+            resp.push("Allow", ALLOW);
+        }
+        self.metrics
+            .requests
+            .with_label_values(&["OTHER", &e.status.to_string()])
+            .inc();
+        tracing::debug!(%source, status = e.status, reason = %e.reason, "answered a malformed message");
+        Some(Outgoing {
+            data: Bytes::from(resp.encode(&self.server_header)),
+            target,
+        })
+    }
+
+    async fn register(
+        &self,
+        request: &Request,
+        via: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Response {
+        let reply = |status: u16, reason: &'static str| {
+            Response::to_request(&request.headers, status, reason, Some(via))
+        };
+        let Some(loaded) = self.config.current() else {
+            return reply(503, "Service Unavailable").with("Retry-After", "5");
+        };
+        let config = &loaded.config;
+
+        // The AOR from To; its host names the domain (else the Request-URI's does).
+        let Some(to) = request
+            .header(&HeaderName::To)
+            .and_then(NameAddr::parse)
+            .and_then(|n| SipUri::parse(&n.uri))
+        else {
+            return reply(400, "Bad To");
+        };
+        let Some(aor_user) = to.user.as_deref() else {
+            return reply(404, "Not Found");
+        };
+        let Some(domain) = config
+            .domain(&to.host)
+            .or_else(|| SipUri::parse(&request.uri).and_then(|u| config.domain(&u.host)))
+        else {
+            return reply(404, "Domain Not Served");
+        };
+        let realm = domain.domain.as_str();
+        if !registrar::transport_allowed(&domain.registration, transport) {
+            return reply(403, "Transport Not Allowed");
+        }
+        let contacts = match parse_contacts_all(request.headers_named(&HeaderName::Contact)) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::to_request(&request.headers, 400, e.to_string(), Some(via));
+            }
+        };
+        let expires_header = match request.header(&HeaderName::Expires) {
+            None => None,
+            Some(v) => match parse_expires(v) {
+                Some(e) => Some(e),
+                None => return reply(400, "Bad Expires"),
+            },
+        };
+
+        // Digest.
+        let credentials: Option<Credentials> = request
+            .headers_named(&HeaderName::Authorization)
+            .filter_map(Credentials::parse)
+            .find(|c| c.realm.eq_ignore_ascii_case(realm));
+        let device = credentials
+            .as_ref()
+            .and_then(|c| config.device(realm, &c.username))
+            .map(|(_, d)| d);
+        let now = SystemTime::now();
+        let now_secs = unix_now(now);
+        let (verdict, failure) = self.auth.verify(
+            &loaded.nonce_key,
+            &Attempt {
+                realm,
+                method: request.method.as_str(),
+                credentials: credentials.as_ref(),
+                ha1: device.map(|d| Ha1 {
+                    md5: &d.ha1_md5,
+                    sha256: &d.ha1_sha256,
+                }),
+                source: source.ip(),
+                now_secs,
+                now: Instant::now(),
+            },
+        );
+        if let Some(f) = failure.filter(|f| *f != Failure::NoCredentials) {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[f.as_str()])
+                .inc();
+            if matches!(
+                f,
+                Failure::WrongPassword | Failure::UnknownUser | Failure::Blocked
+            ) {
+                tracing::info!(%source, realm, user = credentials.as_ref().map(|c| c.username.as_str()), reason = f.as_str(), "authentication failed");
+            }
+        }
+        let device = match verdict {
+            Verdict::Challenge { stale } => {
+                let mut r = reply(401, "Unauthorized");
+                for ch in self
+                    .auth
+                    .challenges(&loaded.nonce_key, realm, now_secs, stale)
+                {
+                    r.push("WWW-Authenticate", ch);
+                }
+                return r;
+            }
+            Verdict::Forbidden => return reply(403, "Forbidden"),
+            Verdict::Authorized => match device {
+                Some(d) => d,
+                None => return reply(403, "Forbidden"),
+            },
+        };
+        // Third-party registration is not offered: the AOR must be the authenticated user.
+        if device.sip_user != aor_user {
+            self.metrics
+                .auth_failures
+                .with_label_values(&["aor_mismatch"])
+                .inc();
+            return reply(403, "Forbidden");
+        }
+
+        let (cseq, _) = request.cseq().expect("checked by handle");
+        let req = RegisterRequest {
+            contacts: &contacts,
+            expires_header,
+            call_id: request.call_id().expect("checked by handle"),
+            cseq,
+            source,
+            transport,
+            user_agent: request.header(&HeaderName::UserAgent),
+        };
+        let policy = &domain.registration;
+        let replica = self.replica.as_str();
+        let mut decision = None;
+        let update = {
+            let mut decide = |current: &[Binding]| {
+                let d = registrar::decide(&req, policy, current, now, replica);
+                let next = match &d {
+                    Decision::Accept(Some(set)) => Some(set.clone()),
+                    _ => None,
+                };
+                decision = Some(d);
+                next
+            };
+            self.store.update(&device.id, now, &mut decide).await
+        };
+        let update = match update {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, device = %device.id, "location store update failed");
+                return reply(500, "Location Store Unavailable").with("Retry-After", "5");
+            }
+        };
+        match decision {
+            Some(Decision::Reject {
+                status,
+                reason,
+                min_expires,
+            }) => {
+                let mut r = Response::to_request(&request.headers, status, reason, Some(via));
+                if let Some(m) = min_expires {
+                    r.push("Min-Expires", m.to_string());
+                }
+                r
+            }
+            _ => {
+                for kind in changes(&update.before, &update.after) {
+                    self.emit(&device.id, kind, &update.after, now);
+                }
+                let mut r = reply(200, "OK");
+                for b in &update.after {
+                    let mut c = format!("<{}>;expires={}", b.contact, b.remaining(now));
+                    if let Some(q) = b.q {
+                        c.push_str(";q=");
+                        c.push_str(&format_q(q));
+                    }
+                    r.push("Contact", c);
+                }
+                r.push("Date", http_date(now));
+                r
+            }
+        }
+    }
+
+    /// Removes lapsed bindings (emitting `Expired`), prunes limiter state and refreshes the
+    /// binding and device gauges. Called every second by the runtime.
+    pub async fn sweep(&self) {
+        let now = SystemTime::now();
+        match self.store.expire(now).await {
+            Ok(expired) => {
+                for e in expired {
+                    self.emit(&e.aor, ChangeKind::Expired, &e.remaining, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "expiring bindings failed"),
+        }
+        self.auth.prune(Instant::now());
+        if let Ok(stats) = self.store.stats(now).await {
+            self.metrics.active_bindings.set(stats.bindings as i64);
+            let devices = self.config.current().map_or(0, |c| c.devices);
+            self.metrics
+                .devices
+                .with_label_values(&["registered"])
+                .set(stats.aors as i64);
+            self.metrics
+                .devices
+                .with_label_values(&["unregistered"])
+                .set(devices.saturating_sub(stats.aors) as i64);
+        }
+    }
+
+    /// After a config change: drops the bindings of devices no longer in the config and records
+    /// the config in the metrics.
+    pub async fn config_changed(&self) {
+        let Some(loaded) = self.config.current() else {
+            return;
+        };
+        self.metrics
+            .set_config(loaded.generation, loaded.config.short_hash());
+        let ids: HashSet<&str> = loaded
+            .config
+            .domains
+            .iter()
+            .flat_map(|d| d.devices.iter().map(|dev| dev.id.as_str()))
+            .collect();
+        match self.store.retain(&|aor: &str| ids.contains(aor)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                "dropped the bindings of devices no longer configured"
+            ),
+            Err(e) => tracing::warn!(error = %e, "dropping bindings of removed devices failed"),
+        }
+    }
+
+    /// The reason phrase for a code (re-exported for transports that answer by themselves).
+    pub fn reason(status: u16) -> &'static str {
+        reason_phrase(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::digest::{expected_response, Algorithm};
+    use crate::location::MemoryStore;
+    use switchboard_crds::config::ha1;
+
+    const SRC: &str = "127.0.0.1:40000";
+
+    fn service() -> Service {
+        let config = Arc::new(ConfigHandle::new());
+        config.replace(crate::config::embedded());
+        Service::new(
+            ServiceSettings::default(),
+            config,
+            Arc::new(MemoryStore::new()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn register(user: &str, cseq: u32, extra: &str) -> String {
+        format!(
+            "REGISTER sip:switchboard.local SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-{cseq};rport\r\n\
+             From: <sip:{user}@switchboard.local>;tag=t1\r\n\
+             To: <sip:{user}@switchboard.local>\r\n\
+             Call-ID: call-{user}\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@127.0.0.1:40000>\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    async fn send(s: &Service, msg: &str) -> String {
+        let out = s
+            .handle(msg.as_bytes(), SRC.parse().unwrap(), Transport::Udp)
+            .await
+            .expect("a response");
+        String::from_utf8(out.data.to_vec()).unwrap()
+    }
+
+    fn header<'a>(resp: &'a str, name: &str) -> Vec<&'a str> {
+        resp.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn authorization(
+        user: &str,
+        password: &str,
+        challenge: &str,
+        alg: Algorithm,
+        nc: u32,
+    ) -> String {
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let (md5, sha) = ha1(user, "switchboard.local", password);
+        let h = if alg == Algorithm::Md5 { md5 } else { sha };
+        let nc = format!("{nc:08x}");
+        let uri = "sip:switchboard.local";
+        let resp = expected_response(
+            alg,
+            &h,
+            "REGISTER",
+            uri,
+            nonce,
+            Some(&nc),
+            Some("abc"),
+            Some("auth"),
+        );
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"switchboard.local\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"abc\"\r\n",
+            alg.name()
+        )
+    }
+
+    #[tokio::test]
+    async fn challenge_then_register_then_retransmission() {
+        let s = service();
+        let r = send(&s, &register("1001", 1, "")).await;
+        assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+        let ch = header(&r, "WWW-Authenticate");
+        assert_eq!(ch.len(), 2);
+        assert!(ch[0].contains("SHA-256"));
+        assert!(r.contains("received=127.0.0.1") && r.contains("rport=40000"));
+        let auth = authorization("1001", "switchboard-1001", ch[0], Algorithm::Sha256, 1);
+        let msg = register("1001", 2, &format!("Expires: 120\r\n{auth}"));
+        let ok = send(&s, &msg).await;
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+        assert_eq!(
+            header(&ok, "Contact"),
+            vec!["<sip:1001@127.0.0.1:40000>;expires=120"]
+        );
+        assert_eq!(header(&ok, "Date").len(), 1);
+        // A retransmission gets the very same bytes, not a replay refusal.
+        assert_eq!(send(&s, &msg).await, ok);
+        let snap = s.store().snapshot(SystemTime::now()).await.unwrap();
+        assert_eq!(snap[0].0, "default/desk-1001");
+    }
+
+    #[tokio::test]
+    async fn events_on_register_and_unregister() {
+        let s = service();
+        let mut rx = s.subscribe();
+        let r = send(&s, &register("1002", 1, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[1].to_string();
+        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 1);
+        assert!(send(&s, &register("1002", 2, &auth))
+            .await
+            .starts_with("SIP/2.0 200"));
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.device_id.as_str(), e.kind),
+            ("default/softphone-1002", ChangeKind::Registered)
+        );
+        // A refresh emits nothing.
+        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 2);
+        assert!(send(&s, &register("1002", 3, &auth))
+            .await
+            .starts_with("SIP/2.0 200"));
+        assert!(rx.try_recv().is_err());
+        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 3);
+        let r = send(&s, &register("1002", 4, &format!("Expires: 0\r\n{auth}"))).await;
+        assert!(
+            r.starts_with("SIP/2.0 200") && header(&r, "Contact").is_empty(),
+            "{r}"
+        );
+        assert_eq!(rx.try_recv().unwrap().kind, ChangeKind::Unregistered);
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_user_get_the_same_403() {
+        let s = service();
+        let r = send(&s, &register("1003", 1, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[0].to_string();
+        let wrong = send(
+            &s,
+            &register(
+                "1003",
+                2,
+                &authorization("1003", "nope", &ch, Algorithm::Sha256, 1),
+            ),
+        )
+        .await;
+        let r = send(&s, &register("7777", 1, "")).await;
+        assert!(
+            r.starts_with("SIP/2.0 401"),
+            "an unknown user is challenged like a known one"
+        );
+        let ch = header(&r, "WWW-Authenticate")[0].to_string();
+        let unknown = send(
+            &s,
+            &register(
+                "7777",
+                2,
+                &authorization("7777", "x", &ch, Algorithm::Sha256, 1),
+            ),
+        )
+        .await;
+        let first_line = |s: &str| s.lines().next().unwrap().to_string();
+        assert_eq!(first_line(&wrong), "SIP/2.0 403 Forbidden");
+        assert_eq!(first_line(&unknown), first_line(&wrong));
+        let names = |s: &str| {
+            s.lines()
+                .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&wrong), names(&unknown));
+    }
+
+    #[tokio::test]
+    async fn options_methods_and_garbage() {
+        let s = service();
+        let opts = "OPTIONS sip:switchboard.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKo\r\n\
+            From: <sip:ping@x>;tag=1\r\nTo: <sip:switchboard.local>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let r = send(&s, opts).await;
+        assert!(
+            r.starts_with("SIP/2.0 200 OK") && r.contains("Allow: REGISTER, OPTIONS"),
+            "{r}"
+        );
+        let invite = opts.replace("OPTIONS", "INVITE");
+        assert!(send(&s, &invite).await.starts_with("SIP/2.0 405"));
+        let foo = opts.replace("OPTIONS", "FOO");
+        assert!(send(&s, &foo).await.starts_with("SIP/2.0 501"));
+        let ack = opts.replace("OPTIONS", "ACK");
+        assert!(s
+            .handle(ack.as_bytes(), SRC.parse().unwrap(), Transport::Udp)
+            .await
+            .is_none());
+        assert!(s
+            .handle(b"\x00\x01garbage", SRC.parse().unwrap(), Transport::Udp)
+            .await
+            .is_none());
+        let mismatch = opts.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+        assert!(send(&s, &mismatch).await.starts_with("SIP/2.0 400"));
+    }
+
+    #[tokio::test]
+    async fn too_brief_and_star_and_unknown_domain() {
+        let s = service();
+        let r = send(&s, &register("1001", 1, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[0].to_string();
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 1);
+        let r = send(&s, &register("1001", 2, &format!("Expires: 10\r\n{auth}"))).await;
+        assert!(r.starts_with("SIP/2.0 423 Interval Too Brief"), "{r}");
+        assert_eq!(header(&r, "Min-Expires"), vec!["60"]);
+        let star = register("1001", 3, "Expires: 0\r\n")
+            .replace("Contact: <sip:1001@127.0.0.1:40000>", "Contact: *");
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 2);
+        let star = star.replace("Content-Length", &format!("{}Content-Length", auth));
+        assert!(send(&s, &star).await.starts_with("SIP/2.0 200"));
+        let other = register("1001", 9, "").replace("switchboard.local", "elsewhere.test");
+        assert!(send(&s, &other).await.starts_with("SIP/2.0 404"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The server-transaction layer a registrar needs: a cache of the last response per request
+//! (branch, Call-ID, CSeq, method, source), kept about 32 s (64·T1, Timer J of RFC 3261
+//! §17.2.2), so a retransmitted REGISTER gets the same answer and never reaches the digest check
+//! twice (its nonce-count would look like a replay). A request being processed is marked
+//! pending; its retransmissions are dropped until the answer is cached.
+//!
+//! Bounded: two generations per shard, rotated every 32 s or when a shard is full, so an entry
+//! lives 32–64 s under normal load and less only when the cache is at capacity.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 16;
+/// How long a response is kept at least (64·T1).
+pub const LIFETIME: Duration = Duration::from_secs(32);
+
+#[derive(Clone)]
+enum Entry {
+    Pending,
+    Done(Bytes),
+}
+
+struct Shard {
+    current: HashMap<String, Entry>,
+    previous: HashMap<String, Entry>,
+    rotated_at: Instant,
+}
+
+/// What the cache knows of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Never seen: process it (it is now marked pending).
+    New,
+    /// Being processed: drop this copy.
+    Pending,
+    /// Answered: send this again.
+    Done(Bytes),
+}
+
+/// Responses by request.
+pub struct TransactionCache {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    per_shard_cap: usize,
+}
+
+/// The key of a request: RFC 3261 §17.2.3 matching (branch + sent-by via the source, method),
+/// with Call-ID and CSeq added so pre-3261 branches still work.
+pub fn key(
+    branch: Option<&str>,
+    call_id: &str,
+    cseq: u32,
+    method: &str,
+    source: SocketAddr,
+) -> String {
+    format!(
+        "{}\u{0}{call_id}\u{0}{cseq}\u{0}{method}\u{0}{source}",
+        branch.unwrap_or("")
+    )
+}
+
+impl TransactionCache {
+    /// A cache holding about `capacity` requests per generation.
+    pub fn new(capacity: usize) -> TransactionCache {
+        let now = Instant::now();
+        TransactionCache {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        current: HashMap::new(),
+                        previous: HashMap::new(),
+                        rotated_at: now,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            per_shard_cap: (capacity / SHARDS).max(16),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    fn rotate_if_due(&self, s: &mut Shard, now: Instant) {
+        if now.duration_since(s.rotated_at) >= LIFETIME || s.current.len() >= self.per_shard_cap {
+            s.previous = std::mem::take(&mut s.current);
+            s.rotated_at = now;
+        }
+    }
+
+    /// Looks a request up, marking it pending when new.
+    pub fn begin(&self, key: &str, now: Instant) -> Lookup {
+        let mut s = self.shard(key).lock();
+        self.rotate_if_due(&mut s, now);
+        match s.current.get(key).or_else(|| s.previous.get(key)) {
+            Some(Entry::Pending) => Lookup::Pending,
+            Some(Entry::Done(b)) => Lookup::Done(b.clone()),
+            None => {
+                s.current.insert(key.to_string(), Entry::Pending);
+                Lookup::New
+            }
+        }
+    }
+
+    /// Stores the response to a request.
+    pub fn complete(&self, key: &str, response: Bytes, now: Instant) {
+        let mut s = self.shard(key).lock();
+        self.rotate_if_due(&mut s, now);
+        s.previous.remove(key);
+        s.current.insert(key.to_string(), Entry::Done(response));
+    }
+
+    /// Forgets a request that got no response (so a retransmission is processed afresh).
+    pub fn abandon(&self, key: &str) {
+        let mut s = self.shard(key).lock();
+        s.current.remove(key);
+        s.previous.remove(key);
+    }
+
+    /// Requests remembered.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.current.len() + s.previous.len()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_then_done_then_forgotten() {
+        let c = TransactionCache::new(1000);
+        let src: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let k = key(Some("z9hG4bK1"), "cid", 2, "REGISTER", src);
+        let t = Instant::now();
+        assert_eq!(c.begin(&k, t), Lookup::New);
+        assert_eq!(c.begin(&k, t), Lookup::Pending);
+        c.complete(&k, Bytes::from_static(b"SIP/2.0 200 OK"), t);
+        assert_eq!(
+            c.begin(&k, t + Duration::from_secs(31)),
+            Lookup::Done(Bytes::from_static(b"SIP/2.0 200 OK"))
+        );
+        assert_eq!(
+            c.begin(&k, t + Duration::from_secs(40)),
+            Lookup::Done(Bytes::from_static(b"SIP/2.0 200 OK"))
+        );
+        // After two rotations it is gone.
+        let _ = c.begin("other", t + Duration::from_secs(70));
+        let _ = c.begin("other2", t + Duration::from_secs(140));
+        let k2 = key(Some("z9hG4bK1"), "cid", 3, "REGISTER", src);
+        assert_eq!(
+            c.begin(&k2, t),
+            Lookup::New,
+            "another CSeq is another transaction"
+        );
+        c.abandon(&k2);
+        assert_eq!(c.begin(&k2, t), Lookup::New);
+    }
+
+    #[test]
+    fn bounded() {
+        let c = TransactionCache::new(320);
+        let t = Instant::now();
+        for i in 0..10_000 {
+            c.begin(&format!("k{i}"), t);
+        }
+        assert!(c.len() <= 2 * 320 + 2 * SHARDS);
+    }
+}

@@ -1,0 +1,47 @@
+//! SIP transports: [`udp`], [`tcp`] (stream framing in [`framing`]), [`tls`] on top of TCP, and
+//! the NAT rules of RFC 3261 §18.2.1 / RFC 3581 in [`nat`]. Each hands whole messages to
+//! [`crate::service::Service::handle`] and sends back what it returns.
+
+pub mod framing;
+pub mod nat;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use tokio::sync::watch;
+
+/// Resolves when shutdown was asked for.
+pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        // So that [::]:5060 and 0.0.0.0:5060 can both be bound.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A UDP socket bound to `addr` (IPv6 sockets are IPv6-only), with large buffers.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let s = socket(addr, Type::DGRAM, Protocol::UDP)?;
+    let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
+    let _ = s.set_send_buffer_size(4 * 1024 * 1024);
+    s.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(s.into())
+}
+
+/// A listening TCP socket bound to `addr`.
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let s = socket(addr, Type::STREAM, Protocol::TCP)?;
+    s.set_tcp_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}

@@ -1,0 +1,166 @@
+//! SIP over TCP and TLS: an accept loop with a bound on connections, and per connection a read
+//! loop that frames messages ([`super::framing`]), answers keepalives, and closes idle,
+//! oversized or slow connections. Messages on one connection are handled in order.
+
+use super::framing::{next_frame, Frame};
+use crate::message::MAX_MESSAGE_SIZE;
+use crate::metrics::Metrics;
+use crate::service::Service;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_crds::common::Transport;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+/// Limits on stream connections.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    /// A connection with no traffic for this long is closed (keepalives count as traffic).
+    pub idle_timeout: Duration,
+    /// A message begun must be complete within this (slow senders are cut off).
+    pub message_timeout: Duration,
+    /// The TLS handshake must be done within this.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            idle_timeout: Duration::from_secs(900),
+            message_timeout: Duration::from_secs(32),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts connections until shutdown. `permits` bounds the open connections across all
+/// listeners; a connection over the bound is closed at once.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    limits: StreamLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = super::shutdown_requested(&mut shutdown) => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            tracing::warn!(%peer, "connection limit reached; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let gauge = metrics
+                .connections
+                .with_label_values(&[transport.as_sip_param()]);
+            gauge.inc();
+            match tls {
+                None => connection(stream, peer, transport, &service, limits, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            connection(tls_stream, peer, transport, &service, limits, shutdown)
+                                .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            gauge.dec();
+        });
+    }
+}
+
+/// Serves one connection until the peer closes, a limit is hit, or shutdown (after the message
+/// in hand is answered).
+pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    service: &Service,
+    limits: StreamLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::with_capacity(8192);
+    'conn: loop {
+        // Answer every whole message already buffered.
+        loop {
+            match next_frame(&buf, MAX_MESSAGE_SIZE) {
+                Frame::Incomplete => break,
+                Frame::KeepAlive { consumed, pong } => {
+                    let _ = buf.split_to(consumed);
+                    if pong && stream.write_all(b"\r\n").await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Frame::Message { len } => {
+                    let message = buf.split_to(len);
+                    if let Some(out) = service.handle(&message, peer, transport).await {
+                        if stream.write_all(&out.data).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                }
+                Frame::Error(e) => {
+                    tracing::debug!(%peer, error = ?e, "unframeable stream; closing");
+                    break 'conn;
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let wait = if buf.is_empty() {
+            limits.idle_timeout
+        } else {
+            limits.message_timeout
+        };
+        buf.reserve(4096);
+        let read = tokio::select! {
+            biased;
+            _ = super::shutdown_requested(&mut shutdown), if buf.is_empty() => break,
+            r = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::debug!(%peer, "connection timed out");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
