@@ -16,6 +16,8 @@
 //! | [`metrics`], [`http`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz`, `/debug/bindings` |
 //! | [`server`] | the runtime: binds sockets, spawns tasks, shuts down gracefully |
 //! | [`cli`] | command-line options and the `ha1` helper |
+//! | [`status`] | the status reporter: coalesced, rate-limited server-side apply of `SipDevice`/`SipRegistration` status |
+//! | [`uac`] | outbound registrations (and presence subscriptions) to upstream servers |
 
 pub mod auth;
 pub mod cli;
@@ -27,5 +29,7 @@ pub mod metrics;
 pub mod registrar;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod transaction;
 pub mod transport;
+pub mod uac;

@@ -1,0 +1,219 @@
+//! The status reporter: writes live state back into the resources.
+//!
+//! - `SipDevice.status.registration` from the location store's binding changes (first
+//!   registration, new or removed contact, unregistration, expiry): [`StatusHandle::device_bindings`].
+//! - `SipRegistration.status` phase fields from the outbound registrations (`crate::uac`):
+//!   [`StatusHandle::registration`].
+//!
+//! Both go through one writer: a pure coalescing map ([`queue::Coalescer`], the latest desired
+//! state per resource; a refresh that only moves an expiry writes nothing) drained by one task
+//! at the pace of a token bucket ([`queue::TokenBucket`], `rate` writes/s, `burst`), which does
+//! the server-side-apply PATCH of the status subresource under field manager
+//! `switchboard-registrar` ([`writer::KubeSink`]). Conditions and the other status fields are
+//! the operator's and are never sent. Without a cluster the reporter is not started and the
+//! handle is simply absent.
+
+pub mod desired;
+pub mod feed;
+pub mod queue;
+pub mod writer;
+
+pub use desired::{Desired, Key, Kind};
+pub use queue::{Coalescer, Counters, Offer, TokenBucket};
+pub use writer::{KubeSink, StatusSink, WriteError, FIELD_MANAGER};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_crds::device::ContactStatus;
+use switchboard_crds::registration::SipRegistrationStatus;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Reporter settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSettings {
+    /// Sustained API calls per second (status PATCHes and Events together).
+    pub rate: f64,
+    /// Calls allowed at once after a quiet period.
+    pub burst: u32,
+    /// This replica's name (pod name), written into contacts and registrations.
+    pub replica: Option<String>,
+    /// Longest pause after failed writes (the API server is down).
+    pub max_retry_delay: Duration,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        StatusSettings {
+            rate: 20.0,
+            burst: 50,
+            replica: None,
+            max_retry_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Shared {
+    queue: Mutex<Coalescer>,
+    wake: Notify,
+    replica: Option<String>,
+}
+
+/// Where binding changes and registration phases are handed in; cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct StatusHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StatusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusHandle")
+            .field("replica", &self.shared.replica)
+            .finish()
+    }
+}
+
+/// The writer task's half.
+pub struct Reporter {
+    shared: Arc<Shared>,
+    settings: StatusSettings,
+}
+
+/// Makes a handle and the reporter that drains it.
+pub fn reporter(settings: StatusSettings) -> (StatusHandle, Reporter) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Coalescer::new()),
+        wake: Notify::new(),
+        replica: settings.replica.clone(),
+    });
+    (
+        StatusHandle {
+            shared: shared.clone(),
+        },
+        Reporter { shared, settings },
+    )
+}
+
+fn now_time() -> Time {
+    Time(Timestamp::now())
+}
+
+impl StatusHandle {
+    /// The device `id` (`namespace/name`) now has exactly these live contacts (empty:
+    /// unregistered or expired). Contacts without a replica get this replica's name.
+    pub fn device_bindings(&self, id: &str, mut contacts: Vec<ContactStatus>) -> Offer {
+        let Some(key) = Key::parse(Kind::Device, id) else {
+            tracing::warn!(
+                device = id,
+                "device id is not namespace/name; status not written"
+            );
+            return Offer::Unchanged;
+        };
+        for c in &mut contacts {
+            if c.replica.is_none() {
+                c.replica = self.shared.replica.clone();
+            }
+        }
+        self.offer(
+            key,
+            Desired::Device(desired::device_status(contacts, now_time())),
+        )
+    }
+
+    /// The SipRegistration `id` has this phase status (conditions and observedGeneration
+    /// are ignored: they are the operator's). The replica is filled in.
+    pub fn registration(&self, id: &str, mut status: SipRegistrationStatus) -> Offer {
+        let Some(key) = Key::parse(Kind::Registration, id) else {
+            tracing::warn!(
+                registration = id,
+                "registration id is not namespace/name; status not written"
+            );
+            return Offer::Unchanged;
+        };
+        status.conditions.clear();
+        status.observed_generation = None;
+        if status.replica.is_none() {
+            status.replica = self.shared.replica.clone();
+        }
+        self.offer(key, Desired::Registration(status))
+    }
+
+    fn offer(&self, key: Key, desired: Desired) -> Offer {
+        let r = self.shared.queue.lock().offer(key, desired);
+        if matches!(r, Offer::Queued | Offer::Coalesced) {
+            self.shared.wake.notify_one();
+        }
+        r
+    }
+
+    /// Writes waiting.
+    pub fn pending(&self) -> usize {
+        self.shared.queue.lock().pending_len()
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.shared.queue.lock().counters()
+    }
+}
+
+impl Reporter {
+    /// Drains the queue into `sink` forever, at the configured rate. Abort the task to stop.
+    pub async fn run<S: StatusSink>(self, sink: S) {
+        let mut bucket = TokenBucket::new(self.settings.rate, self.settings.burst, Instant::now());
+        let mut failures: u32 = 0;
+        loop {
+            while !self.shared.queue.lock().has_pending() {
+                self.shared.wake.notified().await;
+            }
+            while let Some(wait) = bucket.take(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+            // Popped only now, so whatever arrived while waiting for the token is included.
+            let Some((key, desired, previous)) = self.shared.queue.lock().pop() else {
+                continue;
+            };
+            match sink.write(&key, &desired, previous.as_ref()).await {
+                Ok(calls) => {
+                    failures = 0;
+                    if calls > 1 {
+                        bucket.charge(Instant::now(), calls - 1);
+                    }
+                    tracing::debug!(resource = %key, "status written");
+                    self.shared.queue.lock().written(key, desired);
+                }
+                Err(WriteError::Gone(what)) => {
+                    tracing::debug!(resource = %what, "resource gone; status dropped");
+                    self.shared.queue.lock().forget(&key);
+                }
+                Err(e @ WriteError::Transient(..)) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "status write failed; will retry");
+                    self.shared.queue.lock().retry(key, desired);
+                    let delay = Duration::from_millis(250)
+                        .saturating_mul(1 << failures.min(10))
+                        .min(self.settings.max_retry_delay);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Starts the reporter against the cluster: returns the handle and spawns the writer task.
+pub fn spawn(
+    client: kube::Client,
+    settings: StatusSettings,
+) -> (StatusHandle, tokio::task::JoinHandle<()>) {
+    let sink = KubeSink::new(client, settings.replica.clone());
+    let (handle, reporter) = reporter(settings);
+    tracing::info!(
+        rate = reporter.settings.rate,
+        burst = reporter.settings.burst,
+        "status reporter started"
+    );
+    (handle, tokio::spawn(reporter.run(sink)))
+}

@@ -1,0 +1,620 @@
+//! The I/O driver of one outbound registration: a task that owns a flow to the upstream,
+//! runs client transactions (UDP retransmissions per RFC 3261 §17.1.2, Timer F), and feeds
+//! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, the presence
+//! SUBSCRIBE leg.
+
+use super::digest::{self, Challenge, Credentials};
+use super::flow::{Flow, FlowError, Peer};
+use super::machine::{Action, Input, Machine, Outcome, Reply, Timing};
+use super::sip::{self, Method, RequestSpec};
+use rand::Rng;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use switchboard_crds::common::Transport;
+use switchboard_crds::config::OutboundRegistration;
+use switchboard_crds::registration::parse_hostport;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::rustls::ClientConfig;
+
+/// The registrar's own addresses, put in the Contact so upstream requests arrive here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactAddrs {
+    /// `host:port` reachable over UDP.
+    pub udp: Option<String>,
+    /// `host:port` reachable over TCP.
+    pub tcp: Option<String>,
+    /// `host:port` reachable over TLS.
+    pub tls: Option<String>,
+}
+
+impl ContactAddrs {
+    /// The address for a transport.
+    pub fn get(&self, t: Transport) -> Option<&str> {
+        match t {
+            Transport::Udp => self.udp.as_deref(),
+            Transport::Tcp => self.tcp.as_deref(),
+            Transport::Tls => self.tls.as_deref(),
+        }
+    }
+}
+
+/// Settings shared by every outbound registration.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// Retry and refresh timing.
+    pub timing: Timing,
+    /// RFC 3261 T1 (500 ms): first UDP retransmission interval.
+    pub t1: Duration,
+    /// Transaction timeout (Timer F, 64·T1 = 32 s); also bounds connecting.
+    pub transaction_timeout: Duration,
+    /// User-Agent header.
+    pub user_agent: String,
+    /// Contact addresses per transport.
+    pub contacts: ContactAddrs,
+    /// TLS client config (system roots plus extra CAs); TLS registrations fail without it.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            timing: Timing::default(),
+            t1: Duration::from_millis(500),
+            transaction_timeout: Duration::from_secs(32),
+            user_agent: format!("switchboard-registrar/{}", env!("CARGO_PKG_VERSION")),
+            contacts: ContactAddrs::default(),
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("timing", &self.timing)
+            .field("t1", &self.t1)
+            .field("transaction_timeout", &self.transaction_timeout)
+            .field("contacts", &self.contacts)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// What a registration task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// `namespace/name` of the SipRegistration.
+    pub id: String,
+    /// REGISTER or SUBSCRIBE.
+    pub method: Method,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// When the last request of the attempt was sent.
+    pub attempt_time: SystemTime,
+    /// When the binding expires unless refreshed (Successful only).
+    pub expires_time: Option<SystemTime>,
+    /// The Contact registered.
+    pub contact: Option<String>,
+}
+
+/// Where reports go.
+pub type ReportFn = Arc<dyn Fn(Report) + Send + Sync>;
+
+struct Tx {
+    branch: String,
+    cseq: u32,
+    data: Vec<u8>,
+    next_retransmit: Option<Instant>,
+    interval: Duration,
+    deadline: Instant,
+}
+
+struct Leg {
+    method: Method,
+    machine: Machine,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    tx: Option<Tx>,
+    timer: Option<Instant>,
+    started: bool,
+    contact: Option<String>,
+    last_attempt: SystemTime,
+}
+
+impl Leg {
+    fn new(method: Method, machine: Machine) -> Leg {
+        Leg {
+            method,
+            machine,
+            call_id: format!("{}@switchboard", random_token(20)),
+            from_tag: random_token(10),
+            to_tag: None,
+            cseq: 0,
+            tx: None,
+            timer: None,
+            started: false,
+            contact: None,
+            last_attempt: SystemTime::now(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let tx = self
+            .tx
+            .as_ref()
+            .map(|t| t.next_retransmit.map_or(t.deadline, |r| r.min(t.deadline)));
+        match (tx, self.timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn random_token(n: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// One registration's task state.
+struct Client {
+    reg: OutboundRegistration,
+    settings: Arc<ClientSettings>,
+    peer: Peer,
+    route: Option<String>,
+    flow: Option<Flow>,
+    legs: Vec<Leg>,
+    report: ReportFn,
+    warned_contact: bool,
+}
+
+const REG: usize = 0;
+const SUB: usize = 1;
+
+/// Where REGISTER goes and the Route header, from the registration and its outbound proxy.
+pub fn peer_and_route(reg: &OutboundRegistration) -> Result<(Peer, Option<String>), String> {
+    match &reg.outbound_proxy {
+        Some(p) => {
+            let t = parse_hostport(p, reg.transport, None)?;
+            let param = match t.transport {
+                Transport::Udp => String::new(),
+                other => format!(";transport={}", other.as_sip_param()),
+            };
+            let route = format!("<sip:{}:{}{param};lr>", t.host, t.port);
+            Ok((
+                Peer {
+                    host: t.host,
+                    port: t.port,
+                    transport: t.transport,
+                },
+                Some(route),
+            ))
+        }
+        None => Ok((
+            Peer {
+                host: reg.host.clone(),
+                port: reg.port,
+                transport: reg.transport,
+            },
+            None,
+        )),
+    }
+}
+
+/// Runs one registration until `stop` turns true and the unregistration is done.
+pub async fn run(
+    reg: OutboundRegistration,
+    settings: Arc<ClientSettings>,
+    report: ReportFn,
+    mut stop: watch::Receiver<bool>,
+) {
+    let seed = {
+        let mut rng = rand::rng();
+        rng.random::<u64>()
+    };
+    let (peer, route) = match peer_and_route(&reg) {
+        Ok(x) => x,
+        Err(e) => {
+            report(Report {
+                id: reg.id.clone(),
+                method: Method::Register,
+                outcome: Outcome {
+                    phase: switchboard_crds::registration::RegistrationPhase::Failed,
+                    code: None,
+                    reason: format!("invalid outbound proxy: {e}"),
+                    granted: None,
+                },
+                attempt_time: SystemTime::now(),
+                expires_time: None,
+                contact: None,
+            });
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+    };
+    let timing = settings.timing.clone();
+    let mut legs = vec![Leg::new(
+        Method::Register,
+        Machine::new(reg.expires, reg.realm.clone(), timing.clone(), seed),
+    )];
+    if reg.subscribe {
+        legs.push(Leg::new(
+            Method::Subscribe,
+            Machine::new(reg.expires, reg.realm.clone(), timing, seed.rotate_left(17)),
+        ));
+    }
+    let mut c = Client {
+        reg,
+        settings,
+        peer,
+        route,
+        flow: None,
+        legs,
+        report,
+        warned_contact: false,
+    };
+    c.feed(REG, Input::Start).await;
+    let mut stopping = *stop.borrow();
+    if stopping {
+        c.stop_all().await;
+    }
+    loop {
+        if c.legs
+            .iter()
+            .all(|l| l.machine.is_done() || (!l.started && l.method == Method::Subscribe))
+        {
+            break;
+        }
+        let deadline = c.legs.iter().filter_map(Leg::next_deadline).min();
+        let has_flow = c.flow.is_some();
+        tokio::select! {
+            changed = stop.changed(), if !stopping => {
+                if changed.is_err() || *stop.borrow() {
+                    stopping = true;
+                    c.stop_all().await;
+                }
+            }
+            msg = async { c.flow.as_mut().expect("flow").recv().await }, if has_flow => {
+                match msg {
+                    Ok(text) => c.on_message(&text).await,
+                    Err(e) => c.flow_lost(format!("connection to {} lost: {e}", c.peer)).await,
+                }
+            }
+            _ = sleep_until_opt(deadline) => c.on_timers().await,
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Client {
+    async fn stop_all(&mut self) {
+        // Unsubscribe and unregister concurrently; each ends when its answer (or timeout) comes.
+        for i in (0..self.legs.len()).rev() {
+            if self.legs[i].started || i == REG {
+                self.legs[i].timer = None;
+                self.feed(i, Input::Stop).await;
+            }
+        }
+    }
+
+    async fn flow_lost(&mut self, reason: String) {
+        tracing::debug!(registration = %self.reg.id, %reason, "flow closed");
+        self.flow = None;
+        for i in 0..self.legs.len() {
+            if self.legs[i].tx.take().is_some() {
+                self.feed(
+                    i,
+                    Input::TransportFailed {
+                        code: Some(503),
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.legs.len() {
+            // Transaction timers.
+            let mut timed_out = false;
+            let mut resend = None;
+            if let Some(tx) = self.legs[i].tx.as_mut() {
+                if tx.deadline <= now {
+                    timed_out = true;
+                } else if let Some(r) = tx.next_retransmit {
+                    if r <= now {
+                        tx.interval =
+                            (tx.interval * 2).min(Duration::from_secs(4).max(self.settings.t1));
+                        tx.next_retransmit = Some(now + tx.interval);
+                        resend = Some(tx.data.clone());
+                    }
+                }
+            }
+            if timed_out {
+                self.legs[i].tx = None;
+                self.feed(i, Input::Timeout).await;
+            } else if let Some(data) = resend {
+                if let Some(flow) = self.flow.as_mut() {
+                    let _ = flow.send(&data).await;
+                }
+            }
+            // The machine's timer.
+            if self.legs[i].timer.is_some_and(|t| t <= now) {
+                self.legs[i].timer = None;
+                self.feed(i, Input::Timer).await;
+            }
+        }
+    }
+
+    async fn on_message(&mut self, text: &str) {
+        let resp = match sip::parse_response(text) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::trace!(registration = %self.reg.id, error = %e, "ignoring a message that is not a response");
+                return;
+            }
+        };
+        let Some(i) = self.legs.iter().position(|l| l.call_id == resp.call_id) else {
+            return;
+        };
+        let leg = &mut self.legs[i];
+        let matches = leg
+            .tx
+            .as_ref()
+            .is_some_and(|t| t.cseq == resp.cseq && t.branch == resp.branch);
+        if !matches || resp.cseq_method != leg.method.as_str() {
+            return;
+        }
+        if resp.code < 200 {
+            if let Some(tx) = leg.tx.as_mut() {
+                tx.next_retransmit = None; // a provisional stops retransmissions (Timer E)
+            }
+            return;
+        }
+        leg.tx = None;
+        if leg.method == Method::Subscribe {
+            if (200..300).contains(&resp.code) {
+                leg.to_tag = resp.to_tag.clone();
+            } else if resp.code == 481 {
+                leg.to_tag = None;
+            }
+        }
+        let challenge = match resp.code {
+            401 => Some(
+                Challenge::pick(resp.www_authenticate.iter().map(String::as_str))
+                    .map_err(|e| e.to_string()),
+            ),
+            407 => Some(
+                Challenge::pick(resp.proxy_authenticate.iter().map(String::as_str))
+                    .map_err(|e| e.to_string()),
+            ),
+            _ => None,
+        };
+        let granted = match leg.method {
+            Method::Register => leg.contact.as_deref().and_then(|c| resp.granted_expires(c)),
+            Method::Subscribe => resp.expires,
+        };
+        let reply = Reply {
+            code: resp.code,
+            status_text: resp.status_text(),
+            challenge,
+            granted,
+            min_expires: resp.min_expires,
+            retry_after: resp.retry_after,
+        };
+        self.feed(i, Input::Reply(reply)).await;
+    }
+
+    /// Feeds an input to leg `i` and carries out the actions, including the inputs they cause.
+    async fn feed(&mut self, i: usize, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        let mut rounds = 0;
+        while let Some(input) = inputs.pop_front() {
+            rounds += 1;
+            if rounds > 16 {
+                tracing::error!(registration = %self.reg.id, "state machine loop; giving up this round");
+                break;
+            }
+            if input == Input::Start {
+                self.legs[i].started = true;
+            }
+            for action in self.legs[i].machine.handle(input) {
+                match action {
+                    Action::Send { expires, auth } => {
+                        if let Err(failure) = self.send(i, expires, auth.as_ref()).await {
+                            inputs.push_back(failure);
+                        }
+                    }
+                    Action::Wait(d) => self.legs[i].timer = Some(Instant::now() + d),
+                    Action::Report(outcome) => self.on_outcome(i, outcome).await,
+                    Action::Finished => {
+                        self.legs[i].timer = None;
+                        self.legs[i].tx = None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_outcome(&mut self, i: usize, outcome: Outcome) {
+        let leg = &self.legs[i];
+        let expires_time = outcome
+            .granted
+            .map(|g| SystemTime::now() + Duration::from_secs(g.into()));
+        let successful =
+            outcome.phase == switchboard_crds::registration::RegistrationPhase::Successful;
+        (self.report)(Report {
+            id: self.reg.id.clone(),
+            method: leg.method,
+            outcome,
+            attempt_time: leg.last_attempt,
+            expires_time,
+            contact: leg.contact.clone(),
+        });
+        // Subscribe once registered.
+        if i == REG && successful && self.legs.len() > SUB && !self.legs[SUB].started {
+            Box::pin(self.feed(SUB, Input::Start)).await;
+        }
+    }
+
+    fn contact_for(&mut self, local: std::net::SocketAddr) -> String {
+        let t = self.peer.transport;
+        let hostport = match self.settings.contacts.get(t) {
+            Some(a) => a.to_string(),
+            None => {
+                if !self.warned_contact {
+                    self.warned_contact = true;
+                    tracing::warn!(registration = %self.reg.id, transport = %t,
+                        "no advertised address for this transport: Contact uses the UAC's own socket, which does not take calls");
+                }
+                local.to_string()
+            }
+        };
+        let param = match t {
+            Transport::Udp => String::new(),
+            other => format!(";transport={}", other.as_sip_param()),
+        };
+        format!("sip:{}@{hostport}{param}", self.reg.username)
+    }
+
+    /// Sends a new request on leg `i`; on failure returns the input to feed back.
+    async fn send(
+        &mut self,
+        i: usize,
+        expires: u32,
+        auth: Option<&super::machine::Auth>,
+    ) -> Result<(), Input> {
+        if self.flow.is_none() {
+            match Flow::open(
+                &self.peer,
+                self.settings.tls.as_ref(),
+                self.settings.transaction_timeout,
+            )
+            .await
+            {
+                Ok(f) => self.flow = Some(f),
+                Err(e) => {
+                    self.legs[i].last_attempt = SystemTime::now();
+                    let code = match e {
+                        FlowError::Dns(_) => None,
+                        FlowError::Connect(_) => Some(503),
+                    };
+                    return Err(Input::TransportFailed {
+                        code,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        let flow = self.flow.as_ref().expect("flow");
+        let local = flow.local_addr();
+        let unreliable = flow.unreliable();
+        let via_transport = match flow.transport() {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        };
+        let contact = self.contact_for(local);
+        let domain = self
+            .reg
+            .aor
+            .split_once('@')
+            .map(|(_, d)| d.split(';').next().unwrap_or(d))
+            .unwrap_or(&self.reg.host)
+            .to_string();
+        let leg = &mut self.legs[i];
+        let uri = match leg.method {
+            Method::Register => format!("sip:{domain}"),
+            Method::Subscribe => self.reg.aor.clone(),
+        };
+        leg.cseq += 1;
+        let branch = format!("z9hG4bK{}", random_token(16));
+        let auth_value = auth.map(|a| {
+            let user = self
+                .reg
+                .auth_username
+                .as_deref()
+                .unwrap_or(&self.reg.username);
+            let creds = Credentials {
+                username: user,
+                password: &self.reg.password,
+            };
+            let value = digest::authorization(
+                &a.challenge,
+                &creds,
+                leg.method.as_str(),
+                &uri,
+                a.nc,
+                &random_token(16),
+            );
+            (
+                if a.proxy {
+                    "Proxy-Authorization"
+                } else {
+                    "Authorization"
+                },
+                value,
+            )
+        });
+        let sent_by = local.to_string();
+        let text = sip::build_request(&RequestSpec {
+            method: leg.method,
+            uri: &uri,
+            via_transport,
+            via_sent_by: &sent_by,
+            branch: &branch,
+            aor: &self.reg.aor,
+            from_tag: &leg.from_tag,
+            to_tag: leg.to_tag.as_deref(),
+            call_id: &leg.call_id,
+            cseq: leg.cseq,
+            contact: &contact,
+            expires,
+            route: self.route.as_deref(),
+            auth: auth_value.as_ref().map(|(n, v)| (*n, v.as_str())),
+            user_agent: &self.settings.user_agent,
+        });
+        leg.contact = Some(contact);
+        leg.last_attempt = SystemTime::now();
+        let now = Instant::now();
+        let t1 = self.settings.t1;
+        leg.tx = Some(Tx {
+            branch,
+            cseq: leg.cseq,
+            data: text.clone().into_bytes(),
+            next_retransmit: unreliable.then_some(now + t1),
+            interval: t1,
+            deadline: now + self.settings.transaction_timeout,
+        });
+        tracing::trace!(registration = %self.reg.id, request = %text, "sending");
+        let result = self
+            .flow
+            .as_mut()
+            .expect("flow")
+            .send(text.as_bytes())
+            .await;
+        if let Err(e) = result {
+            self.flow = None;
+            self.legs[i].tx = None;
+            return Err(Input::TransportFailed {
+                code: Some(503),
+                reason: format!("send to {} failed: {e}", self.peer),
+            });
+        }
+        Ok(())
+    }
+}

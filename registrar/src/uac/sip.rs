@@ -1,0 +1,451 @@
+//! The SIP a UAC needs: REGISTER/SUBSCRIBE requests built as text, and responses parsed into
+//! the few fields the state machine reads. Deliberately small; the registrar's server side has
+//! its own full parser in `crate::message`.
+
+use std::fmt::Write as _;
+
+/// The method of a client transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// REGISTER (RFC 3261 §10).
+    Register,
+    /// SUBSCRIBE with `Event: presence` (RFC 6665, RFC 3856).
+    Subscribe,
+}
+
+impl Method {
+    /// The method token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Register => "REGISTER",
+            Method::Subscribe => "SUBSCRIBE",
+        }
+    }
+}
+
+/// Everything needed to write one request.
+#[derive(Debug, Clone)]
+pub struct RequestSpec<'a> {
+    /// REGISTER or SUBSCRIBE.
+    pub method: Method,
+    /// Request-URI (`sip:domain` for REGISTER, the AOR for SUBSCRIBE).
+    pub uri: &'a str,
+    /// `SIP/2.0/UDP` etc. token: `UDP`, `TCP`, `TLS`.
+    pub via_transport: &'a str,
+    /// `host:port` for the Via sent-by.
+    pub via_sent_by: &'a str,
+    /// Via branch (starts with `z9hG4bK`).
+    pub branch: &'a str,
+    /// The AOR (From and To).
+    pub aor: &'a str,
+    /// From tag.
+    pub from_tag: &'a str,
+    /// To tag, in-dialog (a SUBSCRIBE refresh).
+    pub to_tag: Option<&'a str>,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Contact URI (without angle brackets).
+    pub contact: &'a str,
+    /// Expires value.
+    pub expires: u32,
+    /// Route header value (`<sip:proxy;lr>`), for an outbound proxy.
+    pub route: Option<&'a str>,
+    /// `(header name, value)` for Authorization or Proxy-Authorization.
+    pub auth: Option<(&'a str, &'a str)>,
+    /// User-Agent.
+    pub user_agent: &'a str,
+}
+
+/// Writes the request.
+pub fn build_request(r: &RequestSpec<'_>) -> String {
+    let mut s = String::with_capacity(640);
+    let m = r.method.as_str();
+    let _ = write!(s, "{m} {} SIP/2.0\r\n", r.uri);
+    let _ = write!(
+        s,
+        "Via: SIP/2.0/{} {};branch={};rport\r\n",
+        r.via_transport, r.via_sent_by, r.branch
+    );
+    s.push_str("Max-Forwards: 70\r\n");
+    if let Some(route) = r.route {
+        let _ = write!(s, "Route: {route}\r\n");
+    }
+    let _ = write!(s, "From: <{}>;tag={}\r\n", r.aor, r.from_tag);
+    match r.to_tag {
+        Some(t) => {
+            let _ = write!(s, "To: <{}>;tag={t}\r\n", r.aor);
+        }
+        None => {
+            let _ = write!(s, "To: <{}>\r\n", r.aor);
+        }
+    }
+    let _ = write!(s, "Call-ID: {}\r\n", r.call_id);
+    let _ = write!(s, "CSeq: {} {m}\r\n", r.cseq);
+    match r.method {
+        Method::Register => {
+            let _ = write!(s, "Contact: <{}>;expires={}\r\n", r.contact, r.expires);
+        }
+        Method::Subscribe => {
+            let _ = write!(s, "Contact: <{}>\r\n", r.contact);
+            s.push_str("Event: presence\r\nAccept: application/pidf+xml\r\n");
+        }
+    }
+    let _ = write!(s, "Expires: {}\r\n", r.expires);
+    if let Some((name, value)) = r.auth {
+        let _ = write!(s, "{name}: {value}\r\n");
+    }
+    s.push_str("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY\r\n");
+    let _ = write!(s, "User-Agent: {}\r\n", r.user_agent);
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s
+}
+
+/// A parsed response, with only what a UAC reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+    /// CSeq method.
+    pub cseq_method: String,
+    /// Branch of the top Via.
+    pub branch: String,
+    /// Tag of the To header.
+    pub to_tag: Option<String>,
+    /// `WWW-Authenticate` values.
+    pub www_authenticate: Vec<String>,
+    /// `Proxy-Authenticate` values.
+    pub proxy_authenticate: Vec<String>,
+    /// Contact entries (one per binding, split on commas).
+    pub contacts: Vec<String>,
+    /// `Expires`.
+    pub expires: Option<u32>,
+    /// `Min-Expires`.
+    pub min_expires: Option<u32>,
+    /// `Retry-After` seconds.
+    pub retry_after: Option<u32>,
+}
+
+/// A message that is not a response this client can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not a SIP response (a request, or garbage).
+    #[error("not a SIP response")]
+    NotResponse,
+    /// Malformed status line or header.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+fn header_name(raw: &str) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "v" => "via".into(),
+        "f" => "from".into(),
+        "t" => "to".into(),
+        "i" => "call-id".into(),
+        "m" => "contact".into(),
+        "l" => "content-length".into(),
+        _ => lower,
+    }
+}
+
+/// Splits a header value on top-level commas (not inside quotes or `<…>`).
+pub fn split_top_level(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    for ch in value.chars() {
+        if escaped {
+            cur.push(ch);
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' if in_quote => {
+                escaped = true;
+                cur.push(ch);
+            }
+            '"' => {
+                in_quote = !in_quote;
+                cur.push(ch);
+            }
+            '<' if !in_quote => {
+                in_angle = true;
+                cur.push(ch);
+            }
+            '>' if !in_quote => {
+                in_angle = false;
+                cur.push(ch);
+            }
+            ',' if !in_quote && !in_angle => {
+                let t = cur.trim();
+                if !t.is_empty() {
+                    out.push(t.to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(ch),
+        }
+    }
+    let t = cur.trim();
+    if !t.is_empty() {
+        out.push(t.to_string());
+    }
+    out
+}
+
+/// The value of parameter `name` in `;name=value` parameters (after the URI for a
+/// name-addr, anywhere for a bare value).
+pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value,
+    };
+    params.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The URI of a name-addr (`"x" <sip:a@b>;p` → `sip:a@b`) or a bare addr-spec.
+pub fn uri_of(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+/// Parses a response (headers only; a body is ignored).
+pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or(msg);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().ok_or(ParseError::NotResponse)?;
+    let rest = status
+        .strip_prefix("SIP/2.0 ")
+        .ok_or(ParseError::NotResponse)?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    let code: u16 = code
+        .parse()
+        .map_err(|_| ParseError::Malformed("status line"))?;
+    if !(100..700).contains(&code) {
+        return Err(ParseError::Malformed("status code"));
+    }
+    let mut r = Response {
+        code,
+        reason: reason.trim().to_string(),
+        ..Default::default()
+    };
+    // Unfold continuation lines.
+    let mut headers: Vec<String> = Vec::new();
+    for line in lines {
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(last) = headers.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else if !line.is_empty() {
+            headers.push(line.to_string());
+        }
+    }
+    let mut seen_via = false;
+    for h in &headers {
+        let Some((name, value)) = h.split_once(':') else {
+            return Err(ParseError::Malformed("header"));
+        };
+        let value = value.trim();
+        match header_name(name).as_str() {
+            "via" if !seen_via => {
+                seen_via = true;
+                let first = split_top_level(value)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                r.branch = param(&first, "branch").unwrap_or_default().to_string();
+            }
+            "call-id" => r.call_id = value.to_string(),
+            "cseq" => {
+                let mut it = value.split_whitespace();
+                r.cseq = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or(ParseError::Malformed("CSeq"))?;
+                r.cseq_method = it.next().unwrap_or_default().to_string();
+            }
+            "to" => r.to_tag = param(value, "tag").map(str::to_string),
+            "www-authenticate" => r.www_authenticate.push(value.to_string()),
+            "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
+            "contact" => r.contacts.extend(split_top_level(value)),
+            "expires" => r.expires = value.parse().ok(),
+            "min-expires" => r.min_expires = value.parse().ok(),
+            "retry-after" => {
+                r.retry_after = value
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|v| v.parse().ok())
+            }
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+impl Response {
+    /// The expiry the registrar granted to `contact`: its `expires` parameter in the 200's
+    /// Contact list, else the `Expires` header.
+    pub fn granted_expires(&self, contact: &str) -> Option<u32> {
+        let ours = self
+            .contacts
+            .iter()
+            .find(|c| same_uri(uri_of(c), contact))
+            .and_then(|c| param(c, "expires"))
+            .and_then(|v| v.parse().ok());
+        ours.or(self.expires)
+    }
+
+    /// `"403 Forbidden"`.
+    pub fn status_text(&self) -> String {
+        if self.reason.is_empty() {
+            self.code.to_string()
+        } else {
+            format!("{} {}", self.code, self.reason)
+        }
+    }
+}
+
+/// Compares Contact URIs loosely: scheme, user and host:port, case-insensitive host, ignoring
+/// parameters (registrars add some, e.g. `;ob`, or reorder them).
+fn same_uri(a: &str, b: &str) -> bool {
+    fn core(u: &str) -> String {
+        u.split(';').next().unwrap_or(u).trim().to_ascii_lowercase()
+    }
+    core(a) == core(b)
+}
+
+/// Where a stream-framed message ends: `Some(total length)` once the headers and the body
+/// (by Content-Length) are complete. Leading CRLF keep-alives must be skipped by the caller.
+pub fn frame_length(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > 64 * 1024 {
+            return Err(ParseError::Malformed("oversized header"));
+        }
+        return Ok(None);
+    };
+    let head =
+        std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::Malformed("header bytes"))?;
+    let mut len = 0usize;
+    for line in head.split("\r\n").skip(1) {
+        if let Some((n, v)) = line.split_once(':') {
+            if header_name(n) == "content-length" {
+                len = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ParseError::Malformed("Content-Length"))?;
+            }
+        }
+    }
+    let total = end + 4 + len;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = "SIP/2.0 200 OK\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKabc;rport=40000;received=127.0.0.1\r\n\
+        From: <sip:trunk@example.test>;tag=f1\r\n\
+        To: <sip:trunk@example.test>;tag=srv\r\n\
+        Call-ID: cid-1\r\n\
+        CSeq: 2 REGISTER\r\n\
+        Contact: <sip:other@10.0.0.1:5060>;expires=50, <sip:trunk@127.0.0.1:5060;transport=tcp>;expires=1800;received=\"sip:127.0.0.1:40000\"\r\n\
+        Server: kamailio\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn parses_200_and_finds_our_contact() {
+        let r = parse_response(OK).unwrap();
+        assert_eq!(r.code, 200);
+        assert_eq!(r.status_text(), "200 OK");
+        assert_eq!(r.call_id, "cid-1");
+        assert_eq!((r.cseq, r.cseq_method.as_str()), (2, "REGISTER"));
+        assert_eq!(r.branch, "z9hG4bKabc");
+        assert_eq!(r.to_tag.as_deref(), Some("srv"));
+        assert_eq!(r.contacts.len(), 2);
+        assert_eq!(
+            r.granted_expires("sip:trunk@127.0.0.1:5060;transport=tcp"),
+            Some(1800)
+        );
+        assert_eq!(r.granted_expires("sip:nobody@127.0.0.1:5060"), None);
+    }
+
+    #[test]
+    fn parses_challenges_and_423() {
+        let c = "SIP/2.0 401 Unauthorized\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\ni: x\r\nCSeq: 1 REGISTER\r\n\
+            WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\"\r\n\
+            WWW-Authenticate: Digest realm=\"r\", nonce=\"m\", algorithm=SHA-256\r\nl: 0\r\n\r\n";
+        let r = parse_response(c).unwrap();
+        assert_eq!(r.www_authenticate.len(), 2);
+        let t = "SIP/2.0 423 Interval Too Brief\r\nCSeq: 3 REGISTER\r\nMin-Expires: 600\r\n\r\n";
+        assert_eq!(parse_response(t).unwrap().min_expires, Some(600));
+        assert_eq!(
+            parse_response("REGISTER sip:x SIP/2.0\r\n\r\n"),
+            Err(ParseError::NotResponse)
+        );
+    }
+
+    #[test]
+    fn request_text() {
+        let s = build_request(&RequestSpec {
+            method: Method::Register,
+            uri: "sip:example.test",
+            via_transport: "UDP",
+            via_sent_by: "127.0.0.1:40000",
+            branch: "z9hG4bKx",
+            aor: "sip:trunk@example.test",
+            from_tag: "ft",
+            to_tag: None,
+            call_id: "cid",
+            cseq: 7,
+            contact: "sip:trunk@127.0.0.1:5060",
+            expires: 0,
+            route: Some("<sip:proxy.test:5070;lr>"),
+            auth: Some(("Authorization", "Digest x")),
+            user_agent: "switchboard",
+        });
+        assert!(s.starts_with("REGISTER sip:example.test SIP/2.0\r\n"));
+        assert!(s.contains("Contact: <sip:trunk@127.0.0.1:5060>;expires=0\r\n"));
+        assert!(s.contains("Expires: 0\r\n"));
+        assert!(s.contains("Route: <sip:proxy.test:5070;lr>\r\n"));
+        assert!(s.contains("CSeq: 7 REGISTER\r\n"));
+        assert!(s.ends_with("Content-Length: 0\r\n\r\n"));
+        let r = parse_response(&format!(
+            "SIP/2.0 200 OK\r\n{}",
+            s.split_once("\r\n").unwrap().1
+        ))
+        .unwrap();
+        assert_eq!(r.branch, "z9hG4bKx");
+    }
+
+    #[test]
+    fn stream_framing() {
+        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
+        assert_eq!(frame_length(m).unwrap(), Some(m.len() - 7));
+        assert_eq!(
+            frame_length(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab").unwrap(),
+            None
+        );
+        assert_eq!(frame_length(b"SIP/2.0 200 OK\r\n").unwrap(), None);
+    }
+}
