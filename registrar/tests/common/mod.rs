@@ -1,0 +1,365 @@
+//! Shared harness of the registrar's integration tests: starts the built binary on loopback with
+//! free ports and a temporary directory, waits for `/readyz` with a deadline, reads
+//! `/debug/bindings` and `/metrics`, runs real SIP peers (sipp, baresip) against it.
+//!
+//! The peers must be installed (`.ci/run` installs them); a missing one fails the test.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard-registrar");
+/// How long anything may take to become true.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("sb-registrar-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`DEADLINE`] with `what`.
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The standalone demo config's domain and passwords.
+pub const DOMAIN: &str = "switchboard.local";
+/// Password of demo user `user` (1001–1003).
+pub fn password(user: &str) -> String {
+    format!("switchboard-{user}")
+}
+
+/// A registrar process.
+pub struct Registrar {
+    child: Option<Child>,
+    /// UDP and TCP port.
+    pub sip_port: u16,
+    /// TLS port, when started with a certificate.
+    pub tls_port: Option<u16>,
+    /// HTTP port.
+    pub http_port: u16,
+    /// Its temporary directory (config, logs).
+    pub dir: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// How to start a registrar.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// A config file content (else the embedded demo config).
+    pub config: Option<&'a str>,
+    /// TLS certificate and key files.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// More arguments.
+    pub args: &'a [&'a str],
+}
+
+impl Registrar {
+    /// Starts a registrar and waits until it is ready.
+    pub fn start(name: &str, opts: Options<'_>) -> Registrar {
+        let dir = temp_dir(name);
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let sip_port = free_port();
+            let http_port = free_port();
+            let tls_port = opts.tls.map(|_| free_port());
+            let log = dir.join("registrar.log");
+            let mut cmd = Command::new(BIN);
+            cmd.arg("--udp")
+                .arg(format!("127.0.0.1:{sip_port}"))
+                .arg("--tcp")
+                .arg(format!("127.0.0.1:{sip_port}"))
+                .arg("--http")
+                .arg(format!("127.0.0.1:{http_port}"))
+                .arg("--replica")
+                .arg("test-replica");
+            if let Some(text) = opts.config {
+                let path = dir.join("config.yaml");
+                std::fs::write(&path, text).unwrap();
+                cmd.arg("--config").arg(&path);
+            }
+            if let (Some((cert, key)), Some(port)) = (opts.tls, tls_port) {
+                cmd.arg("--tls")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("--tls-cert")
+                    .arg(cert)
+                    .arg("--tls-key")
+                    .arg(key);
+            }
+            cmd.args(opts.args)
+                .env("RUST_LOG", "info,switchboard_registrar=debug")
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.join("stderr.log")).unwrap(),
+                ));
+            let child = cmd.spawn().expect("start the registrar binary");
+            let mut r = Registrar {
+                child: Some(child),
+                sip_port,
+                tls_port,
+                http_port,
+                dir: dir.clone(),
+                log,
+            };
+            let start = Instant::now();
+            loop {
+                if let Some(status) = r.child.as_mut().unwrap().try_wait().unwrap() {
+                    last_log = format!(
+                        "exited with {status}: {}{}",
+                        std::fs::read_to_string(&r.log).unwrap_or_default(),
+                        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                    );
+                    r.child = None;
+                    break;
+                }
+                if matches!(r.get("/readyz"), Some((200, _))) {
+                    return r;
+                }
+                if start.elapsed() > DEADLINE {
+                    panic!("registrar not ready in time: {}", r.logs());
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+        panic!("registrar did not start: {last_log}");
+    }
+
+    /// Its log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` on the HTTP port: status and body, `None` if it cannot connect.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, path)
+    }
+
+    /// `/debug/bindings` as JSON.
+    pub fn bindings(&self) -> serde_json::Value {
+        let (status, body) = self.get("/debug/bindings").expect("HTTP reachable");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The live bindings of one device.
+    pub fn device_bindings(&self, device: &str) -> Vec<serde_json::Value> {
+        self.bindings()["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == device)
+            .map(|d| d["bindings"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `device` has exactly `n` bindings; returns them.
+    pub fn wait_bindings(&self, device: &str, n: usize) -> Vec<serde_json::Value> {
+        wait_until(&format!("{device} to have {n} binding(s)"), || {
+            let b = self.device_bindings(device);
+            (b.len() == n).then_some(b)
+        })
+    }
+
+    /// The value of a metric line (`name{labels}` as exposed), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics").expect("HTTP reachable");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        wait_until("the registrar to exit", || child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Registrar {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Runs a program that must be installed, with a time limit.
+pub fn run_tool(program: &str, args: &[String], cwd: &Path, limit: Duration) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{program} ran longer than {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The outcome of a sipp run.
+pub struct SippRun {
+    /// Exit code (0: every call succeeded).
+    pub code: i32,
+    /// Successful calls from the final statistics.
+    pub successful: u32,
+    /// Failed calls from the final statistics.
+    pub failed: u32,
+    /// stdout, the error log and the message trace, for assertion messages.
+    pub report: String,
+}
+
+/// Runs one sipp scenario from `tests/sipp/` against the registrar, once.
+pub fn sipp(
+    r: &Registrar,
+    scenario: &str,
+    transport: &str,
+    keys: &[(&str, &str)],
+    auth: Option<(&str, &str)>,
+) -> SippRun {
+    let dir = temp_dir("sipp");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(scenario);
+    assert!(path.exists(), "{}", path.display());
+    let mut args: Vec<String> = vec![
+        format!("127.0.0.1:{}", r.sip_port),
+        "-sf".into(),
+        path.display().to_string(),
+        "-m".into(),
+        "1".into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_port().to_string(),
+        "-t".into(),
+        transport.into(),
+        "-timeout".into(),
+        "20".into(),
+        "-timeout_error".into(),
+        "-nostdin".into(),
+        "-trace_err".into(),
+        "-trace_msg".into(),
+    ];
+    for (k, v) in keys {
+        args.extend(["-key".into(), k.to_string(), v.to_string()]);
+    }
+    if let Some((u, p)) = auth {
+        args.extend(["-au".into(), u.into(), "-ap".into(), p.into()]);
+    }
+    let out = run_tool("sipp", &args, &dir, Duration::from_secs(40));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let count = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_errors.log") || name.ends_with("_messages.log") {
+            logs.push_str(&format!(
+                "--- {name}\n{}\n",
+                std::fs::read_to_string(entry.path()).unwrap_or_default()
+            ));
+        }
+    }
+    SippRun {
+        code: out.status.code().unwrap_or(-1),
+        successful: count("Successful call"),
+        failed: count("Failed call"),
+        report: format!("{stdout}\n{}\n{logs}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+impl SippRun {
+    /// Asserts the one call succeeded.
+    pub fn assert_ok(&self) {
+        assert!(
+            self.code == 0 && self.successful == 1 && self.failed == 0,
+            "sipp failed (exit {}, {} ok, {} failed):\n{}",
+            self.code,
+            self.successful,
+            self.failed,
+            self.report
+        );
+    }
+}
