@@ -88,9 +88,53 @@ pub fn serialize(config: &RegistrarConfig) -> Vec<u8> {
     serde_json::to_vec(config).expect("config serializes")
 }
 
-/// Splits a sealed config into shards of at most `max` bytes (at least one shard).
+/// Splits a sealed config into shards of at most `max` bytes (at least one shard). The JSON is
+/// written straight into the shards, so the config's bytes are in memory once, not twice.
 pub fn split(config: &RegistrarConfig, max: usize) -> Vec<Shard> {
-    split_bytes(&serialize(config), &config.hash, max)
+    assert!(max > 0, "shard size must be positive");
+    let mut w = ChunkWriter {
+        max,
+        chunks: vec![Vec::new()],
+    };
+    serde_json::to_writer(&mut w, config).expect("config serializes");
+    let count = w.chunks.len();
+    w.chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| Shard {
+            index,
+            count,
+            hash: config.hash.clone(),
+            data,
+        })
+        .collect()
+}
+
+/// Cuts written bytes into chunks of at most `max` bytes.
+struct ChunkWriter {
+    max: usize,
+    chunks: Vec<Vec<u8>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len();
+        while !buf.is_empty() {
+            let last = self.chunks.last_mut().expect("at least one chunk");
+            if last.len() == self.max {
+                self.chunks.push(Vec::with_capacity(self.max.min(1 << 20)));
+                continue;
+            }
+            let take = (self.max - last.len()).min(buf.len());
+            last.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Splits serialized bytes into shards of at most `max` bytes (at least one shard).
@@ -282,6 +326,12 @@ mod tests {
             ..Default::default()
         }
         .seal()
+    }
+
+    #[test]
+    fn streaming_split_equals_splitting_the_bytes() {
+        let c = config(2_000);
+        assert_eq!(split(&c, 7_777), split_bytes(&serialize(&c), &c.hash, 7_777));
     }
 
     #[test]

@@ -60,3 +60,16 @@ pub fn device(spec: &SipDeviceSpec, site: Option<&SiteSpec>) -> EffectiveSetting
     }
     EffectiveSettings::default()
 }
+
+/// The effective settings of a device in the index (its site looked up by name).
+pub fn of_device(
+    index: &crate::index::Index,
+    device: &switchboard_crds::SipDevice,
+) -> EffectiveSettings {
+    let key = crate::key::ObjectKey::of(device);
+    let site = device
+        .spec
+        .site_name()
+        .and_then(|s| index.sites.get(&key.sibling(s)));
+    self::device(&device.spec, site.map(|s| &s.spec))
+}

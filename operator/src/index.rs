@@ -5,10 +5,12 @@
 //! A kind counts as synced after its first full list; nothing is compiled before every kind is,
 //! so a starting operator never publishes a config that is missing objects it has not seen yet.
 
+use crate::credentials::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use crate::key::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use switchboard_crds::shards::{self, CONFIG_LABEL};
 use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
 
@@ -38,6 +40,54 @@ pub enum Change {
     Secret(Op<Secret>),
 }
 
+/// What the operator keeps of a Secret: whether it generated it, the rotation it was made for,
+/// and its small values. Secrets of types that never hold SIP passwords (TLS, service-account
+/// tokens, Helm releases, …) and values over [`StoredSecret::MAX_VALUE`] bytes are not kept, so a
+/// cluster full of large Secrets does not fill the operator's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// Carries the operator's generated-credentials label.
+    pub generated: bool,
+    /// The rotation annotation value it was generated for.
+    pub rotated_for: Option<String>,
+    /// Values by key, sorted.
+    pub data: Box<[(String, Box<[u8]>)]>,
+}
+
+impl StoredSecret {
+    /// Largest value kept.
+    pub const MAX_VALUE: usize = 1024;
+
+    /// Reduces a Secret.
+    pub fn from_secret(s: &Secret) -> Self {
+        let kept_type = matches!(
+            s.type_.as_deref(),
+            None | Some("Opaque") | Some("kubernetes.io/basic-auth")
+        );
+        let data = match (&s.data, kept_type) {
+            (Some(d), true) => d
+                .iter()
+                .filter(|(_, v)| v.0.len() <= Self::MAX_VALUE)
+                .map(|(k, v)| (k.clone(), v.0.clone().into_boxed_slice()))
+                .collect(),
+            _ => Box::default(),
+        };
+        StoredSecret {
+            generated: s.labels().get(GENERATED_LABEL).map(String::as_str) == Some("true"),
+            rotated_for: s.annotations().get(ROTATED_FOR_ANNOTATION).cloned(),
+            data,
+        }
+    }
+
+    /// A value.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.data
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &*self.data[i].1)
+    }
+}
+
 /// Which kinds have been listed at least once.
 #[derive(Debug, Default, Clone, Copy)]
 struct Synced {
@@ -54,30 +104,33 @@ pub struct Index {
     /// The namespace config shards are published in.
     pub config_namespace: String,
     /// Sites by key.
-    pub sites: BTreeMap<ObjectKey, Site>,
+    pub sites: BTreeMap<ObjectKey, Arc<Site>>,
     /// Devices by key.
-    pub devices: BTreeMap<ObjectKey, SipDevice>,
+    pub devices: BTreeMap<ObjectKey, Arc<SipDevice>>,
     /// Call patterns by key.
-    pub patterns: BTreeMap<ObjectKey, CallPattern>,
+    pub patterns: BTreeMap<ObjectKey, Arc<CallPattern>>,
     /// Outbound registrations by key.
-    pub registrations: BTreeMap<ObjectKey, SipRegistration>,
-    /// Secrets other than config shards, by key.
-    pub secrets: BTreeMap<ObjectKey, Secret>,
+    pub registrations: BTreeMap<ObjectKey, Arc<SipRegistration>>,
+    /// Secrets other than config shards, by key, reduced to what credentials need.
+    pub secrets: BTreeMap<ObjectKey, StoredSecret>,
     /// The published config shards, by Secret name.
-    pub shards: BTreeMap<String, Secret>,
+    pub shards: BTreeMap<String, Arc<Secret>>,
     synced: Synced,
 }
 
-fn apply_op<K: ResourceExt + Clone>(map: &mut BTreeMap<ObjectKey, K>, op: Op<K>) {
+fn apply_op<K: ResourceExt>(map: &mut BTreeMap<ObjectKey, Arc<K>>, op: Op<K>) {
     match op {
         Op::Apply(obj) => {
-            map.insert(ObjectKey::of(&obj), obj);
+            map.insert(ObjectKey::of(&obj), Arc::new(obj));
         }
         Op::Delete(obj) => {
             map.remove(&ObjectKey::of(&obj));
         }
         Op::Replace(objs) => {
-            *map = objs.into_iter().map(|o| (ObjectKey::of(&o), o)).collect();
+            *map = objs
+                .into_iter()
+                .map(|o| (ObjectKey::of(&o), Arc::new(o)))
+                .collect();
         }
     }
 }
@@ -146,7 +199,7 @@ impl Index {
     fn apply_secret(&mut self, op: Op<Secret>) {
         match op {
             Op::Apply(s) if self.is_shard(&s) => {
-                self.shards.insert(s.name_any(), s);
+                self.shards.insert(s.name_any(), Arc::new(s));
             }
             Op::Delete(s) if self.is_shard(&s) => {
                 self.shards.remove(&s.name_any());
@@ -154,10 +207,22 @@ impl Index {
             Op::Replace(all) => {
                 let (shards, others): (Vec<_>, Vec<_>) =
                     all.into_iter().partition(|s| self.is_shard(s));
-                self.shards = shards.into_iter().map(|s| (s.name_any(), s)).collect();
-                apply_op(&mut self.secrets, Op::Replace(others));
+                self.shards = shards
+                    .into_iter()
+                    .map(|s| (s.name_any(), Arc::new(s)))
+                    .collect();
+                self.secrets = others
+                    .iter()
+                    .map(|s| (ObjectKey::of(s), StoredSecret::from_secret(s)))
+                    .collect();
             }
-            op => apply_op(&mut self.secrets, op),
+            Op::Apply(s) => {
+                self.secrets
+                    .insert(ObjectKey::of(&s), StoredSecret::from_secret(&s));
+            }
+            Op::Delete(s) => {
+                self.secrets.remove(&ObjectKey::of(&s));
+            }
         }
     }
 
@@ -166,7 +231,7 @@ impl Index {
         let parsed: Vec<_> = self
             .shards
             .values()
-            .map(shards::from_secret)
+            .map(|s| shards::from_secret(s))
             .collect::<Result<_, _>>()
             .ok()?;
         let first = parsed.first()?;
@@ -179,12 +244,7 @@ impl Index {
 
     /// A Secret's value by key, if the Secret and key exist.
     pub fn secret_value(&self, key: &ObjectKey, data_key: &str) -> Option<&[u8]> {
-        self.secrets
-            .get(key)?
-            .data
-            .as_ref()?
-            .get(data_key)
-            .map(|b| b.0.as_slice())
+        self.secrets.get(key)?.get(data_key)
     }
 }
 

@@ -207,14 +207,8 @@ pub fn compile(
                 });
             }
         }
-        out.devices.insert(
-            key.clone(),
-            DeviceOutcome {
-                effective: eff,
-                sip_uri,
-                ready,
-            },
-        );
+        out.devices
+            .insert(key.clone(), DeviceOutcome { sip_uri, ready });
     }
 
     let mut registrations = Vec::new();

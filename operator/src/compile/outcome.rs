@@ -3,7 +3,6 @@
 use crate::key::ObjectKey;
 use std::collections::BTreeMap;
 use switchboard_crds::config::RegistrarConfig;
-use switchboard_crds::device::EffectiveSettings;
 
 /// Why an object is not in the published config (the `reason` of `Ready=False`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,11 +26,10 @@ impl NotReady {
 /// In the config, or why not.
 pub type Ready = Result<(), NotReady>;
 
-/// A device's compiled outcome.
+/// A device's compiled outcome. Its effective settings are not kept here (100 000 copies of
+/// restrictions add up): [`crate::effective::of_device`] recomputes them for the status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceOutcome {
-    /// Settings after inheritance.
-    pub effective: EffectiveSettings,
     /// `sip:<user>@<domain>`, when the user and domain are known.
     pub sip_uri: Option<String>,
     /// Whether it is in the config.

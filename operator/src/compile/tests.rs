@@ -87,20 +87,19 @@ fn world_is_valid() {
 
 #[test]
 fn inheritance_site_defaults_device_overrides_pattern_add_remove() {
-    let (_, c) = run(&world());
-    let lobby = &c.devices[&key("lobby")].effective;
+    let index = world();
+    let (_, c) = run(&index);
+    let eff = |name: &str| crate::effective::of_device(&index, &index.devices[&key(name)]);
+    let lobby = &eff("lobby");
     assert_eq!(lobby.call_patterns, vec!["normalize", "mobile"]);
     assert_eq!(lobby.outbound_caller_id.as_deref(), Some("+74951234500"));
     assert_eq!(lobby.extension.as_deref(), Some("1000"));
-    let alice = &c.devices[&key("alice-desk")].effective;
+    let alice = &eff("alice-desk");
     assert_eq!(alice.call_patterns, vec!["normalize", "zero"]);
     assert_eq!(alice.outbound_caller_id.as_deref(), Some("+74951234567"));
     assert_eq!(alice.extension.as_deref(), Some("1100"));
     assert_eq!(alice.user.as_deref(), Some("alice"));
-    assert_eq!(
-        c.devices[&key("spare")].effective,
-        EffectiveSettings::default()
-    );
+    assert_eq!(eff("spare"), EffectiveSettings::default());
     // The config says the same as the status.
     let (_, dev) = c.config.domains[0]
         .devices
@@ -146,27 +145,24 @@ fn same_input_same_hash_whatever_the_order() {
             .values()
             .rev()
             .cloned()
-            .map(|d| Change::Device(Op::Apply(d))),
+            .map(|d| Change::Device(Op::Apply((*d).clone()))),
     );
-    changes.extend(
-        a.secrets
-            .values()
-            .rev()
-            .cloned()
-            .map(|s| Change::Secret(Op::Apply(s))),
-    );
+    for d in a.devices.values() {
+        let pw = format!("pw-{}", d.metadata.name.as_deref().unwrap());
+        changes.push(Change::Secret(Op::Apply(generated_secret(d, &pw))));
+    }
     changes.extend(
         a.patterns
             .values()
             .rev()
             .cloned()
-            .map(|p| Change::Pattern(Op::Apply(p))),
+            .map(|p| Change::Pattern(Op::Apply((*p).clone()))),
     );
     changes.extend(
         a.sites
             .values()
             .cloned()
-            .map(|s| Change::Site(Op::Apply(s))),
+            .map(|s| Change::Site(Op::Apply((*s).clone()))),
     );
     for ch in changes {
         b.apply(ch);

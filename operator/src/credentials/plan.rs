@@ -13,6 +13,7 @@
 //! A Secret of that name the operator did not generate (no label) is never overwritten.
 
 use super::*;
+use crate::index::StoredSecret;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
@@ -70,13 +71,8 @@ pub fn new_password(rng: &mut impl Rng) -> String {
     Alphanumeric.sample_string(rng, PASSWORD_LEN)
 }
 
-fn text(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = &secret.data.as_ref()?.get(key)?.0;
-    String::from_utf8(bytes.clone()).ok()
-}
-
-fn is_generated(secret: &Secret) -> bool {
-    secret.labels().get(GENERATED_LABEL).map(String::as_str) == Some("true")
+fn text(secret: &StoredSecret, key: &str) -> Option<String> {
+    String::from_utf8(secret.get(key)?.to_vec()).ok()
 }
 
 fn desired<K: Resource<DynamicType = ()>>(
@@ -150,15 +146,12 @@ fn plan_one<K: Resource<DynamicType = ()>>(
             desired(owner, &user, &new_password(rng), rotate),
         ));
     };
-    if !is_generated(existing) {
+    if !existing.generated {
         return None;
     }
     let stored_user = text(existing, USERNAME_KEY);
     let user = username(stored_user.as_deref());
-    let done_for = existing
-        .annotations()
-        .get(ROTATED_FOR_ANNOTATION)
-        .map(String::as_str);
+    let done_for = existing.rotated_for.as_deref();
     if rotate.is_some() && rotate != done_for {
         return Some(write(
             Reason::Rotated,
@@ -184,7 +177,7 @@ pub fn plan(index: &Index, rng: &mut impl Rng) -> Vec<SecretWrite> {
         if device.spec.credentials.is_none() {
             let w = plan_one(
                 index,
-                device,
+                &**device,
                 OwnerKind::Device,
                 |stored| device_sip_user(device, stored),
                 rng,
@@ -199,7 +192,13 @@ pub fn plan(index: &Index, rng: &mut impl Rng) -> Vec<SecretWrite> {
                 .auth_username
                 .clone()
                 .unwrap_or_else(|| reg.spec.username.clone());
-            let w = plan_one(index, reg, OwnerKind::Registration, |_| user.clone(), rng);
+            let w = plan_one(
+                index,
+                &**reg,
+                OwnerKind::Registration,
+                |_| user.clone(),
+                rng,
+            );
             writes.extend(w);
         }
     }

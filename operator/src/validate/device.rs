@@ -2,7 +2,7 @@
 //! user and patterns it names exist; a common-area extension inside the site's range and unique
 //! in the site (site users' extensions included).
 
-use super::unique::{Age, Claims};
+use super::unique::{Claimant, Claims};
 use super::{Problem, Problems};
 use crate::credentials::Resolved;
 use crate::effective;
@@ -16,44 +16,48 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
     let mut macs = Claims::default();
     let mut users = Claims::default();
     let mut extensions = Claims::default();
+    let mut domains_by_ns: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, site) in &index.sites {
         for u in &site.spec.users {
             if let Some(ext) = &u.extension {
-                let who = Age::first(ObjectKey::new(key.to_string(), u.name.clone()));
-                extensions.claim(
-                    (key.clone(), ext.clone()),
-                    who,
-                    format!("user {:?} of Site {key}", u.name),
-                );
+                let who = Claimant::SiteUser {
+                    site: key,
+                    user: &u.name,
+                };
+                extensions.claim((key, ext.as_str()), who);
             }
         }
-    }
-    let mut domains_by_ns: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (key, site) in &index.sites {
         domains_by_ns
             .entry(key.namespace.as_str())
             .or_default()
             .push(site.spec.domain.as_str());
     }
+    let mut site_keys: BTreeMap<&ObjectKey, ObjectKey> = BTreeMap::new();
     for (key, device) in &index.devices {
-        let label = format!("SipDevice {key}");
-        let age = Age::of(device);
-        let mine = problems.entry(key.clone()).or_default();
+        let who = Claimant::object("SipDevice", &**device, key);
         let spec = &device.spec;
-        mine.extend(validate_device(spec).into_iter().map(Problem::from_field));
+        let mut mine: Vec<Problem> = validate_device(spec)
+            .into_iter()
+            .map(Problem::from_field)
+            .collect();
         if let Some(mac) = normalize_mac(&spec.mac_address) {
-            macs.claim((key.namespace.clone(), mac), age.clone(), label.clone());
+            macs.claim((key.namespace.as_str(), mac), who.clone());
         }
         let site_name = spec.site_name();
-        let site = site_name.and_then(|s| index.sites.get(&key.sibling(s)));
+        if let Some(name) = site_name {
+            site_keys.insert(key, key.sibling(name));
+        }
+        let site = site_keys
+            .get(key)
+            .and_then(|k| index.sites.get_key_value(k));
         if let (Some(name), None) = (site_name, site) {
             mine.push(Problem::missing(format!(
                 "spec.assignment: Site {name:?} not found"
             )));
         }
         let assignment = spec.assignment.as_ref();
-        if let (Some(sa), Some(site)) = (assignment.and_then(|a| a.site.as_ref()), site) {
-            let site_key = ObjectKey::of(site);
+        if let (Some(sa), Some((site_key, site))) = (assignment.and_then(|a| a.site.as_ref()), site)
+        {
             if let Some((lo, hi)) = site.spec.extension_range() {
                 if !in_range(&sa.extension, lo, hi) {
                     mine.push(Problem::invalid(format!(
@@ -62,9 +66,9 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
                     )));
                 }
             }
-            extensions.claim((site_key, sa.extension.clone()), age.clone(), label.clone());
+            extensions.claim((site_key, sa.extension.as_str()), who.clone());
         }
-        if let (Some(ua), Some(site)) = (assignment.and_then(|a| a.user.as_ref()), site) {
+        if let (Some(ua), Some((_, site))) = (assignment.and_then(|a| a.user.as_ref()), site) {
             if !site.spec.users.iter().any(|u| u.name == ua.user) {
                 mine.push(Problem::missing(format!(
                     "spec.assignment.user.user: {:?} is not a user of Site {:?}",
@@ -72,28 +76,36 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
                 )));
             }
         }
-        let eff = effective::device(spec, site.map(|s| &s.spec));
-        for name in &eff.call_patterns {
+        let site_spec = site.map(|(_, s)| &s.spec);
+        let pattern_names: Vec<String> = match (site_spec, assignment) {
+            // Only the site's defaults, unchanged: the site's own check covers them.
+            (_, Some(a)) if a.site.is_some() => effective::device(spec, site_spec).call_patterns,
+            _ => Vec::new(),
+        };
+        for name in &pattern_names {
             if !index.patterns.contains_key(&key.sibling(name)) {
                 mine.push(Problem::missing(format!("CallPattern {name:?} not found")));
             }
         }
         if let Some(r) = creds.get(key) {
-            let domains: Vec<&str> = match (site_name, site) {
-                (Some(_), Some(s)) => vec![s.spec.domain.as_str()],
-                (Some(_), None) => vec![],
+            let own: [&str; 1];
+            let domains: &[&str] = match (site_name, site) {
+                (Some(_), Some((_, s))) => {
+                    own = [s.spec.domain.as_str()];
+                    &own
+                }
+                (Some(_), None) => &[],
                 (None, _) => domains_by_ns
                     .get(key.namespace.as_str())
-                    .cloned()
+                    .map(Vec::as_slice)
                     .unwrap_or_default(),
             };
             for d in domains {
-                users.claim(
-                    (d.to_string(), r.username.clone()),
-                    age.clone(),
-                    label.clone(),
-                );
+                users.claim((*d, r.username.as_str()), who.clone());
             }
+        }
+        if !mine.is_empty() {
+            problems.entry(key.clone()).or_default().extend(mine);
         }
     }
     macs.report(problems, |(_, mac)| format!("spec.macAddress: MAC {mac}"));

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use switchboard_crds::validation::FieldError;
 
-pub use unique::Age;
+pub use unique::Claimant;
 
 /// Why an object is not accepted (the `reason` of its `Accepted=False` condition).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

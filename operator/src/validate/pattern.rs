@@ -7,12 +7,10 @@ use switchboard_crds::validation::validate_pattern;
 /// Adds every pattern's problems to `problems`.
 pub fn check(index: &Index, problems: &mut Problems) {
     for (key, pattern) in &index.patterns {
-        let mine = problems.entry(key.clone()).or_default();
-        mine.extend(
-            validate_pattern(&pattern.spec)
-                .into_iter()
-                .map(Problem::from_field),
-        );
+        let mut mine: Vec<Problem> = validate_pattern(&pattern.spec)
+            .into_iter()
+            .map(Problem::from_field)
+            .collect();
         if let Some(reg) = pattern
             .spec
             .route
@@ -24,6 +22,9 @@ pub fn check(index: &Index, problems: &mut Problems) {
                     "spec.route.registration: SipRegistration {reg:?} not found"
                 )));
             }
+        }
+        if !mine.is_empty() {
+            problems.entry(key.clone()).or_default().extend(mine);
         }
     }
 }

@@ -2,12 +2,23 @@
 
 use super::{Problem, Problems};
 use crate::index::Index;
+use crate::key::ObjectKey;
 use switchboard_crds::validation::{in_range, validate_registration};
+use switchboard_crds::SipRegistration;
 
 /// Adds every registration's problems to `problems`.
 pub fn check(index: &Index, problems: &mut Problems) {
     for (key, reg) in &index.registrations {
-        let mine = problems.entry(key.clone()).or_default();
+        let mut mine = Vec::new();
+        check_one(index, key, reg, &mut mine);
+        if !mine.is_empty() {
+            problems.entry(key.clone()).or_default().extend(mine);
+        }
+    }
+}
+
+fn check_one(index: &Index, key: &ObjectKey, reg: &SipRegistration, mine: &mut Vec<Problem>) {
+    {
         let field_errors = validate_registration(&reg.spec);
         let clean = field_errors.is_empty();
         mine.extend(field_errors.into_iter().map(Problem::from_field));
@@ -17,7 +28,7 @@ pub fn check(index: &Index, problems: &mut Problems) {
             }
         }
         let Some(target) = &reg.spec.target else {
-            continue;
+            return;
         };
         if let Some(dev) = &target.device {
             if !index.devices.contains_key(&key.sibling(dev)) {
@@ -27,13 +38,13 @@ pub fn check(index: &Index, problems: &mut Problems) {
             }
         }
         let Some(site_name) = &target.site else {
-            continue;
+            return;
         };
         let Some(site) = index.sites.get(&key.sibling(site_name)) else {
             mine.push(Problem::missing(format!(
                 "spec.target.site: Site {site_name:?} not found"
             )));
-            continue;
+            return;
         };
         if let Some(user) = &target.user {
             if !site.spec.users.iter().any(|u| &u.name == user) {

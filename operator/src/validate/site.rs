@@ -1,7 +1,7 @@
 //! Site checks: its own fields, a domain no other site has, users' extensions unique, the
 //! default CallPatterns exist.
 
-use super::unique::{Age, Claims};
+use super::unique::{Claimant, Claims};
 use super::{Problem, Problems};
 use crate::index::Index;
 use std::collections::BTreeMap;
@@ -11,16 +11,13 @@ use switchboard_crds::validation::validate_site;
 pub fn check(index: &Index, problems: &mut Problems) {
     let mut domains = Claims::default();
     for (key, site) in &index.sites {
-        let mine = problems.entry(key.clone()).or_default();
-        mine.extend(
-            validate_site(&site.spec)
-                .into_iter()
-                .map(Problem::from_field),
-        );
+        let mut mine: Vec<Problem> = validate_site(&site.spec)
+            .into_iter()
+            .map(Problem::from_field)
+            .collect();
         domains.claim(
-            site.spec.domain.clone(),
-            Age::of(site),
-            format!("Site {key}"),
+            site.spec.domain.as_str(),
+            Claimant::object("Site", &**site, key),
         );
         let mut seen = BTreeMap::new();
         for user in &site.spec.users {
@@ -39,6 +36,9 @@ pub fn check(index: &Index, problems: &mut Problems) {
                     "spec.callPatterns[{i}]: CallPattern {name:?} not found"
                 )));
             }
+        }
+        if !mine.is_empty() {
+            problems.entry(key.clone()).or_default().extend(mine);
         }
     }
     domains.report(problems, |d| format!("spec.domain: domain {d}"));
