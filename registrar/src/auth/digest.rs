@@ -147,7 +147,7 @@ impl Credentials {
 
 /// Splits `a=b, c="d, e"` into pairs, unquoting (and unescaping) quoted values. `None` when a
 /// quoted string is unterminated or a parameter has no `=`.
-fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let bytes = s.as_bytes();
     let mut i = 0;

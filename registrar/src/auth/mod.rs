@@ -16,6 +16,7 @@
 //! with a wrong password would otherwise loop on challenges; a 403 stops it and counts towards
 //! the source's failure limit. A replayed nonce-count → 401 with a fresh nonce.
 
+pub mod client;
 pub mod digest;
 pub mod limiter;
 pub mod nonce;

@@ -3,10 +3,10 @@
 //! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, the presence
 //! SUBSCRIBE leg.
 
-use super::digest::{self, Challenge, Credentials};
 use super::flow::{Flow, FlowError, Peer};
 use super::machine::{Action, Input, Machine, Outcome, Reply, Timing};
 use super::sip::{self, Method, RequestSpec};
+use crate::auth::client::{self as digest, Challenge, ClientCredentials};
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -549,7 +549,7 @@ impl Client {
                 .auth_username
                 .as_deref()
                 .unwrap_or(&self.reg.username);
-            let creds = Credentials {
+            let creds = ClientCredentials {
                 username: user,
                 password: &self.reg.password,
             };

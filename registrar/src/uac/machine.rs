@@ -10,7 +10,7 @@
 //!   Stop (any state with a possible binding) ──► Unregistering (Expires: 0) ──► Finished
 //! ```
 
-use super::digest::Challenge;
+use crate::auth::client::Challenge;
 use std::time::Duration;
 use switchboard_crds::registration::RegistrationPhase;
 
@@ -406,7 +406,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uac::digest::Algorithm;
+    use crate::auth::digest::Algorithm;
 
     fn timing() -> Timing {
         Timing {
@@ -422,6 +422,7 @@ mod tests {
             nonce: nonce.into(),
             opaque: None,
             algorithm: Algorithm::Md5,
+            sess: false,
             qop_auth: true,
             stale,
         }

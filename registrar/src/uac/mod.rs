@@ -9,15 +9,14 @@
 //! - [`manager`]: the supervisor that diffs config reloads, the [`manager::UacIndex`] of live
 //!   state (`/debug/registrations`, target lookup for incoming calls), and the bridge to the
 //!   status reporter.
-//! - [`digest`]: client-side digest (MD5, SHA-256, `-sess`, qop=auth). The server side is in
-//!   `crate::auth`; the two could share hashing helpers once both have settled.
+//! - Digest answers come from `crate::auth::client`, the client half of the registrar's digest
+//!   code (same algorithms and parser as the server side).
 //! - [`sip`]: request text and the response fields a UAC reads.
 //!
 //! Contact: `sip:<username>@<advertised address for the transport>`, so upstream calls reach
 //! the registrar's listening socket; the address comes from [`client::ContactAddrs`].
 
 pub mod client;
-pub mod digest;
 pub mod flow;
 pub mod machine;
 pub mod manager;
