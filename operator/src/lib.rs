@@ -22,7 +22,9 @@ pub mod credentials;
 pub mod effective;
 pub mod index;
 pub mod key;
+pub mod publish;
 pub mod samples;
+pub mod status;
 pub mod validate;
 
 /// Field manager for everything the operator writes by server-side apply.
