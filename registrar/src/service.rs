@@ -462,6 +462,11 @@ impl Service {
             Err(e) => tracing::warn!(error = %e, "expiring bindings failed"),
         }
         self.auth.prune(Instant::now());
+        self.refresh_gauges(now).await;
+    }
+
+    /// Sets the binding and device gauges from the store.
+    async fn refresh_gauges(&self, now: SystemTime) {
         if let Ok(stats) = self.store.stats(now).await {
             self.metrics.active_bindings.set(stats.bindings as i64);
             let devices = self.config.current().map_or(0, |c| c.devices);
