@@ -23,6 +23,7 @@ pub mod effective;
 pub mod index;
 pub mod key;
 pub mod publish;
+pub mod runtime;
 pub mod samples;
 pub mod status;
 pub mod validate;

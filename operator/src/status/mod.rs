@@ -289,3 +289,66 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests;
+
+/// Writes an applied update into the index's copy of the object, as the watch will shortly, so
+/// the next pass does not apply (and announce) it again.
+pub fn merge_into(index: &mut Index, update: &Update) {
+    fn merged<K>(obj: &K, update: &Update) -> Option<K>
+    where
+        K: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let mut value = serde_json::to_value(obj).ok()?;
+        let new = update.body.get("status")?.as_object()?;
+        let status = value
+            .as_object_mut()?
+            .entry("status")
+            .or_insert_with(|| json!({}));
+        if status.is_null() {
+            *status = json!({});
+        }
+        let status = status.as_object_mut()?;
+        let mut conditions: Vec<Condition> = status
+            .get("conditions")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        for (k, v) in new {
+            if k == "conditions" {
+                let mine: Vec<Condition> = serde_json::from_value(v.clone()).ok()?;
+                conditions.retain(|c| !mine.iter().any(|m| m.type_ == c.type_));
+                conditions.extend(mine);
+            } else {
+                status.insert(k.clone(), v.clone());
+            }
+        }
+        status.insert("conditions".into(), serde_json::to_value(conditions).ok()?);
+        serde_json::from_value(value).ok()
+    }
+    use crate::index::{Change, Op};
+    let key = &update.key;
+    let change = match update.plural {
+        "sites" => index
+            .sites
+            .get(key)
+            .and_then(|o| merged(&**o, update))
+            .map(|o| Change::Site(Op::Apply(o))),
+        "sipdevices" => index
+            .devices
+            .get(key)
+            .and_then(|o| merged(&**o, update))
+            .map(|o| Change::Device(Op::Apply(o))),
+        "callpatterns" => index
+            .patterns
+            .get(key)
+            .and_then(|o| merged(&**o, update))
+            .map(|o| Change::Pattern(Op::Apply(o))),
+        "sipregistrations" => index
+            .registrations
+            .get(key)
+            .and_then(|o| merged(&**o, update))
+            .map(|o| Change::Registration(Op::Apply(o))),
+        _ => None,
+    };
+    if let Some(change) = change {
+        index.apply(change);
+    }
+}

@@ -28,26 +28,9 @@ fn updates(index: &Index, now: Timestamp) -> Vec<Update> {
     plan(index, &v, &c, now)
 }
 
-/// Writes the planned statuses back into the objects, as the API server would.
 fn apply_back(index: &mut Index, ups: &[Update]) {
     for u in ups {
-        let status = u.body["status"].clone();
-        match u.plural {
-            "sites" => {
-                let mut s = (*index.sites[&u.key]).clone();
-                s.status = Some(serde_json::from_value(status).unwrap());
-                index.apply(Change::Site(Op::Apply(s)));
-            }
-            "sipdevices" => {
-                let mut d = (*index.devices[&u.key]).clone();
-                let mut st: switchboard_crds::SipDeviceStatus =
-                    serde_json::from_value(status).unwrap();
-                st.registration = d.status.as_ref().and_then(|s| s.registration.clone());
-                d.status = Some(st);
-                index.apply(Change::Device(Op::Apply(d)));
-            }
-            _ => {}
-        }
+        merge_into(index, u);
     }
 }
 
