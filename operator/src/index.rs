@@ -25,8 +25,10 @@ pub enum Op<K> {
     Replace(Vec<K>),
 }
 
-/// A watch event for one of the kinds the operator indexes.
+/// A watch event for one of the kinds the operator indexes. Short-lived (moved straight into
+/// the index), so the variants' size difference costs nothing worth a Box.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// A `Site`.
     Site(Op<Site>),

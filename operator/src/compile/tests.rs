@@ -144,8 +144,7 @@ fn same_input_same_hash_whatever_the_order() {
         a.devices
             .values()
             .rev()
-            .cloned()
-            .map(|d| Change::Device(Op::Apply((*d).clone()))),
+            .map(|d| Change::Device(Op::Apply((**d).clone()))),
     );
     for d in a.devices.values() {
         let pw = format!("pw-{}", d.metadata.name.as_deref().unwrap());
@@ -155,14 +154,12 @@ fn same_input_same_hash_whatever_the_order() {
         a.patterns
             .values()
             .rev()
-            .cloned()
-            .map(|p| Change::Pattern(Op::Apply((*p).clone()))),
+            .map(|p| Change::Pattern(Op::Apply((**p).clone()))),
     );
     changes.extend(
         a.sites
             .values()
-            .cloned()
-            .map(|s| Change::Site(Op::Apply((*s).clone()))),
+            .map(|s| Change::Site(Op::Apply((**s).clone()))),
     );
     for ch in changes {
         b.apply(ch);

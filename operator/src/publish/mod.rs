@@ -82,8 +82,10 @@ mod tests {
         );
         stale.metadata.name = Some(shards::secret_name(1));
         index.apply(Change::Secret(Op::Apply(stale)));
-        let mut other = RegistrarConfig::default();
-        other.nonce_key = Some("k".into());
+        let other = RegistrarConfig {
+            nonce_key: Some("k".into()),
+            ..Default::default()
+        };
         let p = plan(&other.seal(), &index).unwrap();
         assert_eq!(
             p.deletes,

@@ -119,3 +119,8 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
