@@ -358,3 +358,63 @@ async fn deleted_resource_is_forgotten_and_api_errors_are_retried() {
     assert_eq!((c.written, c.retried), (1, 1));
     task.abort();
 }
+
+#[tokio::test]
+async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
+    let (mock, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock, "default");
+    let settings = StatusSettings {
+        rate: 1000.0,
+        burst: 100,
+        replica: Some("registrar-0".into()),
+        ..Default::default()
+    };
+    let (status, reporter) = status::reporter(settings);
+    let mut a = contact("sip:alice@192.0.2.10:5060", "192.0.2.10:5060", 3600);
+    a.replica = Some("registrar-0".into());
+    let prime = tokio::spawn({
+        let (status, client) = (status.clone(), client.clone());
+        async move { status.prime_from_cluster(&client).await }
+    });
+    let lists = [
+        (
+            "/apis/sip.switchboard.dev/v1alpha1/sipdevices",
+            json!([{
+                "apiVersion": "sip.switchboard.dev/v1alpha1", "kind": "SipDevice",
+                "metadata": {"name": "alice", "namespace": "default"},
+                "spec": {"macAddress": "aa:bb:cc:dd:ee:ff", "sipUser": "alice"},
+                "status": {"registration": {"state": "Registered", "contacts": [a], "lastChangeTime": "2024-01-01T00:00:00Z"}},
+            }]),
+        ),
+        (
+            "/apis/sip.switchboard.dev/v1alpha1/sipregistrations",
+            json!([]),
+        ),
+    ];
+    for (path, items) in lists {
+        let (req, send) = api.next_request().await.unwrap();
+        assert_eq!((req.method(), req.uri().path()), (&Method::GET, path));
+        let list = json!({"apiVersion": "sip.switchboard.dev/v1alpha1", "kind": "List", "metadata": {}, "items": items});
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&list).unwrap()))
+                .unwrap(),
+        );
+    }
+    assert_eq!(prime.await.unwrap().unwrap(), 1);
+    let task = tokio::spawn(reporter.run(KubeSink::new(client, Some("registrar-0".into()))));
+
+    // The phone comes back after the restart from the same address: nothing to write.
+    let mut back = contact("sip:alice@192.0.2.10:5060", "192.0.2.10:5060", 7200);
+    back.replica = None;
+    assert_eq!(
+        status.device_bindings("default/alice", vec![back]),
+        Offer::Unchanged
+    );
+    // It unregisters: the flip from the primed state is written, with its event.
+    status.device_bindings("default/alice", vec![]);
+    assert_status_apply(&next_call(&mut api).await, "Unregistered", &[]);
+    assert_event(&next_call(&mut api).await, "SipDevice", "Unregistered");
+    task.abort();
+}

@@ -10,11 +10,16 @@
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
 use switchboard_crds::config::OutboundRegistration;
+use switchboard_crds::config::{RegistrarConfig, CONFIG_FORMAT};
 use switchboard_crds::registration::RegistrationPhase;
-use switchboard_registrar::uac::{ClientSettings, ContactAddrs, Manager, Timing, UacIndex};
+use switchboard_registrar::config::ConfigHandle;
+use switchboard_registrar::uac::{
+    follow_config, ClientSettings, ContactAddrs, Manager, Timing, UacIndex,
+};
 
 const CONFIG: &str = include_str!("uac_kamailio.cfg");
 const IP: &str = "127.0.0.1";
@@ -300,11 +305,12 @@ async fn wait_binding(
     kam.lookup(user)
 }
 
+/// Driven the way the registrar runs it: following the hot-swapped config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registers_over_udp_and_unregisters_when_removed() {
+async fn registers_over_udp_and_unregisters_when_removed_from_the_config() {
     let kam = Kamailio::start("udp", KamOptions::default());
     let index = UacIndex::default();
-    let mut m = Manager::new(settings(), None, index.clone());
+    let config = Arc::new(ConfigHandle::new());
     let reg = registration(
         "default/trunk1",
         "trunk1",
@@ -313,7 +319,19 @@ async fn registers_over_udp_and_unregisters_when_removed() {
         Transport::Udp,
         600,
     );
-    m.apply(std::slice::from_ref(&reg));
+    config.replace(RegistrarConfig {
+        format: CONFIG_FORMAT,
+        registrations: vec![reg],
+        ..Default::default()
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follow_config(
+        settings(),
+        None,
+        index.clone(),
+        config.clone(),
+        stopped,
+    ));
     let (_, code, reason) = wait_phase(
         &index,
         "default/trunk1",
@@ -332,12 +350,20 @@ async fn registers_over_udp_and_unregisters_when_removed() {
     let view = index.get("default/trunk1").unwrap();
     assert!(view.expires_time.is_some() && view.last_attempt_time.is_some());
     assert_eq!(index.target_for_user("trunk1").unwrap().0, "default/trunk1");
+    assert_eq!(index.to_json()["registrations"][0]["phase"], "Successful");
 
     // Removed from the config: Expires: 0, and the binding leaves kamailio.
-    m.apply(&[]);
+    config.replace(RegistrarConfig {
+        format: CONFIG_FORMAT,
+        ..Default::default()
+    });
     wait_binding(&kam, "trunk1", false, Duration::from_secs(5)).await;
     assert!(index.get("default/trunk1").is_none());
-    m.shutdown(Duration::from_secs(5)).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

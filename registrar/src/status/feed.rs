@@ -61,14 +61,38 @@ impl StatusHandle {
     }
 }
 
-/// Follows `events` until the channel closes.
+async fn resync_from(handle: &StatusHandle, store: &Arc<dyn LocationStore>) {
+    match store.snapshot(SystemTime::now()).await {
+        Ok(snap) => handle.resync(&snap),
+        Err(e) => {
+            tracing::warn!(error = %e, "location snapshot failed; status may lag until the next change")
+        }
+    }
+}
+
+/// Follows `events` until the channel closes. `settle` after starting, it resynchronises once
+/// from the location store, so devices the API shows as registered but that hold no binding
+/// here (their binding was lost with a restart and they have not come back) turn
+/// `Unregistered`; the pause lets phones that do come back re-register first.
 pub async fn follow(
     handle: StatusHandle,
     mut events: broadcast::Receiver<RegistrationEvent>,
     store: Arc<dyn LocationStore>,
+    settle: std::time::Duration,
 ) {
+    let settled = tokio::time::sleep(settle);
+    tokio::pin!(settled);
+    let mut resynced = false;
     loop {
-        match events.recv().await {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = &mut settled, if !resynced => {
+                resynced = true;
+                resync_from(&handle, &store).await;
+                continue;
+            }
+        };
+        match ev {
             Ok(ev) => {
                 handle.device_event(&ev);
             }

@@ -149,6 +149,66 @@ impl StatusHandle {
         r
     }
 
+    /// Records the status a resource already has in the API (see [`Coalescer::prime`]).
+    pub fn prime(&self, key: Key, desired: Desired) {
+        self.shared.queue.lock().prime(key, desired);
+    }
+
+    /// Reads every SipDevice's and SipRegistration's current registrar-owned status (paged
+    /// LISTs) and primes the queue with it: after a restart, phones that come back unchanged
+    /// write nothing, and Events fire only on real flips. Returns how many were primed.
+    pub async fn prime_from_cluster(&self, client: &kube::Client) -> Result<usize, kube::Error> {
+        use kube::api::{Api, ListParams};
+        use kube::ResourceExt;
+        use switchboard_crds::{SipDevice, SipRegistration};
+        let mut n = 0;
+        let devices: Api<SipDevice> = Api::all(client.clone());
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            let page = devices.list(&lp).await?;
+            for d in &page.items {
+                if let (Some(ns), Some(reg)) = (
+                    d.namespace(),
+                    d.status.as_ref().and_then(|s| s.registration.clone()),
+                ) {
+                    self.prime(
+                        Key {
+                            kind: Kind::Device,
+                            namespace: ns,
+                            name: d.name_any(),
+                        },
+                        Desired::Device(reg),
+                    );
+                    n += 1;
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
+            }
+        }
+        let regs: Api<SipRegistration> = Api::all(client.clone());
+        for r in regs.list(&ListParams::default()).await?.items {
+            if let (Some(ns), Some(st)) = (r.namespace(), r.status.clone()) {
+                if st.phase.is_some() {
+                    let mut st = st;
+                    st.conditions.clear();
+                    st.observed_generation = None;
+                    self.prime(
+                        Key {
+                            kind: Kind::Registration,
+                            namespace: ns,
+                            name: r.name_any(),
+                        },
+                        Desired::Registration(st),
+                    );
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Writes waiting.
     pub fn pending(&self) -> usize {
         self.shared.queue.lock().pending_len()

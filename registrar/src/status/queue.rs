@@ -80,6 +80,15 @@ impl Coalescer {
         }
     }
 
+    /// Records what the API already holds for `key` (read at start-up) without writing it, so
+    /// that a state equal to it writes nothing and Events fire only on real flips. Ignored if
+    /// the key is already known.
+    pub fn prime(&mut self, key: Key, desired: Desired) {
+        if !self.pending.contains_key(&key) && !self.inflight.contains_key(&key) {
+            self.written.entry(key).or_insert(desired);
+        }
+    }
+
     /// Whether a write is waiting.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -258,6 +267,20 @@ mod tests {
         assert_eq!(k, key(2));
         assert!(prev.is_none());
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn primed_state_is_not_rewritten() {
+        let mut q = Coalescer::new();
+        q.prime(key(1), reg("sip:a@x", 60));
+        assert_eq!(q.offer(key(1), reg("sip:a@x", 600)), Offer::Unchanged);
+        assert_eq!(q.offer(key(1), unreg()), Offer::Queued);
+        let (_, _, prev) = q.pop().unwrap();
+        assert!(
+            prev.unwrap().same_content(&reg("sip:a@x", 0)),
+            "the event sees the flip"
+        );
+        assert_eq!(q.counters().written, 0);
     }
 
     #[test]

@@ -30,6 +30,30 @@ pub struct ContactAddrs {
 }
 
 impl ContactAddrs {
+    /// From the registrar's listen addresses (the first of each transport): a wildcard
+    /// address (`0.0.0.0`, `::`) takes `advertise`'s IP, or is left out when there is none.
+    pub fn from_listen(
+        udp: &[std::net::SocketAddr],
+        tcp: &[std::net::SocketAddr],
+        tls: &[std::net::SocketAddr],
+        advertise: Option<std::net::IpAddr>,
+    ) -> ContactAddrs {
+        let pick = |addrs: &[std::net::SocketAddr]| {
+            let a = addrs.first()?;
+            let ip = if a.ip().is_unspecified() {
+                advertise?
+            } else {
+                a.ip()
+            };
+            Some(std::net::SocketAddr::new(ip, a.port()).to_string())
+        };
+        ContactAddrs {
+            udp: pick(udp),
+            tcp: pick(tcp),
+            tls: pick(tls),
+        }
+    }
+
     /// The address for a transport.
     pub fn get(&self, t: Transport) -> Option<&str> {
         match t {
@@ -616,5 +640,60 @@ impl Client {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_addresses_from_listen_addresses() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let c = ContactAddrs::from_listen(&[a("0.0.0.0:5060")], &[a("10.1.2.3:5060")], &[], None);
+        assert_eq!(
+            c,
+            ContactAddrs {
+                udp: None,
+                tcp: Some("10.1.2.3:5060".into()),
+                tls: None
+            }
+        );
+        let c = ContactAddrs::from_listen(
+            &[a("0.0.0.0:5060")],
+            &[],
+            &[a("[::]:5061")],
+            Some("192.0.2.7".parse().unwrap()),
+        );
+        assert_eq!(c.udp.as_deref(), Some("192.0.2.7:5060"));
+        assert_eq!(c.tls.as_deref(), Some("192.0.2.7:5061"));
+    }
+
+    #[test]
+    fn outbound_proxy_becomes_the_peer_and_a_route() {
+        let mut reg = OutboundRegistration {
+            id: "default/t".into(),
+            aor: "sip:t@example.test".into(),
+            username: "t".into(),
+            host: "pbx.example.test".into(),
+            port: 5060,
+            expires: 600,
+            ..Default::default()
+        };
+        let (peer, route) = peer_and_route(&reg).unwrap();
+        assert_eq!(
+            (peer.host.as_str(), peer.port, route),
+            ("pbx.example.test", 5060, None)
+        );
+        reg.outbound_proxy = Some("edge.example.test:5070;transport=tcp".into());
+        let (peer, route) = peer_and_route(&reg).unwrap();
+        assert_eq!(
+            (peer.host.as_str(), peer.port, peer.transport),
+            ("edge.example.test", 5070, Transport::Tcp)
+        );
+        assert_eq!(
+            route.as_deref(),
+            Some("<sip:edge.example.test:5070;transport=tcp;lr>")
+        );
     }
 }

@@ -334,3 +334,33 @@ pub async fn run(
     }
     m.shutdown(grace).await;
 }
+
+/// Runs the outbound registrations of whatever config `config` holds, following every
+/// reload (the registrar's hot-swapped [`crate::config::ConfigHandle`]), until `shutdown`.
+pub async fn follow_config(
+    settings: ClientSettings,
+    status: Option<StatusHandle>,
+    index: UacIndex,
+    config: Arc<crate::config::ConfigHandle>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let current = |c: &crate::config::ConfigHandle| {
+        c.current()
+            .map(|l| l.config.registrations.clone())
+            .unwrap_or_default()
+    };
+    let mut versions = config.subscribe();
+    let (tx, rx) = watch::channel(current(&config));
+    let bridge = tokio::spawn(async move {
+        while versions.changed().await.is_ok() {
+            let regs = current(&config);
+            tx.send_if_modified(|old| {
+                let changed = *old != regs;
+                *old = regs;
+                changed
+            });
+        }
+    });
+    run(settings, status, index, rx, shutdown).await;
+    bridge.abort();
+}

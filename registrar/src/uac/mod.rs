@@ -24,4 +24,4 @@ pub mod sip;
 
 pub use client::{ClientSettings, ContactAddrs, Report};
 pub use machine::Timing;
-pub use manager::{run, Manager, RegistrationView, UacIndex};
+pub use manager::{follow_config, run, Manager, RegistrationView, UacIndex};
