@@ -9,6 +9,13 @@
 # the highest achieved rate among the runs with fewer than MAX_FAIL_PCT % failures. At the end
 # it prints every server's best rate and the ratio of each to Kamailio's.
 #
+# Output columns per rate: server, target (calls/s asked of sipp), achieved/s (successful
+# registrations / elapsed seconds), ok, failed (failed + never completed), fail%, secs (sipp's
+# elapsed time), retrans (sipp UDP retransmissions: a sign of overload / dropped datagrams),
+# srv% / sipp% / other% (CPU, % of one core, averaged over the run; other% = the rest of the
+# machine: kernel work for loopback UDP plus any unrelated program -- high other% means the run
+# was disturbed). Raw data: results.txt and per-run sipp files in the run directory (KEEP=1).
+#
 # Usage:
 #   bench/register/run.sh
 #   RATES="5000 10000 15000 20000" DURATION=10 USERS=10000 bench/register/run.sh
@@ -38,6 +45,8 @@
 #                        hold the same users: generate them with
 #                          bench/register/users.py --out DIR --count $USERS   (same default seed)
 #   READY_TIMEOUT=20     seconds a server gets to answer OPTIONS after it is started
+#   BUSY_OTHER_PCT=40    flag a run when CPU not used by the server or sipp exceeds this (% of one
+#                        core; loopback UDP softirq work alone takes ~10-30%)
 #   KEEP=0               1: keep the temp dir (logs, sipp stats, configs) and print its path
 #   WORKDIR=             use this directory instead of a new temp dir (implies KEEP=1)
 #
@@ -68,6 +77,7 @@ REGISTRAR_CMD=${REGISTRAR_CMD:-}
 REGISTRAR_NAME=${REGISTRAR_NAME:-switchboard}
 TARGETS=${TARGETS:-}
 READY_TIMEOUT=${READY_TIMEOUT:-20}
+BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 KEEP=${KEEP:-0}
 REALM=bench.test
 
@@ -83,6 +93,7 @@ done
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then command -v kamailio >/dev/null || die "missing tool: kamailio"; fi
 
 NRATES=$(wc -w <<<"$RATES")
+NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
 # Upper bound for one sipp run: the calls themselves, plus calls that wait for retransmissions
 # (-recv_timeout 5 s) and a margin.
 SIPP_MAX_SECS=$((DURATION * 3 + 20))
@@ -190,8 +201,28 @@ start_cmd() {
 }
 
 # ---------------------------------------------------------------- sipp
+# machine_ticks: "total busy" jiffies of all CPUs, from /proc/stat
+machine_ticks() {
+	awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, t - $5 - $6; exit }' /proc/stat
+}
+
+# session_ticks SID: CPU jiffies (user+system) used so far by the live processes of session SID
+# (every server started by spawn() is a session leader); "NA" without a SID.
+session_ticks() {
+	[[ -n "${1:-}" ]] || { echo NA; return; }
+	local p sum=0 t
+	for p in $(ps -s "$1" -o pid= 2>/dev/null); do
+		# fields after the ")" that ends the command name: utime is the 12th, stime the 13th
+		t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+		sum=$((sum + ${t:-0}))
+	done
+	echo "$sum"
+}
+
 # sipp_run NAME HOST PORT RATE: one bounded sipp run; prints
-# "rate achieved ok failed fail_pct elapsed retrans"
+# "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu%"
+# (CPU figures in % of one core, averaged over the run, approximate; "other" is the rest of the
+# machine: kernel softirq work for loopback UDP, and any other program running at the same time).
 sipp_run() {
 	local name=$1 host=$2 port=$3 rate=$4 calls dir limit
 	calls=$((rate * DURATION))
@@ -206,14 +237,37 @@ sipp_run() {
 		-trace_screen -screen_file "$dir/screen.log"
 		-trace_error_codes -error_file "$dir/errors.log")
 	echo "${cmd[*]}" >"$dir/command"
-	local t0=$EPOCHREALTIME
+	local m0 s0 m1 s1 t0 t1 rc
+	m0=$(machine_ticks); s0=$(session_ticks "$SERVER_PID"); t0=$EPOCHREALTIME
 	# sipp's own -timeout does not abort calls in retransmission; bound it from outside:
-	# SIGUSR1 makes sipp stop and dump its statistics, KILL 5 s later if it does not.
-	timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null
-	local rc=$? t1=$EPOCHREALTIME
+	# SIGUSR1 makes sipp stop starting calls and finish (calls in progress end within
+	# -recv_timeout) with its final statistics; KILL 5 s later if it has not.
+	# /usr/bin/time records sipp's CPU time (rusage of the waited-for children).
+	/usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" \
+		timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null
+	rc=$?
+	t1=$EPOCHREALTIME; m1=$(machine_ticks); s1=$(session_ticks "$SERVER_PID")
 	echo "$rc" >"$dir/rc"
+	local cpu
+	cpu=$(awk -v m0="$m0" -v m1="$m1" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" -v ncpu="$NCPU" \
+		-v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" -v ru="$(tail -n 1 "$dir/sipp.rusage" 2>/dev/null)" '
+		BEGIN {
+			split(m0, a, " "); split(m1, b, " ")
+			# CPU seconds used by the whole machine. Scaled by the elapsed ticks rather than
+			# by wall time: in a VM /proc/stat can miss ticks (seen: ~80% of the expected
+			# count in a Firecracker guest), which would hide other programs.
+			dt = b[1] - a[1]
+			busy = (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0
+			n = split(ru, r, " "); sippc = (n == 2 && r[1] ~ /^[0-9.]+$/) ? r[1] + r[2] : -1
+			srv = (s0 == "NA" || s1 == "NA") ? -1 : (s1 - s0) / hz
+			printf "%s %s ", (srv < 0 ? "NA" : sprintf("%.0f", 100 * srv / wall)), (sippc < 0 ? "NA" : sprintf("%.0f", 100 * sippc / wall))
+			other = busy - (srv > 0 ? srv : 0) - (sippc > 0 ? sippc : 0); if (other < 0) other = 0
+			printf "%.0f\n", 100 * other / wall
+		}')
+	echo "$m0|$m1|$s0|$s1|$t0|$t1" >"$dir/cpu.raw"
 	# The last line of the stat file holds the final cumulative counters.
-	awk -F';' -v rate="$rate" -v calls="$calls" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" '
+	local res
+	res=$(awk -F';' -v rate="$rate" -v calls="$calls" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" '
 		function lastf(s,  n, a) { n = split(s, a, "\t"); return a[n] }
 		NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
 		NF > 10 { last = $0 }
@@ -227,11 +281,13 @@ sipp_run() {
 			missing = calls - ok - ko; if (missing > 0) ko += missing
 			tot = ok + ko
 			printf "%d %.0f %d %d %.2f %.2f %d\n", rate, ok / el, ok, ko, (tot ? 100 * ko / tot : 100), el, f[col["Retransmissions(C)"]] + 0
-		}' "$dir/stat.csv" 2>/dev/null || echo "$rate NA NA NA NA NA NA"
+		}' "$dir/stat.csv" 2>/dev/null) || res="$rate NA NA NA NA NA NA"
+	echo "$res $cpu"
 }
 
 declare -A BEST
 SERVER_ORDER=()
+BUSY_RUNS=0
 STATUS=0
 
 # bench_server NAME HOST PORT [START_FUNCTION ARGS...]
@@ -263,13 +319,19 @@ bench_server() {
 		STATUS=1; return 1
 	fi
 	echo "$name: answering on $host:$port" >&2
-	printf '%-12s %8s %10s %9s %9s %8s %8s %8s\n' server target achieved/s ok failed fail% secs retrans
-	local rate line best=0 died=0 r ach ok ko pct el rtx
+	printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s\n' \
+		server target achieved/s ok failed fail% secs retrans srv% sipp% other%
+	local rate line best=0 died=0 r ach ok ko pct el rtx scpu pcpu ocpu
 	for rate in $RATES; do
 		line=$(sipp_run "$name" "$host" "$port" "$rate")
-		read -r r ach ok ko pct el rtx <<<"$line"
-		printf '%-12s %8s %10s %9s %9s %8s %8s %8s\n' "$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx"
+		read -r r ach ok ko pct el rtx scpu pcpu ocpu <<<"$line"
+		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s\n' \
+			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu"
 		echo "$name $line" >>"$RUN/results.txt"
+		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
+			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
+			BUSY_RUNS=$((BUSY_RUNS + 1))
+		fi
 		if [[ "$ach" != NA ]] && awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
 			((ach > best)) && best=$ach
 		fi
@@ -318,4 +380,7 @@ for name in "${SERVER_ORDER[@]}"; do
 		printf '%-12s %8s /s\n' "$name" "$b"
 	fi
 done
+if ((BUSY_RUNS > 0)); then
+	echo "WARNING: $BUSY_RUNS run(s) shared the CPUs with other programs (other% > ${BUSY_OTHER_PCT}); rerun on a quiet machine"
+fi
 exit "$STATUS"
