@@ -277,3 +277,19 @@ pub fn spawn(
     );
     (handle, tokio::spawn(reporter.run(sink)))
 }
+
+/// What the runtime calls when it has a cluster: primes from the API, spawns the writer and
+/// the feed from the registrar's change events (`Service::subscribe`), and returns the handle
+/// to give the outbound registrations (`uac::follow_config`). Standalone, call nothing: the
+/// reporter is simply not there (log it).
+pub async fn run_with_cluster(
+    client: kube::Client,
+    settings: StatusSettings,
+    events: tokio::sync::broadcast::Receiver<crate::registrar::events::RegistrationEvent>,
+    store: Arc<dyn crate::location::LocationStore>,
+    settle: Duration,
+) -> StatusHandle {
+    let (handle, _writer) = start(client, settings).await;
+    tokio::spawn(feed::follow(handle.clone(), events, store, settle));
+    handle
+}
