@@ -263,13 +263,21 @@ impl Reporter {
     }
 }
 
-/// Starts the reporter against the cluster: returns the handle and spawns the writer task.
-pub fn spawn(
+/// Starts the reporter against the cluster: primes it with the statuses the API holds (a
+/// failure there is logged, not fatal), spawns the writer task and returns the handle.
+pub async fn start(
     client: kube::Client,
     settings: StatusSettings,
 ) -> (StatusHandle, tokio::task::JoinHandle<()>) {
-    let sink = KubeSink::new(client, settings.replica.clone());
+    let sink = KubeSink::new(client.clone(), settings.replica.clone());
     let (handle, reporter) = reporter(settings);
+    match handle.prime_from_cluster(&client).await {
+        Ok(n) => tracing::info!(primed = n, "status reporter read the current statuses"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not read current statuses; the first change of each resource will be written"
+        ),
+    }
     tracing::info!(
         rate = reporter.settings.rate,
         burst = reporter.settings.burst,
