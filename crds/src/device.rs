@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A hardware phone or softphone that registers with the registrar.
+// Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sip.switchboard.dev",
@@ -182,6 +184,7 @@ fn default_true() -> bool {
 pub struct SipDeviceStatus {
     /// `Accepted`, `Ready` (operator) and `Registered` (registrar).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The generation the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// An ordered list of dial rules applied left to right to a dialled number, and where a number
 /// that passes them goes.
+// Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sip.switchboard.dev",
@@ -72,6 +74,7 @@ pub struct PatternRoute {
 pub struct CallPatternStatus {
     /// `Accepted` (an invalid regex is reported here with the rule's index) and `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// How many devices have this pattern in effect.
     #[serde(default)]

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// A registration the registrar keeps with an upstream PBX or provider, so that calls to the
 /// address of record arrive here.
+// Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sip.switchboard.dev",
@@ -147,6 +149,7 @@ pub struct SipRegistrationStatus {
     pub replica: Option<String>,
     /// `Accepted` and `Ready` (operator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The generation the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

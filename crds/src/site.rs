@@ -6,6 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// A place with its own SIP domain (also the digest realm) and calling policy.
+// Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sip.switchboard.dev",
@@ -191,6 +193,7 @@ fn default_transports() -> Vec<Transport> {
 pub struct SiteStatus {
     /// `Accepted` and `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Devices assigned to the site.
     #[serde(default)]
