@@ -189,3 +189,30 @@ fn sigterm_exits_zero_and_readiness_reflects_state() {
     let status = r.terminate();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn ha1_subcommand_prints_both_digests() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::BIN)
+        .args(["ha1", "--user", "Mufasa", "--realm", "testrealm@host.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Circle Of Life\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // RFC 2617 §3.5's HA1, and the SHA-256 of the same input.
+    assert!(
+        text.contains("ha1Md5: 939e7578ed9e3c518a452acee763bce9"),
+        "{text}"
+    );
+    let (_, sha) = switchboard_crds::config::ha1("Mufasa", "testrealm@host.com", "Circle Of Life");
+    assert!(text.contains(&format!("ha1Sha256: {sha}")), "{text}");
+}

@@ -420,10 +420,13 @@ fn convert(h: rsip::Header) -> Header {
             }
         }
     };
-    Header {
-        name,
-        value: value.trim().to_string(),
-    }
+    // rsip hands values untrimmed at the end at most; reuse the allocation when already trim.
+    let value = if value.len() == value.trim().len() {
+        value
+    } else {
+        value.trim().to_string()
+    };
+    Header { name, value }
 }
 
 /// Recovers header lines from a message rsip refused, if Via, From, To, Call-ID and CSeq are all
