@@ -1,0 +1,10 @@
+//! Cross-crate tests of Switchboard: the Helm chart and what it grants, the end-to-end script.
+//!
+//! - [`gotmpl`]: a renderer for the subset of Helm templates the chart uses (no `helm` needed).
+//! - [`chart`]: load, render and parse `charts/switchboard`.
+//! - [`apicalls`]: the Kubernetes API calls the operator's and registrar's code make, read from
+//!   their source, for the RBAC check in `tests/rbac.rs`.
+
+pub mod apicalls;
+pub mod chart;
+pub mod gotmpl;

@@ -1,0 +1,395 @@
+//! Checks of `charts/switchboard` that need no cluster and no `helm`: the values schema against
+//! values.yaml, every template rendered (by `switchboard_tests::gotmpl`) under the defaults and
+//! under overlays that switch every option on, the rendered objects' shape, and the flags the
+//! chart passes to both binaries. The CRDs in `charts/switchboard/crds/` are generated; their
+//! freshness is tested by `crds/tests/crds_fresh.rs` and not repeated here.
+
+use clap::Parser;
+use serde_json::{json, Value};
+use switchboard_tests::chart::{
+    chart_dir, overlays, repo_root, yaml_documents, Chart, Object, Rendered,
+};
+
+const RELEASE: &str = "sb";
+const NS: &str = "switchboard";
+
+fn chart() -> Chart {
+    Chart::load(&chart_dir()).expect("chart loads and its templates parse")
+}
+
+fn render(overrides: Value) -> Rendered {
+    chart()
+        .render(&overrides, RELEASE, NS)
+        .unwrap_or_else(|e| panic!("rendering with {overrides}: {e:#}"))
+}
+
+#[test]
+fn values_yaml_satisfies_the_schema() {
+    let c = chart();
+    let validator =
+        jsonschema::validator_for(&c.schema).expect("the schema is a valid JSON schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&c.values)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "values.yaml: {errors:#?}");
+    for (name, overlay) in overlays() {
+        let values = c.values_with(&overlay);
+        let errors: Vec<String> = validator
+            .iter_errors(&values)
+            .map(|e| format!("{}: {e}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "overlay {name}: {errors:#?}");
+    }
+}
+
+#[test]
+fn the_schema_refuses_wrong_values() {
+    let c = chart();
+    let validator = jsonschema::validator_for(&c.schema).unwrap();
+    for bad in [
+        json!({"registrar": {"service": {"type": "Ingress"}}}),
+        json!({"registrar": {"service": {"externalTrafficPolicy": "Nearest"}}}),
+        json!({"registrar": {"sip": {"port": 70000}}}),
+        json!({"registrar": {"digestAlgorithms": "SHA-512"}}),
+        json!({"registrar": {"replica": 2}}),
+        json!({"redis": {"url": "http://redis:6379"}}),
+        json!({"operator": {"image": {"pullPolicy": "Sometimes"}}}),
+        json!({"metrics": {"serviceMonitor": {"interval": "soon"}}}),
+    ] {
+        let values = c.values_with(&bad);
+        assert!(!validator.is_valid(&values), "accepted {bad}");
+    }
+}
+
+#[test]
+fn every_template_renders_to_well_formed_objects() {
+    for (name, overlay) in overlays() {
+        let r = render(overlay);
+        let objects = r.objects().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(!objects.is_empty());
+        let mut seen = std::collections::BTreeSet::new();
+        for o in &objects {
+            let v = &o.value;
+            assert!(
+                v["apiVersion"].is_string(),
+                "{name}/{}: no apiVersion",
+                o.file
+            );
+            assert!(!o.kind().is_empty(), "{name}/{}: no kind", o.file);
+            assert!(!o.name().is_empty(), "{name}/{}: no metadata.name", o.file);
+            assert!(o.name().len() <= 63, "{name}/{}: name too long", o.file);
+            let namespaced = !matches!(o.kind(), "ClusterRole" | "ClusterRoleBinding");
+            if namespaced {
+                assert_eq!(
+                    v["metadata"]["namespace"],
+                    NS,
+                    "{name}/{} {}",
+                    o.file,
+                    o.name()
+                );
+            }
+            assert_eq!(
+                v["metadata"]["labels"]["app.kubernetes.io/instance"],
+                RELEASE,
+                "{name}/{} {} has the common labels",
+                o.file,
+                o.name()
+            );
+            assert!(
+                seen.insert((o.kind().to_string(), o.name().to_string())),
+                "{name}: two {} named {}",
+                o.kind(),
+                o.name()
+            );
+        }
+        // Workloads select their own pods.
+        for o in objects.iter().filter(|o| o.kind() == "Deployment") {
+            let sel = &o.value["spec"]["selector"]["matchLabels"];
+            let labels = &o.value["spec"]["template"]["metadata"]["labels"];
+            for (k, v) in sel.as_object().unwrap() {
+                assert_eq!(
+                    &labels[k],
+                    v,
+                    "{name}: {} pod labels match its selector",
+                    o.name()
+                );
+            }
+        }
+        assert!(r.files["NOTES.txt"].contains("sip-credentials"));
+    }
+}
+
+fn container<'a>(o: &'a Object, name: &str) -> &'a Value {
+    o.value["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("container {name}"))
+}
+
+fn args(c: &Value) -> Vec<String> {
+    c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn env(c: &Value, name: &str) -> Option<Value> {
+    c["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+}
+
+#[test]
+fn defaults_are_safe_and_probed() {
+    let r = render(json!({}));
+    for (deploy, cname, port) in [
+        ("-operator", "operator", 8080),
+        ("-registrar", "registrar", 9090),
+    ] {
+        let d = r.find("Deployment", deploy).unwrap();
+        let pod = &d.value["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+        let c = container(&d, cname);
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        let annotations = &d.value["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], port.to_string());
+        assert!(
+            c["image"].as_str().unwrap().ends_with(":0.1.0"),
+            "tag defaults to appVersion"
+        );
+    }
+    let svc = r.find("Service", "-registrar").unwrap();
+    assert_eq!(svc.value["spec"]["type"], "LoadBalancer");
+    assert_eq!(svc.value["spec"]["externalTrafficPolicy"], "Local");
+    let ports: Vec<(String, i64)> = svc.value["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap().into(),
+                p["port"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("UDP".into(), 5060), ("TCP".into(), 5060)]);
+    // Off by default: Redis, HPA, ServiceMonitor, TLS, hostNetwork.
+    let objects = r.objects().unwrap();
+    for kind in ["HorizontalPodAutoscaler", "ServiceMonitor", "Certificate"] {
+        assert!(
+            objects.iter().all(|o| o.kind() != kind),
+            "{kind} is off by default"
+        );
+    }
+    assert!(r.find("Deployment", "-redis").is_err());
+    let reg = r.find("Deployment", "-registrar").unwrap();
+    assert!(env(container(&reg, "registrar"), "SWITCHBOARD_REDIS_URL").is_none());
+    assert!(reg.value["spec"]["template"]["spec"]["hostNetwork"].is_null());
+    assert_eq!(reg.value["spec"]["replicas"], 1);
+    r.find("PodDisruptionBudget", "-registrar").unwrap();
+}
+
+#[test]
+fn options_render_what_they_promise() {
+    let all = render(overlays()[1].1.clone());
+    let reg = all.find("Deployment", "-registrar").unwrap();
+    assert!(
+        reg.value["spec"]["replicas"].is_null(),
+        "the HPA owns replicas"
+    );
+    let hpa = all.find("HorizontalPodAutoscaler", "-registrar").unwrap();
+    assert_eq!(hpa.value["spec"]["scaleTargetRef"]["name"], reg.name());
+    let c = container(&reg, "registrar");
+    let a = args(c);
+    assert!(
+        a.windows(2).any(|w| w == ["--tls", "0.0.0.0:5061"]),
+        "{a:?}"
+    );
+    assert!(a
+        .windows(2)
+        .any(|w| w == ["--tls-cert", "/etc/switchboard/tls/tls.crt"]));
+    assert!(a
+        .windows(2)
+        .any(|w| w == ["--tls-key", "/etc/switchboard/tls/tls.key"]));
+    let volume = &reg.value["spec"]["template"]["spec"]["volumes"][0]["secret"];
+    assert_eq!(volume["secretName"], "sb-switchboard-registrar-tls");
+    let cert = all.find("Certificate", "-registrar").unwrap();
+    assert_eq!(cert.value["spec"]["secretName"], volume["secretName"]);
+    assert_eq!(
+        env(c, "SWITCHBOARD_REDIS_URL").unwrap()["value"],
+        "redis://sb-switchboard-redis:6379/0"
+    );
+    all.find("Deployment", "-redis").unwrap();
+    all.find("Service", "-redis").unwrap();
+    let sm = all.find("ServiceMonitor", "sb-switchboard").unwrap();
+    assert_eq!(sm.value["metadata"]["labels"]["release"], "prom");
+    let svc = all.find("Service", "-registrar").unwrap();
+    let tls = svc.value["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sip-tls")
+        .expect("TLS port")
+        .clone();
+    assert_eq!(tls["port"], 5061);
+    assert_eq!(tls["nodePort"], 30061);
+    assert_eq!(svc.value["spec"]["loadBalancerIP"], "192.0.2.1");
+
+    let host = render(overlays()[2].1.clone());
+    let reg = host.find("Deployment", "-registrar").unwrap();
+    let pod = &reg.value["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(
+        reg.value["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        0
+    );
+    let c = container(&reg, "registrar");
+    assert_eq!(
+        env(c, "SWITCHBOARD_REDIS_URL").unwrap()["value"],
+        "redis://redis.example:6379/1",
+        "an existing Redis wins over the in-chart one"
+    );
+    assert!(host.find("Deployment", "-redis").is_err());
+    assert!(!args(c).contains(&"--tcp".to_string()));
+    let svc = host.find("Service", "-registrar").unwrap();
+    assert_eq!(svc.value["spec"]["type"], "NodePort");
+    assert_eq!(svc.value["spec"]["externalTrafficPolicy"], "Cluster");
+    assert!(host.find("PodDisruptionBudget", "-registrar").is_err());
+    assert!(reg.value["spec"]["template"]["metadata"]["annotations"].is_null());
+
+    let bare = render(overlays()[3].1.clone());
+    assert!(bare.find("Deployment", "-operator").is_err());
+    let svc = bare.find("Service", "voice-registrar").unwrap();
+    assert!(
+        svc.value["spec"]["externalTrafficPolicy"].is_null(),
+        "not on ClusterIP"
+    );
+    let reg = bare.find("Deployment", "voice-registrar").unwrap();
+    assert_eq!(
+        reg.value["spec"]["template"]["spec"]["serviceAccountName"],
+        "registrar"
+    );
+    assert!(bare.find("ServiceAccount", "-registrar").is_err());
+}
+
+#[test]
+fn the_registrar_accepts_every_flag_the_chart_passes() {
+    for (name, overlay) in overlays() {
+        let r = render(overlay);
+        let reg = r.find("Deployment", "-registrar").unwrap();
+        let mut argv = vec!["switchboard-registrar".to_string()];
+        argv.extend(args(container(&reg, "registrar")));
+        if let Err(e) = switchboard_registrar::cli::Cli::try_parse_from(&argv) {
+            panic!("{name}: the registrar refuses the chart's arguments {argv:?}:\n{e}");
+        }
+    }
+}
+
+/// The operator's CLI lives in its `main.rs` (a binary, not linkable): its `--long` flags are
+/// read from the `#[arg(long …)]` fields there.
+fn operator_flags() -> Vec<String> {
+    let src = std::fs::read_to_string(repo_root().join("operator/src/main.rs")).unwrap();
+    let re = regex::Regex::new(r"#\[arg\(([^\]]*)\)\]\s*(?:pub\s+)?(\w+)\s*:").unwrap();
+    let explicit = regex::Regex::new(r#"long\s*=\s*"([^"]+)""#).unwrap();
+    let mut flags = vec!["--help".to_string(), "--version".to_string()];
+    for c in re.captures_iter(&src) {
+        let attr = &c[1];
+        if !attr.contains("long") {
+            continue;
+        }
+        flags.push(match explicit.captures(attr) {
+            Some(l) => format!("--{}", &l[1]),
+            None => format!("--{}", c[2].replace('_', "-")),
+        });
+    }
+    assert!(flags.len() > 3, "found the operator's flags: {flags:?}");
+    flags
+}
+
+#[test]
+fn the_operator_knows_every_flag_the_chart_passes() {
+    let known = operator_flags();
+    for (name, overlay) in overlays() {
+        let r = render(overlay);
+        let Ok(op) = r.find("Deployment", "-operator") else {
+            continue;
+        };
+        for a in args(container(&op, "operator")) {
+            if a.starts_with("--") {
+                assert!(
+                    known.contains(&a),
+                    "{name}: operator has no flag {a} ({known:?})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn notes_tell_the_real_credentials_secret_and_keys() {
+    let notes = &render(json!({})).files["NOTES.txt"];
+    let secret = format!("desk-phone{}", "-sip-credentials");
+    let operator_src =
+        std::fs::read_to_string(repo_root().join("operator/src/credentials/mod.rs")).unwrap();
+    assert!(
+        operator_src.contains("pub const SECRET_SUFFIX: &str = \"-sip-credentials\";"),
+        "the operator still names generated Secrets <device>-sip-credentials"
+    );
+    assert!(notes.contains(&format!("get secret {secret}")), "{notes}");
+    for key in [
+        switchboard_crds::common::USERNAME_KEY,
+        switchboard_crds::common::DEFAULT_PASSWORD_KEY,
+    ] {
+        assert!(
+            notes.contains(&format!("{{.data.{key}}}")),
+            "NOTES reads key {key}"
+        );
+    }
+    // The example objects in NOTES are valid resources.
+    let yaml: String = notes
+        .split("<<'YAML'\n")
+        .nth(1)
+        .and_then(|s| s.split("   YAML").next())
+        .expect("an embedded manifest")
+        .lines()
+        .map(|l| l.strip_prefix("   ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let docs = yaml_documents(&yaml).unwrap();
+    assert_eq!(docs.len(), 2);
+    let mut problems = Vec::new();
+    for d in switchboard_crds::documents::parse(&yaml) {
+        let d = d.expect("a typed resource");
+        problems.extend(
+            d.validate()
+                .into_iter()
+                .map(|p| format!("{}: {p:?}", d.describe())),
+        );
+    }
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+#[ignore = "debugging aid: dumps a rendering to $DUMP_DIR"]
+fn dump() {
+    let dir = std::env::var("DUMP_DIR").unwrap();
+    for (name, overlay) in overlays() {
+        for (file, text) in render(overlay).files {
+            std::fs::create_dir_all(format!("{dir}/{name}")).unwrap();
+            std::fs::write(format!("{dir}/{name}/{file}"), text).unwrap();
+        }
+    }
+}
