@@ -322,7 +322,7 @@ pub fn scan_crate(src_dir: &Path) -> anyhow::Result<Vec<Call>> {
             continue;
         }
         let rel = path
-            .strip_prefix(src_dir.parent().unwrap_or(src_dir))
+            .strip_prefix(src_dir.parent().and_then(Path::parent).unwrap_or(src_dir))
             .unwrap_or(path)
             .display()
             .to_string();
