@@ -72,6 +72,27 @@ impl fmt::Display for Transport {
     }
 }
 
+/// A digest algorithm offered in challenges (RFC 8760).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum DigestAlgorithm {
+    /// SHA-256 (RFC 8760), preferred.
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    /// MD5 (RFC 2617), what most deployed phones speak.
+    #[serde(rename = "MD5")]
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// The `algorithm=` token of a challenge.
+    pub fn token(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "SHA-256",
+            DigestAlgorithm::Md5 => "MD5",
+        }
+    }
+}
+
 /// A reference to a Secret in the resource's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -210,7 +210,7 @@ impl RegistrarConfig {
     }
 
     /// Parses a config from YAML (JSON is YAML too). A config with an empty `hash` (hand
-    /// written) is sealed; a non-empty one must match its content.
+    /// written) is put in canonical order and sealed; a non-empty one must match its content.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let config: RegistrarConfig =
             serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -220,6 +220,8 @@ impl RegistrarConfig {
             });
         }
         if config.hash.is_empty() {
+            let mut config = config;
+            config.canonicalize();
             return Ok(config.seal());
         }
         let actual = config.content_hash();
@@ -328,6 +330,18 @@ mod tests {
         c.hash.clear();
         let loaded = RegistrarConfig::from_yaml(&serde_yaml::to_string(&c).unwrap()).unwrap();
         assert_eq!(loaded.hash, sample().hash);
+    }
+
+    #[test]
+    fn hand_written_config_is_sorted_on_load() {
+        let mut c = sample();
+        let mut bob = c.domains[0].devices[0].clone();
+        bob.sip_user = "bob".into();
+        c.domains[0].devices.insert(0, bob);
+        c.hash.clear();
+        let loaded = RegistrarConfig::from_yaml(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert!(loaded.device("example.test", "alice").is_some());
+        assert!(loaded.device("example.test", "bob").is_some());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `Site`: a place with its own SIP domain, extension range and calling policy.
 
-use crate::common::Transport;
+use crate::common::{DigestAlgorithm, Transport};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -157,6 +157,12 @@ pub struct RegistrationPolicy {
     #[serde(default = "default_transports")]
     #[schemars(length(min = 1))]
     pub transports: Vec<Transport>,
+    /// Digest algorithms offered, most preferred first: one challenge header each. Some phones
+    /// (and sipp, baresip 1.0) give up when the first, or any, challenge is not MD5: list only
+    /// `MD5` for a site with such phones.
+    #[serde(default = "default_digest_algorithms")]
+    #[schemars(length(min = 1, max = 2))]
+    pub digest_algorithms: Vec<DigestAlgorithm>,
 }
 
 impl Default for RegistrationPolicy {
@@ -167,6 +173,7 @@ impl Default for RegistrationPolicy {
             default_expires: default_default_expires(),
             max_contacts: default_max_contacts(),
             transports: default_transports(),
+            digest_algorithms: default_digest_algorithms(),
         }
     }
 }
@@ -182,6 +189,9 @@ fn default_default_expires() -> u32 {
 }
 fn default_max_contacts() -> u32 {
     1
+}
+fn default_digest_algorithms() -> Vec<DigestAlgorithm> {
+    vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
 }
 fn default_transports() -> Vec<Transport> {
     vec![Transport::Udp, Transport::Tcp, Transport::Tls]

@@ -177,6 +177,12 @@ pub fn validate_site(spec: &SiteSpec) -> Vec<FieldError> {
             "must be between 1 and 32",
         ));
     }
+    if r.digest_algorithms.is_empty() {
+        errors.push(FieldError::new(
+            "spec.registration.digestAlgorithms",
+            "at least one algorithm is needed",
+        ));
+    }
     if r.transports.is_empty() {
         errors.push(FieldError::new(
             "spec.registration.transports",
