@@ -5,11 +5,15 @@
 //! A kind counts as synced after its first full list; nothing is compiled before every kind is,
 //! so a starting operator never publishes a config that is missing objects it has not seen yet.
 
+mod device;
+
+pub use device::{Device, DeviceSpec, SiteOverrides, SitePlacement, OWNED_FIELDS};
+
 use crate::credentials::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use crate::key::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use switchboard_crds::shards::{self, CONFIG_LABEL};
 use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
@@ -25,21 +29,70 @@ pub enum Op<K> {
     Replace(Vec<K>),
 }
 
-/// A watch event for one of the kinds the operator indexes. Short-lived (moved straight into
-/// the index), so the variants' size difference costs nothing worth a Box.
+impl<K> Op<K> {
+    /// The same operation on converted objects.
+    pub fn map<R>(self, f: impl Fn(K) -> R) -> Op<R> {
+        match self {
+            Op::Apply(k) => Op::Apply(f(k)),
+            Op::Delete(k) => Op::Delete(f(k)),
+            Op::Replace(all) => Op::Replace(all.into_iter().map(f).collect()),
+        }
+    }
+}
+
+/// A watch event for one of the kinds the operator indexes. Devices and Secrets arrive already
+/// reduced to what the index keeps ([`Device`], [`SecretEntry`]); the other kinds are few.
+/// Short-lived (moved straight into the index), so the variants' size difference costs nothing
+/// worth a Box.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// A `Site`.
     Site(Op<Site>),
     /// A `SipDevice`.
-    Device(Op<SipDevice>),
+    Device(Op<Device>),
     /// A `CallPattern`.
     Pattern(Op<CallPattern>),
     /// A `SipRegistration`.
     Registration(Op<SipRegistration>),
     /// A `Secret` (credentials or a config shard).
-    Secret(Op<Secret>),
+    Secret(Op<SecretEntry>),
+}
+
+impl Change {
+    /// A change of `SipDevice` objects, reduced.
+    pub fn device(op: Op<SipDevice>) -> Change {
+        Change::Device(op.map(Device::from))
+    }
+
+    /// A change of Secrets, reduced.
+    pub fn secret(op: Op<Secret>) -> Change {
+        Change::Secret(op.map(SecretEntry::from))
+    }
+}
+
+/// A Secret as the watch hands it over: whole when it carries the config label (a shard, if it
+/// is in the config namespace), else reduced at once.
+#[derive(Debug, Clone)]
+pub enum SecretEntry {
+    /// Labelled [`CONFIG_LABEL`]`: "true"`.
+    Labelled(Arc<Secret>),
+    /// Any other Secret, reduced.
+    Other(ObjectKey, StoredSecret),
+}
+
+fn labelled(s: &Secret) -> bool {
+    s.labels().get(CONFIG_LABEL).map(String::as_str) == Some("true")
+}
+
+impl From<Secret> for SecretEntry {
+    fn from(s: Secret) -> Self {
+        if labelled(&s) {
+            SecretEntry::Labelled(Arc::new(s))
+        } else {
+            SecretEntry::Other(ObjectKey::of(&s), StoredSecret::from_secret(&s))
+        }
+    }
 }
 
 /// What the operator keeps of a Secret: whether it generated it, the rotation it was made for,
@@ -107,8 +160,8 @@ pub struct Index {
     pub config_namespace: String,
     /// Sites by key.
     pub sites: BTreeMap<ObjectKey, Arc<Site>>,
-    /// Devices by key.
-    pub devices: BTreeMap<ObjectKey, Arc<SipDevice>>,
+    /// Devices by key, compact.
+    pub devices: BTreeMap<ObjectKey, Box<Device>>,
     /// Call patterns by key.
     pub patterns: BTreeMap<ObjectKey, Arc<CallPattern>>,
     /// Outbound registrations by key.
@@ -118,6 +171,8 @@ pub struct Index {
     /// The published config shards, by Secret name.
     pub shards: BTreeMap<String, Arc<Secret>>,
     synced: Synced,
+    /// Every namespace seen, so the 100 000 keys of one namespace share one string.
+    namespaces: BTreeSet<Arc<str>>,
 }
 
 fn apply_op<K: ResourceExt>(map: &mut BTreeMap<ObjectKey, Arc<K>>, op: Op<K>) {
@@ -176,7 +231,7 @@ impl Index {
             }
             Change::Device(op) => {
                 self.synced.devices |= matches!(op, Op::Replace(_));
-                apply_op(&mut self.devices, op);
+                self.apply_device(op);
             }
             Change::Pattern(op) => {
                 self.synced.patterns |= matches!(op, Op::Replace(_));
@@ -194,36 +249,79 @@ impl Index {
     }
 
     fn is_shard(&self, s: &Secret) -> bool {
-        s.namespace().as_deref() == Some(self.config_namespace.as_str())
-            && s.labels().get(CONFIG_LABEL).map(String::as_str) == Some("true")
+        s.namespace().as_deref() == Some(self.config_namespace.as_str()) && labelled(s)
     }
 
-    fn apply_secret(&mut self, op: Op<Secret>) {
-        match op {
-            Op::Apply(s) if self.is_shard(&s) => {
-                self.shards.insert(s.name_any(), Arc::new(s));
+    /// `key` with its namespace shared with every other key of the namespace.
+    fn intern(&mut self, key: &mut ObjectKey) {
+        match self.namespaces.get(&key.namespace) {
+            Some(ns) => key.namespace = ns.clone(),
+            None => {
+                self.namespaces.insert(key.namespace.clone());
             }
-            Op::Delete(s) if self.is_shard(&s) => {
-                self.shards.remove(&s.name_any());
+        }
+    }
+
+    fn apply_device(&mut self, op: Op<Device>) {
+        match op {
+            Op::Apply(mut d) => {
+                self.intern(&mut d.key);
+                self.devices.insert(d.key.clone(), Box::new(d));
+            }
+            Op::Delete(d) => {
+                self.devices.remove(&d.key);
             }
             Op::Replace(all) => {
-                let (shards, others): (Vec<_>, Vec<_>) =
-                    all.into_iter().partition(|s| self.is_shard(s));
-                self.shards = shards
+                self.devices = BTreeMap::new();
+                // Collecting sorts (stably) and builds full nodes; of duplicates the later wins,
+                // as it would inserting one by one.
+                self.devices = all
                     .into_iter()
-                    .map(|s| (s.name_any(), Arc::new(s)))
-                    .collect();
-                self.secrets = others
-                    .iter()
-                    .map(|s| (ObjectKey::of(s), StoredSecret::from_secret(s)))
+                    .map(|mut d| {
+                        self.intern(&mut d.key);
+                        (d.key.clone(), Box::new(d))
+                    })
                     .collect();
             }
-            Op::Apply(s) => {
-                self.secrets
-                    .insert(ObjectKey::of(&s), StoredSecret::from_secret(&s));
+        }
+    }
+
+    /// Applies one reduced Secret.
+    fn put_secret(&mut self, entry: SecretEntry) {
+        match entry {
+            SecretEntry::Labelled(s) if self.is_shard(&s) => {
+                self.shards.insert(s.name_any(), s);
             }
-            Op::Delete(s) => {
-                self.secrets.remove(&ObjectKey::of(&s));
+            SecretEntry::Labelled(s) => {
+                let mut key = ObjectKey::of(&*s);
+                self.intern(&mut key);
+                self.secrets.insert(key, StoredSecret::from_secret(&s));
+            }
+            SecretEntry::Other(mut key, stored) => {
+                self.intern(&mut key);
+                self.secrets.insert(key, stored);
+            }
+        }
+    }
+
+    fn apply_secret(&mut self, op: Op<SecretEntry>) {
+        match op {
+            Op::Apply(entry) => self.put_secret(entry),
+            Op::Delete(SecretEntry::Labelled(s)) if self.is_shard(&s) => {
+                self.shards.remove(&s.name_any());
+            }
+            Op::Delete(SecretEntry::Labelled(s)) => {
+                self.secrets.remove(&ObjectKey::of(&*s));
+            }
+            Op::Delete(SecretEntry::Other(key, _)) => {
+                self.secrets.remove(&key);
+            }
+            Op::Replace(all) => {
+                self.shards = BTreeMap::new();
+                self.secrets = BTreeMap::new();
+                for entry in all {
+                    self.put_secret(entry);
+                }
             }
         }
     }
@@ -271,11 +369,11 @@ mod tests {
         let mut index = Index::new("switchboard");
         assert!(!index.is_synced());
         index.apply(Change::Site(Op::Replace(vec![])));
-        index.apply(Change::Device(Op::Replace(vec![])));
+        index.apply(Change::device(Op::Replace(vec![])));
         index.apply(Change::Pattern(Op::Replace(vec![])));
         index.apply(Change::Registration(Op::Replace(vec![])));
         assert!(!index.is_synced());
-        index.apply(Change::Secret(Op::Replace(vec![])));
+        index.apply(Change::secret(Op::Replace(vec![])));
         assert!(index.is_synced());
     }
 
@@ -286,15 +384,15 @@ mod tests {
         let shard = shards::to_secret(&shards::split(&config, 1000)[0], "switchboard");
         let mut foreign = shard.clone();
         foreign.metadata.namespace = Some("elsewhere".into());
-        index.apply(Change::Secret(Op::Apply(shard.clone())));
-        index.apply(Change::Secret(Op::Apply(foreign)));
-        index.apply(Change::Secret(Op::Apply(secret("acme", "creds"))));
+        index.apply(Change::secret(Op::Apply(shard.clone())));
+        index.apply(Change::secret(Op::Apply(foreign)));
+        index.apply(Change::secret(Op::Apply(secret("acme", "creds"))));
         assert_eq!(index.shards.len(), 1);
         assert_eq!(index.secrets.len(), 2);
         assert_eq!(index.published_hash(), Some(config.hash.clone()));
-        index.apply(Change::Secret(Op::Delete(shard)));
+        index.apply(Change::secret(Op::Delete(shard)));
         assert_eq!(index.published_hash(), None);
-        index.apply(Change::Secret(Op::Delete(secret("acme", "creds"))));
+        index.apply(Change::secret(Op::Delete(secret("acme", "creds"))));
         assert_eq!(index.secrets.len(), 1);
     }
 }

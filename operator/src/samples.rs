@@ -1,6 +1,7 @@
 //! Sample objects, as an administrator would write them: for tests, the benchmark and docs.
 
 use crate::credentials::{self, GENERATED_LABEL};
+use crate::index::Device;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -145,12 +146,15 @@ pub fn secret(ns: &str, name: &str, data: &[(&str, &str)]) -> Secret {
 
 /// The Secret the operator would have generated for a device, with a given password.
 pub fn generated_secret(device: &SipDevice, password: &str) -> Secret {
-    let name = device.metadata.name.clone().unwrap_or_default();
-    let ns = device.metadata.namespace.clone().unwrap_or_default();
+    generated_secret_of(&device.into(), password)
+}
+
+/// [`generated_secret`] for a device as the index keeps it.
+pub fn generated_secret_of(device: &Device, password: &str) -> Secret {
     let user = credentials::device_sip_user(device, None);
     let mut s = secret(
-        &ns,
-        &credentials::generated_secret_name(&name),
+        &device.key.namespace,
+        &credentials::generated_secret_name(&device.key.name),
         &[(USERNAME_KEY, &user), (DEFAULT_PASSWORD_KEY, password)],
     );
     s.metadata.labels = Some(BTreeMap::from([(GENERATED_LABEL.into(), "true".into())]));

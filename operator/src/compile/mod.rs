@@ -28,7 +28,7 @@ use switchboard_crds::config::{
     ha1, DeviceConfig, DomainConfig, OutboundRegistration, PatternConfig, RegistrarConfig,
     UserConfig,
 };
-use switchboard_crds::device::{AssignmentKind, RegistrationState};
+use switchboard_crds::device::AssignmentKind;
 
 /// The last accepted version of each pattern, by id (`namespace/name`).
 pub type LastGood = BTreeMap<String, PatternConfig>;
@@ -107,36 +107,39 @@ pub fn compile(
             },
         );
     }
-    let mut domains_by_ns: BTreeMap<String, Vec<ObjectKey>> = BTreeMap::new();
+    let mut domains_by_ns: BTreeMap<std::sync::Arc<str>, Vec<ObjectKey>> = BTreeMap::new();
     for key in domains.keys() {
         domains_by_ns
             .entry(key.namespace.clone())
             .or_default()
             .push(key.clone());
     }
+    // Pattern ids as the config spells them, made once.
+    let pattern_ids: BTreeMap<&ObjectKey, String> =
+        available.keys().map(|k| (k, k.to_string())).collect();
 
     let mut used_patterns: BTreeSet<ObjectKey> = BTreeSet::new();
     for (key, device) in &index.devices {
         let spec = &device.spec;
         let site_key = spec.site_name().map(|s| key.sibling(s));
         let site = site_key.as_ref().and_then(|k| index.sites.get(k));
+        let site_spec = site.map(|s| &s.spec);
         if let Some(counts) = site_key.as_ref().and_then(|k| out.sites.get_mut(k)) {
             counts.devices += 1;
-            let registered = device
-                .status
-                .as_ref()
-                .and_then(|s| s.registration.as_ref())
-                .is_some_and(|r| r.state == RegistrationState::Registered);
-            counts.registered += u32::from(registered);
+            counts.registered += u32::from(device.registered);
         }
-        let eff = effective::device(spec, site.map(|s| &s.spec));
         let creds = verdicts.device_credentials.get(key);
-        let homes: Vec<ObjectKey> = match &site_key {
-            Some(k) if domains.contains_key(k) => vec![k.clone()],
-            Some(_) => vec![],
+        let no_homes: &[ObjectKey] = &[];
+        let own_home: [ObjectKey; 1];
+        let homes: &[ObjectKey] = match &site_key {
+            Some(k) if domains.contains_key(k) => {
+                own_home = [k.clone()];
+                &own_home
+            }
+            Some(_) => no_homes,
             None => domains_by_ns
-                .get(&key.namespace)
-                .cloned()
+                .get(&*key.namespace)
+                .map(Vec::as_slice)
                 .unwrap_or_default(),
         };
         let sip_uri = match (creds, site, homes.first()) {
@@ -146,8 +149,10 @@ pub fn compile(
             }
             _ => None,
         };
-        let pattern_keys: Vec<ObjectKey> =
-            eff.call_patterns.iter().map(|p| key.sibling(p)).collect();
+        let pattern_keys: Vec<ObjectKey> = effective::patterns(spec, site_spec)
+            .iter()
+            .map(|p| key.sibling(p))
+            .collect();
         let ready = if !verdicts.device_ok(key) {
             Err(NotReady::new(
                 "NotAccepted",
@@ -175,22 +180,32 @@ pub fn compile(
             Ok(())
         };
         if let (Ok(()), Some(c)) = (&ready, creds) {
-            used_patterns.extend(pattern_keys.iter().cloned());
             for pk in &pattern_keys {
                 if let Some(p) = out.patterns.get_mut(pk) {
                     p.used_by += 1;
                 }
+                if !used_patterns.contains(pk) {
+                    used_patterns.insert(pk.clone());
+                }
             }
-            let (user, receive_calls) = match spec.assignment.as_ref().and_then(|a| a.user.as_ref())
-            {
+            let eff = effective::settings(spec, site_spec);
+            let restrictions = match (&spec.site, &spec.user) {
+                (Some(sa), _) => sa
+                    .call_restrictions()
+                    .or_else(|| site_spec.map(|s| &s.call_restrictions)),
+                (None, Some(_)) => site_spec.map(|s| &s.call_restrictions),
+                (None, None) => None,
+            };
+            let (user, receive_calls) = match &spec.user {
                 Some(u) => (Some(u.user.clone()), u.receive_calls),
                 None => (None, false),
             };
-            for home in &homes {
+            let id = key.to_string();
+            for home in homes {
                 let domain = domains.get_mut(home).expect("home is a compiled domain");
                 let (ha1_md5, ha1_sha256) = ha1(&c.username, &domain.domain, &c.password);
                 domain.devices.push(DeviceConfig {
-                    id: key.to_string(),
+                    id: id.clone(),
                     sip_user: c.username.clone(),
                     ha1_md5,
                     ha1_sha256,
@@ -202,8 +217,11 @@ pub fn compile(
                     user: user.clone(),
                     receive_calls,
                     caller_id: eff.outbound_caller_id.clone(),
-                    patterns: pattern_keys.iter().map(ToString::to_string).collect(),
-                    restrictions: eff.call_restrictions.clone().unwrap_or_default(),
+                    patterns: pattern_keys
+                        .iter()
+                        .map(|k| pattern_ids[k].clone())
+                        .collect(),
+                    restrictions: restrictions.cloned().unwrap_or_default(),
                 });
             }
         }

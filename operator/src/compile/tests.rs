@@ -57,8 +57,8 @@ fn world() -> Index {
 
 fn add_device(index: &mut Index, d: switchboard_crds::SipDevice) {
     let pw = format!("pw-{}", d.metadata.name.as_deref().unwrap());
-    index.apply(Change::Secret(Op::Apply(generated_secret(&d, &pw))));
-    index.apply(Change::Device(Op::Apply(d)));
+    index.apply(Change::secret(Op::Apply(generated_secret(&d, &pw))));
+    index.apply(Change::device(Op::Apply(d)));
 }
 
 fn run(index: &Index) -> (crate::validate::Verdicts, Compiled) {
@@ -147,8 +147,8 @@ fn same_input_same_hash_whatever_the_order() {
             .map(|d| Change::Device(Op::Apply((**d).clone()))),
     );
     for d in a.devices.values() {
-        let pw = format!("pw-{}", d.metadata.name.as_deref().unwrap());
-        changes.push(Change::Secret(Op::Apply(generated_secret(d, &pw))));
+        let pw = format!("pw-{}", d.key.name);
+        changes.push(Change::secret(Op::Apply(generated_secret_of(d, &pw))));
     }
     changes.extend(
         a.patterns
@@ -169,7 +169,7 @@ fn same_input_same_hash_whatever_the_order() {
     assert_eq!(run(&a).1.config, run(&a).1.config);
     // A new password is a new config.
     let lobby = a.devices[&key("lobby")].clone();
-    b.apply(Change::Secret(Op::Apply(generated_secret(
+    b.apply(Change::secret(Op::Apply(generated_secret_of(
         &lobby, "rotated",
     ))));
     assert_ne!(run(&b).1.config.hash, ha);
@@ -311,7 +311,7 @@ fn extension_outside_range_user_not_in_site_and_missing_references() {
             password_key: None,
         },
     });
-    after.apply(Change::Device(Op::Apply(nosecret)));
+    after.apply(Change::device(Op::Apply(nosecret)));
     let (v, _) = run(&after);
     let (r, m) = first_problem(&v, "far");
     assert_eq!(r, Reason::Invalid);
@@ -349,7 +349,7 @@ fn single_object_errors_come_from_the_crds_crate() {
 #[test]
 fn duplicate_sip_user_per_domain() {
     let mut index = world();
-    index.apply(Change::Secret(Op::Apply(secret(
+    index.apply(Change::secret(Op::Apply(secret(
         NS,
         "shared",
         &[("username", "abc123-desk"), ("password", "pw")],
@@ -369,7 +369,7 @@ fn duplicate_sip_user_per_domain() {
                 password_key: None,
             },
         });
-        index.apply(Change::Device(Op::Apply(d)));
+        index.apply(Change::device(Op::Apply(d)));
     }
     let (v, c) = run(&index);
     assert!(v.device_ok(&key("desk-a")));
@@ -467,7 +467,7 @@ fn unassigned_devices_register_in_every_domain_of_their_namespace() {
 #[test]
 fn registrations_carry_the_password_and_resolved_upstream() {
     let mut index = world();
-    index.apply(Change::Secret(Op::Apply(secret(
+    index.apply(Change::secret(Op::Apply(secret(
         NS,
         "trunk",
         &[("password", "s3cret")],
@@ -499,19 +499,19 @@ fn registrations_carry_the_password_and_resolved_upstream() {
 fn stored_prefix_wins_over_derived() {
     let mut index = world();
     let lobby = index.devices[&key("lobby")].clone();
-    let mut s = generated_secret(&lobby, "pw");
+    let mut s = generated_secret_of(&lobby, "pw");
     s.data.as_mut().unwrap().insert(
         "username".into(),
         k8s_openapi::ByteString(b"zz9zz9-old".to_vec()),
     );
-    index.apply(Change::Secret(Op::Apply(s)));
+    index.apply(Change::secret(Op::Apply(s)));
     let (v, _) = run(&index);
     assert_eq!(v.device_credentials[&key("lobby")].username, "zz9zz9-lobby");
     assert_eq!(
         credentials::device_sip_user(&lobby, None),
         format!(
             "{}lobby",
-            credentials::derived_prefix(lobby.metadata.uid.as_deref().unwrap())
+            credentials::derived_prefix(lobby.uid.as_deref().unwrap())
         )
     );
 }

@@ -19,13 +19,13 @@
 
 pub mod plan;
 
-use crate::index::Index;
+use crate::index::{Device, Index};
 use crate::key::ObjectKey;
 use crate::validate::Problem;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 use switchboard_crds::common::USERNAME_KEY;
-use switchboard_crds::{SipDevice, SipRegistration};
+use switchboard_crds::SipRegistration;
 
 /// Annotation on a device or registration: set it to any new value to get a new password.
 pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
@@ -80,23 +80,20 @@ pub fn stored_prefix(username: &str) -> Option<&str> {
 }
 
 /// A device's full SIP user, given the user name stored in its Secret (if any).
-pub fn device_sip_user(device: &SipDevice, stored_username: Option<&str>) -> String {
+pub fn device_sip_user(device: &Device, stored_username: Option<&str>) -> String {
     let prefix = stored_username
         .and_then(stored_prefix)
         .map(str::to_string)
-        .unwrap_or_else(|| derived_prefix(device.uid().as_deref().unwrap_or_default()));
+        .unwrap_or_else(|| derived_prefix(device.uid.as_deref().unwrap_or_default()));
     format!("{prefix}{}", device.spec.sip_user)
 }
 
 /// The Secret name and password key a device uses.
-pub fn device_secret(device: &SipDevice) -> (String, String) {
+pub fn device_secret(device: &Device) -> (String, String) {
     match &device.spec.credentials {
-        Some(c) => (
-            c.secret_ref.name.clone(),
-            c.secret_ref.password_key().to_string(),
-        ),
+        Some(c) => (c.name.clone(), c.password_key().to_string()),
         None => (
-            generated_secret_name(&device.name_any()),
+            generated_secret_name(&device.key.name),
             switchboard_crds::common::DEFAULT_PASSWORD_KEY.into(),
         ),
     }
@@ -149,10 +146,10 @@ fn password(
 }
 
 /// Resolves a device's SIP user and password from the index.
-pub fn resolve_device(index: &Index, device: &SipDevice) -> Result<Resolved, Problem> {
-    let key = ObjectKey::of(device);
+pub fn resolve_device(index: &Index, device: &Device) -> Result<Resolved, Problem> {
+    let key = &device.key;
     let (secret, password_key) = device_secret(device);
-    let password = password(index, &key, &secret, &password_key)?;
+    let password = password(index, key, &secret, &password_key)?;
     let stored = index
         .secret_value(&key.sibling(&secret), USERNAME_KEY)
         .and_then(|b| std::str::from_utf8(b).ok());

@@ -15,12 +15,13 @@
 use super::*;
 use crate::index::StoredSecret;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 use kube::Resource;
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use std::collections::BTreeMap;
+use switchboard_crds::SipDevice;
 
 /// Why a Secret is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,28 +76,63 @@ fn text(secret: &StoredSecret, key: &str) -> Option<String> {
     String::from_utf8(secret.get(key)?.to_vec()).ok()
 }
 
-fn desired<K: Resource<DynamicType = ()>>(
-    owner: &K,
-    username: &str,
-    password: &str,
-    rotated_for: Option<&str>,
-) -> Secret {
+/// The resource a generated Secret belongs to.
+struct Owner<'a> {
+    key: ObjectKey,
+    /// Its rotation annotation.
+    rotate: Option<&'a str>,
+    /// The controller reference the Secret carries (none without a UID).
+    reference: Option<OwnerReference>,
+}
+
+impl<'a> Owner<'a> {
+    fn of<K: Resource<DynamicType = ()>>(owner: &'a K) -> Self {
+        Owner {
+            key: ObjectKey::new(
+                owner.meta().namespace.clone().unwrap_or_default(),
+                owner.meta().name.clone().unwrap_or_default(),
+            ),
+            rotate: owner
+                .meta()
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ROTATE_ANNOTATION))
+                .map(String::as_str),
+            reference: owner.controller_owner_ref(&()),
+        }
+    }
+
+    fn device(d: &'a Device) -> Self {
+        Owner {
+            key: d.key.clone(),
+            rotate: d.rotate.as_deref(),
+            reference: d.uid.as_ref().map(|uid| OwnerReference {
+                api_version: SipDevice::api_version(&()).to_string(),
+                kind: SipDevice::kind(&()).to_string(),
+                name: d.key.name.to_string(),
+                uid: uid.to_string(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }),
+        }
+    }
+}
+
+fn desired(owner: &Owner, username: &str, password: &str, rotated_for: Option<&str>) -> Secret {
     let mut annotations = BTreeMap::new();
     if let Some(v) = rotated_for {
         annotations.insert(ROTATED_FOR_ANNOTATION.to_string(), v.to_string());
     }
     Secret {
         metadata: ObjectMeta {
-            name: Some(generated_secret_name(
-                &owner.meta().name.clone().unwrap_or_default(),
-            )),
-            namespace: owner.meta().namespace.clone(),
+            name: Some(generated_secret_name(&owner.key.name)),
+            namespace: (!owner.key.namespace.is_empty()).then(|| owner.key.namespace.to_string()),
             labels: Some(BTreeMap::from([(
                 GENERATED_LABEL.to_string(),
                 "true".to_string(),
             )])),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+            owner_references: owner.reference.clone().map(|r| vec![r]),
             ..ObjectMeta::default()
         },
         data: Some(BTreeMap::from([
@@ -115,24 +151,16 @@ fn desired<K: Resource<DynamicType = ()>>(
 }
 
 /// Plans one owner's Secret, given the user name it should carry.
-fn plan_one<K: Resource<DynamicType = ()>>(
+fn plan_one(
     index: &Index,
-    owner: &K,
+    owner: &Owner,
     owner_kind: OwnerKind,
     username: impl Fn(Option<&str>) -> String,
     rng: &mut impl Rng,
 ) -> Option<SecretWrite> {
-    let key = ObjectKey::new(
-        owner.meta().namespace.clone().unwrap_or_default(),
-        owner.meta().name.clone().unwrap_or_default(),
-    );
+    let key = &owner.key;
     let name = generated_secret_name(&key.name);
-    let rotate = owner
-        .meta()
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ROTATE_ANNOTATION))
-        .map(String::as_str);
+    let rotate = owner.rotate;
     let write = |reason, secret| SecretWrite {
         owner: key.clone(),
         owner_kind,
@@ -177,7 +205,7 @@ pub fn plan(index: &Index, rng: &mut impl Rng) -> Vec<SecretWrite> {
         if device.spec.credentials.is_none() {
             let w = plan_one(
                 index,
-                &**device,
+                &Owner::device(device),
                 OwnerKind::Device,
                 |stored| device_sip_user(device, stored),
                 rng,
@@ -194,7 +222,7 @@ pub fn plan(index: &Index, rng: &mut impl Rng) -> Vec<SecretWrite> {
                 .unwrap_or_else(|| reg.spec.username.clone());
             let w = plan_one(
                 index,
-                &**reg,
+                &Owner::of(&**reg),
                 OwnerKind::Registration,
                 |_| user.clone(),
                 rng,

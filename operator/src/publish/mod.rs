@@ -67,7 +67,7 @@ mod tests {
         let p = plan(&config, &index).expect("nothing published yet");
         assert_eq!(p.writes.len(), 1);
         for s in p.writes {
-            index.apply(Change::Secret(Op::Apply(s)));
+            index.apply(Change::secret(Op::Apply(s)));
         }
         assert!(plan(&config, &index).is_none());
         // A stale shard 1 of an older, bigger config.
@@ -81,7 +81,7 @@ mod tests {
             "switchboard",
         );
         stale.metadata.name = Some(shards::secret_name(1));
-        index.apply(Change::Secret(Op::Apply(stale)));
+        index.apply(Change::secret(Op::Apply(stale)));
         let other = RegistrarConfig {
             nonce_key: Some("k".into()),
             ..Default::default()

@@ -69,7 +69,7 @@ fn seed(memory: &mut Memory, index: &Index, rng: &mut impl Rng) {
 
 fn owner_ref(index: &Index, w: &creds::SecretWrite) -> Option<ObjectReference> {
     match w.owner_kind {
-        OwnerKind::Device => index.devices.get(&w.owner).map(|o| o.object_ref(&())),
+        OwnerKind::Device => index.devices.get(&w.owner).map(|d| d.object_ref()),
         OwnerKind::Registration => index.registrations.get(&w.owner).map(|o| o.object_ref(&())),
     }
 }
@@ -138,7 +138,7 @@ pub async fn pass(
             )
             .await;
         }
-        index.apply(Change::Secret(Op::Apply(stored)));
+        index.apply(Change::secret(Op::Apply(stored)));
     }
 
     // 2-3. Validate and compile.
@@ -166,10 +166,10 @@ pub async fn pass(
     if let Some(plan) = publish::plan(&compiled.config, index) {
         let stored = publish::execute(&ctx.client, &index.config_namespace, &plan).await?;
         for s in stored {
-            index.apply(Change::Secret(Op::Apply(s)));
+            index.apply(Change::secret(Op::Apply(s)));
         }
         for name in &plan.deletes {
-            index.apply(Change::Secret(Op::Delete(Secret {
+            index.apply(Change::secret(Op::Delete(Secret {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
                     namespace: Some(index.config_namespace.clone()),

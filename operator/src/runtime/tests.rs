@@ -25,10 +25,10 @@ fn hq_index() -> Index {
         "hq",
         "1000",
     );
-    index.apply(Change::Secret(Op::Apply(generated_secret(
+    index.apply(Change::secret(Op::Apply(generated_secret(
         &lobby, "pw-lobby",
     ))));
-    index.apply(Change::Device(Op::Apply(lobby)));
+    index.apply(Change::device(Op::Apply(lobby)));
     index
 }
 
@@ -73,7 +73,7 @@ async fn new_device_gets_secret_conditions_and_published_config() {
         "hq",
         "1001",
     );
-    index.apply(Change::Device(Op::Apply(desk)));
+    index.apply(Change::device(Op::Apply(desk)));
     let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
     let log = calls.take();
     assert_eq!(report.credentials, 1);
@@ -168,10 +168,10 @@ async fn invalid_device_gets_accepted_false_and_event_and_config_is_unchanged() 
         "hq",
         "1002",
     );
-    index.apply(Change::Secret(Op::Apply(generated_secret(
+    index.apply(Change::secret(Op::Apply(generated_secret(
         &copy, "pw-copy",
     ))));
-    index.apply(Change::Device(Op::Apply(copy)));
+    index.apply(Change::device(Op::Apply(copy)));
     let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
     let log = calls.take();
 
@@ -217,7 +217,7 @@ async fn rotation_annotation_rotates_once_and_republishes() {
         "hq",
         "1001",
     );
-    index.apply(Change::Device(Op::Apply(d.clone())));
+    index.apply(Change::device(Op::Apply(d.clone())));
     let mut memory = Memory::default();
     let mut rng = StdRng::seed_from_u64(1);
     pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
@@ -231,7 +231,7 @@ async fn rotation_annotation_rotates_once_and_republishes() {
         )]
         .into(),
     );
-    index.apply(Change::Device(Op::Apply(d)));
+    index.apply(Change::device(Op::Apply(d)));
     let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
     assert_eq!(report.credentials, 1);
     assert!(report.published);

@@ -4,28 +4,33 @@
 //! `observedGeneration`; on devices also `sipUri`, `credentialsSecret`, `effective`; on sites
 //! `devices` and `registered`; on patterns `usedBy`. [`plan`] compares those fields of the
 //! object's current status with what they should be and yields a server-side-apply body only
-//! for objects where something differs, so a steady cluster gets no status writes.
+//! for objects where something differs, so a steady cluster gets no status writes. The current
+//! status is seen through a [`digest::StatusDigest`] (the index keeps no more of a device's
+//! status than that).
 //! `lastTransitionTime` moves only when a condition's status flips
 //! ([`switchboard_crds::common::set_condition`]).
 //!
 //! Events follow condition changes, never reconciles: `Invalid` (Warning) when `Accepted`
 //! turns False or its message changes, `Accepted` (Normal) when it turns True.
 
+pub mod digest;
 mod write;
 
 pub use write::execute;
 
 use crate::compile::{Compiled, Ready};
 use crate::effective;
-use crate::index::Index;
+use crate::index::{Device, Index};
 use crate::key::ObjectKey;
 use crate::validate::{Problem, Verdicts};
+use digest::{CondState, StatusDigest};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde_json::{json, Map, Value};
-use switchboard_crds::common::{condition, find_condition, set_condition};
+use switchboard_crds::common::condition;
+use switchboard_crds::SipDevice;
 
 /// An Event to publish about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,94 +115,100 @@ fn ready_condition(ready: &Ready, generation: Option<i64>, now: Timestamp) -> Co
     }
 }
 
-/// The operator's fields of a status, as JSON, from the object's current status.
-fn owned_view(status: &Value, fields: &[&str]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for f in fields {
-        if let Some(v) = status.get(*f).filter(|v| !v.is_null()) {
-            out.insert((*f).to_string(), v.clone());
-        }
-    }
-    out
+/// The object a status write is for.
+struct Target {
+    key: ObjectKey,
+    reference: ObjectReference,
+    plural: &'static str,
+    api_version: String,
+    kind: String,
 }
 
-/// Builds the update for one object if the fields it owns (`owned`, plus the two conditions)
-/// differ from `fields` (nulls mean "not set").
-fn diff<K>(
-    obj: &K,
-    plural: &'static str,
-    owned: &[&str],
+impl Target {
+    fn of<K: Resource<DynamicType = ()>>(obj: &K, plural: &'static str) -> Self {
+        Target {
+            key: ObjectKey::of(obj),
+            reference: obj.object_ref(&()),
+            plural,
+            api_version: K::api_version(&()).into_owned(),
+            kind: K::kind(&()).into_owned(),
+        }
+    }
+
+    fn device(d: &Device) -> Self {
+        Target {
+            key: d.key.clone(),
+            reference: d.object_ref(),
+            plural: "sipdevices",
+            api_version: SipDevice::api_version(&()).into_owned(),
+            kind: SipDevice::kind(&()).into_owned(),
+        }
+    }
+}
+
+/// The digest of a whole object's current status.
+fn current<K: serde::Serialize>(status: Option<&K>, owned: &[&str]) -> StatusDigest {
+    StatusDigest::of_status(status, owned)
+}
+
+/// Builds the update for one object if the fields it owns (nulls mean "not set") or its two
+/// conditions differ from what `current` says it has.
+fn diff(
+    target: Target,
+    current: &StatusDigest,
     mut fields: Map<String, Value>,
     accepted: Condition,
     ready: Condition,
-) -> Option<Update>
-where
-    K: Resource<DynamicType = ()> + serde::Serialize,
-{
-    let current = serde_json::to_value(obj)
-        .ok()?
-        .get("status")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let current_conditions: Vec<Condition> = current
-        .get("conditions")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    let mut conditions = current_conditions.clone();
-    set_condition(&mut conditions, accepted);
-    set_condition(&mut conditions, ready);
-    let pick = |cs: &[Condition]| -> Vec<Condition> {
-        [condition::ACCEPTED, condition::READY]
-            .iter()
-            .filter_map(|t| find_condition(cs, t).cloned())
-            .collect()
-    };
-    let (before, after) = (pick(&current_conditions), pick(&conditions));
+) -> Option<Update> {
+    let after = [
+        CondState::carry(current.accepted.as_ref(), accepted),
+        CondState::carry(current.ready.as_ref(), ready),
+    ];
     fields.retain(|_, v| !v.is_null());
-    if owned_view(&current, owned) == fields && before == after {
+    if digest::digest(&fields, &[&after[0], &after[1]]) == current.digest {
         return None;
     }
     let mut events = Vec::new();
-    let before_accepted = find_condition(&before, condition::ACCEPTED);
-    if let Some(now) = find_condition(&after, condition::ACCEPTED) {
-        let changed =
-            before_accepted.is_none_or(|b| b.status != now.status || b.message != now.message);
-        if changed && now.status == "True" {
-            events.push(EventSpec {
-                warning: false,
-                reason: "Accepted".into(),
-                note: format!("{} {} is valid", K::kind(&()), obj.name_any()),
-            });
-        } else if changed {
-            events.push(EventSpec {
-                warning: true,
-                reason: "Invalid".into(),
-                note: now.message.clone(),
-            });
-        }
+    let now = &after[0];
+    let changed = current.accepted.is_none_or(|b| {
+        b.status != digest::CondStatus::of(&now.status) || b.message != digest_message(now)
+    });
+    if changed && now.status == "True" {
+        events.push(EventSpec {
+            warning: false,
+            reason: "Accepted".into(),
+            note: format!("{} {} is valid", target.kind, target.key.name),
+        });
+    } else if changed {
+        events.push(EventSpec {
+            warning: true,
+            reason: "Invalid".into(),
+            note: now.message.clone(),
+        });
     }
     let mut status = fields;
     status.insert("conditions".into(), serde_json::to_value(&after).ok()?);
     Some(Update {
-        key: ObjectKey::of(obj),
-        reference: obj.object_ref(&()),
-        plural,
+        key: target.key,
+        reference: target.reference,
+        plural: target.plural,
         body: json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
+            "apiVersion": target.api_version,
+            "kind": target.kind,
             "status": status,
         }),
         events,
     })
 }
 
+fn digest_message(c: &Condition) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(c.message.as_str(), &mut h);
+    std::hash::Hasher::finish(&h)
+}
+
 const SITE_FIELDS: &[&str] = &["observedGeneration", "devices", "registered"];
-const DEVICE_FIELDS: &[&str] = &[
-    "observedGeneration",
-    "sipUri",
-    "credentialsSecret",
-    "effective",
-];
+const DEVICE_FIELDS: &[&str] = crate::index::OWNED_FIELDS;
 const PATTERN_FIELDS: &[&str] = &["observedGeneration", "usedBy"];
 const REGISTRATION_FIELDS: &[&str] = &["observedGeneration"];
 
@@ -219,9 +230,8 @@ pub fn plan(
         fields.insert("devices".into(), json!(out.devices));
         fields.insert("registered".into(), json!(out.registered));
         updates.extend(diff(
-            &**site,
-            "sites",
-            SITE_FIELDS,
+            Target::of(&**site, "sites"),
+            &current(site.status.as_ref(), SITE_FIELDS),
             fields,
             accepted_condition(verdicts.sites.get(key), g, now),
             ready_condition(&out.ready, g, now),
@@ -231,7 +241,7 @@ pub fn plan(
         let Some(out) = compiled.devices.get(key) else {
             continue;
         };
-        let g = device.metadata.generation;
+        let g = device.generation;
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
         fields.insert("sipUri".into(), json!(out.sip_uri));
@@ -243,9 +253,8 @@ pub fn plan(
             serde_json::to_value(&eff).unwrap_or(Value::Null),
         );
         updates.extend(diff(
-            &**device,
-            "sipdevices",
-            DEVICE_FIELDS,
+            Target::device(device),
+            &device.status,
             fields,
             accepted_condition(verdicts.devices.get(key), g, now),
             ready_condition(&out.ready, g, now),
@@ -260,9 +269,8 @@ pub fn plan(
         fields.insert("observedGeneration".into(), json!(g));
         fields.insert("usedBy".into(), json!(out.used_by));
         updates.extend(diff(
-            &**pattern,
-            "callpatterns",
-            PATTERN_FIELDS,
+            Target::of(&**pattern, "callpatterns"),
+            &current(pattern.status.as_ref(), PATTERN_FIELDS),
             fields,
             accepted_condition(verdicts.patterns.get(key), g, now),
             ready_condition(&out.ready, g, now),
@@ -276,9 +284,8 @@ pub fn plan(
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
         updates.extend(diff(
-            &**reg,
-            "sipregistrations",
-            REGISTRATION_FIELDS,
+            Target::of(&**reg, "sipregistrations"),
+            &current(reg.status.as_ref(), REGISTRATION_FIELDS),
             fields,
             accepted_condition(verdicts.registrations.get(key), g, now),
             ready_condition(ready, g, now),
@@ -331,11 +338,13 @@ pub fn merge_into(index: &mut Index, update: &Update) {
             .get(key)
             .and_then(|o| merged(&**o, update))
             .map(|o| Change::Site(Op::Apply(o))),
-        "sipdevices" => index
-            .devices
-            .get(key)
-            .and_then(|o| merged(&**o, update))
-            .map(|o| Change::Device(Op::Apply(o))),
+        "sipdevices" => index.devices.get(key).map(|d| {
+            // The operator's field manager owns every field it writes: after the apply the
+            // owned fields are exactly the body's, and its conditions the body's two.
+            let mut d = (**d).clone();
+            d.status = StatusDigest::of(update.body.get("status"), DEVICE_FIELDS);
+            Change::Device(Op::Apply(d))
+        }),
         "callpatterns" => index
             .patterns
             .get(key)

@@ -17,8 +17,8 @@ fn world() -> Index {
         "hq",
         "1000",
     );
-    index.apply(Change::Secret(Op::Apply(generated_secret(&d, "pw"))));
-    index.apply(Change::Device(Op::Apply(d)));
+    index.apply(Change::secret(Op::Apply(generated_secret(&d, "pw"))));
+    index.apply(Change::device(Op::Apply(d)));
     index
 }
 
@@ -58,15 +58,8 @@ fn steady_state_writes_nothing_and_transitions_keep_their_time() {
     assert!(updates(&index, t1).is_empty());
     // The device becomes invalid: one write, one Warning, and the transition time moves.
     let mut d = (*index.devices[&ObjectKey::new("acme", "lobby")]).clone();
-    d.spec
-        .assignment
-        .as_mut()
-        .unwrap()
-        .site
-        .as_mut()
-        .unwrap()
-        .extension = "5000".into();
-    d.metadata.generation = Some(2);
+    d.spec.site.as_mut().unwrap().extension = "5000".into();
+    d.generation = Some(2);
     index.apply(Change::Device(Op::Apply(d)));
     let ups = updates(&index, t1);
     let dev = ups.iter().find(|u| u.plural == "sipdevices").unwrap();
@@ -87,7 +80,11 @@ fn steady_state_writes_nothing_and_transitions_keep_their_time() {
 #[test]
 fn site_counts_registered_devices_from_the_registrar() {
     let mut index = world();
-    let mut d = (*index.devices[&ObjectKey::new("acme", "lobby")]).clone();
+    let mut d = at_site(
+        device("acme", "lobby", "00:1a:2b:3c:4d:5e", "lobby", 1),
+        "hq",
+        "1000",
+    );
     d.status = Some(switchboard_crds::SipDeviceStatus {
         registration: Some(switchboard_crds::device::RegistrationStatus {
             state: switchboard_crds::device::RegistrationState::Registered,
@@ -95,7 +92,7 @@ fn site_counts_registered_devices_from_the_registrar() {
         }),
         ..Default::default()
     });
-    index.apply(Change::Device(Op::Apply(d)));
+    index.apply(Change::device(Op::Apply(d)));
     let ups = updates(&index, Timestamp::from_second(1_800_000_000).unwrap());
     let site = ups.iter().find(|u| u.plural == "sites").unwrap();
     assert_eq!(site.body["status"]["devices"], 1);

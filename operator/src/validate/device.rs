@@ -6,16 +6,17 @@ use super::unique::{Claimant, Claims};
 use super::{Problem, Problems};
 use crate::credentials::Resolved;
 use crate::effective;
-use crate::index::Index;
+use crate::index::{DeviceSpec, Index};
 use crate::key::ObjectKey;
 use std::collections::BTreeMap;
-use switchboard_crds::validation::{in_range, normalize_mac, validate_device};
+use switchboard_crds::validation::in_range;
 
 /// Adds every device's problems to `problems`.
 pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mut Problems) {
-    let mut macs = Claims::default();
-    let mut users = Claims::default();
-    let mut extensions = Claims::default();
+    let n = index.devices.len();
+    let mut macs = Claims::with_capacity(n);
+    let mut users = Claims::with_capacity(n);
+    let mut extensions = Claims::with_capacity(n);
     let mut domains_by_ns: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, site) in &index.sites {
         for u in &site.spec.users {
@@ -28,36 +29,29 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
             }
         }
         domains_by_ns
-            .entry(key.namespace.as_str())
+            .entry(&*key.namespace)
             .or_default()
             .push(site.spec.domain.as_str());
     }
-    let mut site_keys: BTreeMap<&ObjectKey, ObjectKey> = BTreeMap::new();
     for (key, device) in &index.devices {
-        let who = Claimant::object("SipDevice", &**device, key);
+        let who = Claimant::created("SipDevice", device.created, key);
         let spec = &device.spec;
-        let mut mine: Vec<Problem> = validate_device(spec)
-            .into_iter()
-            .map(Problem::from_field)
+        let mut mine: Vec<Problem> = spec
+            .field_errors
+            .iter()
+            .map(|e| Problem::invalid(e.to_string()))
             .collect();
-        if let Some(mac) = normalize_mac(&spec.mac_address) {
-            macs.claim((key.namespace.as_str(), mac), who.clone());
+        if let Some(mac) = spec.mac {
+            macs.claim((&*key.namespace, mac), who.clone());
         }
         let site_name = spec.site_name();
-        if let Some(name) = site_name {
-            site_keys.insert(key, key.sibling(name));
-        }
-        let site = site_keys
-            .get(key)
-            .and_then(|k| index.sites.get_key_value(k));
+        let site = site_name.and_then(|name| index.sites.get_key_value(&key.sibling(name)));
         if let (Some(name), None) = (site_name, site) {
             mine.push(Problem::missing(format!(
                 "spec.assignment: Site {name:?} not found"
             )));
         }
-        let assignment = spec.assignment.as_ref();
-        if let (Some(sa), Some((site_key, site))) = (assignment.and_then(|a| a.site.as_ref()), site)
-        {
+        if let (Some(sa), Some((site_key, site))) = (&spec.site, site) {
             if let Some((lo, hi)) = site.spec.extension_range() {
                 if !in_range(&sa.extension, lo, hi) {
                     mine.push(Problem::invalid(format!(
@@ -66,9 +60,9 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
                     )));
                 }
             }
-            extensions.claim((site_key, sa.extension.as_str()), who.clone());
+            extensions.claim((site_key, &*sa.extension), who.clone());
         }
-        if let (Some(ua), Some((_, site))) = (assignment.and_then(|a| a.user.as_ref()), site) {
+        if let (Some(ua), Some((_, site))) = (&spec.user, site) {
             if !site.spec.users.iter().any(|u| u.name == ua.user) {
                 mine.push(Problem::missing(format!(
                     "spec.assignment.user.user: {:?} is not a user of Site {:?}",
@@ -77,14 +71,13 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
             }
         }
         let site_spec = site.map(|(_, s)| &s.spec);
-        let pattern_names: Vec<String> = match (site_spec, assignment) {
-            // Only the site's defaults, unchanged: the site's own check covers them.
-            (_, Some(a)) if a.site.is_some() => effective::device(spec, site_spec).call_patterns,
-            _ => Vec::new(),
-        };
-        for name in &pattern_names {
-            if !index.patterns.contains_key(&key.sibling(name)) {
-                mine.push(Problem::missing(format!("CallPattern {name:?} not found")));
+        // Only a common-area device can change the site's defaults; the site's own check
+        // covers them unchanged.
+        if spec.site.is_some() {
+            for name in effective::patterns(spec, site_spec) {
+                if !index.patterns.contains_key(&key.sibling(&name)) {
+                    mine.push(Problem::missing(format!("CallPattern {name:?} not found")));
+                }
             }
         }
         if let Some(r) = creds.get(key) {
@@ -96,7 +89,7 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
                 }
                 (Some(_), None) => &[],
                 (None, _) => domains_by_ns
-                    .get(key.namespace.as_str())
+                    .get(&*key.namespace)
                     .map(Vec::as_slice)
                     .unwrap_or_default(),
             };
@@ -108,7 +101,9 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
             problems.entry(key.clone()).or_default().extend(mine);
         }
     }
-    macs.report(problems, |(_, mac)| format!("spec.macAddress: MAC {mac}"));
+    macs.report(problems, |(_, mac)| {
+        format!("spec.macAddress: MAC {}", DeviceSpec::mac_text(mac))
+    });
     users.report(problems, |(domain, user)| {
         format!("spec.sipUser: SIP user {user}@{domain}")
     });

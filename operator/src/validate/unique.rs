@@ -35,6 +35,11 @@ impl<'a> Claimant<'a> {
     /// An object as claimant.
     pub fn object<K: ResourceExt>(kind: &'static str, obj: &K, key: &'a ObjectKey) -> Self {
         let ts = obj.meta().creation_timestamp.as_ref().map(|t| t.0);
+        Claimant::created(kind, ts, key)
+    }
+
+    /// An object created at `ts` as claimant.
+    pub fn created(kind: &'static str, ts: Option<Timestamp>, key: &'a ObjectKey) -> Self {
         Claimant::Object {
             kind,
             created: (ts.is_none(), ts.unwrap_or_default()),
@@ -91,6 +96,13 @@ impl<G: Ord> Default for Claims<'_, G> {
 }
 
 impl<'a, G: Ord> Claims<'a, G> {
+    /// Room for `n` claims.
+    pub fn with_capacity(n: usize) -> Self {
+        Claims {
+            claims: Vec::with_capacity(n),
+        }
+    }
+
     /// `who` claims `value`.
     pub fn claim(&mut self, value: G, who: Claimant<'a>) {
         self.claims.push((value, who));
