@@ -458,9 +458,17 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
         for (var, kind, scopes, pos) in bindings {
             // Resolve the kind: generic parameter, dynamic object, or a concrete type.
             let kinds: Vec<String> = if f.generics.contains(&kind) {
-                let re = Regex::new(&format!(r"\b{}::<\s*(\w+)\s*>", regex::escape(&f.name)))
+                // The type argument in `kind`'s position of each `name::<…>(` call.
+                let index = f.generics.iter().position(|g| *g == kind).expect("generic");
+                let re = Regex::new(&format!(r"\b{}::<([^>]*)>", regex::escape(&f.name)))
                     .expect("regex");
-                let found: Vec<String> = re.captures_iter(src).map(|c| c[1].to_string()).collect();
+                let found: Vec<String> = re
+                    .captures_iter(src)
+                    .filter_map(|c| {
+                        let arg = c[1].split(',').nth(index)?.trim().to_string();
+                        (!arg.is_empty() && arg != "_").then_some(arg)
+                    })
+                    .collect();
                 if found.is_empty() {
                     bail!(
                         "{rel}:{}: generic Api<{kind}> in fn {} is never called with a concrete type in this file",
@@ -565,7 +573,11 @@ fn watch<K>(client: &Client) -> S {
     let api: Api<K> = Api::all(client.clone());
     watcher(api, Config::default())
 }
-fn all(c: &Client) { watch::<Site>(c); watch::<Secret>(c); }
+fn all(c: &Client) { watch::<Site>(c); watch::<Secret>(c); watch2::<SipDevice, _>(c, f); }
+fn watch2<K, R>(client: &Client, convert: fn(K) -> R) -> S {
+    let api: Api<K> = Api::all(client.clone());
+    watcher(api, Config::default())
+}
 async fn round(api: &Api<Lease>) { api.get_opt("x").await; api.replace("x", &pp, &l).await; }
 async fn run(client: Client, settings: Settings) {
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
@@ -583,6 +595,10 @@ mod tests { fn t() { let api: Api<Pod> = Api::all(c); api.delete("x"); } }
         let has = |k: &str, v: &str, s: Scope| got.iter().any(|c| c.0 == k && c.1 == v && c.3 == s);
         assert!(has("Site", "watch", Scope::Cluster), "{got:?}");
         assert!(has("Secret", "list", Scope::Cluster));
+        assert!(
+            has("SipDevice", "watch", Scope::Cluster),
+            "second generic form"
+        );
         assert!(has("Lease", "get", Scope::OwnNamespace));
         assert!(has("Lease", "update", Scope::OwnNamespace));
         assert!(has("Secret", "patch", Scope::AnyNamespace));
