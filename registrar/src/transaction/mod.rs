@@ -7,6 +7,12 @@
 //! Bounded: two generations per shard, rotated every 32 s or when a shard is full, so an entry
 //! lives 32–64 s under normal load and less only when the cache is at capacity.
 
+//!
+//! The proxy's transactions (RFC 3261 §17: client and server, INVITE and non-INVITE, timers
+//! A–L) are in [`machine`], pure state machines over virtual time.
+
+pub mod machine;
+
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
