@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# REGISTER benchmark: Kamailio 5.6 vs. our registrar (or any SIP registrar), side by side.
+# REGISTER benchmark: Kamailio 5.6 vs. Switchboard's registrar (or any SIP registrar), side by side.
 #
 # Every "call" is one registration with digest auth, driven by sipp (register_auth.xml):
 #   REGISTER -> 401 (challenge) -> REGISTER with Authorization -> 200.
@@ -7,20 +7,28 @@
 # of calls (-m RATE*DURATION), reads sipp's final statistics and prints, per rate: target rate,
 # achieved successful registrations/s, failures and failure %. The "best" rate of a server is
 # the highest achieved rate among the runs with fewer than MAX_FAIL_PCT % failures. At the end
-# it prints every server's best rate and the ratio of each to Kamailio's.
+# it prints every server's best rate and the ratio of each to Kamailio's, and the server CPU time
+# per successful registration (a figure that, unlike the rate, hardly moves when other programs
+# share the machine).
+#
+# By default it builds (cargo build --release -p switchboard-registrar) and runs our registrar
+# after Kamailio, on a config generated from the same users (registrar_config.py).
 #
 # Output columns per rate: server, target (calls/s asked of sipp), achieved/s (successful
 # registrations / elapsed seconds), ok, failed (failed + never completed), fail%, secs (sipp's
 # elapsed time), retrans (sipp UDP retransmissions: a sign of overload / dropped datagrams),
 # srv% / sipp% / other% (CPU, % of one core, averaged over the run; other% = the rest of the
 # machine: kernel work for loopback UDP plus any unrelated program -- high other% means the run
-# was disturbed). Raw data: results.txt and per-run sipp files in the run directory (KEEP=1).
+# was disturbed), us/reg (server CPU time, user + system of all its processes and threads from
+# /proc/PID/stat, divided by the successful registrations: microseconds per registration).
+# Raw data: results.txt and per-run sipp files in the run directory (KEEP=1).
 #
 # Usage:
-#   bench/register/run.sh
-#   RATES="5000 10000 15000 20000" DURATION=10 USERS=10000 bench/register/run.sh
-#   REGISTRAR_CMD='target/release/registrar --listen udp:$BENCH_IP:$BENCH_PORT --users $BENCH_USERS_TSV' \
-#       bench/register/run.sh
+#   bench/register/run.sh                        # Kamailio, then Switchboard, and the ratio
+#   RATES="10000 20000 30000" DURATION=10 USERS=10000 bench/register/run.sh
+#   SKIP_KAMAILIO=1 BUILD=0 bench/register/run.sh  # only ours, binary already built
+#   REGISTRAR_CMD='my-registrar --udp $BENCH_IP:$BENCH_PORT --users $BENCH_USERS_TSV' \
+#       bench/register/run.sh                    # some other registrar instead of ours
 #
 # Environment (all optional):
 #   USERS=10000          number of users, user00000.. (users.py, deterministic passwords)
@@ -32,7 +40,15 @@
 #   OUR_PORT=25070       UDP port given to REGISTRAR_CMD
 #   SIPP_PORT=25100      sipp's local UDP port
 #   SKIP_KAMAILIO=0      1: do not benchmark Kamailio
-#   REGISTRAR_CMD=       command line (run with bash -c, in its own process group) that starts our
+#   SKIP_SWITCHBOARD=0   1: do not benchmark our registrar
+#   BUILD=1              0: do not run `cargo build --release -p switchboard-registrar` first
+#   REGISTRAR_BIN=<target dir>/release/switchboard-registrar   our registrar's binary
+#   REGISTRAR_ARGS=      extra arguments for it (e.g. "--udp-workers 1")
+#   REGISTRAR_LOG=info   its RUST_LOG
+#   DIGEST_ALGORITHMS=MD5  the site's digestAlgorithms in the generated config (sipp 3.6 answers
+#                        only MD5 challenges)
+#   OUR_HTTP_PORT=25071  its /metrics port (loopback)
+#   REGISTRAR_CMD=       instead of our registrar: command line (run with bash -c, in its own process group) that starts our
 #                        registrar in the foreground, listening on UDP $BENCH_IP:$BENCH_PORT, with the
 #                        users of $BENCH_USERS_TSV in realm $BENCH_REALM. Single-quote it so the
 #                        variables expand in the child. Exported to it:
@@ -73,6 +89,14 @@ KAM_PORT=${KAM_PORT:-25060}
 OUR_PORT=${OUR_PORT:-25070}
 SIPP_PORT=${SIPP_PORT:-25100}
 SKIP_KAMAILIO=${SKIP_KAMAILIO:-0}
+SKIP_SWITCHBOARD=${SKIP_SWITCHBOARD:-0}
+BUILD=${BUILD:-1}
+REPO=$(cd "$HERE/../.." && pwd)
+REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchboard-registrar}
+REGISTRAR_ARGS=${REGISTRAR_ARGS:-}
+REGISTRAR_LOG=${REGISTRAR_LOG:-info}
+DIGEST_ALGORITHMS=${DIGEST_ALGORITHMS:-MD5}
+OUR_HTTP_PORT=${OUR_HTTP_PORT:-25071}
 REGISTRAR_CMD=${REGISTRAR_CMD:-}
 REGISTRAR_NAME=${REGISTRAR_NAME:-switchboard}
 TARGETS=${TARGETS:-}
@@ -91,6 +115,14 @@ for tool in sipp sipsak python3 timeout setsid awk; do
 	command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then command -v kamailio >/dev/null || die "missing tool: kamailio"; fi
+if [[ -z "$REGISTRAR_CMD" && "$SKIP_SWITCHBOARD" != 1 ]]; then
+	if [[ "$BUILD" == 1 ]]; then
+		command -v cargo >/dev/null || die "missing tool: cargo (or set BUILD=0 and REGISTRAR_BIN)"
+		echo "# building: cargo build --release -p switchboard-registrar" >&2
+		(cd "$REPO" && cargo build --release -p switchboard-registrar) >&2 || die "cargo build failed"
+	fi
+	[[ -x "$REGISTRAR_BIN" ]] || die "no registrar binary at $REGISTRAR_BIN (BUILD=1 builds it)"
+fi
 
 NRATES=$(wc -w <<<"$RATES")
 NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
@@ -200,6 +232,27 @@ start_cmd() {
 	SERVER_PID=$SPAWNED_PID
 }
 
+# start_switchboard PORT: our registrar on a config generated from users.tsv; sets SERVER_PID,
+# SERVER_LOG.
+start_switchboard() {
+	local port=$1 dir="$RUN/switchboard" extra=()
+	# The config in a directory of its own: the registrar watches the config's directory, and a
+	# log file written next to it would make it re-read the file.
+	mkdir -p "$dir/config" || return 1
+	python3 "$HERE/registrar_config.py" --users "$RUN/users/users.tsv" --out "$dir/config/registrar.yaml" \
+		--realm "$REALM" --algorithms "$DIGEST_ALGORITHMS" || return 1
+	# Builds from before the per-site digestAlgorithms took the global flag instead.
+	if "$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
+		extra+=(--digest-algorithms "$DIGEST_ALGORITHMS")
+	fi
+	SERVER_LOG="$dir/registrar.log"
+	# shellcheck disable=SC2086 # REGISTRAR_ARGS is a list of words
+	spawn "$SERVER_LOG" env RUST_LOG="$REGISTRAR_LOG" "$REGISTRAR_BIN" --config "$dir/config/registrar.yaml" \
+		--udp "$IP:$port" --tcp "$IP:$port" --http "$IP:$OUR_HTTP_PORT" --replica bench \
+		"${extra[@]}" $REGISTRAR_ARGS
+	SERVER_PID=$SPAWNED_PID
+}
+
 # ---------------------------------------------------------------- sipp
 # machine_ticks: "total busy" jiffies of all CPUs, from /proc/stat
 machine_ticks() {
@@ -220,7 +273,7 @@ session_ticks() {
 }
 
 # sipp_run NAME HOST PORT RATE: one bounded sipp run; prints
-# "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu%"
+# "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu% us_per_reg"
 # (CPU figures in % of one core, averaged over the run, approximate; "other" is the rest of the
 # machine: kernel softirq work for loopback UDP, and any other program running at the same time).
 sipp_run() {
@@ -282,10 +335,17 @@ sipp_run() {
 			tot = ok + ko
 			printf "%d %.0f %d %d %.2f %.2f %d\n", rate, ok / el, ok, ko, (tot ? 100 * ko / tot : 100), el, f[col["Retransmissions(C)"]] + 0
 		}' "$dir/stat.csv" 2>/dev/null) || res="$rate NA NA NA NA NA NA"
-	echo "$res $cpu"
+	# Server CPU time per successful registration, in microseconds.
+	local usreg
+	usreg=$(awk -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" -v ok="$(cut -d' ' -f3 <<<"$res")" '
+		BEGIN {
+			if (s0 == "NA" || s1 == "NA" || ok !~ /^[0-9]+$/ || ok == 0) print "NA"
+			else printf "%.1f\n", (s1 - s0) / hz * 1e6 / ok
+		}')
+	echo "$res $cpu $usreg"
 }
 
-declare -A BEST
+declare -A BEST USREG
 SERVER_ORDER=()
 BUSY_RUNS=0
 STATUS=0
@@ -297,7 +357,7 @@ bench_server() {
 	local name=$1 host=$2 port=$3; shift 3
 	SERVER_PID="" SERVER_LOG=""
 	SERVER_ORDER+=("$name")
-	BEST[$name]=NA
+	BEST[$name]=NA USREG[$name]=NA
 	echo >&2
 	echo "# === $name ($host:$port)" >&2
 	mkdir -p "$RUN/$name"
@@ -319,14 +379,14 @@ bench_server() {
 		STATUS=1; return 1
 	fi
 	echo "$name: answering on $host:$port" >&2
-	printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s\n' \
-		server target achieved/s ok failed fail% secs retrans srv% sipp% other%
-	local rate line best=0 died=0 r ach ok ko pct el rtx scpu pcpu ocpu
+	printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
+		server target achieved/s ok failed fail% secs retrans srv% sipp% other% us/reg
+	local rate line best=0 died=0 r ach ok ko pct el rtx scpu pcpu ocpu usreg usregs=()
 	for rate in $RATES; do
 		line=$(sipp_run "$name" "$host" "$port" "$rate")
-		read -r r ach ok ko pct el rtx scpu pcpu ocpu <<<"$line"
-		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s\n' \
-			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu"
+		read -r r ach ok ko pct el rtx scpu pcpu ocpu usreg <<<"$line"
+		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
+			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
 		echo "$name $line" >>"$RUN/results.txt"
 		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
 			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
@@ -334,6 +394,7 @@ bench_server() {
 		fi
 		if [[ "$ach" != NA ]] && awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
 			((ach > best)) && best=$ach
+			[[ "$usreg" != NA ]] && usregs+=("$usreg")
 		fi
 		if [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
 			echo "$name: server died during the run at rate $rate" >&2
@@ -343,7 +404,11 @@ bench_server() {
 		sleep 1 # let queues drain between rates
 	done
 	BEST[$name]=$best
-	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): $best registrations/s" >&2
+	# The median CPU per registration over the sustained runs.
+	((${#usregs[@]} > 0)) && USREG[$name]=$(printf '%s\n' "${usregs[@]}" | sort -g |
+		awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): $best registrations/s;" \
+		"server CPU per registration (median of those runs): ${USREG[$name]} us" >&2
 	[[ -n "$SERVER_PID" ]] && stop_pgid "$SERVER_PID"
 	((died == 0))
 }
@@ -360,6 +425,8 @@ if [[ "$SKIP_KAMAILIO" != 1 ]]; then
 fi
 if [[ -n "$REGISTRAR_CMD" ]]; then
 	bench_server "$REGISTRAR_NAME" "$IP" "$OUR_PORT" start_cmd "$OUR_PORT"
+elif [[ "$SKIP_SWITCHBOARD" != 1 ]]; then
+	bench_server switchboard "$IP" "$OUR_PORT" start_switchboard "$OUR_PORT"
 fi
 for t in $TARGETS; do
 	tname=${t%%=*} taddr=${t#*=}
@@ -370,15 +437,19 @@ done
 
 # ---------------------------------------------------------------- summary
 echo
-echo "== best sustained REGISTER rate (digest auth, <${MAX_FAIL_PCT}% failures), $(nproc) CPUs, sipp on the same machine"
-kbest=${BEST[kamailio]:-NA}
+echo "== best sustained REGISTER rate (digest auth, <${MAX_FAIL_PCT}% failures), $(nproc) CPUs, sipp on the same machine;"
+echo "== server CPU time per registration (median over those runs)"
+kbest=${BEST[kamailio]:-NA} kus=${USREG[kamailio]:-NA}
 for name in "${SERVER_ORDER[@]}"; do
-	b=${BEST[$name]}
+	b=${BEST[$name]} u=${USREG[$name]}
+	line=$(printf '%-12s %8s /s  %7s us/reg' "$name" "$b" "$u")
 	if [[ "$name" != kamailio && "$kbest" != NA && "$kbest" -gt 0 && "$b" != NA ]]; then
-		printf '%-12s %8s /s   ratio to kamailio: %s\n' "$name" "$b" "$(awk -v a="$b" -v k="$kbest" 'BEGIN{printf "%.2f", a / k}')"
-	else
-		printf '%-12s %8s /s\n' "$name" "$b"
+		line+=$(printf '   rate ratio to kamailio: %s' "$(awk -v a="$b" -v k="$kbest" 'BEGIN{printf "%.2f", a / k}')")
+		if [[ "$kus" != NA && "$u" != NA ]]; then
+			line+=$(printf ', CPU ratio: %s' "$(awk -v a="$u" -v k="$kus" 'BEGIN{printf "%.2f", a / k}')")
+		fi
 	fi
+	echo "$line"
 done
 if ((BUSY_RUNS > 0)); then
 	echo "WARNING: $BUSY_RUNS run(s) shared the CPUs with other programs (other% > ${BUSY_OTHER_PCT}); rerun on a quiet machine"
