@@ -2,7 +2,7 @@
 //! `notify`, debounced) or on SIGHUP. A file that does not parse is logged and counted, and the
 //! config in force stays.
 
-use super::{normalize, ConfigHandle};
+use super::ConfigHandle;
 use crate::metrics::Metrics;
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
@@ -19,9 +19,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 pub fn load(path: &Path) -> anyhow::Result<RegistrarConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config =
-        RegistrarConfig::from_yaml(&text).with_context(|| format!("loading {}", path.display()))?;
-    Ok(normalize(config))
+    RegistrarConfig::from_yaml(&text).with_context(|| format!("loading {}", path.display()))
 }
 
 /// Reads the file again and puts it in force if its content changed. Returns whether a new

@@ -5,9 +5,12 @@
 //! atomic load and a reload never waits for requests; a generation counter and a `watch`
 //! channel tell the runtime a new config arrived (it then drops the bindings of removed
 //! devices). Sources feed it through [`ConfigHandle::replace`]: [`file`] (standalone, with
-//! reload on change and SIGHUP) and, later, a Kubernetes Secret watcher.
+//! reload on change and SIGHUP) and [`kube_source`] (in a cluster: the operator's shard
+//! Secrets). Both hand over configs in canonical order (`RegistrarConfig::from_yaml` sorts a
+//! hand-written file; the operator publishes sorted ones), which device lookups rely on.
 
 pub mod file;
+pub mod kube_source;
 
 use crate::auth::nonce::NonceKey;
 use arc_swap::ArcSwapOption;
@@ -59,9 +62,8 @@ impl ConfigHandle {
     }
 
     /// Puts a new config in force; returns its generation. Requests already running finish on
-    /// the config they started with.
+    /// the config they started with. The config must be in canonical order (as loaded).
     pub fn replace(&self, config: RegistrarConfig) -> u64 {
-        let config = normalize(config);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let nonce_key = match config.nonce_key.as_deref() {
             Some(k) if !k.is_empty() => NonceKey::from_config(k),
@@ -94,21 +96,9 @@ impl ConfigHandle {
     }
 }
 
-/// Puts the lists into canonical order (device lookups binary-search them); a hand-written
-/// config in another order is sorted and resealed.
-pub fn normalize(config: RegistrarConfig) -> RegistrarConfig {
-    let mut sorted = config.clone();
-    sorted.canonicalize();
-    if sorted == config {
-        config
-    } else {
-        sorted.seal()
-    }
-}
-
 /// The embedded standalone config.
 pub fn embedded() -> RegistrarConfig {
-    normalize(RegistrarConfig::from_yaml(EMBEDDED).expect("the embedded config parses"))
+    RegistrarConfig::from_yaml(EMBEDDED).expect("the embedded config parses")
 }
 
 #[cfg(test)]
@@ -153,14 +143,5 @@ mod tests {
         assert_eq!(h.replace(embedded()), 2);
         assert_eq!(h.current().unwrap().generation, 2);
         assert_eq!(h.current().unwrap().devices, 3);
-    }
-
-    #[test]
-    fn unsorted_configs_are_sorted() {
-        let mut c = embedded();
-        c.domains[0].devices.reverse();
-        let n = normalize(c);
-        assert!(n.device("switchboard.local", "1001").is_some());
-        assert!(n.device("switchboard.local", "1003").is_some());
     }
 }
