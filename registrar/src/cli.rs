@@ -66,10 +66,6 @@ pub struct RunArgs {
     /// Digest nonce lifetime in seconds; older nonces are answered with stale=true.
     #[arg(long, default_value_t = 300)]
     pub nonce_ttl: u64,
-    /// Digest algorithms offered, in order of preference (RFC 8760: SHA-256 first). Old clients
-    /// that give up on any non-MD5 challenge (sipp 3.6, baresip 1.0 / libre 1.1) need `MD5`.
-    #[arg(long, default_value = "SHA-256,MD5")]
-    pub digest_algorithms: String,
     /// Failed authentications per source within a minute before it is refused.
     #[arg(long, default_value_t = 10)]
     pub auth_failure_limit: u32,

@@ -3,7 +3,6 @@
 //! SIGTERM/SIGINT: readiness drops, listeners stop taking new work, messages in hand are
 //! answered, then the process exits 0.
 
-use crate::auth::digest::parse_algorithms;
 use crate::auth::limiter::LimiterSettings;
 use crate::auth::AuthSettings;
 use crate::cli::RunArgs;
@@ -80,7 +79,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         replica: replica_name(&args),
         auth: AuthSettings {
             nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
-            algorithms: parse_algorithms(&args.digest_algorithms).map_err(anyhow::Error::msg)?,
             limiter: LimiterSettings {
                 max_failures: args.auth_failure_limit.max(1),
                 cooldown: Duration::from_secs(args.auth_cooldown),

@@ -337,6 +337,7 @@ impl Service {
             &loaded.nonce_key,
             &Attempt {
                 realm,
+                algorithms: &domain.registration.digest_algorithms,
                 method: request.method.as_str(),
                 credentials: credentials.as_ref(),
                 ha1: device.map(|d| Ha1 {
@@ -363,10 +364,13 @@ impl Service {
         let device = match verdict {
             Verdict::Challenge { stale } => {
                 let mut r = reply(401, "Unauthorized");
-                for ch in self
-                    .auth
-                    .challenges(&loaded.nonce_key, realm, now_secs, stale)
-                {
+                for ch in self.auth.challenges(
+                    &loaded.nonce_key,
+                    realm,
+                    &domain.registration.digest_algorithms,
+                    now_secs,
+                    stale,
+                ) {
                     r.push("WWW-Authenticate", ch);
                 }
                 return r;
@@ -520,9 +524,17 @@ mod tests {
 
     const SRC: &str = "127.0.0.1:40000";
 
+    /// The demo config, offering the default SHA-256 then MD5 (the demo itself offers MD5).
     fn service() -> Service {
+        let mut demo = crate::config::embedded();
+        demo.domains[0].registration.digest_algorithms =
+            switchboard_crds::site::RegistrationPolicy::default().digest_algorithms;
+        service_with(demo.seal())
+    }
+
+    fn service_with(c: switchboard_crds::config::RegistrarConfig) -> Service {
         let config = Arc::new(ConfigHandle::new());
-        config.replace(crate::config::embedded());
+        config.replace(c);
         Service::new(
             ServiceSettings::default(),
             config,
@@ -617,6 +629,15 @@ mod tests {
         assert_eq!(send(&s, &msg).await, ok);
         let snap = s.store().snapshot(SystemTime::now()).await.unwrap();
         assert_eq!(snap[0].0, "default/desk-1001");
+    }
+
+    #[tokio::test]
+    async fn challenges_follow_the_domains_digest_algorithms() {
+        // The demo domain lists MD5 alone (for old softphones): one challenge.
+        let s = service_with(crate::config::embedded());
+        let r = send(&s, &register("1001", 1, "")).await;
+        assert_eq!(header(&r, "WWW-Authenticate").len(), 1, "{r}");
+        assert!(header(&r, "WWW-Authenticate")[0].contains("algorithm=MD5"));
     }
 
     #[tokio::test]

@@ -81,7 +81,6 @@ fn config_reload_keeps_bindings_of_devices_that_stay() {
         "reload",
         Options {
             config: Some(STANDALONE),
-            args: &["--digest-algorithms", "MD5"],
             ..Default::default()
         },
     );
@@ -157,8 +156,6 @@ fn ipv6_loopback() {
             Box::leak(v6.clone().into_boxed_str()),
             "--tcp",
             Box::leak(v6.clone().into_boxed_str()),
-            "--digest-algorithms",
-            "MD5",
         ]
         .into_boxed_slice(),
     );

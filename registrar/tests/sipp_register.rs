@@ -2,22 +2,20 @@
 //! the binding state checked through `/debug/bindings` and counters through `/metrics`.
 //!
 //! sipp 3.6 answers only MD5 challenges and reads the first `algorithm=` of the challenges, so
-//! these runs offer `MD5,SHA-256` (both challenges, MD5 first); SHA-256 is covered end to end
-//! by `tls_client.rs`.
+//! the demo domain here offers `digestAlgorithms: [MD5, SHA-256]` (both challenges, MD5
+//! first); SHA-256 is covered end to end by `tls_client.rs`.
 
 mod common;
 
-use common::{password, sipp, Options, Registrar, DOMAIN};
+use common::{demo_config, password, sipp, Options, Registrar, DOMAIN};
 
-const DIGEST: [&str; 2] = ["--digest-algorithms", "MD5,SHA-256"];
-
-fn registrar(name: &str, extra: &[&'static str]) -> Registrar {
-    let args: Vec<&str> = DIGEST.iter().chain(extra.iter()).copied().collect();
-    let args: &'static [&'static str] = Box::leak(args.into_boxed_slice());
+fn registrar(name: &str, extra: &'static [&'static str]) -> Registrar {
+    let config = demo_config(Some("[MD5, SHA-256]"));
     Registrar::start(
         name,
         Options {
-            args,
+            config: Some(&config),
+            args: extra,
             ..Default::default()
         },
     )

@@ -3,12 +3,13 @@
 //! (`Expires: 0`) must remove it.
 //!
 //! baresip 1.0 (libre 1.1) gives up on a challenge set that contains any algorithm but MD5, so
-//! this registrar runs with `--digest-algorithms MD5` here.
+//! the demo domain here offers `digestAlgorithms: [MD5]` alone.
 
 mod common;
 
 use common::{
-    free_port, password, temp_dir, test_certificates, wait_until, Options, Registrar, DOMAIN,
+    demo_config, free_port, password, temp_dir, test_certificates, wait_until, Options, Registrar,
+    DOMAIN,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,7 +126,7 @@ fn baresip_registers_over_udp_and_tcp() {
     let r = Registrar::start(
         "baresip",
         Options {
-            args: &["--digest-algorithms", "MD5"],
+            config: Some(&demo_config(Some("[MD5]"))),
             ..Default::default()
         },
     );
@@ -141,7 +142,7 @@ fn baresip_registers_over_tls() {
         "baresip-tls",
         Options {
             tls: Some((&cert, &key)),
-            args: &["--digest-algorithms", "MD5"],
+            config: Some(&demo_config(Some("[MD5]"))),
             ..Default::default()
         },
     );
@@ -153,7 +154,7 @@ fn baresip_with_a_wrong_password_is_refused() {
     let r = Registrar::start(
         "baresip-wrong",
         Options {
-            args: &["--digest-algorithms", "MD5"],
+            config: Some(&demo_config(Some("[MD5]"))),
             ..Default::default()
         },
     );

@@ -1,11 +1,11 @@
 //! A registration over TLS with a certificate made in the test, from a rustls client that
 //! verifies the chain against the test CA, answering the default challenge (SHA-256 first, as
-//! RFC 8760 asks) with SHA-256. Also checks the RFC 5626 CRLF keepalive on the TLS flow.
+//! RFC 8760 asks; the demo domain without its `digestAlgorithms: [MD5]`) with SHA-256. Also checks the RFC 5626 CRLF keepalive on the TLS flow.
 
 mod common;
 
 use common::{
-    authorization, header_values, password, register_request, status_of, temp_dir,
+    authorization, demo_config, header_values, password, register_request, status_of, temp_dir,
     test_certificates, Options, Registrar, DOMAIN,
 };
 use rustls::pki_types::pem::PemObject;
@@ -39,6 +39,7 @@ async fn register_over_tls_with_sha256() {
         Registrar::start(
             "tls-client",
             Options {
+                config: Some(&demo_config(None)),
                 tls: Some((&cert, &key)),
                 ..Default::default()
             },

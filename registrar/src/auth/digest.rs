@@ -4,6 +4,7 @@
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use switchboard_crds::common::DigestAlgorithm;
 
 /// A digest algorithm this registrar offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,26 +45,20 @@ impl Algorithm {
     }
 }
 
+/// The one conversion from the config's algorithm (a site's `digestAlgorithms`).
+impl From<DigestAlgorithm> for Algorithm {
+    fn from(a: DigestAlgorithm) -> Algorithm {
+        match a {
+            DigestAlgorithm::Md5 => Algorithm::Md5,
+            DigestAlgorithm::Sha256 => Algorithm::Sha256,
+        }
+    }
+}
+
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Parses a comma-separated algorithm list such as `SHA-256,MD5` (order kept, no duplicates).
-pub fn parse_algorithms(s: &str) -> Result<Vec<Algorithm>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let a = Algorithm::from_name(part)
-            .ok_or_else(|| format!("unknown digest algorithm {part:?}"))?;
-        if !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    if out.is_empty() {
-        return Err("no digest algorithm given".into());
-    }
-    Ok(out)
 }
 
 /// The parameters of an `Authorization: Digest …` header.
@@ -328,10 +323,8 @@ mod tests {
             challenge("a.test", "N", Algorithm::Sha256, true),
             "Digest realm=\"a.test\", nonce=\"N\", algorithm=SHA-256, qop=\"auth\", stale=true"
         );
-        assert_eq!(
-            parse_algorithms("sha-256, MD5,md5").unwrap(),
-            vec![Algorithm::Sha256, Algorithm::Md5]
-        );
-        assert!(parse_algorithms("sha-512").is_err());
+        for a in [DigestAlgorithm::Sha256, DigestAlgorithm::Md5] {
+            assert_eq!(Algorithm::from(a).name(), a.token());
+        }
     }
 }

@@ -8,8 +8,9 @@
 //! [`Authenticator::verify`] is pure apart from those two bounded maps and takes the time as an
 //! argument, so every branch is unit-tested.
 //!
-//! **Answers.** No or unusable credentials → 401 with a fresh challenge per offered algorithm
-//! (SHA-256 first by default, RFC 8760 §2.4). A digest that verifies against an expired nonce →
+//! **Answers.** No or unusable credentials → 401 with a fresh challenge per algorithm the
+//! domain offers (its `registration.digestAlgorithms`, in that order; SHA-256 first by default,
+//! RFC 8760 §2.4). A digest that verifies against an expired nonce →
 //! 401 with `stale=true`. A wrong digest with a fresh nonce → **403**, identical for an unknown
 //! user and a wrong password (same status, same reason phrase, same headers, and the same work:
 //! an unknown user is checked against a dummy HA1). 403 rather than a fresh 401 because a phone
@@ -28,14 +29,13 @@ use nonce::{NonceKey, NonceStatus};
 use replay::NonceCounts;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use switchboard_crds::common::DigestAlgorithm;
 
 /// How the registrar authenticates.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
     /// Nonce lifetime; older nonces get `stale=true`.
     pub nonce_ttl: Duration,
-    /// Algorithms challenged with, in preference order.
-    pub algorithms: Vec<Algorithm>,
     /// The failed-authentication limiter.
     pub limiter: LimiterSettings,
     /// Nonces remembered for replay protection.
@@ -46,7 +46,6 @@ impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
             nonce_ttl: Duration::from_secs(300),
-            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             limiter: LimiterSettings::default(),
             nonce_capacity: 1_000_000,
         }
@@ -127,6 +126,8 @@ impl<'a> Ha1<'a> {
 pub struct Attempt<'a> {
     /// The realm (the device's domain).
     pub realm: &'a str,
+    /// The algorithms the domain offers (credentials in another one are re-challenged).
+    pub algorithms: &'a [DigestAlgorithm],
     /// The request method.
     pub method: &'a str,
     /// Credentials for this realm, if the request carried them.
@@ -182,7 +183,7 @@ impl Authenticator {
         let challenge = |f| (Verdict::Challenge { stale: false }, Some(f));
         let Some(algorithm) = c
             .algorithm()
-            .filter(|al| self.settings.algorithms.contains(al))
+            .filter(|&al| a.algorithms.iter().any(|&o| Algorithm::from(o) == al))
         else {
             return challenge(Failure::Unusable);
         };
@@ -243,19 +244,20 @@ impl Authenticator {
         (Verdict::Authorized, None)
     }
 
-    /// The `WWW-Authenticate` values for a 401: one per offered algorithm, sharing one nonce.
+    /// The `WWW-Authenticate` values for a 401: one per algorithm the domain offers, in its
+    /// order, sharing one nonce.
     pub fn challenges(
         &self,
         key: &NonceKey,
         realm: &str,
+        algorithms: &[DigestAlgorithm],
         now_secs: u64,
         stale: bool,
     ) -> Vec<String> {
         let nonce = key.issue(realm, now_secs, rand::random());
-        self.settings
-            .algorithms
+        algorithms
             .iter()
-            .map(|&alg| digest::challenge(realm, &nonce, alg, stale))
+            .map(|&alg| digest::challenge(realm, &nonce, alg.into(), stale))
             .collect()
     }
 
@@ -271,6 +273,8 @@ mod tests {
     use switchboard_crds::config::ha1;
 
     const REALM: &str = "switchboard.local";
+    /// The default offer: SHA-256, then MD5.
+    const BOTH: &[DigestAlgorithm] = &[DigestAlgorithm::Sha256, DigestAlgorithm::Md5];
 
     struct Fixture {
         auth: Authenticator,
@@ -334,6 +338,7 @@ mod tests {
     ) -> Attempt<'a> {
         Attempt {
             realm: REALM,
+            algorithms: BOTH,
             method: "REGISTER",
             credentials: c,
             ha1: known.then_some(Ha1 {
@@ -360,7 +365,7 @@ mod tests {
     #[test]
     fn challenge_lists_sha256_first_then_md5() {
         let f = fixture();
-        let ch = f.auth.challenges(&f.key, REALM, 1000, false);
+        let ch = f.auth.challenges(&f.key, REALM, BOTH, 1000, false);
         assert_eq!(ch.len(), 2);
         assert!(ch[0].contains("algorithm=SHA-256"));
         assert!(ch[1].contains("algorithm=MD5"));
@@ -371,10 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_offering_md5_only_gets_one_challenge_and_refuses_sha256() {
+        let f = fixture();
+        let md5_only = &[DigestAlgorithm::Md5];
+        let ch = f.auth.challenges(&f.key, REALM, md5_only, 1000, false);
+        assert_eq!(ch.len(), 1);
+        assert!(ch[0].contains("algorithm=MD5"));
+        let sha = answer(Algorithm::Sha256, "1001", "secret", &nonce_of(&ch[0]), 1);
+        let mut a = attempt(&f, Some(&sha), true, 1001);
+        a.algorithms = md5_only;
+        assert_eq!(
+            f.auth.verify(&f.key, &a),
+            (Verdict::Challenge { stale: false }, Some(Failure::Unusable))
+        );
+        let md5 = answer(Algorithm::Md5, "1001", "secret", &nonce_of(&ch[0]), 1);
+        let mut a = attempt(&f, Some(&md5), true, 1001);
+        a.algorithms = md5_only;
+        assert_eq!(f.auth.verify(&f.key, &a).0, Verdict::Authorized);
+    }
+
+    #[test]
     fn both_algorithms_authorize_and_nc_must_grow() {
         let f = fixture();
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
-            let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, 1000, false)[0]);
+            let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
             let c1 = answer(alg, "1001", "secret", &nonce, 1);
             assert_eq!(
                 f.auth.verify(&f.key, &attempt(&f, Some(&c1), true, 1001)).0,
@@ -396,7 +421,7 @@ mod tests {
     #[test]
     fn wrong_password_and_unknown_user_look_the_same() {
         let f = fixture();
-        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, 1000, false)[0]);
+        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let wrong = answer(Algorithm::Sha256, "1001", "nope", &nonce, 1);
         let unknown = answer(Algorithm::Sha256, "9999", "secret", &nonce, 1);
         let a = f
@@ -414,7 +439,7 @@ mod tests {
     #[test]
     fn stale_only_when_the_digest_is_right() {
         let f = fixture();
-        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, 1000, false)[0]);
+        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let good = answer(Algorithm::Md5, "1001", "secret", &nonce, 1);
         assert_eq!(
             f.auth.verify(&f.key, &attempt(&f, Some(&good), true, 1400)),
@@ -427,7 +452,7 @@ mod tests {
                 .0,
             Verdict::Challenge { stale: false }
         );
-        assert!(f.auth.challenges(&f.key, REALM, 1400, true)[0].ends_with("stale=true"));
+        assert!(f.auth.challenges(&f.key, REALM, BOTH, 1400, true)[0].ends_with("stale=true"));
     }
 
     #[test]
@@ -445,7 +470,7 @@ mod tests {
                 .verify(&f.key, &attempt(&f, Some(&forged), true, 1000)),
             (Verdict::Challenge { stale: false }, Some(Failure::BadNonce))
         );
-        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, 1000, false)[0]);
+        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let mut no_qop = answer(Algorithm::Md5, "1001", "secret", &nonce, 1);
         no_qop.qop = None;
         assert_eq!(
@@ -463,7 +488,7 @@ mod tests {
     #[test]
     fn too_many_failures_block_the_source() {
         let f = fixture();
-        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, 1000, false)[0]);
+        let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         for i in 1..=3 {
             let bad = answer(Algorithm::Md5, "1001", "nope", &nonce, i);
             assert_eq!(

@@ -189,6 +189,7 @@ mod tests {
             default_expires: 600,
             max_contacts: 1,
             transports: vec![Transport::Udp, Transport::Tcp],
+            ..Default::default()
         }
     }
 

@@ -57,6 +57,21 @@ pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// The standalone demo config's domain and passwords.
 pub const DOMAIN: &str = "switchboard.local";
+
+/// The demo config (`examples/registrar/standalone.yaml`, the embedded one) as text.
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/registrar/standalone.yaml");
+
+/// The demo config with its domain's `digestAlgorithms` set to `algorithms` (`"[MD5]"`), or
+/// left out (`None`: the default, SHA-256 then MD5).
+pub fn demo_config(algorithms: Option<&str>) -> String {
+    const LINE: &str = "      digestAlgorithms: [MD5]\n";
+    assert!(
+        DEMO_CONFIG.contains(LINE),
+        "the demo config lists its digestAlgorithms"
+    );
+    let with = algorithms.map_or(String::new(), |a| format!("      digestAlgorithms: {a}\n"));
+    DEMO_CONFIG.replace(LINE, &with)
+}
 /// Password of demo user `user` (1001–1003).
 pub fn password(user: &str) -> String {
     format!("switchboard-{user}")
