@@ -4,7 +4,8 @@
 //! Per request: parse → checks of the mandatory headers → `received`/`rport` → transaction
 //! cache (retransmissions) → by method: REGISTER (domain, transport policy, digest, then the
 //! pure [`registrar::decide`] run atomically in the location store, then change events),
-//! OPTIONS (200), anything else 405/501.
+//! OPTIONS and NOTIFY (200: upstream keepalives, presence of outbound registrations), anything
+//! else 405/501.
 
 use crate::auth::digest::Credentials;
 use crate::auth::{Attempt, AuthSettings, Authenticator, Failure, Ha1, Verdict};
@@ -27,7 +28,7 @@ use switchboard_crds::common::Transport;
 use tokio::sync::broadcast;
 
 /// Methods this registrar answers, for `Allow`.
-pub const ALLOW: &str = "REGISTER, OPTIONS";
+pub const ALLOW: &str = "REGISTER, OPTIONS, NOTIFY";
 
 /// Settings of the service.
 #[derive(Clone, Debug)]
@@ -207,6 +208,9 @@ impl Service {
             Method::Options => reply(200, "OK")
                 .with("Allow", ALLOW)
                 .with("Accept", "application/sdp"),
+            // The presence subscriptions of outbound registrations (`uac`) put this registrar
+            // in their Contact: their NOTIFYs are acknowledged (the state is not used yet).
+            Method::Notify => reply(200, "OK"),
             _ => reply(405, "Method Not Allowed").with("Allow", ALLOW),
         };
         Some(self.finish(&request, Some(&key), response, target))
@@ -717,9 +721,23 @@ mod tests {
             From: <sip:ping@x>;tag=1\r\nTo: <sip:switchboard.local>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\n\r\n";
         let r = send(&s, opts).await;
         assert!(
-            r.starts_with("SIP/2.0 200 OK") && r.contains("Allow: REGISTER, OPTIONS"),
+            r.starts_with("SIP/2.0 200 OK") && r.contains(&format!("Allow: {ALLOW}")),
             "{r}"
         );
+        // An upstream's keepalive and a presence NOTIFY, addressed to an outbound
+        // registration's Contact user.
+        let upstream = opts
+            .replace(
+                "OPTIONS sip:switchboard.local",
+                "OPTIONS sip:trunk-1@192.0.2.1:5060",
+            )
+            .replace("z9hG4bKo", "z9hG4bKup");
+        assert!(send(&s, &upstream).await.starts_with("SIP/2.0 200 OK"));
+        let notify = upstream.replace("OPTIONS", "NOTIFY").replace(
+            "CSeq: 1 NOTIFY\r\n",
+            "CSeq: 1 NOTIFY\r\nEvent: presence\r\nSubscription-State: active;expires=600\r\n",
+        );
+        assert!(send(&s, &notify).await.starts_with("SIP/2.0 200 OK"));
         let invite = opts.replace("OPTIONS", "INVITE");
         assert!(send(&s, &invite).await.starts_with("SIP/2.0 405"));
         let foo = opts.replace("OPTIONS", "FOO");
