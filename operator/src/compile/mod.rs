@@ -19,8 +19,9 @@ mod outcome;
 pub use hash::seal;
 pub use outcome::{Compiled, DeviceOutcome, NotReady, PatternOutcome, Ready, SiteOutcome};
 
+use crate::credentials::Resolved;
 use crate::effective;
-use crate::index::Index;
+use crate::index::{Device, Index};
 use crate::key::ObjectKey;
 use crate::validate::Verdicts;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,7 @@ use switchboard_crds::config::{
     UserConfig,
 };
 use switchboard_crds::device::AssignmentKind;
+use switchboard_crds::site::SiteSpec;
 
 /// The last accepted version of each pattern, by id (`namespace/name`).
 pub type LastGood = BTreeMap<String, PatternConfig>;
@@ -38,6 +40,54 @@ fn pattern_config(key: &ObjectKey, spec: &switchboard_crds::CallPatternSpec) -> 
         id: key.to_string(),
         rules: spec.dial_rules(),
         route: spec.route.clone(),
+    }
+}
+
+/// A published device in one of its domains.
+struct Member<'a> {
+    device: &'a Device,
+    site: Option<&'a SiteSpec>,
+    creds: &'a Resolved,
+}
+
+/// A device's entry in a domain.
+fn device_config(
+    m: Member,
+    realm: &str,
+    pattern_ids: &BTreeMap<&ObjectKey, String>,
+) -> DeviceConfig {
+    let (spec, site, c) = (&m.device.spec, m.site, m.creds);
+    let eff = effective::settings(spec, site);
+    let restrictions = match (&spec.site, &spec.user) {
+        (Some(sa), _) => sa
+            .call_restrictions()
+            .or_else(|| site.map(|s| &s.call_restrictions)),
+        (None, Some(_)) => site.map(|s| &s.call_restrictions),
+        (None, None) => None,
+    };
+    let (user, receive_calls) = match &spec.user {
+        Some(u) => (Some(u.user.clone()), u.receive_calls),
+        None => (None, false),
+    };
+    let (ha1_md5, ha1_sha256) = ha1(&c.username, realm, &c.password);
+    DeviceConfig {
+        id: m.device.key.to_string(),
+        sip_user: c.username.clone(),
+        ha1_md5,
+        ha1_sha256,
+        assignment: eff.assignment,
+        extension: match eff.assignment {
+            AssignmentKind::Site => eff.extension,
+            _ => None,
+        },
+        user,
+        receive_calls,
+        caller_id: eff.outbound_caller_id,
+        patterns: effective::patterns(spec, site)
+            .iter()
+            .map(|p| pattern_ids[&m.device.key.sibling(p)].clone())
+            .collect(),
+        restrictions: restrictions.cloned().unwrap_or_default(),
     }
 }
 
@@ -119,6 +169,7 @@ pub fn compile(
         available.keys().map(|k| (k, k.to_string())).collect();
 
     let mut used_patterns: BTreeSet<ObjectKey> = BTreeSet::new();
+    let mut members: BTreeMap<ObjectKey, Vec<Member>> = BTreeMap::new();
     for (key, device) in &index.devices {
         let spec = &device.spec;
         let site_key = spec.site_name().map(|s| key.sibling(s));
@@ -188,45 +239,27 @@ pub fn compile(
                     used_patterns.insert(pk.clone());
                 }
             }
-            let eff = effective::settings(spec, site_spec);
-            let restrictions = match (&spec.site, &spec.user) {
-                (Some(sa), _) => sa
-                    .call_restrictions()
-                    .or_else(|| site_spec.map(|s| &s.call_restrictions)),
-                (None, Some(_)) => site_spec.map(|s| &s.call_restrictions),
-                (None, None) => None,
-            };
-            let (user, receive_calls) = match &spec.user {
-                Some(u) => (Some(u.user.clone()), u.receive_calls),
-                None => (None, false),
-            };
-            let id = key.to_string();
             for home in homes {
-                let domain = domains.get_mut(home).expect("home is a compiled domain");
-                let (ha1_md5, ha1_sha256) = ha1(&c.username, &domain.domain, &c.password);
-                domain.devices.push(DeviceConfig {
-                    id: id.clone(),
-                    sip_user: c.username.clone(),
-                    ha1_md5,
-                    ha1_sha256,
-                    assignment: eff.assignment,
-                    extension: match eff.assignment {
-                        AssignmentKind::Site => eff.extension.clone(),
-                        _ => None,
-                    },
-                    user: user.clone(),
-                    receive_calls,
-                    caller_id: eff.outbound_caller_id.clone(),
-                    patterns: pattern_keys
-                        .iter()
-                        .map(|k| pattern_ids[k].clone())
-                        .collect(),
-                    restrictions: restrictions.cloned().unwrap_or_default(),
+                members.entry(home.clone()).or_default().push(Member {
+                    device,
+                    site: site_spec,
+                    creds: c,
                 });
             }
         }
         out.devices
             .insert(key.clone(), DeviceOutcome { sip_uri, ready });
+    }
+
+    // The devices' entries, domain by domain, after every outcome: what is built here is
+    // exactly what publishing serializes and drops, and it lies together in memory.
+    for (home, list) in members {
+        let domain = domains.get_mut(&home).expect("home is a compiled domain");
+        domain.devices.reserve_exact(list.len());
+        for m in list {
+            let entry = device_config(m, &domain.domain, &pattern_ids);
+            domain.devices.push(entry);
+        }
     }
 
     let mut registrations = Vec::new();

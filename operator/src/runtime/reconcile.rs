@@ -144,7 +144,7 @@ pub async fn pass(
     // 2-3. Validate and compile.
     let started = Instant::now();
     let verdicts = validate(index);
-    let compiled = compile(
+    let mut compiled = compile(
         index,
         &verdicts,
         &memory.last_good,
@@ -163,7 +163,7 @@ pub async fn pass(
     report.hash = compiled.config.hash.clone();
 
     // 4. Publish.
-    if let Some(plan) = publish::plan(&compiled.config, index) {
+    if let Some(plan) = publish::plan(&mut compiled.config, index) {
         let stored = publish::execute(&ctx.client, &index.config_namespace, &plan).await?;
         for s in stored {
             index.apply(Change::secret(Op::Apply(s)));
