@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// Switchboard SIP registrar.
@@ -32,12 +32,39 @@ pub enum Command {
 }
 
 /// Options of the registrar.
+///
+/// Where the config comes from, first match wins: `--config FILE` (standalone: the file, no
+/// cluster); `--kube`, or `KUBERNETES_SERVICE_HOST` set (in a pod): the operator's config
+/// Secrets, with the status reporter; otherwise the embedded demo config (standalone).
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Config file (YAML, the compiled registrar config); reloaded on change and on SIGHUP.
-    /// Without it, the embedded demo config (examples/registrar/standalone.yaml) is used.
-    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    /// Standalone: takes precedence over the cluster's config (no status reporting). Without
+    /// it and outside a cluster, the embedded demo config (examples/registrar/standalone.yaml).
+    #[arg(long, env = "SWITCHBOARD_CONFIG", conflicts_with = "kube")]
     pub config: Option<PathBuf>,
+    /// Run against the cluster (kubeconfig or in-cluster service account): config from the
+    /// operator's Secrets, status written to the resources. Automatic when
+    /// KUBERNETES_SERVICE_HOST is set and --config is not given.
+    #[arg(long)]
+    pub kube: bool,
+    /// Namespace of the registrar config Secrets (default: $POD_NAMESPACE, else the client's
+    /// default namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Status writes (PATCHes and Events) per second at most, in a cluster.
+    #[arg(long, default_value_t = 100.0)]
+    pub status_rate: f64,
+    /// Status writes allowed at once after a quiet period, in a cluster.
+    #[arg(long, default_value_t = 200)]
+    pub status_burst: u32,
+    /// The IP upstreams should send calls to (the Contact of outbound registrations). Default:
+    /// the listen address when it is not a wildcard, else a detected local address.
+    #[arg(long)]
+    pub advertise: Option<IpAddr>,
+    /// Extra CA certificates (PEM, repeatable) trusted for TLS upstreams, besides the system's.
+    #[arg(long)]
+    pub uac_ca_file: Vec<PathBuf>,
     /// UDP listen address (repeatable). Default: 0.0.0.0:5060 and [::]:5060.
     #[arg(long)]
     pub udp: Vec<SocketAddr>,
@@ -54,7 +81,7 @@ pub struct RunArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// HTTP address for /metrics, /healthz, /readyz and /debug/bindings.
+    /// HTTP address for /metrics, /healthz, /readyz, /debug/bindings and /debug/registrations.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub http: SocketAddr,
     /// Log as JSON lines.
@@ -83,6 +110,34 @@ pub struct RunArgs {
     pub udp_workers: Option<usize>,
 }
 
+/// Where the registrar's config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file, standalone (`--config`).
+    File(PathBuf),
+    /// The operator's Secrets in the cluster (`--kube`, or running in a pod).
+    Cluster,
+    /// The embedded demo config, standalone.
+    Embedded,
+}
+
+impl RunArgs {
+    /// The config source, by the precedence documented on [`RunArgs`]; `in_pod` is whether
+    /// `KUBERNETES_SERVICE_HOST` is set.
+    pub fn config_source(&self, in_pod: bool) -> ConfigSource {
+        match &self.config {
+            Some(path) => ConfigSource::File(path.clone()),
+            None if self.kube || in_pod => ConfigSource::Cluster,
+            None => ConfigSource::Embedded,
+        }
+    }
+}
+
+/// Whether this process runs in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is set).
+pub fn in_pod() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
+}
+
 /// The `ha1` subcommand: password from stdin (one line; the trailing newline is not part of it).
 pub fn ha1_command(user: &str, realm: &str) -> anyhow::Result<()> {
     let mut password = String::new();
@@ -93,4 +148,54 @@ pub fn ha1_command(user: &str, realm: &str) -> anyhow::Result<()> {
     println!("ha1Md5: {md5}");
     println!("ha1Sha256: {sha256}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> RunArgs {
+        let mut full = vec!["switchboard-registrar"];
+        full.extend(argv);
+        Cli::try_parse_from(full).expect("parses").run
+    }
+
+    #[test]
+    fn config_source_precedence() {
+        let file = ConfigSource::File("c.yaml".into());
+        assert_eq!(args(&["--config", "c.yaml"]).config_source(true), file);
+        assert_eq!(args(&["--config", "c.yaml"]).config_source(false), file);
+        assert_eq!(
+            args(&["--kube"]).config_source(false),
+            ConfigSource::Cluster
+        );
+        assert_eq!(args(&[]).config_source(true), ConfigSource::Cluster);
+        assert_eq!(args(&[]).config_source(false), ConfigSource::Embedded);
+        let both = ["switchboard-registrar", "--kube", "--config", "c.yaml"];
+        assert!(
+            Cli::try_parse_from(both).is_err(),
+            "--kube and --config conflict"
+        );
+    }
+
+    #[test]
+    fn status_and_uac_defaults() {
+        let a = args(&[]);
+        assert_eq!((a.status_rate, a.status_burst), (100.0, 200));
+        assert!(a.advertise.is_none() && a.uac_ca_file.is_empty());
+        let a = args(&[
+            "--advertise",
+            "192.0.2.7",
+            "--uac-ca-file",
+            "a.pem",
+            "--uac-ca-file",
+            "b.pem",
+        ]);
+        assert_eq!(a.advertise, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(a.uac_ca_file.len(), 2);
+        assert!(
+            Cli::try_parse_from(["switchboard-registrar", "--digest-algorithms", "MD5"]).is_err()
+        );
+    }
 }

@@ -1,10 +1,11 @@
 //! The HTTP side: `/metrics` (Prometheus), `/healthz` (the process runs), `/readyz` (a config
 //! is loaded and the process is not shutting down), `/debug/bindings` (the location store as
-//! JSON).
+//! JSON), `/debug/registrations` (the outbound registrations' live state as JSON).
 
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
 use crate::metrics::Metrics;
+use crate::uac::UacIndex;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -23,6 +24,8 @@ pub struct HttpState {
     pub config: Arc<ConfigHandle>,
     /// The store (debug endpoint).
     pub store: Arc<dyn LocationStore>,
+    /// The outbound registrations (debug endpoint).
+    pub uac: UacIndex,
     /// Set when shutdown begins, so readiness drops first.
     pub shutting_down: AtomicBool,
 }
@@ -34,6 +37,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/debug/bindings", get(bindings))
+        .route(
+            "/debug/registrations",
+            get(|State(s): State<Arc<HttpState>>| async move { Json(s.uac.to_json()) }),
+        )
         .with_state(state)
 }
 

@@ -13,8 +13,8 @@
 //! | [`registrar`] | REGISTER processing (RFC 3261 §10.3) as a pure function, and change events |
 //! | [`routing`] | call routing, pure: caller + dialled number + config → extension, user, trunk, refused, not found |
 //! | [`service`] | the request dispatcher that wires the above per request |
-//! | [`config`] | the hot-swappable compiled config, from a file (or, later, Kubernetes) |
-//! | [`metrics`], [`http`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz`, `/debug/bindings` |
+//! | [`config`] | the hot-swappable compiled config, from a file or the operator's Secrets in Kubernetes |
+//! | [`metrics`], [`http`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz`, `/debug/bindings`, `/debug/registrations` |
 //! | [`server`] | the runtime: binds sockets, spawns tasks, shuts down gracefully |
 //! | [`cli`] | command-line options and the `ha1` helper |
 //! | [`status`] | the status reporter: coalesced, rate-limited server-side apply of `SipDevice`/`SipRegistration` status |

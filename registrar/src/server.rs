@@ -1,27 +1,87 @@
 //! The runtime: loads the config, binds the listeners, spawns the tasks (UDP receivers, TCP/TLS
-//! accept loops, HTTP, the expiry sweeper, the config watcher) and shuts down gracefully on
-//! SIGTERM/SIGINT: readiness drops, listeners stop taking new work, messages in hand are
-//! answered, then the process exits 0.
+//! accept loops, HTTP, the expiry sweeper, the config watcher, the status reporter, the
+//! outbound registrations) and shuts down gracefully on SIGTERM/SIGINT: readiness drops,
+//! listeners stop taking new work, messages in hand are answered, outbound registrations are
+//! removed upstream (`Expires: 0`), then the process exits 0.
+//!
+//! Config source (see [`RunArgs`]): a file or the embedded demo (standalone: no status
+//! reporter), or, in a cluster, the operator's Secrets through [`kube_source`]; then the
+//! registrar is ready only once the first complete config has arrived.
 
 use crate::auth::limiter::LimiterSettings;
 use crate::auth::AuthSettings;
-use crate::cli::RunArgs;
-use crate::config::{self, file, ConfigHandle};
+use crate::cli::{in_pod, ConfigSource, RunArgs};
+use crate::config::{self, file, kube_source, ConfigHandle};
 use crate::http::{self, HttpState};
 use crate::location::{LocationStore, MemoryStore};
 use crate::metrics::Metrics;
 use crate::service::{Service, ServiceSettings};
+use crate::status::{self, StatusSettings};
 use crate::transport::{self, tcp::StreamLimits};
+use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
 use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_crds::common::Transport;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// How long shutdown waits for open connections to finish their message in hand.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for outbound registrations to be removed upstream.
+pub const UAC_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// After a start in a cluster, how long phones get to re-register before devices the API
+/// shows as registered but that hold no binding here are reported `Unregistered`.
+pub const STATUS_SETTLE: Duration = Duration::from_secs(30);
+
+/// A local address of this host, of the given family: the source address the kernel picks
+/// towards a documentation address (a connected UDP socket; nothing is sent).
+fn detect_local_ip(v6: bool) -> Option<IpAddr> {
+    let (bind, probe) = if v6 {
+        (
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            "2001:db8::1".parse().ok()?,
+        )
+    } else {
+        (IpAddr::V4(Ipv4Addr::UNSPECIFIED), "192.0.2.1".parse().ok()?)
+    };
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(bind, 0)).ok()?;
+    socket.connect(SocketAddr::new(probe, 9)).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// The Contact addresses of outbound registrations, from the bound listen addresses:
+/// `advertise` replaces every address's IP; without it a wildcard listen address takes a
+/// detected local address (`detect`, called with whether it is IPv6).
+fn contact_addrs(
+    udp: &[SocketAddr],
+    tcp: &[SocketAddr],
+    tls: &[SocketAddr],
+    advertise: Option<IpAddr>,
+    detect: impl Fn(bool) -> Option<IpAddr>,
+) -> ContactAddrs {
+    match advertise {
+        Some(ip) => {
+            let at = |a: &[SocketAddr]| -> Vec<SocketAddr> {
+                a.iter().map(|x| SocketAddr::new(ip, x.port())).collect()
+            };
+            ContactAddrs::from_listen(&at(udp), &at(tcp), &at(tls), None)
+        }
+        None => {
+            let wildcard_v6 = [udp, tcp, tls]
+                .iter()
+                .filter_map(|a| a.first())
+                .find(|a| a.ip().is_unspecified())
+                .map(|a| a.is_ipv6());
+            ContactAddrs::from_listen(udp, tcp, tls, wildcard_v6.and_then(detect))
+        }
+    }
+}
 
 /// The listen addresses: the ones given, or IPv4 and IPv6 wildcards on `port` (the IPv6 one
 /// may fail where IPv6 is absent).
@@ -59,24 +119,45 @@ fn replica_name(args: &RunArgs) -> String {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(ConfigHandle::new());
-    let initial = match &args.config {
-        Some(path) => file::load(path)?,
-        None => config::embedded(),
+    let source = args.config_source(in_pod());
+    let initial = match &source {
+        ConfigSource::File(path) => Some((path.display().to_string(), file::load(path)?)),
+        ConfigSource::Embedded => Some(("embedded demo config".into(), config::embedded())),
+        ConfigSource::Cluster => None,
     };
-    tracing::info!(
-        source = args
-            .config
-            .as_ref()
-            .map_or("embedded demo config".into(), |p| p.display().to_string()),
-        hash = initial.short_hash(),
-        domains = initial.domains.len(),
-        "config loaded"
+    if let Some((from, initial)) = initial {
+        tracing::info!(
+            source = from,
+            hash = initial.short_hash(),
+            domains = initial.domains.len(),
+            "config loaded"
+        );
+        config.replace(initial);
+    }
+    let cluster = match source {
+        ConfigSource::Cluster => {
+            let client = kube::Client::try_default().await.context(
+                "connecting to the Kubernetes API (--kube or KUBERNETES_SERVICE_HOST; \
+                 give --config FILE to run standalone)",
+            )?;
+            let namespace = args
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string());
+            Some((client, namespace))
+        }
+        _ => None,
+    };
+    anyhow::ensure!(
+        args.status_rate > 0.0 && args.status_rate.is_finite(),
+        "--status-rate must be a positive number"
     );
-    config.replace(initial);
 
+    let replica = replica_name(&args);
     let store: Arc<dyn LocationStore> = Arc::new(MemoryStore::new());
     let settings = ServiceSettings {
-        replica: replica_name(&args),
+        replica: replica.clone(),
         auth: AuthSettings {
             nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
             limiter: LimiterSettings {
@@ -95,9 +176,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     service.config_changed().await;
+    // Subscribed before any request is served, so the reporter sees every change.
+    let status_events = cluster.as_ref().map(|_| service.subscribe());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut listeners = JoinSet::new();
+    // What was bound, per transport (the Contact of outbound registrations).
+    let (mut bound_udp, mut bound_tcp, mut bound_tls) = (Vec::new(), Vec::new(), Vec::new());
 
     // UDP.
     let workers = args
@@ -108,7 +193,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         match transport::bind_udp(addr) {
             Ok(socket) => {
                 tracing::info!(%addr, workers, "listening on UDP");
+                bound_udp.push(socket.local_addr().unwrap_or(addr));
                 let socket = Arc::new(socket);
+                // The proxy sends on the first IPv4 (else IPv6) socket, advertising its
+                // address (--advertise, else a detected one for a wildcard bind).
+                if !service.proxy().is_attached() {
+                    let local = socket.local_addr().unwrap_or(addr);
+                    let ip = args
+                        .advertise
+                        .filter(|_| local.ip().is_unspecified())
+                        .or_else(|| {
+                            (local.ip().is_unspecified())
+                                .then(|| detect_local_ip(local.is_ipv6()))
+                                .flatten()
+                        })
+                        .unwrap_or(local.ip());
+                    service
+                        .proxy()
+                        .attach_udp(socket.clone(), SocketAddr::new(ip, local.port()));
+                }
                 for _ in 0..workers {
                     listeners.spawn(transport::udp::serve(
                         socket.clone(),
@@ -132,6 +235,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         match transport::bind_tcp(addr) {
             Ok(listener) => {
                 tracing::info!(%addr, "listening on TCP");
+                bound_tcp.push(listener.local_addr().unwrap_or(addr));
                 listeners.spawn(transport::tcp::serve(
                     listener,
                     None,
@@ -153,6 +257,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 match transport::bind_tcp(addr) {
                     Ok(listener) => {
                         tracing::info!(%addr, "listening on TLS");
+                        bound_tls.push(listener.local_addr().unwrap_or(addr));
                         listeners.spawn(transport::tcp::serve(
                             listener,
                             Some(acceptor.clone()),
@@ -175,16 +280,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     // HTTP.
+    let uac_index = UacIndex::default();
     let http_state = Arc::new(HttpState {
         metrics: metrics.clone(),
         config: config.clone(),
         store: store.clone(),
+        uac: uac_index.clone(),
         shutting_down: Default::default(),
     });
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding HTTP {}", args.http))?;
-    tracing::info!(addr = %args.http, "serving /metrics, /healthz, /readyz, /debug/bindings");
+    tracing::info!(
+        addr = %args.http,
+        "serving /metrics, /healthz, /readyz, /debug/bindings, /debug/registrations"
+    );
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
         let r = axum::serve(http_listener, http::router(http_state.clone()))
@@ -233,11 +343,86 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
         file::spawn_watcher(path, config.clone(), metrics.clone(), shutdown_rx.clone())?;
     }
+    if let Some((client, namespace)) = &cluster {
+        tracing::info!(
+            %namespace,
+            "watching the registrar config Secrets; ready once a complete config arrives"
+        );
+        let handle = config.clone();
+        background.spawn(kube_source::run(
+            client.clone(),
+            namespace.clone(),
+            move |c| {
+                let hash = c.short_hash().to_string();
+                let generation = handle.replace(c);
+                tracing::info!(generation, hash, "config in force");
+            },
+        ));
+    }
+
+    // Status reporter (cluster only), then the outbound registrations, which report to it.
+    let contacts = contact_addrs(
+        &bound_udp,
+        &bound_tcp,
+        &bound_tls,
+        args.advertise,
+        detect_local_ip,
+    );
+    for (t, bound) in [
+        (Transport::Udp, &bound_udp),
+        (Transport::Tcp, &bound_tcp),
+        (Transport::Tls, &bound_tls),
+    ] {
+        if !bound.is_empty() && contacts.get(t).is_none() {
+            tracing::warn!(transport = %t, "no address to advertise for outbound registrations; give --advertise");
+        }
+    }
+    let ca_files: Vec<&std::path::Path> = args.uac_ca_file.iter().map(|p| p.as_path()).collect();
+    let uac_settings = ClientSettings {
+        contacts,
+        tls: Some(tls_client_config(&ca_files)?),
+        ..Default::default()
+    };
+    tracing::info!(contacts = ?uac_settings.contacts, "outbound registrations follow the config");
+    let status_start = match (cluster, status_events) {
+        (Some((client, _)), Some(events)) => {
+            let settings = StatusSettings {
+                rate: args.status_rate,
+                burst: args.status_burst.max(1),
+                replica: Some(replica.clone()),
+                ..Default::default()
+            };
+            let store = store.clone();
+            Some(async move {
+                status::run_with_cluster(client, settings, events, store, STATUS_SETTLE).await
+            })
+        }
+        _ => {
+            tracing::info!("status reporter disabled (no cluster)");
+            None
+        }
+    };
+    let uac_task = {
+        let (index, config, shutdown) = (uac_index, config.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let status = match status_start {
+                Some(start) => Some(start.await),
+                None => None,
+            };
+            if !*shutdown.borrow() {
+                uac::follow_config(uac_settings, status, index, config, shutdown).await;
+            }
+        })
+    };
 
     // Wait for a signal.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tracing::info!("registrar ready");
+    if config.is_loaded() {
+        tracing::info!("registrar ready");
+    } else {
+        tracing::info!("registrar listening; not ready until the config arrives");
+    }
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
@@ -254,6 +439,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; exiting anyway");
+    }
+    // The outbound registrations saw the shutdown too and are unregistering.
+    if tokio::time::timeout(UAC_SHUTDOWN_GRACE, uac_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("outbound registrations not all removed after {UAC_SHUTDOWN_GRACE:?}");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     background.abort_all();
@@ -274,5 +466,28 @@ mod tests {
         assert!(!a[1].1, "IPv6 may be missing");
         let given = addresses(&["127.0.0.1:7000".parse().unwrap()], 5060);
         assert_eq!(given, vec![("127.0.0.1:7000".parse().unwrap(), true)]);
+    }
+
+    #[test]
+    fn contact_addresses_from_listen_advertise_or_detected() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let detected =
+            |v6: bool| Some(if v6 { "2001:db8::5" } else { "10.1.2.3" }.parse().unwrap());
+        // A concrete listen address is advertised as is.
+        let c = contact_addrs(&[a("127.0.0.1:5070")], &[], &[], None, detected);
+        assert_eq!(c.udp.as_deref(), Some("127.0.0.1:5070"));
+        assert_eq!(c.tcp, None);
+        // A wildcard takes the detected address of its family.
+        let any = [a("0.0.0.0:5060"), a("[::]:5060")];
+        let c = contact_addrs(&any, &any, &[a("0.0.0.0:5061")], None, detected);
+        assert_eq!(c.udp.as_deref(), Some("10.1.2.3:5060"));
+        assert_eq!(c.tls.as_deref(), Some("10.1.2.3:5061"));
+        // Nothing detected: left out (the runtime warns).
+        assert_eq!(contact_addrs(&any, &[], &[], None, |_| None).udp, None);
+        // --advertise wins over every listen address, ports kept.
+        let ip = Some("203.0.113.9".parse().unwrap());
+        let c = contact_addrs(&[a("127.0.0.1:5070")], &any, &[], ip, detected);
+        assert_eq!(c.udp.as_deref(), Some("203.0.113.9:5070"));
+        assert_eq!(c.tcp.as_deref(), Some("203.0.113.9:5060"));
     }
 }
