@@ -409,10 +409,11 @@ impl Service {
         let mut decision = None;
         let update = {
             let mut decide = |current: &[Binding]| {
-                let d = registrar::decide(&req, policy, current, now, replica);
-                let next = match &d {
-                    Decision::Accept(Some(set)) => Some(set.clone()),
-                    _ => None,
+                // The new set goes to the store (and comes back as `update.after`); only the
+                // verdict is kept here.
+                let (d, next) = match registrar::decide(&req, policy, current, now, replica) {
+                    Decision::Accept(set) => (Decision::Accept(None), set),
+                    reject => (reject, None),
                 };
                 decision = Some(d);
                 next

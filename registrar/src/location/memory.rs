@@ -56,6 +56,8 @@ impl MemoryStore {
                 let after: Vec<Binding> = after.into_iter().filter(|b| b.is_live(now)).collect();
                 if after.is_empty() {
                     shard.remove(aor);
+                } else if let Some(stored) = shard.get_mut(aor) {
+                    stored.clone_from(&after); // no new key for a refresh
                 } else {
                     shard.insert(aor.to_string(), after.clone());
                 }

@@ -69,7 +69,7 @@ pub fn decide(
     now: SystemTime,
     replica: &str,
 ) -> Decision {
-    let current: Vec<Binding> = current.iter().filter(|b| b.is_live(now)).cloned().collect();
+    let live = |b: &&Binding| b.is_live(now);
     // Step 7's ordering rule: the same Call-ID with a CSeq not above the stored one means this
     // request is older than the one that wrote the binding.
     let out_of_order = |b: &Binding| b.call_id == req.call_id && req.cseq <= b.cseq;
@@ -79,13 +79,13 @@ pub fn decide(
             if req.expires_header != Some(0) {
                 return reject(400, "Contact * Requires Expires: 0");
             }
-            if current.iter().any(out_of_order) {
+            if current.iter().filter(live).any(out_of_order) {
                 return reject(500, "Out Of Order Request");
             }
             Decision::Accept(Some(Vec::new()))
         }
         Contacts::List(specs) => {
-            let mut next = current.clone();
+            let mut next: Vec<Binding> = current.iter().filter(live).cloned().collect();
             for spec in specs {
                 let mut expires = spec
                     .expires
@@ -103,6 +103,7 @@ pub fn decide(
                 if let Some(i) = existing {
                     if current
                         .iter()
+                        .filter(live)
                         .any(|b| same_uri(&b.contact, &spec.uri) && out_of_order(b))
                     {
                         return reject(500, "Out Of Order Request");
@@ -154,6 +155,9 @@ pub fn decide(
 /// (case-insensitive), port, and the transport/user/maddr/ttl/method parameters. Non-SIP URIs
 /// compare as case-insensitive text.
 pub fn same_uri(a: &str, b: &str) -> bool {
+    if a == b {
+        return true; // the usual case (a refresh), without parsing
+    }
     match (SipUri::parse(a), SipUri::parse(b)) {
         (Some(x), Some(y)) => {
             const SIGNIFICANT: [&str; 5] = ["transport", "user", "maddr", "ttl", "method"];
