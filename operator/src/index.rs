@@ -6,8 +6,10 @@
 //! so a starting operator never publishes a config that is missing objects it has not seen yet.
 
 mod device;
+mod published;
 
 pub use device::{Device, DeviceSpec, SiteOverrides, SitePlacement, OWNED_FIELDS};
+pub use published::{Published, ShardInfo};
 
 use crate::credentials::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use crate::key::ObjectKey;
@@ -15,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use switchboard_crds::shards::{self, CONFIG_LABEL};
+use switchboard_crds::shards::CONFIG_LABEL;
 use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
 
 /// What happened to objects of one kind.
@@ -168,8 +170,12 @@ pub struct Index {
     pub registrations: BTreeMap<ObjectKey, Arc<SipRegistration>>,
     /// Secrets other than config shards, by key, reduced to what credentials need.
     pub secrets: BTreeMap<ObjectKey, StoredSecret>,
-    /// The published config shards, by Secret name.
-    pub shards: BTreeMap<String, Arc<Secret>>,
+    /// The published config shards, by Secret name: where each belongs, not its bytes.
+    pub shards: BTreeMap<String, ShardInfo>,
+    /// What the operator reads back of the complete set of shards, if there is one.
+    pub published: Option<Published>,
+    /// Shards whose set is not complete yet, with their bytes.
+    pending: BTreeMap<String, Arc<Secret>>,
     synced: Synced,
     /// Every namespace seen, so the 100 000 keys of one namespace share one string.
     namespaces: BTreeSet<Arc<str>>,
@@ -290,7 +296,14 @@ impl Index {
     fn put_secret(&mut self, entry: SecretEntry) {
         match entry {
             SecretEntry::Labelled(s) if self.is_shard(&s) => {
-                self.shards.insert(s.name_any(), s);
+                let name = s.name_any();
+                let info = ShardInfo::of(&s);
+                if info == ShardInfo::Malformed {
+                    self.pending.remove(&name);
+                } else {
+                    self.pending.insert(name.clone(), s);
+                }
+                self.shards.insert(name, info);
             }
             SecretEntry::Labelled(s) => {
                 let mut key = ObjectKey::of(&*s);
@@ -309,6 +322,7 @@ impl Index {
             Op::Apply(entry) => self.put_secret(entry),
             Op::Delete(SecretEntry::Labelled(s)) if self.is_shard(&s) => {
                 self.shards.remove(&s.name_any());
+                self.pending.remove(&s.name_any());
             }
             Op::Delete(SecretEntry::Labelled(s)) => {
                 self.secrets.remove(&ObjectKey::of(&*s));
@@ -318,28 +332,78 @@ impl Index {
             }
             Op::Replace(all) => {
                 self.shards = BTreeMap::new();
+                self.pending = BTreeMap::new();
+                self.published = None;
                 self.secrets = BTreeMap::new();
                 for entry in all {
                     self.put_secret(entry);
                 }
             }
         }
+        self.settle_shards();
+    }
+
+    /// Keeps [`Index::published`] true to the shards: dropped when its set is no longer
+    /// complete; read (and the set's bytes let go) when a set becomes complete. Shard names
+    /// are by index, so at most one set is complete at a time.
+    fn settle_shards(&mut self) {
+        let mut sets: BTreeMap<&str, Vec<(&String, usize, usize)>> = BTreeMap::new();
+        for (name, info) in &self.shards {
+            if let ShardInfo::Part { hash, index, count } = info {
+                sets.entry(hash.as_str())
+                    .or_default()
+                    .push((name, *index, *count));
+            }
+        }
+        let complete = sets.into_iter().find_map(|(hash, members)| {
+            let count = members[0].2;
+            let mut idx: Vec<(usize, &String)> = members
+                .iter()
+                .filter(|m| m.2 == count)
+                .map(|m| (m.1, m.0))
+                .collect();
+            idx.sort_unstable();
+            idx.dedup_by_key(|m| m.0);
+            let whole = idx.iter().map(|m| m.0).eq(0..count);
+            whole.then(|| {
+                let names: Vec<String> = idx.into_iter().map(|m| m.1.clone()).collect();
+                (hash.to_string(), names)
+            })
+        });
+        let Some((hash, names)) = complete else {
+            self.published = None;
+            return;
+        };
+        if self.published.as_ref().is_some_and(|p| p.hash == hash) {
+            // Read already (the watch echoing the operator's own writes, say).
+            for n in &names {
+                self.pending.remove(n);
+            }
+            return;
+        }
+        let set: Option<Vec<Arc<Secret>>> =
+            names.iter().map(|n| self.pending.get(n).cloned()).collect();
+        self.published = set.and_then(|set| published::read(&set, &hash));
+        for n in &names {
+            self.pending.remove(n);
+        }
     }
 
     /// The hash every published shard carries, if they agree and form a complete set.
     pub fn published_hash(&self) -> Option<String> {
-        let parsed: Vec<_> = self
-            .shards
-            .values()
-            .map(|s| shards::from_secret(s))
-            .collect::<Result<_, _>>()
-            .ok()?;
-        let first = parsed.first()?;
-        let complete = parsed.len() == first.count
-            && parsed
-                .iter()
-                .all(|s| s.hash == first.hash && s.count == first.count);
-        complete.then(|| first.hash.clone())
+        let mut parts = self.shards.values().map(|s| match s {
+            ShardInfo::Part { hash, count, .. } => Some((hash, *count)),
+            ShardInfo::Malformed => None,
+        });
+        let (hash, count) = parts.next()??;
+        let mut n = 1;
+        for p in parts {
+            if p? != (hash, count) {
+                return None;
+            }
+            n += 1;
+        }
+        (n == count).then(|| hash.clone())
     }
 
     /// A Secret's value by key, if the Secret and key exist.
@@ -352,6 +416,7 @@ impl Index {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use switchboard_crds::shards;
 
     fn secret(ns: &str, name: &str) -> Secret {
         Secret {
@@ -390,8 +455,15 @@ mod tests {
         assert_eq!(index.shards.len(), 1);
         assert_eq!(index.secrets.len(), 2);
         assert_eq!(index.published_hash(), Some(config.hash.clone()));
+        // Read back, and the bytes let go.
+        assert_eq!(
+            index.published.as_ref().map(|p| &p.hash),
+            Some(&config.hash)
+        );
+        assert!(index.pending.is_empty());
         index.apply(Change::secret(Op::Delete(shard)));
         assert_eq!(index.published_hash(), None);
+        assert_eq!(index.published, None);
         index.apply(Change::secret(Op::Delete(secret("acme", "creds"))));
         assert_eq!(index.secrets.len(), 1);
     }

@@ -6,14 +6,22 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-/// Applies a plan; returns the Secrets as the API server stored them, for the index.
-pub async fn execute(client: &Client, namespace: &str, plan: &Plan) -> kube::Result<Vec<Secret>> {
+/// Applies a plan, handing each Secret as the API server stored it to `stored` (for the index)
+/// as soon as it is written; each shard is dropped once written, so the plan's bytes and the
+/// stored copies are not all held at once.
+pub async fn execute(
+    client: &Client,
+    namespace: &str,
+    plan: Plan,
+    mut stored: impl FnMut(Secret),
+) -> kube::Result<()> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(MANAGER).force();
-    let mut stored = Vec::with_capacity(plan.writes.len());
-    for secret in &plan.writes {
+    for secret in plan.writes {
         let name = secret.name_any();
-        stored.push(api.patch(&name, &params, &Patch::Apply(secret)).await?);
+        let written = api.patch(&name, &params, &Patch::Apply(&secret)).await?;
+        drop(secret);
+        stored(written);
     }
     for name in &plan.deletes {
         match api.delete(name, &DeleteParams::default()).await {
@@ -22,5 +30,5 @@ pub async fn execute(client: &Client, namespace: &str, plan: &Plan) -> kube::Res
             Err(e) => return Err(e),
         }
     }
-    Ok(stored)
+    Ok(())
 }

@@ -51,12 +51,12 @@ fn seed(memory: &mut Memory, index: &Index, rng: &mut impl Rng) {
     if memory.seeded {
         return;
     }
-    if let Ok(published) = shards::assemble(index.shards.values().map(|s| &**s)) {
+    if let Some(published) = &index.published {
         memory.nonce_key = published.nonce_key.clone();
         memory.last_good = published
             .patterns
-            .into_iter()
-            .map(|p| (p.id.clone(), p))
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
             .collect();
     }
     if memory.nonce_key.is_none() {
@@ -164,11 +164,13 @@ pub async fn pass(
 
     // 4. Publish.
     if let Some(plan) = publish::plan(&mut compiled.config, index) {
-        let stored = publish::execute(&ctx.client, &index.config_namespace, &plan).await?;
-        for s in stored {
-            index.apply(Change::secret(Op::Apply(s)));
-        }
-        for name in &plan.deletes {
+        let (bytes, count, deletes) = (plan.bytes, plan.writes.len(), plan.deletes.clone());
+        let namespace = index.config_namespace.clone();
+        publish::execute(&ctx.client, &namespace, plan, |s| {
+            index.apply(Change::secret(Op::Apply(s)))
+        })
+        .await?;
+        for name in &deletes {
             index.apply(Change::secret(Op::Delete(Secret {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
@@ -179,9 +181,9 @@ pub async fn pass(
             })));
         }
         ctx.metrics.config_generation.inc();
-        ctx.metrics.config_bytes.set(plan.bytes as i64);
-        ctx.metrics.config_shards.set(plan.writes.len() as i64);
-        tracing::info!(hash = %compiled.config.short_hash(), devices, bytes = plan.bytes, shards = plan.writes.len(), "config published");
+        ctx.metrics.config_bytes.set(bytes as i64);
+        ctx.metrics.config_shards.set(count as i64);
+        tracing::info!(hash = %compiled.config.short_hash(), devices, bytes, shards = count, "config published");
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Secret".into()),
@@ -192,8 +194,8 @@ pub async fn pass(
         let note = format!(
             "registrar config {} published: {devices} devices, {} bytes in {} shards",
             compiled.config.short_hash(),
-            plan.bytes,
-            plan.writes.len()
+            bytes,
+            count
         );
         publish_event(ctx, &reference, false, "ConfigPublished", "Publish", note).await;
         report.published = true;
@@ -206,12 +208,15 @@ pub async fn pass(
         .retain(|id, _| index.patterns.keys().any(|k| &k.to_string() == id));
 
     // 5. Statuses and Events.
+    // Updates are planned one at a time; what each write changes in the index is kept small
+    // and folded in once the plan no longer reads the index.
+    let mut applied = Vec::new();
     for update in status::plan(index, &verdicts, &compiled, Timestamp::now()) {
         match status::execute(&ctx.client, &ctx.recorder, &update).await {
             Ok(()) => {
                 ctx.metrics.status_writes.inc();
                 report.statuses += 1;
-                status::merge_into(index, &update);
+                applied.push(status::Applied::of(update));
             }
             Err(e) => {
                 // Deleted meanwhile, or a conflict: the next pass sees the new state.
@@ -220,6 +225,9 @@ pub async fn pass(
                 tracing::warn!(object = %update.key, error = %e, "status write failed");
             }
         }
+    }
+    for a in applied {
+        status::merge(index, a);
     }
     Ok(report)
 }

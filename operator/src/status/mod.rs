@@ -212,35 +212,32 @@ const DEVICE_FIELDS: &[&str] = crate::index::OWNED_FIELDS;
 const PATTERN_FIELDS: &[&str] = &["observedGeneration", "usedBy"];
 const REGISTRATION_FIELDS: &[&str] = &["observedGeneration"];
 
-/// Every status write the verdicts and the compiled outcome call for.
-pub fn plan(
-    index: &Index,
-    verdicts: &Verdicts,
-    compiled: &Compiled,
+/// Every status write the verdicts and the compiled outcome call for, made one at a time as
+/// the caller asks: a first pass over 100 000 devices writes 100 000 statuses, and their
+/// bodies are not all held at once.
+pub fn plan<'a>(
+    index: &'a Index,
+    verdicts: &'a Verdicts,
+    compiled: &'a Compiled,
     now: Timestamp,
-) -> Vec<Update> {
-    let mut updates = Vec::new();
-    for (key, site) in &index.sites {
-        let Some(out) = compiled.sites.get(key) else {
-            continue;
-        };
+) -> impl Iterator<Item = Update> + 'a {
+    let sites = index.sites.iter().filter_map(move |(key, site)| {
+        let out = compiled.sites.get(key)?;
         let g = site.metadata.generation;
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
         fields.insert("devices".into(), json!(out.devices));
         fields.insert("registered".into(), json!(out.registered));
-        updates.extend(diff(
+        diff(
             Target::of(&**site, "sites"),
             &current(site.status.as_ref(), SITE_FIELDS),
             fields,
             accepted_condition(verdicts.sites.get(key), g, now),
             ready_condition(&out.ready, g, now),
-        ));
-    }
-    for (key, device) in &index.devices {
-        let Some(out) = compiled.devices.get(key) else {
-            continue;
-        };
+        )
+    });
+    let devices = index.devices.iter().filter_map(move |(key, device)| {
+        let out = compiled.devices.get(key)?;
         let g = device.generation;
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
@@ -252,54 +249,90 @@ pub fn plan(
             "effective".into(),
             serde_json::to_value(&eff).unwrap_or(Value::Null),
         );
-        updates.extend(diff(
+        diff(
             Target::device(device),
             &device.status,
             fields,
             accepted_condition(verdicts.devices.get(key), g, now),
             ready_condition(&out.ready, g, now),
-        ));
-    }
-    for (key, pattern) in &index.patterns {
-        let Some(out) = compiled.patterns.get(key) else {
-            continue;
-        };
+        )
+    });
+    let patterns = index.patterns.iter().filter_map(move |(key, pattern)| {
+        let out = compiled.patterns.get(key)?;
         let g = pattern.metadata.generation;
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
         fields.insert("usedBy".into(), json!(out.used_by));
-        updates.extend(diff(
+        diff(
             Target::of(&**pattern, "callpatterns"),
             &current(pattern.status.as_ref(), PATTERN_FIELDS),
             fields,
             accepted_condition(verdicts.patterns.get(key), g, now),
             ready_condition(&out.ready, g, now),
-        ));
-    }
-    for (key, reg) in &index.registrations {
-        let Some(ready) = compiled.registrations.get(key) else {
-            continue;
-        };
+        )
+    });
+    let registrations = index.registrations.iter().filter_map(move |(key, reg)| {
+        let ready = compiled.registrations.get(key)?;
         let g = reg.metadata.generation;
         let mut fields = Map::new();
         fields.insert("observedGeneration".into(), json!(g));
-        updates.extend(diff(
+        diff(
             Target::of(&**reg, "sipregistrations"),
             &current(reg.status.as_ref(), REGISTRATION_FIELDS),
             fields,
             accepted_condition(verdicts.registrations.get(key), g, now),
             ready_condition(ready, g, now),
-        ));
-    }
-    updates
+        )
+    });
+    sites.chain(devices).chain(patterns).chain(registrations)
 }
 
 #[cfg(test)]
 mod tests;
 
+/// What an applied update changes in the index's copy of its object: for a device, its new
+/// status digest (small, so a pass can keep one per written device until it may change the
+/// index); for the other kinds, the update.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// A device's new status digest.
+    Device(ObjectKey, StatusDigest),
+    /// Another kind's update.
+    Object(Update),
+}
+
+impl Applied {
+    /// Of an update the API accepted. The operator's field manager owns every field it writes:
+    /// after the apply a device's owned fields are exactly the body's, and its two conditions
+    /// the body's.
+    pub fn of(update: Update) -> Self {
+        if update.plural == "sipdevices" {
+            let digest = StatusDigest::of(update.body.get("status"), DEVICE_FIELDS);
+            Applied::Device(update.key, digest)
+        } else {
+            Applied::Object(update)
+        }
+    }
+}
+
 /// Writes an applied update into the index's copy of the object, as the watch will shortly, so
 /// the next pass does not apply (and announce) it again.
 pub fn merge_into(index: &mut Index, update: &Update) {
+    merge(index, Applied::of(update.clone()));
+}
+
+/// [`merge_into`], from what was kept of the update.
+pub fn merge(index: &mut Index, applied: Applied) {
+    let update = match applied {
+        Applied::Device(key, digest) => {
+            if let Some(d) = index.devices.get_mut(&key) {
+                d.status = digest;
+            }
+            return;
+        }
+        Applied::Object(update) => update,
+    };
+    let update = &update;
     fn merged<K>(obj: &K, update: &Update) -> Option<K>
     where
         K: serde::Serialize + serde::de::DeserializeOwned,
@@ -338,13 +371,6 @@ pub fn merge_into(index: &mut Index, update: &Update) {
             .get(key)
             .and_then(|o| merged(&**o, update))
             .map(|o| Change::Site(Op::Apply(o))),
-        "sipdevices" => index.devices.get(key).map(|d| {
-            // The operator's field manager owns every field it writes: after the apply the
-            // owned fields are exactly the body's, and its conditions the body's two.
-            let mut d = (**d).clone();
-            d.status = StatusDigest::of(update.body.get("status"), DEVICE_FIELDS);
-            Change::Device(Op::Apply(d))
-        }),
         "callpatterns" => index
             .patterns
             .get(key)

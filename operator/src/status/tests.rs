@@ -25,7 +25,7 @@ fn world() -> Index {
 fn updates(index: &Index, now: Timestamp) -> Vec<Update> {
     let v = validate(index);
     let c = compile(index, &v, &LastGood::new(), None);
-    plan(index, &v, &c, now)
+    plan(index, &v, &c, now).collect()
 }
 
 fn apply_back(index: &mut Index, ups: &[Update]) {
