@@ -73,7 +73,9 @@ impl fmt::Display for Transport {
 }
 
 /// A digest algorithm offered in challenges (RFC 8760).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum DigestAlgorithm {
     /// SHA-256 (RFC 8760), preferred.
     #[serde(rename = "SHA-256")]

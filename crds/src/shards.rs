@@ -331,7 +331,10 @@ mod tests {
     #[test]
     fn streaming_split_equals_splitting_the_bytes() {
         let c = config(2_000);
-        assert_eq!(split(&c, 7_777), split_bytes(&serialize(&c), &c.hash, 7_777));
+        assert_eq!(
+            split(&c, 7_777),
+            split_bytes(&serialize(&c), &c.hash, 7_777)
+        );
     }
 
     #[test]
