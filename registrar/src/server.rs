@@ -117,6 +117,10 @@ fn replica_name(args: &RunArgs) -> String {
 
 /// Runs the registrar until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // First, so a SIGTERM that arrives while starting (readiness may already be up) still
+    // shuts down gracefully instead of killing the process.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(ConfigHandle::new());
     let source = args.config_source(in_pod());
@@ -399,8 +403,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     // Wait for a signal.
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     if config.is_loaded() {
         tracing::info!("registrar ready");
     } else {
