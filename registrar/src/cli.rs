@@ -59,8 +59,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200)]
     pub status_burst: u32,
     /// The IP upstreams should send calls to (the Contact of outbound registrations). Default:
-    /// the listen address when it is not a wildcard, else a detected local address.
-    #[arg(long)]
+    /// `$POD_IP` in a pod, else the listen address when it is not a wildcard, else a detected
+    /// local address.
+    #[arg(long, env = "POD_IP")]
     pub advertise: Option<IpAddr>,
     /// Extra CA certificates (PEM, repeatable) trusted for TLS upstreams, besides the system's.
     #[arg(long)]

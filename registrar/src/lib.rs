@@ -11,6 +11,7 @@
 //! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |
 //! | [`location`] | the location store trait and its in-memory implementation |
 //! | [`registrar`] | REGISTER processing (RFC 3261 §10.3) as a pure function, and change events |
+//! | [`proxy`] | the stateful proxy (RFC 3261 §16): authenticated calls routed, forked, cancelled, relayed through its transactions |
 //! | [`routing`] | call routing, pure: caller + dialled number + config → extension, user, trunk, refused, not found |
 //! | [`service`] | the request dispatcher that wires the above per request |
 //! | [`config`] | the hot-swappable compiled config, from a file or the operator's Secrets in Kubernetes |
@@ -27,6 +28,7 @@ pub mod http;
 pub mod location;
 pub mod message;
 pub mod metrics;
+pub mod proxy;
 pub mod registrar;
 pub mod routing;
 pub mod server;

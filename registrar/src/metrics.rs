@@ -31,6 +31,10 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     /// `switchboard_config_reload_errors_total`: configs refused on reload.
     pub config_reload_errors: IntCounter,
+    /// `sip_calls_total{outcome}`: calls through the proxy by outcome (`answered`, `failed`,
+    /// `cancelled`, `no_answer`, `unavailable`, `refused`, `not_found`, `message_delivered`,
+    /// `message_failed`).
+    pub calls: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -123,6 +127,11 @@ impl Metrics {
             config_reload_errors: counter(
                 "switchboard_config_reload_errors_total",
                 "Config reloads refused (the previous config stays)",
+            ),
+            calls: counter_vec(
+                "sip_calls_total",
+                "Calls (INVITE) and MESSAGEs through the proxy, by outcome",
+                &["outcome"],
             ),
             registry,
         }

@@ -199,6 +199,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::info!(%addr, workers, "listening on UDP");
                 bound_udp.push(socket.local_addr().unwrap_or(addr));
                 let socket = Arc::new(socket);
+                // The proxy sends on the first IPv4 (else IPv6) socket, advertising its
+                // address (--advertise, else a detected one for a wildcard bind).
+                if !service.proxy().is_attached() {
+                    let local = socket.local_addr().unwrap_or(addr);
+                    let ip = args
+                        .advertise
+                        .or_else(|| {
+                            (local.ip().is_unspecified())
+                                .then(|| detect_local_ip(local.is_ipv6()))
+                                .flatten()
+                        })
+                        .unwrap_or(local.ip());
+                    service
+                        .proxy()
+                        .attach_udp(socket.clone(), SocketAddr::new(ip, local.port()));
+                }
                 for _ in 0..workers {
                     listeners.spawn(transport::udp::serve(
                         socket.clone(),

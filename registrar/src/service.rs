@@ -15,6 +15,7 @@ use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUr
 use crate::message::response::{format_q, http_date, reason_phrase};
 use crate::message::{parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
+use crate::proxy::{self, Proxy, ProxySettings};
 use crate::registrar::events::{changes, ChangeKind, RegistrationEvent};
 use crate::registrar::{self, Decision, RegisterRequest};
 use crate::transaction::{self, Lookup, TransactionCache};
@@ -41,6 +42,8 @@ pub struct ServiceSettings {
     pub auth: AuthSettings,
     /// Requests remembered by the transaction cache.
     pub transaction_capacity: usize,
+    /// The proxy's settings.
+    pub proxy: ProxySettings,
 }
 
 impl Default for ServiceSettings {
@@ -50,6 +53,7 @@ impl Default for ServiceSettings {
             server_header: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             auth: AuthSettings::default(),
             transaction_capacity: 100_000,
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct Service {
     metrics: Arc<Metrics>,
     replica: String,
     server_header: String,
+    proxy: Proxy,
 }
 
 fn unix_now(now: SystemTime) -> u64 {
@@ -87,7 +92,14 @@ impl Service {
         store: Arc<dyn LocationStore>,
         metrics: Arc<Metrics>,
     ) -> Service {
+        let proxy = Proxy::new(
+            config.clone(),
+            store.clone(),
+            metrics.clone(),
+            settings.proxy.clone(),
+        );
         Service {
+            proxy,
             config,
             store,
             auth: Authenticator::new(settings.auth),
@@ -97,6 +109,11 @@ impl Service {
             replica: settings.replica,
             server_header: settings.server_header,
         }
+    }
+
+    /// The proxy (calls); the runtime attaches its UDP socket.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
     }
 
     /// Change events (first registration, contacts added/removed, unregistered, expired).
@@ -136,6 +153,11 @@ impl Service {
         transport: Transport,
     ) -> Option<Outgoing> {
         let source = nat::canonical(source);
+        // Calls and responses go to the proxy (UDP, once it has its socket).
+        if transport == Transport::Udp && proxy::claims(data) && self.proxy.is_attached() {
+            self.proxy.handle(&self.auth, data, source).await;
+            return None;
+        }
         let request = match parse(data) {
             Ok(Parsed::Request(r)) => r,
             Ok(Parsed::KeepAlive) => return None,

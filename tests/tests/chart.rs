@@ -51,7 +51,7 @@ fn the_schema_refuses_wrong_values() {
         json!({"registrar": {"service": {"type": "Ingress"}}}),
         json!({"registrar": {"service": {"externalTrafficPolicy": "Nearest"}}}),
         json!({"registrar": {"sip": {"port": 70000}}}),
-        json!({"registrar": {"digestAlgorithms": "SHA-512"}}),
+        json!({"registrar": {"httpPort": 0}}),
         json!({"registrar": {"replica": 2}}),
         json!({"redis": {"url": "http://redis:6379"}}),
         json!({"operator": {"image": {"pullPolicy": "Sometimes"}}}),

@@ -241,8 +241,9 @@ impl Machine {
                     out.push(Action::Deliver(status));
                     self.terminate(&mut out);
                 } else {
-                    out.push(Action::Deliver(status));
+                    // ACK first, so the peer has it before anything the TU sends next.
                     out.push(Action::SendAck);
+                    out.push(Action::Deliver(status));
                     self.state = State::Completed;
                     self.disarm(TimerName::B);
                     let d = if self.reliable {
@@ -447,7 +448,7 @@ mod tests {
         assert!(run(&mut m, t0, 0, 5_000).is_empty(), "no retransmission");
         assert_eq!(
             m.on_response(486, t0 + ms(6_000)),
-            vec![Action::Deliver(486), Action::SendAck]
+            vec![Action::SendAck, Action::Deliver(486)]
         );
         // The 486 again: ACK again, not delivered twice.
         assert_eq!(m.on_response(486, t0 + ms(6_400)), vec![Action::SendAck]);

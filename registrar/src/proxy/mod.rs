@@ -1,0 +1,45 @@
+//! The stateful proxy (RFC 3261 §16) over the transaction machines of
+//! [`crate::transaction::machine`].
+//!
+//! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
+//! - [`core`]: the proxy core — server and client transactions, calls (a forked INVITE or
+//!   MESSAGE: one server transaction, one client transaction per branch), CANCEL, the response
+//!   choice of §16.7, timers, the call log.
+//!
+//! What arrives here: every response, and every request but REGISTER, OPTIONS, NOTIFY,
+//! SUBSCRIBE and PUBLISH (those stay with the registrar, see [`claims`]). Over UDP only for
+//! now: a call from a phone on TCP/TLS is answered by the registrar (405), and bindings on
+//! TCP/TLS are not rung.
+
+pub mod core;
+pub mod sip;
+
+pub use self::core::{Proxy, ProxySettings};
+
+/// Whether the proxy takes this message (a response, or a request of a method the proxy
+/// relays). Cheap: looks at the first bytes only.
+pub fn claims(data: &[u8]) -> bool {
+    if sip::is_response(data) {
+        return true;
+    }
+    match sip::method_token(data) {
+        Some(m) => !matches!(
+            m,
+            b"REGISTER" | b"OPTIONS" | b"NOTIFY" | b"SUBSCRIBE" | b"PUBLISH"
+        ),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn claims_calls_and_responses_only() {
+        assert!(super::claims(b"INVITE sip:x SIP/2.0\r\n"));
+        assert!(super::claims(b"BYE sip:x SIP/2.0\r\n"));
+        assert!(super::claims(b"SIP/2.0 200 OK\r\n"));
+        assert!(!super::claims(b"REGISTER sip:x SIP/2.0\r\n"));
+        assert!(!super::claims(b"OPTIONS sip:x SIP/2.0\r\n"));
+        assert!(!super::claims(b"\r\n\r\n"));
+    }
+}

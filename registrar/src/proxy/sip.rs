@@ -1,0 +1,478 @@
+//! The message as a proxy sees it: a start line, headers in order (name as received, value
+//! untouched) and an opaque body. A proxy relays what it does not understand, so this keeps
+//! every header and only reads and rewrites the few it owns (Via, Route, Record-Route,
+//! Max-Forwards, the Request-URI, From display, P-Asserted-Identity, Content-Length). SDP is
+//! never looked at.
+
+use crate::message::headers::{split_list, NameAddr, SipUri, Via};
+use crate::message::MAX_MESSAGE_SIZE;
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+
+/// Request or response line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// `METHOD uri SIP/2.0`.
+    Request {
+        /// Method token.
+        method: String,
+        /// Request-URI.
+        uri: String,
+    },
+    /// `SIP/2.0 code reason`.
+    Response {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+}
+
+/// A SIP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// Start line.
+    pub start: Start,
+    /// Headers: canonical long name (compact forms expanded), value.
+    pub headers: Vec<(String, String)>,
+    /// Body, as received.
+    pub body: Bytes,
+}
+
+fn canonical(name: &str) -> String {
+    let long = match name.to_ascii_lowercase().as_str() {
+        "v" | "via" => "Via",
+        "f" | "from" => "From",
+        "t" | "to" => "To",
+        "i" | "call-id" => "Call-ID",
+        "m" | "contact" => "Contact",
+        "l" | "content-length" => "Content-Length",
+        "c" | "content-type" => "Content-Type",
+        "k" | "supported" => "Supported",
+        "cseq" => "CSeq",
+        "route" => "Route",
+        "record-route" => "Record-Route",
+        "max-forwards" => "Max-Forwards",
+        "proxy-authorization" => "Proxy-Authorization",
+        "proxy-authenticate" => "Proxy-Authenticate",
+        "www-authenticate" => "WWW-Authenticate",
+        "authorization" => "Authorization",
+        _ => return name.to_string(),
+    };
+    long.to_string()
+}
+
+/// Whether these bytes are a response (start with the SIP version).
+pub fn is_response(data: &[u8]) -> bool {
+    data.starts_with(b"SIP/2.0 ")
+}
+
+/// The method token of a request, without parsing the rest.
+pub fn method_token(data: &[u8]) -> Option<&[u8]> {
+    let end = data.iter().take(20).position(|&b| b == b' ')?;
+    Some(&data[..end])
+}
+
+impl Msg {
+    /// Parses one message; `None` for anything that is not a well-formed SIP message.
+    pub fn parse(data: &[u8]) -> Option<Msg> {
+        if data.len() > MAX_MESSAGE_SIZE {
+            return None;
+        }
+        let start = data.iter().position(|&b| b != b'\r' && b != b'\n')?;
+        let data = &data[start..];
+        let head_end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&data[..head_end]).ok()?;
+        let rest = &data[head_end + 4..];
+        let mut lines: Vec<String> = Vec::new();
+        for line in head.split("\r\n") {
+            if line.starts_with(' ') || line.starts_with('\t') {
+                let last = lines.last_mut()?;
+                last.push(' ');
+                last.push_str(line.trim());
+            } else {
+                lines.push(line.to_string());
+            }
+        }
+        let mut it = lines.into_iter();
+        let first = it.next()?;
+        let start = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            let status: u16 = code.parse().ok()?;
+            if !(100..700).contains(&status) {
+                return None;
+            }
+            Start::Response {
+                status,
+                reason: reason.to_string(),
+            }
+        } else {
+            let mut p = first.split(' ');
+            let (Some(method), Some(uri), Some("SIP/2.0"), None) =
+                (p.next(), p.next(), p.next(), p.next())
+            else {
+                return None;
+            };
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return None;
+            }
+            Start::Request {
+                method: method.to_string(),
+                uri: uri.to_string(),
+            }
+        };
+        let mut headers = Vec::with_capacity(16);
+        for line in it {
+            let (name, value) = line.split_once(':')?;
+            headers.push((canonical(name.trim()), value.trim().to_string()));
+        }
+        let mut msg = Msg {
+            start,
+            headers,
+            body: Bytes::new(),
+        };
+        let len = match msg.header("Content-Length") {
+            Some(v) => v.trim().parse::<usize>().ok()?,
+            None => rest.len(),
+        };
+        if len > rest.len() {
+            return None;
+        }
+        msg.body = Bytes::copy_from_slice(&rest[..len]);
+        Some(msg)
+    }
+
+    /// Writes the message, with Content-Length set to the body's length.
+    pub fn encode(&self) -> Bytes {
+        let mut out = String::with_capacity(512 + self.headers.len() * 48);
+        match &self.start {
+            Start::Request { method, uri } => {
+                out.push_str(method);
+                out.push(' ');
+                out.push_str(uri);
+                out.push_str(" SIP/2.0\r\n");
+            }
+            Start::Response { status, reason } => {
+                out.push_str("SIP/2.0 ");
+                out.push_str(&status.to_string());
+                out.push(' ');
+                out.push_str(reason);
+                out.push_str("\r\n");
+            }
+        }
+        for (n, v) in &self.headers {
+            if n == "Content-Length" {
+                continue;
+            }
+            out.push_str(n);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        out.push_str("Content-Length: ");
+        out.push_str(&self.body.len().to_string());
+        out.push_str("\r\n\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        Bytes::from(bytes)
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The status of a response.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            Start::Response { status, .. } => Some(*status),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The Request-URI.
+    pub fn uri(&self) -> Option<&str> {
+        match &self.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// Sets the Request-URI.
+    pub fn set_uri(&mut self, new: String) {
+        if let Start::Request { uri, .. } = &mut self.start {
+            *uri = new;
+        }
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every element of a header, list values split at top-level commas.
+    pub fn header_list(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| split_list(v).into_iter().map(str::to_string))
+            .collect()
+    }
+
+    /// Every value of a header as written (one per header line, commas untouched: for
+    /// headers such as WWW-Authenticate whose values contain commas).
+    pub fn headers_raw<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Removes every header of this name.
+    pub fn remove(&mut self, name: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Replaces every header of this name with one value (appended where the first was).
+    pub fn set(&mut self, name: &str, value: String) {
+        match self
+            .headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(i) => {
+                self.headers[i].1 = value;
+                let mut k = 0;
+                self.headers.retain(|(n, _)| {
+                    k += 1;
+                    k - 1 == i || !n.eq_ignore_ascii_case(name)
+                });
+            }
+            None => self.headers.push((name.to_string(), value)),
+        }
+    }
+
+    /// Puts a header in front of the others of its name (or at the top of the headers).
+    pub fn push_front(&mut self, name: &str, value: String) {
+        let i = self
+            .headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+            .unwrap_or(0);
+        self.headers.insert(i, (name.to_string(), value));
+    }
+
+    /// Removes and returns the first element of a (possibly comma-joined) header.
+    pub fn pop_first(&mut self, name: &str) -> Option<String> {
+        let i = self
+            .headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        let parts: Vec<String> = split_list(&self.headers[i].1)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let first = parts.first()?.clone();
+        if parts.len() > 1 {
+            self.headers[i].1 = parts[1..].join(", ");
+        } else {
+            self.headers.remove(i);
+        }
+        Some(first)
+    }
+
+    /// The top Via.
+    pub fn top_via(&self) -> Option<Via> {
+        Via::parse_first(self.header("Via")?)
+    }
+
+    /// Replaces the top via-parm.
+    pub fn set_top_via(&mut self, via: &Via) {
+        let Some(i) = self
+            .headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("Via"))
+        else {
+            return;
+        };
+        let mut parts: Vec<String> = split_list(&self.headers[i].1)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if let Some(p) = parts.first_mut() {
+            *p = via.to_header_value();
+        }
+        self.headers[i].1 = parts.join(", ");
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        self.header("Call-ID")
+    }
+
+    /// CSeq number and method.
+    pub fn cseq(&self) -> Option<(u32, String)> {
+        let (n, m) = crate::message::headers::parse_cseq(self.header("CSeq")?)?;
+        Some((n, m.to_string()))
+    }
+
+    /// The To tag.
+    pub fn to_tag(&self) -> Option<String> {
+        NameAddr::parse(self.header("To")?)?
+            .tag()
+            .map(str::to_string)
+    }
+
+    /// The From tag.
+    pub fn from_tag(&self) -> Option<String> {
+        NameAddr::parse(self.header("From")?)?
+            .tag()
+            .map(str::to_string)
+    }
+
+    /// The Request-URI parsed.
+    pub fn request_uri(&self) -> Option<SipUri> {
+        SipUri::parse(self.uri()?)
+    }
+}
+
+/// Where a response to this Via goes: `received`/`rport` when present, else sent-by.
+pub fn via_target(via: &Via) -> Option<SocketAddr> {
+    let ip: IpAddr = match via.param("received").flatten() {
+        Some(r) => r.parse().ok()?,
+        None => via
+            .host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .ok()?,
+    };
+    let port = via
+        .param("rport")
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .or(via.port)
+        .unwrap_or(5060);
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The address a SIP URI names (`host:port`, an IP literal only: no DNS here).
+pub fn uri_target(uri: &SipUri) -> Option<SocketAddr> {
+    let ip: IpAddr = uri
+        .host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+}
+
+/// The URI inside a name-addr or a bare URI (`<sip:a@b;lr>` → `sip:a@b;lr`).
+pub fn addr_uri(value: &str) -> String {
+    match NameAddr::parse(value) {
+        Some(n) => n.uri,
+        None => value.trim().to_string(),
+    }
+}
+
+/// A response to a request: Via, From, To (with `to_tag` added when it has none), Call-ID and
+/// CSeq copied (RFC 3261 §8.2.6.2).
+pub fn response_to(req: &Msg, status: u16, reason: &str, to_tag: Option<&str>) -> Msg {
+    let mut headers = Vec::with_capacity(8);
+    for (n, v) in &req.headers {
+        match n.as_str() {
+            "Via" | "From" | "Call-ID" | "CSeq" => headers.push((n.clone(), v.clone())),
+            "To" => {
+                let mut v = v.clone();
+                if let Some(tag) = to_tag {
+                    if NameAddr::parse(&v).is_some_and(|a| a.tag().is_none()) {
+                        v.push_str(";tag=");
+                        v.push_str(tag);
+                    }
+                }
+                headers.push((n.clone(), v));
+            }
+            "Record-Route" if (200..300).contains(&status) => headers.push((n.clone(), v.clone())),
+            _ => {}
+        }
+    }
+    Msg {
+        start: Start::Response {
+            status,
+            reason: reason.to_string(),
+        },
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:1002@switchboard.local SIP/2.0\r\n\
+        v: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK1;rport, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+        f: <sip:1001@switchboard.local>;tag=a\r\nt: <sip:1002@switchboard.local>\r\n\
+        i: c1\r\nCSeq: 1 INVITE\r\nRoute: <sip:127.0.0.1:5060;lr>, <sip:10.9.9.9;lr>\r\n\
+        Subject: folded\r\n  line\r\nc: application/sdp\r\nl: 4\r\n\r\nv=0\r\nextra";
+
+    #[test]
+    fn parses_compact_folded_and_cuts_the_body() {
+        let m = Msg::parse(INVITE.as_bytes()).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.header("Subject"), Some("folded line"));
+        assert_eq!(m.header("content-type"), Some("application/sdp"));
+        assert_eq!(&m.body[..], b"v=0\r");
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        assert_eq!(m.cseq(), Some((1, "INVITE".into())));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.from_tag().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn pops_and_pushes_list_elements() {
+        let mut m = Msg::parse(INVITE.as_bytes()).unwrap();
+        assert_eq!(
+            addr_uri(&m.pop_first("Route").unwrap()),
+            "sip:127.0.0.1:5060;lr"
+        );
+        assert_eq!(m.header_list("Route"), vec!["<sip:10.9.9.9;lr>"]);
+        m.push_front("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx".into());
+        assert_eq!(m.header_list("Via").len(), 3);
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bKx"));
+        m.pop_first("Via");
+        m.pop_first("Via");
+        assert_eq!(m.top_via().unwrap().host, "10.0.0.1");
+        let again = Msg::parse(&m.encode()).unwrap();
+        assert_eq!(again.body, m.body);
+        assert_eq!(again.header("Content-Length"), Some("4"));
+    }
+
+    #[test]
+    fn response_copies_and_tags() {
+        let m = Msg::parse(INVITE.as_bytes()).unwrap();
+        let r = response_to(&m, 486, "Busy Here", Some("x"));
+        let text = String::from_utf8(r.encode().to_vec()).unwrap();
+        assert!(text.starts_with("SIP/2.0 486 Busy Here\r\n"), "{text}");
+        assert!(text.contains("To: <sip:1002@switchboard.local>;tag=x"));
+        assert!(!text.contains("Route"));
+        let via = m.top_via().unwrap();
+        assert_eq!(via_target(&via), Some("127.0.0.1:5071".parse().unwrap()));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for g in [
+            &b"hello"[..],
+            b"SIP/2.0 999 x\r\n\r\n",
+            b"INVITE x\r\n\r\n",
+            b"",
+        ] {
+            assert!(Msg::parse(g).is_none());
+        }
+    }
+}

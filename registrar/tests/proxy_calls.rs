@@ -1,0 +1,518 @@
+//! Calls through the proxy with real peers: sipp UAS processes registered as phones (by a real
+//! REGISTER from the port they then listen on), sipp UAC callers that authenticate with 407,
+//! and a sipp UAS as the upstream of a SipRegistration (trunk) that challenges the proxy. Each
+//! test asserts the responses both ends saw and the Request-URI the far end got.
+
+mod common;
+
+use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use switchboard_crds::config::ha1;
+
+const DOMAIN: &str = "switchboard.local";
+
+fn device(id: &str, user: &str, assignment: &str, extension: Option<&str>, extra: &str) -> String {
+    let (md5, sha) = ha1(user, DOMAIN, &format!("pw-{user}"));
+    let ext = extension.map_or(String::new(), |e| format!("\n        extension: \"{e}\""));
+    format!(
+        "      - id: default/{id}\n        sipUser: \"{user}\"\n        ha1Md5: {md5}\n        ha1Sha256: {sha}\n        assignment: {assignment}{ext}{extra}\n"
+    )
+}
+
+/// The test site: 1001 (caller, mobile pattern → trunk, 7809 blocked), 1002 (callee, two
+/// contacts allowed), 1003 (unassigned), 1004 (never registers); a trunk to `upstream_port`.
+fn config(upstream_port: u16) -> String {
+    let caller_extra = "\n        callerId: \"+74950001001\"\n        patterns: [default/mobile]\n        restrictions:\n          countryCode: \"7\"\n          blockedPrefixes: [\"7809\"]";
+    format!(
+        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    defaultCallerId: \"+74950000000\"\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      maxContacts: 2\n      transports: [UDP, TCP]\n      digestAlgorithms: [MD5]\n    devices:\n{}{}{}{}patterns:\n  - id: default/mobile\n    rules:\n      - match: \"[^+*#\\\\w]\"\n        with: \"\"\n      - match: \"^8\"\n        with: \"7\"\n      - match: \"^7\\\\d{{10}}$\"\n    route:\n      registration: carrier\nregistrations:\n  - id: default/carrier\n    aor: sip:trunkuser@upstream.test\n    realm: upstream.test\n    username: trunkuser\n    password: trunksecret\n    host: 127.0.0.1\n    port: {upstream_port}\n    transport: UDP\n    expires: 3600\n    target:\n      site: hq\n      extension: \"1002\"\n",
+        device("desk-1001", "1001", "Site", Some("1001"), caller_extra),
+        device("desk-1002", "1002", "Site", Some("1002"), ""),
+        device("spare-1003", "1003", "Unassigned", None, ""),
+        device("desk-1004", "1004", "Site", Some("1004"), ""),
+    )
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// A scenario with placeholders filled in, written to `dir`.
+fn scenario_with(dir: &Path, name: &str, subst: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(scenario(name)).unwrap();
+    for (k, v) in subst {
+        text = text.replace(k, v);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
+    vec![
+        remote.to_string(),
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        "u1".into(),
+        "-nostdin".into(),
+        "-trace_msg".into(),
+        "-trace_err".into(),
+    ]
+}
+
+/// Everything sipp logged in `dir` (messages and errors).
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".log") {
+            out.push_str(&format!(
+                "--- {name}\n{}\n",
+                std::fs::read_to_string(entry.path()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// The messages sipp received, in order (from its `-trace_msg` log).
+fn received(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_messages.log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            // Blocks: a dashed line with the time, "UDP message received [n] bytes :", the
+            // message.
+            for block in text.split("----------------------------------------------- ") {
+                let mut lines = block.splitn(3, '\n');
+                let (_, Some(what), Some(msg)) = (lines.next(), lines.next(), lines.next()) else {
+                    continue;
+                };
+                if what.contains("message received") {
+                    out.push(msg.trim_start().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A phone: a UDP port registered as `user`, then a sipp UAS listening on it.
+struct Phone {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Phone {
+    /// Registers `user` from a fresh port with sipp's REGISTER scenario.
+    fn register(r: &Registrar, user: &str) -> Phone {
+        let port = free_port();
+        let dir = temp_dir(&format!("phone-{user}"));
+        let mut args = base_args(
+            &format!("127.0.0.1:{}", r.sip_port),
+            &scenario("proxy_register.xml"),
+            port,
+        );
+        args.extend(
+            [
+                "-m",
+                "1",
+                "-timeout",
+                "20",
+                "-timeout_error",
+                "-key",
+                "user",
+                user,
+                "-key",
+                "domain",
+                DOMAIN,
+                "-au",
+                user,
+                "-ap",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("pw-{user}"));
+        let out = run_tool("sipp", &args, &dir, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "REGISTER of {user} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            logs(&dir)
+        );
+        Phone {
+            port,
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts the phone's UAS scenario (one call).
+    fn answer(&mut self, name: &str, subst: &[(&str, &str)]) {
+        let path = scenario_with(&self.dir, name, subst);
+        let mut args = base_args("127.0.0.1:9", &path, self.port);
+        args.extend(["-m", "1", "-timeout", "30", "-timeout_error"].map(String::from));
+        let child = Command::new("sipp")
+            .args(&args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp must be installed (.ci/run installs it)");
+        self.child = Some(child);
+        // Listening once its port is taken.
+        let port = self.port;
+        wait_until("the sipp UAS to listen", || {
+            std::net::UdpSocket::bind(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
+        });
+    }
+
+    /// Waits for the UAS to finish; asserts it succeeded.
+    fn finish(&mut self) -> Vec<String> {
+        let mut child = self.child.take().expect("answering");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > DEADLINE * 3 {
+                let _ = child.kill();
+                panic!("the phone's sipp did not finish:\n{}", logs(&self.dir));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "the phone's scenario failed ({status}):\n{}",
+            logs(&self.dir)
+        );
+        received(&self.dir)
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A caller: runs a UAC scenario once as `user`, dialling `number`; asserts success.
+fn call(
+    r: &Registrar,
+    user: &str,
+    number: &str,
+    name: &str,
+    subst: &[(&str, &str)],
+) -> Vec<String> {
+    let dir = temp_dir(&format!("caller-{user}"));
+    let path = scenario_with(&dir, name, subst);
+    let mut args = base_args(&format!("127.0.0.1:{}", r.sip_port), &path, free_port());
+    args.extend(
+        [
+            "-m",
+            "1",
+            "-timeout",
+            "30",
+            "-timeout_error",
+            "-key",
+            "user",
+            user,
+            "-key",
+            "domain",
+            DOMAIN,
+            "-s",
+            number,
+            "-au",
+            user,
+            "-ap",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("pw-{user}"));
+    let out = run_tool("sipp", &args, &dir, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "the call from {user} to {number} failed:\n{}\n{}\nregistrar:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        logs(&dir),
+        r.logs()
+    );
+    received(&dir)
+}
+
+fn start(name: &str, upstream_port: u16) -> Registrar {
+    let text = config(upstream_port);
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    Registrar::start(
+        name,
+        Options {
+            config: Some(text),
+            ..Default::default()
+        },
+    )
+}
+
+fn first_line(m: &str) -> &str {
+    m.lines().next().unwrap_or("")
+}
+
+fn statuses(msgs: &[String]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| first_line(m).to_string())
+        .filter(|l| l.starts_with("SIP/2.0"))
+        .collect()
+}
+
+fn requests<'a>(msgs: &'a [String], method: &str) -> Vec<&'a String> {
+    msgs.iter()
+        .filter(|m| first_line(m).starts_with(&format!("{method} ")))
+        .collect()
+}
+
+#[test]
+fn extension_to_extension_answered_and_hung_up_by_the_caller() {
+    let r = start("proxy-basic", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "100")]);
+    let caller = call(&r, "1001", "1002", "proxy_uac.xml", &[]);
+    let callee = phone.finish();
+    let st = statuses(&caller);
+    assert!(st.iter().any(|s| s.starts_with("SIP/2.0 407")), "{st:?}");
+    assert!(st.iter().any(|s| s.starts_with("SIP/2.0 180")), "{st:?}");
+    assert!(st.iter().any(|s| s.starts_with("SIP/2.0 200")), "{st:?}");
+    let invite = requests(&callee, "INVITE");
+    assert_eq!(invite.len(), 1);
+    // The phone gets the call at its registered Contact, with the caller ID asserted.
+    assert!(
+        first_line(invite[0]).starts_with("INVITE sip:1002@127.0.0.1:"),
+        "{}",
+        invite[0]
+    );
+    assert!(
+        invite[0].contains("P-Asserted-Identity: \"+74950001001\""),
+        "{}",
+        invite[0]
+    );
+    assert!(
+        !invite[0].contains("Proxy-Authorization"),
+        "credentials are consumed"
+    );
+    assert_eq!(
+        requests(&callee, "ACK").len(),
+        1,
+        "the ACK for the 2xx came through"
+    );
+    assert_eq!(requests(&callee, "BYE").len(), 1, "the BYE came through");
+    assert_eq!(r.metric("sip_calls_total{outcome=\"answered\"}"), 1.0);
+    assert_call_logged(&r, &["1-", "extension:1002", "answered"]);
+}
+
+#[test]
+fn callee_hangs_up_through_record_route() {
+    let r = start("proxy-callee-bye", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas_bye.xml", &[("ANSWER_DELAY", "50")]);
+    let caller = call(&r, "1001", "1002", "proxy_uac_callee_bye.xml", &[]);
+    let callee = phone.finish();
+    assert_eq!(requests(&caller, "BYE").len(), 1, "{caller:?}");
+    assert!(statuses(&callee)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+}
+
+/// Asserts a call-log line holds every part.
+fn assert_call_logged(r: &Registrar, parts: &[&str]) {
+    let logs = r.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("call_id") && parts.iter().all(|p| l.contains(p))),
+        "no call log line with {parts:?}:\n{logs}"
+    );
+}
+
+#[test]
+fn forks_to_both_contacts_first_answer_wins_the_other_is_cancelled() {
+    let r = start("proxy-fork", free_port());
+    let mut ringing = Phone::register(&r, "1002");
+    let mut answering = Phone::register(&r, "1002");
+    r.wait_bindings("default/desk-1002", 2);
+    ringing.answer("proxy_uas_ring.xml", &[]);
+    answering.answer("proxy_uas.xml", &[("ANSWER_DELAY", "500")]);
+    let caller = call(&r, "1001", "1002", "proxy_uac.xml", &[]);
+    let rang = ringing.finish();
+    let answered = answering.finish();
+    assert_eq!(requests(&rang, "INVITE").len(), 1);
+    assert_eq!(requests(&rang, "CANCEL").len(), 1, "{rang:?}");
+    assert_eq!(requests(&answered, "INVITE").len(), 1);
+    assert_eq!(requests(&answered, "BYE").len(), 1);
+    let finals: Vec<String> = statuses(&caller)
+        .into_iter()
+        .filter(|s| !s.starts_with("SIP/2.0 1") && !s.starts_with("SIP/2.0 407"))
+        .collect();
+    assert!(
+        finals.iter().all(|s| s.starts_with("SIP/2.0 200")),
+        "the caller sees only the answer, never the 487: {finals:?}"
+    );
+}
+
+#[test]
+fn cancel_before_answer() {
+    let r = start("proxy-cancel", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas_ring.xml", &[]);
+    let caller = call(&r, "1001", "1002", "proxy_uac_cancel.xml", &[]);
+    let callee = phone.finish();
+    assert_eq!(requests(&callee, "CANCEL").len(), 1);
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 487")));
+    wait_until("the cancelled call to be counted", || {
+        (r.metric("sip_calls_total{outcome=\"cancelled\"}") == 1.0).then_some(())
+    });
+}
+
+#[test]
+fn busy_is_relayed() {
+    let r = start("proxy-busy", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas_busy.xml", &[]);
+    call(
+        &r,
+        "1001",
+        "1002",
+        "proxy_uac_refused.xml",
+        &[("EXPECTED_STATUS", "486")],
+    );
+    let callee = phone.finish();
+    assert_eq!(requests(&callee, "ACK").len(), 1, "the proxy ACKs the 486");
+    assert_call_logged(&r, &["extension:1002", "486", "failed"]);
+}
+
+/// The final response line the caller got for its authenticated INVITE.
+fn refused(r: &Registrar, user: &str, number: &str, status: &str) -> String {
+    let caller = call(
+        r,
+        user,
+        number,
+        "proxy_uac_refused.xml",
+        &[("EXPECTED_STATUS", status)],
+    );
+    statuses(&caller)
+        .into_iter()
+        .find(|s| s.starts_with(&format!("SIP/2.0 {status}")))
+        .unwrap()
+}
+
+#[test]
+fn refusals_say_why() {
+    let r = start("proxy-refused", free_port());
+    assert_eq!(
+        refused(&r, "1003", "1002", "403"),
+        "SIP/2.0 403 Device is unassigned"
+    );
+    assert_eq!(
+        refused(&r, "1001", "8%20(809)%20123-45-67", "403"),
+        "SIP/2.0 403 Restricted: prefix 7809 is blocked"
+    );
+    assert_eq!(
+        refused(&r, "1001", "1003", "480"),
+        "SIP/2.0 480 Device is unassigned"
+    );
+    assert_eq!(
+        refused(&r, "1001", "1004", "480"),
+        "SIP/2.0 480 Temporarily Unavailable",
+        "registered nowhere"
+    );
+    assert_eq!(refused(&r, "1001", "4242", "404"), "SIP/2.0 404 Not Found");
+    assert_eq!(r.metric("sip_calls_total{outcome=\"refused\"}"), 2.0);
+    assert_eq!(r.metric("sip_calls_total{outcome=\"unavailable\"}"), 2.0);
+    assert_eq!(r.metric("sip_calls_total{outcome=\"not_found\"}"), 1.0);
+}
+
+/// The upstream of the trunk: a sipp UAS that challenges, then answers.
+struct Upstream {
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let port = free_port();
+        let dir = temp_dir("upstream");
+        let args = base_args("127.0.0.1:9", &scenario("proxy_upstream.xml"), port)
+            .into_iter()
+            .chain(["-timeout", "40"].map(String::from))
+            .collect::<Vec<_>>();
+        let child = Command::new("sipp")
+            .args(&args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp must be installed (.ci/run installs it)");
+        wait_until("the upstream sipp to listen", || {
+            std::net::UdpSocket::bind(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
+        });
+        Upstream { port, dir, child }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pattern_transform_and_trunk_with_upstream_digest() {
+    let upstream = Upstream::start();
+    let r = start("proxy-trunk", upstream.port);
+    let caller = call(&r, "1001", "8%20(926)%20123-45-67", "proxy_uac.xml", &[]);
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    let seen = received(&upstream.dir);
+    let invites = requests(&seen, "INVITE");
+    assert_eq!(invites.len(), 2, "challenged, then authenticated: {seen:?}");
+    for i in &invites {
+        assert!(
+            first_line(i).starts_with("INVITE sip:79261234567@127.0.0.1:"),
+            "the far end sees the transformed number: {i}"
+        );
+    }
+    assert!(!invites[0].contains("Authorization"), "{}", invites[0]);
+    assert!(
+        invites[1].lines().any(|l| l
+            .starts_with("Authorization: Digest username=\"trunkuser\", realm=\"upstream.test\"")),
+        "answered with the registration's credentials: {}",
+        invites[1]
+    );
+    assert_eq!(
+        requests(&seen, "ACK").len(),
+        2,
+        "the 401's ACK and the 2xx's ACK"
+    );
+    assert_eq!(requests(&seen, "BYE").len(), 1);
+    assert_call_logged(&r, &["trunk:default/carrier", "79261234567", "answered"]);
+}
