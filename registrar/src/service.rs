@@ -11,7 +11,7 @@ use crate::auth::digest::Credentials;
 use crate::auth::{Attempt, AuthSettings, Authenticator, Failure, Ha1, Verdict};
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
-use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUri, Via};
+use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
 use crate::message::response::{format_q, http_date, reason_phrase};
 use crate::message::{parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
@@ -185,11 +185,11 @@ impl Service {
             request.cseq(),
             request
                 .header(&HeaderName::From)
-                .and_then(NameAddr::parse)
+                .and_then(NameAddrRef::parse)
                 .is_some(),
             request
                 .header(&HeaderName::To)
-                .and_then(NameAddr::parse)
+                .and_then(NameAddrRef::parse)
                 .is_some(),
         ) else {
             return Some(self.finish(
@@ -255,9 +255,7 @@ impl Service {
             }
         }
         self.metrics
-            .requests
-            .with_label_values(&[request.method.as_str(), &response.status.to_string()])
-            .inc();
+            .count_request(request.method.as_str(), response.status);
         Outgoing { data, target }
     }
 
@@ -316,8 +314,8 @@ impl Service {
         // The AOR from To; its host names the domain (else the Request-URI's does).
         let Some(to) = request
             .header(&HeaderName::To)
-            .and_then(NameAddr::parse)
-            .and_then(|n| SipUri::parse(&n.uri))
+            .and_then(NameAddrRef::parse)
+            .and_then(|n| SipUri::parse(n.uri))
         else {
             return reply(400, "Bad To");
         };

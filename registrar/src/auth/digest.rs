@@ -3,6 +3,7 @@
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 use switchboard_crds::common::DigestAlgorithm;
 
@@ -98,8 +99,10 @@ impl Credentials {
         let mut c = Credentials::default();
         let (mut has_user, mut has_realm, mut has_nonce, mut has_uri, mut has_resp) =
             (false, false, false, false, false);
-        for (name, val) in auth_params(rest)? {
-            match name.to_ascii_lowercase().as_str() {
+        for (name, val) in auth_params_ref(rest)? {
+            let name = Lowered::new(name);
+            let val = val.into_owned();
+            match name.as_str() {
                 "username" => {
                     c.username = val;
                     has_user = true
@@ -140,10 +143,48 @@ impl Credentials {
     }
 }
 
+/// A parameter name lower-cased on the stack (names this parser knows are short).
+struct Lowered {
+    buf: [u8; 16],
+    len: usize,
+}
+
+impl Lowered {
+    fn new(name: &str) -> Lowered {
+        let mut buf = [0u8; 16];
+        // A longer name is no name we know: leave it empty.
+        let len = if name.len() <= buf.len() {
+            name.len()
+        } else {
+            0
+        };
+        for (d, s) in buf.iter_mut().zip(&name.as_bytes()[..len]) {
+            *d = s.to_ascii_lowercase();
+        }
+        Lowered { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII lower-casing keeps UTF-8 valid, but a cut could fall inside a character.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
 /// Splits `a=b, c="d, e"` into pairs, unquoting (and unescaping) quoted values. `None` when a
 /// quoted string is unterminated or a parameter has no `=`.
 pub(crate) fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
+    Some(
+        auth_params_ref(s)?
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.into_owned()))
+            .collect(),
+    )
+}
+
+/// [`auth_params`] without copying: names and values borrow from `s`, except a quoted value
+/// with backslash escapes.
+fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
+    let mut out = Vec::with_capacity(12);
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() && out.len() < 32 {
@@ -160,45 +201,57 @@ pub(crate) fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
         if i >= bytes.len() || bytes[i] != b'=' {
             return None;
         }
-        let name = s[name_start..i].trim().to_string();
+        let name = s[name_start..i].trim();
         i += 1;
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
         }
-        let mut val = String::new();
-        if i < bytes.len() && bytes[i] == b'"' {
+        let val = if i < bytes.len() && bytes[i] == b'"' {
             i += 1;
-            let mut closed = false;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'\\' if i + 1 < bytes.len() => {
-                        val.push(bytes[i + 1] as char);
-                        i += 2;
-                    }
-                    b'"' => {
-                        closed = true;
-                        i += 1;
-                        break;
-                    }
-                    _ => {
-                        // Push whole UTF-8 characters.
-                        let ch_len = utf8_len(bytes[i]);
-                        let end = (i + ch_len).min(bytes.len());
-                        val.push_str(std::str::from_utf8(&bytes[i..end]).ok()?);
-                        i = end;
+            let start = i;
+            // `"` and `\` are ASCII, so they never sit inside a multi-byte character.
+            while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\\' {
+                i += 1;
+            }
+            if i < bytes.len() && bytes[i] == b'"' {
+                i += 1;
+                Cow::Borrowed(&s[start..i - 1])
+            } else {
+                // An escape (or no closing quote): unescape into a copy.
+                let mut val = s[start..i].to_string();
+                let mut closed = false;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if i + 1 < bytes.len() => {
+                            val.push(bytes[i + 1] as char);
+                            i += 2;
+                        }
+                        b'"' => {
+                            closed = true;
+                            i += 1;
+                            break;
+                        }
+                        _ => {
+                            // Push whole UTF-8 characters.
+                            let ch_len = utf8_len(bytes[i]);
+                            let end = (i + ch_len).min(bytes.len());
+                            val.push_str(std::str::from_utf8(&bytes[i..end]).ok()?);
+                            i = end;
+                        }
                     }
                 }
-            }
-            if !closed {
-                return None;
+                if !closed {
+                    return None;
+                }
+                Cow::Owned(val)
             }
         } else {
             let start = i;
             while i < bytes.len() && bytes[i] != b',' {
                 i += 1;
             }
-            val = s[start..i].trim().to_string();
-        }
+            Cow::Borrowed(s[start..i].trim())
+        };
         out.push((name, val));
     }
     Some(out)
@@ -226,12 +279,86 @@ pub fn expected_response(
     cnonce: Option<&str>,
     qop: Option<&str>,
 ) -> String {
-    let ha2 = algorithm.hex(format!("{method}:{uri}").as_bytes());
-    match (qop, nc, cnonce) {
-        (Some(qop), Some(nc), Some(cnonce)) => {
-            algorithm.hex(format!("{ha1_hex}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}").as_bytes())
+    expected_hex(algorithm, ha1_hex, method, uri, nonce, nc, cnonce, qop)
+        .as_str()
+        .to_string()
+}
+
+/// A hex digest held on the stack (64 digits at most: SHA-256).
+#[derive(Clone, Copy)]
+pub struct HexDigest {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl HexDigest {
+    /// The lower-case hex digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("hex digits are ASCII")
+    }
+}
+
+fn hash_parts(algorithm: Algorithm, parts: &[&[u8]]) -> HexDigest {
+    fn run<D: Digest>(parts: &[&[u8]], out: &mut [u8]) {
+        let mut d = D::new();
+        for p in parts {
+            d.update(p);
         }
-        _ => algorithm.hex(format!("{ha1_hex}:{nonce}:{ha2}").as_bytes()),
+        hex::encode_to_slice(d.finalize(), out).expect("buffer fits the digest");
+    }
+    let mut h = HexDigest {
+        buf: [0; 64],
+        len: 0,
+    };
+    match algorithm {
+        Algorithm::Md5 => {
+            h.len = 32;
+            run::<Md5>(parts, &mut h.buf[..32]);
+        }
+        Algorithm::Sha256 => {
+            h.len = 64;
+            run::<Sha256>(parts, &mut h.buf[..64]);
+        }
+    }
+    h
+}
+
+/// [`expected_response`] without allocating.
+#[allow(clippy::too_many_arguments)]
+pub fn expected_hex(
+    algorithm: Algorithm,
+    ha1_hex: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: Option<&str>,
+    cnonce: Option<&str>,
+    qop: Option<&str>,
+) -> HexDigest {
+    let ha2 = hash_parts(algorithm, &[method.as_bytes(), b":", uri.as_bytes()]);
+    let (ha1, nonce, ha2) = (
+        ha1_hex.as_bytes(),
+        nonce.as_bytes(),
+        ha2.as_str().as_bytes(),
+    );
+    match (qop, nc, cnonce) {
+        (Some(qop), Some(nc), Some(cnonce)) => hash_parts(
+            algorithm,
+            &[
+                ha1,
+                b":",
+                nonce,
+                b":",
+                nc.as_bytes(),
+                b":",
+                cnonce.as_bytes(),
+                b":",
+                qop.as_bytes(),
+                b":",
+                ha2,
+            ],
+        ),
+        _ => hash_parts(algorithm, &[ha1, b":", nonce, b":", ha2]),
     }
 }
 
@@ -245,6 +372,18 @@ pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) ->
         s.push_str(", stale=true");
     }
     s
+}
+
+/// [`constant_time_eq`] with ASCII letters compared case-insensitively (hex digests may come
+/// in upper case).
+pub fn constant_time_eq_ignore_ascii_case(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| {
+        acc | (x.to_ascii_lowercase() ^ y.to_ascii_lowercase())
+    }) == 0
 }
 
 /// Compares two strings in time independent of where they differ.
@@ -310,6 +449,13 @@ mod tests {
         assert_eq!(c.nc.as_deref(), Some("00000001"));
         assert_eq!(c.opaque.as_deref(), Some("5ccc, 069c"));
         assert_eq!(c.algorithm(), Some(Algorithm::Sha256));
+        let c = Credentials::parse(
+            "digest USERNAME=\"a\\\"b\\\\\", Realm=r, nonce=\"n\", uri=\"u\", response=\"x\", \
+             X-Unknown-Longer-Than-Sixteen=1",
+        )
+        .unwrap();
+        assert_eq!((c.username.as_str(), c.realm.as_str()), ("a\"b\\", "r"));
+        assert!(Credentials::parse("Digest username=\"a\\\"b, realm=r").is_none());
         assert!(Credentials::parse("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").is_none());
         assert!(Credentials::parse("Digest username=\"a").is_none());
         assert!(Credentials::parse("Digest username=a, realm=b").is_none());

@@ -209,7 +209,7 @@ impl Authenticator {
             return challenge(Failure::BadNonce);
         }
         let ha1 = a.ha1.unwrap_or(DUMMY_HA1).for_algorithm(algorithm);
-        let expected = digest::expected_response(
+        let expected = digest::expected_hex(
             algorithm,
             ha1,
             a.method,
@@ -219,7 +219,7 @@ impl Authenticator {
             Some(cnonce),
             c.qop.as_deref(),
         );
-        let right = digest::constant_time_eq(&expected, &c.response.to_ascii_lowercase())
+        let right = digest::constant_time_eq_ignore_ascii_case(expected.as_str(), &c.response)
             && a.ha1.is_some();
         if !right {
             if status == NonceStatus::Stale {

@@ -65,9 +65,21 @@ pub struct NameAddr {
     pub params: Vec<(String, Option<String>)>,
 }
 
-impl NameAddr {
-    /// Parses one name-addr / addr-spec.
-    pub fn parse(s: &str) -> Option<NameAddr> {
+/// A [`NameAddr`] read in place: the parts borrow from the header value, parameters stay text
+/// and are looked up on demand. Same rules as [`NameAddr::parse`], no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddrRef<'a> {
+    /// Display name as written (quotes removed), if any.
+    pub display: Option<&'a str>,
+    /// The URI inside `<>`, or the bare addr-spec.
+    pub uri: &'a str,
+    /// The header parameters' text (after `>`, or after the addr-spec's first `;`).
+    pub params: &'a str,
+}
+
+impl<'a> NameAddrRef<'a> {
+    /// Reads one name-addr / addr-spec.
+    pub fn parse(s: &'a str) -> Option<NameAddrRef<'a>> {
         let s = s.trim();
         if s.is_empty() {
             return None;
@@ -88,7 +100,7 @@ impl NameAddr {
                 }
             }
             let end = end?;
-            display = Some(after[..end].to_string());
+            display = Some(&after[..end]);
             rest = after[end + 1..].trim_start();
             if !rest.starts_with('<') {
                 return None;
@@ -97,35 +109,65 @@ impl NameAddr {
         if let Some(lt) = rest.find('<') {
             let before = rest[..lt].trim();
             if display.is_none() && !before.is_empty() {
-                display = Some(before.to_string());
+                display = Some(before);
             }
             let gt = rest[lt..].find('>')? + lt;
             let uri = rest[lt + 1..gt].trim();
             if uri.is_empty() || uri.contains('<') {
                 return None;
             }
-            Some(NameAddr {
+            Some(NameAddrRef {
                 display,
-                uri: uri.to_string(),
-                params: parse_params(&rest[gt + 1..]),
+                uri,
+                params: &rest[gt + 1..],
             })
         } else {
             if rest.contains('>') || rest.contains(' ') {
                 return None;
             }
-            let (uri, params) = match rest.split_once(';') {
-                Some((u, p)) => (u, parse_params(p)),
-                None => (rest, Vec::new()),
-            };
+            let (uri, params) = rest.split_once(';').unwrap_or((rest, ""));
             if uri.is_empty() {
                 return None;
             }
-            Some(NameAddr {
+            Some(NameAddrRef {
                 display,
-                uri: uri.to_string(),
+                uri,
                 params,
             })
         }
+    }
+
+    /// A header parameter (name case-insensitive, the first of that name): `Some(None)` for a
+    /// flag, `Some(Some(v))` for a value (trimmed, quotes removed), as [`NameAddr::param`].
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .find_map(|p| match p.split_once('=') {
+                Some((n, v)) if n.trim().eq_ignore_ascii_case(name) => {
+                    Some(Some(v.trim().trim_matches('"')))
+                }
+                None if p.eq_ignore_ascii_case(name) => Some(None),
+                _ => None,
+            })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&'a str> {
+        self.param("tag").flatten()
+    }
+}
+
+impl NameAddr {
+    /// Parses one name-addr / addr-spec.
+    pub fn parse(s: &str) -> Option<NameAddr> {
+        let r = NameAddrRef::parse(s)?;
+        Some(NameAddr {
+            display: r.display.map(str::to_string),
+            uri: r.uri.to_string(),
+            params: parse_params(r.params),
+        })
     }
 
     /// A header parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
@@ -519,6 +561,26 @@ mod tests {
         assert_eq!(n.display.as_deref(), Some("Alice"));
         assert!(NameAddr::parse("<sip:a").is_none());
         assert!(NameAddr::parse("\"open <sip:a>").is_none());
+        // The borrowing reader agrees with the owning one.
+        for v in [
+            "\"Alice, A\" <sip:alice@a.test;transport=tcp>;TAG=88;q=0.5;lr",
+            "sip:alice@a.test;expires=60;tag=\"x\"",
+            "Alice <sip:alice@a.test>",
+            "<sip:a",
+            "<sip:a@b>; tag = 7 ;;",
+        ] {
+            let (r, o) = (NameAddrRef::parse(v), NameAddr::parse(v));
+            assert_eq!(r.is_some(), o.is_some(), "{v}");
+            let (Some(r), Some(o)) = (r, o) else { continue };
+            assert_eq!(
+                (r.display, r.uri),
+                (o.display.as_deref(), o.uri.as_str()),
+                "{v}"
+            );
+            for name in ["tag", "q", "lr", "expires", "none"] {
+                assert_eq!(r.param(name), o.param(name), "{v} {name}");
+            }
+        }
     }
 
     #[test]

@@ -262,8 +262,13 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The first CRLF.
+fn find_crlf(hay: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\r', hay).find(|&i| hay.get(i + 1) == Some(&b'\n'))
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// Parses one message (a whole datagram, or one frame cut from a stream).
@@ -295,7 +300,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
     let body = &data[head_end + 4..];
 
     // The request line, read here so an unknown method can be told from garbage.
-    let line_end = find(head, b"\r\n").unwrap_or(head.len());
+    let line_end = find_crlf(head).unwrap_or(head.len());
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
         return Err(ParseError::new(400, "Bad Request Line", None));
     };
@@ -417,9 +422,22 @@ const MAX_HEADERS: usize = 256;
 /// `name: value`, value trimmed, continuation lines (RFC 3261 §7.3.1) folded into one space,
 /// bytes that are not UTF-8 replaced. The error is a reason phrase.
 fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
-    let text = String::from_utf8_lossy(lines);
+    let text = match std::str::from_utf8(lines) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(lines),
+    };
     let mut headers: Vec<Header> = Vec::with_capacity(16);
-    for line in text.split("\r\n") {
+    let mut rest = text.as_ref();
+    while !rest.is_empty() {
+        // Lines end in CRLF; the head was cut before the final CRLF CRLF.
+        let line = match find_crlf(rest.as_bytes()) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 2..];
+                line
+            }
+            None => std::mem::take(&mut rest),
+        };
         if line.is_empty() {
             continue; // the CRLF that ends the request line
         }

@@ -2,7 +2,7 @@
 //! `received`/`rport` filled in), From, To with a tag, Call-ID and CSeq copied; then the
 //! handler's headers; then Server and Content-Length.
 
-use super::headers::{split_list, NameAddr};
+use super::headers::{split_list, NameAddrRef};
 use super::parse::{Header, HeaderName};
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -53,6 +53,10 @@ impl Response {
             if first_via {
                 first_via = false;
                 if let Some(top) = top_via {
+                    if !h.value.contains(',') {
+                        headers.push(("Via".into(), top.to_string()));
+                        continue;
+                    }
                     let mut parts = split_list(&h.value);
                     if !parts.is_empty() {
                         parts[0] = top;
@@ -73,12 +77,15 @@ impl Response {
             headers.push(("From".into(), from.to_string()));
         }
         if let Some(to) = get(HeaderName::To) {
-            let tagged = match NameAddr::parse(to) {
+            let tagged = match NameAddrRef::parse(to) {
                 Some(na) if na.tag().is_some() => to.to_string(),
-                _ if status > 100 => format!(
-                    "{to};tag={}",
-                    to_tag(get(HeaderName::CallId), get(HeaderName::From))
-                ),
+                _ if status > 100 => {
+                    let mut t = String::with_capacity(to.len() + 24);
+                    t.push_str(to);
+                    t.push_str(";tag=");
+                    push_to_tag(&mut t, get(HeaderName::CallId), get(HeaderName::From));
+                    t
+                }
                 _ => to.to_string(),
             };
             headers.push(("To".into(), tagged));
@@ -118,7 +125,11 @@ impl Response {
     /// The wire form, with `Server` and `Content-Length: 0` appended.
     pub fn encode(&self, server: &str) -> Vec<u8> {
         let mut s = String::with_capacity(512);
-        let _ = write!(s, "SIP/2.0 {} {}\r\n", self.status, self.reason);
+        s.push_str("SIP/2.0 ");
+        let _ = write!(s, "{}", self.status);
+        s.push(' ');
+        s.push_str(&self.reason);
+        s.push_str("\r\n");
         for (n, v) in &self.headers {
             s.push_str(n);
             s.push_str(": ");
@@ -177,15 +188,15 @@ pub fn format_q(thousandths: u16) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A To-tag that is the same for every retransmission of a request (derived from Call-ID and
-/// From), so a response rebuilt after the cache forgot it still matches.
-fn to_tag(call_id: Option<&str>, from: Option<&str>) -> String {
+/// Appends a To-tag that is the same for every retransmission of a request (derived from
+/// Call-ID and From), so a response rebuilt after the cache forgot it still matches.
+fn push_to_tag(out: &mut String, call_id: Option<&str>, from: Option<&str>) {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     call_id.hash(&mut h);
-    from.and_then(NameAddr::parse)
-        .and_then(|n| n.tag().map(str::to_string))
+    from.and_then(NameAddrRef::parse)
+        .and_then(|n| n.tag())
         .hash(&mut h);
-    format!("sb{:016x}", h.finish())
+    let _ = write!(out, "sb{:016x}", h.finish());
 }
 
 #[cfg(test)]
