@@ -16,5 +16,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== generated CRDs are fresh"
 cargo run -q --locked -p switchboard-crds --bin crdgen -- --check
 
+echo "== container images"
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  for target in operator registrar; do
+    docker build --target "$target" -t "switchboard-$target:test" .
+  done
+else
+  echo "SKIP image builds: no Docker engine here (docker info fails or docker is missing);"
+  echo "     the GitHub workflow builds them (.github/workflows/ci.yml, job images)"
+fi
+
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -37,14 +37,26 @@ fn malformed_messages_are_answered_or_dropped_and_the_registrar_stays_up() {
     let short = options("bad-cl", &c.local).replace("Content-Length: 0", "Content-Length: 50");
     let resp = c.exchange(&short);
     assert_eq!(status_of(&resp), 400, "{resp}");
-    // Unknown method → 501; INVITE (not yet) → 405 with Allow.
+    // Unknown method → 501; an INVITE goes to the proxy: 100 Trying, then a digest challenge.
     let resp = c.exchange(&options("foo", &c.local).replace("OPTIONS", "FOO"));
     assert_eq!(status_of(&resp), 501, "{resp}");
-    let resp = c.exchange(&options("inv", &c.local).replace("OPTIONS", "INVITE"));
-    assert_eq!(status_of(&resp), 405);
     assert_eq!(
         header_values(&resp, "Allow"),
         vec![switchboard_registrar::service::ALLOW]
+    );
+    let resp = c.exchange(&options("inv", &c.local).replace("OPTIONS", "INVITE"));
+    assert_eq!(status_of(&resp), 100, "{resp}");
+    let resp = c.recv(Duration::from_secs(5)).expect("a final response");
+    assert_eq!(status_of(&resp), 407, "{resp}");
+    assert!(
+        !header_values(&resp, "Proxy-Authenticate").is_empty(),
+        "{resp}"
+    );
+    c.send(
+        options("inv", &c.local)
+            .replace("OPTIONS sip", "ACK sip")
+            .replace("1 OPTIONS", "1 ACK")
+            .as_bytes(),
     );
     // Still alive: OPTIONS keepalive answered, with received= since the Via names a host that
     // is not the source address (the response goes to the source IP at the sent-by port).

@@ -24,9 +24,14 @@ fn device(id: &str, user: &str, assignment: &str, extension: Option<&str>, extra
 /// The test site: 1001 (caller, mobile pattern → trunk, 7809 blocked), 1002 (callee, two
 /// contacts allowed), 1003 (unassigned), 1004 (never registers); a trunk to `upstream_port`.
 fn config(upstream_port: u16) -> String {
+    config_with(upstream_port, "[]")
+}
+
+/// [`config`] with the site's `trustedPeers` (a YAML list).
+fn config_with(upstream_port: u16, trusted: &str) -> String {
     let caller_extra = "\n        callerId: \"+74950001001\"\n        patterns: [default/mobile]\n        restrictions:\n          countryCode: \"7\"\n          blockedPrefixes: [\"7809\"]";
     format!(
-        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    defaultCallerId: \"+74950000000\"\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      maxContacts: 2\n      transports: [UDP, TCP]\n      digestAlgorithms: [MD5]\n    devices:\n{}{}{}{}patterns:\n  - id: default/mobile\n    rules:\n      - match: \"[^+*#\\\\w]\"\n        with: \"\"\n      - match: \"^8\"\n        with: \"7\"\n      - match: \"^7\\\\d{{10}}$\"\n    route:\n      registration: carrier\nregistrations:\n  - id: default/carrier\n    aor: sip:trunkuser@upstream.test\n    realm: upstream.test\n    username: trunkuser\n    password: trunksecret\n    host: 127.0.0.1\n    port: {upstream_port}\n    transport: UDP\n    expires: 3600\n    target:\n      site: hq\n      extension: \"1002\"\n",
+        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    defaultCallerId: \"+74950000000\"\n    trustedPeers: {trusted}\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      maxContacts: 2\n      transports: [UDP, TCP]\n      digestAlgorithms: [MD5]\n    devices:\n{}{}{}{}patterns:\n  - id: default/mobile\n    rules:\n      - match: \"[^+*#\\\\w]\"\n        with: \"\"\n      - match: \"^8\"\n        with: \"7\"\n      - match: \"^7\\\\d{{10}}$\"\n    route:\n      registration: carrier\nregistrations:\n  - id: default/carrier\n    aor: sip:trunkuser@upstream.test\n    realm: upstream.test\n    username: trunkuser\n    password: trunksecret\n    host: 127.0.0.1\n    port: {upstream_port}\n    transport: UDP\n    expires: 3600\n    target:\n      site: hq\n      extension: \"1002\"\n",
         device("desk-1001", "1001", "Site", Some("1001"), caller_extra),
         device("desk-1002", "1002", "Site", Some("1002"), ""),
         device("spare-1003", "1003", "Unassigned", None, ""),
@@ -220,9 +225,24 @@ fn call(
     name: &str,
     subst: &[(&str, &str)],
 ) -> Vec<String> {
+    call_from(r, "127.0.0.1", user, number, name, subst)
+}
+
+/// [`call`] from another loopback address.
+fn call_from(
+    r: &Registrar,
+    ip: &str,
+    user: &str,
+    number: &str,
+    name: &str,
+    subst: &[(&str, &str)],
+) -> Vec<String> {
     let dir = temp_dir(&format!("caller-{user}"));
     let path = scenario_with(&dir, name, subst);
     let mut args = base_args(&format!("127.0.0.1:{}", r.sip_port), &path, free_port());
+    if let Some(i) = args.iter().position(|a| a == "-i") {
+        args[i + 1] = ip.to_string();
+    }
     args.extend(
         [
             "-m",
@@ -257,7 +277,10 @@ fn call(
 }
 
 fn start(name: &str, upstream_port: u16) -> Registrar {
-    let text = config(upstream_port);
+    start_with(name, config(upstream_port))
+}
+
+fn start_with(name: &str, text: String) -> Registrar {
     let text: &'static str = Box::leak(text.into_boxed_str());
     Registrar::start(
         name,
@@ -515,4 +538,50 @@ fn pattern_transform_and_trunk_with_upstream_digest() {
     );
     assert_eq!(requests(&seen, "BYE").len(), 1);
     assert_call_logged(&r, &["trunk:default/carrier", "79261234567", "answered"]);
+}
+
+#[test]
+fn trusted_peer_calls_without_authenticating() {
+    let r = start_with(
+        "proxy-trusted",
+        config_with(free_port(), "[\"127.0.0.2/32\"]"),
+    );
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let caller = call_from(&r, "127.0.0.2", "pbx", "1002", "proxy_uac_noauth.xml", &[]);
+    let callee = phone.finish();
+    assert!(
+        !statuses(&caller)
+            .iter()
+            .any(|s| s.starts_with("SIP/2.0 407")),
+        "not challenged: {caller:?}"
+    );
+    assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
+    // The same call from an address that is not trusted is challenged.
+    let caller = call(
+        &r,
+        "1001",
+        "4242",
+        "proxy_uac_refused.xml",
+        &[("EXPECTED_STATUS", "404")],
+    );
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 407")));
+}
+
+#[test]
+fn calls_from_the_upstream_reach_the_registrations_target() {
+    // Calls addressed to the registration's Contact user, from the upstream's address
+    // (127.0.0.1), go to its target: extension 1002.
+    let r = start("proxy-inbound", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let caller = call(&r, "carrier", "trunkuser", "proxy_uac_noauth.xml", &[]);
+    let callee = phone.finish();
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
+    assert_call_logged(&r, &["extension:1002", "trunkuser", "answered"]);
 }

@@ -1432,3 +1432,64 @@ fn build_cancel(req: &Msg) -> Msg {
         body: Bytes::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:1002@127.0.0.1:5070 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sb1;rport\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller;rport=5071;received=127.0.0.1\r\n\
+        Record-Route: <sip:127.0.0.1:5060;lr;sbp>\r\n\
+        Route: <sip:10.0.0.9;lr>\r\n\
+        From: <sip:1001@switchboard.local>;tag=a\r\nTo: <sip:1002@switchboard.local>\r\n\
+        Call-ID: c1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n";
+
+    fn resp(status: u16) -> Msg {
+        let req = Msg::parse(INVITE.as_bytes()).unwrap();
+        response_to(&req, status, "X", Some("b"))
+    }
+
+    #[test]
+    fn ack_for_a_failure_has_the_branch_the_to_tag_and_the_route() {
+        let req = Msg::parse(INVITE.as_bytes()).unwrap();
+        let ack = build_ack(&req, &resp(486));
+        assert_eq!(ack.method(), Some("ACK"));
+        assert_eq!(ack.uri(), req.uri());
+        assert_eq!(ack.header_list("Via").len(), 1, "only the top Via");
+        assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bK-sb1"));
+        assert_eq!(ack.to_tag().as_deref(), Some("b"));
+        assert_eq!(ack.header("CSeq"), Some("7 ACK"));
+        assert_eq!(ack.header("Route"), Some("<sip:10.0.0.9;lr>"));
+    }
+
+    #[test]
+    fn cancel_matches_the_invite_branch() {
+        let req = Msg::parse(INVITE.as_bytes()).unwrap();
+        let c = build_cancel(&req);
+        assert_eq!(c.method(), Some("CANCEL"));
+        assert_eq!(c.header("CSeq"), Some("7 CANCEL"));
+        assert_eq!(c.top_via().unwrap().branch(), Some("z9hG4bK-sb1"));
+        assert_eq!(c.to_tag(), None);
+        assert_eq!(next_hop(&c), Some("10.0.0.9:5060".parse().unwrap()));
+    }
+
+    #[test]
+    fn best_response_prefers_6xx_then_3xx_then_4xx_over_408_and_5xx() {
+        assert!(better(&resp(486), None));
+        assert!(better(&resp(486), Some(&resp(503))));
+        assert!(better(&resp(486), Some(&resp(408))));
+        assert!(better(&resp(302), Some(&resp(486))));
+        assert!(better(&resp(603), Some(&resp(302))));
+        assert!(!better(&resp(500), Some(&resp(404))));
+    }
+
+    #[test]
+    fn keys_match_retransmissions_ack_and_cancel_to_the_invite() {
+        let req = Msg::parse(INVITE.as_bytes()).unwrap();
+        let via = req.top_via().unwrap();
+        assert_eq!(server_key(&via, "ACK"), server_key(&via, "INVITE"));
+        assert_ne!(server_key(&via, "CANCEL"), server_key(&via, "INVITE"));
+        assert_eq!(client_key("z9hG4bK-sb1", "INVITE"), "z9hG4bK-sb1|INVITE");
+    }
+}

@@ -6,8 +6,9 @@
 //!   MESSAGE: one server transaction, one client transaction per branch), CANCEL, the response
 //!   choice of §16.7, timers, the call log.
 //!
-//! What arrives here: every response, and every request but REGISTER, OPTIONS, NOTIFY,
-//! SUBSCRIBE and PUBLISH (those stay with the registrar, see [`claims`]). Over UDP only for
+//! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
+//! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
+//! the registrar. Over UDP only for
 //! now: a call from a phone on TCP/TLS is answered by the registrar (405), and bindings on
 //! TCP/TLS are not rung.
 
@@ -22,13 +23,20 @@ pub fn claims(data: &[u8]) -> bool {
     if sip::is_response(data) {
         return true;
     }
-    match sip::method_token(data) {
-        Some(m) => !matches!(
-            m,
-            b"REGISTER" | b"OPTIONS" | b"NOTIFY" | b"SUBSCRIBE" | b"PUBLISH"
-        ),
-        None => false,
-    }
+    matches!(
+        sip::method_token(data),
+        Some(
+            b"INVITE"
+                | b"ACK"
+                | b"BYE"
+                | b"CANCEL"
+                | b"MESSAGE"
+                | b"UPDATE"
+                | b"INFO"
+                | b"REFER"
+                | b"PRACK"
+        )
+    )
 }
 
 #[cfg(test)]
@@ -41,5 +49,9 @@ mod tests {
         assert!(!super::claims(b"REGISTER sip:x SIP/2.0\r\n"));
         assert!(!super::claims(b"OPTIONS sip:x SIP/2.0\r\n"));
         assert!(!super::claims(b"\r\n\r\n"));
+        assert!(
+            !super::claims(b"FOO sip:x SIP/2.0\r\n"),
+            "501 from the registrar"
+        );
     }
 }
