@@ -109,6 +109,9 @@ pub struct RunArgs {
     /// UDP receive tasks per socket (default: number of CPUs).
     #[arg(long)]
     pub udp_workers: Option<usize>,
+    /// Seconds a call may ring before the proxy cancels every branch and answers 480.
+    #[arg(long, default_value_t = 60)]
+    pub ring_timeout: u64,
 }
 
 /// Where the registrar's config comes from.

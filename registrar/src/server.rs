@@ -15,6 +15,7 @@ use crate::config::{self, file, kube_source, ConfigHandle};
 use crate::http::{self, HttpState};
 use crate::location::{LocationStore, MemoryStore};
 use crate::metrics::Metrics;
+use crate::proxy::ProxySettings;
 use crate::service::{Service, ServiceSettings};
 use crate::status::{self, StatusSettings};
 use crate::transport::{self, tcp::StreamLimits};
@@ -169,6 +170,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 cooldown: Duration::from_secs(args.auth_cooldown),
                 ..Default::default()
             },
+            ..Default::default()
+        },
+        proxy: ProxySettings {
+            ring_timeout: Duration::from_secs(args.ring_timeout.max(1)),
             ..Default::default()
         },
         ..Default::default()

@@ -585,3 +585,39 @@ fn calls_from_the_upstream_reach_the_registrations_target() {
     assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
     assert_call_logged(&r, &["extension:1002", "trunkuser", "answered"]);
 }
+
+#[test]
+fn nobody_answers_480_after_the_ring_timeout() {
+    let text: &'static str = Box::leak(config(free_port()).into_boxed_str());
+    let r = Registrar::start(
+        "proxy-ring-timeout",
+        Options {
+            config: Some(text),
+            args: &["--ring-timeout", "2"],
+            ..Default::default()
+        },
+    );
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas_ring.xml", &[]);
+    let started = Instant::now();
+    let caller = call(
+        &r,
+        "1001",
+        "1002",
+        "proxy_uac_refused.xml",
+        &[("EXPECTED_STATUS", "480")],
+    );
+    let callee = phone.finish();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(
+        requests(&callee, "CANCEL").len(),
+        1,
+        "the ringing phone is cancelled"
+    );
+    assert!(
+        statuses(&caller).contains(&"SIP/2.0 480 No Answer".to_string()),
+        "{:?}",
+        statuses(&caller)
+    );
+    assert_call_logged(&r, &["extension:1002", "480", "no_answer"]);
+}
