@@ -31,11 +31,18 @@ fn config(upstream_port: u16) -> String {
 fn config_with(upstream_port: u16, trusted: &str) -> String {
     let caller_extra = "\n        callerId: \"+74950001001\"\n        patterns: [default/mobile]\n        restrictions:\n          countryCode: \"7\"\n          blockedPrefixes: [\"7809\"]";
     format!(
-        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    defaultCallerId: \"+74950000000\"\n    trustedPeers: {trusted}\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      maxContacts: 2\n      transports: [UDP, TCP]\n      digestAlgorithms: [MD5]\n    devices:\n{}{}{}{}patterns:\n  - id: default/mobile\n    rules:\n      - match: \"[^+*#\\\\w]\"\n        with: \"\"\n      - match: \"^8\"\n        with: \"7\"\n      - match: \"^7\\\\d{{10}}$\"\n    route:\n      registration: carrier\nregistrations:\n  - id: default/carrier\n    aor: sip:trunkuser@upstream.test\n    realm: upstream.test\n    username: trunkuser\n    password: trunksecret\n    host: 127.0.0.1\n    port: {upstream_port}\n    transport: UDP\n    expires: 3600\n    target:\n      site: hq\n      extension: \"1002\"\n",
+        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    defaultCallerId: \"+74950000000\"\n    trustedPeers: {trusted}\n    users:\n      - name: alice\n        extension: \"1100\"\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      maxContacts: 2\n      transports: [UDP, TCP]\n      digestAlgorithms: [MD5]\n    devices:\n{}{}{}{}{}patterns:\n  - id: default/mobile\n    rules:\n      - match: \"[^+*#\\\\w]\"\n        with: \"\"\n      - match: \"^8\"\n        with: \"7\"\n      - match: \"^7\\\\d{{10}}$\"\n    route:\n      registration: carrier\nregistrations:\n  - id: default/carrier\n    aor: sip:trunkuser@upstream.test\n    realm: upstream.test\n    username: trunkuser\n    password: trunksecret\n    host: 127.0.0.1\n    port: {upstream_port}\n    transport: UDP\n    expires: 3600\n    target:\n      site: hq\n      extension: \"1002\"\n",
         device("desk-1001", "1001", "Site", Some("1001"), caller_extra),
         device("desk-1002", "1002", "Site", Some("1002"), ""),
         device("spare-1003", "1003", "Unassigned", None, ""),
         device("desk-1004", "1004", "Site", Some("1004"), ""),
+        device(
+            "alice-1005",
+            "1005",
+            "User",
+            None,
+            "\n        user: alice\n        receiveCalls: true"
+        ),
     )
 }
 
@@ -620,4 +627,42 @@ fn nobody_answers_480_after_the_ring_timeout() {
         statuses(&caller)
     );
     assert_call_logged(&r, &["extension:1002", "480", "no_answer"]);
+}
+
+#[test]
+fn a_users_name_or_extension_rings_their_companion_device() {
+    let r = start("proxy-user", free_port());
+    for dialled in ["alice", "1100"] {
+        let mut phone = Phone::register(&r, "1005");
+        phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+        call(&r, "1001", dialled, "proxy_uac.xml", &[]);
+        let callee = phone.finish();
+        assert!(
+            first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1005@127.0.0.1:")
+        );
+    }
+    assert_call_logged(&r, &["user:alice", "answered"]);
+}
+
+#[test]
+fn message_is_authenticated_and_delivered() {
+    let r = start("proxy-message", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas_message.xml", &[]);
+    let caller = call(&r, "1001", "1002", "proxy_uac_message.xml", &[]);
+    let callee = phone.finish();
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 407")));
+    let msg = requests(&callee, "MESSAGE");
+    assert_eq!(msg.len(), 1);
+    assert!(
+        msg[0].ends_with("hello from 1001\n") || msg[0].contains("hello from 1001"),
+        "{}",
+        msg[0]
+    );
+    assert_eq!(
+        r.metric("sip_calls_total{outcome=\"message_delivered\"}"),
+        1.0
+    );
 }
