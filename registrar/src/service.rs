@@ -153,9 +153,10 @@ impl Service {
         transport: Transport,
     ) -> Option<Outgoing> {
         let source = nat::canonical(source);
-        // Calls and responses go to the proxy (UDP, once it has its socket).
-        if transport == Transport::Udp && proxy::claims(data) && self.proxy.is_attached() {
-            self.proxy.handle(&self.auth, data, source).await;
+        // Calls and responses go to the proxy (once it has its socket); it answers by itself,
+        // over UDP or into the connection's flow.
+        if proxy::claims(data) && self.proxy.is_attached() {
+            self.proxy.handle(&self.auth, data, source, transport).await;
             return None;
         }
         let request = match parse(data) {

@@ -244,11 +244,27 @@ fn call_from(
     name: &str,
     subst: &[(&str, &str)],
 ) -> Vec<String> {
+    call_with(r, ip, "u1", user, number, name, subst)
+}
+
+/// [`call`] from an address over a sipp transport (`u1`, `t1`).
+fn call_with(
+    r: &Registrar,
+    ip: &str,
+    transport: &str,
+    user: &str,
+    number: &str,
+    name: &str,
+    subst: &[(&str, &str)],
+) -> Vec<String> {
     let dir = temp_dir(&format!("caller-{user}"));
     let path = scenario_with(&dir, name, subst);
     let mut args = base_args(&format!("127.0.0.1:{}", r.sip_port), &path, free_port());
     if let Some(i) = args.iter().position(|a| a == "-i") {
         args[i + 1] = ip.to_string();
+    }
+    if let Some(i) = args.iter().position(|a| a == "-t") {
+        args[i + 1] = transport.to_string();
     }
     args.extend(
         [
@@ -665,4 +681,161 @@ fn message_is_authenticated_and_delivered() {
         r.metric("sip_calls_total{outcome=\"message_delivered\"}"),
         1.0
     );
+}
+
+#[test]
+fn caller_over_tcp_reaches_a_phone_on_udp() {
+    let r = start("proxy-tcp-caller", free_port());
+    let mut phone = Phone::register(&r, "1002");
+    phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let caller = call_with(&r, "127.0.0.1", "t1", "1001", "1002", "proxy_uac.xml", &[]);
+    let callee = phone.finish();
+    let st = statuses(&caller);
+    assert!(st.iter().any(|s| s.starts_with("SIP/2.0 407")), "{st:?}");
+    assert!(st.iter().any(|s| s.starts_with("SIP/2.0 200")), "{st:?}");
+    let invite = requests(&callee, "INVITE");
+    // The phone sees our UDP Via on top of the caller's TCP one.
+    assert!(invite[0].contains("Via: SIP/2.0/UDP"), "{}", invite[0]);
+    assert!(
+        invite[0].contains("SIP/2.0/TCP 127.0.0.1:"),
+        "{}",
+        invite[0]
+    );
+    assert_eq!(requests(&callee, "BYE").len(), 1);
+}
+
+/// A phone on TCP, by hand: one connection that registers and then takes a call on it, as
+/// phones behind NAT do (sipp cannot register and answer on the same connection).
+struct TcpPhone {
+    stream: std::net::TcpStream,
+    local: String,
+    buf: Vec<u8>,
+}
+
+impl TcpPhone {
+    fn register(r: &Registrar, user: &str) -> TcpPhone {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", r.sip_port)).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let local = stream.local_addr().unwrap().to_string();
+        let mut p = TcpPhone {
+            stream,
+            local,
+            buf: Vec::new(),
+        };
+        let call_id = format!("tcp-reg-{user}");
+        p.send(&common::register_request(
+            "TCP", &p.local, user, 1, &call_id, "",
+        ));
+        let challenge = p.read();
+        assert_eq!(common::status_of(&challenge), 401, "{challenge}");
+        let ch = common::header_values(&challenge, "WWW-Authenticate")[0].to_string();
+        let auth = common::authorization(
+            &ch,
+            user,
+            &format!("pw-{user}"),
+            &format!("sip:{DOMAIN}"),
+            1,
+        );
+        p.send(&common::register_request(
+            "TCP", &p.local, user, 2, &call_id, &auth,
+        ));
+        let ok = p.read();
+        assert_eq!(common::status_of(&ok), 200, "{ok}");
+        p
+    }
+
+    fn send(&mut self, msg: &str) {
+        use std::io::Write;
+        self.stream.write_all(msg.as_bytes()).unwrap();
+    }
+
+    /// The next whole message on the connection.
+    fn read(&mut self) -> String {
+        use std::io::Read;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let len: usize =
+                    common::header_values(&format!("{head}\r\n\r\n"), "Content-Length")
+                        .first()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let msg: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    return String::from_utf8_lossy(&msg).to_string();
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("a message within the deadline");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A response to `req` with the headers RFC 3261 §8.2.6 copies.
+    fn respond(&mut self, req: &str, status: &str, body: &str) {
+        let head = req.split("\r\n\r\n").next().unwrap();
+        let mut out = format!("SIP/2.0 {status}\r\n");
+        for line in head.lines().skip(1) {
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match name.as_str() {
+                "via" | "v" | "record-route" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
+                "to" | "t" => {
+                    out.push_str(line);
+                    if !line.contains("tag=") {
+                        out.push_str(";tag=tcpphone");
+                    }
+                    out.push_str("\r\n");
+                }
+                _ => {}
+            }
+        }
+        let contact = format!("<sip:1002@{};transport=tcp>", self.local);
+        out.push_str(&format!("Contact: {contact}\r\n"));
+        if !body.is_empty() {
+            out.push_str("Content-Type: application/sdp\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        self.send(&out);
+    }
+}
+
+#[test]
+fn phone_on_tcp_is_rung_through_its_connection() {
+    let r = start("proxy-tcp-phone", free_port());
+    let mut phone = TcpPhone::register(&r, "1002");
+    let b = r.wait_bindings("default/desk-1002", 1);
+    assert_eq!(b[0]["transport"], "TCP");
+    let caller = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| call(&r, "1001", "1002", "proxy_uac.xml", &[]));
+        let invite = phone.read();
+        assert!(invite.starts_with("INVITE sip:1002@127.0.0.1:"), "{invite}");
+        assert!(
+            invite.contains("Via: SIP/2.0/TCP"),
+            "our Via names TCP: {invite}"
+        );
+        phone.respond(&invite, "180 Ringing", "");
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+        phone.respond(&invite, "200 OK", sdp);
+        let ack = phone.read();
+        assert!(ack.starts_with("ACK "), "{ack}");
+        let bye = phone.read();
+        assert!(bye.starts_with("BYE "), "{bye}");
+        phone.respond(&bye, "200 OK", "");
+        caller.join().unwrap()
+    });
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
 }

@@ -19,6 +19,7 @@
 //! none answered, 480 when the ring timeout cancelled them. A trunk branch challenged with
 //! 401/407 is retried once with the registration's credentials (same CSeq, new branch).
 
+use super::flows::Flows;
 use super::sip::{addr_uri, response_to, uri_target, via_target, Msg, Start};
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::digest::Credentials;
@@ -72,6 +73,7 @@ struct Inner {
     settings: ProxySettings,
     table: Mutex<Option<Arc<RoutingTable>>>,
     udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
+    flows: Flows,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -93,12 +95,21 @@ struct State {
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
 }
 
+/// Where a message goes: an address and the transport (UDP, or the TCP/TLS flow to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// The address (for TCP/TLS: the peer of an open flow).
+    pub addr: SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+}
+
 struct ServerTx {
     m: Machine,
     key: String,
     /// The request as received (top Via with received/rport).
     req: Msg,
-    reply_to: SocketAddr,
+    reply_to: Hop,
     last: Option<Bytes>,
     call: Option<u64>,
     to_tag: String,
@@ -117,7 +128,7 @@ struct ClientTx {
     key: String,
     req: Msg,
     data: Bytes,
-    dest: SocketAddr,
+    dest: Hop,
     call: Option<u64>,
     provisional: bool,
     cancel: Cancel,
@@ -210,6 +221,7 @@ impl Proxy {
                 settings,
                 table: Mutex::new(None),
                 udp: OnceLock::new(),
+                flows: Flows::default(),
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
             }),
@@ -225,6 +237,12 @@ impl Proxy {
         }
     }
 
+    /// The TCP/TLS connections the proxy can send into; the stream transports register each
+    /// connection here.
+    pub fn flows(&self) -> &Flows {
+        &self.inner.flows
+    }
+
     /// Whether a UDP socket is attached.
     pub fn is_attached(&self) -> bool {
         self.inner.udp.get().is_some()
@@ -236,8 +254,15 @@ impl Proxy {
         (st.servers.len(), st.clients.len(), st.calls.len())
     }
 
-    /// Handles one message claimed by [`super::claims`], received over UDP from `source`.
-    pub async fn handle(&self, auth: &Authenticator, data: &[u8], source: SocketAddr) {
+    /// Handles one message claimed by [`super::claims`], received from `source` over
+    /// `transport` (for TCP/TLS, on the flow registered for `source`).
+    pub async fn handle(
+        &self,
+        auth: &Authenticator,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         if self.inner.udp.get().is_none() {
             return;
         }
@@ -251,7 +276,7 @@ impl Proxy {
         };
         match msg.start {
             Start::Response { .. } => self.inner.on_response(msg),
-            Start::Request { .. } => self.inner.on_request(auth, msg, source).await,
+            Start::Request { .. } => self.inner.on_request(auth, msg, source, transport).await,
         }
     }
 }
@@ -261,12 +286,26 @@ impl Inner {
         self.udp.get().map(|u| u.1).expect("attached")
     }
 
-    fn send(&self, data: &[u8], to: SocketAddr) {
+    fn send(&self, data: &[u8], to: Hop) {
+        if to.transport != Transport::Udp {
+            if !self.flows.send(to.addr, Bytes::copy_from_slice(data)) {
+                tracing::debug!(to = %to.addr, "no open flow to send into");
+            }
+            return;
+        }
         let Some((socket, _)) = self.udp.get() else {
             return;
         };
-        if let Err(e) = socket.try_send_to(data, to) {
-            tracing::debug!(%to, error = %e, "proxy UDP send failed");
+        if let Err(e) = socket.try_send_to(data, to.addr) {
+            tracing::debug!(to = %to.addr, error = %e, "proxy UDP send failed");
+        }
+    }
+
+    /// The hop to an address: its open TCP/TLS flow if there is one, else UDP.
+    fn hop(&self, addr: SocketAddr) -> Hop {
+        Hop {
+            addr,
+            transport: self.flows.transport_of(addr).unwrap_or(Transport::Udp),
         }
     }
 
@@ -302,8 +341,13 @@ impl Inner {
         format!("<sip:{local};lr;sbp>")
     }
 
-    fn via(&self, branch: &str) -> String {
-        format!("SIP/2.0/UDP {};branch={branch};rport", self.local())
+    fn via(&self, branch: &str, transport: Transport) -> String {
+        let t = match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        };
+        format!("SIP/2.0/{t} {};branch={branch};rport", self.local())
     }
 
     fn schedule(&self, st: &mut State, key: TimerKey, at: Option<Instant>) {
@@ -358,7 +402,7 @@ impl Inner {
 
     // ----- server transactions -----
 
-    fn new_server(&self, st: &mut State, req: &Msg, reply_to: SocketAddr) -> u64 {
+    fn new_server(&self, st: &mut State, req: &Msg, reply_to: Hop) -> u64 {
         st.next += 1;
         let id = st.next;
         let via = req.top_via().expect("checked");
@@ -368,7 +412,11 @@ impl Inner {
         st.servers.insert(
             id,
             ServerTx {
-                m: Machine::server(invite, false, self.settings.timers),
+                m: Machine::server(
+                    invite,
+                    reply_to.transport != Transport::Udp,
+                    self.settings.timers,
+                ),
                 key,
                 req: req.clone(),
                 reply_to,
@@ -385,7 +433,7 @@ impl Inner {
         let Some(s) = st.servers.get_mut(&id) else {
             // The transaction is gone (a 2xx retransmission after Timer L): stateless.
             if let Some(to) = resp.top_via().as_ref().and_then(via_target) {
-                self.send(&resp.encode(), to);
+                self.send(&resp.encode(), self.hop(to));
             }
             return;
         };
@@ -445,7 +493,7 @@ impl Inner {
         &self,
         st: &mut State,
         req: Msg,
-        dest: SocketAddr,
+        dest: Hop,
         call: Option<u64>,
         trunk: Option<String>,
         now: Instant,
@@ -458,7 +506,12 @@ impl Inner {
             .unwrap_or_default();
         let method = req.method().unwrap_or("").to_string();
         let key = client_key(&branch, &method);
-        let (m, actions) = Machine::client(method == "INVITE", false, self.settings.timers, now);
+        let (m, actions) = Machine::client(
+            method == "INVITE",
+            dest.transport != Transport::Udp,
+            self.settings.timers,
+            now,
+        );
         let data = req.encode();
         st.client_keys.insert(key.clone(), id);
         st.clients.insert(
@@ -558,7 +611,7 @@ impl Inner {
                 if ours && resp.status().is_some_and(|s| (200..300).contains(&s)) {
                     resp.pop_first("Via");
                     if let Some(to) = resp.top_via().as_ref().and_then(via_target) {
-                        self.send(&resp.encode(), to);
+                        self.send(&resp.encode(), self.hop(to));
                     }
                 } else {
                     self.metrics
@@ -585,7 +638,7 @@ impl Inner {
         // A trunk's challenge: answer it once with the registration's credentials.
         let retry = if matches!(status, 401 | 407) && !c.auth_tried {
             c.trunk.clone().and_then(|reg| {
-                self.authenticated_retry(&c.req, &resp, &reg)
+                self.authenticated_retry(&c.req, &resp, &reg, c.dest.transport)
                     .map(|r| (r, reg, c.dest))
             })
         } else {
@@ -799,7 +852,13 @@ impl Inner {
         }
     }
 
-    fn authenticated_retry(&self, req: &Msg, resp: &Msg, reg_id: &str) -> Option<Msg> {
+    fn authenticated_retry(
+        &self,
+        req: &Msg,
+        resp: &Msg,
+        reg_id: &str,
+        transport: Transport,
+    ) -> Option<Msg> {
         let loaded = self.config.current()?;
         let reg = loaded
             .config
@@ -826,22 +885,39 @@ impl Inner {
         let value = authorization(&challenge, &creds, req.method()?, &uri, 1, &cnonce);
         let mut retry = req.clone();
         retry.pop_first("Via");
-        retry.push_front("Via", self.via(&new_branch()));
+        retry.push_front("Via", self.via(&new_branch(), transport));
         retry.push_front(answer, value);
         Some(retry)
     }
 
     // ----- requests -----
 
-    async fn on_request(&self, auth: &Authenticator, mut req: Msg, source: SocketAddr) {
+    async fn on_request(
+        &self,
+        auth: &Authenticator,
+        mut req: Msg,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let now = Instant::now();
         let method = req.method().unwrap_or("").to_string();
         let Some(top) = req.top_via() else {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return;
         };
-        let (fixed, reply_to) = crate::transport::nat::fix_top_via(&top, source, Transport::Udp);
+        let (fixed, target) = crate::transport::nat::fix_top_via(&top, source, transport);
         req.set_top_via(&fixed);
+        // Over TCP/TLS the responses go back into the connection whatever the Via says.
+        let reply_to = match transport {
+            Transport::Udp => Hop {
+                addr: target,
+                transport,
+            },
+            _ => Hop {
+                addr: source,
+                transport,
+            },
+        };
         let (Some(_), Some((_, cseq_method))) = (req.call_id(), req.cseq()) else {
             return;
         };
@@ -938,7 +1014,7 @@ impl Inner {
                 &mut st,
                 id,
                 &req,
-                vec![(None, dest, None)],
+                vec![(None, self.hop(dest), None)],
                 false,
                 CallLog::default(),
                 now,
@@ -954,7 +1030,7 @@ impl Inner {
         self.initial(auth, id, req, source, now).await;
     }
 
-    fn on_cancel(&self, req: Msg, top: &Via, reply_to: SocketAddr, now: Instant) {
+    fn on_cancel(&self, req: Msg, top: &Via, reply_to: Hop, now: Instant) {
         let invite_key = server_key(top, "INVITE");
         let mut st = self.state.lock();
         let cancel_id = self.new_server(&mut st, &req, reply_to);
@@ -1008,9 +1084,10 @@ impl Inner {
             return;
         }
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
-        req.push_front("Via", self.via(&new_branch()));
         if let Some(dest) = next_hop(&req) {
-            self.send(&req.encode(), dest);
+            let hop = self.hop(dest);
+            req.push_front("Via", self.via(&new_branch(), hop.transport));
+            self.send(&req.encode(), hop);
         }
     }
 
@@ -1021,7 +1098,7 @@ impl Inner {
         st: &mut State,
         server: u64,
         req: &Msg,
-        targets: Vec<(Option<String>, SocketAddr, Option<String>)>,
+        targets: Vec<(Option<String>, Hop, Option<String>)>,
         record_route: bool,
         log: CallLog,
         now: Instant,
@@ -1065,7 +1142,7 @@ impl Inner {
             if record_route {
                 fwd.push_front("Record-Route", self.record_route());
             }
-            fwd.push_front("Via", self.via(&new_branch()));
+            fwd.push_front("Via", self.via(&new_branch(), dest.transport));
             let b = self.new_client(st, fwd, dest, Some(call_id), trunk, now);
             if let Some(c) = st.calls.get_mut(&call_id) {
                 c.branches.push(b);
@@ -1199,7 +1276,7 @@ impl Inner {
         let _ = to;
 
         let invite = req.method() == Some("INVITE");
-        let targets: Vec<(Option<String>, SocketAddr, Option<String>)> = match &decision.route {
+        let targets: Vec<(Option<String>, Hop, Option<String>)> = match &decision.route {
             Route::Refused { status, reason } => {
                 self.refuse(id, *status, reason, &log, now);
                 return;
@@ -1215,8 +1292,16 @@ impl Inner {
                     match self.store.lookup(d, wall).await {
                         Ok(bindings) => {
                             for b in bindings.into_iter().filter(|b| b.is_live(wall)) {
-                                if b.transport == Transport::Udp {
-                                    targets.push((Some(b.contact.clone()), b.source, None));
+                                // UDP, or the TCP/TLS flow the phone registered over when
+                                // it is open on this replica.
+                                let hop = Hop {
+                                    addr: b.source,
+                                    transport: b.transport,
+                                };
+                                if b.transport == Transport::Udp
+                                    || self.flows.transport_of(b.source) == Some(b.transport)
+                                {
+                                    targets.push((Some(b.contact.clone()), hop, None));
                                 }
                             }
                         }
@@ -1248,7 +1333,14 @@ impl Inner {
                     return;
                 }
                 let uri = format!("sip:{number}@{}:{}", reg.host, reg.port);
-                vec![(Some(uri), dest, Some(reg.id.clone()))]
+                vec![(
+                    Some(uri),
+                    Hop {
+                        addr: dest,
+                        transport: Transport::Udp,
+                    },
+                    Some(reg.id.clone()),
+                )]
             }
         };
         log.number = decision.number.clone();

@@ -2,20 +2,23 @@
 //! [`crate::transaction::machine`].
 //!
 //! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
+//! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
 //! - [`core`]: the proxy core — server and client transactions, calls (a forked INVITE or
 //!   MESSAGE: one server transaction, one client transaction per branch), CANCEL, the response
 //!   choice of §16.7, timers, the call log.
 //!
 //! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
-//! the registrar. Over UDP only for
-//! now: a call from a phone on TCP/TLS is answered by the registrar (405), and bindings on
-//! TCP/TLS are not rung.
+//! the registrar. Over UDP, TCP and TLS: a
+//! request or response that came in on a connection is answered into it, and a binding
+//! registered over TCP/TLS is rung through its connection while it is open on this replica.
 
 pub mod core;
+pub mod flows;
 pub mod sip;
 
-pub use self::core::{Proxy, ProxySettings};
+pub use self::core::{Hop, Proxy, ProxySettings};
+pub use flows::{FlowGuard, Flows};
 
 /// Whether the proxy takes this message (a response, or a request of a method the proxy
 /// relays). Cheap: looks at the first bytes only.

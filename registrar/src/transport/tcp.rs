@@ -114,6 +114,9 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = BytesMut::with_capacity(8192);
+    // What the proxy sends into this connection (requests to a phone registered over it,
+    // responses to a caller on it) arrives here.
+    let (_flow, mut outgoing) = service.proxy().flows().open(peer, transport);
     'conn: loop {
         // Answer every whole message already buffered.
         loop {
@@ -151,6 +154,12 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         let read = tokio::select! {
             biased;
             _ = super::shutdown_requested(&mut shutdown), if buf.is_empty() => break,
+            Some(data) = outgoing.recv() => {
+                if stream.write_all(&data).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             r = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => r,
         };
         match read {
