@@ -21,6 +21,10 @@ use switchboard_registrar::message::{parse, HeaderName, Parsed};
 use switchboard_registrar::metrics::Metrics;
 use switchboard_registrar::service::{Service, ServiceSettings};
 
+/// The registrar binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REALM: &str = "bench.test";
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -226,6 +226,23 @@ impl SipUri {
         })
     }
 
+    /// Whether [`SipUri::parse`] would read `s`, without building the parts.
+    pub fn is_valid(s: &str) -> bool {
+        let Some((scheme, rest)) = s.trim().split_once(':') else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return false;
+        }
+        let rest = rest.split('?').next().unwrap_or("");
+        let hostpart = match rest.rfind('@') {
+            Some(i) => &rest[i + 1..],
+            None => rest,
+        };
+        let hostport = hostpart.split_once(';').map_or(hostpart, |(h, _)| h);
+        host_port(hostport).is_some()
+    }
+
     /// The `transport` parameter.
     pub fn transport(&self) -> Option<Transport> {
         param(&self.params, "transport")
@@ -236,6 +253,11 @@ impl SipUri {
 
 /// Splits `host[:port]` / `[v6][:port]`, lower-casing the host. `None` if malformed.
 pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    host_port(s).map(|(h, p)| (h.to_ascii_lowercase(), p))
+}
+
+/// [`split_host_port`] without copying: the host as written.
+fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
@@ -247,7 +269,7 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
             None if after.is_empty() => None,
             None => return None,
         };
-        return Some((host.to_ascii_lowercase(), port));
+        return Some((host, port));
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, Some(p.parse().ok()?)),
@@ -260,7 +282,7 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     {
         return None;
     }
-    Some((host.to_ascii_lowercase(), port))
+    Some((host, port))
 }
 
 /// The first (topmost) Via of a Via header value.
@@ -491,13 +513,13 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
     }
     let mut list = Vec::with_capacity(items.len());
     for item in items {
-        let na = NameAddr::parse(item).ok_or(ContactError::Syntax)?;
+        let na = NameAddrRef::parse(item).ok_or(ContactError::Syntax)?;
         // Any absolute URI may be a contact; sip/sips ones must also read as such.
         let scheme_ok = match na.uri.split_once(':') {
             Some((scheme, _))
                 if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
             {
-                SipUri::parse(&na.uri).is_some()
+                SipUri::is_valid(na.uri)
             }
             Some((scheme, rest)) => is_scheme(scheme) && !rest.is_empty(),
             None => false,
@@ -516,7 +538,7 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
             Some(None) => return Err(ContactError::BadExpires),
         };
         list.push(ContactSpec {
-            uri: na.uri,
+            uri: na.uri.to_string(),
             q,
             expires,
         });
@@ -594,6 +616,19 @@ mod tests {
         assert_eq!(u.host, "::1");
         assert!(SipUri::parse("tel:+123").is_none());
         assert!(SipUri::parse("sip:").is_none());
+        for s in [
+            "sip:1001@Switchboard.Local:5080;transport=TCP",
+            "sips:[::1]:5061",
+            "sip:a;x=y@h.test?z=1",
+            "SIP:h",
+            "tel:+123",
+            "sip:",
+            "sip:h:99999",
+            "sip:[::1",
+            "sip:a@h b",
+        ] {
+            assert_eq!(SipUri::is_valid(s), SipUri::parse(s).is_some(), "{s}");
+        }
     }
 
     #[test]

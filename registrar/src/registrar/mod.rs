@@ -113,16 +113,19 @@ pub fn decide(
                         continue;
                     }
                     let b = &mut next[i];
-                    b.contact = spec.uri.clone();
+                    // A refresh mostly repeats what is stored: copy only what changed.
+                    set_str(&mut b.contact, &spec.uri);
                     b.q = spec.q;
                     b.expires_at = now + Duration::from_secs(expires as u64);
                     b.updated_at = now;
-                    b.call_id = req.call_id.to_string();
+                    set_str(&mut b.call_id, req.call_id);
                     b.cseq = req.cseq;
                     b.source = req.source;
                     b.transport = req.transport;
-                    b.user_agent = req.user_agent.map(str::to_string);
-                    b.replica = replica.to_string();
+                    if b.user_agent.as_deref() != req.user_agent {
+                        b.user_agent = req.user_agent.map(str::to_string);
+                    }
+                    set_str(&mut b.replica, replica);
                 } else if expires != 0 {
                     next.push(Binding {
                         contact: spec.uri.clone(),
@@ -148,6 +151,12 @@ pub fn decide(
             }
             Decision::Accept(Some(next))
         }
+    }
+}
+
+fn set_str(field: &mut String, value: &str) {
+    if field != value {
+        value.clone_into(field);
     }
 }
 
