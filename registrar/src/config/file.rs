@@ -47,6 +47,15 @@ pub fn reload(path: &Path, handle: &ConfigHandle, metrics: &Metrics) -> bool {
     }
 }
 
+/// Whether an event on `path` may have changed the config file called `name`: the file itself,
+/// or one of the `..`-prefixed entries through which Kubernetes swaps a mounted volume's files.
+fn concerns(path: &Path, name: Option<&std::ffi::OsStr>) -> bool {
+    match path.file_name() {
+        Some(f) => Some(f) == name || f.as_encoded_bytes().starts_with(b".."),
+        None => true,
+    }
+}
+
 /// Watches the file (through its directory, so editors' rename-over and Kubernetes' symlink
 /// swaps are seen) and SIGHUP, until `shutdown` turns true.
 pub fn spawn_watcher(
@@ -61,9 +70,15 @@ pub fn spawn_watcher(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let name = path.file_name().map(|n| n.to_os_string());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if !event.kind.is_access() {
+            // Only events about the file (or Kubernetes' `..data` swap): a log file written
+            // in the same directory must not make every write a reload.
+            if !event.kind.is_access()
+                && (event.paths.is_empty()
+                    || event.paths.iter().any(|p| concerns(p, name.as_deref())))
+            {
                 let _ = tx.send(());
             }
         }
@@ -107,6 +122,19 @@ mod tests {
         let p = dir.join("config.yaml");
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn only_events_about_the_file_count() {
+        let name = Some(std::ffi::OsStr::new("config.yaml"));
+        assert!(concerns(Path::new("/etc/sb/config.yaml"), name));
+        assert!(concerns(Path::new("/etc/sb/..data"), name));
+        assert!(concerns(
+            Path::new("/etc/sb/..2026_11_24_01_00_00.123"),
+            name
+        ));
+        assert!(!concerns(Path::new("/etc/sb/registrar.log"), name));
+        assert!(!concerns(Path::new("/etc/sb/config.yaml.swp"), name));
     }
 
     #[test]
