@@ -113,6 +113,8 @@ struct ServerTx {
     last: Option<Bytes>,
     call: Option<u64>,
     to_tag: String,
+    /// The deadline queued in the timer heap for it, if any.
+    armed: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,6 +136,8 @@ struct ClientTx {
     cancel: Cancel,
     trunk: Option<String>,
     auth_tried: bool,
+    /// The deadline queued in the timer heap for it, if any.
+    armed: Option<Instant>,
 }
 
 struct Call {
@@ -363,8 +367,11 @@ impl Inner {
     async fn run_timers(self: Arc<Self>) {
         loop {
             let next = self.state.lock().timers.peek().map(|Reverse((t, _))| *t);
+            // Timers fire in batches at most every 10 ms: SIP timers need no finer grain, and
+            // a busy proxy would otherwise wake for every single deadline.
+            let floor = Instant::now() + Duration::from_millis(10);
             let sleep = match next {
-                Some(t) => tokio::time::sleep_until(t.into()),
+                Some(t) => tokio::time::sleep_until(t.max(floor).into()),
                 None => tokio::time::sleep(Duration::from_secs(1)),
             };
             tokio::select! {
@@ -379,14 +386,55 @@ impl Inner {
                 }
                 st.timers.pop();
                 match key {
-                    TimerKey::Tx(id) => self.fire_tx(&mut st, id, now),
+                    TimerKey::Tx(id) => self.fire_tx(&mut st, id, t, now),
                     TimerKey::Ring(call) => self.ring_timeout(&mut st, call, now),
                 }
             }
         }
     }
 
-    fn fire_tx(&self, st: &mut State, id: u64, now: Instant) {
+    /// Queues the transaction's next deadline, unless an entry at or before it is queued
+    /// already (that one reschedules when it fires): one heap entry per transaction at a time.
+    fn schedule_tx(&self, st: &mut State, id: u64) {
+        let armed = if let Some(s) = st.servers.get_mut(&id) {
+            let d = s.m.deadline();
+            match d {
+                Some(d) if s.armed.is_none_or(|a| a > d) => {
+                    s.armed = Some(d);
+                    Some(d)
+                }
+                _ => None,
+            }
+        } else if let Some(c) = st.clients.get_mut(&id) {
+            let d = c.m.deadline();
+            match d {
+                Some(d) if c.armed.is_none_or(|a| a > d) => {
+                    c.armed = Some(d);
+                    Some(d)
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        self.schedule(st, TimerKey::Tx(id), armed);
+    }
+
+    fn fire_tx(&self, st: &mut State, id: u64, queued: Instant, now: Instant) {
+        if let Some(s) = st.servers.get_mut(&id) {
+            if s.armed == Some(queued) {
+                s.armed = None;
+            }
+        } else if let Some(c) = st.clients.get_mut(&id) {
+            if c.armed == Some(queued) {
+                c.armed = None;
+            }
+        }
+        self.fire_due(st, id, now);
+        self.schedule_tx(st, id);
+    }
+
+    fn fire_due(&self, st: &mut State, id: u64, now: Instant) {
         if let Some(s) = st.servers.get_mut(&id) {
             if s.m.deadline().is_some_and(|d| d <= now) {
                 let actions = s.m.on_timer(now);
@@ -418,11 +466,12 @@ impl Inner {
                     self.settings.timers,
                 ),
                 key,
-                req: req.clone(),
+                req: response_headers(req),
                 reply_to,
                 last: None,
                 call: None,
                 to_tag: new_tag(),
+                armed: None,
             },
         );
         id
@@ -444,6 +493,17 @@ impl Inner {
             s.last = Some(data);
         }
         self.server_actions(st, id, &actions, now);
+        // Accepted (a 2xx went out): retransmitted INVITEs are absorbed and the 2xx's own
+        // retransmissions are relayed as they come; nothing to keep.
+        if let Some(s) = st.servers.get_mut(&id) {
+            if s.m.state() == TxState::Accepted {
+                s.last = None;
+            }
+            if status >= 200 {
+                // Final: no response is built from the request any more.
+                s.req.headers = Vec::new();
+            }
+        }
     }
 
     /// A locally generated response to the server transaction's request.
@@ -483,8 +543,7 @@ impl Inner {
                 _ => {}
             }
         }
-        let at = st.servers.get(&id).and_then(|s| s.m.deadline());
-        self.schedule(st, TimerKey::Tx(id), at);
+        self.schedule_tx(st, id);
     }
 
     // ----- client transactions -----
@@ -527,6 +586,7 @@ impl Inner {
                 cancel: Cancel::No,
                 trunk,
                 auth_tried: false,
+                armed: None,
             },
         );
         self.client_actions(st, id, &actions, None, now);
@@ -578,8 +638,7 @@ impl Inner {
                 Action::AbsorbAck => {}
             }
         }
-        let at = st.clients.get(&id).and_then(|c| c.m.deadline());
-        self.schedule(st, TimerKey::Tx(id), at);
+        self.schedule_tx(st, id);
     }
 
     fn on_response(&self, mut resp: Msg) {
@@ -722,7 +781,7 @@ impl Inner {
             }
         }
         if call.outstanding > 0 || call.finished {
-            if call.finished && call.outstanding == 0 && !st.servers.contains_key(&call.server) {
+            if call.finished && call.outstanding == 0 {
                 st.calls.remove(&call_id);
             }
             return;
@@ -750,11 +809,10 @@ impl Inner {
             best.as_ref().and_then(Msg::status).unwrap_or(408)
         };
         self.log_call(call, code, outcome);
+        // Every branch is done: nothing refers to the call any more.
+        let call = st.calls.remove(&call_id).expect("present");
         if call.cancelled {
             // The 487 went out when the CANCEL came.
-            if !st.servers.contains_key(&server) {
-                st.calls.remove(&call_id);
-            }
             return;
         }
         match best {
@@ -1442,6 +1500,26 @@ impl Inner {
                 Err(((407, "Proxy Authentication Required"), challenges))
             }
         }
+    }
+}
+
+/// What a server transaction keeps of its request: the start line and the headers a response
+/// copies (§8.2.6.2), no body.
+fn response_headers(req: &Msg) -> Msg {
+    Msg {
+        start: req.start.clone(),
+        headers: req
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                matches!(
+                    n.as_str(),
+                    "Via" | "From" | "To" | "Call-ID" | "CSeq" | "Record-Route"
+                )
+            })
+            .cloned()
+            .collect(),
+        body: Bytes::new(),
     }
 }
 
