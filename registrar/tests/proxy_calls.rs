@@ -406,6 +406,10 @@ fn forks_to_both_contacts_first_answer_wins_the_other_is_cancelled() {
     assert_eq!(requests(&rang, "INVITE").len(), 1);
     assert_eq!(requests(&rang, "CANCEL").len(), 1, "{rang:?}");
     assert_eq!(requests(&answered, "INVITE").len(), 1);
+    // Each contact got the call at its own registered Contact.
+    let ruri = |msgs: &[String]| first_line(requests(msgs, "INVITE")[0]).to_string();
+    assert!(ruri(&rang).starts_with(&format!("INVITE sip:1002@127.0.0.1:{};", ringing.port)));
+    assert!(ruri(&answered).starts_with(&format!("INVITE sip:1002@127.0.0.1:{};", answering.port)));
     assert_eq!(requests(&answered, "BYE").len(), 1);
     let finals: Vec<String> = statuses(&caller)
         .into_iter()
@@ -425,6 +429,7 @@ fn cancel_before_answer() {
     let caller = call(&r, "1001", "1002", "proxy_uac_cancel.xml", &[]);
     let callee = phone.finish();
     assert_eq!(requests(&callee, "CANCEL").len(), 1);
+    assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
     assert!(statuses(&caller)
         .iter()
         .any(|s| s.starts_with("SIP/2.0 487")));
@@ -446,6 +451,7 @@ fn busy_is_relayed() {
         &[("EXPECTED_STATUS", "486")],
     );
     let callee = phone.finish();
+    assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
     assert_eq!(requests(&callee, "ACK").len(), 1, "the proxy ACKs the 486");
     assert_call_logged(&r, &["extension:1002", "486", "failed"]);
 }
