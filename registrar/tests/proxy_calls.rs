@@ -845,3 +845,32 @@ fn phone_on_tcp_is_rung_through_its_connection() {
         .iter()
         .any(|s| s.starts_with("SIP/2.0 200")));
 }
+
+#[test]
+fn in_dialog_requests_need_our_record_route_token() {
+    // A request with a To tag is relayed only along a Record-Route this proxy issued for the
+    // dialog: no open relay for anyone who writes a Route header.
+    let r = start("proxy-forged", free_port());
+    let c = common::UdpClient::new(format!("127.0.0.1:{}", r.sip_port).parse().unwrap());
+    let bye = |route: &str| {
+        format!(
+            "BYE sip:victim@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-f{};rport\r\n\
+             {route}From: <sip:a@{DOMAIN}>;tag=a\r\nTo: <sip:b@{DOMAIN}>;tag=b\r\nCall-ID: forged\r\n\
+             CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            c.local,
+            route.len()
+        )
+    };
+    for route in [
+        String::new(),
+        format!("Route: <sip:127.0.0.1:{};lr>\r\n", r.sip_port),
+        format!("Route: <sip:127.0.0.1:{};lr;sbp>\r\n", r.sip_port),
+        format!(
+            "Route: <sip:127.0.0.1:{};lr;sbp=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA>\r\n",
+            r.sip_port
+        ),
+    ] {
+        let resp = c.exchange(&bye(&route));
+        assert_eq!(common::status_of(&resp), 403, "{route}: {resp}");
+    }
+}

@@ -23,6 +23,7 @@ use super::flows::Flows;
 use super::sip::{addr_uri, response_to, uri_target, via_target, Msg, Start};
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::digest::Credentials;
+use crate::auth::nonce::NonceStatus;
 use crate::auth::{Attempt, Authenticator, Failure, Ha1, Verdict};
 use crate::config::ConfigHandle;
 use crate::location::LocationStore;
@@ -340,9 +341,36 @@ impl Inner {
         uri_target(&u) == Some(local)
     }
 
-    fn record_route(&self) -> String {
+    /// Our Record-Route for a dialog: its `sbp` parameter is a MAC of the Call-ID under the
+    /// config's nonce key (shared by every replica), so only requests of dialogs this proxy
+    /// (or a sibling replica) record-routed are relayed by their Request-URI.
+    fn record_route(&self, call_id: &str) -> String {
         let local = self.local();
-        format!("<sip:{local};lr;sbp>")
+        match self.config.current() {
+            Some(loaded) => {
+                let token = loaded.nonce_key.issue(call_id, 0, [0; 8]);
+                format!("<sip:{local};lr;sbp={token}>")
+            }
+            None => format!("<sip:{local};lr;sbp>"),
+        }
+    }
+
+    /// Whether a Route of ours carries the right token for this Call-ID.
+    fn route_token_valid(&self, route_uri: &str, call_id: &str) -> bool {
+        let Some(u) = SipUri::parse(route_uri) else {
+            return false;
+        };
+        let Some(token) = u
+            .params
+            .iter()
+            .find(|(k, _)| k == "sbp")
+            .and_then(|(_, v)| v.as_deref())
+        else {
+            return false;
+        };
+        self.config.current().is_some_and(|loaded| {
+            loaded.nonce_key.check(token, call_id, 0, u64::MAX) != NonceStatus::Invalid
+        })
     }
 
     fn via(&self, branch: &str, transport: Transport) -> String {
@@ -1047,17 +1075,20 @@ impl Inner {
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
 
         // Loose routing (§16.4): a Route naming us is ours to remove.
-        let routed_here = req
+        let top_route = req
             .header_list("Route")
             .first()
-            .is_some_and(|r| self.is_ours(&addr_uri(r)));
+            .map(|r| addr_uri(r))
+            .filter(|u| self.is_ours(u));
+        let routed_here = top_route.is_some();
         if routed_here {
             req.pop_first("Route");
         }
 
         if req.to_tag().is_some() {
-            // Inside a dialog: it must come through our Record-Route.
-            if !routed_here {
+            // Inside a dialog: it must come through our Record-Route, with its token.
+            let call_id = req.call_id().unwrap_or("");
+            if !top_route.is_some_and(|u| self.route_token_valid(&u, call_id)) {
                 let mut st = self.state.lock();
                 self.reply(&mut st, id, 403, "Not Routed Through This Proxy", now);
                 return;
@@ -1125,10 +1156,12 @@ impl Inner {
     /// An ACK for a 2xx (or anything else without a transaction): our Route popped, our Via
     /// pushed, sent on by Route or Request-URI.
     fn relay_stateless(&self, mut req: Msg) {
+        let call_id = req.call_id().unwrap_or("").to_string();
         if req
             .header_list("Route")
             .first()
-            .is_some_and(|r| self.is_ours(&addr_uri(r)))
+            .map(|r| addr_uri(r))
+            .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
         {
             req.pop_first("Route");
         } else {
@@ -1198,7 +1231,10 @@ impl Inner {
                 fwd.set_uri(u);
             }
             if record_route {
-                fwd.push_front("Record-Route", self.record_route());
+                fwd.push_front(
+                    "Record-Route",
+                    self.record_route(req.call_id().unwrap_or("")),
+                );
             }
             fwd.push_front("Via", self.via(&new_branch(), dest.transport));
             let b = self.new_client(st, fwd, dest, Some(call_id), trunk, now);
