@@ -5,7 +5,7 @@
 //!
 //! | module | what it is |
 //! | --- | --- |
-//! | [`message`] | SIP parsing (rsip underneath), header readers, response building |
+//! | [`message`] | SIP parsing, header readers, response building |
 //! | [`transport`] | UDP, TCP and TLS listeners, stream framing, `received`/`rport` (RFC 3581) |
 //! | [`transaction`] | the response cache that absorbs retransmissions |
 //! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |

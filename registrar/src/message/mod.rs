@@ -1,11 +1,11 @@
-//! SIP messages: parsing bytes into requests (through `rsip`), reading the headers a registrar
-//! needs, and writing responses.
+//! SIP messages: parsing bytes into requests, reading the headers a registrar needs, and writing
+//! responses.
 //!
 //! - [`parse`]: bytes → [`Request`] or a [`ParseError`] that says whether the message can still
 //!   be answered with a 400 (its Via, From, To, Call-ID and CSeq were readable).
 //! - [`headers`]: small parsers for the header values (Via, name-addr, Contact lists, CSeq,
-//!   Expires, q-values). They work on the untyped header text rsip hands over, so compact forms
-//!   and odd spacing are handled in one place.
+//!   Expires, q-values). They work on the header text [`parse`] cut out, so compact forms and odd
+//!   spacing are handled in one place.
 //! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
 
 pub mod headers;
