@@ -28,8 +28,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 use tokio::sync::broadcast;
 
-/// Methods this registrar answers, for `Allow`.
-pub const ALLOW: &str = "REGISTER, OPTIONS, NOTIFY";
+/// Methods this registrar answers (the call methods through its proxy), for `Allow`.
+pub const ALLOW: &str =
+    "REGISTER, OPTIONS, NOTIFY, INVITE, ACK, CANCEL, BYE, MESSAGE, UPDATE, INFO, REFER, PRACK";
 
 /// Settings of the service.
 #[derive(Clone, Debug)]
