@@ -1274,16 +1274,13 @@ impl Inner {
 
         // Who is calling: an upstream through one of our registrations, a trusted peer, or a
         // device (digest-authenticated).
-        let upstream = table
+        let candidate = table
             .registration_for_user(&dialled)
-            .filter(|id| {
-                config
-                    .registrations
-                    .iter()
-                    .find(|r| r.id == *id)
-                    .is_some_and(|r| from_upstream(r, source))
-            })
-            .map(str::to_string);
+            .and_then(|id| config.registrations.iter().find(|r| r.id == id));
+        let upstream = match candidate {
+            Some(r) if from_upstream(r, source).await => Some(r.id.clone()),
+            _ => None,
+        };
         let peer_domain = if table.trusted_domain(source.ip(), &ruri.host) {
             Some(ruri.host.clone())
         } else {
@@ -1559,17 +1556,32 @@ fn response_headers(req: &Msg) -> Msg {
     }
 }
 
-/// Whether a request from `source` comes from a registration's upstream (by address when the
-/// upstream is an IP literal; a host name is not resolved here and any source is accepted).
-fn from_upstream(reg: &OutboundRegistration, source: SocketAddr) -> bool {
-    match reg
-        .host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<std::net::IpAddr>()
-    {
-        Ok(ip) => crate::transport::nat::canonical(source).ip() == ip,
-        Err(_) => true,
+/// Whether a request from `source` comes from a registration's upstream: its host or outbound
+/// proxy, by address (host names resolved at the time of the call).
+async fn from_upstream(reg: &OutboundRegistration, source: SocketAddr) -> bool {
+    let ip = crate::transport::nat::canonical(source).ip();
+    let proxy = reg.outbound_proxy.as_deref().map(|p| {
+        crate::message::headers::split_host_port(p).map_or_else(|| p.to_string(), |(h, _)| h)
+    });
+    for host in std::iter::once(reg.host.clone()).chain(proxy) {
+        let bare = host.trim_matches(|c| c == '[' || c == ']');
+        if let Ok(addr) = bare.parse::<std::net::IpAddr>() {
+            if addr == ip {
+                return true;
+            }
+            continue;
+        }
+        // A host name: its addresses now (the upstream may have several).
+        if let Ok(addrs) = tokio::net::lookup_host((bare, reg.port)).await {
+            if addrs
+                .map(|a| crate::transport::nat::canonical(a).ip())
+                .any(|a| a == ip)
+            {
+                return true;
+            }
+        }
     }
+    false
 }
 
 async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -1688,6 +1700,24 @@ mod tests {
         assert!(better(&resp(302), Some(&resp(486))));
         assert!(better(&resp(603), Some(&resp(302))));
         assert!(!better(&resp(500), Some(&resp(404))));
+    }
+
+    #[tokio::test]
+    async fn upstream_is_recognised_by_address_or_resolved_name() {
+        let reg = |host: &str, proxy: Option<&str>| OutboundRegistration {
+            id: "default/carrier".into(),
+            host: host.into(),
+            port: 5060,
+            outbound_proxy: proxy.map(str::to_string),
+            ..Default::default()
+        };
+        let src: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        assert!(from_upstream(&reg("127.0.0.1", None), src).await);
+        assert!(from_upstream(&reg("localhost", None), src).await);
+        assert!(!from_upstream(&reg("192.0.2.1", None), src).await);
+        assert!(from_upstream(&reg("192.0.2.1", Some("127.0.0.1:5070")), src).await);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5099".parse().unwrap();
+        assert!(from_upstream(&reg("127.0.0.1", None), mapped).await);
     }
 
     #[test]
