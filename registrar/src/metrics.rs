@@ -52,6 +52,10 @@ pub struct Metrics {
     /// `cancelled`, `no_answer`, `unavailable`, `refused`, `not_found`, `message_delivered`,
     /// `message_failed`).
     pub calls: IntCounterVec,
+    /// `sip_proxy_transactions{side}`: live proxy transactions (`server`, `client`).
+    pub proxy_transactions: IntGaugeVec,
+    /// `sip_proxy_calls`: calls (forked INVITEs and MESSAGEs) with a branch still open.
+    pub proxy_calls: IntGauge,
 }
 
 impl Default for Metrics {
@@ -150,6 +154,15 @@ impl Metrics {
                 "sip_calls_total",
                 "Calls (INVITE) and MESSAGEs through the proxy, by outcome",
                 &["outcome"],
+            ),
+            proxy_transactions: gauge_vec(
+                "sip_proxy_transactions",
+                "Live proxy transactions, by side",
+                &["side"],
+            ),
+            proxy_calls: gauge(
+                "sip_proxy_calls",
+                "Calls through the proxy with a branch still open",
             ),
             registry,
         }

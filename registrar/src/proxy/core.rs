@@ -397,9 +397,11 @@ impl Inner {
             let next = self.state.lock().timers.peek().map(|Reverse((t, _))| *t);
             // Timers fire in batches at most every 10 ms: SIP timers need no finer grain, and
             // a busy proxy would otherwise wake for every single deadline.
+            // At least once a second, for the gauges below.
             let floor = Instant::now() + Duration::from_millis(10);
+            let ceiling = Instant::now() + Duration::from_secs(1);
             let sleep = match next {
-                Some(t) => tokio::time::sleep_until(t.max(floor).into()),
+                Some(t) => tokio::time::sleep_until(t.max(floor).min(ceiling).into()),
                 None => tokio::time::sleep(Duration::from_secs(1)),
             };
             tokio::select! {
@@ -408,6 +410,15 @@ impl Inner {
             }
             let now = Instant::now();
             let mut st = self.state.lock();
+            self.metrics
+                .proxy_transactions
+                .with_label_values(&["server"])
+                .set(st.servers.len() as i64);
+            self.metrics
+                .proxy_transactions
+                .with_label_values(&["client"])
+                .set(st.clients.len() as i64);
+            self.metrics.proxy_calls.set(st.calls.len() as i64);
             while let Some(Reverse((t, key))) = st.timers.peek().copied() {
                 if t > now {
                     break;
