@@ -552,6 +552,12 @@ fn pattern_transform_and_trunk_with_upstream_digest() {
         .iter()
         .any(|s| s.starts_with("SIP/2.0 200")));
     let seen = received(&upstream.dir);
+    // The upstream's own check of the Request-URI (an ereg in its scenario) held.
+    let upstream_log = logs(&upstream.dir);
+    assert!(
+        !upstream_log.contains("Failed regexp match"),
+        "{upstream_log}"
+    );
     let invites = requests(&seen, "INVITE");
     assert_eq!(invites.len(), 2, "challenged, then authenticated: {seen:?}");
     for i in &invites {
