@@ -1,0 +1,408 @@
+//! A call arriving through an outbound registration, end to end with a real upstream: Debian's
+//! `kamailio` (started on loopback from `uac_inbound_kamailio.cfg`: digest users in memory,
+//! in-memory usrloc, INVITEs to a registered AOR looked up and relayed statefully) is the
+//! upstream of a registration whose `target` is extension 1002 of the registrar's site. The
+//! phone of 1002 is a sipp UAS that registers to the registrar with a real REGISTER; a sipp
+//! UAC calls the registration's AOR through Kamailio; Kamailio relays the INVITE to the
+//! registered Contact (the registrar), which routes it to the phone.
+//!
+//! Kamailio and sipp are required (`.ci/run` installs them); the test fails, not skips,
+//! without them. Every wait polls a condition under a deadline.
+
+mod common;
+
+use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use switchboard_crds::config::ha1;
+
+const KAM_CONFIG: &str = include_str!("uac_inbound_kamailio.cfg");
+const DOMAIN: &str = "switchboard.local";
+const IP: &str = "127.0.0.1";
+
+fn require(tool: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{tool} is not installed: this test needs Debian's kamailio (scripts/install-test-deps.sh installs it)");
+}
+
+/// Kamailio on a loopback port, in its own run directory.
+struct Kamailio {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Kamailio {
+    fn start(users: &[(&str, &str)]) -> Kamailio {
+        let kam = require("kamailio");
+        let dir = temp_dir("kamailio-inbound");
+        let port = free_port();
+        let users: String = users
+            .iter()
+            .map(|(u, p)| format!("\tif ($au == \"{u}\") {{ $var(pw) = \"{p}\"; }}\n"))
+            .collect();
+        let cfg = KAM_CONFIG
+            .replace("@IP@", IP)
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", dir.to_str().unwrap())
+            .replace("@USERS@", &users);
+        let config = dir.join("kamailio.cfg");
+        std::fs::write(&config, cfg).unwrap();
+        let check = Command::new(&kam)
+            .arg("-c")
+            .arg("-f")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "kamailio config check failed: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
+        let child = Command::new(&kam)
+            .arg("-f")
+            .arg(&config)
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(&dir)
+            .arg("-w")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kamailio");
+        let k = Kamailio {
+            dir,
+            port,
+            child: Some(child),
+        };
+        // Up once it answers OPTIONS.
+        let sock = UdpSocket::bind((IP, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let me = sock.local_addr().unwrap();
+        let opts = format!(
+            "OPTIONS sip:ping@{IP}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping\r\nFrom: <sip:t@{IP}>;tag=1\r\nTo: <sip:ping@{IP}>\r\nCall-ID: ping@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let started = Instant::now();
+        loop {
+            let _ = sock.send_to(opts.as_bytes(), (IP, port));
+            let mut buf = [0u8; 2048];
+            if matches!(sock.recv_from(&mut buf), Ok((n, _)) if buf[..n].starts_with(b"SIP/2.0 200"))
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "kamailio did not answer OPTIONS on {IP}:{port}; log:\n{}",
+                k.log()
+            );
+        }
+        k
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+
+    /// `ul.lookup location USER`: the bindings' output, or None when the AOR has none.
+    fn lookup(&self, user: &str) -> Option<String> {
+        let out = Command::new(require("kamcmd"))
+            .arg("-s")
+            .arg(format!("unix:{}", self.dir.join("ctl").display()))
+            .args(["ul.lookup", "location", user])
+            .output()
+            .expect("kamcmd");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && text.contains("Contact")).then_some(text)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("kamailio run directory kept: {}", self.dir.display());
+        }
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
+    vec![
+        remote.to_string(),
+        "-sf".into(),
+        path.display().to_string(),
+        "-i".into(),
+        IP.into(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        "u1".into(),
+        "-m".into(),
+        "1".into(),
+        "-timeout".into(),
+        "30".into(),
+        "-timeout_error".into(),
+        "-nostdin".into(),
+        "-trace_msg".into(),
+        "-trace_err".into(),
+    ]
+}
+
+/// Everything sipp logged in `dir` (messages and errors).
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".log") {
+            out.push_str(&format!(
+                "--- {name}\n{}\n",
+                std::fs::read_to_string(entry.path()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// The messages sipp received, in order (from its `-trace_msg` log).
+fn received(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_messages.log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for block in text.split("----------------------------------------------- ") {
+                let mut lines = block.splitn(3, '\n');
+                let (_, Some(what), Some(msg)) = (lines.next(), lines.next(), lines.next()) else {
+                    continue;
+                };
+                if what.contains("message received") {
+                    out.push(msg.trim_start().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn first_line(m: &str) -> &str {
+    m.lines().next().unwrap_or("")
+}
+
+fn with_first_line<'a>(msgs: &'a [String], prefix: &str) -> Vec<&'a String> {
+    msgs.iter()
+        .filter(|m| first_line(m).starts_with(prefix))
+        .collect()
+}
+
+/// sipp's final counter `label` (`Successful call`, `Failed call`) from its stdout.
+fn counter(stdout: &str, label: &str) -> u32 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+#[test]
+fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
+    let kam = Kamailio::start(&[("trunk1", "secret1")]);
+
+    // The site: extension 1002 (the phone) and a registration to Kamailio targeting it.
+    let (md5, sha) = ha1("1002", DOMAIN, "pw-1002");
+    let config = format!(
+        "format: 1\nhash: \"\"\ndomains:\n  - domain: {DOMAIN}\n    site: default/hq\n    extensions: \"1000-1999\"\n    registration:\n      minExpires: 60\n      maxExpires: 3600\n      defaultExpires: 600\n      transports: [UDP]\n      digestAlgorithms: [MD5]\n    devices:\n      - id: default/desk-1002\n        sipUser: \"1002\"\n        ha1Md5: {md5}\n        ha1Sha256: {sha}\n        assignment: Site\n        extension: \"1002\"\nregistrations:\n  - id: default/kamailio-trunk1\n    aor: sip:trunk1@example.test\n    username: trunk1\n    password: secret1\n    host: {IP}\n    port: {}\n    transport: UDP\n    expires: 300\n    target:\n      site: hq\n      extension: \"1002\"\n",
+        kam.port
+    );
+    let r = Registrar::start(
+        "uac-inbound",
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+
+    // The phone registers to the registrar (digest) from the port it then answers on.
+    let phone_port = free_port();
+    let phone_dir = temp_dir("phone-1002");
+    let mut args = base_args(
+        &format!("{IP}:{}", r.sip_port),
+        &scenario("proxy_register.xml"),
+        phone_port,
+    );
+    args.extend(
+        [
+            "-key", "user", "1002", "-key", "domain", DOMAIN, "-au", "1002", "-ap", "pw-1002",
+        ]
+        .map(String::from),
+    );
+    let out = run_tool("sipp", &args, &phone_dir, Duration::from_secs(40));
+    assert!(
+        out.status.success(),
+        "REGISTER of 1002 failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        logs(&phone_dir)
+    );
+    let bindings = r.wait_bindings("default/desk-1002", 1);
+    let phone_contact = format!("sip:1002@{IP}:{phone_port}");
+    assert!(
+        bindings[0]["contact"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(&phone_contact)),
+        "{bindings:?}"
+    );
+
+    // The registration is Successful upstream, and Kamailio holds its binding: the registrar.
+    let view = wait_until("the registration to Kamailio to succeed", || {
+        let (status, body) = r.get("/debug/registrations")?;
+        assert_eq!(status, 200, "{body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let reg = doc["registrations"]
+            .as_array()?
+            .iter()
+            .find(|v| v["id"] == "default/kamailio-trunk1")?
+            .clone();
+        (reg["phase"] == "Successful").then_some(reg)
+    });
+    assert_eq!(view["lastStatusCode"], 200, "{view}");
+    let binding = wait_until("kamailio to hold the binding of trunk1", || {
+        kam.lookup("trunk1")
+    });
+    assert!(
+        binding.contains(&format!("sip:trunk1@{IP}:{}", r.sip_port)),
+        "{binding}"
+    );
+
+    // The phone answers one call.
+    let uas_path = phone_dir.join("proxy_uas.xml");
+    std::fs::write(
+        &uas_path,
+        std::fs::read_to_string(scenario("proxy_uas.xml"))
+            .unwrap()
+            .replace("ANSWER_DELAY", "0"),
+    )
+    .unwrap();
+    let mut uas = Command::new("sipp")
+        .args(base_args(&format!("{IP}:9"), &uas_path, phone_port))
+        .current_dir(&phone_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp must be installed (.ci/run installs it)");
+    wait_until("the phone's sipp UAS to listen", || {
+        UdpSocket::bind((IP, phone_port)).is_err().then_some(())
+    });
+
+    // A caller sends the INVITE for the AOR to Kamailio, which relays it to the registrar.
+    let caller_dir = temp_dir("kamailio-caller");
+    let mut args = base_args(
+        &format!("{IP}:{}", kam.port),
+        &scenario("proxy_uac_noauth.xml"),
+        free_port(),
+    );
+    args.extend(
+        [
+            "-key",
+            "user",
+            "caller",
+            "-key",
+            "domain",
+            "example.test",
+            "-s",
+            "trunk1",
+        ]
+        .map(String::from),
+    );
+    let out = run_tool("sipp", &args, &caller_dir, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let context = || {
+        format!(
+            "{stdout}\ncaller:\n{}\nphone:\n{}\nregistrar:\n{}\nkamailio:\n{}",
+            logs(&caller_dir),
+            logs(&phone_dir),
+            r.logs(),
+            kam.log()
+        )
+    };
+    assert!(
+        out.status.success()
+            && counter(&stdout, "Successful call") == 1
+            && counter(&stdout, "Failed call") == 0,
+        "the call through kamailio failed ({}):\n{}",
+        out.status,
+        context()
+    );
+
+    // The phone's UAS got the INVITE at its Contact and completed the call (200, ACK, BYE).
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = uas.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = uas.kill();
+            let _ = uas.wait();
+            panic!("the phone's sipp did not finish:\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "the phone's scenario failed ({status}):\n{}",
+        context()
+    );
+    let callee = received(&phone_dir);
+    let invites = with_first_line(&callee, "INVITE ");
+    assert_eq!(invites.len(), 1, "{callee:?}");
+    assert!(
+        first_line(invites[0]).starts_with(&format!("INVITE {phone_contact}")),
+        "the INVITE's Request-URI is the phone's Contact: {}",
+        first_line(invites[0])
+    );
+    assert_eq!(with_first_line(&callee, "ACK ").len(), 1, "{callee:?}");
+    assert_eq!(with_first_line(&callee, "BYE ").len(), 1, "{callee:?}");
+    let caller = received(&caller_dir);
+    assert!(
+        caller
+            .iter()
+            .any(|m| first_line(m).starts_with("SIP/2.0 200")),
+        "{caller:?}"
+    );
+    // Kamailio relayed it from its binding of trunk1 (the registrar's Contact).
+    assert!(
+        kam.log().contains("routed to the binding of trunk1"),
+        "{}",
+        kam.log()
+    );
+}
