@@ -392,6 +392,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     tracing::info!(contacts = ?uac_settings.contacts, "outbound registrations follow the config");
+    // Calls to trunks over TCP/TLS: the proxy connects with the same TLS client config, and
+    // record-routes with our listening address on that transport.
+    let advertised = |bound: &[SocketAddr]| {
+        bound.first().map(|a| {
+            let ip = args.advertise.unwrap_or_else(|| {
+                if a.ip().is_unspecified() {
+                    detect_local_ip(a.is_ipv6()).unwrap_or(a.ip())
+                } else {
+                    a.ip()
+                }
+            });
+            SocketAddr::new(ip, a.port())
+        })
+    };
+    service.proxy().attach_outbound(crate::proxy::Outbound {
+        reader: transport::tcp::outbound_reader(
+            Arc::downgrade(&service),
+            metrics.clone(),
+            limits,
+            shutdown_rx.clone(),
+        ),
+        tls: uac_settings.tls.clone(),
+        tcp: advertised(&bound_tcp),
+        tls_addr: advertised(&bound_tls),
+    });
     let status_start = match (cluster, status_events) {
         (Some((client, _)), Some(events)) => {
             let settings = StatusSettings {

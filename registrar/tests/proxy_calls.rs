@@ -513,12 +513,21 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Upstream {
+        Upstream::start_over("u1")
+    }
+
+    /// Listening over a sipp transport (`u1`, or `t1` for TCP).
+    fn start_over(transport: &str) -> Upstream {
         let port = free_port();
         let dir = temp_dir("upstream");
-        let args = base_args("127.0.0.1:9", &scenario("proxy_upstream.xml"), port)
+        let mut args = base_args("127.0.0.1:9", &scenario("proxy_upstream.xml"), port)
             .into_iter()
             .chain(["-timeout", "40"].map(String::from))
             .collect::<Vec<_>>();
+        if let Some(i) = args.iter().position(|a| a == "-t") {
+            args[i + 1] = transport.to_string();
+        }
+        let tcp = transport.starts_with('t');
         let child = Command::new("sipp")
             .args(&args)
             .current_dir(&dir)
@@ -528,9 +537,12 @@ impl Upstream {
             .spawn()
             .expect("sipp must be installed (.ci/run installs it)");
         wait_until("the upstream sipp to listen", || {
-            std::net::UdpSocket::bind(("127.0.0.1", port))
-                .is_err()
-                .then_some(())
+            let taken = if tcp {
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+            } else {
+                std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+            };
+            taken.then_some(())
         });
         Upstream { port, dir, child }
     }
@@ -579,6 +591,53 @@ fn pattern_transform_and_trunk_with_upstream_digest() {
         "the 401's ACK and the 2xx's ACK"
     );
     assert_eq!(requests(&seen, "BYE").len(), 1);
+    assert_call_logged(&r, &["trunk:default/carrier", "79261234567", "answered"]);
+}
+
+#[test]
+fn trunk_over_tcp_is_connected_to_and_the_call_completes() {
+    let upstream = Upstream::start_over("t1");
+    let text = config(upstream.port).replace("    transport: UDP\n", "    transport: TCP\n");
+    let r = start_with("proxy-trunk-tcp", text);
+    let caller = call(&r, "1001", "89261234567", "proxy_uac.xml", &[]);
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    let seen = received(&upstream.dir);
+    let upstream_log = logs(&upstream.dir);
+    assert!(
+        !upstream_log.contains("Failed regexp match"),
+        "{upstream_log}"
+    );
+    let invites = requests(&seen, "INVITE");
+    assert_eq!(invites.len(), 2, "challenged, then authenticated: {seen:?}");
+    let prefix = format!(
+        "INVITE sip:79261234567@127.0.0.1:{};transport=tcp ",
+        upstream.port
+    );
+    for i in &invites {
+        assert!(first_line(i).starts_with(&prefix), "{i}");
+        assert!(
+            i.lines().any(|l| l.starts_with("Via: SIP/2.0/TCP ")),
+            "sent over TCP: {i}"
+        );
+    }
+    // Double Record-Route (RFC 5658): the trunk's side names our TCP listener.
+    assert!(
+        invites[1]
+            .lines()
+            .any(|l| l.starts_with("Record-Route: <sip:127.0.0.1:")
+                && l.contains(";transport=tcp;lr;sbp=")),
+        "{}",
+        invites[1]
+    );
+    assert!(invites[1].contains("Authorization: Digest username=\"trunkuser\""));
+    assert_eq!(requests(&seen, "ACK").len(), 2);
+    assert_eq!(
+        requests(&seen, "BYE").len(),
+        1,
+        "the BYE reaches the trunk over TCP"
+    );
     assert_call_logged(&r, &["trunk:default/carrier", "79261234567", "answered"]);
 }
 

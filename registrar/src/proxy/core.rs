@@ -75,9 +75,41 @@ struct Inner {
     table: Mutex<Option<Arc<RoutingTable>>>,
     udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
     flows: Flows,
+    outbound: OnceLock<Outbound>,
     state: Mutex<State>,
     wake: Notify,
 }
+
+/// What the proxy needs to open TCP/TLS connections to trunks itself (see
+/// [`Proxy::attach_outbound`]).
+pub struct Outbound {
+    /// Starts the transport's connection loop on a connection we opened (as for accepted
+    /// ones): [`crate::transport::tcp::outbound_reader`].
+    pub reader: StreamReader,
+    /// The TLS client config (the same as outbound registrations use).
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Our TCP and TLS listening addresses (for a Record-Route the trunk can reach over its
+    /// transport), when bound.
+    pub tcp: Option<SocketAddr>,
+    /// See `tcp`.
+    pub tls_addr: Option<SocketAddr>,
+}
+
+/// Starts reading a connection the proxy opened: the stream, bytes already read, the peer,
+/// the transport, and its registration in the flow table.
+pub type StreamReader = Arc<
+    dyn Fn(
+            Box<dyn crate::uac::flow::Io>,
+            bytes::BytesMut,
+            SocketAddr,
+            Transport,
+            (super::flows::FlowGuard, tokio::sync::mpsc::Receiver<Bytes>),
+        ) + Send
+        + Sync,
+>;
+
+/// How long connecting to a trunk (with the TLS handshake) may take.
+const TRUNK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
@@ -227,6 +259,7 @@ impl Proxy {
                 table: Mutex::new(None),
                 udp: OnceLock::new(),
                 flows: Flows::default(),
+                outbound: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
             }),
@@ -240,6 +273,11 @@ impl Proxy {
             let inner = self.inner.clone();
             tokio::spawn(async move { inner.run_timers().await });
         }
+    }
+
+    /// Lets the proxy open TCP/TLS connections to trunks. Only the first call counts.
+    pub fn attach_outbound(&self, outbound: Outbound) {
+        let _ = self.inner.outbound.set(outbound);
     }
 
     /// The TCP/TLS connections the proxy can send into; the stream transports register each
@@ -370,6 +408,54 @@ impl Inner {
         };
         self.config.current().is_some_and(|loaded| {
             loaded.nonce_key.check(token, call_id, 0, u64::MAX) != NonceStatus::Invalid
+        })
+    }
+
+    /// Our Record-Route facing a trunk reached over TCP/TLS (RFC 5658 double Record-Route:
+    /// this one on top for the trunk, the ordinary one below for the caller), when we listen
+    /// on that transport.
+    fn stream_record_route(&self, call_id: &str, transport: Transport) -> Option<String> {
+        let out = self.outbound.get()?;
+        let addr = match transport {
+            Transport::Udp => return None,
+            Transport::Tcp => out.tcp?,
+            Transport::Tls => out.tls_addr?,
+        };
+        let ordinary = self.record_route(call_id);
+        let local = self.local();
+        let rest = ordinary.strip_prefix(&format!("<sip:{local};"))?;
+        Some(format!(
+            "<sip:{addr};transport={};{rest}",
+            transport.as_sip_param()
+        ))
+    }
+
+    /// A connection to `peer` over TCP/TLS: the open flow to its address, else a new one,
+    /// registered in the flow table and read by the transport's connection loop.
+    async fn stream_to(&self, peer: &crate::uac::flow::Peer) -> Option<Hop> {
+        use crate::uac::flow::{resolve, Flow};
+        let out = self.outbound.get()?;
+        let addr = crate::transport::nat::canonical(resolve(&peer.host, peer.port).await.ok()?);
+        if self.flows.transport_of(addr) == Some(peer.transport) {
+            return Some(Hop {
+                addr,
+                transport: peer.transport,
+            });
+        }
+        let flow = match Flow::open(peer, out.tls.as_ref(), TRUNK_CONNECT_TIMEOUT).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot connect to the trunk");
+                return None;
+            }
+        };
+        let addr = crate::transport::nat::canonical(flow.remote_addr());
+        let (stream, buf) = flow.into_stream()?;
+        let registered = self.flows.open(addr, peer.transport);
+        (out.reader)(stream, buf, addr, peer.transport, registered);
+        Some(Hop {
+            addr,
+            transport: peer.transport,
         })
     }
 
@@ -1094,6 +1180,14 @@ impl Inner {
         let routed_here = top_route.is_some();
         if routed_here {
             req.pop_first("Route");
+            // The second of a double Record-Route (RFC 5658) is ours too.
+            if req
+                .header_list("Route")
+                .first()
+                .is_some_and(|r| self.is_ours(&addr_uri(r)))
+            {
+                req.pop_first("Route");
+            }
         }
 
         if req.to_tag().is_some() {
@@ -1109,12 +1203,24 @@ impl Inner {
                 self.reply(&mut st, id, 404, "No Route To Target", now);
                 return;
             };
+            let hop = match next_hop_transport(&req) {
+                // A trunk's Contact over TCP/TLS whose connection is gone: open another.
+                Some(t) if t != Transport::Udp && self.flows.transport_of(dest) != Some(t) => {
+                    let peer = crate::uac::flow::Peer {
+                        host: dest.ip().to_string(),
+                        port: dest.port(),
+                        transport: t,
+                    };
+                    self.stream_to(&peer).await.unwrap_or(self.hop(dest))
+                }
+                _ => self.hop(dest),
+            };
             let mut st = self.state.lock();
             self.start_call(
                 &mut st,
                 id,
                 &req,
-                vec![(None, self.hop(dest), None)],
+                vec![(None, hop, None)],
                 false,
                 CallLog::default(),
                 now,
@@ -1242,10 +1348,13 @@ impl Inner {
                 fwd.set_uri(u);
             }
             if record_route {
-                fwd.push_front(
-                    "Record-Route",
-                    self.record_route(req.call_id().unwrap_or("")),
-                );
+                let call = req.call_id().unwrap_or("");
+                fwd.push_front("Record-Route", self.record_route(call));
+                if trunk.is_some() {
+                    if let Some(rr) = self.stream_record_route(call, dest.transport) {
+                        fwd.push_front("Record-Route", rr);
+                    }
+                }
             }
             fwd.push_front("Via", self.via(&new_branch(), dest.transport));
             let b = self.new_client(st, fwd, dest, Some(call_id), trunk, now);
@@ -1426,23 +1535,31 @@ impl Inner {
                     self.refuse(id, 503, "Trunk Not Configured", &log, now);
                     return;
                 };
-                let Some(dest) = resolve(&reg.host, reg.port).await else {
+                // The registration's host, or its outbound proxy (with a Route to it).
+                let Ok((peer, route)) = crate::uac::client::peer_and_route(reg) else {
                     self.refuse(id, 503, "Trunk Unreachable", &log, now);
                     return;
                 };
-                if reg.transport != Transport::Udp {
-                    self.refuse(id, 503, "Trunk Transport Not Supported", &log, now);
-                    return;
-                }
-                let uri = format!("sip:{number}@{}:{}", reg.host, reg.port);
-                vec![(
-                    Some(uri),
-                    Hop {
-                        addr: dest,
+                let dest = match peer.transport {
+                    Transport::Udp => resolve(&peer.host, peer.port).await.map(|addr| Hop {
+                        addr,
                         transport: Transport::Udp,
-                    },
-                    Some(reg.id.clone()),
-                )]
+                    }),
+                    _ => self.stream_to(&peer).await,
+                };
+                let Some(dest) = dest else {
+                    self.refuse(id, 503, "Trunk Unreachable", &log, now);
+                    return;
+                };
+                if let Some(route) = route {
+                    req.push_front("Route", route);
+                }
+                let param = match reg.transport {
+                    Transport::Udp => String::new(),
+                    t => format!(";transport={}", t.as_sip_param()),
+                };
+                let uri = format!("sip:{number}@{}:{}{param}", reg.host, reg.port);
+                vec![(Some(uri), dest, Some(reg.id.clone()))]
             }
         };
         log.number = decision.number.clone();
@@ -1609,6 +1726,23 @@ fn next_hop(req: &Msg) -> Option<SocketAddr> {
         None => req.uri()?.to_string(),
     };
     uri_target(&SipUri::parse(&uri)?)
+}
+
+/// The `transport` parameter of where a request goes next (its first Route, else its
+/// Request-URI), if given.
+fn next_hop_transport(req: &Msg) -> Option<Transport> {
+    let uri = match req.header_list("Route").first() {
+        Some(r) => addr_uri(r),
+        None => req.uri()?.to_string(),
+    };
+    let u = SipUri::parse(&uri)?;
+    let (_, v) = u.params.iter().find(|(k, _)| k == "transport")?;
+    match v.as_deref()?.to_ascii_lowercase().as_str() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        "tls" => Some(Transport::Tls),
+        _ => None,
+    }
 }
 
 /// The ACK for a non-2xx final response (§17.1.1.3).

@@ -11,13 +11,14 @@
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
 //! the registrar. Over UDP, TCP and TLS: a
 //! request or response that came in on a connection is answered into it, and a binding
-//! registered over TCP/TLS is rung through its connection while it is open on this replica.
+//! registered over TCP/TLS is rung through its connection while it is open on this replica. A
+//! trunk on TCP/TLS is reached through a connection the proxy opens (or reuses) itself.
 
 pub mod core;
 pub mod flows;
 pub mod sip;
 
-pub use self::core::{Hop, Proxy, ProxySettings};
+pub use self::core::{Hop, Outbound, Proxy, ProxySettings, StreamReader};
 pub use flows::{FlowGuard, Flows};
 
 /// Whether the proxy takes this message (a response, or a request of a method the proxy

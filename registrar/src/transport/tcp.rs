@@ -5,15 +5,16 @@
 use super::framing::{next_frame, Frame};
 use crate::message::MAX_MESSAGE_SIZE;
 use crate::metrics::Metrics;
+use crate::proxy::{FlowGuard, StreamReader};
 use crate::service::Service;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use switchboard_crds::common::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// Limits on stream connections.
@@ -106,17 +107,80 @@ pub async fn serve(
 /// Serves one connection until the peer closes, a limit is hit, or shutdown (after the message
 /// in hand is answered).
 pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    service: &Service,
+    limits: StreamLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    // What the proxy sends into this connection (requests to a phone registered over it,
+    // responses to a caller on it) arrives here.
+    let flow = service.proxy().flows().open(peer, transport);
+    let buf = BytesMut::with_capacity(8192);
+    run(
+        stream, peer, transport, service, limits, shutdown, flow, buf,
+    )
+    .await
+}
+
+/// Serves a connection we opened (to a trunk), already registered as `flow` in the proxy's
+/// flow table, exactly like an accepted one; `buf` holds bytes already read from it.
+#[allow(clippy::too_many_arguments)]
+pub async fn outbound<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    service: &Service,
+    limits: StreamLimits,
+    shutdown: watch::Receiver<bool>,
+    flow: (FlowGuard, mpsc::Receiver<Bytes>),
+    buf: BytesMut,
+) {
+    run(
+        stream, peer, transport, service, limits, shutdown, flow, buf,
+    )
+    .await
+}
+
+/// The proxy's [`crate::proxy::StreamReader`]: serves each connection it opens with
+/// [`outbound`] on its own task, while the service lives.
+pub fn outbound_reader(
+    service: Weak<Service>,
+    metrics: Arc<Metrics>,
+    limits: StreamLimits,
+    shutdown: watch::Receiver<bool>,
+) -> StreamReader {
+    Arc::new(move |stream, buf, peer, transport, flow| {
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        let shutdown = shutdown.clone();
+        let gauge = metrics
+            .connections
+            .with_label_values(&[transport.as_sip_param()]);
+        tokio::spawn(async move {
+            gauge.inc();
+            outbound(
+                stream, peer, transport, &service, limits, shutdown, flow, buf,
+            )
+            .await;
+            gauge.dec();
+        });
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
     service: &Service,
     limits: StreamLimits,
     mut shutdown: watch::Receiver<bool>,
+    (_flow, mut outgoing): (FlowGuard, mpsc::Receiver<Bytes>),
+    mut buf: BytesMut,
 ) {
-    let mut buf = BytesMut::with_capacity(8192);
-    // What the proxy sends into this connection (requests to a phone registered over it,
-    // responses to a caller on it) arrives here.
-    let (_flow, mut outgoing) = service.proxy().flows().open(peer, transport);
     'conn: loop {
         // Answer every whole message already buffered.
         loop {

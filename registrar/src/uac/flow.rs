@@ -44,7 +44,8 @@ pub enum FlowError {
     Connect(String),
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A byte stream: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 enum Kind {
@@ -183,6 +184,15 @@ impl Flow {
     /// The transport.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// The stream of a TCP/TLS flow and the bytes already read from it (None for UDP), for
+    /// a reader of its own (the proxy's connections to trunks).
+    pub fn into_stream(self) -> Option<(Box<dyn Io>, BytesMut)> {
+        match self.kind {
+            Kind::Udp(_) => None,
+            Kind::Stream { io, buf } => Some((io, buf)),
+        }
     }
 
     /// Sends one message. On UDP, an ICMP error reported on send is ignored: a lost
