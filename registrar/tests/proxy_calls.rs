@@ -641,6 +641,157 @@ fn trunk_over_tcp_is_connected_to_and_the_call_completes() {
     assert_call_logged(&r, &["trunk:default/carrier", "79261234567", "answered"]);
 }
 
+/// A TLS upstream (sipp here has no TLS), on the registrar's own TLS acceptor: answers
+/// REGISTER, INVITE and BYE with 200 (its Contact on TLS), takes ACK; keeps every request.
+fn tls_upstream(cert: &Path, key: &Path) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = switchboard_registrar::transport::tls::acceptor(cert, key).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, log) = (acceptor.clone(), log.clone());
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf: Vec<u8> = Vec::new();
+                    loop {
+                        while buf.first().is_some_and(|b| *b == b'\r' || *b == b'\n') {
+                            buf.remove(0);
+                        }
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        let whole = text.find("\r\n\r\n").and_then(|end| {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (n, v) = l.split_once(':')?;
+                                    let n = n.trim().to_ascii_lowercase();
+                                    (n == "content-length" || n == "l")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            (buf.len() >= end + 4 + len).then_some(end + 4 + len)
+                        });
+                        let Some(n) = whole else {
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                            continue;
+                        };
+                        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        buf.drain(..n);
+                        log.lock().unwrap().push(msg.clone());
+                        if msg.starts_with("ACK ") || msg.starts_with("SIP/2.0") {
+                            continue;
+                        }
+                        let mut out = String::from("SIP/2.0 200 OK\r\n");
+                        for l in msg.lines() {
+                            let lower = l.to_ascii_lowercase();
+                            let copy = ["via:", "from:", "call-id:", "cseq:", "record-route:"]
+                                .iter()
+                                .any(|p| lower.starts_with(p));
+                            if copy {
+                                out.push_str(l);
+                                out.push_str("\r\n");
+                            } else if lower.starts_with("to:") {
+                                out.push_str(l);
+                                if !lower.contains("tag=") {
+                                    out.push_str(";tag=tlsup");
+                                }
+                                out.push_str("\r\n");
+                            } else if lower.starts_with("contact:") && msg.starts_with("REGISTER") {
+                                out.push_str(l);
+                                out.push_str(";expires=3600\r\n");
+                            }
+                        }
+                        if msg.starts_with("INVITE") {
+                            out.push_str(&format!(
+                                "Contact: <sip:127.0.0.1:{port};transport=tls>\r\n"
+                            ));
+                        }
+                        out.push_str("Content-Length: 0\r\n\r\n");
+                        if s.write_all(out.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    (port, seen)
+}
+
+#[test]
+fn trunk_over_tls_is_connected_to_and_the_call_completes() {
+    let dir = temp_dir("tls-upstream");
+    let (ca, cert, key) = common::test_certificates(&dir);
+    let (port, seen) = tls_upstream(&cert, &key);
+    let text = config(port).replace("    transport: UDP\n", "    transport: TLS\n");
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    let ca_arg: &'static str = Box::leak(ca.display().to_string().into_boxed_str());
+    let r = Registrar::start(
+        "proxy-trunk-tls",
+        Options {
+            config: Some(text),
+            tls: Some((&cert, &key)),
+            args: &["--uac-ca-file", ca_arg],
+        },
+    );
+    let caller = call(&r, "1001", "89261234567", "proxy_uac.xml", &[]);
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    let got = seen.lock().unwrap().clone();
+    let invites = requests(&got, "INVITE");
+    assert_eq!(invites.len(), 1, "{got:?}");
+    let prefix = format!("INVITE sip:79261234567@127.0.0.1:{port};transport=tls ");
+    assert!(
+        first_line(invites[0]).starts_with(&prefix),
+        "{}",
+        invites[0]
+    );
+    assert!(
+        invites[0]
+            .lines()
+            .any(|l| l.starts_with("Via: SIP/2.0/TLS ")),
+        "{}",
+        invites[0]
+    );
+    assert!(
+        invites[0]
+            .lines()
+            .any(|l| l.starts_with("Record-Route: <sip:127.0.0.1:")
+                && l.contains(";transport=tls;lr;sbp=")),
+        "{}",
+        invites[0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = seen.lock().unwrap().clone();
+        if requests(&all, "ACK").len() == 1 && requests(&all, "BYE").len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ACK and BYE over TLS: {all:?}\nregistrar:\n{}",
+            r.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn trusted_peer_calls_without_authenticating() {
     let r = start_with(

@@ -1180,14 +1180,7 @@ impl Inner {
         let routed_here = top_route.is_some();
         if routed_here {
             req.pop_first("Route");
-            // The second of a double Record-Route (RFC 5658) is ours too.
-            if req
-                .header_list("Route")
-                .first()
-                .is_some_and(|r| self.is_ours(&addr_uri(r)))
-            {
-                req.pop_first("Route");
-            }
+            self.pop_second_route(&mut req);
         }
 
         if req.to_tag().is_some() {
@@ -1272,6 +1265,18 @@ impl Inner {
 
     /// An ACK for a 2xx (or anything else without a transaction): our Route popped, our Via
     /// pushed, sent on by Route or Request-URI.
+    /// After our top Route is popped: the second of a double Record-Route (RFC 5658) is ours
+    /// too, and goes as well.
+    fn pop_second_route(&self, req: &mut Msg) {
+        if req
+            .header_list("Route")
+            .first()
+            .is_some_and(|r| self.is_ours(&addr_uri(r)))
+        {
+            req.pop_first("Route");
+        }
+    }
+
     fn relay_stateless(&self, mut req: Msg) {
         let call_id = req.call_id().unwrap_or("").to_string();
         if req
@@ -1281,6 +1286,7 @@ impl Inner {
             .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
         {
             req.pop_first("Route");
+            self.pop_second_route(&mut req);
         } else {
             return;
         }
