@@ -643,7 +643,14 @@ fn trunk_over_tcp_is_connected_to_and_the_call_completes() {
 
 /// A TLS upstream (sipp here has no TLS), on the registrar's own TLS acceptor: answers
 /// REGISTER, INVITE and BYE with 200 (its Contact on TLS), takes ACK; keeps every request.
-fn tls_upstream(cert: &Path, key: &Path) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+///
+/// With `hangup_ca`, it hangs up itself after the ACK: a BYE over a new TLS connection (the
+/// registrar's certificate checked against that CA) to the top Record-Route of the INVITE.
+fn tls_upstream(
+    cert: &Path,
+    key: &Path,
+    hangup_ca: Option<PathBuf>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let acceptor = switchboard_registrar::transport::tls::acceptor(cert, key).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -659,8 +666,9 @@ fn tls_upstream(cert: &Path, key: &Path) -> (u16, std::sync::Arc<std::sync::Mute
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, log) = (acceptor.clone(), log.clone());
+                let (acceptor, log, hangup_ca) = (acceptor.clone(), log.clone(), hangup_ca.clone());
                 tokio::spawn(async move {
+                    let mut invite: Option<String> = None;
                     let Ok(mut s) = acceptor.accept(tcp).await else {
                         return;
                     };
@@ -693,8 +701,17 @@ fn tls_upstream(cert: &Path, key: &Path) -> (u16, std::sync::Arc<std::sync::Mute
                         let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
                         buf.drain(..n);
                         log.lock().unwrap().push(msg.clone());
-                        if msg.starts_with("ACK ") || msg.starts_with("SIP/2.0") {
+                        if msg.starts_with("ACK ") {
+                            if let (Some(ca), Some(inv)) = (&hangup_ca, invite.take()) {
+                                tokio::spawn(hang_up(ca.clone(), inv, port, log.clone()));
+                            }
                             continue;
+                        }
+                        if msg.starts_with("SIP/2.0") {
+                            continue;
+                        }
+                        if msg.starts_with("INVITE") {
+                            invite = Some(msg.clone());
                         }
                         let mut out = String::from("SIP/2.0 200 OK\r\n");
                         for l in msg.lines() {
@@ -733,11 +750,64 @@ fn tls_upstream(cert: &Path, key: &Path) -> (u16, std::sync::Arc<std::sync::Mute
     (port, seen)
 }
 
+/// The TLS upstream's BYE for `invite`, over a new connection to its top Record-Route; the
+/// response goes into `log`.
+async fn hang_up(
+    ca: PathBuf,
+    invite: String,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let header = |name: &str| -> Vec<String> {
+        invite
+            .lines()
+            .filter_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .collect()
+    };
+    let rrs = header("Record-Route:");
+    let top = rrs[0].trim_start_matches("<sip:").to_string();
+    let hostport = top.split(';').next().unwrap().to_string();
+    let contact = header("Contact:")[0]
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut bye = format!(
+        "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bK-upbye\r\n"
+    );
+    for rr in &rrs {
+        bye.push_str(&format!("Route: {rr}\r\n"));
+    }
+    bye.push_str(&format!(
+        "Max-Forwards: 70\r\nFrom: {};tag=tlsup\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        header("To:")[0],
+        header("From:")[0],
+        header("Call-ID:")[0]
+    ));
+    let config = switchboard_registrar::uac::flow::tls_client_config(&[&ca]).unwrap();
+    let tcp = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    s.write_all(bye.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .map_or(0, |r| r.unwrap_or(0));
+    log.lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+}
+
 #[test]
 fn trunk_over_tls_is_connected_to_and_the_call_completes() {
     let dir = temp_dir("tls-upstream");
     let (ca, cert, key) = common::test_certificates(&dir);
-    let (port, seen) = tls_upstream(&cert, &key);
+    let (port, seen) = tls_upstream(&cert, &key, None);
     let text = config(port).replace("    transport: UDP\n", "    transport: TLS\n");
     let text: &'static str = Box::leak(text.into_boxed_str());
     let ca_arg: &'static str = Box::leak(ca.display().to_string().into_boxed_str());
@@ -786,6 +856,42 @@ fn trunk_over_tls_is_connected_to_and_the_call_completes() {
         assert!(
             Instant::now() < deadline,
             "the ACK and BYE over TLS: {all:?}\nregistrar:\n{}",
+            r.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tls_trunk_hangs_up_through_our_tls_record_route() {
+    let dir = temp_dir("tls-upstream-bye");
+    let (ca, cert, key) = common::test_certificates(&dir);
+    let (port, seen) = tls_upstream(&cert, &key, Some(ca.clone()));
+    let text = config(port).replace("    transport: UDP\n", "    transport: TLS\n");
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    let ca_arg: &'static str = Box::leak(ca.display().to_string().into_boxed_str());
+    let r = Registrar::start(
+        "proxy-trunk-tls-bye",
+        Options {
+            config: Some(text),
+            tls: Some((&cert, &key)),
+            args: &["--uac-ca-file", ca_arg],
+        },
+    );
+    let caller = call(&r, "1001", "89261234567", "proxy_uac_callee_bye.xml", &[]);
+    assert_eq!(requests(&caller, "BYE").len(), 1, "{caller:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = seen.lock().unwrap().clone();
+        if all
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && m.contains("BYE"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the BYE's 200 back over TLS: {all:?}\nregistrar:\n{}",
             r.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
