@@ -80,44 +80,6 @@ fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
     ]
 }
 
-/// Everything sipp logged in `dir` (messages and errors).
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".log") {
-            out.push_str(&format!(
-                "--- {name}\n{}\n",
-                std::fs::read_to_string(entry.path()).unwrap_or_default()
-            ));
-        }
-    }
-    out
-}
-
-/// The messages sipp received, in order (from its `-trace_msg` log).
-fn received(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with("_messages.log") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            // Blocks: a dashed line with the time, "UDP message received [n] bytes :", the
-            // message.
-            for block in text.split("----------------------------------------------- ") {
-                let mut lines = block.splitn(3, '\n');
-                let (_, Some(what), Some(msg)) = (lines.next(), lines.next(), lines.next()) else {
-                    continue;
-                };
-                if what.contains("message received") {
-                    out.push(msg.trim_start().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A phone: a UDP port registered as `user`, then a sipp UAS listening on it.
 struct Phone {
     port: u16,
@@ -160,7 +122,7 @@ impl Phone {
             out.status.success(),
             "REGISTER of {user} failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
-            logs(&dir)
+            common::sipp_logs(&dir)
         );
         Phone {
             port,
@@ -202,16 +164,19 @@ impl Phone {
             }
             if start.elapsed() > DEADLINE * 3 {
                 let _ = child.kill();
-                panic!("the phone's sipp did not finish:\n{}", logs(&self.dir));
+                panic!(
+                    "the phone's sipp did not finish:\n{}",
+                    common::sipp_logs(&self.dir)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         assert!(
             status.success(),
             "the phone's scenario failed ({status}):\n{}",
-            logs(&self.dir)
+            common::sipp_logs(&self.dir)
         );
-        received(&self.dir)
+        common::sipp_received(&self.dir)
     }
 }
 
@@ -293,10 +258,10 @@ fn call_with(
         out.status.success(),
         "the call from {user} to {number} failed:\n{}\n{}\nregistrar:\n{}",
         String::from_utf8_lossy(&out.stdout),
-        logs(&dir),
+        common::sipp_logs(&dir),
         r.logs()
     );
-    received(&dir)
+    common::sipp_received(&dir)
 }
 
 fn start(name: &str, upstream_port: u16) -> Registrar {
@@ -563,9 +528,9 @@ fn pattern_transform_and_trunk_with_upstream_digest() {
     assert!(statuses(&caller)
         .iter()
         .any(|s| s.starts_with("SIP/2.0 200")));
-    let seen = received(&upstream.dir);
+    let seen = common::sipp_received(&upstream.dir);
     // The upstream's own check of the Request-URI (an ereg in its scenario) held.
-    let upstream_log = logs(&upstream.dir);
+    let upstream_log = common::sipp_logs(&upstream.dir);
     assert!(
         !upstream_log.contains("Failed regexp match"),
         "{upstream_log}"
@@ -603,8 +568,8 @@ fn trunk_over_tcp_is_connected_to_and_the_call_completes() {
     assert!(statuses(&caller)
         .iter()
         .any(|s| s.starts_with("SIP/2.0 200")));
-    let seen = received(&upstream.dir);
-    let upstream_log = logs(&upstream.dir);
+    let seen = common::sipp_received(&upstream.dir);
+    let upstream_log = common::sipp_logs(&upstream.dir);
     assert!(
         !upstream_log.contains("Failed regexp match"),
         "{upstream_log}"

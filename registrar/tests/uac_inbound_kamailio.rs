@@ -178,42 +178,6 @@ fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
     ]
 }
 
-/// Everything sipp logged in `dir` (messages and errors).
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".log") {
-            out.push_str(&format!(
-                "--- {name}\n{}\n",
-                std::fs::read_to_string(entry.path()).unwrap_or_default()
-            ));
-        }
-    }
-    out
-}
-
-/// The messages sipp received, in order (from its `-trace_msg` log).
-fn received(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with("_messages.log") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            for block in text.split("----------------------------------------------- ") {
-                let mut lines = block.splitn(3, '\n');
-                let (_, Some(what), Some(msg)) = (lines.next(), lines.next(), lines.next()) else {
-                    continue;
-                };
-                if what.contains("message received") {
-                    out.push(msg.trim_start().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 fn first_line(m: &str) -> &str {
     m.lines().next().unwrap_or("")
 }
@@ -271,7 +235,7 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
         out.status.success(),
         "REGISTER of 1002 failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
-        logs(&phone_dir)
+        common::sipp_logs(&phone_dir)
     );
     let bindings = r.wait_bindings("default/desk-1002", 1);
     let phone_contact = format!("sip:1002@{IP}:{phone_port}");
@@ -349,8 +313,8 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     let context = || {
         format!(
             "{stdout}\ncaller:\n{}\nphone:\n{}\nregistrar:\n{}\nkamailio:\n{}",
-            logs(&caller_dir),
-            logs(&phone_dir),
+            common::sipp_logs(&caller_dir),
+            common::sipp_logs(&phone_dir),
             r.logs(),
             kam.log()
         )
@@ -382,7 +346,7 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
         "the phone's scenario failed ({status}):\n{}",
         context()
     );
-    let callee = received(&phone_dir);
+    let callee = common::sipp_received(&phone_dir);
     let invites = with_first_line(&callee, "INVITE ");
     assert_eq!(invites.len(), 1, "{callee:?}");
     assert!(
@@ -392,7 +356,7 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     );
     assert_eq!(with_first_line(&callee, "ACK ").len(), 1, "{callee:?}");
     assert_eq!(with_first_line(&callee, "BYE ").len(), 1, "{callee:?}");
-    let caller = received(&caller_dir);
+    let caller = common::sipp_received(&caller_dir);
     assert!(
         caller
             .iter()

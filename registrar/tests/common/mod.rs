@@ -287,6 +287,44 @@ pub fn run_tool(program: &str, args: &[String], cwd: &Path, limit: Duration) -> 
     }
 }
 
+/// Everything sipp logged in `dir` (messages and errors).
+pub fn sipp_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".log") {
+            out.push_str(&format!(
+                "--- {name}\n{}\n",
+                std::fs::read_to_string(entry.path()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// The messages sipp received, in order (from its `-trace_msg` log).
+pub fn sipp_received(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_messages.log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            // Blocks: a dashed line with the time, "UDP message received [n] bytes :", the
+            // message.
+            for block in text.split("----------------------------------------------- ") {
+                let mut lines = block.splitn(3, '\n');
+                let (_, Some(what), Some(msg)) = (lines.next(), lines.next(), lines.next()) else {
+                    continue;
+                };
+                if what.contains("message received") {
+                    out.push(msg.trim_start().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The outcome of a sipp run.
 pub struct SippRun {
     /// Exit code (0: every call succeeded).
