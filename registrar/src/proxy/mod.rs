@@ -3,9 +3,21 @@
 //!
 //! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
 //! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
-//! - [`core`]: the proxy core — server and client transactions, calls (a forked INVITE or
-//!   MESSAGE: one server transaction, one client transaction per branch), CANCEL, the response
-//!   choice of §16.7, timers, the call log.
+//! - [`core`]: the proxy core's state (one mutex over every transaction and call) and the
+//!   dispatch of a message; the files below each add their part of `impl Inner`:
+//!   - `timers.rs`: the deadline heap and its task (transaction timers, ring timeouts).
+//!   - `server.rs`: server transactions, the responses sent through them.
+//!   - `client.rs`: client transactions (one per branch), the responses they receive.
+//!   - `calls.rs`: a call (a forked INVITE or MESSAGE) and its branches, the response choice
+//!     of §16.7, the call log.
+//!   - `cancel.rs`: CANCEL from the caller, CANCEL of a branch, the ring timeout.
+//!   - `request.rs`: a request arriving: ACK, retransmissions, Max-Forwards, loose routing,
+//!     requests inside a dialog.
+//!   - `initial.rs`: an initial INVITE or MESSAGE: who is calling, routing, the targets.
+//!   - `routes.rs`: our Record-Route and its token, Route popping, the next hop, the
+//!     stateless ACK relay.
+//!   - `auth.rs`: a device's digest (407), a trunk's challenge answered.
+//!   - `trunk.rs`: TCP/TLS connections the proxy opens to trunks, calls from an upstream.
 //!
 //! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
@@ -14,9 +26,19 @@
 //! registered over TCP/TLS is rung through its connection while it is open on this replica. A
 //! trunk on TCP/TLS is reached through a connection the proxy opens (or reuses) itself.
 
+mod auth;
+mod calls;
+mod cancel;
+mod client;
 pub mod core;
 pub mod flows;
+mod initial;
+mod request;
+mod routes;
+mod server;
 pub mod sip;
+mod timers;
+mod trunk;
 
 pub use self::core::{Hop, Outbound, Proxy, ProxySettings, StreamReader};
 pub use flows::{FlowGuard, Flows};

@@ -1,0 +1,130 @@
+//! Digest authentication both ways: a device's Proxy-Authorization checked with the
+//! registrar's nonces (407), and a trunk's 401/407 answered with the registration's credentials.
+
+use super::core::{new_branch, Inner};
+use super::sip::Msg;
+use crate::auth::client::{authorization, Challenge, ClientCredentials};
+use crate::auth::digest::Credentials;
+use crate::auth::{Attempt, Authenticator, Failure, Ha1, Verdict};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Inner {
+    /// Checks the Proxy-Authorization of a device's request; the authenticated SIP user, or
+    /// the status, reason and headers to answer with.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn authenticate(
+        &self,
+        auth: &Authenticator,
+        req: &Msg,
+        realm: &str,
+        source: SocketAddr,
+    ) -> Result<String, ((u16, &'static str), Vec<(String, String)>)> {
+        let loaded = self
+            .config
+            .current()
+            .ok_or(((503, "Service Unavailable"), Vec::new()))?;
+        let domain = loaded
+            .config
+            .domain(realm)
+            .ok_or(((403, "Domain Not Served"), Vec::new()))?;
+        let credentials: Option<Credentials> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "Proxy-Authorization")
+            .filter_map(|(_, v)| Credentials::parse(v))
+            .find(|c| c.realm.eq_ignore_ascii_case(realm));
+        let device = credentials
+            .as_ref()
+            .and_then(|c| loaded.config.device(realm, &c.username))
+            .map(|(_, d)| d);
+        let now_secs = unix_now();
+        let (verdict, failure) = auth.verify(
+            &loaded.nonce_key,
+            &Attempt {
+                realm,
+                algorithms: &domain.registration.digest_algorithms,
+                method: req.method().unwrap_or(""),
+                credentials: credentials.as_ref(),
+                ha1: device.map(|d| Ha1 {
+                    md5: &d.ha1_md5,
+                    sha256: &d.ha1_sha256,
+                }),
+                source: source.ip(),
+                now_secs,
+                now: Instant::now(),
+            },
+        );
+        if let Some(f) = failure.filter(|f| *f != Failure::NoCredentials) {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[f.as_str()])
+                .inc();
+        }
+        match verdict {
+            Verdict::Authorized => device
+                .map(|d| d.sip_user.clone())
+                .ok_or(((403, "Forbidden"), Vec::new())),
+            Verdict::Forbidden => Err(((403, "Forbidden"), Vec::new())),
+            Verdict::Challenge { stale } => {
+                let challenges = auth
+                    .challenges(
+                        &loaded.nonce_key,
+                        realm,
+                        &domain.registration.digest_algorithms,
+                        now_secs,
+                        stale,
+                    )
+                    .into_iter()
+                    .map(|c| ("Proxy-Authenticate".to_string(), c))
+                    .collect();
+                Err(((407, "Proxy Authentication Required"), challenges))
+            }
+        }
+    }
+
+    pub(super) fn authenticated_retry(
+        &self,
+        req: &Msg,
+        resp: &Msg,
+        reg_id: &str,
+        transport: Transport,
+    ) -> Option<Msg> {
+        let loaded = self.config.current()?;
+        let reg = loaded
+            .config
+            .registrations
+            .iter()
+            .find(|r| r.id == reg_id)?;
+        let (header, answer) = match resp.status()? {
+            401 => ("WWW-Authenticate", "Authorization"),
+            _ => ("Proxy-Authenticate", "Proxy-Authorization"),
+        };
+        let challenge = Challenge::pick(resp.headers_raw(header)).ok()?;
+        if let Some(realm) = &reg.realm {
+            if !challenge.realm.eq_ignore_ascii_case(realm) {
+                tracing::warn!(registration = %reg.id, realm = %challenge.realm, "trunk challenged with an unexpected realm");
+                return None;
+            }
+        }
+        let creds = ClientCredentials {
+            username: reg.auth_username.as_deref().unwrap_or(&reg.username),
+            password: &reg.password,
+        };
+        let uri = req.uri()?.to_string();
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let value = authorization(&challenge, &creds, req.method()?, &uri, 1, &cnonce);
+        let mut retry = req.clone();
+        retry.pop_first("Via");
+        retry.push_front("Via", self.via(&new_branch(), transport));
+        retry.push_front(answer, value);
+        Some(retry)
+    }
+}

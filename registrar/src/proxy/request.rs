@@ -1,0 +1,170 @@
+//! A request arriving: ACK, retransmissions, CANCEL, Max-Forwards (§16.3), loose routing
+//! (§16.4) and requests inside a dialog; an initial INVITE or MESSAGE goes on to
+//! [`super::initial`].
+
+use super::calls::CallLog;
+use super::core::{Hop, Inner};
+use super::routes::{next_hop, next_hop_transport};
+use super::server::server_key;
+use super::sip::{addr_uri, Msg};
+use crate::auth::Authenticator;
+use crate::transaction::machine::{Action, State as TxState};
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchboard_crds::common::Transport;
+
+impl Inner {
+    pub(super) async fn on_request(
+        &self,
+        auth: &Authenticator,
+        mut req: Msg,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let now = Instant::now();
+        let method = req.method().unwrap_or("").to_string();
+        let Some(top) = req.top_via() else {
+            self.metrics.dropped.with_label_values(&["bad_via"]).inc();
+            return;
+        };
+        let (fixed, target) = crate::transport::nat::fix_top_via(&top, source, transport);
+        req.set_top_via(&fixed);
+        // Over TCP/TLS the responses go back into the connection whatever the Via says.
+        let reply_to = match transport {
+            Transport::Udp => Hop {
+                addr: target,
+                transport,
+            },
+            _ => Hop {
+                addr: source,
+                transport,
+            },
+        };
+        let (Some(_), Some((_, cseq_method))) = (req.call_id(), req.cseq()) else {
+            return;
+        };
+        if cseq_method != method && method != "ACK" && method != "CANCEL" {
+            return;
+        }
+        let key = server_key(&top, &method);
+
+        // ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
+        // relayed on its own.
+        if method == "ACK" {
+            let mut st = self.state.lock();
+            if let Some(&id) = st.server_keys.get(&key) {
+                let absorbed = st.servers.get_mut(&id).map(|s| {
+                    let a = s.m.on_request(true, now);
+                    (
+                        s.m.state() == TxState::Confirmed || a.contains(&Action::AbsorbAck),
+                        a,
+                    )
+                });
+                if let Some((true, a)) = absorbed {
+                    self.server_actions(&mut st, id, &a, now);
+                    return;
+                }
+            }
+            drop(st);
+            self.relay_stateless(req);
+            return;
+        }
+
+        // Retransmission of a request in a live server transaction.
+        {
+            let mut st = self.state.lock();
+            if let Some(&id) = st.server_keys.get(&key) {
+                let a = st
+                    .servers
+                    .get_mut(&id)
+                    .map(|s| s.m.on_request(false, now))
+                    .unwrap_or_default();
+                self.server_actions(&mut st, id, &a, now);
+                return;
+            }
+        }
+
+        if method == "CANCEL" {
+            self.on_cancel(req, &top, reply_to, now);
+            return;
+        }
+
+        let id = {
+            let mut st = self.state.lock();
+            let id = self.new_server(&mut st, &req, reply_to);
+            if method == "INVITE" {
+                self.reply(&mut st, id, 100, "Trying", now);
+            }
+            id
+        };
+
+        // Max-Forwards (§16.3 step 3).
+        let mf = req
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if mf == 0 {
+            let mut st = self.state.lock();
+            self.reply(&mut st, id, 483, "Too Many Hops", now);
+            return;
+        }
+        req.set("Max-Forwards", (mf - 1).min(70).to_string());
+
+        // Loose routing (§16.4): a Route naming us is ours to remove.
+        let top_route = req
+            .header_list("Route")
+            .first()
+            .map(|r| addr_uri(r))
+            .filter(|u| self.is_ours(u));
+        let routed_here = top_route.is_some();
+        if routed_here {
+            req.pop_first("Route");
+            self.pop_second_route(&mut req);
+        }
+
+        if req.to_tag().is_some() {
+            // Inside a dialog: it must come through our Record-Route, with its token.
+            let call_id = req.call_id().unwrap_or("");
+            if !top_route.is_some_and(|u| self.route_token_valid(&u, call_id)) {
+                let mut st = self.state.lock();
+                self.reply(&mut st, id, 403, "Not Routed Through This Proxy", now);
+                return;
+            }
+            let Some(dest) = next_hop(&req) else {
+                let mut st = self.state.lock();
+                self.reply(&mut st, id, 404, "No Route To Target", now);
+                return;
+            };
+            let hop = match next_hop_transport(&req) {
+                // A trunk's Contact over TCP/TLS whose connection is gone: open another.
+                Some(t) if t != Transport::Udp && self.flows.transport_of(dest) != Some(t) => {
+                    let peer = crate::uac::flow::Peer {
+                        host: dest.ip().to_string(),
+                        port: dest.port(),
+                        transport: t,
+                    };
+                    self.stream_to(&peer).await.unwrap_or(self.hop(dest))
+                }
+                _ => self.hop(dest),
+            };
+            let mut st = self.state.lock();
+            self.start_call(
+                &mut st,
+                id,
+                &req,
+                vec![(None, hop, None)],
+                false,
+                CallLog::default(),
+                now,
+            );
+            return;
+        }
+
+        if !matches!(method.as_str(), "INVITE" | "MESSAGE") {
+            let mut st = self.state.lock();
+            self.reply(&mut st, id, 481, "Call/Transaction Does Not Exist", now);
+            return;
+        }
+        self.initial(auth, id, req, source, now).await;
+    }
+}

@@ -1,0 +1,145 @@
+//! Record-Route and loose routing: our Record-Route and its token, the Routes of ours a
+//! request carries, the next hop, and the stateless relay of an ACK for a 2xx.
+
+use super::core::{new_branch, Inner};
+use super::sip::{addr_uri, uri_target, Msg};
+use crate::auth::nonce::NonceStatus;
+use crate::message::headers::SipUri;
+use std::net::SocketAddr;
+use switchboard_crds::common::Transport;
+
+impl Inner {
+    pub(super) fn is_ours(&self, uri: &str) -> bool {
+        let Some(u) = SipUri::parse(uri) else {
+            return false;
+        };
+        if u.params.iter().any(|(k, _)| k == "sbp") {
+            return true;
+        }
+        let local = self.local();
+        uri_target(&u) == Some(local)
+    }
+
+    /// Our Record-Route for a dialog: its `sbp` parameter is a MAC of the Call-ID under the
+    /// config's nonce key (shared by every replica), so only requests of dialogs this proxy
+    /// (or a sibling replica) record-routed are relayed by their Request-URI.
+    pub(super) fn record_route(&self, call_id: &str) -> String {
+        let local = self.local();
+        match self.config.current() {
+            Some(loaded) => {
+                let token = loaded.nonce_key.issue(call_id, 0, [0; 8]);
+                format!("<sip:{local};lr;sbp={token}>")
+            }
+            None => format!("<sip:{local};lr;sbp>"),
+        }
+    }
+
+    /// Whether a Route of ours carries the right token for this Call-ID.
+    pub(super) fn route_token_valid(&self, route_uri: &str, call_id: &str) -> bool {
+        let Some(u) = SipUri::parse(route_uri) else {
+            return false;
+        };
+        let Some(token) = u
+            .params
+            .iter()
+            .find(|(k, _)| k == "sbp")
+            .and_then(|(_, v)| v.as_deref())
+        else {
+            return false;
+        };
+        self.config.current().is_some_and(|loaded| {
+            loaded.nonce_key.check(token, call_id, 0, u64::MAX) != NonceStatus::Invalid
+        })
+    }
+
+    /// Our Record-Route facing a trunk reached over TCP/TLS (RFC 5658 double Record-Route:
+    /// this one on top for the trunk, the ordinary one below for the caller), when we listen
+    /// on that transport.
+    pub(super) fn stream_record_route(
+        &self,
+        call_id: &str,
+        transport: Transport,
+    ) -> Option<String> {
+        let out = self.outbound.get()?;
+        let addr = match transport {
+            Transport::Udp => return None,
+            Transport::Tcp => out.tcp?,
+            Transport::Tls => out.tls_addr?,
+        };
+        let ordinary = self.record_route(call_id);
+        let local = self.local();
+        let rest = ordinary.strip_prefix(&format!("<sip:{local};"))?;
+        Some(format!(
+            "<sip:{addr};transport={};{rest}",
+            transport.as_sip_param()
+        ))
+    }
+
+    /// After our top Route is popped: the second of a double Record-Route (RFC 5658) is ours
+    /// too, and goes as well.
+    pub(super) fn pop_second_route(&self, req: &mut Msg) {
+        if req
+            .header_list("Route")
+            .first()
+            .is_some_and(|r| self.is_ours(&addr_uri(r)))
+        {
+            req.pop_first("Route");
+        }
+    }
+
+    /// An ACK for a 2xx (or anything else without a transaction): our Route popped, our Via
+    /// pushed, sent on by Route or Request-URI.
+    pub(super) fn relay_stateless(&self, mut req: Msg) {
+        let call_id = req.call_id().unwrap_or("").to_string();
+        if req
+            .header_list("Route")
+            .first()
+            .map(|r| addr_uri(r))
+            .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
+        {
+            req.pop_first("Route");
+            self.pop_second_route(&mut req);
+        } else {
+            return;
+        }
+        let mf = req
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if mf == 0 {
+            return;
+        }
+        req.set("Max-Forwards", (mf - 1).min(70).to_string());
+        if let Some(dest) = next_hop(&req) {
+            let hop = self.hop(dest);
+            req.push_front("Via", self.via(&new_branch(), hop.transport));
+            self.send(&req.encode(), hop);
+        }
+    }
+}
+
+/// Where a request goes next: its first Route, else its Request-URI.
+pub(super) fn next_hop(req: &Msg) -> Option<SocketAddr> {
+    let uri = match req.header_list("Route").first() {
+        Some(r) => addr_uri(r),
+        None => req.uri()?.to_string(),
+    };
+    uri_target(&SipUri::parse(&uri)?)
+}
+
+/// The `transport` parameter of where a request goes next (its first Route, else its
+/// Request-URI), if given.
+pub(super) fn next_hop_transport(req: &Msg) -> Option<Transport> {
+    let uri = match req.header_list("Route").first() {
+        Some(r) => addr_uri(r),
+        None => req.uri()?.to_string(),
+    };
+    let u = SipUri::parse(&uri)?;
+    let (_, v) = u.params.iter().find(|(k, _)| k == "transport")?;
+    match v.as_deref()?.to_ascii_lowercase().as_str() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        "tls" => Some(Transport::Tls),
+        _ => None,
+    }
+}
