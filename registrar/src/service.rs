@@ -7,8 +7,7 @@
 //! OPTIONS and NOTIFY (200: upstream keepalives, presence of outbound registrations), anything
 //! else 405/501.
 
-use crate::auth::digest::Credentials;
-use crate::auth::{Attempt, AuthSettings, Authenticator, Failure, Ha1, Verdict};
+use crate::auth::{AuthSettings, Authenticator, Failure, Verdict};
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
 use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
@@ -349,33 +348,18 @@ impl Service {
         };
 
         // Digest.
-        let credentials: Option<Credentials> = request
-            .headers_named(&HeaderName::Authorization)
-            .filter_map(Credentials::parse)
-            .find(|c| c.realm.eq_ignore_ascii_case(realm));
-        let device = credentials
-            .as_ref()
-            .and_then(|c| config.device(realm, &c.username))
-            .map(|(_, d)| d);
         let now = SystemTime::now();
         let now_secs = unix_now(now);
-        let (verdict, failure) = self.auth.verify(
+        let checked = self.auth.check(
             &loaded.nonce_key,
-            &Attempt {
-                realm,
-                algorithms: &domain.registration.digest_algorithms,
-                method: request.method.as_str(),
-                credentials: credentials.as_ref(),
-                ha1: device.map(|d| Ha1 {
-                    md5: &d.ha1_md5,
-                    sha256: &d.ha1_sha256,
-                }),
-                source: source.ip(),
-                now_secs,
-                now: Instant::now(),
-            },
+            config,
+            domain,
+            request.method.as_str(),
+            request.headers_named(&HeaderName::Authorization),
+            source.ip(),
+            now_secs,
         );
-        if let Some(f) = failure.filter(|f| *f != Failure::NoCredentials) {
+        if let Some(f) = checked.failure {
             self.metrics
                 .auth_failures
                 .with_label_values(&[f.as_str()])
@@ -384,9 +368,11 @@ impl Service {
                 f,
                 Failure::WrongPassword | Failure::UnknownUser | Failure::Blocked
             ) {
-                tracing::info!(%source, realm, user = credentials.as_ref().map(|c| c.username.as_str()), reason = f.as_str(), "authentication failed");
+                tracing::info!(%source, realm, user = checked.credentials.as_ref().map(|c| c.username.as_str()), reason = f.as_str(), "authentication failed");
             }
         }
+        let device = checked.device;
+        let verdict = checked.verdict;
         let device = match verdict {
             Verdict::Challenge { stale } => {
                 let mut r = reply(401, "Unauthorized");

@@ -30,6 +30,7 @@ use replay::NonceCounts;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::DigestAlgorithm;
+use switchboard_crds::config::{DeviceConfig, DomainConfig, RegistrarConfig};
 
 /// How the registrar authenticates.
 #[derive(Clone, Debug)]
@@ -142,6 +143,19 @@ pub struct Attempt<'a> {
     pub now: Instant,
 }
 
+/// One request's credentials checked against a domain's devices ([`Authenticator::check`]).
+#[derive(Debug)]
+pub struct Checked<'c> {
+    /// What to answer.
+    pub verdict: Verdict,
+    /// Why it failed, worth counting (a request without credentials is not a failure).
+    pub failure: Option<Failure>,
+    /// The credentials for the realm, if the request carried them.
+    pub credentials: Option<Credentials>,
+    /// The device the credentials name, if it exists.
+    pub device: Option<&'c DeviceConfig>,
+}
+
 const DUMMY_HA1: Ha1<'static> = Ha1 {
     md5: "00000000000000000000000000000000",
     sha256: "0000000000000000000000000000000000000000000000000000000000000000",
@@ -167,6 +181,54 @@ impl Authenticator {
     /// The settings.
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
+    }
+
+    /// Checks a request's digest credentials for `domain`: `headers` are its `Authorization`
+    /// (REGISTER) or `Proxy-Authorization` (calls) values; the ones for the domain's realm are
+    /// taken, the device they name looked up and the digest verified. REGISTER and the proxy
+    /// share this; each answers a challenge with its own header.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check<'c, 'h>(
+        &self,
+        key: &NonceKey,
+        config: &'c RegistrarConfig,
+        domain: &DomainConfig,
+        method: &str,
+        headers: impl IntoIterator<Item = &'h str>,
+        source: IpAddr,
+        now_secs: u64,
+    ) -> Checked<'c> {
+        let realm = domain.domain.as_str();
+        let credentials = headers
+            .into_iter()
+            .filter_map(Credentials::parse)
+            .find(|c| c.realm.eq_ignore_ascii_case(realm));
+        let device = credentials
+            .as_ref()
+            .and_then(|c| config.device(realm, &c.username))
+            .map(|(_, d)| d);
+        let (verdict, failure) = self.verify(
+            key,
+            &Attempt {
+                realm,
+                algorithms: &domain.registration.digest_algorithms,
+                method,
+                credentials: credentials.as_ref(),
+                ha1: device.map(|d| Ha1 {
+                    md5: &d.ha1_md5,
+                    sha256: &d.ha1_sha256,
+                }),
+                source,
+                now_secs,
+                now: Instant::now(),
+            },
+        );
+        Checked {
+            verdict,
+            failure: failure.filter(|f| *f != Failure::NoCredentials),
+            credentials,
+            device,
+        }
     }
 
     /// Decides on an attempt; the second value says why it was not authorized.

@@ -4,10 +4,9 @@
 use super::core::{new_branch, Inner};
 use super::sip::Msg;
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
-use crate::auth::digest::Credentials;
-use crate::auth::{Attempt, Authenticator, Failure, Ha1, Verdict};
+use crate::auth::{Authenticator, Verdict};
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 
 fn unix_now() -> u64 {
@@ -35,39 +34,26 @@ impl Inner {
             .config
             .domain(realm)
             .ok_or(((403, "Domain Not Served"), Vec::new()))?;
-        let credentials: Option<Credentials> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "Proxy-Authorization")
-            .filter_map(|(_, v)| Credentials::parse(v))
-            .find(|c| c.realm.eq_ignore_ascii_case(realm));
-        let device = credentials
-            .as_ref()
-            .and_then(|c| loaded.config.device(realm, &c.username))
-            .map(|(_, d)| d);
         let now_secs = unix_now();
-        let (verdict, failure) = auth.verify(
+        let checked = auth.check(
             &loaded.nonce_key,
-            &Attempt {
-                realm,
-                algorithms: &domain.registration.digest_algorithms,
-                method: req.method().unwrap_or(""),
-                credentials: credentials.as_ref(),
-                ha1: device.map(|d| Ha1 {
-                    md5: &d.ha1_md5,
-                    sha256: &d.ha1_sha256,
-                }),
-                source: source.ip(),
-                now_secs,
-                now: Instant::now(),
-            },
+            &loaded.config,
+            domain,
+            req.method().unwrap_or(""),
+            req.headers
+                .iter()
+                .filter(|(n, _)| n == "Proxy-Authorization")
+                .map(|(_, v)| v.as_str()),
+            source.ip(),
+            now_secs,
         );
-        if let Some(f) = failure.filter(|f| *f != Failure::NoCredentials) {
+        if let Some(f) = checked.failure {
             self.metrics
                 .auth_failures
                 .with_label_values(&[f.as_str()])
                 .inc();
         }
+        let (verdict, device) = (checked.verdict, checked.device);
         match verdict {
             Verdict::Authorized => device
                 .map(|d| d.sip_user.clone())
