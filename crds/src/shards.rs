@@ -91,14 +91,11 @@ pub fn serialize(config: &RegistrarConfig) -> Vec<u8> {
 /// Splits a sealed config into shards of at most `max` bytes (at least one shard). The JSON is
 /// written straight into the shards, so the config's bytes are in memory once, not twice.
 pub fn split(config: &RegistrarConfig, max: usize) -> Vec<Shard> {
-    assert!(max > 0, "shard size must be positive");
-    let mut w = ChunkWriter {
-        max,
-        chunks: vec![Vec::new()],
-    };
+    let mut w = ChunkWriter::new(max);
     serde_json::to_writer(&mut w, config).expect("config serializes");
-    let count = w.chunks.len();
-    w.chunks
+    let chunks = w.into_chunks();
+    let count = chunks.len();
+    chunks
         .into_iter()
         .enumerate()
         .map(|(index, data)| Shard {
@@ -110,10 +107,27 @@ pub fn split(config: &RegistrarConfig, max: usize) -> Vec<Shard> {
         .collect()
 }
 
-/// Cuts written bytes into chunks of at most `max` bytes.
-struct ChunkWriter {
+/// Cuts written bytes into chunks of at most `max` bytes: [`split`]'s cut, public so the
+/// operator can stream a config into the same shards without holding its whole JSON.
+pub struct ChunkWriter {
     max: usize,
     chunks: Vec<Vec<u8>>,
+}
+
+impl ChunkWriter {
+    /// A writer cutting at `max` bytes (positive).
+    pub fn new(max: usize) -> ChunkWriter {
+        assert!(max > 0, "shard size must be positive");
+        ChunkWriter {
+            max,
+            chunks: vec![Vec::new()],
+        }
+    }
+
+    /// The chunks written (at least one, possibly empty).
+    pub fn into_chunks(self) -> Vec<Vec<u8>> {
+        self.chunks
+    }
 }
 
 impl std::io::Write for ChunkWriter {

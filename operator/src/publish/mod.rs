@@ -79,39 +79,11 @@ pub fn plan(config: &mut RegistrarConfig, index: &Index) -> Option<Plan> {
     })
 }
 
-/// Cuts written bytes into chunks of at most `max` bytes (the same cut as [`shards::split`]).
-struct Chunks {
-    max: usize,
-    chunks: Vec<Vec<u8>>,
-}
-
-impl Write for Chunks {
-    fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
-        let n = buf.len();
-        while !buf.is_empty() {
-            let last = self.chunks.last_mut().expect("at least one chunk");
-            if last.len() == self.max {
-                self.chunks.push(Vec::with_capacity(self.max.min(1 << 20)));
-                continue;
-            }
-            let take = (self.max - last.len()).min(buf.len());
-            last.extend_from_slice(&buf[..take]);
-            buf = &buf[take..];
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The canonical JSON of `config`, cut into chunks of at most `max` bytes, taking the domains
 /// out of it as they are written. The JSON without domains has `"domains":[]` exactly once (a
 /// quote inside a string value is escaped), and serde_json writes a sequence as its elements
 /// joined by `,`: writing the domains one by one in that place gives the same bytes.
 fn serialize_draining(config: &mut RegistrarConfig, max: usize) -> Vec<Vec<u8>> {
-    assert!(max > 0, "shard size must be positive");
     let domains = std::mem::take(&mut config.domains);
     let skeleton = serde_json::to_vec(&*config).expect("config serializes");
     const HOLE: &[u8] = b"\"domains\":[";
@@ -120,10 +92,7 @@ fn serialize_draining(config: &mut RegistrarConfig, max: usize) -> Vec<Vec<u8>> 
         .position(|w| &w[..HOLE.len()] == HOLE && w[HOLE.len()] == b']')
         .expect("a config serializes its domains")
         + HOLE.len();
-    let mut w = Chunks {
-        max,
-        chunks: vec![Vec::new()],
-    };
+    let mut w = shards::ChunkWriter::new(max);
     w.write_all(&skeleton[..at]).expect("in memory");
     for (i, domain) in domains.into_iter().enumerate() {
         if i > 0 {
@@ -132,7 +101,7 @@ fn serialize_draining(config: &mut RegistrarConfig, max: usize) -> Vec<Vec<u8>> 
         serde_json::to_writer(&mut w, &domain).expect("domain serializes");
     }
     w.write_all(&skeleton[at..]).expect("in memory");
-    w.chunks
+    w.into_chunks()
 }
 
 #[cfg(test)]
