@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`message`] | SIP parsing, header readers, response building |
 //! | [`transport`] | UDP, TCP and TLS listeners, stream framing, `received`/`rport` (RFC 3581) |
+//! | [`generations`] | the bounded two-generation map behind the transaction cache and nonce-count replay |
 //! | [`transaction`] | the response cache that absorbs retransmissions |
 //! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |
 //! | [`location`] | the location store trait and its in-memory implementation |
@@ -24,6 +25,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod generations;
 pub mod http;
 pub mod location;
 pub mod message;

@@ -6,24 +6,11 @@
 //! recorded, so only authenticated clients can grow the map; past `capacity` a shard rotates
 //! early (its oldest generation is forgotten) rather than grow without bound.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-
-const SHARDS: usize = 16;
-
-struct Shard {
-    current: HashMap<String, u32>,
-    previous: HashMap<String, u32>,
-    rotated_at: u64,
-}
+use crate::generations::GenerationalMap;
 
 /// Highest nonce-count per nonce.
 pub struct NonceCounts {
-    shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
-    ttl_secs: u64,
-    per_shard_cap: usize,
+    map: GenerationalMap<u32>,
 }
 
 impl NonceCounts {
@@ -31,65 +18,36 @@ impl NonceCounts {
     /// about `capacity` nonces.
     pub fn new(ttl_secs: u64, capacity: usize) -> NonceCounts {
         NonceCounts {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        current: HashMap::new(),
-                        previous: HashMap::new(),
-                        rotated_at: 0,
-                    })
-                })
-                .collect(),
-            hasher: RandomState::new(),
-            ttl_secs: ttl_secs.max(1),
-            per_shard_cap: (capacity / SHARDS).max(16),
+            map: GenerationalMap::new(ttl_secs, capacity),
         }
     }
 
     /// Records `nc` for `nonce` if it is higher than any seen; `false` means a replay.
     pub fn record(&self, nonce: &str, nc: u32, now_secs: u64) -> bool {
-        let i = (self.hasher.hash_one(nonce) as usize) % SHARDS;
-        let mut s = self.shards[i].lock();
-        if now_secs.saturating_sub(s.rotated_at) >= self.ttl_secs
-            || s.current.len() >= self.per_shard_cap
-        {
-            s.previous = std::mem::take(&mut s.current);
-            s.rotated_at = now_secs;
-        }
-        let seen = s
-            .current
-            .get(nonce)
-            .or_else(|| s.previous.get(nonce))
-            .copied()
-            .unwrap_or(0);
-        if nc <= seen {
-            return false;
-        }
-        s.previous.remove(nonce);
-        s.current.insert(nonce.to_string(), nc);
-        true
+        self.map.with(nonce, now_secs, |g| {
+            if nc <= g.get(nonce).copied().unwrap_or(0) {
+                return false;
+            }
+            g.insert(nonce, nc);
+            true
+        })
     }
 
     /// Nonces remembered (both generations).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = s.lock();
-                s.current.len() + s.previous.len()
-            })
-            .sum()
+        self.map.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generations::SHARDS;
 
     #[test]
     fn increasing_counts_pass_replays_fail() {
@@ -121,6 +79,6 @@ mod tests {
         for i in 0..10_000 {
             assert!(m.record(&format!("n{i}"), 1, 0));
         }
-        assert!(m.len() <= 2 * SHARDS * m.per_shard_cap);
+        assert!(m.len() <= 2 * SHARDS * m.map.per_shard_cap());
     }
 }

@@ -13,14 +13,10 @@
 
 pub mod machine;
 
+use crate::generations::GenerationalMap;
 use bytes::Bytes;
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-const SHARDS: usize = 16;
 /// How long a response is kept at least (64·T1).
 pub const LIFETIME: Duration = Duration::from_secs(32);
 
@@ -28,12 +24,6 @@ pub const LIFETIME: Duration = Duration::from_secs(32);
 enum Entry {
     Pending,
     Done(Bytes),
-}
-
-struct Shard {
-    current: HashMap<String, Entry>,
-    previous: HashMap<String, Entry>,
-    rotated_at: Instant,
 }
 
 /// What the cache knows of a request.
@@ -49,9 +39,9 @@ pub enum Lookup {
 
 /// Responses by request.
 pub struct TransactionCache {
-    shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
-    per_shard_cap: usize,
+    map: GenerationalMap<Entry>,
+    /// Time zero of the map's millisecond clock.
+    base: Instant,
 }
 
 /// The key of a request: RFC 3261 §17.2.3 matching (branch + sent-by via the source, method),
@@ -72,82 +62,56 @@ pub fn key(
 impl TransactionCache {
     /// A cache holding about `capacity` requests per generation.
     pub fn new(capacity: usize) -> TransactionCache {
-        let now = Instant::now();
         TransactionCache {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        current: HashMap::new(),
-                        previous: HashMap::new(),
-                        rotated_at: now,
-                    })
-                })
-                .collect(),
-            hasher: RandomState::new(),
-            per_shard_cap: (capacity / SHARDS).max(16),
+            map: GenerationalMap::new(LIFETIME.as_millis() as u64, capacity),
+            base: Instant::now(),
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
-    }
-
-    fn rotate_if_due(&self, s: &mut Shard, now: Instant) {
-        if now.duration_since(s.rotated_at) >= LIFETIME || s.current.len() >= self.per_shard_cap {
-            s.previous = std::mem::take(&mut s.current);
-            s.rotated_at = now;
-        }
+    fn millis(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.base).as_millis() as u64
     }
 
     /// Looks a request up, marking it pending when new.
     pub fn begin(&self, key: &str, now: Instant) -> Lookup {
-        let mut s = self.shard(key).lock();
-        self.rotate_if_due(&mut s, now);
-        match s.current.get(key).or_else(|| s.previous.get(key)) {
+        self.map.with(key, self.millis(now), |g| match g.get(key) {
             Some(Entry::Pending) => Lookup::Pending,
             Some(Entry::Done(b)) => Lookup::Done(b.clone()),
             None => {
-                s.current.insert(key.to_string(), Entry::Pending);
+                g.insert(key, Entry::Pending);
                 Lookup::New
             }
-        }
+        })
     }
 
     /// Stores the response to a request.
     pub fn complete(&self, key: &str, response: Bytes, now: Instant) {
-        let mut s = self.shard(key).lock();
-        self.rotate_if_due(&mut s, now);
-        s.previous.remove(key);
-        s.current.insert(key.to_string(), Entry::Done(response));
+        self.map.with(key, self.millis(now), |g| {
+            g.insert(key, Entry::Done(response))
+        });
     }
 
     /// Forgets a request that got no response (so a retransmission is processed afresh).
     pub fn abandon(&self, key: &str) {
-        let mut s = self.shard(key).lock();
-        s.current.remove(key);
-        s.previous.remove(key);
+        self.map
+            .with(key, self.millis(Instant::now()), |g| g.remove(key));
     }
 
     /// Requests remembered.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = s.lock();
-                s.current.len() + s.previous.len()
-            })
-            .sum()
+        self.map.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generations::SHARDS;
 
     #[test]
     fn pending_then_done_then_forgotten() {

@@ -1,0 +1,103 @@
+//! A bounded map that forgets by generations, shared by the transaction cache and the
+//! nonce-count replay map.
+//!
+//! Keys are spread over shards, each behind its own lock. A shard holds two generations and
+//! rotates (the current becomes the previous, the previous is forgotten) once a lifetime has
+//! passed since its last rotation, or early when the current generation is full. An entry
+//! therefore lives at least one lifetime after it was last stored, unless the map is at
+//! capacity, and the map never holds more than about twice its capacity.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+/// Shards per map.
+pub const SHARDS: usize = 16;
+
+/// One shard's two generations.
+pub struct Generations<V> {
+    current: HashMap<String, V>,
+    previous: HashMap<String, V>,
+    rotated_at: u64,
+}
+
+impl<V> Generations<V> {
+    /// The entry for `key`, from either generation.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.current.get(key).or_else(|| self.previous.get(key))
+    }
+
+    /// Stores an entry in the current generation, dropping an older copy.
+    pub fn insert(&mut self, key: &str, value: V) {
+        self.previous.remove(key);
+        self.current.insert(key.to_string(), value);
+    }
+
+    /// Forgets an entry.
+    pub fn remove(&mut self, key: &str) {
+        self.current.remove(key);
+        self.previous.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+/// A sharded two-generation map. Time is a plain counter (seconds, milliseconds…) in the unit
+/// of `lifetime`, passed in by the caller so tests control it.
+pub struct GenerationalMap<V> {
+    shards: Vec<Mutex<Generations<V>>>,
+    hasher: RandomState,
+    lifetime: u64,
+    per_shard_cap: usize,
+}
+
+impl<V> GenerationalMap<V> {
+    /// A map keeping entries at least `lifetime` after their last store, holding about
+    /// `capacity` entries per generation.
+    pub fn new(lifetime: u64, capacity: usize) -> GenerationalMap<V> {
+        GenerationalMap {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Generations {
+                        current: HashMap::new(),
+                        previous: HashMap::new(),
+                        rotated_at: 0,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            lifetime: lifetime.max(1),
+            per_shard_cap: (capacity / SHARDS).max(16),
+        }
+    }
+
+    /// Entries a shard's current generation holds before it rotates early.
+    pub fn per_shard_cap(&self) -> usize {
+        self.per_shard_cap
+    }
+
+    /// Runs `f` on the shard of `key`, after rotating it if due at `now`.
+    pub fn with<R>(&self, key: &str, now: u64, f: impl FnOnce(&mut Generations<V>) -> R) -> R {
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let mut s = self.shards[i].lock();
+        if now.saturating_sub(s.rotated_at) >= self.lifetime
+            || s.current.len() >= self.per_shard_cap
+        {
+            s.previous = std::mem::take(&mut s.current);
+            s.rotated_at = now;
+        }
+        f(&mut s)
+    }
+
+    /// Entries held (both generations).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
