@@ -56,6 +56,9 @@ pub struct Metrics {
     pub proxy_transactions: IntGaugeVec,
     /// `sip_proxy_calls`: calls (forked INVITEs and MESSAGEs) with a branch still open.
     pub proxy_calls: IntGauge,
+    /// `switchboard_location_store_errors_total{operation}`: location store operations that
+    /// failed (`lookup`, `update`, `expire`, ...; a networked store can fail).
+    pub store_errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -164,6 +167,11 @@ impl Metrics {
                 "sip_proxy_calls",
                 "Calls through the proxy with a branch still open",
             ),
+            store_errors: counter_vec(
+                "switchboard_location_store_errors_total",
+                "Location store operations that failed, by operation",
+                &["operation"],
+            ),
             registry,
         }
     }
@@ -220,6 +228,7 @@ mod tests {
         m.auth_failures.with_label_values(&["wrong_password"]).inc();
         m.set_config(3, "abc123");
         m.devices.with_label_values(&["registered"]).set(1);
+        m.store_errors.with_label_values(&["update"]).inc();
         let text = m.encode();
         for name in [
             "sip_requests_total{code=\"200\",method=\"REGISTER\"} 2",
@@ -229,6 +238,7 @@ mod tests {
             "switchboard_config_info{hash=\"abc123\"} 1",
             "sip_devices{state=\"registered\"} 1",
             "sip_active_bindings 0",
+            "switchboard_location_store_errors_total{operation=\"update\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
