@@ -12,6 +12,8 @@ const SHARDS: usize = 32;
 pub struct MemoryStore {
     shards: Vec<Mutex<HashMap<String, Vec<Binding>>>>,
     hasher: RandomState,
+    /// Outbound registration → Contact registered upstream.
+    upstream: Mutex<HashMap<String, String>>,
 }
 
 impl Default for MemoryStore {
@@ -26,6 +28,7 @@ impl MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
+            upstream: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,6 +158,28 @@ impl LocationStore for MemoryStore {
             }
         }
         Box::pin(async move { Ok(stats) })
+    }
+
+    fn upstream_contact<'a>(&'a self, registration: &'a str) -> StoreFuture<'a, Option<String>> {
+        let r = self.upstream.lock().get(registration).cloned();
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn set_upstream_contact<'a>(
+        &'a self,
+        registration: &'a str,
+        contact: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        let mut upstream = self.upstream.lock();
+        match contact {
+            Some(c) => {
+                upstream.insert(registration.to_string(), c.to_string());
+            }
+            None => {
+                upstream.remove(registration);
+            }
+        }
+        Box::pin(async move { Ok(()) })
     }
 }
 

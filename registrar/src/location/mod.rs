@@ -3,19 +3,29 @@
 //! Bindings are kept per AOR, the device id (`namespace/name` of the SipDevice), so a device's
 //! bindings follow the device through config reloads and are dropped when it is removed.
 //!
-//! **Why boxed futures.** The store will get a Redis implementation, so its methods are async.
-//! The registrar holds it as `Arc<dyn LocationStore>` (picked at start-up from the options),
-//! and `async fn` in traits is not object-safe, so each method returns a [`StoreFuture`] — a
-//! boxed future, the same shape `async-trait` generates, without the macro. The allocation per
-//! call is noise next to a network round trip, and the in-memory store's futures are ready at
-//! once.
+//! **Two stores.** [`MemoryStore`] keeps bindings in this process (one replica, or replicas
+//! that do not share registrations). [`RedisStore`] keeps them in one Redis so several replicas
+//! share bindings: any replica can answer a REGISTER or route a call to a phone registered
+//! through another, and a restarted replica loses nothing. Its data model is in
+//! [`redis`](self::redis).
+//!
+//! **Why boxed futures.** The Redis store's methods are network round trips, so they are async.
+//! The registrar holds the store as `Arc<dyn LocationStore>` (picked at start-up from the
+//! options), and `async fn` in traits is not object-safe, so each method returns a
+//! [`StoreFuture`] — a boxed future, the same shape `async-trait` generates, without the macro.
+//! The allocation per call is noise next to a network round trip, and the in-memory store's
+//! futures are ready at once.
 //!
 //! **Atomic updates.** A REGISTER is decided from the AOR's current bindings, so the store takes
 //! the decision as a closure ([`LocationStore::update`]) and runs it under the AOR's lock (memory)
-//! or inside an optimistic transaction that may call it again on conflict (Redis `WATCH`/`MULTI`).
-//! The closure is therefore `FnMut` and must be a pure function of the bindings it is given.
+//! or in an optimistic read-decide-write loop (Redis): the write is a Lua compare-and-set that
+//! applies only if the AOR's value is still the one read, otherwise the store reads again and
+//! calls the closure again. (`WATCH`/`MULTI` is connection state, unusable on the multiplexed
+//! connection every caller shares.) The closure is therefore `FnMut` and must be a pure function
+//! of the bindings it is given.
 
 pub mod memory;
+pub mod redis;
 
 use serde::Serialize;
 use std::future::Future;
@@ -24,6 +34,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 /// A future returned by the store.
@@ -146,4 +157,16 @@ pub trait LocationStore: Send + Sync + 'static {
 
     /// Counts.
     fn stats(&self, now: SystemTime) -> StoreFuture<'_, StoreStats>;
+
+    /// The Contact this cluster last registered upstream for an outbound registration (a
+    /// `SipRegistration`, by `namespace/name`), so a replica taking the registration over can
+    /// remove the previous owner's Contact in its first REGISTER.
+    fn upstream_contact<'a>(&'a self, registration: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Records (`Some`) or forgets (`None`) that Contact.
+    fn set_upstream_contact<'a>(
+        &'a self,
+        registration: &'a str,
+        contact: Option<&'a str>,
+    ) -> StoreFuture<'a, ()>;
 }

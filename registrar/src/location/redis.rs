@@ -1,0 +1,660 @@
+//! The Redis location store: bindings shared by every registrar replica.
+//!
+//! Data model (one Redis, no Cluster; every key starts with the store's prefix):
+//!
+//! - `{prefix}:aor:{aor}` — string: the AOR's bindings as JSON (`Stored`, times in unix
+//!   milliseconds), with a TTL of the latest expiry plus `GRACE` so the sweeper still sees
+//!   (and reports) lapsed bindings, and nothing outlives a crashed replica for long.
+//! - `{prefix}:expiry` — sorted set: AOR scored by its earliest binding expiry (ms), what the
+//!   sweeper scans.
+//! - `{prefix}:counts` — hash AOR → bindings stored, and `{prefix}:bindings` — their total, so
+//!   [`LocationStore::stats`] is two O(1) reads.
+//! - `{prefix}:upstream` — hash outbound registration → Contact registered upstream.
+//!
+//! **Compare-and-set.** A [`ConnectionManager`] multiplexes every caller over one connection,
+//! so `WATCH`/`MULTI` (connection state) cannot be used. An update instead reads the AOR's
+//! value, decides, and writes with one Lua script (`CAS_SCRIPT`) that applies the new value,
+//! the expiry set and the counts only if the value is still the one read; on conflict the store
+//! reads again and decides again (at most `MAX_ATTEMPTS` times).
+
+use super::{Binding, Decide, Expired, LocationStore, StoreError, StoreFuture, StoreStats, Update};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Cmd, FromRedisValue, Script};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a command may wait for its answer (a REGISTER must not hang while Redis is down).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Upper bound on one command including (re)connecting, whatever the manager does inside.
+const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
+/// How long an AOR's key outlives its latest binding, so the sweeper can still report it.
+const GRACE: Duration = Duration::from_secs(60);
+/// Read-decide-write rounds before an update gives up on a contended AOR.
+const MAX_ATTEMPTS: usize = 16;
+/// AORs handled per sweep, and keys per SCAN page.
+const BATCH: usize = 1000;
+
+/// The compare-and-set write of one AOR.
+///
+/// KEYS: aor key, expiry set, counts hash, bindings counter.
+/// ARGV: aor, expected present (`1`/`0`), expected value, new value (empty: delete), TTL (ms),
+/// earliest expiry (ms), new binding count.
+/// Returns 1 when applied, 0 when the value was not the expected one.
+const CAS_SCRIPT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+  if cur ~= ARGV[3] then return 0 end
+elseif cur then
+  return 0
+end
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local new = tonumber(ARGV[7])
+if new == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], new)
+end
+if new ~= old then
+  redis.call('INCRBY', KEYS[4], new - old)
+end
+return 1
+"#;
+
+/// A binding as stored in Redis ([`Binding`]'s own `Serialize` is the `/debug` view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Stored {
+    contact: String,
+    q: Option<u16>,
+    /// Unix milliseconds.
+    expires_at: u64,
+    /// Unix milliseconds.
+    registered_at: u64,
+    /// Unix milliseconds.
+    updated_at: u64,
+    call_id: String,
+    cseq: u32,
+    source: SocketAddr,
+    transport: Transport,
+    user_agent: Option<String>,
+    replica: String,
+}
+
+fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl From<&Binding> for Stored {
+    fn from(b: &Binding) -> Stored {
+        Stored {
+            contact: b.contact.clone(),
+            q: b.q,
+            expires_at: to_millis(b.expires_at),
+            registered_at: to_millis(b.registered_at),
+            updated_at: to_millis(b.updated_at),
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+            source: b.source,
+            transport: b.transport,
+            user_agent: b.user_agent.clone(),
+            replica: b.replica.clone(),
+        }
+    }
+}
+
+impl From<Stored> for Binding {
+    fn from(s: Stored) -> Binding {
+        Binding {
+            contact: s.contact,
+            q: s.q,
+            expires_at: from_millis(s.expires_at),
+            registered_at: from_millis(s.registered_at),
+            updated_at: from_millis(s.updated_at),
+            call_id: s.call_id,
+            cseq: s.cseq,
+            source: s.source,
+            transport: s.transport,
+            user_agent: s.user_agent,
+            replica: s.replica,
+        }
+    }
+}
+
+fn encode(bindings: &[Binding]) -> Vec<u8> {
+    let stored: Vec<Stored> = bindings.iter().map(Stored::from).collect();
+    serde_json::to_vec(&stored).expect("bindings serialize")
+}
+
+/// Decodes a stored value. A value that does not parse (written by an incompatible version)
+/// reads as no bindings, so the next REGISTER replaces it instead of failing forever.
+fn decode(key: &str, raw: &[u8]) -> Vec<Binding> {
+    match serde_json::from_slice::<Vec<Stored>>(raw) {
+        Ok(stored) => stored.into_iter().map(Binding::from).collect(),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "unreadable bindings in redis, treated as none");
+            Vec::new()
+        }
+    }
+}
+
+/// The key names under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Keys {
+    /// `{prefix}:aor:`, followed by the AOR.
+    aor: String,
+    expiry: String,
+    counts: String,
+    bindings: String,
+    upstream: String,
+    /// SCAN pattern matching every AOR key (the prefix glob-escaped).
+    aor_pattern: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let mut escaped = String::with_capacity(prefix.len());
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        Keys {
+            aor: format!("{prefix}:aor:"),
+            expiry: format!("{prefix}:expiry"),
+            counts: format!("{prefix}:counts"),
+            bindings: format!("{prefix}:bindings"),
+            upstream: format!("{prefix}:upstream"),
+            aor_pattern: format!("{escaped}:aor:*"),
+        }
+    }
+
+    fn aor_key(&self, aor: &str) -> String {
+        format!("{}{aor}", self.aor)
+    }
+
+    fn aor_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.aor.as_str())
+    }
+}
+
+/// The outcome of one compare-and-set write.
+enum Cas {
+    Applied,
+    Conflict,
+}
+
+/// Bindings in Redis, shared by every replica using the same server and prefix.
+///
+/// Counts from [`LocationStore::stats`] are those of the stored bindings: a binding that lapsed
+/// is counted until the sweeper ([`LocationStore::expire`], every second) removes it, where the
+/// memory store counts live bindings only.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    cas: Script,
+}
+
+impl RedisStore {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "switchboard";
+
+    /// A store on the Redis at `url` (`redis://host:port/db`), keys under `prefix`.
+    ///
+    /// The connection is made lazily: this fails only on a malformed URL, never because Redis
+    /// is down at start-up. While Redis is unreachable every operation fails within about a
+    /// second with a [`StoreError`], and the connection is re-established in the background
+    /// once it is back.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError(format!("redis url {url:?}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            // One quick retry per (re)connect: callers fail fast and the next operation triggers
+            // the next attempt, instead of a long backoff in front of a REGISTER.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError(format!("redis {url:?}: {e}")))?;
+        Ok(RedisStore {
+            conn,
+            keys: Keys::new(prefix),
+            cas: Script::new(CAS_SCRIPT),
+        })
+    }
+
+    async fn query<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(what, cmd.query_async(&mut conn)).await
+    }
+
+    /// The raw value of an AOR's key.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query("GET", ::redis::cmd("GET").arg(key)).await
+    }
+
+    /// Writes `new` for `aor` if its key still holds `expected` (`None`: still absent).
+    async fn cas(
+        &self,
+        aor: &str,
+        expected: Option<&[u8]>,
+        new: &[Binding],
+        now: SystemTime,
+    ) -> Result<Cas, StoreError> {
+        let value = if new.is_empty() {
+            Vec::new()
+        } else {
+            encode(new)
+        };
+        let latest = new.iter().map(|b| b.expires_at).max().unwrap_or(now);
+        let ttl = latest.duration_since(now).unwrap_or(Duration::ZERO) + GRACE;
+        let earliest = new.iter().map(|b| b.expires_at).min().unwrap_or(now);
+        let mut invocation = self.cas.prepare_invoke();
+        invocation
+            .key(self.keys.aor_key(aor))
+            .key(&self.keys.expiry)
+            .key(&self.keys.counts)
+            .key(&self.keys.bindings)
+            .arg(aor)
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(value)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(to_millis(earliest))
+            .arg(new.len());
+        let mut conn = self.conn.clone();
+        let applied: i64 = bounded("CAS script", invocation.invoke_async(&mut conn)).await?;
+        Ok(if applied == 1 {
+            Cas::Applied
+        } else {
+            Cas::Conflict
+        })
+    }
+
+    async fn update_inner(
+        &self,
+        aor: &str,
+        now: SystemTime,
+        decide: &mut Decide<'_>,
+    ) -> Result<Update, StoreError> {
+        let key = self.keys.aor_key(aor);
+        for attempt in 0..MAX_ATTEMPTS {
+            let raw = self.get(&key).await?;
+            let before: Vec<Binding> = raw
+                .as_deref()
+                .map(|r| decode(&key, r))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.is_live(now))
+                .collect();
+            let Some(after) = decide(&before) else {
+                return Ok(Update {
+                    after: before.clone(),
+                    before,
+                });
+            };
+            let after: Vec<Binding> = after.into_iter().filter(|b| b.is_live(now)).collect();
+            if let Cas::Applied = self.cas(aor, raw.as_deref(), &after, now).await? {
+                return Ok(Update { before, after });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError(format!(
+            "{aor}: still contended after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Removes the lapsed bindings of one AOR due in the expiry set; `Some` when this call did.
+    async fn expire_aor(&self, aor: &str, now: SystemTime) -> Result<Option<Expired>, StoreError> {
+        let key = self.keys.aor_key(aor);
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(raw) = self.get(&key).await? else {
+                // The key outlived its TTL (no sweeper ran in time): drop its expiry entry and
+                // count. Nothing to report, the bindings are gone.
+                match self.cas(aor, None, &[], now).await? {
+                    Cas::Applied => return Ok(None),
+                    Cas::Conflict => {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                }
+            };
+            let (remaining, expired): (Vec<Binding>, Vec<Binding>) =
+                decode(&key, &raw).into_iter().partition(|b| b.is_live(now));
+            if expired.is_empty() {
+                // Refreshed since the expiry set was read.
+                return Ok(None);
+            }
+            if let Cas::Applied = self.cas(aor, Some(&raw), &remaining, now).await? {
+                return Ok(Some(Expired {
+                    aor: aor.to_string(),
+                    expired,
+                    remaining,
+                }));
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError(format!(
+            "{aor}: still contended after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn expire_inner(&self, now: SystemTime) -> Result<Vec<Expired>, StoreError> {
+        let due: Vec<String> = self
+            .query(
+                "ZRANGEBYSCORE",
+                ::redis::cmd("ZRANGEBYSCORE")
+                    .arg(&self.keys.expiry)
+                    .arg("-inf")
+                    .arg(to_millis(now))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(BATCH),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for aor in &due {
+            if let Some(e) = self.expire_aor(aor, now).await? {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| a.aor.cmp(&b.aor));
+        Ok(out)
+    }
+
+    /// One SCAN page of AOR keys: the next cursor (0 at the end) and the keys.
+    async fn scan_page(&self, cursor: u64) -> Result<(u64, Vec<String>), StoreError> {
+        self.query(
+            "SCAN",
+            ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&self.keys.aor_pattern)
+                .arg("COUNT")
+                .arg(BATCH),
+        )
+        .await
+    }
+
+    /// Deletes an AOR (through the CAS path, so the counts follow); whether this call did.
+    async fn remove_aor(&self, aor: &str, now: SystemTime) -> Result<bool, StoreError> {
+        let key = self.keys.aor_key(aor);
+        for attempt in 0..MAX_ATTEMPTS {
+            let raw = self.get(&key).await?;
+            let existed = raw.is_some();
+            if let Cas::Applied = self.cas(aor, raw.as_deref(), &[], now).await? {
+                return Ok(existed);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError(format!(
+            "{aor}: still contended after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn retain_inner(
+        &self,
+        keep: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_page(cursor).await?;
+            for key in &keys {
+                let Some(aor) = self.keys.aor_of(key) else {
+                    continue;
+                };
+                if !keep(aor) && self.remove_aor(aor, now).await? {
+                    removed += 1;
+                }
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn snapshot_inner(
+        &self,
+        now: SystemTime,
+    ) -> Result<Vec<(String, Vec<Binding>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_page(cursor).await?;
+            if keys.is_empty() {
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+                continue;
+            }
+            let values: Vec<Option<Vec<u8>>> =
+                self.query("MGET", ::redis::cmd("MGET").arg(&keys)).await?;
+            for (key, raw) in keys.iter().zip(values) {
+                let (Some(aor), Some(raw)) = (self.keys.aor_of(key), raw) else {
+                    continue; // gone between SCAN and MGET
+                };
+                let live: Vec<Binding> = decode(key, &raw)
+                    .into_iter()
+                    .filter(|b| b.is_live(now))
+                    .collect();
+                if !live.is_empty() {
+                    out.push((aor.to_string(), live));
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        Ok(out)
+    }
+
+    async fn stats_inner(&self) -> Result<StoreStats, StoreError> {
+        let mut conn = self.conn.clone();
+        let (aors, bindings): (usize, Option<i64>) = bounded(
+            "HLEN/GET",
+            ::redis::pipe()
+                .cmd("HLEN")
+                .arg(&self.keys.counts)
+                .cmd("GET")
+                .arg(&self.keys.bindings)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(StoreStats {
+            aors,
+            bindings: bindings.unwrap_or(0).max(0) as usize,
+        })
+    }
+}
+
+/// Waits a random while after the `attempt`-th lost compare-and-set, up to 1, 2, 4, ... 128 ms
+/// ("full jitter"), so writers contending for one AOR spread out instead of colliding again in
+/// lockstep: with 100 writers on one AOR, fixed or short waits ran out of attempts.
+async fn backoff(attempt: usize) {
+    let cap_us = 1000u64 << attempt.min(7);
+    tokio::time::sleep(Duration::from_micros(rand::random_range(0..=cap_us))).await;
+}
+
+/// Runs one Redis call with [`COMMAND_DEADLINE`], mapping failures to [`StoreError`].
+async fn bounded<T>(
+    what: &str,
+    f: impl std::future::Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(COMMAND_DEADLINE, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(StoreError(format!("redis {what}: {e}"))),
+        Err(_) => Err(StoreError(format!(
+            "redis {what}: no answer within {COMMAND_DEADLINE:?}"
+        ))),
+    }
+}
+
+impl LocationStore for RedisStore {
+    fn lookup<'a>(&'a self, aor: &'a str, now: SystemTime) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let key = self.keys.aor_key(aor);
+            Ok(self
+                .get(&key)
+                .await?
+                .map(|raw| decode(&key, &raw))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.is_live(now))
+                .collect())
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        aor: &'a str,
+        now: SystemTime,
+        decide: &'a mut Decide<'_>,
+    ) -> StoreFuture<'a, Update> {
+        Box::pin(self.update_inner(aor, now, decide))
+    }
+
+    fn expire(&self, now: SystemTime) -> StoreFuture<'_, Vec<Expired>> {
+        Box::pin(self.expire_inner(now))
+    }
+
+    fn retain<'a>(
+        &'a self,
+        keep: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(self.retain_inner(keep))
+    }
+
+    fn snapshot(&self, now: SystemTime) -> StoreFuture<'_, Vec<(String, Vec<Binding>)>> {
+        Box::pin(self.snapshot_inner(now))
+    }
+
+    fn stats(&self, _now: SystemTime) -> StoreFuture<'_, StoreStats> {
+        Box::pin(self.stats_inner())
+    }
+
+    fn upstream_contact<'a>(&'a self, registration: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.query(
+                "HGET",
+                ::redis::cmd("HGET")
+                    .arg(&self.keys.upstream)
+                    .arg(registration),
+            )
+            .await
+        })
+    }
+
+    fn set_upstream_contact<'a>(
+        &'a self,
+        registration: &'a str,
+        contact: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            match contact {
+                Some(contact) => {
+                    self.query::<()>(
+                        "HSET",
+                        ::redis::cmd("HSET")
+                            .arg(&self.keys.upstream)
+                            .arg(registration)
+                            .arg(contact),
+                    )
+                    .await
+                }
+                None => {
+                    self.query::<()>(
+                        "HDEL",
+                        ::redis::cmd("HDEL")
+                            .arg(&self.keys.upstream)
+                            .arg(registration),
+                    )
+                    .await
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(now: SystemTime) -> Binding {
+        Binding {
+            contact: "sip:alice@192.0.2.1:5062;transport=tcp".into(),
+            q: Some(500),
+            expires_at: now + Duration::from_millis(3_600_123),
+            registered_at: now,
+            updated_at: now + Duration::from_millis(7),
+            call_id: "abc@host".into(),
+            cseq: 42,
+            source: "192.0.2.1:5062".parse().unwrap(),
+            transport: Transport::Tcp,
+            user_agent: Some("phone/1.0".into()),
+            replica: "registrar-0".into(),
+        }
+    }
+
+    #[test]
+    fn stored_round_trips_with_millisecond_times() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let b = binding(now);
+        let raw = encode(std::slice::from_ref(&b));
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert!(text.contains("\"expires_at\":1764003600246"), "{text}");
+        assert!(text.contains("\"registered_at\":1764000000123"), "{text}");
+        assert!(text.contains("\"transport\":\"TCP\""), "{text}");
+        assert_eq!(decode("k", &raw), vec![b]);
+    }
+
+    #[test]
+    fn sub_millisecond_precision_is_dropped() {
+        let now = UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
+        let back = decode("k", &encode(&[binding(now)]));
+        assert_eq!(
+            back[0].registered_at,
+            UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)
+        );
+        assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn unreadable_value_reads_as_no_bindings() {
+        assert!(decode("k", b"not json").is_empty());
+    }
+
+    #[test]
+    fn key_names() {
+        let k = Keys::new("switchboard");
+        assert_eq!(k.aor_key("ns/alice"), "switchboard:aor:ns/alice");
+        assert_eq!(k.aor_of("switchboard:aor:ns/alice"), Some("ns/alice"));
+        assert_eq!(k.aor_of("other:aor:ns/alice"), None);
+        assert_eq!(k.expiry, "switchboard:expiry");
+        assert_eq!(k.counts, "switchboard:counts");
+        assert_eq!(k.bindings, "switchboard:bindings");
+        assert_eq!(k.upstream, "switchboard:upstream");
+        assert_eq!(k.aor_pattern, "switchboard:aor:*");
+        assert_eq!(Keys::new("a*b").aor_pattern, "a\\*b:aor:*");
+    }
+}
