@@ -1,0 +1,417 @@
+//! The location stores against one conformance suite, and the Redis store against a real
+//! `redis-server` (started here on a free port, killed on drop): two replicas contending for one
+//! AOR, concurrent sweeps, a restarted replica, and Redis going away and coming back.
+//!
+//! `redis-server` must be installed (`scripts/install-test-deps.sh`); a missing one fails.
+
+mod common;
+
+use common::{free_port, temp_dir, wait_until};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+use switchboard_registrar::location::{
+    Binding, Expired, LocationStore, MemoryStore, RedisStore, StoreStats,
+};
+
+/// A `redis-server` of this test's own.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start(name: &str) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: temp_dir(name),
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts the server (again) on the same port and waits for it to answer PING.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis already running");
+        let log = std::fs::File::create(self.dir.join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("redis-server not installed (scripts/install-test-deps.sh)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("redis-server to answer PING", || ping(port).then_some(()));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A fixed, whole-second instant: stored times keep milliseconds only.
+fn epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// The current time in whole milliseconds (the precision the Redis store keeps).
+fn now_ms() -> SystemTime {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    UNIX_EPOCH + Duration::from_millis(d.as_millis() as u64)
+}
+
+fn binding(contact: &str, now: SystemTime, secs: u64) -> Binding {
+    Binding {
+        contact: contact.into(),
+        q: Some(1000),
+        expires_at: now + Duration::from_secs(secs),
+        registered_at: now,
+        updated_at: now,
+        call_id: format!("{contact}-call"),
+        cseq: 7,
+        source: "192.0.2.10:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        user_agent: Some("test".into()),
+        replica: "r0".into(),
+    }
+}
+
+fn contacts(b: &[Binding]) -> Vec<&str> {
+    b.iter().map(|b| b.contact.as_str()).collect()
+}
+
+/// What every store must do.
+async fn conformance(s: &dyn LocationStore) {
+    let t = epoch();
+    let secs = |n| t + Duration::from_secs(n);
+    assert!(s.lookup("ns/a", t).await.unwrap().is_empty());
+
+    let a = vec![binding("sip:a@1", t, 10), binding("sip:a@2", t, 100)];
+    let u = s
+        .update("ns/a", t, &mut |cur: &[Binding]| {
+            assert!(cur.is_empty());
+            Some(a.clone())
+        })
+        .await
+        .unwrap();
+    assert!(u.before.is_empty());
+    assert_eq!(u.after, a);
+    assert_eq!(s.lookup("ns/a", t).await.unwrap(), a);
+    // A lapsed binding is never returned, even before a sweep.
+    assert_eq!(
+        contacts(&s.lookup("ns/a", secs(10)).await.unwrap()),
+        ["sip:a@2"]
+    );
+    assert_eq!(
+        s.stats(t).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 2
+        }
+    );
+
+    // No change.
+    let u = s
+        .update("ns/a", t, &mut |_: &[Binding]| None)
+        .await
+        .unwrap();
+    assert_eq!(u.before, a);
+    assert_eq!(u.after, a);
+
+    let b = vec![binding("sip:b@1", t, 10)];
+    let c = vec![binding("sip:c@1", t, 100)];
+    s.update("ns/c", t, &mut |_: &[Binding]| Some(c.clone()))
+        .await
+        .unwrap();
+    s.update("ns/b", t, &mut |_: &[Binding]| Some(b.clone()))
+        .await
+        .unwrap();
+    let snap = s.snapshot(t).await.unwrap();
+    let aors: Vec<&str> = snap.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(aors, ["ns/a", "ns/b", "ns/c"]);
+    assert_eq!(snap[0].1, a);
+    let snap = s.snapshot(secs(50)).await.unwrap();
+    assert_eq!(
+        snap,
+        vec![
+            ("ns/a".to_string(), vec![a[1].clone()]),
+            ("ns/c".to_string(), c.clone())
+        ]
+    );
+
+    // The sweep reports lapsed and remaining bindings, once.
+    let gone = s.expire(secs(50)).await.unwrap();
+    assert_eq!(
+        gone,
+        vec![
+            Expired {
+                aor: "ns/a".into(),
+                expired: vec![a[0].clone()],
+                remaining: vec![a[1].clone()],
+            },
+            Expired {
+                aor: "ns/b".into(),
+                expired: b.clone(),
+                remaining: vec![],
+            },
+        ]
+    );
+    assert!(s.expire(secs(50)).await.unwrap().is_empty());
+    assert_eq!(
+        s.stats(secs(50)).await.unwrap(),
+        StoreStats {
+            aors: 2,
+            bindings: 2
+        }
+    );
+
+    // Removing the last binding removes the AOR.
+    let u = s
+        .update("ns/c", secs(50), &mut |_: &[Binding]| Some(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(u.before, c);
+    assert!(u.after.is_empty());
+    assert!(s.lookup("ns/c", secs(50)).await.unwrap().is_empty());
+    assert_eq!(
+        s.stats(secs(50)).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 1
+        }
+    );
+
+    // Retain drops AORs of removed devices.
+    s.update("ns/d", secs(50), &mut |_: &[Binding]| {
+        Some(vec![binding("sip:d@1", secs(50), 100)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.retain(&|aor: &str| aor != "ns/d").await.unwrap(), 1);
+    let snap = s.snapshot(secs(50)).await.unwrap();
+    assert_eq!(snap, vec![("ns/a".to_string(), vec![a[1].clone()])]);
+    assert_eq!(
+        s.stats(secs(50)).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 1
+        }
+    );
+
+    // The upstream Contact of an outbound registration.
+    assert_eq!(s.upstream_contact("ns/trunk").await.unwrap(), None);
+    s.set_upstream_contact("ns/trunk", Some("<sip:sb@10.0.0.1>"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.upstream_contact("ns/trunk").await.unwrap().as_deref(),
+        Some("<sip:sb@10.0.0.1>")
+    );
+    s.set_upstream_contact("ns/trunk", None).await.unwrap();
+    assert_eq!(s.upstream_contact("ns/trunk").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(&MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms() {
+    let redis = Redis::start("redis-conform");
+    let s = RedisStore::connect(&redis.url(), "conform").await.unwrap();
+    conformance(&s).await;
+    // A second prefix on the same server is a separate store.
+    let other = RedisStore::connect(&redis.url(), "other").await.unwrap();
+    assert!(other.snapshot(epoch()).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_bindings() {
+    let redis = Redis::start("redis-replicas");
+    let a = Arc::new(RedisStore::connect(&redis.url(), "sb").await.unwrap());
+    let b = Arc::new(RedisStore::connect(&redis.url(), "sb").await.unwrap());
+    let now = now_ms();
+
+    // 50 concurrent updates from each replica, each adding its own contact to one AOR.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mine = binding(&format!("sip:phone@10.0.0.{i}"), now, 3600);
+            store
+                .update("ns/shared", now, &mut |cur: &[Binding]| {
+                    let mut next = cur.to_vec();
+                    next.push(mine.clone());
+                    Some(next)
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = a.lookup("ns/shared", now).await.unwrap();
+    let distinct: HashSet<&str> = contacts(&all).into_iter().collect();
+    assert_eq!((all.len(), distinct.len()), (100, 100));
+    assert_eq!(
+        b.stats(now).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 100
+        }
+    );
+
+    // A fresh replica (a restart) sees everything.
+    let c = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    assert_eq!(c.lookup("ns/shared", now).await.unwrap(), all);
+    assert_eq!(c.snapshot(now).await.unwrap().len(), 1);
+
+    // Both replicas sweep at once: each lapsed binding is reported exactly once.
+    let t = epoch();
+    let mut lapsing = HashSet::new();
+    for n in 0..40 {
+        let aor = format!("ns/dev{n}");
+        let bindings = vec![
+            binding(&format!("sip:{n}@short1"), t, 10),
+            binding(&format!("sip:{n}@short2"), t, 20),
+            binding(&format!("sip:{n}@long"), t, 1000),
+        ];
+        lapsing.insert(format!("sip:{n}@short1"));
+        lapsing.insert(format!("sip:{n}@short2"));
+        a.update(&aor, t, &mut |_: &[Binding]| Some(bindings.clone()))
+            .await
+            .unwrap();
+    }
+    let sweep_at = t + Duration::from_secs(30);
+    let (ea, eb) = tokio::join!(
+        {
+            let a = a.clone();
+            tokio::spawn(async move { a.expire(sweep_at).await.unwrap() })
+        },
+        {
+            let b = b.clone();
+            tokio::spawn(async move { b.expire(sweep_at).await.unwrap() })
+        }
+    );
+    let mut reported = Vec::new();
+    for e in ea.unwrap().into_iter().chain(eb.unwrap()) {
+        assert_eq!(contacts(&e.remaining).len(), 1, "{e:?}");
+        reported.extend(e.expired.into_iter().map(|b| b.contact));
+    }
+    let unique: HashSet<String> = reported.iter().cloned().collect();
+    assert_eq!(reported.len(), unique.len(), "reported twice: {reported:?}");
+    assert_eq!(unique, lapsing);
+    assert!(a.expire(sweep_at).await.unwrap().is_empty());
+    assert_eq!(
+        c.stats(sweep_at).await.unwrap(),
+        StoreStats {
+            aors: 41,
+            bindings: 140
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_fast_and_recovers() {
+    let mut redis = Redis::start("redis-down");
+    let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let now = now_ms();
+    let one = vec![binding("sip:x@1", now, 3600)];
+    s.update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
+        .await
+        .unwrap();
+    assert_eq!(s.lookup("ns/x", now).await.unwrap(), one);
+
+    redis.kill();
+    // Every operation fails, quickly: a REGISTER must not hang on a dead Redis.
+    for _ in 0..3 {
+        let start = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.lookup("ns/x", now))
+            .await
+            .expect("lookup hung while redis is down");
+        assert!(r.is_err(), "lookup succeeded with redis down: {r:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "lookup took {:?}",
+            start.elapsed()
+        );
+        let start = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            s.update("ns/x", now, &mut |_: &[Binding]| Some(vec![])),
+        )
+        .await
+        .expect("update hung while redis is down");
+        assert!(r.is_err(), "update succeeded with redis down: {r:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "update took {:?}",
+            start.elapsed()
+        );
+    }
+    let start = Instant::now();
+    assert!(s.stats(now).await.is_err());
+    assert!(s.expire(now).await.is_err());
+    assert!(s.upstream_contact("ns/trunk").await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    // Back on the same port (empty: no persistence): the same store works again.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match s
+            .update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
+            .await
+        {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("store still failing after redis came back: {e}"),
+        }
+    }
+    assert_eq!(s.lookup("ns/x", now).await.unwrap(), one);
+}
