@@ -597,3 +597,508 @@ impl UdpClient {
         ))
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Several replicas on one Redis (redis_cluster.rs): a redis-server process, replicas started at
+// fixed addresses (so they can be restarted on the same ones), deadlines of any length, and
+// requests that may go unanswered.
+
+/// Polls `f` until it returns `Some`, or panics after `limit` with `what`.
+pub fn wait_until_within<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port free for both UDP and TCP on the loopback address `ip` (`127.0.0.2`) right now.
+pub fn free_port_on(ip: &str) -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind((ip, 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind((ip, port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found on {ip}");
+}
+
+/// The sum of every series of a metric family in a `/metrics` body (`name` alone or
+/// `name{labels}`), 0 if absent.
+pub fn metric_sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = if rest.starts_with('{') {
+                rest.rsplit_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// A `redis-server` on 127.0.0.1 in a temporary directory, without persistence
+/// (`--save "" --appendonly no`); killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its TCP port (kept across restarts).
+    pub port: u16,
+    /// Its directory (logs of every start).
+    pub dir: PathBuf,
+    starts: u32,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers PING.
+    pub fn start(name: &str) -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: temp_dir(&format!("redis-{name}")),
+            starts: 0,
+        };
+        r.spawn();
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = self.dir.join(format!("redis-{}.log", self.starts));
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server must be installed (scripts/install-test-deps.sh): {e}")
+            });
+        self.child = Some(child);
+        wait_until("redis-server to answer PING", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "redis-server exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            self.ping().then_some(())
+        });
+    }
+
+    /// Whether it answers `PING` with `+PONG`.
+    pub fn ping(&self) -> bool {
+        self.command("PING").is_some_and(|r| r.starts_with("+PONG"))
+    }
+
+    /// Sends one inline command (`FLUSHALL`, `DBSIZE`) and returns the first reply line.
+    pub fn command(&self, line: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "{line}\r\n").ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        Some(text.lines().next().unwrap_or("").to_string())
+    }
+
+    /// SIGKILL (no chance to say goodbye to its clients), and waits until it is gone.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("redis-server running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        wait_until("the redis port to close", || (!self.ping()).then_some(()));
+    }
+
+    /// Starts it again on the same port (empty: nothing was persisted).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill() it first");
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where and how a [`Replica`] runs; the same on every (re)start.
+#[derive(Clone, Debug)]
+pub struct ReplicaSpec {
+    /// `--replica NAME`.
+    pub name: String,
+    /// Loopback IP of its SIP UDP and TCP listeners (`127.0.0.2`).
+    pub ip: String,
+    /// Its SIP port (UDP and TCP).
+    pub sip_port: u16,
+    /// Its HTTP port, on 127.0.0.1.
+    pub http_port: u16,
+    /// Config file content (else the embedded demo config).
+    pub config: Option<String>,
+    /// More arguments (`--redis-url`, `--peer`, ...).
+    pub args: Vec<String>,
+}
+
+impl ReplicaSpec {
+    /// A replica named `name` on `ip` with free ports.
+    pub fn new(name: &str, ip: &str) -> ReplicaSpec {
+        ReplicaSpec {
+            name: name.to_string(),
+            ip: ip.to_string(),
+            sip_port: free_port_on(ip),
+            http_port: free_port(),
+            config: None,
+            args: Vec::new(),
+        }
+    }
+
+    /// Its SIP address.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        format!("{}:{}", self.ip, self.sip_port).parse().unwrap()
+    }
+
+    /// `--peer NAME=IP:PORT` for it.
+    pub fn peer_arg(&self) -> String {
+        format!("{}={}", self.name, self.sip_addr())
+    }
+}
+
+/// A registrar replica at fixed addresses that can be stopped and started again on them. The
+/// [`Registrar`] inside is the current process (`sip_port` is the port on `spec.ip`).
+pub struct Replica {
+    /// How it runs.
+    pub spec: ReplicaSpec,
+    /// The current (or last) process.
+    pub registrar: Registrar,
+    starts: u32,
+}
+
+impl Replica {
+    /// Starts it and waits until `/readyz` answers 200.
+    pub fn start(spec: ReplicaSpec) -> Replica {
+        let dir = temp_dir(&format!("replica-{}", spec.name));
+        let registrar = Replica::spawn(&spec, &dir, 1);
+        Replica {
+            spec,
+            registrar,
+            starts: 1,
+        }
+    }
+
+    fn spawn(spec: &ReplicaSpec, dir: &Path, n: u32) -> Registrar {
+        let log = dir.join(format!("registrar-{n}.log"));
+        let stderr = dir.join(format!("stderr-{n}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--udp")
+            .arg(spec.sip_addr().to_string())
+            .arg("--tcp")
+            .arg(spec.sip_addr().to_string())
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", spec.http_port))
+            .arg("--replica")
+            .arg(&spec.name);
+        if let Some(text) = &spec.config {
+            // In a directory of its own: the registrar watches the config's directory.
+            let cfg_dir = dir.join("config");
+            std::fs::create_dir_all(&cfg_dir).unwrap();
+            let path = cfg_dir.join("config.yaml");
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                std::fs::write(&path, text).unwrap();
+            }
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.args(&spec.args)
+            .env("RUST_LOG", "info,switchboard_registrar=debug")
+            .env_remove("SWITCHBOARD_REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
+        let child = cmd.spawn().expect("start the registrar binary");
+        let mut r = Registrar {
+            child: Some(child),
+            sip_port: spec.sip_port,
+            tls_port: None,
+            http_port: spec.http_port,
+            dir: dir.to_path_buf(),
+            log,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = r.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "replica {} exited with {status}: {}{}",
+                    spec.name,
+                    r.logs(),
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            if matches!(r.get("/readyz"), Some((200, _))) {
+                return r;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("replica {} not ready in time: {}", spec.name, r.logs());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.registrar.terminate()
+    }
+
+    /// Starts it again at the same addresses (after [`Replica::stop`]) and waits until ready.
+    pub fn start_again(&mut self) {
+        assert!(self.registrar.child.is_none(), "stop() it first");
+        self.starts += 1;
+        self.registrar = Replica::spawn(&self.spec, &self.registrar.dir.clone(), self.starts);
+    }
+
+    /// Whether the current process is still running.
+    pub fn running(&mut self) -> bool {
+        self.registrar
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// The logs (stdout and stderr) of every process it ran, in order.
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        for n in 1..=self.starts {
+            for file in [format!("registrar-{n}.log"), format!("stderr-{n}.log")] {
+                let text =
+                    std::fs::read_to_string(self.registrar.dir.join(&file)).unwrap_or_default();
+                out.push_str(&format!("--- {} {file}\n{text}", self.spec.name));
+            }
+        }
+        out
+    }
+}
+
+impl UdpClient {
+    /// Sends a request and waits up to `wait` for its final response (matched by Call-ID and
+    /// CSeq; provisional responses and strays are skipped); `None` if none came.
+    pub fn try_exchange(&self, msg: &str, wait: Duration) -> Option<String> {
+        let call_id = header_values(msg, "Call-ID").first()?.to_string();
+        let cseq = header_values(msg, "CSeq").first()?.to_string();
+        self.send(msg.as_bytes());
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let resp = self.recv(left.max(Duration::from_millis(1)))?;
+            let ours = header_values(&resp, "Call-ID").first() == Some(&call_id.as_str())
+                && header_values(&resp, "CSeq").first() == Some(&cseq.as_str());
+            if ours && status_of(&resp) >= 200 {
+                return Some(resp);
+            }
+        }
+    }
+
+    /// Like [`UdpClient::register`], but any step may go unanswered within `wait` (`None`) and
+    /// the challenge may be refused: returns the last response (the 401 step's answer when it
+    /// was not a 401).
+    pub fn try_register(
+        &self,
+        user: &str,
+        password: &str,
+        call_id: &str,
+        extra: &str,
+        wait: Duration,
+    ) -> Option<String> {
+        let first = self.try_exchange(
+            &register_request("UDP", &self.local, user, 1, call_id, extra),
+            wait,
+        )?;
+        if status_of(&first) != 401 {
+            return Some(first);
+        }
+        let challenge = header_values(&first, "WWW-Authenticate")
+            .into_iter()
+            .find(|c| c.contains("algorithm=MD5"))?
+            .to_string();
+        let auth = authorization(&challenge, user, password, &format!("sip:{DOMAIN}"), 1);
+        self.try_exchange(
+            &register_request(
+                "UDP",
+                &self.local,
+                user,
+                2,
+                call_id,
+                &format!("{extra}{auth}"),
+            ),
+            wait,
+        )
+    }
+}
+
+/// A sipp running a scenario in a loop in the background (`-r RATE`, unbounded calls) until
+/// [`SippLoop::finish`]; statistics every second in `stat.csv`.
+pub struct SippLoop {
+    child: Option<Child>,
+    /// Its working directory (stat file, error log, stdout).
+    pub dir: PathBuf,
+}
+
+/// Cumulative counts of a sipp run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SippCounts {
+    /// Calls started.
+    pub total: u64,
+    /// Calls that succeeded.
+    pub successful: u64,
+    /// Calls that failed.
+    pub failed: u64,
+}
+
+impl SippLoop {
+    /// Starts `sipp target -sf scenario -inf injection -r rate` with `args` added, sending from
+    /// 127.0.0.1 (a free port) over UDP.
+    pub fn start(
+        name: &str,
+        target: std::net::SocketAddr,
+        scenario: &Path,
+        injection: &Path,
+        rate: u32,
+        args: &[&str],
+    ) -> SippLoop {
+        let dir = temp_dir(&format!("sipp-loop-{name}"));
+        let mut cmd = Command::new("sipp");
+        cmd.arg(target.to_string())
+            .arg("-sf")
+            .arg(scenario)
+            .arg("-inf")
+            .arg(injection)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &free_port().to_string(),
+                "-t",
+                "u1",
+            ])
+            .args(["-r", &rate.to_string(), "-rp", "1000", "-m", "100000000"])
+            .args(["-nostdin", "-trace_stat", "-stf"])
+            .arg(dir.join("stat.csv"))
+            .args(["-fd", "1", "-trace_err", "-error_file"])
+            .arg(dir.join("errors.log"))
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("stderr.log")).unwrap(),
+            ));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("sipp must be installed (scripts/install-test-deps.sh): {e}")
+        });
+        SippLoop {
+            child: Some(child),
+            dir,
+        }
+    }
+
+    /// The counts of the last line of its statistics file (zeros before the first).
+    pub fn counts(&self) -> SippCounts {
+        let text = std::fs::read_to_string(self.dir.join("stat.csv")).unwrap_or_default();
+        let mut lines = text.lines();
+        let Some(header) = lines.next() else {
+            return SippCounts::default();
+        };
+        let cols: Vec<&str> = header.split(';').collect();
+        let col = |name: &str| cols.iter().position(|c| *c == name);
+        let Some(last) = lines.rfind(|l| l.split(';').count() > 10) else {
+            return SippCounts::default();
+        };
+        let fields: Vec<&str> = last.split(';').collect();
+        let get = |name: &str| {
+            col(name)
+                .and_then(|i| fields.get(i))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        SippCounts {
+            total: get("TotalCallCreated"),
+            successful: get("SuccessfulCall(C)"),
+            failed: get("FailedCall(C)"),
+        }
+    }
+
+    /// Whether sipp is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// SIGUSR1 (stop starting calls, finish the open ones), waits up to `limit` (then kills),
+    /// and returns the final counts.
+    pub fn finish(&mut self, limit: Duration) -> SippCounts {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-USR1")
+                .arg(child.id().to_string())
+                .status();
+            let start = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if start.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.counts()
+    }
+
+    /// Its logs (stdout, stderr, error log), for assertion messages.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for file in ["stdout.log", "stderr.log", "errors.log"] {
+            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {file} (last lines)\n"));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SippLoop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
