@@ -77,6 +77,20 @@ impl Drop for Redis {
     }
 }
 
+/// Sends one inline command and returns the first line of the answer.
+fn raw_command(port: u16, cmd: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 fn ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -258,6 +272,31 @@ async fn redis_store_conforms() {
     let redis = Redis::start("redis-conform");
     let s = RedisStore::connect(&redis.url(), "conform").await.unwrap();
     conformance(&s).await;
+
+    // A key that outlived its TTL (no sweeper ran in time): the sweep drops its expiry entry
+    // and count, reporting nothing (the bindings are gone).
+    let t = epoch();
+    s.update("ns/z", t, &mut |_: &[Binding]| {
+        Some(vec![binding("sip:z@1", t, 10)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.stats(t).await.unwrap().aors, 2);
+    assert_eq!(raw_command(redis.port, "DEL conform:aor:ns/z"), ":1");
+    assert!(s
+        .expire(t + Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.stats(t).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 1
+        }
+    );
+    assert_eq!(raw_command(redis.port, "ZCARD conform:expiry"), ":1");
+
     // A second prefix on the same server is a separate store.
     let other = RedisStore::connect(&redis.url(), "other").await.unwrap();
     assert!(other.snapshot(epoch()).await.unwrap().is_empty());
@@ -388,6 +427,18 @@ async fn redis_down_fails_fast_and_recovers() {
             start.elapsed()
         );
     }
+    // Start-up does not need Redis: the connection is made on first use.
+    let late = RedisStore::connect(&redis.url(), "sb")
+        .await
+        .expect("connect fails while redis is down");
+    let start = Instant::now();
+    assert!(late.lookup("ns/x", now).await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+
     let start = Instant::now();
     assert!(s.stats(now).await.is_err());
     assert!(s.expire(now).await.is_err());
@@ -414,4 +465,10 @@ async fn redis_down_fails_fast_and_recovers() {
         }
     }
     assert_eq!(s.lookup("ns/x", now).await.unwrap(), one);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while late.lookup("ns/x", now).await.is_err() {
+        assert!(Instant::now() < deadline, "late store never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(late.lookup("ns/x", now).await.unwrap(), one);
 }
