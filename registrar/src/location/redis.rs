@@ -497,6 +497,10 @@ async fn backoff(attempt: usize) {
 }
 
 /// Runs one Redis call with [`COMMAND_DEADLINE`], mapping failures to [`StoreError`].
+///
+/// A write that timed out may still have been applied; the caller sees an error (the phone
+/// retries its REGISTER) and the next read sees the applied state, so nothing is left half-done:
+/// the CAS script itself is atomic.
 async fn bounded<T>(
     what: &str,
     f: impl std::future::Future<Output = ::redis::RedisResult<T>>,
