@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# Horizontal scale benchmark: REGISTER throughput of Switchboard's registrar with bindings in
+# Redis (--redis-url) for 1, 2 and 3 replicas on this machine, beside the in-memory store with
+# one replica.
+#
+# Every "call" is one registration with digest auth, driven by sipp with bench/register's
+# scenario (register_auth.xml): REGISTER -> 401 -> REGISTER with Authorization -> 200. The users,
+# the registrar config and the scenario come from bench/register (users.py,
+# registrar_config.py, register_auth.xml); this script only adds the replicas and Redis.
+#
+# Cases, in order: memory-1 (MemoryStore, one replica), then redis-N for N in REPLICAS (one
+# redis-server started by this script, flushed before each case). Replica i listens on
+# 127.0.0.i:PORT (UDP and TCP) and on 127.0.0.1:(HTTP_BASE+i) for /metrics, with
+# --replica rI --peer for its siblings. For each target rate, one sipp per replica drives a
+# disjoint slice of the users at RATE/N each, all at once; the case's figure is the sum over the
+# sipps of successful registrations per second.
+#
+# Output columns per case and rate: case, target (calls/s asked of all sipps together),
+# achieved/s (sum over the sipps of successful registrations / that sipp's elapsed seconds),
+# ok, failed (failed + never completed), fail%, secs (longest sipp run), retrans (sipp UDP
+# retransmissions, the first sign of overload), reg% / redis% / sipp% / other% (CPU in % of one
+# core averaged over the run: all registrar replicas, redis-server, all sipps, the rest of the
+# machine), reg_us (registrar CPU time of all replicas per successful registration, in
+# microseconds, from /proc/PID/stat utime+stime), redis_us (redis-server's CPU per successful
+# registration), cmds/reg (Redis commands per successful registration, from INFO stats).
+# Then per case the best sustained rate (highest achieved with < MAX_FAIL_PCT % failures) with
+# the median CPU figures over those runs, and the ratios: each Redis case to memory-1, and
+# redis-2 / redis-3 to redis-1.
+# Raw data: results.txt (one line per run), summary.txt, and per-run sipp files, logs and
+# configs in the run directory (kept by default; its path is printed at the end).
+#
+# Usage:
+#   bench/scale/run.sh                              # memory-1, redis-1, redis-2, redis-3
+#   RATES=2000 DURATION=5 bench/scale/run.sh        # a smoke run
+#   BUILD=0 RATES="10000 20000 30000" DURATION=10 bench/scale/run.sh
+#   REPLICAS="1 3" SKIP_MEMORY=1 bench/scale/run.sh
+#
+# Environment (all optional):
+#   USERS=10000          users (bench/register/users.py: user00000.., deterministic passwords),
+#                        split in contiguous slices, one per replica's sipp
+#   RATES="5000 10000"   target rates (registrations/s, all replicas together), each run once
+#   DURATION=10          seconds' worth of calls per rate (each sipp: -m RATE/N*DURATION)
+#   REPLICAS="1 2 3"     replica counts of the Redis cases (at most 9)
+#   SKIP_MEMORY=0        1: no memory-1 case (the ratios to it are then left out)
+#   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
+#   PORT=25160           SIP port (UDP and TCP) of every replica, on 127.0.0.1, 127.0.0.2, ...
+#   HTTP_BASE=25170      replica i serves HTTP on 127.0.0.1:(HTTP_BASE+i)
+#   SIPP_PORT_BASE=25180 sipp i sends from 127.0.0.1:(SIPP_PORT_BASE+i)
+#   REDIS_PORT=25199     redis-server's port on 127.0.0.1
+#   REDIS_SERVER=redis-server   the redis-server binary
+#   REDIS_PREFIX=bench   --redis-prefix
+#   BUILD=1              0: do not run `cargo build --release -p switchboard-registrar` first
+#   REGISTRAR_BIN=<target dir>/release/switchboard-registrar
+#   REGISTRAR_ARGS=      extra arguments for every replica
+#   REGISTRAR_LOG=info   their RUST_LOG
+#   READY_TIMEOUT=20     seconds a replica (or redis-server) gets to answer after it is started
+#   BUSY_OTHER_PCT=40    flag a run when CPU not used by the registrars, redis or sipp exceeds
+#                        this (% of one core)
+#   KEEP=1               0: delete the run directory at exit
+#   WORKDIR=             use this directory instead of a new temp dir
+#
+# Exit status: 0 if every case ran; 1 if a replica or redis-server did not start or died; 2 on
+# a usage error or a missing tool.
+#
+# Every process this script starts runs in its own session (setsid) under `timeout`, and is
+# stopped (TERM, then KILL) by the exit trap; sipp runs are bounded by -m, -recv_timeout and an
+# outer `timeout`.
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+REG_BENCH="$REPO/bench/register"
+
+USERS=${USERS:-10000}
+RATES=${RATES:-"5000 10000"}
+DURATION=${DURATION:-10}
+REPLICAS=${REPLICAS:-"1 2 3"}
+SKIP_MEMORY=${SKIP_MEMORY:-0}
+MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
+PORT=${PORT:-25160}
+HTTP_BASE=${HTTP_BASE:-25170}
+SIPP_PORT_BASE=${SIPP_PORT_BASE:-25180}
+REDIS_PORT=${REDIS_PORT:-25199}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+REDIS_PREFIX=${REDIS_PREFIX:-bench}
+BUILD=${BUILD:-1}
+REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchboard-registrar}
+REGISTRAR_ARGS=${REGISTRAR_ARGS:-}
+REGISTRAR_LOG=${REGISTRAR_LOG:-info}
+READY_TIMEOUT=${READY_TIMEOUT:-20}
+BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
+KEEP=${KEEP:-1}
+REALM=bench.test
+# Shared by every replica, so any of them accepts a challenge another issued (as in a cluster).
+NONCE_KEY=7e1f2a9c4b6d8e0f1a3c5e7092b4d6f8
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+
+[[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 9 ]] || die "USERS must be an integer >= 9"
+[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 120 ]] || die "DURATION must be 1..120"
+for r in $RATES; do [[ "$r" =~ ^[0-9]+$ && "$r" -ge 1 && "$r" -le 200000 ]] || die "bad rate '$r' in RATES"; done
+for n in $REPLICAS; do [[ "$n" =~ ^[1-9]$ ]] || die "bad replica count '$n' in REPLICAS (1..9)"; done
+for p in "$PORT" "$HTTP_BASE" "$SIPP_PORT_BASE" "$REDIS_PORT"; do
+	[[ "$p" =~ ^[0-9]+$ && "$p" -ge 1024 && "$p" -le 65000 ]] || die "bad port '$p'"
+done
+for tool in sipp sipsak python3 timeout setsid awk "$REDIS_SERVER" /usr/bin/time; do
+	command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+if [[ "$BUILD" == 1 ]]; then
+	command -v cargo >/dev/null || die "missing tool: cargo (or set BUILD=0 and REGISTRAR_BIN)"
+	echo "# building: cargo build --release -p switchboard-registrar" >&2
+	(cd "$REPO" && cargo build --release -p switchboard-registrar) >&2 || die "cargo build failed"
+fi
+[[ -x "$REGISTRAR_BIN" ]] || die "no registrar binary at $REGISTRAR_BIN (BUILD=1 builds it)"
+"$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--redis-url' ||
+	die "$REGISTRAR_BIN has no --redis-url: too old for this benchmark"
+
+NRATES=$(wc -w <<<"$RATES")
+NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
+HZ=$(getconf CLK_TCK)
+SIPP_MAX_SECS=$((DURATION * 3 + 20))
+SERVER_MAX_SECS=$((READY_TIMEOUT + NRATES * (SIPP_MAX_SECS + 5) + 60))
+CASES=()
+[[ "$SKIP_MEMORY" == 1 ]] || CASES+=(memory-1)
+for n in $REPLICAS; do CASES+=("redis-$n"); done
+REDIS_MAX_SECS=$(((${#CASES[@]} + 1) * SERVER_MAX_SECS))
+
+if [[ -n "${WORKDIR:-}" ]]; then
+	mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
+	RUN=$(cd "$WORKDIR" && pwd); KEEP=1
+else
+	RUN=$(mktemp -d /tmp/switchboard-bench-scale.XXXXXX) || die "mktemp failed"
+fi
+
+STARTED_SIDS=()
+
+stop_sid() { # stop_sid SID: TERM the session's process group, wait up to 5 s, then KILL
+	local pg=$1 i
+	kill -0 -- "-$pg" 2>/dev/null || return 0
+	kill -TERM -- "-$pg" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		kill -0 -- "-$pg" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL -- "-$pg" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	local pg
+	for pg in "${STARTED_SIDS[@]}"; do stop_sid "$pg"; done
+	if [[ "$KEEP" == 1 ]]; then
+		echo "run directory: $RUN" >&2
+	else
+		rm -rf -- "$RUN"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# spawn LOGFILE LIMIT CMD...: CMD in a session of its own, bounded by LIMIT seconds; sets
+# SPAWNED_PID (== its session and process group id).
+spawn() {
+	local log=$1 limit=$2; shift 2
+	setsid timeout -k 5 "$limit" "$@" >"$log" 2>&1 </dev/null &
+	SPAWNED_PID=$!
+	STARTED_SIDS+=("$SPAWNED_PID")
+}
+
+# port_answers HOST PORT: true if a SIP server answers OPTIONS there (any final response).
+port_answers() {
+	local rc
+	timeout 2 sipsak -H 127.0.0.1 -s "sip:ping@$1:$2" >/dev/null 2>&1
+	rc=$?
+	[[ $rc == 0 || $rc == 1 ]]
+}
+
+# redis_cmd CMD...: one command to our redis-server; prints the reply (bulk strings as text).
+redis_cmd() {
+	python3 - "$REDIS_PORT" "$@" <<'EOF'
+import socket, sys
+port, args = int(sys.argv[1]), sys.argv[2:]
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    s.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)).encode())
+    f = s.makefile("rb")
+    line = f.readline().decode().rstrip("\r\n")
+    if line.startswith("$") and int(line[1:]) >= 0:
+        print(f.read(int(line[1:]) + 2)[:-2].decode())
+    else:
+        print(line)
+except OSError as e:
+    print("-ERR %s" % e)
+    sys.exit(1)
+EOF
+}
+
+# redis_commands: total_commands_processed so far ("NA" if Redis does not answer).
+redis_commands() {
+	redis_cmd INFO stats | awk -F: '$1 == "total_commands_processed" { gsub(/\r/, "", $2); print $2; found = 1 } END { if (!found) print "NA" }'
+}
+
+# session_ticks SID...: CPU jiffies (user+system) used so far by the live processes of the
+# sessions (every server spawn() started leads one).
+session_ticks() {
+	local sid p sum=0 t
+	for sid in "$@"; do
+		for p in $(ps -s "$sid" -o pid= 2>/dev/null); do
+			# after the ")" that ends the command name: utime is the 12th field, stime the 13th
+			t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+			sum=$((sum + ${t:-0}))
+		done
+	done
+	echo "$sum"
+}
+
+# machine_ticks: "total busy" jiffies of all CPUs, from /proc/stat
+machine_ticks() {
+	awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, t - $5 - $6; exit }' /proc/stat
+}
+
+# ---------------------------------------------------------------- users and config
+echo "# generating $USERS users in $RUN/users (bench/register/users.py)" >&2
+python3 "$REG_BENCH/users.py" --out "$RUN/users" --count "$USERS" --realm "$REALM" || die "users.py failed"
+# The config in a directory of its own (the registrar watches its directory), shared by every
+# replica; registrar_config.py's config plus the shared nonce key.
+mkdir -p "$RUN/config"
+python3 "$REG_BENCH/registrar_config.py" --users "$RUN/users/users.tsv" --out "$RUN/config.tmp" \
+	--realm "$REALM" --algorithms MD5 || die "registrar_config.py failed"
+awk -v key="$NONCE_KEY" '{ print } /^hash:/ && !done { print "nonceKey: \"" key "\""; done = 1 }' \
+	"$RUN/config.tmp" >"$RUN/config/registrar.yaml" && rm -f "$RUN/config.tmp"
+grep -q '^nonceKey:' "$RUN/config/registrar.yaml" || die "could not add nonceKey to the config"
+
+# split_users N: users.csv split into N contiguous slices $RUN/users/slice-N-I.csv (I = 1..N).
+split_users() {
+	local n=$1
+	awk -v n="$n" -v dir="$RUN/users" -v total="$USERS" '
+		NR == 1 { head = $0; next }
+		{
+			i = int((NR - 2) * n / total) + 1
+			f = dir "/slice-" n "-" i ".csv"
+			if (!(f in seen)) { print head > f; seen[f] = 1 }
+			print > f
+		}' "$RUN/users/users.csv"
+}
+
+# ---------------------------------------------------------------- redis-server
+REDIS_SID=""
+start_redis() {
+	mkdir -p "$RUN/redis"
+	if redis_cmd PING 2>/dev/null | grep -q PONG; then
+		echo "something already answers PING on 127.0.0.1:$REDIS_PORT; stop it or set REDIS_PORT" >&2
+		return 1
+	fi
+	spawn "$RUN/redis/stdout.log" "$REDIS_MAX_SECS" "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 \
+		--save "" --appendonly no --dir "$RUN/redis" --logfile "$RUN/redis/redis.log"
+	REDIS_SID=$SPAWNED_PID
+	local deadline=$((SECONDS + READY_TIMEOUT))
+	while ((SECONDS < deadline)); do
+		redis_cmd PING 2>/dev/null | grep -q PONG && return 0
+		kill -0 "$REDIS_SID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "redis-server did not answer PING:" >&2
+	tail -n 20 "$RUN/redis/redis.log" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------- replicas
+REPLICA_SIDS=()
+# start_replicas CASE STORE N: N replicas (store "memory" or "redis"), waits until each
+# answers OPTIONS.
+start_replicas() {
+	local case=$1 store=$2 n=$3 i j ip args dir deadline
+	REPLICA_SIDS=()
+	for ((i = 1; i <= n; i++)); do
+		ip=127.0.0.$i
+		if port_answers "$ip" "$PORT"; then
+			echo "$case: something already answers SIP on $ip:$PORT; stop it or set PORT" >&2
+			return 1
+		fi
+		dir="$RUN/$case/r$i"
+		mkdir -p "$dir"
+		args=(--config "$RUN/config/registrar.yaml" --udp "$ip:$PORT" --tcp "$ip:$PORT"
+			--http "127.0.0.1:$((HTTP_BASE + i))" --replica "r$i" --digest-algorithms MD5)
+		"$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms' || args=("${args[@]:0:10}")
+		if [[ "$store" == redis ]]; then
+			args+=(--redis-url "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$REDIS_PREFIX")
+			for ((j = 1; j <= n; j++)); do
+				((j == i)) || args+=(--peer "r$j=127.0.0.$j:$PORT")
+			done
+		fi
+		echo "RUST_LOG=$REGISTRAR_LOG $REGISTRAR_BIN ${args[*]} $REGISTRAR_ARGS" >"$dir/command"
+		# shellcheck disable=SC2086 # REGISTRAR_ARGS is a list of words
+		spawn "$dir/registrar.log" "$SERVER_MAX_SECS" env -u SWITCHBOARD_REDIS_URL RUST_LOG="$REGISTRAR_LOG" \
+			"$REGISTRAR_BIN" "${args[@]}" $REGISTRAR_ARGS
+		REPLICA_SIDS+=("$SPAWNED_PID")
+	done
+	for ((i = 1; i <= n; i++)); do
+		deadline=$((SECONDS + READY_TIMEOUT))
+		until port_answers "127.0.0.$i" "$PORT"; do
+			if ! kill -0 "${REPLICA_SIDS[i - 1]}" 2>/dev/null || ((SECONDS >= deadline)); then
+				echo "$case: replica r$i did not answer OPTIONS on 127.0.0.$i:$PORT; last lines of its log:" >&2
+				tail -n 20 "$RUN/$case/r$i/registrar.log" >&2
+				return 1
+			fi
+			sleep 0.2
+		done
+	done
+}
+
+stop_replicas() {
+	local sid
+	for sid in "${REPLICA_SIDS[@]}"; do stop_sid "$sid"; done
+	REPLICA_SIDS=()
+}
+
+# ---------------------------------------------------------------- one rate
+# run_rate CASE N RATE: N sipps at once, sipp i against replica i with slice i at RATE/N; prints
+# "rate achieved ok failed fail_pct secs retrans reg% redis% sipp% other% reg_us redis_us cmds_per_reg"
+run_rate() {
+	local case=$1 n=$2 rate=$3 i per calls limit dir pids=() m0 m1 r0 r1 d0 d1 c0 c1 t0 t1
+	per=$(((rate + n - 1) / n))
+	calls=$((per * DURATION))
+	limit=$per; ((limit < 1000)) && limit=1000
+	for ((i = 1; i <= n; i++)); do
+		dir="$RUN/$case/sipp-$rate-$i"
+		mkdir -p "$dir"
+	done
+	m0=$(machine_ticks); r0=$(session_ticks "${REPLICA_SIDS[@]}")
+	d0=0; [[ -n "$REDIS_SID" ]] && d0=$(session_ticks "$REDIS_SID")
+	c0=NA; [[ "$case" == redis-* ]] && c0=$(redis_commands)
+	t0=$EPOCHREALTIME
+	for ((i = 1; i <= n; i++)); do
+		dir="$RUN/$case/sipp-$rate-$i"
+		local cmd=(sipp "127.0.0.$i:$PORT" -sf "$REG_BENCH/register_auth.xml" -inf "$RUN/users/slice-$n-$i.csv"
+			-i 127.0.0.1 -p "$((SIPP_PORT_BASE + i))" -t u1
+			-r "$per" -rp 1000 -m "$calls" -l "$limit"
+			-recv_timeout 5000 -max_recv_loops 10000 -max_sched_loops 10000 -buff_size 4194304
+			-nostdin -trace_stat -stf "$dir/stat.csv" -fd 1
+			-trace_screen -screen_file "$dir/screen.log"
+			-trace_error_codes -error_file "$dir/errors.log")
+		echo "${cmd[*]}" >"$dir/command"
+		# SIGUSR1 from the outer timeout: sipp stops starting calls and finishes with its final
+		# statistics; KILL 5 s later. /usr/bin/time records sipp's CPU time.
+		(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" \
+			timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null) &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i"; done
+	t1=$EPOCHREALTIME; m1=$(machine_ticks); r1=$(session_ticks "${REPLICA_SIDS[@]}")
+	d1=0; [[ -n "$REDIS_SID" ]] && d1=$(session_ticks "$REDIS_SID")
+	c1=NA; [[ "$case" == redis-* ]] && c1=$(redis_commands)
+	# memory-1 runs while redis-server idles: its CPU is not part of that case.
+	[[ "$case" == memory-* ]] && { d0=0; d1=0; }
+	echo "$m0|$m1|$r0|$r1|$d0|$d1|$c0|$c1|$t0|$t1" >"$RUN/$case/cpu-$rate.raw"
+	# Per sipp: the last line of its stat file holds the final cumulative counters.
+	local sums
+	sums=$(for ((i = 1; i <= n; i++)); do
+		dir="$RUN/$case/sipp-$rate-$i"
+		awk -F';' -v calls="$calls" -v ru="$(tail -n 1 "$dir/sipp.rusage" 2>/dev/null)" '
+			function lastf(s,  n, a) { n = split(s, a, "\t"); return a[n] }
+			NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+			NF > 10 { last = $0 }
+			END {
+				m = split(ru, r, " "); cpu = (m == 2 && r[1] ~ /^[0-9.]+$/) ? r[1] + r[2] : 0
+				if (last == "") { printf "0 0 %d 0 0 %s\n", calls, cpu; exit }
+				split(last, f, ";")
+				el = lastf(f[col["CurrentTime"]]) - lastf(f[col["StartTime"]])
+				ok = f[col["SuccessfulCall(C)"]] + 0; ko = f[col["FailedCall(C)"]] + 0
+				missing = calls - ok - ko; if (missing > 0) ko += missing
+				printf "%.3f %d %d %.3f %d %s\n", (el > 0 ? ok / el : 0), ok, ko, el, f[col["Retransmissions(C)"]] + 0, cpu
+			}' "$dir/stat.csv" 2>/dev/null || echo "0 0 $calls 0 0 0"
+	done | awk '{ ach += $1; ok += $2; ko += $3; if ($4 > el) el = $4; rtx += $5; cpu += $6 }
+		END { printf "%.0f %d %d %.2f %d %.3f\n", ach, ok, ko, el, rtx, cpu }')
+	awk -v rate="$rate" -v s="$sums" -v m0="$m0" -v m1="$m1" -v r0="$r0" -v r1="$r1" -v d0="$d0" -v d1="$d1" \
+		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v ncpu="$NCPU" -v store="${case%%-*}" '
+		BEGIN {
+			split(s, v, " "); ach = v[1]; ok = v[2]; ko = v[3]; el = v[4]; rtx = v[5]; sippc = v[6]
+			wall = t1 - t0; if (wall <= 0) wall = 1
+			split(m0, a, " "); split(m1, b, " "); dt = b[1] - a[1]
+			busy = (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0
+			reg = (r1 - r0) / hz; red = (d1 - d0) / hz
+			other = busy - reg - red - sippc; if (other < 0) other = 0
+			tot = ok + ko
+			printf "%d %d %d %d %.2f %.2f %d %.0f %s %.0f %.0f ", rate, ach, ok, ko, (tot ? 100 * ko / tot : 100), el, rtx,
+				100 * reg / wall, (store == "redis" ? sprintf("%.0f", 100 * red / wall) : "-"), 100 * sippc / wall, 100 * other / wall
+			if (ok > 0) printf "%.1f ", reg * 1e6 / ok; else printf "NA "
+			if (store != "redis") printf "- -\n"
+			else if (ok > 0) printf "%.1f %s\n", red * 1e6 / ok, (c0 ~ /^[0-9]+$/ && c1 ~ /^[0-9]+$/) ? sprintf("%.1f", (c1 - c0) / ok) : "NA"
+			else printf "NA NA\n"
+		}'
+}
+
+declare -A BEST REGUS REDUS CMDS
+STATUS=0
+BUSY_RUNS=0
+FMT='%-9s %7s %10s %8s %7s %6s %6s %7s %5s %6s %5s %6s %7s %8s %8s\n'
+
+# bench_case CASE: starts the case's replicas (and flushes Redis), runs every rate, stops them.
+bench_case() {
+	local case=$1 store=${1%%-*} n=${1##*-} rate line
+	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=0 regs=() reds=() cmdss=()
+	BEST[$case]=NA REGUS[$case]=NA REDUS[$case]=NA CMDS[$case]=NA
+	echo >&2
+	echo "# === $case: $n replica(s), $store store" >&2
+	mkdir -p "$RUN/$case"
+	if [[ "$store" == redis ]]; then
+		[[ "$(redis_cmd FLUSHALL)" == +OK ]] || { echo "$case: FLUSHALL failed" >&2; STATUS=1; return 1; }
+	fi
+	split_users "$n"
+	if ! start_replicas "$case" "$store" "$n"; then
+		stop_replicas; STATUS=1; return 1
+	fi
+	for rate in $RATES; do
+		line=$(run_rate "$case" "$n" "$rate")
+		read -r r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds <<<"$line"
+		# shellcheck disable=SC2059
+		printf "$FMT" "$case" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$rcpu" "$dcpu" "$pcpu" "$ocpu" "$regus" "$redus" "$cmds"
+		echo "$case $line" >>"$RUN/results.txt"
+		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
+			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
+			BUSY_RUNS=$((BUSY_RUNS + 1))
+		fi
+		if awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
+			((ach > best)) && best=$ach
+			[[ "$regus" =~ ^[0-9.]+$ ]] && regs+=("$regus")
+			[[ "$redus" =~ ^[0-9.]+$ ]] && reds+=("$redus")
+			[[ "$cmds" =~ ^[0-9.]+$ ]] && cmdss+=("$cmds")
+		fi
+		local sid died=0
+		for sid in "${REPLICA_SIDS[@]}"; do kill -0 "$sid" 2>/dev/null || died=1; done
+		if [[ "$store" == redis ]] && ! kill -0 "$REDIS_SID" 2>/dev/null; then died=1; fi
+		if ((died)); then
+			echo "$case: a replica or redis-server died during the run at rate $rate" >&2
+			STATUS=1; break
+		fi
+		sleep 1 # let queues drain between rates
+	done
+	BEST[$case]=$best
+	REGUS[$case]=$(median "${regs[@]}") REDUS[$case]=$(median "${reds[@]}") CMDS[$case]=$(median "${cmdss[@]}")
+	stop_replicas
+}
+
+median() {
+	(($# > 0)) || { echo NA; return; }
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { # ratio A B: A/B with two decimals, NA when either is missing or B is 0
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else printf "NA" }'
+}
+
+echo "# cases: ${CASES[*]}; rates: $RATES; ${DURATION}s of calls each; $USERS users; $NCPU CPUs" >&2
+echo "# load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+others=$(pgrep -x sipp; pgrep -x kamailio; pgrep -x redis-server)
+if [[ -n "$others" ]]; then
+	echo "# note: other sipp/kamailio/redis-server processes are running (pids: $(echo $others)); they may skew the figures" >&2
+fi
+if [[ " ${CASES[*]} " == *" redis-"* ]]; then
+	start_redis || exit 1
+fi
+# shellcheck disable=SC2059
+printf "$FMT" case target achieved/s ok failed fail% secs retrans reg% redis% sipp% other% reg_us redis_us cmds/reg
+for c in "${CASES[@]}"; do bench_case "$c"; done
+
+# ---------------------------------------------------------------- summary
+{
+	echo
+	echo "== best sustained REGISTER rate (digest, < ${MAX_FAIL_PCT}% failures, sum over the replicas' sipps), $NCPU CPUs,"
+	echo "== sipp, every replica and redis-server on this machine; CPU per registration: median over those runs"
+	printf '%-9s %10s %8s %9s %9s   %s\n' case best/s reg_us redis_us cmds/reg ratios
+	for c in "${CASES[@]}"; do
+		r=""
+		if [[ "$c" == redis-* ]]; then
+			[[ -n "${BEST[memory-1]:-}" ]] && r+="to memory-1: $(ratio "${BEST[$c]}" "${BEST[memory-1]}")"
+			if [[ "$c" != redis-1 && -n "${BEST[redis-1]:-}" ]]; then
+				r+="${r:+, }to redis-1: $(ratio "${BEST[$c]}" "${BEST[redis-1]}")"
+			fi
+		fi
+		printf '%-9s %10s %8s %9s %9s   %s\n' "$c" "${BEST[$c]}" "${REGUS[$c]}" "${REDUS[$c]}" "${CMDS[$c]}" "$r"
+	done
+	if ((BUSY_RUNS > 0)); then
+		echo "WARNING: $BUSY_RUNS run(s) shared the CPUs with other programs (other% > ${BUSY_OTHER_PCT}); rerun on a quiet machine"
+	fi
+} | tee "$RUN/summary.txt"
+exit "$STATUS"
