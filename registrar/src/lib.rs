@@ -10,7 +10,8 @@
 //! | [`generations`] | the bounded two-generation map behind the transaction cache and nonce-count replay |
 //! | [`transaction`] | the response cache that absorbs retransmissions |
 //! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |
-//! | [`location`] | the location store trait and its in-memory implementation |
+//! | [`location`] | the location store trait, in memory (one replica) or in Redis (several) |
+//! | [`cluster`] | the sibling replicas: membership, liveness probes, ownership of outbound registrations, the way to a phone another replica holds |
 //! | [`registrar`] | REGISTER processing (RFC 3261 §10.3) as a pure function, and change events |
 //! | [`proxy`] | the stateful proxy (RFC 3261 §16): authenticated calls routed, forked, cancelled, relayed through its transactions |
 //! | [`routing`] | call routing, pure: caller + dialled number + config → extension, user, trunk, refused, not found |
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod generations;
 pub mod http;
