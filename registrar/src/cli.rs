@@ -112,6 +112,35 @@ pub struct RunArgs {
     /// Seconds a call may ring before the proxy cancels every branch and answers 480.
     #[arg(long, default_value_t = 60)]
     pub ring_timeout: u64,
+    /// Keep bindings in Redis (`redis://host:port/db`, any Redis or Valkey) so several
+    /// replicas share them. Default: in this process's memory (one replica).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several installations can share one Redis.
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard")]
+    pub redis_prefix: String,
+    /// A sibling replica, `NAME=IP:PORT` (its SIP UDP address; repeatable, or comma-separated
+    /// in the environment). Standalone membership; in a cluster the registrar Service's
+    /// EndpointSlices are used instead (`--peers-service`).
+    #[arg(long = "peer", env = "SWITCHBOARD_PEERS", value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Vec<(String, SocketAddr)>,
+    /// In a cluster: the registrar Service whose ready endpoints are the replicas.
+    #[arg(long, env = "SWITCHBOARD_PEERS_SERVICE")]
+    pub peers_service: Option<String>,
+}
+
+/// `NAME=IP:PORT`.
+fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=IP:PORT"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?}: the replica name is empty"));
+    }
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("{s:?}: {addr:?} is not IP:PORT ({e})"))?;
+    Ok((name.to_string(), addr))
 }
 
 /// Where the registrar's config comes from.

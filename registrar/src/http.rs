@@ -1,12 +1,17 @@
 //! The HTTP side: `/metrics` (Prometheus), `/healthz` (the process runs), `/readyz` (a config
 //! is loaded and the process is not shutting down), `/debug/bindings` (the location store as
-//! JSON), `/debug/registrations` (the outbound registrations' live state as JSON).
+//! JSON — every replica's bindings when they share Redis; `?device=namespace/name` for one
+//! device, with the way this replica reaches each binding), `/debug/registrations` (the
+//! outbound registrations this replica runs), `/debug/cluster` (the sibling replicas, their
+//! liveness, and who owns each outbound registration).
 
+use crate::cluster::reach::Reach;
+use crate::cluster::{Cluster, MemberView};
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
 use crate::metrics::Metrics;
 use crate::uac::UacIndex;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -26,6 +31,8 @@ pub struct HttpState {
     pub store: Arc<dyn LocationStore>,
     /// The outbound registrations (debug endpoint).
     pub uac: UacIndex,
+    /// This replica and its siblings (debug endpoints).
+    pub cluster: Cluster,
     /// Set when shutdown begins, so readiness drops first.
     pub shutting_down: AtomicBool,
 }
@@ -37,6 +44,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/debug/bindings", get(bindings))
+        .route("/debug/cluster", get(cluster))
         .route(
             "/debug/registrations",
             get(|State(s): State<Arc<HttpState>>| async move { Json(s.uac.to_json()) }),
@@ -82,16 +90,42 @@ struct BindingView {
     #[serde(flatten)]
     binding: Binding,
     expires_in: u32,
+    /// How this replica reaches it: `local`, `through <replica>`, `direct` (its replica is
+    /// gone; UDP), `stale` (its replica is gone with its connection).
+    reach: String,
 }
 
-async fn bindings(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+fn reach_label(cluster: &Cluster, b: &Binding) -> String {
+    match cluster.reach(&b.replica, b.transport) {
+        Reach::Local => "local".into(),
+        Reach::Through(_) => format!("through {}", b.replica),
+        Reach::Direct => "direct".into(),
+        Reach::Stale => "stale".into(),
+    }
+}
+
+/// `/debug/bindings` query.
+#[derive(serde::Deserialize)]
+struct BindingsQuery {
+    /// One device, `namespace/name`.
+    device: Option<String>,
+}
+
+async fn bindings(
+    State(s): State<Arc<HttpState>>,
+    Query(q): Query<BindingsQuery>,
+) -> impl IntoResponse {
     let now = SystemTime::now();
     let (generation, config_hash) = s
         .config
         .current()
         .map(|c| (c.generation, c.config.hash.clone()))
         .unwrap_or_default();
-    match s.store.snapshot(now).await {
+    let snapshot = match &q.device {
+        Some(id) => s.store.lookup(id, now).await.map(|b| vec![(id.clone(), b)]),
+        None => s.store.snapshot(now).await,
+    };
+    match snapshot {
         Ok(snapshot) => Json(BindingsView {
             generation,
             config_hash,
@@ -103,6 +137,7 @@ async fn bindings(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
                         .into_iter()
                         .map(|b| BindingView {
                             expires_in: b.remaining(now),
+                            reach: reach_label(&s.cluster, &b),
                             binding: b,
                         })
                         .collect(),
@@ -112,4 +147,37 @@ async fn bindings(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
         .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterView {
+    replica: String,
+    settled: bool,
+    live: Vec<String>,
+    members: Vec<MemberView>,
+    /// Every configured outbound registration and the replica that owns it.
+    owners: std::collections::BTreeMap<String, String>,
+}
+
+async fn cluster(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+    let c = &s.cluster;
+    let owners = s
+        .config
+        .current()
+        .map(|l| {
+            l.config
+                .registrations
+                .iter()
+                .map(|r| (r.id.clone(), c.owner(&r.id)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(ClusterView {
+        replica: c.me().to_string(),
+        settled: c.is_settled(),
+        live: c.live_replicas(),
+        members: c.members(),
+        owners,
+    })
 }

@@ -59,6 +59,11 @@ pub struct Metrics {
     /// `switchboard_location_store_errors_total{operation}`: location store operations that
     /// failed (`lookup`, `update`, `expire`, ...; a networked store can fail).
     pub store_errors: IntCounterVec,
+    /// `switchboard_cluster_replicas{state}`: replicas of this installation as this one sees
+    /// them (`live`, `dead`), itself included.
+    pub cluster_replicas: IntGaugeVec,
+    /// `switchboard_replica_info{replica}`: 1, naming this replica.
+    pub replica_info: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -172,8 +177,28 @@ impl Metrics {
                 "Location store operations that failed, by operation",
                 &["operation"],
             ),
+            cluster_replicas: gauge_vec(
+                "switchboard_cluster_replicas",
+                "Replicas of this installation as this one sees them, by state",
+                &["state"],
+            ),
+            replica_info: gauge_vec(
+                "switchboard_replica_info",
+                "Names this replica",
+                &["replica"],
+            ),
             registry,
         }
+    }
+
+    /// Sets `switchboard_cluster_replicas` from `live` of `total` replicas.
+    pub fn set_cluster(&self, live: usize, total: usize) {
+        self.cluster_replicas
+            .with_label_values(&["live"])
+            .set(live as i64);
+        self.cluster_replicas
+            .with_label_values(&["dead"])
+            .set(total.saturating_sub(live) as i64);
     }
 
     /// Counts a request answered with `status` in `sip_requests_total`.

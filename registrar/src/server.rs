@@ -11,9 +11,10 @@
 use crate::auth::limiter::LimiterSettings;
 use crate::auth::AuthSettings;
 use crate::cli::{in_pod, ConfigSource, RunArgs};
+use crate::cluster::{self, Cluster};
 use crate::config::{self, file, kube_source, ConfigHandle};
 use crate::http::{self, HttpState};
-use crate::location::{LocationStore, MemoryStore};
+use crate::location::{LocationStore, MemoryStore, RedisStore};
 use crate::metrics::Metrics;
 use crate::proxy::ProxySettings;
 use crate::service::{Service, ServiceSettings};
@@ -160,9 +161,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let replica = replica_name(&args);
-    let store: Arc<dyn LocationStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn LocationStore> = match &args.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(url, &args.redis_prefix)
+                .await
+                .with_context(|| format!("connecting to the location store at {url}"))?;
+            tracing::info!(prefix = %args.redis_prefix, "bindings kept in Redis");
+            Arc::new(store)
+        }
+        None => Arc::new(MemoryStore::new()),
+    };
+    // Siblings: a static list, or the registrar Service's endpoints in a cluster.
+    let clustered = !args.peers.is_empty() || args.peers_service.is_some();
+    let siblings = if clustered {
+        if args.redis_url.is_none() {
+            tracing::warn!("siblings without --redis-url: each replica keeps its own bindings");
+        }
+        Cluster::new(replica.clone())
+    } else {
+        Cluster::alone(replica.clone())
+    };
+    siblings.set_members(&args.peers);
+    if clustered
+        && config
+            .current()
+            .is_some_and(|l| l.config.nonce_key.as_deref().unwrap_or("").is_empty())
+    {
+        tracing::warn!("the config has no nonceKey: this replica makes its own, so siblings refuse its challenges and Routes; give every replica the same nonceKey");
+    }
+    metrics.replica_info.with_label_values(&[&replica]).set(1);
     let settings = ServiceSettings {
-        replica: replica.clone(),
+        cluster: siblings.clone(),
         auth: AuthSettings {
             nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
             limiter: LimiterSettings {
@@ -294,6 +323,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         config: config.clone(),
         store: store.clone(),
         uac: uac_index.clone(),
+        cluster: siblings.clone(),
         shutting_down: Default::default(),
     });
     let http_listener = tokio::net::TcpListener::bind(args.http)
@@ -301,7 +331,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP {}", args.http))?;
     tracing::info!(
         addr = %args.http,
-        "serving /metrics, /healthz, /readyz, /debug/bindings, /debug/registrations"
+        "serving /metrics, /healthz, /readyz, /debug/bindings, /debug/registrations, /debug/cluster"
     );
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -347,6 +377,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
+    if clustered {
+        // Probes leave from the family of the address we advertise to siblings.
+        let family_ip =
+            service
+                .proxy()
+                .advertised()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| match a {
+                    SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                });
+        background.spawn(cluster::probe::run(
+            siblings.clone(),
+            SocketAddr::new(family_ip, 0),
+            shutdown_rx.clone(),
+        ));
+        if let Some(service_name) = &args.peers_service {
+            let Some((client, namespace)) = &cluster else {
+                anyhow::bail!("--peers-service needs the cluster (--kube, or running in a pod)");
+            };
+            tracing::info!(service = %service_name, "siblings from the Service's EndpointSlices");
+            background.spawn(cluster::endpoints::run(
+                client.clone(),
+                namespace.clone(),
+                service_name.clone(),
+                bound_udp.first().map_or(5060, |a| a.port()),
+                siblings.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+    }
     if let Some(path) = &args.config {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
         file::spawn_watcher(path, config.clone(), metrics.clone(), shutdown_rx.clone())?;
@@ -389,6 +449,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let uac_settings = ClientSettings {
         contacts,
         tls: Some(tls_client_config(&ca_files)?),
+        store: Some(store.clone()),
         ..Default::default()
     };
     tracing::info!(contacts = ?uac_settings.contacts, "outbound registrations follow the config");
@@ -437,13 +498,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let uac_task = {
         let (index, config, shutdown) = (uac_index, config.clone(), shutdown_rx.clone());
+        let siblings = siblings.clone();
         tokio::spawn(async move {
             let status = match status_start {
                 Some(start) => Some(start.await),
                 None => None,
             };
             if !*shutdown.borrow() {
-                uac::follow_config(uac_settings, status, index, config, shutdown).await;
+                uac::follow_config(uac_settings, status, index, siblings, config, shutdown).await;
             }
         })
     };

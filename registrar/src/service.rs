@@ -8,6 +8,7 @@
 //! else 405/501.
 
 use crate::auth::{AuthSettings, Authenticator, Failure, Verdict};
+use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
 use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
@@ -34,8 +35,8 @@ pub const ALLOW: &str =
 /// Settings of the service.
 #[derive(Clone, Debug)]
 pub struct ServiceSettings {
-    /// This replica's name (recorded in bindings).
-    pub replica: String,
+    /// This replica and its siblings (its name is recorded in bindings).
+    pub cluster: Cluster,
     /// The `Server` header.
     pub server_header: String,
     /// Authentication.
@@ -49,7 +50,7 @@ pub struct ServiceSettings {
 impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
-            replica: "standalone".into(),
+            cluster: Cluster::alone("standalone"),
             server_header: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             auth: AuthSettings::default(),
             transaction_capacity: 100_000,
@@ -75,7 +76,7 @@ pub struct Service {
     cache: TransactionCache,
     events: broadcast::Sender<RegistrationEvent>,
     metrics: Arc<Metrics>,
-    replica: String,
+    cluster: Cluster,
     server_header: String,
     proxy: Proxy,
 }
@@ -96,6 +97,7 @@ impl Service {
             config.clone(),
             store.clone(),
             metrics.clone(),
+            settings.cluster.clone(),
             settings.proxy.clone(),
         );
         Service {
@@ -106,7 +108,7 @@ impl Service {
             cache: TransactionCache::new(settings.transaction_capacity),
             events: broadcast::channel(4096).0,
             metrics,
-            replica: settings.replica,
+            cluster: settings.cluster,
             server_header: settings.server_header,
         }
     }
@@ -413,7 +415,7 @@ impl Service {
             user_agent: request.header(&HeaderName::UserAgent),
         };
         let policy = &domain.registration;
-        let replica = self.replica.as_str();
+        let replica = self.cluster.me();
         let mut decision = None;
         let update = {
             let mut decide = |current: &[Binding]| {
@@ -431,6 +433,7 @@ impl Service {
         let update = match update {
             Ok(u) => u,
             Err(e) => {
+                self.store_failed("update");
                 tracing::error!(error = %e, device = %device.id, "location store update failed");
                 return reply(500, "Location Store Unavailable").with("Retry-After", "5");
             }
@@ -476,14 +479,28 @@ impl Service {
                     self.emit(&e.aor, ChangeKind::Expired, &e.remaining, now);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "expiring bindings failed"),
+            Err(e) => {
+                self.store_failed("expire");
+                tracing::warn!(error = %e, "expiring bindings failed");
+            }
         }
         self.auth.prune(Instant::now());
         self.refresh_gauges(now).await;
     }
 
-    /// Sets the binding and device gauges from the store.
+    fn store_failed(&self, operation: &str) {
+        self.metrics
+            .store_errors
+            .with_label_values(&[operation])
+            .inc();
+    }
+
+    /// Sets the binding, device and cluster gauges.
     async fn refresh_gauges(&self, now: SystemTime) {
+        self.metrics.set_cluster(
+            self.cluster.live_replicas().len(),
+            self.cluster.members().len() + 1,
+        );
         if let Ok(stats) = self.store.stats(now).await {
             self.metrics.active_bindings.set(stats.bindings as i64);
             let devices = self.config.current().map_or(0, |c| c.devices);
@@ -518,7 +535,10 @@ impl Service {
                 removed = n,
                 "dropped the bindings of devices no longer configured"
             ),
-            Err(e) => tracing::warn!(error = %e, "dropping bindings of removed devices failed"),
+            Err(e) => {
+                self.store_failed("retain");
+                tracing::warn!(error = %e, "dropping bindings of removed devices failed");
+            }
         }
     }
 

@@ -329,6 +329,7 @@ async fn registers_over_udp_and_unregisters_when_removed_from_the_config() {
         settings(),
         None,
         index.clone(),
+        switchboard_registrar::cluster::Cluster::alone("test"),
         config.clone(),
         stopped,
     ));

@@ -20,6 +20,31 @@ pub(super) struct Call {
     pub(super) log: CallLog,
 }
 
+/// Where one branch of a call goes.
+#[derive(Clone, Debug)]
+pub(super) struct Target {
+    /// The Request-URI to set, or None to keep the request's.
+    pub(super) uri: Option<String>,
+    /// The next hop.
+    pub(super) hop: Hop,
+    /// The outbound registration when the branch goes to a trunk (answers its challenges).
+    pub(super) trunk: Option<String>,
+    /// A Route to push on top: the sibling replica that holds the target's flow.
+    pub(super) route: Option<String>,
+}
+
+impl Target {
+    /// A branch to `hop`, the Request-URI kept.
+    pub(super) fn hop(hop: Hop) -> Target {
+        Target {
+            uri: None,
+            hop,
+            trunk: None,
+            route: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub(super) struct CallLog {
     pub(super) from: String,
@@ -48,14 +73,14 @@ fn better(candidate: &Msg, current: Option<&Msg>) -> bool {
 }
 
 impl Inner {
-    /// Creates the call and its branches: (Request-URI or None to keep it, destination, trunk).
+    /// Creates the call and its branches.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_call(
         &self,
         st: &mut State,
         server: u64,
         req: &Msg,
-        targets: Vec<(Option<String>, Hop, Option<String>)>,
+        targets: Vec<Target>,
         record_route: bool,
         log: CallLog,
         now: Instant,
@@ -91,10 +116,19 @@ impl Inner {
         if let Some(s) = st.servers.get_mut(&server) {
             s.call = Some(call_id);
         }
-        for (uri, dest, trunk) in targets {
+        for Target {
+            uri,
+            hop: dest,
+            trunk,
+            route,
+        } in targets
+        {
             let mut fwd = req.clone();
             if let Some(u) = uri {
                 fwd.set_uri(u);
+            }
+            if let Some(r) = route {
+                fwd.push_front("Route", r);
             }
             if record_route {
                 let call = req.call_id().unwrap_or("");

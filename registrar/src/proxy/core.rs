@@ -27,6 +27,7 @@ use super::flows::Flows;
 use super::server::ServerTx;
 use super::sip::{Msg, Start};
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::LocationStore;
 use crate::metrics::Metrics;
@@ -71,6 +72,7 @@ pub(super) struct Inner {
     pub(super) config: Arc<ConfigHandle>,
     pub(super) store: Arc<dyn LocationStore>,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) cluster: Cluster,
     pub(super) settings: ProxySettings,
     table: Mutex<Option<Arc<RoutingTable>>>,
     udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
@@ -143,11 +145,12 @@ pub(super) fn new_tag() -> String {
 }
 
 impl Proxy {
-    /// A proxy over the registrar's config, location store and metrics.
+    /// A proxy over the registrar's config, location store, metrics and sibling replicas.
     pub fn new(
         config: Arc<ConfigHandle>,
         store: Arc<dyn LocationStore>,
         metrics: Arc<Metrics>,
+        cluster: Cluster,
         settings: ProxySettings,
     ) -> Proxy {
         Proxy {
@@ -155,6 +158,7 @@ impl Proxy {
                 config,
                 store,
                 metrics,
+                cluster,
                 settings,
                 table: Mutex::new(None),
                 udp: OnceLock::new(),
@@ -184,6 +188,11 @@ impl Proxy {
     /// connection here.
     pub fn flows(&self) -> &Flows {
         &self.inner.flows
+    }
+
+    /// The address the proxy puts in Via and Record-Route, once a UDP socket is attached.
+    pub fn advertised(&self) -> Option<SocketAddr> {
+        self.inner.udp.get().map(|u| u.1)
     }
 
     /// Whether a UDP socket is attached.

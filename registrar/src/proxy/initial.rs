@@ -1,12 +1,14 @@
 //! An initial INVITE or MESSAGE: who is calling (upstream, trusted peer or authenticated
 //! device), the route ([`crate::routing`]), and the targets the call is forked to.
 
-use super::calls::CallLog;
+use super::calls::{CallLog, Target};
 use super::core::{Hop, Inner};
 use super::sip::{response_to, Msg};
 use super::trunk::{from_upstream, resolve};
 use crate::auth::digest::Credentials;
 use crate::auth::Authenticator;
+use crate::cluster::reach::Reach;
+use crate::location::Binding;
 use crate::message::headers::{NameAddr, SipUri};
 use crate::routing::{Caller, Decision, Route};
 use std::net::SocketAddr;
@@ -133,7 +135,7 @@ impl Inner {
         let _ = to;
 
         let invite = req.method() == Some("INVITE");
-        let targets: Vec<(Option<String>, Hop, Option<String>)> = match &decision.route {
+        let targets: Vec<Target> = match &decision.route {
             Route::Refused { status, reason } => {
                 self.refuse(id, *status, reason, &log, now);
                 return;
@@ -148,21 +150,18 @@ impl Inner {
                 for d in devices {
                     match self.store.lookup(d, wall).await {
                         Ok(bindings) => {
+                            let call_id = req.call_id().unwrap_or("");
                             for b in bindings.into_iter().filter(|b| b.is_live(wall)) {
-                                // UDP, or the TCP/TLS flow the phone registered over when
-                                // it is open on this replica.
-                                let hop = Hop {
-                                    addr: b.source,
-                                    transport: b.transport,
-                                };
-                                if b.transport == Transport::Udp
-                                    || self.flows.transport_of(b.source) == Some(b.transport)
-                                {
-                                    targets.push((Some(b.contact.clone()), hop, None));
+                                if let Some(t) = self.target_of(&b, call_id) {
+                                    targets.push(t);
                                 }
                             }
                         }
                         Err(e) => {
+                            self.metrics
+                                .store_errors
+                                .with_label_values(&["lookup"])
+                                .inc();
                             tracing::warn!(device = %d, error = %e, "location lookup failed");
                         }
                     }
@@ -205,12 +204,53 @@ impl Inner {
                     t => format!(";transport={}", t.as_sip_param()),
                 };
                 let uri = format!("sip:{number}@{}:{}{param}", reg.host, reg.port);
-                vec![(Some(uri), dest, Some(reg.id.clone()))]
+                vec![Target {
+                    uri: Some(uri),
+                    hop: dest,
+                    trunk: Some(reg.id.clone()),
+                    route: None,
+                }]
             }
         };
         log.number = decision.number.clone();
         let mut st = self.state.lock();
         self.start_call(&mut st, id, &req, targets, invite, log, now);
+    }
+
+    /// The branch to a binding: from here when its flow is here (UDP, or the TCP/TLS
+    /// connection it registered over while that is open), through the sibling holding its
+    /// flow, straight over UDP when that sibling is gone; none for a TCP/TLS binding whose
+    /// connection is gone.
+    fn target_of(&self, b: &Binding, call_id: &str) -> Option<Target> {
+        let flow = Hop {
+            addr: b.source,
+            transport: b.transport,
+        };
+        let direct = Target {
+            uri: Some(b.contact.clone()),
+            hop: flow,
+            trunk: None,
+            route: None,
+        };
+        match self.cluster.reach(&b.replica, b.transport) {
+            Reach::Local => (b.transport == Transport::Udp
+                || self.flows.transport_of(b.source) == Some(b.transport))
+            .then_some(direct),
+            Reach::Direct => Some(direct),
+            Reach::Through(peer) => Some(Target {
+                uri: Some(b.contact.clone()),
+                hop: Hop {
+                    addr: peer,
+                    transport: Transport::Udp,
+                },
+                trunk: None,
+                route: Some(self.sibling_route(peer, call_id, flow)),
+            }),
+            Reach::Stale => {
+                tracing::debug!(contact = %b.contact, replica = %b.replica, "binding stale: its replica and connection are gone");
+                None
+            }
+        }
     }
 
     fn refuse(&self, id: u64, status: u16, reason: &str, log: &CallLog, now: Instant) {

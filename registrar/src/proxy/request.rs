@@ -2,7 +2,7 @@
 //! (§16.4) and requests inside a dialog; an initial INVITE or MESSAGE goes on to
 //! [`super::initial`].
 
-use super::calls::CallLog;
+use super::calls::{CallLog, Target};
 use super::core::{Hop, Inner};
 use super::routes::{next_hop, next_hop_transport};
 use super::server::server_key;
@@ -122,6 +122,32 @@ impl Inner {
             self.pop_second_route(&mut req);
         }
 
+        // A branch a sibling sends through us into the flow we hold to its target.
+        if let Some(flow) = top_route
+            .as_deref()
+            .and_then(|u| self.relayed_flow(u, req.call_id().unwrap_or("")))
+        {
+            if flow.transport != Transport::Udp
+                && self.flows.transport_of(flow.addr) != Some(flow.transport)
+            {
+                let mut st = self.state.lock();
+                self.reply(&mut st, id, 480, "Flow Closed", now);
+                return;
+            }
+            let mut st = self.state.lock();
+            let record_route = method == "INVITE" && req.to_tag().is_none();
+            self.start_call(
+                &mut st,
+                id,
+                &req,
+                vec![Target::hop(flow)],
+                record_route,
+                CallLog::default(),
+                now,
+            );
+            return;
+        }
+
         if req.to_tag().is_some() {
             // Inside a dialog: it must come through our Record-Route, with its token.
             let call_id = req.call_id().unwrap_or("");
@@ -152,7 +178,7 @@ impl Inner {
                 &mut st,
                 id,
                 &req,
-                vec![(None, hop, None)],
+                vec![Target::hop(hop)],
                 false,
                 CallLog::default(),
                 now,

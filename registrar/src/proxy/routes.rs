@@ -1,7 +1,7 @@
 //! Record-Route and loose routing: our Record-Route and its token, the Routes of ours a
 //! request carries, the next hop, and the stateless relay of an ACK for a 2xx.
 
-use super::core::{new_branch, Inner};
+use super::core::{new_branch, Hop, Inner};
 use super::sip::{addr_uri, uri_target, Msg};
 use crate::auth::nonce::NonceStatus;
 use crate::message::headers::SipUri;
@@ -9,15 +9,51 @@ use std::net::SocketAddr;
 use switchboard_crds::common::Transport;
 
 impl Inner {
+    /// Whether a Route names this proxy: our address, or a Record-Route of this installation
+    /// (`sbp`) that does not name a live sibling, whose own it is. A dead sibling's is taken
+    /// as ours, so a dialog through it goes on without it.
     pub(super) fn is_ours(&self, uri: &str) -> bool {
         let Some(u) = SipUri::parse(uri) else {
             return false;
         };
-        if u.params.iter().any(|(k, _)| k == "sbp") {
+        let target = uri_target(&u);
+        if target == Some(self.local()) {
             return true;
         }
-        let local = self.local();
-        uri_target(&u) == Some(local)
+        let tagged = u.params.iter().any(|(k, _)| k == "sbp" || k == "sbf");
+        tagged && !target.is_some_and(|t| self.cluster.is_live_peer_addr(t))
+    }
+
+    /// The Route that sends a branch through the sibling at `peer` into the flow it holds to
+    /// the phone: the flow and a MAC of it with the Call-ID under the shared nonce key, so a
+    /// sibling only relays into a flow another replica of this installation chose.
+    pub(super) fn sibling_route(&self, peer: SocketAddr, call_id: &str, flow: Hop) -> String {
+        let flow = flow_param(flow);
+        let token = self
+            .config
+            .current()
+            .map(|l| l.nonce_key.issue(&format!("{call_id}\n{flow}"), 0, [0; 8]))
+            .unwrap_or_default();
+        format!("<sip:{peer};lr;sbf={flow};sbt={token}>")
+    }
+
+    /// The flow a sibling's Route (see [`Inner::sibling_route`]) asks us to relay into, when
+    /// its MAC is right for this Call-ID.
+    pub(super) fn relayed_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
+        let u = SipUri::parse(route_uri)?;
+        let param = |name: &str| {
+            u.params
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.clone())
+        };
+        let (flow, token) = (param("sbf")?, param("sbt")?);
+        let loaded = self.config.current()?;
+        let realm = format!("{call_id}\n{flow}");
+        if loaded.nonce_key.check(&token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
+            return None;
+        }
+        parse_flow_param(&flow)
     }
 
     /// Our Record-Route for a dialog: its `sbp` parameter is a MAC of the Call-ID under the
@@ -141,5 +177,54 @@ pub(super) fn next_hop_transport(req: &Msg) -> Option<Transport> {
         "tcp" => Some(Transport::Tcp),
         "tls" => Some(Transport::Tls),
         _ => None,
+    }
+}
+
+/// A flow as a URI parameter value: `udp/192.0.2.1:5060`, `tcp/[2001:db8::1]:5060`.
+fn flow_param(hop: Hop) -> String {
+    format!("{}/{}", hop.transport.as_sip_param(), hop.addr)
+}
+
+fn parse_flow_param(v: &str) -> Option<Hop> {
+    let (t, addr) = v.split_once('/')?;
+    let transport = match t {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => return None,
+    };
+    Some(Hop {
+        addr: addr.parse().ok()?,
+        transport,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_params_round_trip() {
+        for (t, a) in [
+            (Transport::Udp, "192.0.2.1:5060"),
+            (Transport::Tcp, "[2001:db8::1]:5070"),
+            (Transport::Tls, "10.0.0.1:5061"),
+        ] {
+            let hop = Hop {
+                addr: a.parse().unwrap(),
+                transport: t,
+            };
+            let v = flow_param(hop);
+            assert_eq!(parse_flow_param(&v), Some(hop), "{v}");
+            // It survives as a URI parameter.
+            let uri = format!("sip:127.0.0.2:5060;lr;sbf={v};sbt=x");
+            let u = SipUri::parse(&uri).unwrap();
+            assert!(u
+                .params
+                .iter()
+                .any(|(k, val)| k == "sbf" && val.as_deref() == Some(v.as_str())));
+        }
+        assert_eq!(parse_flow_param("sctp/1.2.3.4:5"), None);
+        assert_eq!(parse_flow_param("udp/nonsense"), None);
     }
 }

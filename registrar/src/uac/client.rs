@@ -7,6 +7,7 @@ use super::flow::{Flow, FlowError, Peer};
 use super::machine::{Action, Input, Machine, Outcome, Reply, Timing};
 use super::sip::{self, Method, RequestSpec};
 use crate::auth::client::{self as digest, Challenge, ClientCredentials};
+use crate::location::LocationStore;
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -79,6 +80,9 @@ pub struct ClientSettings {
     pub contacts: ContactAddrs,
     /// TLS client config (system roots plus extra CAs); TLS registrations fail without it.
     pub tls: Option<Arc<ClientConfig>>,
+    /// Where the Contact registered upstream is recorded for the replicas: one taking a
+    /// registration over removes the previous owner's Contact in its first REGISTER.
+    pub store: Option<Arc<dyn LocationStore>>,
 }
 
 impl Default for ClientSettings {
@@ -90,6 +94,7 @@ impl Default for ClientSettings {
             user_agent: format!("switchboard-registrar/{}", env!("CARGO_PKG_VERSION")),
             contacts: ContactAddrs::default(),
             tls: None,
+            store: None,
         }
     }
 }
@@ -102,6 +107,7 @@ impl std::fmt::Debug for ClientSettings {
             .field("transaction_timeout", &self.transaction_timeout)
             .field("contacts", &self.contacts)
             .field("tls", &self.tls.is_some())
+            .field("store", &self.store.is_some())
             .finish()
     }
 }
@@ -196,6 +202,10 @@ struct Client {
     legs: Vec<Leg>,
     report: ReportFn,
     warned_contact: bool,
+    /// A previous owner's Contact to remove with our first successful REGISTER.
+    retire: Option<String>,
+    /// The Contact recorded in the store.
+    recorded: Option<String>,
 }
 
 const REG: usize = 0;
@@ -282,7 +292,20 @@ pub async fn run(
         legs,
         report,
         warned_contact: false,
+        retire: None,
+        recorded: None,
     };
+    if let Some(store) = &c.settings.store {
+        match store.upstream_contact(&c.reg.id).await {
+            Ok(previous) => {
+                c.retire.clone_from(&previous);
+                c.recorded = previous;
+            }
+            Err(e) => {
+                tracing::warn!(registration = %c.reg.id, error = %e, "previous upstream Contact unknown: a Contact another replica registered stays until it expires");
+            }
+        }
+    }
     c.feed(REG, Input::Start).await;
     let mut stopping = *stop.borrow();
     if stopping {
@@ -489,9 +512,32 @@ impl Client {
             expires_time,
             contact: leg.contact.clone(),
         });
+        if i == REG && successful {
+            self.retire = None;
+            self.record_contact().await;
+        }
         // Subscribe once registered.
         if i == REG && successful && self.legs.len() > SUB && !self.legs[SUB].started {
             Box::pin(self.feed(SUB, Input::Start)).await;
+        }
+    }
+
+    /// Records our Contact for the replica that may take this registration over.
+    async fn record_contact(&mut self) {
+        let (Some(store), Some(contact)) = (&self.settings.store, &self.legs[REG].contact) else {
+            return;
+        };
+        if self.recorded.as_ref() == Some(contact) {
+            return;
+        }
+        match store
+            .set_upstream_contact(&self.reg.id, Some(contact))
+            .await
+        {
+            Ok(()) => self.recorded = Some(contact.clone()),
+            Err(e) => {
+                tracing::warn!(registration = %self.reg.id, error = %e, "recording the upstream Contact failed");
+            }
         }
     }
 
@@ -560,6 +606,7 @@ impl Client {
             .map(|(_, d)| d.split(';').next().unwrap_or(d))
             .unwrap_or(&self.reg.host)
             .to_string();
+        let retire = self.retire.clone().filter(|_| expires > 0);
         let leg = &mut self.legs[i];
         let uri = match leg.method {
             Method::Register => format!("sip:{domain}"),
@@ -607,6 +654,7 @@ impl Client {
             call_id: &leg.call_id,
             cseq: leg.cseq,
             contact: &contact,
+            retire: retire.as_deref().filter(|_| leg.method == Method::Register),
             expires,
             route: self.route.as_deref(),
             auth: auth_value.as_ref().map(|(n, v)| (*n, v.as_str())),

@@ -6,6 +6,7 @@
 
 use super::client::{self, ClientSettings, Report, ReportFn};
 use super::sip::Method;
+use crate::cluster::Cluster;
 use crate::status::StatusHandle;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -171,6 +172,7 @@ struct Running {
 /// The supervisor.
 pub struct Manager {
     settings: Arc<ClientSettings>,
+    cluster: Cluster,
     index: UacIndex,
     report: ReportFn,
     running: HashMap<String, Running>,
@@ -218,11 +220,19 @@ impl Manager {
         });
         Manager {
             settings: Arc::new(settings),
+            cluster: Cluster::alone("standalone"),
             index,
             report,
             running: HashMap::new(),
             stopping: Vec::new(),
         }
+    }
+
+    /// Runs only the registrations `cluster` says this replica owns; the others are left to
+    /// their owners (by default, alone, it owns them all).
+    pub fn owned_by(mut self, cluster: Cluster) -> Manager {
+        self.cluster = cluster;
+        self
     }
 
     /// The index of live state.
@@ -237,14 +247,23 @@ impl Manager {
         v
     }
 
-    /// Makes the running set match `regs`.
+    /// Makes the running set match the registrations of `regs` this replica owns.
     pub fn apply(&mut self, regs: &[OutboundRegistration]) {
         self.stopping.retain(|h| !h.is_finished());
-        let wanted: HashMap<&str, &OutboundRegistration> =
+        let configured: HashMap<&str, &OutboundRegistration> =
             regs.iter().map(|r| (r.id.as_str(), r)).collect();
+        let regs: Vec<&OutboundRegistration> =
+            regs.iter().filter(|r| self.cluster.owns(&r.id)).collect();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
-            if !wanted.contains_key(id.as_str()) {
+            if configured.contains_key(id.as_str()) && !self.cluster.owns(&id) {
+                // Another replica owns it now; its first REGISTER replaces our Contact, so
+                // ours is not removed (that would leave a gap, or race its REGISTER).
+                let r = self.running.remove(&id).expect("running");
+                tracing::info!(registration = %id, owner = %self.cluster.owner(&id), "registration handed over to another replica");
+                r.task.abort();
+                self.index.remove(&id);
+            } else if !configured.contains_key(id.as_str()) {
                 let r = self.running.remove(&id).expect("running");
                 tracing::info!(registration = %id, "registration removed from config: unregistering");
                 let _ = r.stop.send(true);
@@ -297,8 +316,18 @@ impl Manager {
         );
     }
 
-    /// Unregisters everything and waits for it, at most `grace`.
+    /// Unregisters everything and waits for it, at most `grace`; with live siblings, hands
+    /// everything over instead (they take it within [`crate::cluster::DEAD_AFTER`]).
     pub async fn shutdown(mut self, grace: Duration) {
+        if self.cluster.live_replicas().len() > 1 {
+            tracing::info!(
+                registrations = self.running.len(),
+                "shutting down: outbound registrations left to the other replicas"
+            );
+            for (_, r) in self.running.drain() {
+                r.task.abort();
+            }
+        }
         for (_, r) in self.running.drain() {
             let _ = r.stop.send(true);
             self.stopping.push(r.task);
@@ -316,17 +345,25 @@ pub async fn run(
     settings: ClientSettings,
     status: Option<StatusHandle>,
     index: UacIndex,
+    cluster: Cluster,
     mut config: watch::Receiver<Vec<OutboundRegistration>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let grace = settings.transaction_timeout + Duration::from_secs(1);
-    let mut m = Manager::new(settings, status, index);
+    let mut members = cluster.subscribe();
+    let mut m = Manager::new(settings, status, index).owned_by(cluster);
     m.apply(&config.borrow_and_update().clone());
     loop {
         tokio::select! {
             changed = config.changed() => {
                 if changed.is_err() { break; }
                 let regs = config.borrow_and_update().clone();
+                m.apply(&regs);
+            }
+            changed = members.changed() => {
+                if changed.is_err() { break; }
+                members.borrow_and_update();
+                let regs = config.borrow().clone();
                 m.apply(&regs);
             }
             r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
@@ -341,6 +378,7 @@ pub async fn follow_config(
     settings: ClientSettings,
     status: Option<StatusHandle>,
     index: UacIndex,
+    cluster: Cluster,
     config: Arc<crate::config::ConfigHandle>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -361,6 +399,6 @@ pub async fn follow_config(
             });
         }
     });
-    run(settings, status, index, rx, shutdown).await;
+    run(settings, status, index, cluster, rx, shutdown).await;
     bridge.abort();
 }

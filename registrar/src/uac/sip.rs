@@ -48,6 +48,9 @@ pub struct RequestSpec<'a> {
     pub cseq: u32,
     /// Contact URI (without angle brackets).
     pub contact: &'a str,
+    /// REGISTER: another replica's Contact to remove in the same request (`expires=0`), when
+    /// this replica takes the registration over, so the upstream never holds both.
+    pub retire: Option<&'a str>,
     /// Expires value.
     pub expires: u32,
     /// Route header value (`<sip:proxy;lr>`), for an outbound proxy.
@@ -85,6 +88,9 @@ pub fn build_request(r: &RequestSpec<'_>) -> String {
     let _ = write!(s, "CSeq: {} {m}\r\n", r.cseq);
     match r.method {
         Method::Register => {
+            if let Some(old) = r.retire.filter(|old| *old != r.contact) {
+                let _ = write!(s, "Contact: <{old}>;expires=0\r\n");
+            }
             let _ = write!(s, "Contact: <{}>;expires={}\r\n", r.contact, r.expires);
         }
         Method::Subscribe => {
@@ -419,6 +425,7 @@ mod tests {
             call_id: "cid",
             cseq: 7,
             contact: "sip:trunk@127.0.0.1:5060",
+            retire: None,
             expires: 0,
             route: Some("<sip:proxy.test:5070;lr>"),
             auth: Some(("Authorization", "Digest x")),
