@@ -1168,3 +1168,219 @@ fn in_dialog_requests_need_our_record_route_token() {
         assert_eq!(common::status_of(&resp), 403, "{route}: {resp}");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Across replicas: two registrar processes sharing one redis-server, each listing the other as
+// a peer. A phone's binding records the replica holding its flow; a call placed on the other
+// replica goes through that one (a Route to it carrying the flow), or straight to a UDP phone
+// once that replica is dead.
+
+/// Two replicas on one Redis, each knowing the other, both seeing the other live.
+struct Pair {
+    _redis: common::RedisServer,
+    r1: common::Replica,
+    r2: common::Replica,
+}
+
+impl Pair {
+    fn start(name: &str) -> Pair {
+        let redis = common::RedisServer::start(name);
+        let mut s1 = common::ReplicaSpec::new(&format!("{name}-r1"), "127.0.0.1");
+        let mut s2 = common::ReplicaSpec::new(&format!("{name}-r2"), "127.0.0.1");
+        // Shared by the replicas, as the operator's config is: each accepts the other's
+        // challenges, Record-Routes and Routes.
+        let text = config(free_port()).replacen(
+            "hash: \"\"\n",
+            "hash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\n",
+            1,
+        );
+        let (p1, p2) = (s1.peer_arg(), s2.peer_arg());
+        for (spec, other) in [(&mut s1, p2), (&mut s2, p1)] {
+            spec.config = Some(text.clone());
+            spec.args = vec!["--redis-url".into(), redis.url(), "--peer".into(), other];
+        }
+        let pair = Pair {
+            _redis: redis,
+            r1: common::Replica::start(s1),
+            r2: common::Replica::start(s2),
+        };
+        for r in [&pair.r1, &pair.r2] {
+            wait_live(&r.registrar, 2);
+        }
+        pair
+    }
+}
+
+/// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
+fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
+    wait_until(&format!("{n} live replicas"), || {
+        let (_, body) = r.get("/debug/cluster")?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
+    })
+}
+
+/// The device's bindings as `r` sees them, with `reach`.
+fn device_view(r: &Registrar, device: &str) -> Vec<serde_json::Value> {
+    let (status, body) = r
+        .get(&format!("/debug/bindings?device={device}"))
+        .expect("debug endpoint");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    doc["devices"][0]["bindings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn via_tops(msg: &str) -> Vec<&str> {
+    msg.lines().filter(|l| l.starts_with("Via: ")).collect()
+}
+
+#[test]
+fn a_call_on_one_replica_rings_a_udp_phone_registered_on_the_other() {
+    let p = Pair::start("across-udp");
+    let mut phone = Phone::register(&p.r1.registrar, "1002");
+    // Both replicas see the binding, held by r1: r2 reaches it through r1.
+    let b = p.r2.registrar.wait_bindings("default/desk-1002", 1);
+    assert_eq!(b[0]["replica"], p.r1.spec.name, "{b:?}");
+    let view = device_view(&p.r2.registrar, "default/desk-1002");
+    assert_eq!(view[0]["reach"], format!("through {}", p.r1.spec.name));
+    assert_eq!(
+        device_view(&p.r1.registrar, "default/desk-1002")[0]["reach"],
+        "local"
+    );
+
+    phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let caller = call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]);
+    let callee = phone.finish();
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    let invite = requests(&callee, "INVITE")[0];
+    assert!(
+        first_line(invite).starts_with("INVITE sip:1002@127.0.0.1:"),
+        "{invite}"
+    );
+    // r1 sent it (its Via on top, r2's below), and both record-routed.
+    let vias = via_tops(invite);
+    assert!(
+        vias[0].contains(&format!("127.0.0.1:{}", p.r1.spec.sip_port)),
+        "{vias:?}"
+    );
+    assert!(
+        vias[1].contains(&format!("127.0.0.1:{}", p.r2.spec.sip_port)),
+        "{vias:?}"
+    );
+    let rr: Vec<&str> = invite
+        .lines()
+        .filter(|l| l.starts_with("Record-Route: "))
+        .collect();
+    assert_eq!(rr.len(), 2, "{invite}");
+    assert!(
+        rr[0].contains(&format!(":{};lr;sbp=", p.r1.spec.sip_port)),
+        "{rr:?}"
+    );
+    assert!(
+        rr[1].contains(&format!(":{};lr;sbp=", p.r2.spec.sip_port)),
+        "{rr:?}"
+    );
+    assert!(
+        !invite.contains(";sbf="),
+        "the Route to r1 was consumed: {invite}"
+    );
+    // The ACK and the caller's BYE follow the route set through both replicas.
+    assert_eq!(requests(&callee, "ACK").len(), 1);
+    assert_eq!(requests(&callee, "BYE").len(), 1);
+}
+
+#[test]
+fn a_call_on_one_replica_rings_a_tcp_phone_through_the_replica_holding_its_connection() {
+    let p = Pair::start("across-tcp");
+    let mut phone = TcpPhone::register(&p.r1.registrar, "1002");
+    let b = p.r2.registrar.wait_bindings("default/desk-1002", 1);
+    assert_eq!(b[0]["transport"], "TCP");
+    assert_eq!(b[0]["replica"], p.r1.spec.name);
+    let caller = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]));
+        let invite = phone.read();
+        assert!(invite.starts_with("INVITE sip:1002@127.0.0.1:"), "{invite}");
+        assert!(
+            via_tops(&invite)[0].starts_with("Via: SIP/2.0/TCP"),
+            "r1 sent it into the phone's connection: {invite}"
+        );
+        phone.respond(&invite, "180 Ringing", "");
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+        phone.respond(&invite, "200 OK", sdp);
+        let ack = phone.read();
+        assert!(ack.starts_with("ACK "), "{ack}");
+        let bye = phone.read();
+        assert!(bye.starts_with("BYE "), "{bye}");
+        phone.respond(&bye, "200 OK", "");
+        caller.join().unwrap()
+    });
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+}
+
+#[test]
+fn a_dead_replicas_udp_phone_is_rung_directly_and_its_tcp_phone_after_it_re_registers() {
+    let p = Pair::start("across-dead");
+    let mut udp_phone = Phone::register(&p.r1.registrar, "1002");
+    let tcp_phone = TcpPhone::register(&p.r1.registrar, "1004");
+    p.r2.registrar.wait_bindings("default/desk-1002", 1);
+    p.r2.registrar.wait_bindings("default/desk-1004", 1);
+
+    p.r1.registrar.signal("KILL");
+    let killed = Instant::now();
+    wait_live(&p.r2.registrar, 1);
+    assert!(killed.elapsed() < Duration::from_secs(10));
+    // The bindings outlive r1 (they are in Redis); r2 says how it reaches each.
+    assert_eq!(
+        device_view(&p.r2.registrar, "default/desk-1002")[0]["reach"],
+        "direct"
+    );
+    assert_eq!(
+        device_view(&p.r2.registrar, "default/desk-1004")[0]["reach"],
+        "stale"
+    );
+
+    // UDP: rung straight from r2.
+    udp_phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let caller = call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]);
+    let callee = udp_phone.finish();
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+    let invite = requests(&callee, "INVITE")[0];
+    assert!(
+        via_tops(invite)[0].contains(&format!("127.0.0.1:{}", p.r2.spec.sip_port)),
+        "{invite}"
+    );
+
+    // TCP: its connection died with r1, so the phone is unavailable…
+    let refused = refused(&p.r2.registrar, "1001", "1004", "480");
+    assert!(refused.contains("480"), "{refused}");
+    drop(tcp_phone);
+    // …until it re-registers over a connection to r2.
+    let mut again = TcpPhone::register(&p.r2.registrar, "1004");
+    wait_until("1004's binding to move to r2", || {
+        let v = device_view(&p.r2.registrar, "default/desk-1004");
+        v.iter().any(|b| b["reach"] == "local").then_some(())
+    });
+    let caller = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| call(&p.r2.registrar, "1001", "1004", "proxy_uac.xml", &[]));
+        let invite = again.read();
+        assert!(invite.starts_with("INVITE sip:1004@127.0.0.1:"), "{invite}");
+        again.respond(&invite, "200 OK", "");
+        let ack = again.read();
+        assert!(ack.starts_with("ACK "), "{ack}");
+        let bye = again.read();
+        again.respond(&bye, "200 OK", "");
+        caller.join().unwrap()
+    });
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+}
