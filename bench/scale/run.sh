@@ -284,8 +284,11 @@ start_replicas() {
 		dir="$RUN/$case/r$i"
 		mkdir -p "$dir"
 		args=(--config "$RUN/config/registrar.yaml" --udp "$ip:$PORT" --tcp "$ip:$PORT"
-			--http "127.0.0.1:$((HTTP_BASE + i))" --replica "r$i" --digest-algorithms MD5)
-		"$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms' || args=("${args[@]:0:10}")
+			--http "127.0.0.1:$((HTTP_BASE + i))" --replica "r$i")
+		# Builds from before the per-site digestAlgorithms took the global flag instead.
+		if "$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
+			args+=(--digest-algorithms MD5)
+		fi
 		if [[ "$store" == redis ]]; then
 			args+=(--redis-url "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$REDIS_PREFIX")
 			for ((j = 1; j <= n; j++)); do
@@ -423,6 +426,10 @@ bench_case() {
 		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
 			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
 			BUSY_RUNS=$((BUSY_RUNS + 1))
+		fi
+		if [[ "$store" == redis && "$cmds" =~ ^0(\.0)?$ ]]; then
+			echo "  ^ no Redis commands during this run: the replicas did not use Redis (--redis-url ignored?)" >&2
+			STATUS=1
 		fi
 		if awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
 			((ach > best)) && best=$ach
