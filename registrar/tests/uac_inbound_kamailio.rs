@@ -370,3 +370,127 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
         kam.log()
     );
 }
+
+/// The Contacts Kamailio holds for `user` (`Address:` lines of `ul.lookup`).
+fn upstream_contacts(kam: &Kamailio, user: &str) -> Vec<String> {
+    kam.lookup(user)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .map(|a| a.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `/debug/registrations` entry `id` of a replica, when its phase is `phase`.
+fn registration_in_phase(r: &Registrar, id: &str, phase: &str) -> Option<serde_json::Value> {
+    let (_, body) = r.get("/debug/registrations")?;
+    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+    doc["registrations"]
+        .as_array()?
+        .iter()
+        .find(|v| v["id"] == id && v["phase"] == phase)
+        .cloned()
+}
+
+#[test]
+fn a_killed_replicas_registration_is_taken_over_and_kamailio_never_holds_two() {
+    const ID: &str = "default/kamailio-trunk1";
+    let kam = Kamailio::start(&[("trunk1", "secret1")]);
+    let redis = common::RedisServer::start("uac-failover");
+    let config = format!(
+        "format: 1\nhash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\ndomains: []\nregistrations:\n  - id: {ID}\n    aor: sip:trunk1@example.test\n    username: trunk1\n    password: secret1\n    host: {IP}\n    port: {}\n    transport: UDP\n    expires: 300\n",
+        kam.port
+    );
+    let mut specs = [
+        common::ReplicaSpec::new("failover-r1", IP),
+        common::ReplicaSpec::new("failover-r2", IP),
+    ];
+    let peers: Vec<String> = specs.iter().map(|s| s.peer_arg()).collect();
+    for spec in &mut specs {
+        spec.config = Some(config.clone());
+        spec.args = vec!["--redis-url".into(), redis.url()];
+        for p in &peers {
+            spec.args.extend(["--peer".into(), p.clone()]);
+        }
+    }
+    let replicas: Vec<common::Replica> = specs.into_iter().map(common::Replica::start).collect();
+
+    // Both agree on the owner once each sees the other.
+    let owners: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            wait_until("the cluster to settle with both replicas", || {
+                let (_, body) = r.registrar.get("/debug/cluster")?;
+                let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+                (doc["settled"] == true && doc["live"].as_array()?.len() == 2)
+                    .then(|| doc["owners"][ID].as_str().map(str::to_string))
+                    .flatten()
+            })
+        })
+        .collect();
+    assert_eq!(owners[0], owners[1]);
+    let (owner, survivor) = if owners[0] == replicas[0].spec.name {
+        (&replicas[0], &replicas[1])
+    } else {
+        (&replicas[1], &replicas[0])
+    };
+    let contact_of = |r: &common::Replica| format!("sip:trunk1@{IP}:{}", r.spec.sip_port);
+    wait_until("the owner to register", || {
+        registration_in_phase(&owner.registrar, ID, "Successful")
+    });
+    assert!(
+        registration_in_phase(&survivor.registrar, ID, "Successful").is_none(),
+        "only the owner registers"
+    );
+    // (While the replicas were starting, the first one up may have registered alone before the
+    // other became the owner; the owner's first REGISTER removed that Contact.)
+    wait_until("kamailio to hold the owner's Contact alone", || {
+        (upstream_contacts(&kam, "trunk1") == vec![contact_of(owner)]).then_some(())
+    });
+
+    // Kamailio's bindings are watched throughout the takeover.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (samples, most) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let (mut samples, mut most) = (0u32, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let c = upstream_contacts(&kam, "trunk1");
+                samples += 1;
+                most = most.max(c.len());
+                assert!(c.len() <= 1, "kamailio holds two registrations: {c:?}");
+            }
+            (samples, most)
+        });
+        owner.registrar.signal("KILL");
+        let killed = Instant::now();
+        let taken = wait_until("the survivor to take the registration over", || {
+            registration_in_phase(&survivor.registrar, ID, "Successful")
+        });
+        eprintln!("taken over in {:?}", killed.elapsed());
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "Successful again after {:?}",
+            killed.elapsed()
+        );
+        assert_eq!(taken["contact"], contact_of(survivor), "{taken}");
+        wait_until("kamailio to hold the survivor's Contact alone", || {
+            (upstream_contacts(&kam, "trunk1") == vec![contact_of(survivor)]).then_some(())
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(
+        samples > 5 && most == 1,
+        "{samples} samples, at most {most}"
+    );
+    assert!(
+        survivor
+            .registrar
+            .logs()
+            .contains("cluster membership changed"),
+        "{}",
+        survivor.registrar.logs()
+    );
+}

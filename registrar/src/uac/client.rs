@@ -514,7 +514,6 @@ impl Client {
         });
         if i == REG && successful {
             self.retire = None;
-            self.record_contact().await;
         }
         // Subscribe once registered.
         if i == REG && successful && self.legs.len() > SUB && !self.legs[SUB].started {
@@ -522,19 +521,20 @@ impl Client {
         }
     }
 
-    /// Records our Contact for the replica that may take this registration over.
-    async fn record_contact(&mut self) {
-        let (Some(store), Some(contact)) = (&self.settings.store, &self.legs[REG].contact) else {
+    /// Records our Contact for the replica that may take this registration over, before it
+    /// is sent: a replica reading it after that point removes it in its own first REGISTER.
+    async fn record_contact(&mut self, contact: &str) {
+        let Some(store) = &self.settings.store else {
             return;
         };
-        if self.recorded.as_ref() == Some(contact) {
+        if self.recorded.as_deref() == Some(contact) {
             return;
         }
         match store
             .set_upstream_contact(&self.reg.id, Some(contact))
             .await
         {
-            Ok(()) => self.recorded = Some(contact.clone()),
+            Ok(()) => self.recorded = Some(contact.to_string()),
             Err(e) => {
                 tracing::warn!(registration = %self.reg.id, error = %e, "recording the upstream Contact failed");
             }
@@ -607,6 +607,9 @@ impl Client {
             .unwrap_or(&self.reg.host)
             .to_string();
         let retire = self.retire.clone().filter(|_| expires > 0);
+        if self.legs[i].method == Method::Register && expires > 0 {
+            self.record_contact(&contact).await;
+        }
         let leg = &mut self.legs[i];
         let uri = match leg.method {
             Method::Register => format!("sip:{domain}"),
