@@ -668,8 +668,16 @@ impl RedisServer {
             dir: temp_dir(&format!("redis-{name}")),
             starts: 0,
         };
-        r.spawn();
-        r
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            match r.spawn() {
+                Ok(()) => return r,
+                // The port was taken between free_port() and the bind: another one.
+                Err(e) => last = e,
+            }
+            r.port = free_port();
+        }
+        panic!("{last}");
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -677,7 +685,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         self.starts += 1;
         let log = self.dir.join(format!("redis-{}.log", self.starts));
         let child = Command::new("redis-server")
@@ -697,13 +705,14 @@ impl RedisServer {
         self.child = Some(child);
         wait_until("redis-server to answer PING", || {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Some(Err(format!(
                     "redis-server exited with {status}: {}",
                     std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                )));
             }
-            self.ping().then_some(())
-        });
+            self.ping().then_some(Ok(()))
+        })
     }
 
     /// Whether it answers `PING` with `+PONG`.
@@ -733,7 +742,9 @@ impl RedisServer {
     /// Starts it again on the same port (empty: nothing was persisted).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill() it first");
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("{e}");
+        }
     }
 }
 
