@@ -196,6 +196,7 @@ fn defaults_are_safe_and_probed() {
     assert!(r.find("Deployment", "-redis").is_err());
     let reg = r.find("Deployment", "-registrar").unwrap();
     assert!(env(container(&reg, "registrar"), "SWITCHBOARD_REDIS_URL").is_none());
+    assert!(env(container(&reg, "registrar"), "SWITCHBOARD_PEERS_SERVICE").is_none());
     assert!(reg.value["spec"]["template"]["spec"]["hostNetwork"].is_null());
     assert_eq!(reg.value["spec"]["replicas"], 1);
     r.find("PodDisruptionBudget", "-registrar").unwrap();
@@ -230,6 +231,11 @@ fn options_render_what_they_promise() {
     assert_eq!(
         env(c, "SWITCHBOARD_REDIS_URL").unwrap()["value"],
         "redis://sb-switchboard-redis:6379/0"
+    );
+    // With shared bindings, the replicas find each other through their Service's endpoints.
+    assert_eq!(
+        env(c, "SWITCHBOARD_PEERS_SERVICE").unwrap()["value"],
+        all.find("Service", "-registrar").unwrap().name()
     );
     all.find("Deployment", "-redis").unwrap();
     all.find("Service", "-redis").unwrap();

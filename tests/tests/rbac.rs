@@ -20,10 +20,12 @@ fn resource<K: kube::Resource<DynamicType = ()>>() -> Vec<(String, String)> {
 fn resources_of(kind: &str) -> Vec<(String, String)> {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
     match kind {
         "Secret" => resource::<Secret>(),
         "Lease" => resource::<Lease>(),
+        "EndpointSlice" => resource::<EndpointSlice>(),
         "Site" => resource::<Site>(),
         "SipDevice" => resource::<SipDevice>(),
         "CallPattern" => resource::<CallPattern>(),
