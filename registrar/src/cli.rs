@@ -106,7 +106,7 @@ pub struct RunArgs {
     /// Seconds of silence after which a TCP/TLS connection is closed.
     #[arg(long, default_value_t = 900)]
     pub tcp_idle_timeout: u64,
-    /// UDP receive tasks per socket (default: number of CPUs).
+    /// UDP receive tasks per socket (default: the number of CPUs).
     #[arg(long)]
     pub udp_workers: Option<usize>,
     /// Seconds a call may ring before the proxy cancels every branch and answers 480.

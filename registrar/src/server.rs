@@ -104,6 +104,9 @@ fn addresses(given: &[SocketAddr], port: u16) -> Vec<(SocketAddr, bool)> {
     }
 }
 
+/// Messages in flight per UDP socket with the Redis store, each waiting on its round trips.
+const REDIS_UDP_INFLIGHT: usize = 1024;
+
 fn replica_name(args: &RunArgs) -> String {
     args.replica
         .clone()
@@ -219,6 +222,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut listeners = JoinSet::new();
+    // Per UDP socket with Redis: the messages in flight, each holding a permit until answered.
+    let mut udp_inflight = Vec::new();
     // What was bound, per transport (the Contact of outbound registrations).
     let (mut bound_udp, mut bound_tcp, mut bound_tls) = (Vec::new(), Vec::new(), Vec::new());
 
@@ -249,10 +254,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         .proxy()
                         .attach_udp(socket.clone(), SocketAddr::new(ip, local.port()));
                 }
+                let inflight = args
+                    .redis_url
+                    .is_some()
+                    .then(|| Arc::new(Semaphore::new(REDIS_UDP_INFLIGHT)));
+                udp_inflight.extend(inflight.clone());
                 for _ in 0..workers {
                     listeners.spawn(transport::udp::serve(
                         socket.clone(),
                         service.clone(),
+                        inflight.clone(),
                         shutdown_rx.clone(),
                     ));
                 }
@@ -525,6 +536,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     let drain = async {
         while listeners.join_next().await.is_some() {}
+        for inflight in &udp_inflight {
+            let _ = inflight.acquire_many(REDIS_UDP_INFLIGHT as u32).await;
+        }
         // Every connection holds a permit: having them all back means every connection closed.
         let _ = permits
             .acquire_many(args.max_connections.max(1) as u32)

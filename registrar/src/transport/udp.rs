@@ -5,18 +5,29 @@
 //! the socket to become readable (or for shutdown): under load a datagram costs one `recvfrom`
 //! and one `sendto`, with no future built per message for the wait, and shutdown is noticed
 //! between two messages.
+//!
+//! With the store in memory a message is handled inline: it never waits. With Redis a REGISTER
+//! waits two round trips, so each message is handled in a task of its own, at most
+//! [`Inflight`] at once per socket (then the loop waits for one to finish, and the kernel's
+//! buffer holds the rest). Many receive loops instead would all wake for every datagram.
 
 use crate::service::Service;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_crds::common::Transport;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+
+/// Messages of one socket handled concurrently, each in a task of its own (see the module
+/// doc); `None` handles each inline.
+pub type Inflight = Option<Arc<Semaphore>>;
 
 /// Receives and answers on `socket` until shutdown; the message in hand is finished first.
 pub async fn serve(
     socket: Arc<UdpSocket>,
     service: Arc<Service>,
+    inflight: Inflight,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65_536];
@@ -25,20 +36,20 @@ pub async fn serve(
             break;
         }
         match socket.try_recv_from(&mut buf) {
-            Ok((n, source)) => {
-                if let Some(out) = service.handle(&buf[..n], source, Transport::Udp).await {
-                    // The send buffer is large: waiting for it is the exception.
-                    let sent = match socket.try_send_to(&out.data, out.target) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            socket.send_to(&out.data, out.target).await
-                        }
-                        other => other,
+            Ok((n, source)) => match &inflight {
+                None => answer(&socket, &service, &buf[..n], source).await,
+                Some(limit) => {
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        break;
                     };
-                    if let Err(e) = sent {
-                        tracing::debug!(target = %out.target, error = %e, "UDP send failed");
-                    }
+                    let (socket, service) = (socket.clone(), service.clone());
+                    let data = buf[..n].to_vec();
+                    tokio::spawn(async move {
+                        answer(&socket, &service, &data, source).await;
+                        drop(permit);
+                    });
                 }
-            }
+            },
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 tokio::select! {
                     biased;
@@ -53,5 +64,19 @@ pub async fn serve(
             // ICMP errors from earlier sends surface here on Linux; nothing to do but go on.
             Err(e) => tracing::debug!(error = %e, "UDP receive error"),
         }
+    }
+}
+
+async fn answer(socket: &UdpSocket, service: &Service, data: &[u8], source: SocketAddr) {
+    let Some(out) = service.handle(data, source, Transport::Udp).await else {
+        return;
+    };
+    // The send buffer is large: waiting for it is the exception.
+    let sent = match socket.try_send_to(&out.data, out.target) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => socket.send_to(&out.data, out.target).await,
+        other => other,
+    };
+    if let Err(e) = sent {
+        tracing::debug!(target = %out.target, error = %e, "UDP send failed");
     }
 }
