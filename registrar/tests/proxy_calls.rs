@@ -1117,13 +1117,22 @@ fn phone_on_tcp_is_rung_through_its_connection() {
     let mut phone = TcpPhone::register(&r, "1002");
     let b = r.wait_bindings("default/desk-1002", 1);
     assert_eq!(b[0]["transport"], "TCP");
-    let caller = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| call(&r, "1001", "1002", "proxy_uac.xml", &[]));
+    let invite = tcp_call(&r, &mut phone, "1002");
+    assert!(
+        invite.contains("Via: SIP/2.0/TCP"),
+        "our Via names TCP: {invite}"
+    );
+}
+
+/// 1001 calls `user` through `r`; `phone` (registered as `user`) rings, answers, gets the ACK and
+/// the caller's BYE. Asserts the call was answered; returns the INVITE the phone got.
+fn tcp_call(r: &Registrar, phone: &mut TcpPhone, user: &str) -> String {
+    let (invite, caller) = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| call(r, "1001", user, "proxy_uac.xml", &[]));
         let invite = phone.read();
-        assert!(invite.starts_with("INVITE sip:1002@127.0.0.1:"), "{invite}");
         assert!(
-            invite.contains("Via: SIP/2.0/TCP"),
-            "our Via names TCP: {invite}"
+            invite.starts_with(&format!("INVITE sip:{user}@127.0.0.1:")),
+            "{invite}"
         );
         phone.respond(&invite, "180 Ringing", "");
         let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
@@ -1133,11 +1142,12 @@ fn phone_on_tcp_is_rung_through_its_connection() {
         let bye = phone.read();
         assert!(bye.starts_with("BYE "), "{bye}");
         phone.respond(&bye, "200 OK", "");
-        caller.join().unwrap()
+        (invite, caller.join().unwrap())
     });
     assert!(statuses(&caller)
         .iter()
         .any(|s| s.starts_with("SIP/2.0 200")));
+    invite
 }
 
 #[test]
@@ -1301,27 +1311,15 @@ fn a_call_on_one_replica_rings_a_tcp_phone_through_the_replica_holding_its_conne
     let b = p.r2.registrar.wait_bindings("default/desk-1002", 1);
     assert_eq!(b[0]["transport"], "TCP");
     assert_eq!(b[0]["replica"], p.r1.spec.name);
-    let caller = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]));
-        let invite = phone.read();
-        assert!(invite.starts_with("INVITE sip:1002@127.0.0.1:"), "{invite}");
-        assert!(
-            via_tops(&invite)[0].starts_with("Via: SIP/2.0/TCP"),
-            "r1 sent it into the phone's connection: {invite}"
-        );
-        phone.respond(&invite, "180 Ringing", "");
-        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
-        phone.respond(&invite, "200 OK", sdp);
-        let ack = phone.read();
-        assert!(ack.starts_with("ACK "), "{ack}");
-        let bye = phone.read();
-        assert!(bye.starts_with("BYE "), "{bye}");
-        phone.respond(&bye, "200 OK", "");
-        caller.join().unwrap()
-    });
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    let invite = tcp_call(&p.r2.registrar, &mut phone, "1002");
+    assert!(
+        via_tops(&invite)[0].starts_with("Via: SIP/2.0/TCP"),
+        "r1 sent it into the phone's connection: {invite}"
+    );
+    assert!(
+        via_tops(&invite)[1].contains(&format!("127.0.0.1:{}", p.r2.spec.sip_port)),
+        "through r2: {invite}"
+    );
 }
 
 #[test]
@@ -1369,18 +1367,5 @@ fn a_dead_replicas_udp_phone_is_rung_directly_and_its_tcp_phone_after_it_re_regi
         let v = device_view(&p.r2.registrar, "default/desk-1004");
         v.iter().any(|b| b["reach"] == "local").then_some(())
     });
-    let caller = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| call(&p.r2.registrar, "1001", "1004", "proxy_uac.xml", &[]));
-        let invite = again.read();
-        assert!(invite.starts_with("INVITE sip:1004@127.0.0.1:"), "{invite}");
-        again.respond(&invite, "200 OK", "");
-        let ack = again.read();
-        assert!(ack.starts_with("ACK "), "{ack}");
-        let bye = again.read();
-        again.respond(&bye, "200 OK", "");
-        caller.join().unwrap()
-    });
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    tcp_call(&p.r2.registrar, &mut again, "1004");
 }

@@ -1,104 +1,19 @@
 //! The location stores against one conformance suite, and the Redis store against a real
-//! `redis-server` (started here on a free port, killed on drop): two replicas contending for one
+//! `redis-server` (the harness's [`RedisServer`], on a free port, killed on drop): two replicas contending for one
 //! AOR, concurrent sweeps, a restarted replica, and Redis going away and coming back.
 //!
 //! `redis-server` must be installed (`scripts/install-test-deps.sh`); a missing one fails.
 
 mod common;
 
-use common::{free_port, temp_dir, wait_until};
+use common::RedisServer;
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 use switchboard_registrar::location::{
     Binding, Expired, LocationStore, MemoryStore, RedisStore, StoreStats,
 };
-
-/// A `redis-server` of this test's own.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start(name: &str) -> Redis {
-        let mut r = Redis {
-            child: None,
-            port: free_port(),
-            dir: temp_dir(name),
-        };
-        r.restart();
-        r
-    }
-
-    /// Starts the server (again) on the same port and waits for it to answer PING.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "redis already running");
-        let log = std::fs::File::create(self.dir.join("redis.log")).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("redis-server not installed (scripts/install-test-deps.sh)");
-        self.child = Some(child);
-        let port = self.port;
-        wait_until("redis-server to answer PING", || ping(port).then_some(()));
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Sends one inline command and returns the first line of the answer.
-fn raw_command(port: u16, cmd: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
 
 /// A fixed, whole-second instant: stored times keep milliseconds only.
 fn epoch() -> SystemTime {
@@ -269,7 +184,7 @@ async fn memory_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {
-    let redis = Redis::start("redis-conform");
+    let redis = RedisServer::start("redis-conform");
     let s = RedisStore::connect(&redis.url(), "conform").await.unwrap();
     conformance(&s).await;
 
@@ -282,7 +197,7 @@ async fn redis_store_conforms() {
     .await
     .unwrap();
     assert_eq!(s.stats(t).await.unwrap().aors, 2);
-    assert_eq!(raw_command(redis.port, "DEL conform:aor:ns/z"), ":1");
+    assert_eq!(redis.command("DEL conform:aor:ns/z").unwrap(), ":1");
     assert!(s
         .expire(t + Duration::from_secs(60))
         .await
@@ -295,7 +210,7 @@ async fn redis_store_conforms() {
             bindings: 1
         }
     );
-    assert_eq!(raw_command(redis.port, "ZCARD conform:expiry"), ":1");
+    assert_eq!(redis.command("ZCARD conform:expiry").unwrap(), ":1");
 
     // A second prefix on the same server is a separate store.
     let other = RedisStore::connect(&redis.url(), "other").await.unwrap();
@@ -304,7 +219,7 @@ async fn redis_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_bindings() {
-    let redis = Redis::start("redis-replicas");
+    let redis = RedisServer::start("redis-replicas");
     let a = Arc::new(RedisStore::connect(&redis.url(), "sb").await.unwrap());
     let b = Arc::new(RedisStore::connect(&redis.url(), "sb").await.unwrap());
     let now = now_ms();
@@ -391,7 +306,7 @@ async fn replicas_share_bindings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_fast_and_recovers() {
-    let mut redis = Redis::start("redis-down");
+    let mut redis = RedisServer::start("redis-down");
     let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();
     let now = now_ms();
     let one = vec![binding("sip:x@1", now, 3600)];
