@@ -48,6 +48,45 @@ pub fn members_from_slices<'a>(
     out.into_iter().collect()
 }
 
+/// The Service's slices as the watch has delivered them: each event gives the new member list,
+/// except during the initial listing (the list is complete only at its end).
+#[derive(Default)]
+pub struct Slices {
+    current: BTreeMap<String, EndpointSlice>,
+    listing: Option<BTreeMap<String, EndpointSlice>>,
+}
+
+impl Slices {
+    /// Applies a watch event; the members when they may have changed.
+    pub fn apply(
+        &mut self,
+        event: watcher::Event<EndpointSlice>,
+        default_port: u16,
+    ) -> Option<Vec<(String, SocketAddr)>> {
+        let name = |s: &EndpointSlice| s.metadata.name.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                return None;
+            }
+            watcher::Event::InitApply(s) => {
+                self.listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name(&s), s);
+                return None;
+            }
+            watcher::Event::InitDone => self.current = self.listing.take().unwrap_or_default(),
+            watcher::Event::Apply(s) => {
+                self.current.insert(name(&s), s);
+            }
+            watcher::Event::Delete(s) => {
+                self.current.remove(&name(&s));
+            }
+        }
+        Some(members_from_slices(self.current.values(), default_port))
+    }
+}
+
 /// Follows the EndpointSlices of `service` in `namespace` into the cluster's members until
 /// `shutdown`. Watch errors are logged and retried by the watcher's backoff; the members stay
 /// as last known meanwhile.
@@ -64,38 +103,22 @@ pub async fn run(
     let config =
         watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut slices: BTreeMap<String, EndpointSlice> = BTreeMap::new();
-    let mut pending: Option<BTreeMap<String, EndpointSlice>> = None;
+    let mut slices = Slices::default();
     loop {
         let event = tokio::select! {
             _ = crate::transport::shutdown_requested(&mut shutdown) => return,
             e = stream.next() => e,
         };
-        let Some(event) = event else { return };
-        let name = |s: &EndpointSlice| s.metadata.name.clone().unwrap_or_default();
         match event {
-            Ok(watcher::Event::Init) => pending = Some(BTreeMap::new()),
-            Ok(watcher::Event::InitApply(s)) => {
-                if let Some(p) = pending.as_mut() {
-                    p.insert(name(&s), s);
+            None => return,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, %service, "watching the registrar's EndpointSlices");
+            }
+            Some(Ok(event)) => {
+                if let Some(members) = slices.apply(event, default_port) {
+                    cluster.set_members(&members);
                 }
             }
-            Ok(watcher::Event::InitDone) => {
-                slices = pending.take().unwrap_or_default();
-            }
-            Ok(watcher::Event::Apply(s)) => {
-                slices.insert(name(&s), s);
-            }
-            Ok(watcher::Event::Delete(s)) => {
-                slices.remove(&name(&s));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %service, "watching the registrar's EndpointSlices");
-                continue;
-            }
-        }
-        if pending.is_none() {
-            cluster.set_members(&members_from_slices(slices.values(), default_port));
         }
     }
 }
@@ -139,6 +162,53 @@ mod tests {
         assert_eq!(
             members_from_slices([&no_udp], 5060),
             vec![("p".to_string(), "10.0.0.9:5060".parse().unwrap())]
+        );
+    }
+
+    fn slice(name: &str, endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "addressType": "IPv4",
+            "ports": [{"name": "sip-udp", "port": 5060, "protocol": "UDP"}],
+            "endpoints": endpoints
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, ip: &str, ready: bool) -> serde_json::Value {
+        serde_json::json!({"addresses": [ip], "conditions": {"ready": ready},
+            "targetRef": {"kind": "Pod", "name": name}})
+    }
+
+    #[test]
+    fn members_follow_the_watch() {
+        use watcher::Event;
+        let names = |m: Option<Vec<(String, SocketAddr)>>| {
+            m.map(|m| m.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
+        };
+        let mut s = Slices::default();
+        let a = slice("a", serde_json::json!([pod("r0", "10.0.0.1", true)]));
+        let b = slice("b", serde_json::json!([pod("r1", "10.0.0.2", true)]));
+        // The initial listing counts once complete.
+        assert_eq!(s.apply(Event::Init, 5060), None);
+        assert_eq!(s.apply(Event::InitApply(a.clone()), 5060), None);
+        assert_eq!(s.apply(Event::InitApply(b.clone()), 5060), None);
+        assert_eq!(
+            names(s.apply(Event::InitDone, 5060)),
+            Some(vec!["r0".into(), "r1".into()])
+        );
+        // A pod turning unready leaves; a deleted slice takes its pods along.
+        let a2 = slice("a", serde_json::json!([pod("r0", "10.0.0.1", false)]));
+        assert_eq!(
+            names(s.apply(Event::Apply(a2), 5060)),
+            Some(vec!["r1".into()])
+        );
+        assert_eq!(names(s.apply(Event::Delete(b), 5060)), Some(vec![]));
+        // A relist replaces everything known.
+        s.apply(Event::Init, 5060);
+        s.apply(Event::InitApply(a), 5060);
+        assert_eq!(
+            names(s.apply(Event::InitDone, 5060)),
+            Some(vec!["r0".into()])
         );
     }
 }
