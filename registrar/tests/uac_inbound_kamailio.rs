@@ -11,10 +11,11 @@
 
 mod common;
 
+use common::kamailio::Kamailio;
 use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard_crds::config::ha1;
 
@@ -22,132 +23,9 @@ const KAM_CONFIG: &str = include_str!("uac_inbound_kamailio.cfg");
 const DOMAIN: &str = "switchboard.local";
 const IP: &str = "127.0.0.1";
 
-fn require(tool: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(tool);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{tool} is not installed: this test needs Debian's kamailio (scripts/install-test-deps.sh installs it)");
-}
-
-/// Kamailio on a loopback port, in its own run directory.
-struct Kamailio {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Kamailio {
-    fn start(users: &[(&str, &str)]) -> Kamailio {
-        let kam = require("kamailio");
-        let dir = temp_dir("kamailio-inbound");
-        let port = free_port();
-        let users: String = users
-            .iter()
-            .map(|(u, p)| format!("\tif ($au == \"{u}\") {{ $var(pw) = \"{p}\"; }}\n"))
-            .collect();
-        let cfg = KAM_CONFIG
-            .replace("@IP@", IP)
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", dir.to_str().unwrap())
-            .replace("@USERS@", &users);
-        let config = dir.join("kamailio.cfg");
-        std::fs::write(&config, cfg).unwrap();
-        let check = Command::new(&kam)
-            .arg("-c")
-            .arg("-f")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "kamailio config check failed: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
-        let child = Command::new(&kam)
-            .arg("-f")
-            .arg(&config)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
-            .arg(&dir)
-            .arg("-w")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kamailio");
-        let k = Kamailio {
-            dir,
-            port,
-            child: Some(child),
-        };
-        // Up once it answers OPTIONS.
-        let sock = UdpSocket::bind((IP, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let me = sock.local_addr().unwrap();
-        let opts = format!(
-            "OPTIONS sip:ping@{IP}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping\r\nFrom: <sip:t@{IP}>;tag=1\r\nTo: <sip:ping@{IP}>\r\nCall-ID: ping@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        );
-        let started = Instant::now();
-        loop {
-            let _ = sock.send_to(opts.as_bytes(), (IP, port));
-            let mut buf = [0u8; 2048];
-            if matches!(sock.recv_from(&mut buf), Ok((n, _)) if buf[..n].starts_with(b"SIP/2.0 200"))
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "kamailio did not answer OPTIONS on {IP}:{port}; log:\n{}",
-                k.log()
-            );
-        }
-        k
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
-    }
-
-    /// `ul.lookup location USER`: the bindings' output, or None when the AOR has none.
-    fn lookup(&self, user: &str) -> Option<String> {
-        let out = Command::new(require("kamcmd"))
-            .arg("-s")
-            .arg(format!("unix:{}", self.dir.join("ctl").display()))
-            .args(["ul.lookup", "location", user])
-            .output()
-            .expect("kamcmd");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (out.status.success() && text.contains("Contact")).then_some(text)
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("kamailio run directory kept: {}", self.dir.display());
-        }
-    }
+/// Kamailio from `uac_inbound_kamailio.cfg`, trunk1 its one user.
+fn kamailio() -> Kamailio {
+    Kamailio::start("inbound", KAM_CONFIG, &[("trunk1", "secret1")], &[])
 }
 
 fn scenario(name: &str) -> PathBuf {
@@ -200,7 +78,7 @@ fn counter(stdout: &str, label: &str) -> u32 {
 
 #[test]
 fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
-    let kam = Kamailio::start(&[("trunk1", "secret1")]);
+    let kam = kamailio();
 
     // The site: extension 1002 (the phone) and a registration to Kamailio targeting it.
     let (md5, sha) = ha1("1002", DOMAIN, "pw-1002");
@@ -397,7 +275,7 @@ fn registration_in_phase(r: &Registrar, id: &str, phase: &str) -> Option<serde_j
 #[test]
 fn a_killed_replicas_registration_is_taken_over_and_kamailio_never_holds_two() {
     const ID: &str = "default/kamailio-trunk1";
-    let kam = Kamailio::start(&[("trunk1", "secret1")]);
+    let kam = kamailio();
     let redis = common::RedisServer::start("uac-failover");
     let config = format!(
         "format: 1\nhash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\ndomains: []\nregistrations:\n  - id: {ID}\n    aor: sip:trunk1@example.test\n    username: trunk1\n    password: secret1\n    host: {IP}\n    port: {}\n    transport: UDP\n    expires: 300\n",

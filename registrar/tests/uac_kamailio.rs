@@ -1,15 +1,15 @@
 //! Outbound registrations against a real upstream: Debian's `kamailio`, started by each test
-//! on a loopback port from `uac_kamailio.cfg` (digest auth with in-memory passwords,
-//! in-memory usrloc, a ctl socket for `kamcmd`). Kamailio is required: `.ci/run` installs
-//! it (scripts/install-test-deps.sh); these tests fail, not skip, when it is missing.
+//! (`common::kamailio`) on a loopback port from `uac_kamailio.cfg` (digest auth with in-memory
+//! passwords, in-memory usrloc, a ctl socket for `kamcmd`). Kamailio is required: `.ci/run`
+//! installs it (scripts/install-test-deps.sh); these tests fail, not skip, when it is missing.
 //!
 //! The UAC is driven through `uac::Manager` (what the registrar runs), with timers shortened
 //! so that failures, retries and refreshes take a second or two. Every wait polls a condition
 //! under a deadline.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::kamailio::{Kamailio, IP};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
@@ -22,42 +22,16 @@ use switchboard_registrar::uac::{
 };
 
 const CONFIG: &str = include_str!("uac_kamailio.cfg");
-const IP: &str = "127.0.0.1";
 /// Our (fictitious) registrar address put in the Contact.
 const ADVERTISE: &str = "127.0.0.1:15999";
 
-fn require(tool: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(tool);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{tool} is not installed: these tests need Debian's kamailio (scripts/install-test-deps.sh installs it)");
-}
-
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP.
-    for _ in 0..50 {
-        let udp = UdpSocket::bind((IP, 0)).expect("bind udp");
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind((IP, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-struct Kamailio {
-    dir: PathBuf,
-    port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-}
-
+/// What a test changes in `uac_kamailio.cfg`.
 struct KamOptions {
+    /// `@ALGORITHM@`: the challenges' digest algorithm.
     algorithm: &'static str,
+    /// `@MIN_EXPIRES@`: shorter requests get 423 Interval Too Brief.
     min_expires: u32,
+    /// `@USERS@`: user names and passwords.
     users: &'static [(&'static str, &'static str)],
 }
 
@@ -71,148 +45,17 @@ impl Default for KamOptions {
     }
 }
 
-impl Kamailio {
-    fn start(name: &str, opts: KamOptions) -> Kamailio {
-        let kam = require("kamailio");
-        let dir =
-            std::env::temp_dir().join(format!("switchboard-uac-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let users: String = opts
-            .users
-            .iter()
-            .map(|(u, p)| format!("\tif ($au == \"{u}\") {{ $var(pw) = \"{p}\"; }}\n"))
-            .collect();
-        let cfg = CONFIG
-            .replace("@IP@", IP)
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", dir.to_str().unwrap())
-            .replace("@ALGORITHM@", opts.algorithm)
-            .replace("@MIN_EXPIRES@", &opts.min_expires.to_string())
-            .replace("@USERS@", &users);
-        let config = dir.join("kamailio.cfg");
-        std::fs::write(&config, cfg).unwrap();
-        let check = Command::new(&kam)
-            .arg("-c")
-            .arg("-f")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "kamailio config check failed: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let mut k = Kamailio {
-            dir,
-            port,
-            config,
-            child: None,
-        };
-        k.spawn();
-        k
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("kamailio.log"))
-            .unwrap();
-        let child = Command::new(require("kamailio"))
-            .arg("-f")
-            .arg(&self.config)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
-            .arg(&self.dir)
-            .arg("-w")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kamailio");
-        self.child = Some(child);
-        let sock = UdpSocket::bind((IP, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let me = sock.local_addr().unwrap();
-        let opts = format!(
-            "OPTIONS sip:ping@{IP}:{p} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping\r\nFrom: <sip:t@{IP}>;tag=1\r\nTo: <sip:ping@{IP}>\r\nCall-ID: ping@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-            p = self.port
-        );
-        let ok = wait_until(Duration::from_secs(10), || {
-            let _ = sock.send_to(opts.as_bytes(), (IP, self.port));
-            let mut buf = [0u8; 2048];
-            matches!(sock.recv_from(&mut buf), Ok((n, _)) if buf[..n].starts_with(b"SIP/2.0 200"))
-        });
-        assert!(
-            ok,
-            "kamailio did not answer OPTIONS on {IP}:{}; log:\n{}",
-            self.port,
-            self.log()
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
-    }
-
-    /// `ul.lookup location USER`: the bindings' output, or None when the AOR has none.
-    fn lookup(&self, user: &str) -> Option<String> {
-        let out = Command::new(require("kamcmd"))
-            .arg("-s")
-            .arg(format!("unix:{}", self.dir.join("ctl").display()))
-            .args(["ul.lookup", "location", user])
-            .output()
-            .expect("kamcmd");
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success() && text.contains("Contact")).then_some(text)
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kamailio run directory kept: {}", self.dir.display());
-        }
-    }
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+/// Kamailio from `uac_kamailio.cfg` with `opts`.
+fn kamailio(name: &str, opts: KamOptions) -> Kamailio {
+    Kamailio::start(
+        &format!("uac-{name}"),
+        CONFIG,
+        opts.users,
+        &[
+            ("@ALGORITHM@", opts.algorithm),
+            ("@MIN_EXPIRES@", &opts.min_expires.to_string()),
+        ],
+    )
 }
 
 async fn wait_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -308,7 +151,7 @@ async fn wait_binding(
 /// Driven the way the registrar runs it: following the hot-swapped config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_over_udp_and_unregisters_when_removed_from_the_config() {
-    let kam = Kamailio::start("udp", KamOptions::default());
+    let kam = kamailio("udp", KamOptions::default());
     let index = UacIndex::default();
     let config = Arc::new(ConfigHandle::new());
     let reg = registration(
@@ -369,7 +212,7 @@ async fn registers_over_udp_and_unregisters_when_removed_from_the_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_fails_with_401() {
-    let kam = Kamailio::start("badpw", KamOptions::default());
+    let kam = kamailio("badpw", KamOptions::default());
     let index = UacIndex::default();
     let mut m = Manager::new(settings(), None, index.clone());
     m.apply(&[registration(
@@ -411,7 +254,7 @@ async fn wrong_password_fails_with_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_times_out_and_recovers_by_itself() {
-    let mut kam = Kamailio::start("restart", KamOptions::default());
+    let mut kam = kamailio("restart", KamOptions::default());
     let index = UacIndex::default();
     let mut m = Manager::new(settings(), None, index.clone());
     // 2 s granted: refreshed every second, so an outage shows quickly.
@@ -441,7 +284,7 @@ async fn upstream_down_times_out_and_recovers_by_itself() {
     .await;
     assert_eq!((code, reason.as_str()), (Some(408), "408 timeout"));
 
-    kam.spawn();
+    kam.restart();
     let (_, code, _) = wait_phase(
         &index,
         "default/trunk2",
@@ -457,7 +300,7 @@ async fn upstream_down_times_out_and_recovers_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_sha256_interval_too_brief_and_presence_subscription() {
-    let kam = Kamailio::start(
+    let kam = kamailio(
         "tcp",
         KamOptions {
             algorithm: "SHA-256",

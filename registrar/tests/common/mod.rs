@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod kamailio;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
