@@ -408,6 +408,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 anyhow::bail!("--peers-service needs the cluster (--kube, or running in a pod)");
             };
             tracing::info!(service = %service_name, "siblings from the Service's EndpointSlices");
+            siblings.own_only_when_listed();
             background.spawn(cluster::endpoints::run(
                 client.clone(),
                 namespace.clone(),

@@ -55,6 +55,11 @@ struct Inner {
     liveness: RwLock<Liveness>,
     live: RwLock<BTreeSet<String>>,
     settled: AtomicBool,
+    /// Whether the member list names this replica too (EndpointSlices do, the static list
+    /// need not), and so whether this replica may own anything only while it is listed.
+    listed_only: AtomicBool,
+    /// Listed (always true for a static list).
+    listed: AtomicBool,
     changes: watch::Sender<u64>,
 }
 
@@ -84,6 +89,8 @@ impl Cluster {
                 me,
                 liveness: RwLock::new(Liveness::new(DEAD_AFTER)),
                 settled: AtomicBool::new(false),
+                listed_only: AtomicBool::new(false),
+                listed: AtomicBool::new(true),
                 changes: watch::channel(0).0,
             }),
         }
@@ -122,8 +129,21 @@ impl Cluster {
         self.inner.changes.subscribe()
     }
 
+    /// Says the member lists to come name this replica while it serves (its Service's ready
+    /// endpoints), and that it owns nothing while they do not: its siblings, which learn of
+    /// it from the same lists, do not count it yet either.
+    pub fn own_only_when_listed(&self) {
+        self.inner.listed_only.store(true, Ordering::SeqCst);
+        self.inner.listed.store(false, Ordering::SeqCst);
+        self.refresh(Instant::now());
+    }
+
     /// Replaces the members (itself excluded, by name).
     pub fn set_members(&self, members: &[(String, SocketAddr)]) {
+        if self.inner.listed_only.load(Ordering::SeqCst) {
+            let listed = members.iter().any(|(n, _)| *n == self.inner.me);
+            self.inner.listed.store(listed, Ordering::SeqCst);
+        }
         let others: Vec<(String, SocketAddr)> = members
             .iter()
             .filter(|(n, _)| *n != self.inner.me)
@@ -151,7 +171,9 @@ impl Cluster {
             .filter(|m| m.2)
             .map(|m| m.0)
             .collect();
-        live.insert(self.inner.me.clone());
+        if self.inner.listed.load(Ordering::SeqCst) {
+            live.insert(self.inner.me.clone());
+        }
         let mut cur = self.inner.live.write();
         if *cur != live {
             let gone: Vec<&String> = cur.difference(&live).collect();
@@ -168,7 +190,7 @@ impl Cluster {
         }
     }
 
-    /// The live replicas, this one included, sorted.
+    /// The live replicas, this one included (unless it waits to be listed), sorted.
     pub fn live_replicas(&self) -> Vec<String> {
         self.inner.live.read().iter().cloned().collect()
     }
@@ -181,9 +203,12 @@ impl Cluster {
             .to_string()
     }
 
-    /// Whether this replica owns `key` now (never before it is settled).
+    /// Whether this replica owns `key` now (never before it is settled, nor while it waits
+    /// to be listed).
     pub fn owns(&self, key: &str) -> bool {
-        self.is_settled() && self.owner(key) == self.inner.me
+        self.is_settled()
+            && self.inner.listed.load(Ordering::SeqCst)
+            && self.owner(key) == self.inner.me
     }
 
     /// A member's address and whether it is live.
@@ -286,6 +311,25 @@ mod tests {
                 live: false
             }]
         );
+    }
+
+    #[test]
+    fn a_replica_listed_by_its_service_owns_nothing_until_listed() {
+        let c = Cluster::new("pod-a");
+        c.own_only_when_listed();
+        c.settle();
+        let b: SocketAddr = "10.0.0.2:5060".parse().unwrap();
+        c.set_members(&[("pod-b".into(), b)]);
+        c.answered(b, Instant::now());
+        assert_eq!(c.live_replicas(), vec!["pod-b"]);
+        assert!(!c.owns("ns/reg"), "not a ready endpoint yet");
+        c.set_members(&[
+            ("pod-a".into(), "10.0.0.1:5060".parse().unwrap()),
+            ("pod-b".into(), b),
+        ]);
+        assert_eq!(c.live_replicas(), vec!["pod-a", "pod-b"]);
+        let keys: Vec<String> = (0..20).map(|i| format!("ns/reg-{i}")).collect();
+        assert!(keys.iter().any(|k| c.owns(k)));
     }
 
     #[test]

@@ -208,6 +208,9 @@ struct Client {
     recorded: Option<String>,
 }
 
+/// How long a replica taking a registration over from another waits before registering.
+const HANDOVER_DELAY: Duration = crate::cluster::DEAD_AFTER;
+
 const REG: usize = 0;
 const SUB: usize = 1;
 
@@ -304,6 +307,15 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(registration = %c.reg.id, error = %e, "previous upstream Contact unknown: a Contact another replica registered stays until it expires");
             }
+        }
+    }
+    if c.retire.is_some() && c.retire != c.advertised_contact() {
+        // Taken over from another replica. If it is alive (ownership moved because this one
+        // joined), it stops once it sees this one, within a probe round or two: wait that long
+        // so its last refresh cannot land after our REGISTER replaced its Contact.
+        tokio::select! {
+            _ = tokio::time::sleep(HANDOVER_DELAY) => {}
+            _ = crate::transport::shutdown_requested(&mut stop) => {}
         }
     }
     c.feed(REG, Input::Start).await;
@@ -542,19 +554,25 @@ impl Client {
     }
 
     fn contact_for(&mut self, local: std::net::SocketAddr) -> String {
-        let t = self.peer.transport;
-        let hostport = match self.settings.contacts.get(t) {
-            Some(a) => a.to_string(),
-            None => {
-                if !self.warned_contact {
-                    self.warned_contact = true;
-                    tracing::warn!(registration = %self.reg.id, transport = %t,
-                        "no advertised address for this transport: Contact uses the UAC's own socket, which does not take calls");
-                }
-                local.to_string()
-            }
-        };
-        let param = match t {
+        if let Some(c) = self.advertised_contact() {
+            return c;
+        }
+        if !self.warned_contact {
+            self.warned_contact = true;
+            tracing::warn!(registration = %self.reg.id, transport = %self.peer.transport,
+                "no advertised address for this transport: Contact uses the UAC's own socket, which does not take calls");
+        }
+        self.contact_at(&local.to_string())
+    }
+
+    /// Our Contact at the advertised address for the transport, when there is one.
+    fn advertised_contact(&self) -> Option<String> {
+        let hostport = self.settings.contacts.get(self.peer.transport)?.to_string();
+        Some(self.contact_at(&hostport))
+    }
+
+    fn contact_at(&self, hostport: &str) -> String {
+        let param = match self.peer.transport {
             Transport::Udp => String::new(),
             other => format!(";transport={}", other.as_sip_param()),
         };
