@@ -784,6 +784,10 @@ impl Templates {
                 arity(1)?;
                 Value::Bool(!truthy(&args[0]))
             }
+            "fail" => {
+                arity(1)?;
+                return err(name, s(&args[0])?);
+            }
             "required" => {
                 arity(2)?;
                 if !truthy(&args[1]) {

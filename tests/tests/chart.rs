@@ -203,6 +203,25 @@ fn defaults_are_safe_and_probed() {
 }
 
 #[test]
+fn several_registrar_replicas_without_redis_are_refused() {
+    for overrides in [
+        json!({"registrar": {"replicas": 2}}),
+        json!({"registrar": {"autoscaling": {"enabled": true}}}),
+    ] {
+        let e = chart()
+            .render(&overrides, RELEASE, NS)
+            .err()
+            .unwrap_or_else(|| panic!("{overrides} rendered"));
+        assert!(
+            format!("{e:#}").contains("set redis.enabled=true or redis.url"),
+            "{overrides}: {e:#}"
+        );
+    }
+    render(json!({"registrar": {"replicas": 2}, "redis": {"enabled": true}}));
+    render(json!({"registrar": {"replicas": 2}, "redis": {"url": "redis://r:6379/0"}}));
+}
+
+#[test]
 fn options_render_what_they_promise() {
     let all = render(overlays()[1].1.clone());
     let reg = all.find("Deployment", "-registrar").unwrap();
