@@ -138,6 +138,9 @@ registrar:
     type: NodePort
     externalTrafficPolicy: Local
     nodePorts: {udp: $node_port, tcp: $node_port}
+# Shared bindings, so the registrar can be scaled to 3 below (the in-chart Redis).
+redis:
+  enabled: true
 EOF
 helm upgrade --install "$release" "$repo/charts/switchboard" \
   --namespace "$ns" --create-namespace -f "$work/values.yaml" --wait --timeout 180s ||
