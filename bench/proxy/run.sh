@@ -22,12 +22,16 @@
 #   KAM_PORT (26060), OUR_PORT (26070), UAS_PORT (26090), UAC_PORT (26100), BUILD (1: cargo
 #   build --release), REGISTRAR_BIN, SKIP_KAMAILIO, SKIP_SWITCHBOARD, KEEP (1: keep the run dir),
 #   KAM_SHM_MB (1024: Kamailio shared memory; its 64 MB default runs out of transactions here),
-#   KAM_MEM (tlsf: Kamailio memory manager, -x; qm is its debugging-friendly default).
-# Every process started here runs in its own process group and is stopped on exit.
+#   KAM_MEM (tlsf: Kamailio memory manager, -x; qm is its debugging-friendly default),
+#   WORKDIR (use this directory instead of a new temp dir; implies KEEP=1).
+# Every process started here runs in its own process group (session) under `timeout` and is
+# stopped (TERM, then KILL after 5 s) on exit, also on Ctrl-C / TERM (bench/lib.sh).
 
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 RATES=${RATES:-"500 1000 2000 3000"}
 DURATION=${DURATION:-10}
 MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
@@ -46,40 +50,13 @@ KAM_MEM=${KAM_MEM:-tlsf}
 REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchboard-registrar}
 HZ=$(getconf CLK_TCK)
 
-die() { echo "run.sh: $*" >&2; exit 2; }
-for t in sipp timeout setsid awk python3; do command -v $t >/dev/null || die "missing tool: $t"; done
-[[ "$SKIP_KAMAILIO" == 1 ]] || command -v kamailio >/dev/null || die "missing tool: kamailio"
-if [[ "$SKIP_SWITCHBOARD" != 1 && "$BUILD" == 1 ]]; then
-	(cd "$REPO" && cargo build --release -p switchboard-registrar) >&2 || die "cargo build failed"
-fi
+check_duration_rates
+require_tools sipp timeout setsid awk python3
+[[ "$SKIP_KAMAILIO" == 1 ]] || require_tools kamailio
+[[ "$SKIP_SWITCHBOARD" == 1 ]] || build_registrar "$REPO"
 
-RUN=$(mktemp -d /tmp/switchboard-bench-proxy.XXXXXX)
-PGIDS=()
-cleanup() {
-	for pg in "${PGIDS[@]}"; do kill -TERM -- "-$pg" 2>/dev/null; done
-	sleep 0.3
-	for pg in "${PGIDS[@]}"; do kill -KILL -- "-$pg" 2>/dev/null; done
-	if [[ "$KEEP" == 1 ]]; then echo "# run directory: $RUN" >&2; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
-
-spawn_log() { # spawn_log LOG CMD...: CMD in its own process group, output to LOG; sets PID
-	local log=$1
-	shift
-	setsid "$@" >"$log" 2>&1 </dev/null &
-	PID=$!
-	PGIDS+=("$PID")
-}
-
-# cpu_ticks PGID: user+system jiffies of every process of the group
-cpu_ticks() {
-	local t=0 p v
-	for p in $(ps -o pid= -g "$1" 2>/dev/null); do
-		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
-		t=$((t + ${v:-0}))
-	done
-	echo $t
-}
+make_run_dir proxy
+bench_traps
 
 wait_options() { # wait_options PORT: until the server answers OPTIONS
 	local i
@@ -115,23 +92,22 @@ run_rates() { # run_rates NAME PORT SERVER_PGID REGISTER(0/1)
 				-key user 2000 -key domain bench.test -au 2000 -ap bench-2000 -nostdin -timeout 10 \
 				-timeout_error >register.out 2>&1) || { echo "# $name: REGISTER failed" >&2; cat "$dir/register.out" >&2; return 1; }
 		fi
-		spawn_log "$dir/uas.out" timeout $((DURATION * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
+		spawn "$dir/uas.out" $((DURATION * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
 			-nostdin
-		local uas=$PID
+		local uas=$SPAWNED_PID
 		sleep 0.3
 		local t0 c0 t1 c1
-		t0=$(date +%s.%N); c0=$(cpu_ticks "$pg")
+		t0=$(date +%s.%N); c0=$(session_ticks "$pg")
 		(cd "$dir" && timeout $((DURATION * 3 + 30)) sipp "$IP:$port" -sf "$HERE/uac.xml" -s 2000 -r "$rate" \
 			-m "$calls" -i "$IP" -p "$UAC_PORT" -nostdin -recv_timeout 5000 -timeout $((DURATION * 3 + 20)) \
 			-l 100000 >uac.out 2>&1)
-		t1=$(date +%s.%N); c1=$(cpu_ticks "$pg")
-		kill -TERM -- "-$uas" 2>/dev/null
-		sleep 0.2
+		t1=$(date +%s.%N); c1=$(session_ticks "$pg")
+		stop_pgid "$uas"
 		local ok failed
 		ok=$(stat_of "$dir/uac.out" "Successful call")
 		failed=$(( calls - ok ))
 		awk -v n="$name" -v r="$rate" -v ok="$ok" -v f="$failed" -v c=$((c1 - c0)) -v hz="$HZ" \
-			-v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" 'BEGIN {
+			-v w="$(elapsed "$t0" "$t1")" 'BEGIN {
 			ach = w > 0 ? ok / w : 0; tot = ok + f; pct = tot ? 100 * f / tot : 100
 			printf "%-12s %7d %10.0f %8d %7d %6.2f %6.0f %8.1f\n", n, r, ach, ok, f, pct, 100 * c / hz / w, ok ? 1e6 * c / hz / ok : 0 }' | tee -a "$RESULTS"
 	done
@@ -139,11 +115,11 @@ run_rates() { # run_rates NAME PORT SERVER_PGID REGISTER(0/1)
 
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then
 	sed -e "s/@IP@/$IP/g" -e "s/@PORT@/$KAM_PORT/g" -e "s/@UAS_PORT@/$UAS_PORT/g" "$HERE/kamailio.cfg.tmpl" >"$RUN/kamailio.cfg"
-	spawn_log "$RUN/kamailio.log" timeout 3600 kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
-	KPG=$PID
+	spawn "$RUN/kamailio.log" 3600 kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
+	KPG=$SPAWNED_PID
 	wait_options "$KAM_PORT" || { cat "$RUN/kamailio.log" >&2; die "Kamailio did not start"; }
 	run_rates kamailio "$KAM_PORT" "$KPG" 0
-	kill -TERM -- "-$KPG" 2>/dev/null; sleep 0.5
+	stop_pgid "$KPG"
 fi
 
 if [[ "$SKIP_SWITCHBOARD" != 1 ]]; then
@@ -171,9 +147,9 @@ domains:
         assignment: Site
         extension: "2000"
 YAML
-	spawn_log "$RUN/switchboard.log" timeout 3600 env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
+	spawn "$RUN/switchboard.log" 3600 env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
 		--udp "$IP:$OUR_PORT" --tcp "$IP:$OUR_PORT" --http "$IP:$OUR_HTTP" --replica bench
-	SPG=$PID
+	SPG=$SPAWNED_PID
 	wait_options "$OUR_PORT" || { cat "$RUN/switchboard.log" >&2; die "Switchboard did not start"; }
 	run_rates switchboard "$OUR_PORT" "$SPG" 1
 fi

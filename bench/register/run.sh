@@ -74,11 +74,14 @@
 #
 # Every process this script starts runs in its own process group, under `timeout`, and is
 # killed (TERM, then KILL) on exit by the trap. sipp runs are bounded by -m, -recv_timeout and
-# an outer `timeout`.
+# an outer `timeout`. The process handling, CPU readers and sipp helpers shared with
+# bench/proxy and bench/scale are in bench/lib.sh.
 
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
 USERS=${USERS:-10000}
 RATES=${RATES:-"5000 10000 15000 20000"}
@@ -105,24 +108,12 @@ BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 KEEP=${KEEP:-0}
 REALM=bench.test
 
-die() { echo "run.sh: $*" >&2; exit 2; }
-
 case "$IP" in 127.*) ;; *) die "IP must be a loopback address (127.x.y.z), got $IP" ;; esac
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 1 ]] || die "USERS must be a positive integer"
-[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 120 ]] || die "DURATION must be 1..120"
-for r in $RATES; do [[ "$r" =~ ^[0-9]+$ && "$r" -ge 1 && "$r" -le 200000 ]] || die "bad rate '$r' in RATES"; done
-for tool in sipp sipsak python3 timeout setsid awk; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-if [[ "$SKIP_KAMAILIO" != 1 ]]; then command -v kamailio >/dev/null || die "missing tool: kamailio"; fi
-if [[ -z "$REGISTRAR_CMD" && "$SKIP_SWITCHBOARD" != 1 ]]; then
-	if [[ "$BUILD" == 1 ]]; then
-		command -v cargo >/dev/null || die "missing tool: cargo (or set BUILD=0 and REGISTRAR_BIN)"
-		echo "# building: cargo build --release -p switchboard-registrar" >&2
-		(cd "$REPO" && cargo build --release -p switchboard-registrar) >&2 || die "cargo build failed"
-	fi
-	[[ -x "$REGISTRAR_BIN" ]] || die "no registrar binary at $REGISTRAR_BIN (BUILD=1 builds it)"
-fi
+check_duration_rates
+require_tools sipp sipsak python3 timeout setsid awk /usr/bin/time
+if [[ "$SKIP_KAMAILIO" != 1 ]]; then require_tools kamailio; fi
+if [[ -z "$REGISTRAR_CMD" && "$SKIP_SWITCHBOARD" != 1 ]]; then build_registrar "$REPO"; fi
 
 NRATES=$(wc -w <<<"$RATES")
 NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
@@ -132,57 +123,8 @@ SIPP_MAX_SECS=$((DURATION * 3 + 20))
 # Upper bound for a server's lifetime: start-up plus every rate.
 SERVER_MAX_SECS=$((READY_TIMEOUT + NRATES * (SIPP_MAX_SECS + 5) + 30))
 
-if [[ -n "${WORKDIR:-}" ]]; then
-	mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
-	RUN=$(cd "$WORKDIR" && pwd); KEEP=1
-else
-	RUN=$(mktemp -d /tmp/switchboard-bench-register.XXXXXX) || die "mktemp failed"
-fi
-
-STARTED_PGIDS=()
-
-stop_pgid() { # stop_pgid PGID: TERM the process group, wait up to 5 s, then KILL
-	local pg=$1 i
-	kill -0 -- "-$pg" 2>/dev/null || return 0
-	kill -TERM -- "-$pg" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		kill -0 -- "-$pg" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL -- "-$pg" 2>/dev/null
-	return 0
-}
-
-cleanup() {
-	local pg
-	for pg in "${STARTED_PGIDS[@]}"; do stop_pgid "$pg"; done
-	if [[ "$KEEP" == 1 ]]; then
-		echo "run directory kept: $RUN" >&2
-	else
-		rm -rf -- "$RUN"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# spawn LOGFILE CMD...: run CMD in its own process group (setsid), bounded by SERVER_MAX_SECS.
-# Sets SPAWNED_PID (== its process group id).
-spawn() {
-	local log=$1; shift
-	setsid timeout -k 5 "$SERVER_MAX_SECS" "$@" >"$log" 2>&1 </dev/null &
-	SPAWNED_PID=$!
-	STARTED_PGIDS+=("$SPAWNED_PID")
-}
-
-# port_answers HOST PORT: true if a SIP server answers OPTIONS there (any final response).
-port_answers() {
-	local rc
-	timeout 2 sipsak -H "$IP" -s "sip:ping@$1:$2" >/dev/null 2>&1
-	rc=$?
-	# sipsak: 0 = 200 OK, 1 = another final response; both mean a SIP server answers.
-	[[ $rc == 0 || $rc == 1 ]]
-}
+make_run_dir register
+bench_traps
 
 # wait_ready NAME HOST PORT PID: until the server answers OPTIONS (any final response), the
 # process dies, or READY_TIMEOUT passes.
@@ -217,7 +159,7 @@ start_kamailio() {
 		return 1
 	fi
 	SERVER_LOG="$dir/kamailio.log"
-	spawn "$SERVER_LOG" kamailio -f "$dir/kamailio.cfg" -DD -E -m 512 -M 16 \
+	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" kamailio -f "$dir/kamailio.cfg" -DD -E -m 512 -M 16 \
 		-Y "$dir" -w "$dir" -P "$dir/kamailio.pid"
 	SERVER_PID=$SPAWNED_PID
 }
@@ -227,7 +169,7 @@ start_cmd() {
 	local port=$1 dir="$RUN/$REGISTRAR_NAME"
 	mkdir -p "$dir" || return 1
 	SERVER_LOG="$dir/server.log"
-	spawn "$SERVER_LOG" env BENCH_IP="$IP" BENCH_PORT="$port" BENCH_REALM="$REALM" \
+	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" env BENCH_IP="$IP" BENCH_PORT="$port" BENCH_REALM="$REALM" \
 		BENCH_USERS_TSV="$RUN/users/users.tsv" BENCH_DIR="$dir" bash -c "$REGISTRAR_CMD"
 	SERVER_PID=$SPAWNED_PID
 }
@@ -247,63 +189,32 @@ start_switchboard() {
 	fi
 	SERVER_LOG="$dir/registrar.log"
 	# shellcheck disable=SC2086 # REGISTRAR_ARGS is a list of words
-	spawn "$SERVER_LOG" env RUST_LOG="$REGISTRAR_LOG" "$REGISTRAR_BIN" --config "$dir/config/registrar.yaml" \
+	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" env RUST_LOG="$REGISTRAR_LOG" "$REGISTRAR_BIN" --config "$dir/config/registrar.yaml" \
 		--udp "$IP:$port" --tcp "$IP:$port" --http "$IP:$OUR_HTTP_PORT" --replica bench \
 		"${extra[@]}" $REGISTRAR_ARGS
 	SERVER_PID=$SPAWNED_PID
 }
 
 # ---------------------------------------------------------------- sipp
-# machine_ticks: "total busy" jiffies of all CPUs, from /proc/stat
-machine_ticks() {
-	awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, t - $5 - $6; exit }' /proc/stat
-}
-
-# session_ticks SID: CPU jiffies (user+system) used so far by the live processes of session SID
-# (every server started by spawn() is a session leader); "NA" without a SID.
-session_ticks() {
-	[[ -n "${1:-}" ]] || { echo NA; return; }
-	local p sum=0 t
-	for p in $(ps -s "$1" -o pid= 2>/dev/null); do
-		# fields after the ")" that ends the command name: utime is the 12th, stime the 13th
-		t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
-		sum=$((sum + ${t:-0}))
-	done
-	echo "$sum"
-}
-
 # sipp_run NAME HOST PORT RATE: one bounded sipp run; prints
 # "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu% us_per_reg"
 # (CPU figures in % of one core, averaged over the run, approximate; "other" is the rest of the
 # machine: kernel softirq work for loopback UDP, and any other program running at the same time).
 sipp_run() {
-	local name=$1 host=$2 port=$3 rate=$4 calls dir limit
+	local name=$1 host=$2 port=$3 rate=$4 calls dir
 	calls=$((rate * DURATION))
-	limit=$rate; ((limit < 1000)) && limit=1000
 	dir="$RUN/$name/sipp-$rate"
 	mkdir -p "$dir"
-	local cmd=(sipp "$host:$port" -sf "$HERE/register_auth.xml" -inf "$RUN/users/users.csv"
-		-i "$IP" -p "$SIPP_PORT" -t u1
-		-r "$rate" -rp 1000 -m "$calls" -l "$limit"
-		-recv_timeout 5000 -max_recv_loops 10000 -max_sched_loops 10000 -buff_size 4194304
-		-nostdin -trace_stat -stf "$dir/stat.csv" -fd 1
-		-trace_screen -screen_file "$dir/screen.log"
-		-trace_error_codes -error_file "$dir/errors.log")
-	echo "${cmd[*]}" >"$dir/command"
-	local m0 s0 m1 s1 t0 t1 rc
+	local m0 s0 m1 s1 t0 t1 rc wall
 	m0=$(machine_ticks); s0=$(session_ticks "$SERVER_PID"); t0=$EPOCHREALTIME
-	# sipp's own -timeout does not abort calls in retransmission; bound it from outside:
-	# SIGUSR1 makes sipp stop starting calls and finish (calls in progress end within
-	# -recv_timeout) with its final statistics; KILL 5 s later if it has not.
-	# /usr/bin/time records sipp's CPU time (rusage of the waited-for children).
-	/usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" \
-		timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null
+	sipp_register "$dir" "$host:$port" "$RUN/users/users.csv" "$IP" "$SIPP_PORT" "$rate" "$calls"
 	rc=$?
 	t1=$EPOCHREALTIME; m1=$(machine_ticks); s1=$(session_ticks "$SERVER_PID")
 	echo "$rc" >"$dir/rc"
+	wall=$(elapsed "$t0" "$t1")
 	local cpu
 	cpu=$(awk -v m0="$m0" -v m1="$m1" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" -v ncpu="$NCPU" \
-		-v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" -v ru="$(tail -n 1 "$dir/sipp.rusage" 2>/dev/null)" '
+		-v wall="$wall" -v sippc="$(sipp_rusage "$dir")" '
 		BEGIN {
 			split(m0, a, " "); split(m1, b, " ")
 			# CPU seconds used by the whole machine. Scaled by the elapsed ticks rather than
@@ -311,30 +222,27 @@ sipp_run() {
 			# count in a Firecracker guest), which would hide other programs.
 			dt = b[1] - a[1]
 			busy = (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0
-			n = split(ru, r, " "); sippc = (n == 2 && r[1] ~ /^[0-9.]+$/) ? r[1] + r[2] : -1
+			if (sippc == "NA") sippc = -1
 			srv = (s0 == "NA" || s1 == "NA") ? -1 : (s1 - s0) / hz
 			printf "%s %s ", (srv < 0 ? "NA" : sprintf("%.0f", 100 * srv / wall)), (sippc < 0 ? "NA" : sprintf("%.0f", 100 * sippc / wall))
 			other = busy - (srv > 0 ? srv : 0) - (sippc > 0 ? sippc : 0); if (other < 0) other = 0
 			printf "%.0f\n", 100 * other / wall
 		}')
 	echo "$m0|$m1|$s0|$s1|$t0|$t1" >"$dir/cpu.raw"
-	# The last line of the stat file holds the final cumulative counters.
-	local res
-	res=$(awk -F';' -v rate="$rate" -v calls="$calls" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" '
-		function lastf(s,  n, a) { n = split(s, a, "\t"); return a[n] }
-		NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-		NF > 10 { last = $0 }
-		END {
-			if (last == "") { printf "%d NA NA NA NA %.2f NA\n", rate, wall; exit }
-			n = split(last, f, ";")
-			start = lastf(f[col["StartTime"]]); now = lastf(f[col["CurrentTime"]])
-			el = now - start; if (el <= 0) el = wall
-			ok = f[col["SuccessfulCall(C)"]] + 0; ko = f[col["FailedCall(C)"]] + 0
-			# calls never completed (e.g. sipp stopped by the outer timeout) count as failures
-			missing = calls - ok - ko; if (missing > 0) ko += missing
+	# rate achieved ok failed fail_pct secs retrans; secs: sipp's elapsed time (the wall time of
+	# the run if sipp's is unknown); no statistics: NA (secs: the wall time if the file exists).
+	local res stats
+	if stats=$(sipp_final_stats "$dir/stat.csv" "$calls"); then
+		res=$(awk -v rate="$rate" -v s="$stats" -v wall="$wall" 'BEGIN {
+			split(s, v, " "); ok = v[1]; ko = v[2]; el = v[3]; if (el <= 0) el = wall
 			tot = ok + ko
-			printf "%d %.0f %d %d %.2f %.2f %d\n", rate, ok / el, ok, ko, (tot ? 100 * ko / tot : 100), el, f[col["Retransmissions(C)"]] + 0
-		}' "$dir/stat.csv" 2>/dev/null) || res="$rate NA NA NA NA NA NA"
+			printf "%d %.0f %d %d %.2f %.2f %d\n", rate, ok / el, ok, ko, (tot ? 100 * ko / tot : 100), el, v[4]
+		}')
+	elif [[ -f "$dir/stat.csv" ]]; then
+		res=$(awk -v rate="$rate" -v wall="$wall" 'BEGIN { printf "%d NA NA NA NA %.2f NA\n", rate, wall }')
+	else
+		res="$rate NA NA NA NA NA NA"
+	fi
 	# Server CPU time per successful registration, in microseconds.
 	local usreg
 	usreg=$(awk -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" -v ok="$(cut -d' ' -f3 <<<"$res")" '
@@ -388,11 +296,8 @@ bench_server() {
 		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
 			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
 		echo "$name $line" >>"$RUN/results.txt"
-		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
-			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
-			BUSY_RUNS=$((BUSY_RUNS + 1))
-		fi
-		if [[ "$ach" != NA ]] && awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
+		note_busy "$ocpu"
+		if [[ "$ach" != NA ]] && below_max_fail "$pct"; then
 			((ach > best)) && best=$ach
 			[[ "$usreg" != NA ]] && usregs+=("$usreg")
 		fi
@@ -405,8 +310,7 @@ bench_server() {
 	done
 	BEST[$name]=$best
 	# The median CPU per registration over the sustained runs.
-	((${#usregs[@]} > 0)) && USREG[$name]=$(printf '%s\n' "${usregs[@]}" | sort -g |
-		awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	((${#usregs[@]} > 0)) && USREG[$name]=$(median "${usregs[@]}")
 	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): $best registrations/s;" \
 		"server CPU per registration (median of those runs): ${USREG[$name]} us" >&2
 	[[ -n "$SERVER_PID" ]] && stop_pgid "$SERVER_PID"
@@ -451,7 +355,5 @@ for name in "${SERVER_ORDER[@]}"; do
 	fi
 	echo "$line"
 done
-if ((BUSY_RUNS > 0)); then
-	echo "WARNING: $BUSY_RUNS run(s) shared the CPUs with other programs (other% > ${BUSY_OTHER_PCT}); rerun on a quiet machine"
-fi
+busy_warning
 exit "$STATUS"

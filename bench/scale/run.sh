@@ -64,12 +64,14 @@
 #
 # Every process this script starts runs in its own session (setsid) under `timeout`, and is
 # stopped (TERM, then KILL) by the exit trap; sipp runs are bounded by -m, -recv_timeout and an
-# outer `timeout`.
+# outer `timeout`. Helpers shared with bench/register and bench/proxy: bench/lib.sh.
 
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 REG_BENCH="$REPO/bench/register"
 
 USERS=${USERS:-10000}
@@ -94,25 +96,17 @@ KEEP=${KEEP:-1}
 REALM=bench.test
 # Shared by every replica, so any of them accepts a challenge another issued (as in a cluster).
 NONCE_KEY=7e1f2a9c4b6d8e0f1a3c5e7092b4d6f8
-
-die() { echo "run.sh: $*" >&2; exit 2; }
+# The address port_answers (sipsak) sends its OPTIONS probes from.
+IP=127.0.0.1
 
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 9 ]] || die "USERS must be an integer >= 9"
-[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 120 ]] || die "DURATION must be 1..120"
-for r in $RATES; do [[ "$r" =~ ^[0-9]+$ && "$r" -ge 1 && "$r" -le 200000 ]] || die "bad rate '$r' in RATES"; done
+check_duration_rates
 for n in $REPLICAS; do [[ "$n" =~ ^[1-9]$ ]] || die "bad replica count '$n' in REPLICAS (1..9)"; done
 for p in "$PORT" "$HTTP_BASE" "$SIPP_PORT_BASE" "$REDIS_PORT"; do
 	[[ "$p" =~ ^[0-9]+$ && "$p" -ge 1024 && "$p" -le 65000 ]] || die "bad port '$p'"
 done
-for tool in sipp sipsak python3 timeout setsid awk "$REDIS_SERVER" /usr/bin/time; do
-	command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-if [[ "$BUILD" == 1 ]]; then
-	command -v cargo >/dev/null || die "missing tool: cargo (or set BUILD=0 and REGISTRAR_BIN)"
-	echo "# building: cargo build --release -p switchboard-registrar" >&2
-	(cd "$REPO" && cargo build --release -p switchboard-registrar) >&2 || die "cargo build failed"
-fi
-[[ -x "$REGISTRAR_BIN" ]] || die "no registrar binary at $REGISTRAR_BIN (BUILD=1 builds it)"
+require_tools sipp sipsak python3 timeout setsid awk "$REDIS_SERVER" /usr/bin/time
+build_registrar "$REPO"
 "$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--redis-url' ||
 	die "$REGISTRAR_BIN has no --redis-url: too old for this benchmark"
 
@@ -126,56 +120,8 @@ CASES=()
 for n in $REPLICAS; do CASES+=("redis-$n"); done
 REDIS_MAX_SECS=$(((${#CASES[@]} + 1) * SERVER_MAX_SECS))
 
-if [[ -n "${WORKDIR:-}" ]]; then
-	mkdir -p "$WORKDIR" || die "cannot create $WORKDIR"
-	RUN=$(cd "$WORKDIR" && pwd); KEEP=1
-else
-	RUN=$(mktemp -d /tmp/switchboard-bench-scale.XXXXXX) || die "mktemp failed"
-fi
-
-STARTED_SIDS=()
-
-stop_sid() { # stop_sid SID: TERM the session's process group, wait up to 5 s, then KILL
-	local pg=$1 i
-	kill -0 -- "-$pg" 2>/dev/null || return 0
-	kill -TERM -- "-$pg" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		kill -0 -- "-$pg" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL -- "-$pg" 2>/dev/null
-	return 0
-}
-
-cleanup() {
-	local pg
-	for pg in "${STARTED_SIDS[@]}"; do stop_sid "$pg"; done
-	if [[ "$KEEP" == 1 ]]; then
-		echo "run directory: $RUN" >&2
-	else
-		rm -rf -- "$RUN"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# spawn LOGFILE LIMIT CMD...: CMD in a session of its own, bounded by LIMIT seconds; sets
-# SPAWNED_PID (== its session and process group id).
-spawn() {
-	local log=$1 limit=$2; shift 2
-	setsid timeout -k 5 "$limit" "$@" >"$log" 2>&1 </dev/null &
-	SPAWNED_PID=$!
-	STARTED_SIDS+=("$SPAWNED_PID")
-}
-
-# port_answers HOST PORT: true if a SIP server answers OPTIONS there (any final response).
-port_answers() {
-	local rc
-	timeout 2 sipsak -H 127.0.0.1 -s "sip:ping@$1:$2" >/dev/null 2>&1
-	rc=$?
-	[[ $rc == 0 || $rc == 1 ]]
-}
+make_run_dir scale
+bench_traps
 
 # redis_cmd CMD...: one command to our redis-server; prints the reply (bulk strings as text).
 redis_cmd() {
@@ -200,25 +146,6 @@ EOF
 # redis_commands: total_commands_processed so far ("NA" if Redis does not answer).
 redis_commands() {
 	redis_cmd INFO stats | awk -F: '$1 == "total_commands_processed" { gsub(/\r/, "", $2); print $2; found = 1 } END { if (!found) print "NA" }'
-}
-
-# session_ticks SID...: CPU jiffies (user+system) used so far by the live processes of the
-# sessions (every server spawn() started leads one).
-session_ticks() {
-	local sid p sum=0 t
-	for sid in "$@"; do
-		for p in $(ps -s "$sid" -o pid= 2>/dev/null); do
-			# after the ")" that ends the command name: utime is the 12th field, stime the 13th
-			t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
-			sum=$((sum + ${t:-0}))
-		done
-	done
-	echo "$sum"
-}
-
-# machine_ticks: "total busy" jiffies of all CPUs, from /proc/stat
-machine_ticks() {
-	awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, t - $5 - $6; exit }' /proc/stat
 }
 
 # ---------------------------------------------------------------- users and config
@@ -316,7 +243,7 @@ start_replicas() {
 
 stop_replicas() {
 	local sid
-	for sid in "${REPLICA_SIDS[@]}"; do stop_sid "$sid"; done
+	for sid in "${REPLICA_SIDS[@]}"; do stop_pgid "$sid"; done
 	REPLICA_SIDS=()
 }
 
@@ -324,10 +251,9 @@ stop_replicas() {
 # run_rate CASE N RATE: N sipps at once, sipp i against replica i with slice i at RATE/N; prints
 # "rate achieved ok failed fail_pct secs retrans reg% redis% sipp% other% reg_us redis_us cmds_per_reg"
 run_rate() {
-	local case=$1 n=$2 rate=$3 i per calls limit dir pids=() m0 m1 r0 r1 d0 d1 c0 c1 t0 t1
+	local case=$1 n=$2 rate=$3 i per calls dir pids=() m0 m1 r0 r1 d0 d1 c0 c1 t0 t1
 	per=$(((rate + n - 1) / n))
 	calls=$((per * DURATION))
-	limit=$per; ((limit < 1000)) && limit=1000
 	for ((i = 1; i <= n; i++)); do
 		dir="$RUN/$case/sipp-$rate-$i"
 		mkdir -p "$dir"
@@ -338,18 +264,8 @@ run_rate() {
 	t0=$EPOCHREALTIME
 	for ((i = 1; i <= n; i++)); do
 		dir="$RUN/$case/sipp-$rate-$i"
-		local cmd=(sipp "127.0.0.$i:$PORT" -sf "$REG_BENCH/register_auth.xml" -inf "$RUN/users/slice-$n-$i.csv"
-			-i 127.0.0.1 -p "$((SIPP_PORT_BASE + i))" -t u1
-			-r "$per" -rp 1000 -m "$calls" -l "$limit"
-			-recv_timeout 5000 -max_recv_loops 10000 -max_sched_loops 10000 -buff_size 4194304
-			-nostdin -trace_stat -stf "$dir/stat.csv" -fd 1
-			-trace_screen -screen_file "$dir/screen.log"
-			-trace_error_codes -error_file "$dir/errors.log")
-		echo "${cmd[*]}" >"$dir/command"
-		# SIGUSR1 from the outer timeout: sipp stops starting calls and finishes with its final
-		# statistics; KILL 5 s later. /usr/bin/time records sipp's CPU time.
-		(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" \
-			timeout -s USR1 -k 5 "$SIPP_MAX_SECS" "${cmd[@]}" >"$dir/stdout" 2>&1 </dev/null) &
+		sipp_register "$dir" "127.0.0.$i:$PORT" "$RUN/users/slice-$n-$i.csv" 127.0.0.1 "$((SIPP_PORT_BASE + i))" \
+			"$per" "$calls" &
 		pids+=($!)
 	done
 	for i in "${pids[@]}"; do wait "$i"; done
@@ -363,19 +279,12 @@ run_rate() {
 	local sums
 	sums=$(for ((i = 1; i <= n; i++)); do
 		dir="$RUN/$case/sipp-$rate-$i"
-		awk -F';' -v calls="$calls" -v ru="$(tail -n 1 "$dir/sipp.rusage" 2>/dev/null)" '
-			function lastf(s,  n, a) { n = split(s, a, "\t"); return a[n] }
-			NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-			NF > 10 { last = $0 }
-			END {
-				m = split(ru, r, " "); cpu = (m == 2 && r[1] ~ /^[0-9.]+$/) ? r[1] + r[2] : 0
-				if (last == "") { printf "0 0 %d 0 0 %s\n", calls, cpu; exit }
-				split(last, f, ";")
-				el = lastf(f[col["CurrentTime"]]) - lastf(f[col["StartTime"]])
-				ok = f[col["SuccessfulCall(C)"]] + 0; ko = f[col["FailedCall(C)"]] + 0
-				missing = calls - ok - ko; if (missing > 0) ko += missing
-				printf "%.3f %d %d %.3f %d %s\n", (el > 0 ? ok / el : 0), ok, ko, el, f[col["Retransmissions(C)"]] + 0, cpu
-			}' "$dir/stat.csv" 2>/dev/null || echo "0 0 $calls 0 0 0"
+		awk -v s="$(sipp_final_stats "$dir/stat.csv" "$calls")" -v calls="$calls" -v cpu="$(sipp_rusage "$dir")" 'BEGIN {
+			if (cpu == "NA") cpu = 0
+			if (s == "") { printf "0 0 %d 0 0 %s\n", calls, cpu; exit }
+			split(s, v, " "); ok = v[1]; ko = v[2]; el = v[3]
+			printf "%.3f %d %d %.3f %d %s\n", (el > 0 ? ok / el : 0), ok, ko, el, v[4], cpu
+		}'
 	done | awk '{ ach += $1; ok += $2; ko += $3; if ($4 > el) el = $4; rtx += $5; cpu += $6 }
 		END { printf "%.0f %d %d %.2f %d %.3f\n", ach, ok, ko, el, rtx, cpu }')
 	awk -v rate="$rate" -v s="$sums" -v m0="$m0" -v m1="$m1" -v r0="$r0" -v r1="$r1" -v d0="$d0" -v d1="$d1" \
@@ -423,15 +332,12 @@ bench_case() {
 		# shellcheck disable=SC2059
 		printf "$FMT" "$case" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$rcpu" "$dcpu" "$pcpu" "$ocpu" "$regus" "$redus" "$cmds"
 		echo "$case $line" >>"$RUN/results.txt"
-		if [[ "$ocpu" =~ ^[0-9]+$ ]] && ((ocpu > BUSY_OTHER_PCT)); then
-			echo "  ^ other programs used ${ocpu}% CPU during this run (> ${BUSY_OTHER_PCT}%): figure not comparable" >&2
-			BUSY_RUNS=$((BUSY_RUNS + 1))
-		fi
+		note_busy "$ocpu"
 		if [[ "$store" == redis && "$cmds" =~ ^0(\.0)?$ ]]; then
 			echo "  ^ no Redis commands during this run: the replicas did not use Redis (--redis-url ignored?)" >&2
 			STATUS=1
 		fi
-		if awk -v p="$pct" -v m="$MAX_FAIL_PCT" 'BEGIN{exit !(p < m)}'; then
+		if below_max_fail "$pct"; then
 			((ach > best)) && best=$ach
 			[[ "$regus" =~ ^[0-9.]+$ ]] && regs+=("$regus")
 			[[ "$redus" =~ ^[0-9.]+$ ]] && reds+=("$redus")
@@ -449,11 +355,6 @@ bench_case() {
 	BEST[$case]=$best
 	REGUS[$case]=$(median "${regs[@]}") REDUS[$case]=$(median "${reds[@]}") CMDS[$case]=$(median "${cmdss[@]}")
 	stop_replicas
-}
-
-median() {
-	(($# > 0)) || { echo NA; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 ratio() { # ratio A B: A/B with two decimals, NA when either is missing or B is 0
@@ -489,8 +390,6 @@ for c in "${CASES[@]}"; do bench_case "$c"; done
 		fi
 		printf '%-9s %10s %8s %9s %9s   %s\n' "$c" "${BEST[$c]}" "${REGUS[$c]}" "${REDUS[$c]}" "${CMDS[$c]}" "$r"
 	done
-	if ((BUSY_RUNS > 0)); then
-		echo "WARNING: $BUSY_RUNS run(s) shared the CPUs with other programs (other% > ${BUSY_OTHER_PCT}); rerun on a quiet machine"
-	fi
+	busy_warning
 } | tee "$RUN/summary.txt"
 exit "$STATUS"
