@@ -1305,6 +1305,44 @@ fn a_call_on_one_replica_rings_a_udp_phone_registered_on_the_other() {
 }
 
 #[test]
+fn across_replicas_a_call_is_cancelled_and_the_callee_hangs_up_through_both() {
+    let p = Pair::start("across-cancel");
+    let mut phone = Phone::register(&p.r1.registrar, "1002");
+    p.r2.registrar.wait_bindings("default/desk-1002", 1);
+
+    // The caller's CANCEL on r2 reaches the phone through r1.
+    phone.answer("proxy_uas_ring.xml", &[]);
+    let caller = call(&p.r2.registrar, "1001", "1002", "proxy_uac_cancel.xml", &[]);
+    let callee = phone.finish();
+    assert_eq!(requests(&callee, "CANCEL").len(), 1, "{callee:?}");
+    assert!(statuses(&caller)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 487")));
+
+    // The phone's BYE follows the route set back through r1 and r2 to the caller.
+    phone.answer("proxy_uas_bye.xml", &[("ANSWER_DELAY", "50")]);
+    let caller = call(
+        &p.r2.registrar,
+        "1001",
+        "1002",
+        "proxy_uac_callee_bye.xml",
+        &[],
+    );
+    let callee = phone.finish();
+    let bye = requests(&caller, "BYE");
+    assert_eq!(bye.len(), 1, "{caller:?}");
+    let vias = via_tops(bye[0]);
+    assert!(
+        vias[0].contains(&format!("127.0.0.1:{}", p.r2.spec.sip_port))
+            && vias[1].contains(&format!("127.0.0.1:{}", p.r1.spec.sip_port)),
+        "through r1, then r2: {vias:?}"
+    );
+    assert!(statuses(&callee)
+        .iter()
+        .any(|s| s.starts_with("SIP/2.0 200")));
+}
+
+#[test]
 fn a_call_on_one_replica_rings_a_tcp_phone_through_the_replica_holding_its_connection() {
     let p = Pair::start("across-tcp");
     let mut phone = TcpPhone::register(&p.r1.registrar, "1002");
