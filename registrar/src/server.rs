@@ -175,6 +175,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Arc::new(MemoryStore::new()),
     };
     // Siblings: a static list, or the registrar Service's endpoints in a cluster.
+    anyhow::ensure!(
+        args.peers_service.is_none() || cluster.is_some(),
+        "--peers-service needs the cluster (--kube, or running in a pod)"
+    );
     let clustered = !args.peers.is_empty() || args.peers_service.is_some();
     let siblings = if clustered {
         if args.redis_url.is_none() {
@@ -403,10 +407,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             SocketAddr::new(family_ip, 0),
             shutdown_rx.clone(),
         ));
-        if let Some(service_name) = &args.peers_service {
-            let Some((client, namespace)) = &cluster else {
-                anyhow::bail!("--peers-service needs the cluster (--kube, or running in a pod)");
-            };
+        if let (Some(service_name), Some((client, namespace))) = (&args.peers_service, &cluster) {
             tracing::info!(service = %service_name, "siblings from the Service's EndpointSlices");
             siblings.own_only_when_listed();
             background.spawn(cluster::endpoints::run(
