@@ -5,9 +5,13 @@
 
 mod common;
 
+use common::sipp::{
+    answered, first_line, once_within, register_phone, requests, scenario, scenario_with,
+    sipp_args, spawn_sipp, statuses, user_args, wait_exit, wait_listening,
+};
 use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use switchboard_crds::config::ha1;
 
@@ -46,40 +50,6 @@ fn config_with(upstream_port: u16, trusted: &str) -> String {
     )
 }
 
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
-}
-
-/// A scenario with placeholders filled in, written to `dir`.
-fn scenario_with(dir: &Path, name: &str, subst: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(scenario(name)).unwrap();
-    for (k, v) in subst {
-        text = text.replace(k, v);
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
-    vec![
-        remote.to_string(),
-        "-sf".into(),
-        path.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-t".into(),
-        "u1".into(),
-        "-nostdin".into(),
-        "-trace_msg".into(),
-        "-trace_err".into(),
-    ]
-}
-
 /// A phone: a UDP port registered as `user`, then a sipp UAS listening on it.
 struct Phone {
     port: u16,
@@ -92,37 +62,14 @@ impl Phone {
     fn register(r: &Registrar, user: &str) -> Phone {
         let port = free_port();
         let dir = temp_dir(&format!("phone-{user}"));
-        let mut args = base_args(
+        register_phone(
             &format!("127.0.0.1:{}", r.sip_port),
-            &scenario("proxy_register.xml"),
-            port,
-        );
-        args.extend(
-            [
-                "-m",
-                "1",
-                "-timeout",
-                "20",
-                "-timeout_error",
-                "-key",
-                "user",
-                user,
-                "-key",
-                "domain",
-                DOMAIN,
-                "-au",
-                user,
-                "-ap",
-            ]
-            .map(String::from),
-        );
-        args.push(format!("pw-{user}"));
-        let out = run_tool("sipp", &args, &dir, Duration::from_secs(30));
-        assert!(
-            out.status.success(),
-            "REGISTER of {user} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            common::sipp_logs(&dir)
+            user,
+            DOMAIN,
+            &format!("pw-{user}"),
+            ("127.0.0.1", port),
+            &dir,
+            20,
         );
         Phone {
             port,
@@ -134,42 +81,21 @@ impl Phone {
     /// Starts the phone's UAS scenario (one call).
     fn answer(&mut self, name: &str, subst: &[(&str, &str)]) {
         let path = scenario_with(&self.dir, name, subst);
-        let mut args = base_args("127.0.0.1:9", &path, self.port);
-        args.extend(["-m", "1", "-timeout", "30", "-timeout_error"].map(String::from));
-        let child = Command::new("sipp")
-            .args(&args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp must be installed (.ci/run installs it)");
-        self.child = Some(child);
+        let mut args = sipp_args("127.0.0.1:9", &path, "127.0.0.1", self.port, "u1");
+        args.extend(once_within(30));
+        self.child = Some(spawn_sipp(&args, &self.dir));
         // Listening once its port is taken.
-        let port = self.port;
-        wait_until("the sipp UAS to listen", || {
-            std::net::UdpSocket::bind(("127.0.0.1", port))
-                .is_err()
-                .then_some(())
-        });
+        wait_listening("the sipp UAS to listen", self.port, false);
     }
 
     /// Waits for the UAS to finish; asserts it succeeded.
     fn finish(&mut self) -> Vec<String> {
         let mut child = self.child.take().expect("answering");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > DEADLINE * 3 {
-                let _ = child.kill();
-                panic!(
-                    "the phone's sipp did not finish:\n{}",
-                    common::sipp_logs(&self.dir)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_exit(&mut child, DEADLINE * 3) else {
+            panic!(
+                "the phone's sipp did not finish:\n{}",
+                common::sipp_logs(&self.dir)
+            );
         };
         assert!(
             status.success(),
@@ -224,35 +150,16 @@ fn call_with(
 ) -> Vec<String> {
     let dir = temp_dir(&format!("caller-{user}"));
     let path = scenario_with(&dir, name, subst);
-    let mut args = base_args(&format!("127.0.0.1:{}", r.sip_port), &path, free_port());
-    if let Some(i) = args.iter().position(|a| a == "-i") {
-        args[i + 1] = ip.to_string();
-    }
-    if let Some(i) = args.iter().position(|a| a == "-t") {
-        args[i + 1] = transport.to_string();
-    }
-    args.extend(
-        [
-            "-m",
-            "1",
-            "-timeout",
-            "30",
-            "-timeout_error",
-            "-key",
-            "user",
-            user,
-            "-key",
-            "domain",
-            DOMAIN,
-            "-s",
-            number,
-            "-au",
-            user,
-            "-ap",
-        ]
-        .map(String::from),
+    let mut args = sipp_args(
+        &format!("127.0.0.1:{}", r.sip_port),
+        &path,
+        ip,
+        free_port(),
+        transport,
     );
-    args.push(format!("pw-{user}"));
+    args.extend(once_within(30));
+    args.extend(user_args(user, DOMAIN, Some(&format!("pw-{user}"))));
+    args.extend(["-s", number].map(String::from));
     let out = run_tool("sipp", &args, &dir, Duration::from_secs(60));
     assert!(
         out.status.success(),
@@ -277,23 +184,6 @@ fn start_with(name: &str, text: String) -> Registrar {
             ..Default::default()
         },
     )
-}
-
-fn first_line(m: &str) -> &str {
-    m.lines().next().unwrap_or("")
-}
-
-fn statuses(msgs: &[String]) -> Vec<String> {
-    msgs.iter()
-        .map(|m| first_line(m).to_string())
-        .filter(|l| l.starts_with("SIP/2.0"))
-        .collect()
-}
-
-fn requests<'a>(msgs: &'a [String], method: &str) -> Vec<&'a String> {
-    msgs.iter()
-        .filter(|m| first_line(m).starts_with(&format!("{method} ")))
-        .collect()
 }
 
 #[test]
@@ -349,9 +239,7 @@ fn callee_hangs_up_through_record_route() {
     let caller = call(&r, "1001", "1002", "proxy_uac_callee_bye.xml", &[]);
     let callee = phone.finish();
     assert_eq!(requests(&caller, "BYE").len(), 1, "{caller:?}");
-    assert!(statuses(&callee)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&callee));
 }
 
 /// Asserts a call-log line holds every part.
@@ -485,31 +373,29 @@ impl Upstream {
     fn start_over(transport: &str) -> Upstream {
         let port = free_port();
         let dir = temp_dir("upstream");
-        let mut args = base_args("127.0.0.1:9", &scenario("proxy_upstream.xml"), port)
-            .into_iter()
-            .chain(["-timeout", "40"].map(String::from))
-            .collect::<Vec<_>>();
-        if let Some(i) = args.iter().position(|a| a == "-t") {
-            args[i + 1] = transport.to_string();
-        }
+        let mut args = sipp_args(
+            "127.0.0.1:9",
+            &scenario("proxy_upstream.xml"),
+            "127.0.0.1",
+            port,
+            transport,
+        );
+        args.extend(["-timeout", "40"].map(String::from));
+        let child = spawn_sipp(&args, &dir);
         let tcp = transport.starts_with('t');
-        let child = Command::new("sipp")
-            .args(&args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp must be installed (.ci/run installs it)");
-        wait_until("the upstream sipp to listen", || {
-            let taken = if tcp {
-                std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-            } else {
-                std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-            };
-            taken.then_some(())
-        });
+        wait_listening("the upstream sipp to listen", port, tcp);
         Upstream { port, dir, child }
+    }
+
+    /// What the upstream received; asserts its own check of the Request-URI (an ereg in its
+    /// scenario) held.
+    fn received(&self) -> Vec<String> {
+        let upstream_log = common::sipp_logs(&self.dir);
+        assert!(
+            !upstream_log.contains("Failed regexp match"),
+            "{upstream_log}"
+        );
+        common::sipp_received(&self.dir)
     }
 }
 
@@ -525,16 +411,8 @@ fn pattern_transform_and_trunk_with_upstream_digest() {
     let upstream = Upstream::start();
     let r = start("proxy-trunk", upstream.port);
     let caller = call(&r, "1001", "8%20(926)%20123-45-67", "proxy_uac.xml", &[]);
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
-    let seen = common::sipp_received(&upstream.dir);
-    // The upstream's own check of the Request-URI (an ereg in its scenario) held.
-    let upstream_log = common::sipp_logs(&upstream.dir);
-    assert!(
-        !upstream_log.contains("Failed regexp match"),
-        "{upstream_log}"
-    );
+    assert!(answered(&caller));
+    let seen = upstream.received();
     let invites = requests(&seen, "INVITE");
     assert_eq!(invites.len(), 2, "challenged, then authenticated: {seen:?}");
     for i in &invites {
@@ -565,15 +443,8 @@ fn trunk_over_tcp_is_connected_to_and_the_call_completes() {
     let text = config(upstream.port).replace("    transport: UDP\n", "    transport: TCP\n");
     let r = start_with("proxy-trunk-tcp", text);
     let caller = call(&r, "1001", "89261234567", "proxy_uac.xml", &[]);
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
-    let seen = common::sipp_received(&upstream.dir);
-    let upstream_log = common::sipp_logs(&upstream.dir);
-    assert!(
-        !upstream_log.contains("Failed regexp match"),
-        "{upstream_log}"
-    );
+    assert!(answered(&caller));
+    let seen = upstream.received();
     let invites = requests(&seen, "INVITE");
     assert_eq!(invites.len(), 2, "challenged, then authenticated: {seen:?}");
     let prefix = format!(
@@ -785,9 +656,7 @@ fn trunk_over_tls_is_connected_to_and_the_call_completes() {
         },
     );
     let caller = call(&r, "1001", "89261234567", "proxy_uac.xml", &[]);
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&caller));
     let got = seen.lock().unwrap().clone();
     let invites = requests(&got, "INVITE");
     assert_eq!(invites.len(), 1, "{got:?}");
@@ -902,9 +771,7 @@ fn calls_from_the_upstream_reach_the_registrations_target() {
     phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
     let caller = call(&r, "carrier", "trunkuser", "proxy_uac_noauth.xml", &[]);
     let callee = phone.finish();
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&caller));
     assert!(first_line(requests(&callee, "INVITE")[0]).starts_with("INVITE sip:1002@127.0.0.1:"));
     assert_call_logged(&r, &["extension:1002", "trunkuser", "answered"]);
 }
@@ -1144,9 +1011,7 @@ fn tcp_call(r: &Registrar, phone: &mut TcpPhone, user: &str) -> String {
         phone.respond(&bye, "200 OK", "");
         (invite, caller.join().unwrap())
     });
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&caller));
     invite
 }
 
@@ -1264,9 +1129,7 @@ fn a_call_on_one_replica_rings_a_udp_phone_registered_on_the_other() {
     phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
     let caller = call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]);
     let callee = phone.finish();
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&caller));
     let invite = requests(&callee, "INVITE")[0];
     assert!(
         first_line(invite).starts_with("INVITE sip:1002@127.0.0.1:"),
@@ -1337,9 +1200,7 @@ fn across_replicas_a_call_is_cancelled_and_the_callee_hangs_up_through_both() {
             && vias[1].contains(&format!("127.0.0.1:{}", p.r1.spec.sip_port)),
         "through r1, then r2: {vias:?}"
     );
-    assert!(statuses(&callee)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&callee));
 }
 
 #[test]
@@ -1386,9 +1247,7 @@ fn a_dead_replicas_udp_phone_is_rung_directly_and_its_tcp_phone_after_it_re_regi
     udp_phone.answer("proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
     let caller = call(&p.r2.registrar, "1001", "1002", "proxy_uac.xml", &[]);
     let callee = udp_phone.finish();
-    assert!(statuses(&caller)
-        .iter()
-        .any(|s| s.starts_with("SIP/2.0 200")));
+    assert!(answered(&caller));
     let invite = requests(&callee, "INVITE")[0];
     assert!(
         via_tops(invite)[0].contains(&format!("127.0.0.1:{}", p.r2.spec.sip_port)),

@@ -12,10 +12,12 @@
 mod common;
 
 use common::kamailio::Kamailio;
+use common::sipp::{
+    answered, counter, first_line, once_within, register_phone, requests, scenario, scenario_with,
+    sipp_args, spawn_sipp, user_args, wait_exit, wait_listening,
+};
 use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use switchboard_crds::config::ha1;
 
@@ -28,52 +30,12 @@ fn kamailio() -> Kamailio {
     Kamailio::start("inbound", KAM_CONFIG, &[("trunk1", "secret1")], &[])
 }
 
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
-}
-
+/// sipp's arguments for one call (within 30 s) of the scenario at `path` against `remote`
+/// from [`IP`]`:port` over UDP.
 fn base_args(remote: &str, path: &Path, port: u16) -> Vec<String> {
-    vec![
-        remote.to_string(),
-        "-sf".into(),
-        path.display().to_string(),
-        "-i".into(),
-        IP.into(),
-        "-p".into(),
-        port.to_string(),
-        "-t".into(),
-        "u1".into(),
-        "-m".into(),
-        "1".into(),
-        "-timeout".into(),
-        "30".into(),
-        "-timeout_error".into(),
-        "-nostdin".into(),
-        "-trace_msg".into(),
-        "-trace_err".into(),
-    ]
-}
-
-fn first_line(m: &str) -> &str {
-    m.lines().next().unwrap_or("")
-}
-
-fn with_first_line<'a>(msgs: &'a [String], prefix: &str) -> Vec<&'a String> {
-    msgs.iter()
-        .filter(|m| first_line(m).starts_with(prefix))
-        .collect()
-}
-
-/// sipp's final counter `label` (`Successful call`, `Failed call`) from its stdout.
-fn counter(stdout: &str, label: &str) -> u32 {
-    stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(u32::MAX)
+    let mut args = sipp_args(remote, path, IP, port, "u1");
+    args.extend(once_within(30));
+    args
 }
 
 #[test]
@@ -97,23 +59,14 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     // The phone registers to the registrar (digest) from the port it then answers on.
     let phone_port = free_port();
     let phone_dir = temp_dir("phone-1002");
-    let mut args = base_args(
+    register_phone(
         &format!("{IP}:{}", r.sip_port),
-        &scenario("proxy_register.xml"),
-        phone_port,
-    );
-    args.extend(
-        [
-            "-key", "user", "1002", "-key", "domain", DOMAIN, "-au", "1002", "-ap", "pw-1002",
-        ]
-        .map(String::from),
-    );
-    let out = run_tool("sipp", &args, &phone_dir, Duration::from_secs(40));
-    assert!(
-        out.status.success(),
-        "REGISTER of 1002 failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        common::sipp_logs(&phone_dir)
+        "1002",
+        DOMAIN,
+        "pw-1002",
+        (IP, phone_port),
+        &phone_dir,
+        30,
     );
     let bindings = r.wait_bindings("default/desk-1002", 1);
     let phone_contact = format!("sip:1002@{IP}:{phone_port}");
@@ -125,17 +78,10 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     );
 
     // The registration is Successful upstream, and Kamailio holds its binding: the registrar.
-    let view = wait_until("the registration to Kamailio to succeed", || {
-        let (status, body) = r.get("/debug/registrations")?;
-        assert_eq!(status, 200, "{body}");
-        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let reg = doc["registrations"]
-            .as_array()?
-            .iter()
-            .find(|v| v["id"] == "default/kamailio-trunk1")?
-            .clone();
-        (reg["phase"] == "Successful").then_some(reg)
-    });
+    let view = r.wait_registration_successful(
+        "the registration to Kamailio to succeed",
+        "default/kamailio-trunk1",
+    );
     assert_eq!(view["lastStatusCode"], 200, "{view}");
     let binding = wait_until("kamailio to hold the binding of trunk1", || {
         kam.lookup("trunk1")
@@ -146,25 +92,12 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     );
 
     // The phone answers one call.
-    let uas_path = phone_dir.join("proxy_uas.xml");
-    std::fs::write(
-        &uas_path,
-        std::fs::read_to_string(scenario("proxy_uas.xml"))
-            .unwrap()
-            .replace("ANSWER_DELAY", "0"),
-    )
-    .unwrap();
-    let mut uas = Command::new("sipp")
-        .args(base_args(&format!("{IP}:9"), &uas_path, phone_port))
-        .current_dir(&phone_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp must be installed (.ci/run installs it)");
-    wait_until("the phone's sipp UAS to listen", || {
-        UdpSocket::bind((IP, phone_port)).is_err().then_some(())
-    });
+    let uas_path = scenario_with(&phone_dir, "proxy_uas.xml", &[("ANSWER_DELAY", "0")]);
+    let mut uas = spawn_sipp(
+        &base_args(&format!("{IP}:9"), &uas_path, phone_port),
+        &phone_dir,
+    );
+    wait_listening("the phone's sipp UAS to listen", phone_port, false);
 
     // A caller sends the INVITE for the AOR to Kamailio, which relays it to the registrar.
     let caller_dir = temp_dir("kamailio-caller");
@@ -173,19 +106,8 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
         &scenario("proxy_uac_noauth.xml"),
         free_port(),
     );
-    args.extend(
-        [
-            "-key",
-            "user",
-            "caller",
-            "-key",
-            "domain",
-            "example.test",
-            "-s",
-            "trunk1",
-        ]
-        .map(String::from),
-    );
+    args.extend(user_args("caller", "example.test", None));
+    args.extend(["-s", "trunk1"].map(String::from));
     let out = run_tool("sipp", &args, &caller_dir, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let context = || {
@@ -199,25 +121,16 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
     };
     assert!(
         out.status.success()
-            && counter(&stdout, "Successful call") == 1
-            && counter(&stdout, "Failed call") == 0,
+            && counter(&stdout, "Successful call") == Some(1)
+            && counter(&stdout, "Failed call") == Some(0),
         "the call through kamailio failed ({}):\n{}",
         out.status,
         context()
     );
 
     // The phone's UAS got the INVITE at its Contact and completed the call (200, ACK, BYE).
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = uas.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = uas.kill();
-            let _ = uas.wait();
-            panic!("the phone's sipp did not finish:\n{}", context());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_exit(&mut uas, DEADLINE) else {
+        panic!("the phone's sipp did not finish:\n{}", context());
     };
     assert!(
         status.success(),
@@ -225,22 +138,17 @@ fn invite_from_kamailio_to_the_registered_contact_reaches_the_target_phone() {
         context()
     );
     let callee = common::sipp_received(&phone_dir);
-    let invites = with_first_line(&callee, "INVITE ");
+    let invites = requests(&callee, "INVITE");
     assert_eq!(invites.len(), 1, "{callee:?}");
     assert!(
         first_line(invites[0]).starts_with(&format!("INVITE {phone_contact}")),
         "the INVITE's Request-URI is the phone's Contact: {}",
         first_line(invites[0])
     );
-    assert_eq!(with_first_line(&callee, "ACK ").len(), 1, "{callee:?}");
-    assert_eq!(with_first_line(&callee, "BYE ").len(), 1, "{callee:?}");
+    assert_eq!(requests(&callee, "ACK").len(), 1, "{callee:?}");
+    assert_eq!(requests(&callee, "BYE").len(), 1, "{callee:?}");
     let caller = common::sipp_received(&caller_dir);
-    assert!(
-        caller
-            .iter()
-            .any(|m| first_line(m).starts_with("SIP/2.0 200")),
-        "{caller:?}"
-    );
+    assert!(answered(&caller), "{caller:?}");
     // Kamailio relayed it from its binding of trunk1 (the registrar's Contact).
     assert!(
         kam.log().contains("routed to the binding of trunk1"),

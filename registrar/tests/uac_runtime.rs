@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{password, wait_until, Options, Registrar, DOMAIN};
+use common::{password, Options, Registrar, DOMAIN};
 
 #[test]
 fn registers_upstream_from_the_config_and_unregisters_on_shutdown() {
@@ -34,17 +34,10 @@ fn registers_upstream_from_the_config_and_unregisters_on_shutdown() {
         },
     );
 
-    let view = wait_until("the outbound registration to succeed", || {
-        let (status, body) = r.get("/debug/registrations")?;
-        assert_eq!(status, 200, "{body}");
-        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let reg = doc["registrations"]
-            .as_array()?
-            .iter()
-            .find(|v| v["id"] == "default/upstream-1001")?
-            .clone();
-        (reg["phase"] == "Successful").then_some(reg)
-    });
+    let view = r.wait_registration_successful(
+        "the outbound registration to succeed",
+        "default/upstream-1001",
+    );
     assert_eq!(view["lastStatusCode"], 200, "{view}");
     let b = upstream.wait_bindings("default/desk-1001", 1);
     assert_eq!(

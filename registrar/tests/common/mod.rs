@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod kamailio;
+pub mod sipp;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -203,6 +204,22 @@ impl Registrar {
         })
     }
 
+    /// Waits until `/debug/registrations` (which must answer 200) shows the outbound
+    /// registration `id` Successful; returns its entry. `what` names the wait.
+    pub fn wait_registration_successful(&self, what: &str, id: &str) -> serde_json::Value {
+        wait_until(what, || {
+            let (status, body) = self.get("/debug/registrations")?;
+            assert_eq!(status, 200, "{body}");
+            let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let reg = doc["registrations"]
+                .as_array()?
+                .iter()
+                .find(|v| v["id"] == id)?
+                .clone();
+            (reg["phase"] == "Successful").then_some(reg)
+        })
+    }
+
     /// The value of a metric line (`name{labels}` as exposed), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.get("/metrics").expect("HTTP reachable");
@@ -252,16 +269,22 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Runs a program that must be installed, with a time limit.
-pub fn run_tool(program: &str, args: &[String], cwd: &Path, limit: Duration) -> Output {
-    let mut child = Command::new(program)
+/// Starts a program that must be installed with `args` in `cwd`, stdin closed, stdout and
+/// stderr each to a fresh `output()` (`Stdio::piped`, `Stdio::null`).
+pub fn spawn_tool(program: &str, args: &[String], cwd: &Path, output: fn() -> Stdio) -> Child {
+    Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output())
+        .stderr(output())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"))
+}
+
+/// Runs a program that must be installed, with a time limit.
+pub fn run_tool(program: &str, args: &[String], cwd: &Path, limit: Duration) -> Output {
+    let mut child = spawn_tool(program, args, cwd, Stdio::piped);
     let start = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -339,9 +362,7 @@ pub fn sipp(
     auth: Option<(&str, &str)>,
 ) -> SippRun {
     let dir = temp_dir("sipp");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(scenario);
+    let path = sipp::scenario(scenario);
     assert!(path.exists(), "{}", path.display());
     let mut args: Vec<String> = vec![
         format!("127.0.0.1:{}", r.sip_port),
@@ -370,14 +391,7 @@ pub fn sipp(
     }
     let out = run_tool("sipp", &args, &dir, Duration::from_secs(40));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let count = |label: &str| {
-        stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split('|').nth(2))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let count = |label: &str| sipp::counter(&stdout, label).unwrap_or(0);
     let mut logs = String::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
