@@ -17,9 +17,7 @@ use switchboard_crds::config::OutboundRegistration;
 use switchboard_crds::config::{RegistrarConfig, CONFIG_FORMAT};
 use switchboard_crds::registration::RegistrationPhase;
 use switchboard_registrar::config::ConfigHandle;
-use switchboard_registrar::uac::{
-    follow_config, ClientSettings, ContactAddrs, Manager, Timing, UacIndex,
-};
+use switchboard_registrar::uac::{follow_config, ClientSettings, ContactAddrs, Manager, UacIndex};
 
 const CONFIG: &str = include_str!("uac_kamailio.cfg");
 /// Our (fictitious) registrar address put in the Contact.
@@ -72,21 +70,14 @@ async fn wait_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 fn settings() -> ClientSettings {
-    ClientSettings {
-        timing: Timing {
-            backoff_base: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(1),
-            min_refresh: Duration::from_millis(500),
-        },
-        t1: Duration::from_millis(100),
-        transaction_timeout: Duration::from_millis(1500),
-        contacts: ContactAddrs {
+    common::uac_settings(
+        Duration::from_millis(1500),
+        ContactAddrs {
             udp: Some(ADVERTISE.into()),
             tcp: Some(ADVERTISE.into()),
             tls: Some(ADVERTISE.into()),
         },
-        ..ClientSettings::default()
-    }
+    )
 }
 
 fn registration(

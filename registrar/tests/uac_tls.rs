@@ -11,24 +11,19 @@ use switchboard_crds::common::Transport;
 use switchboard_crds::config::OutboundRegistration;
 use switchboard_crds::registration::RegistrationPhase;
 use switchboard_registrar::uac::flow::tls_client_config;
-use switchboard_registrar::uac::{ClientSettings, ContactAddrs, Manager, Timing, UacIndex};
+use switchboard_registrar::uac::{ClientSettings, ContactAddrs, Manager, UacIndex};
 
 fn settings(ca: Option<&std::path::Path>) -> ClientSettings {
     let extra: Vec<&std::path::Path> = ca.into_iter().collect();
     ClientSettings {
-        timing: Timing {
-            backoff_base: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(1),
-            min_refresh: Duration::from_millis(500),
-        },
-        t1: Duration::from_millis(100),
-        transaction_timeout: Duration::from_secs(2),
-        contacts: ContactAddrs {
-            tls: Some("127.0.0.1:15998".into()),
-            ..Default::default()
-        },
         tls: Some(tls_client_config(&extra).expect("TLS client config")),
-        ..ClientSettings::default()
+        ..common::uac_settings(
+            Duration::from_secs(2),
+            ContactAddrs {
+                tls: Some("127.0.0.1:15998".into()),
+                ..Default::default()
+            },
+        )
     }
 }
 

@@ -257,6 +257,27 @@ impl Drop for Registrar {
     }
 }
 
+/// Outbound registration client settings for tests: quick backoff (200 ms to 1 s), refreshes
+/// at least 500 ms apart, T1 100 ms, transactions timing out after `transaction_timeout`,
+/// advertising `contacts`.
+pub fn uac_settings(
+    transaction_timeout: Duration,
+    contacts: switchboard_registrar::uac::ContactAddrs,
+) -> switchboard_registrar::uac::ClientSettings {
+    use switchboard_registrar::uac::{ClientSettings, Timing};
+    ClientSettings {
+        timing: Timing {
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(1),
+            min_refresh: Duration::from_millis(500),
+        },
+        t1: Duration::from_millis(100),
+        transaction_timeout,
+        contacts,
+        ..ClientSettings::default()
+    }
+}
+
 /// A minimal HTTP/1.0 GET.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
