@@ -45,6 +45,7 @@ impl Target {
     }
 }
 
+/// Who called whom, through which route: the call-log line and `sip_calls_total`.
 #[derive(Clone, Debug, Default)]
 pub(super) struct CallLog {
     pub(super) from: String,
@@ -52,6 +53,30 @@ pub(super) struct CallLog {
     pub(super) number: String,
     pub(super) route: String,
     pub(super) call_id: String,
+}
+
+impl CallLog {
+    /// Counts the call by `outcome` and logs its line (with the reason of a refusal).
+    pub(super) fn record(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        status: u16,
+        outcome: &str,
+        reason: Option<&str>,
+    ) {
+        metrics.calls.with_label_values(&[outcome]).inc();
+        tracing::info!(
+            call_id = %self.call_id,
+            from = %self.from,
+            to = %self.to,
+            number = %self.number,
+            route = %self.route,
+            status,
+            outcome,
+            reason,
+            "call"
+        );
+    }
 }
 
 /// §16.7 step 6: the best of the final responses received (lowest class; 6xx first).
@@ -326,18 +351,7 @@ impl Inner {
                 .inc();
             return;
         }
-        self.metrics.calls.with_label_values(&[outcome]).inc();
-        let l = &call.log;
-        tracing::info!(
-            call_id = %l.call_id,
-            from = %l.from,
-            to = %l.to,
-            number = %l.number,
-            route = %l.route,
-            status,
-            outcome,
-            "call"
-        );
+        call.log.record(&self.metrics, status, outcome, None);
     }
 }
 

@@ -260,18 +260,7 @@ impl Inner {
             403 => "refused",
             _ => "failed",
         };
-        self.metrics.calls.with_label_values(&[outcome]).inc();
-        tracing::info!(
-            call_id = %log.call_id,
-            from = %log.from,
-            to = %log.to,
-            number = %log.number,
-            route = %log.route,
-            status,
-            outcome,
-            reason,
-            "call"
-        );
+        log.record(&self.metrics, status, outcome, Some(reason));
         let mut st = self.state.lock();
         self.reply(&mut st, id, status, reason, now);
     }
