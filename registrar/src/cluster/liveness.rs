@@ -72,6 +72,11 @@ impl Liveness {
             .is_some_and(|t| now.saturating_duration_since(t) <= self.dead_after)
     }
 
+    /// The member named `name`.
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.get(name)
+    }
+
     /// The members, with whether each is live at `now`.
     pub fn members(&self, now: Instant) -> Vec<(String, SocketAddr, bool)> {
         self.peers

@@ -217,10 +217,8 @@ impl Cluster {
         self.inner
             .liveness
             .read()
-            .members(Instant::now())
-            .into_iter()
-            .find(|m| m.0 == name)
-            .map(|m| (m.1, live))
+            .peer(name)
+            .map(|p| (p.addr, live))
     }
 
     /// How to reach a binding over `transport` whose flow `holder` holds.
@@ -233,13 +231,12 @@ impl Cluster {
 
     /// Whether `addr` is a live sibling's SIP address (its Record-Route is its own, not ours).
     pub fn is_live_peer_addr(&self, addr: SocketAddr) -> bool {
-        let live = self.inner.live.read();
+        let liveness = self.inner.liveness.read();
         self.inner
-            .liveness
+            .live
             .read()
-            .members(Instant::now())
             .iter()
-            .any(|m| m.1 == addr && live.contains(&m.0))
+            .any(|name| liveness.peer(name).is_some_and(|p| p.addr == addr))
     }
 
     /// The members' addresses (what the prober sends to).
