@@ -2,7 +2,9 @@
 //! calls for a device's life — register, refresh (nothing), second contact, unregister of one
 //! contact, unregister of the last, register again, expiry — and for a SipRegistration's
 //! phases. Every status write is a server-side apply of the status subresource under field
-//! manager `switchboard-registrar` (forced), carrying only the registrar's fields.
+//! manager `switchboard-registrar` (forced), carrying only the registrar's fields: for a device
+//! `registration` and the `Registered` condition, whose `lastTransitionTime` moves only when
+//! the state flips.
 
 use http::{Method, Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -77,20 +79,28 @@ fn contact(uri: &str, from: &str, expires_in: i64) -> ContactStatus {
     }
 }
 
-const DEVICE_STATUS: &str = "/apis/sip.switchboard.dev/v1alpha1/namespaces/default/sipdevices/alice/status?&force=true&fieldManager=switchboard-registrar";
+fn device_status_path(name: &str) -> String {
+    format!("/apis/sip.switchboard.dev/v1alpha1/namespaces/default/sipdevices/{name}/status?&force=true&fieldManager=switchboard-registrar")
+}
 const REGISTRATION_STATUS: &str = "/apis/sip.switchboard.dev/v1alpha1/namespaces/default/sipregistrations/trunk/status?&force=true&fieldManager=switchboard-registrar";
 
-fn assert_status_apply(call: &Call, state: &str, uris: &[&str]) {
+/// Checks alice's status apply; returns its `Registered` condition's `lastTransitionTime`.
+fn assert_status_apply(call: &Call, state: &str, uris: &[&str]) -> String {
+    assert_device_apply(call, "alice", state, uris)
+}
+
+fn assert_device_apply(call: &Call, name: &str, state: &str, uris: &[&str]) -> String {
     assert_eq!(call.method, Method::PATCH);
-    assert_eq!(call.path, DEVICE_STATUS);
+    assert_eq!(call.path, device_status_path(name));
     let b = &call.body;
     assert_eq!(b["apiVersion"], "sip.switchboard.dev/v1alpha1");
     assert_eq!(b["kind"], "SipDevice");
-    // Only status.registration: nothing of the operator's (conditions, effective, …).
+    // Only status.registration and the registrar's one condition: nothing of the operator's
+    // (Accepted, Ready, effective, …).
     assert_eq!(b.as_object().unwrap().len(), 3, "{b}");
     assert_eq!(
         b["status"].as_object().unwrap().keys().collect::<Vec<_>>(),
-        vec!["registration"],
+        vec!["conditions", "registration"],
         "{b}"
     );
     let reg = &b["status"]["registration"];
@@ -112,6 +122,42 @@ fn assert_status_apply(call: &Call, state: &str, uris: &[&str]) {
                 && c["userAgent"].is_string()
         );
     }
+    assert_registered_condition(b, state, uris)
+}
+
+/// The body's conditions are exactly one `Registered`, agreeing with the state and naming the
+/// contact count and first contact; returns its `lastTransitionTime`.
+fn assert_registered_condition(b: &Value, state: &str, uris: &[&str]) -> String {
+    let conditions = b["status"]["conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1, "{b}");
+    let c = &conditions[0];
+    let (status, reason) = if state == "Registered" {
+        ("True", "Registered")
+    } else {
+        ("False", "Unregistered")
+    };
+    assert_eq!(
+        (&c["type"], &c["status"], &c["reason"]),
+        (&json!("Registered"), &json!(status), &json!(reason)),
+        "{b}"
+    );
+    let message = c["message"].as_str().unwrap();
+    match uris.first() {
+        Some(first) => assert!(
+            message.starts_with(&format!("{} contact(s); {first} over ", uris.len())),
+            "{message}"
+        ),
+        None => assert_eq!(message, "no live binding"),
+    }
+    assert!(c.get("observedGeneration").is_none(), "{b}");
+    c["lastTransitionTime"].as_str().unwrap().to_string()
+}
+
+fn last_change_time(call: &Call) -> String {
+    call.body["status"]["registration"]["lastChangeTime"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn assert_event(call: &Call, kind: &str, reason: &str) {
@@ -172,16 +218,14 @@ async fn device_status_patch_sequence() {
         )
     };
 
-    // 1. First registration: one apply, one Registered event.
+    // 1. First registration: one apply, one Registered event; the condition transitions now.
     assert_eq!(
         status.device_bindings("default/alice", vec![a()]),
         Offer::Queued
     );
-    assert_status_apply(
-        &next_call(&mut api).await,
-        "Registered",
-        &["sip:alice@192.0.2.10:5060"],
-    );
+    let call = next_call(&mut api).await;
+    let registered_since = assert_status_apply(&call, "Registered", &["sip:alice@192.0.2.10:5060"]);
+    assert_eq!(registered_since, last_change_time(&call));
     assert_event(&next_call(&mut api).await, "SipDevice", "Registered");
 
     // 2. Refresh: only the expiry moves; nothing is written.
@@ -193,31 +237,40 @@ async fn device_status_patch_sequence() {
     );
     assert_eq!(status.pending(), 0);
 
-    // 3. A second contact: one apply, no event (still Registered).
+    // 3. A second contact, a second later (times have whole seconds): one apply, no event
+    // (still Registered); the change time moves, the condition's transition time does not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         status.device_bindings("default/alice", vec![a(), b()]),
         Offer::Queued
     );
-    assert_status_apply(
-        &next_call(&mut api).await,
+    let call = next_call(&mut api).await;
+    let since = assert_status_apply(
+        &call,
         "Registered",
         &[
             "sip:alice@192.0.2.10:5060",
             "sip:alice@192.0.2.11:5062;transport=tcp",
         ],
     );
+    assert_eq!(since, registered_since);
+    assert_ne!(last_change_time(&call), registered_since);
 
-    // 4. One contact unregisters (Expires: 0): one apply.
+    // 4. One contact unregisters (Expires: 0): one apply, still the same transition time.
     status.device_bindings("default/alice", vec![a()]);
-    assert_status_apply(
+    let since = assert_status_apply(
         &next_call(&mut api).await,
         "Registered",
         &["sip:alice@192.0.2.10:5060"],
     );
+    assert_eq!(since, registered_since);
 
-    // 5. The last one unregisters: Unregistered, and an event.
+    // 5. The last one unregisters: Unregistered, an event, and the condition transitions.
     status.device_bindings("default/alice", vec![]);
-    assert_status_apply(&next_call(&mut api).await, "Unregistered", &[]);
+    let call = next_call(&mut api).await;
+    let since = assert_status_apply(&call, "Unregistered", &[]);
+    assert_eq!(since, last_change_time(&call));
+    assert_ne!(since, registered_since);
     assert_event(&next_call(&mut api).await, "SipDevice", "Unregistered");
 
     // 6. Registers again, then 7. the binding expires.
@@ -372,6 +425,18 @@ async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
     let (status, reporter) = status::reporter(settings);
     let mut a = contact("sip:alice@192.0.2.10:5060", "192.0.2.10:5060", 3600);
     a.replica = Some("registrar-0".into());
+    let mut b = contact("sip:bob@192.0.2.20:5060", "192.0.2.20:5060", 3600);
+    b.replica = Some("registrar-0".into());
+    // What the registrar wrote before the restart: the condition as it writes it.
+    let registered = json!({
+        "type": "Registered", "status": "True", "reason": "Registered",
+        "message": "1 contact(s); sip:alice@192.0.2.10:5060 over UDP from 192.0.2.10:5060 (Linphone/5.2)",
+        "lastTransitionTime": "2024-01-01T00:00:00Z",
+    });
+    let accepted = json!({
+        "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+        "lastTransitionTime": "2023-12-01T00:00:00Z",
+    });
     let prime = tokio::spawn({
         let (status, client) = (status.clone(), client.clone());
         async move { status.prime_from_cluster(&client).await }
@@ -383,7 +448,19 @@ async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
                 "apiVersion": "sip.switchboard.dev/v1alpha1", "kind": "SipDevice",
                 "metadata": {"name": "alice", "namespace": "default"},
                 "spec": {"macAddress": "aa:bb:cc:dd:ee:ff", "sipUser": "alice"},
-                "status": {"registration": {"state": "Registered", "contacts": [a], "lastChangeTime": "2024-01-01T00:00:00Z"}},
+                "status": {
+                    "conditions": [accepted, registered],
+                    "registration": {"state": "Registered", "contacts": [a], "lastChangeTime": "2024-01-01T00:00:00Z"},
+                },
+            }, {
+                // Written by a registrar that did not write the condition yet.
+                "apiVersion": "sip.switchboard.dev/v1alpha1", "kind": "SipDevice",
+                "metadata": {"name": "bob", "namespace": "default"},
+                "spec": {"macAddress": "aa:bb:cc:dd:ee:00", "sipUser": "bob"},
+                "status": {
+                    "conditions": [accepted],
+                    "registration": {"state": "Registered", "contacts": [b], "lastChangeTime": "2024-01-02T00:00:00Z"},
+                },
             }]),
         ),
         (
@@ -402,7 +479,7 @@ async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
                 .unwrap(),
         );
     }
-    assert_eq!(prime.await.unwrap().unwrap(), 1);
+    assert_eq!(prime.await.unwrap().unwrap(), 2);
     let task = tokio::spawn(reporter.run(KubeSink::new(client, Some("registrar-0".into()))));
 
     // The phone comes back after the restart from the same address: nothing to write.
@@ -412,9 +489,31 @@ async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
         status.device_bindings("default/alice", vec![back]),
         Offer::Unchanged
     );
-    // It unregisters: the flip from the primed state is written, with its event.
+    // Bob comes back unchanged too, but his status lacks the condition: written once, without
+    // an Event (nothing flipped), transitioned at the registration's last change.
+    let mut bob = contact("sip:bob@192.0.2.20:5060", "192.0.2.20:5060", 7200);
+    bob.replica = None;
+    assert_eq!(
+        status.device_bindings("default/bob", vec![bob.clone()]),
+        Offer::Queued
+    );
+    let since = assert_device_apply(
+        &next_call(&mut api).await,
+        "bob",
+        "Registered",
+        &["sip:bob@192.0.2.20:5060"],
+    );
+    assert_eq!(since, "2024-01-02T00:00:00Z");
+    wait_written(&status, 1).await;
+    assert_eq!(
+        status.device_bindings("default/bob", vec![bob]),
+        Offer::Unchanged
+    );
+    // Alice unregisters: the flip from the primed state is written, with its event.
     status.device_bindings("default/alice", vec![]);
-    assert_status_apply(&next_call(&mut api).await, "Unregistered", &[]);
+    let call = next_call(&mut api).await;
+    let since = assert_status_apply(&call, "Unregistered", &[]);
+    assert_eq!(since, last_change_time(&call));
     assert_event(&next_call(&mut api).await, "SipDevice", "Unregistered");
     task.abort();
 }

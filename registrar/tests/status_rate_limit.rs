@@ -120,9 +120,10 @@ async fn burst_of_1000_registrations_respects_the_rate() {
         let last = api.last.lock();
         for d in 0..DEVICES {
             let key = Key::parse(status::Kind::Device, &format!("default/dev{d}")).unwrap();
-            let Desired::Device(reg) = &last[&key] else {
+            let Desired::Device(dev) = &last[&key] else {
                 panic!()
             };
+            let reg = &dev.registration;
             assert_eq!(reg.state, RegistrationState::Registered);
             assert_eq!(
                 reg.contacts.len(),

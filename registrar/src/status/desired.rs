@@ -1,8 +1,11 @@
 //! What the registrar wants a resource's status to say, and when two such states differ
 //! enough to be worth a write. Pure.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use switchboard_crds::device::{ContactStatus, RegistrationState, RegistrationStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use switchboard_crds::common::{condition, find_condition};
+use switchboard_crds::device::{
+    ContactStatus, RegistrationState, RegistrationStatus, SipDeviceStatus,
+};
 use switchboard_crds::registration::{RegistrationPhase, SipRegistrationStatus};
 
 /// Which kind of resource.
@@ -53,23 +56,120 @@ impl std::fmt::Display for Key {
 /// The registrar-owned part of a status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Desired {
-    /// `SipDevice.status.registration`.
-    Device(RegistrationStatus),
+    /// `SipDevice.status.registration` and the `Registered` condition.
+    Device(DeviceStatus),
     /// `SipRegistration.status` phase fields (conditions and observedGeneration left empty).
     Registration(SipRegistrationStatus),
 }
 
-/// A device's live bindings as a desired status. Contacts are sorted so order never counts.
-pub fn device_status(mut contacts: Vec<ContactStatus>, changed: Time) -> RegistrationStatus {
+/// What the registrar writes of a `SipDevice`'s status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceStatus {
+    /// `status.registration`.
+    pub registration: RegistrationStatus,
+    /// The `Registered` entry of `status.conditions`. Always set on what the registrar
+    /// writes; `None` only for a status read from the API without it (written by a registrar
+    /// that did not write the condition yet), so that the next offer writes it.
+    pub registered: Option<Condition>,
+}
+
+impl DeviceStatus {
+    /// The registrar-owned part of a status read from the API, if it has a registration.
+    pub fn from_api(status: &SipDeviceStatus) -> Option<DeviceStatus> {
+        Some(DeviceStatus {
+            registration: status.registration.clone()?,
+            registered: find_condition(&status.conditions, condition::REGISTERED).cloned(),
+        })
+    }
+
+    /// Since when the state has been what it is, as far as this status tells: its
+    /// condition's transition time, else (read from the API without the condition) the
+    /// registration's last change, the best bound known.
+    fn since(&self) -> Option<&Time> {
+        match &self.registered {
+            Some(c) => Some(&c.last_transition_time),
+            None => self.registration.last_change_time.as_ref(),
+        }
+    }
+
+    /// Keeps `last`'s transition time when the state did not flip since it. The change time
+    /// of a new status is when it was offered, and a contact that comes, goes or moves is a
+    /// change too: only a flip may move `lastTransitionTime`.
+    pub fn carry_transition(&mut self, last: &DeviceStatus) {
+        if last.registration.state != self.registration.state {
+            return;
+        }
+        if let (Some(cond), Some(since)) = (self.registered.as_mut(), last.since()) {
+            cond.last_transition_time = since.clone();
+        }
+    }
+}
+
+/// A device's live bindings as a desired status, with a `Registered` condition that
+/// transitioned at `changed` (see [`DeviceStatus::carry_transition`] for keeping an older
+/// one). Contacts are sorted so order never counts.
+pub fn device_status(mut contacts: Vec<ContactStatus>, changed: Time) -> DeviceStatus {
     contacts.sort_by(|a, b| (&a.uri, &a.source_address).cmp(&(&b.uri, &b.source_address)));
-    RegistrationStatus {
+    let registration = RegistrationStatus {
         state: if contacts.is_empty() {
             RegistrationState::Unregistered
         } else {
             RegistrationState::Registered
         },
         contacts,
-        last_change_time: Some(changed),
+        last_change_time: Some(changed.clone()),
+    };
+    DeviceStatus {
+        registered: Some(registered_condition(&registration, changed)),
+        registration,
+    }
+}
+
+/// One line about a device's bindings: how many, and the first one's URI, transport, source
+/// and user agent. The `Registered` condition's message and the Events' note.
+pub fn summary(reg: &RegistrationStatus) -> String {
+    match reg.contacts.first() {
+        Some(c) => format!(
+            "{} contact(s); {} over {} from {}{}",
+            reg.contacts.len(),
+            c.uri,
+            c.transport,
+            c.source_address,
+            c.user_agent
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default()
+        ),
+        None => "no live binding".to_string(),
+    }
+}
+
+/// The `Registered` condition a registration calls for, transitioned at `since`. It says
+/// nothing of the spec, so it carries no `observedGeneration`.
+pub fn registered_condition(reg: &RegistrationStatus, since: Time) -> Condition {
+    let (status, reason) = match reg.state {
+        RegistrationState::Registered => ("True", "Registered"),
+        RegistrationState::Unregistered => ("False", "Unregistered"),
+    };
+    Condition {
+        type_: condition::REGISTERED.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: summary(reg),
+        observed_generation: None,
+        last_transition_time: since,
+    }
+}
+
+/// Whether two `Registered` conditions say the same, transition time aside.
+fn same_condition(a: Option<&Condition>, b: Option<&Condition>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            (&a.status, &a.reason, &a.message, a.observed_generation)
+                == (&b.status, &b.reason, &b.message, b.observed_generation)
+        }
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -84,19 +184,31 @@ fn same_contact(a: &ContactStatus, b: &ContactStatus) -> bool {
 
 impl Desired {
     /// Whether writing `other` after `self` would tell a reader anything new. For devices a
-    /// change of expiry alone (a steady refresh) does not count, nor does the change time.
+    /// change of expiry alone (a steady refresh) does not count, nor do the change and
+    /// transition times; a status without the `Registered` condition differs from one with it.
     pub fn same_content(&self, other: &Desired) -> bool {
         match (self, other) {
             (Desired::Device(a), Desired::Device(b)) => {
-                a.state == b.state
-                    && a.contacts.len() == b.contacts.len()
-                    && a.contacts
+                let (ra, rb) = (&a.registration, &b.registration);
+                ra.state == rb.state
+                    && ra.contacts.len() == rb.contacts.len()
+                    && ra
+                        .contacts
                         .iter()
-                        .zip(&b.contacts)
+                        .zip(&rb.contacts)
                         .all(|(x, y)| same_contact(x, y))
+                    && same_condition(a.registered.as_ref(), b.registered.as_ref())
             }
             (Desired::Registration(a), Desired::Registration(b)) => a == b,
             _ => false,
+        }
+    }
+
+    /// Before `self` replaces `last` (the latest state known of the same resource): a
+    /// device's `Registered` condition keeps `last`'s transition time unless the state flipped.
+    pub fn carry_transition(&mut self, last: Option<&Desired>) {
+        if let (Desired::Device(now), Some(Desired::Device(last))) = (self, last) {
+            now.carry_transition(last);
         }
     }
 
@@ -105,10 +217,10 @@ impl Desired {
         match (self, previous) {
             (Desired::Device(now), prev) => {
                 let before = match prev {
-                    Some(Desired::Device(p)) => Some(p.state),
+                    Some(Desired::Device(p)) => Some(p.registration.state),
                     _ => None,
                 };
-                match (before, now.state) {
+                match (before, now.registration.state) {
                     (Some(b), n) if b == n => None,
                     // After a restart nothing is known: only a registration is news.
                     (None, RegistrationState::Unregistered) => None,
@@ -190,6 +302,105 @@ mod tests {
         });
         assert_eq!(failed.flip_from(Some(&ok)), Some("Failed"));
         assert_eq!(failed.flip_from(Some(&failed)), None);
+    }
+
+    fn registered(d: &Desired) -> &Condition {
+        match d {
+            Desired::Device(dev) => dev.registered.as_ref().unwrap(),
+            Desired::Registration(_) => panic!("not a device"),
+        }
+    }
+
+    #[test]
+    fn registered_condition_follows_the_state() {
+        let reg = device_status(vec![contact("sip:a@x", 60), contact("sip:b@x", 60)], t(5));
+        let c = registered_condition(&reg.registration, t(5));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Registered", "True", "Registered")
+        );
+        assert_eq!(
+            c.message,
+            "2 contact(s); sip:a@x over UDP from 192.0.2.1:5060 (phone)"
+        );
+        assert_eq!(
+            (&c.last_transition_time, c.observed_generation),
+            (&t(5), None)
+        );
+        assert_eq!(reg.registered.as_ref(), Some(&c));
+
+        let unreg = device_status(vec![], t(9)).registered.unwrap();
+        assert_eq!(
+            (
+                unreg.status.as_str(),
+                unreg.reason.as_str(),
+                unreg.message.as_str()
+            ),
+            ("False", "Unregistered", "no live binding")
+        );
+        assert_eq!(unreg.last_transition_time, t(9));
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_state_flips() {
+        let first = Desired::Device(device_status(vec![contact("sip:a@x", 60)], t(0)));
+        // A second contact is a change (written, change time moves) but not a flip.
+        let mut more = Desired::Device(device_status(
+            vec![contact("sip:a@x", 60), contact("sip:b@x", 60)],
+            t(10),
+        ));
+        more.carry_transition(Some(&first));
+        assert_eq!(registered(&more).last_transition_time, t(0));
+        assert!(registered(&more).message.starts_with("2 contact(s)"));
+        let Desired::Device(dev) = &more else {
+            unreachable!()
+        };
+        assert_eq!(dev.registration.last_change_time, Some(t(10)));
+
+        let mut gone = Desired::Device(device_status(vec![], t(20)));
+        gone.carry_transition(Some(&more));
+        assert_eq!(registered(&gone).last_transition_time, t(20));
+        let mut back = Desired::Device(device_status(vec![contact("sip:a@x", 60)], t(30)));
+        back.carry_transition(Some(&gone));
+        assert_eq!(registered(&back).last_transition_time, t(30));
+        let mut fresh = Desired::Device(device_status(vec![contact("sip:a@x", 60)], t(40)));
+        fresh.carry_transition(None);
+        assert_eq!(registered(&fresh).last_transition_time, t(40));
+    }
+
+    #[test]
+    fn a_status_read_without_the_condition_is_rewritten_once() {
+        let live = device_status(vec![contact("sip:a@x", 60)], t(100));
+        let api = SipDeviceStatus {
+            registration: Some(RegistrationStatus {
+                last_change_time: Some(t(3)),
+                ..live.registration.clone()
+            }),
+            ..Default::default()
+        };
+        let old = Desired::Device(DeviceStatus::from_api(&api).unwrap());
+        let mut new = Desired::Device(live);
+        assert!(!old.same_content(&new), "the condition is missing");
+        assert_eq!(new.flip_from(Some(&old)), None, "no Event: nothing flipped");
+        // Best bound known: the registration's last change.
+        new.carry_transition(Some(&old));
+        assert_eq!(registered(&new).last_transition_time, t(3));
+
+        // Once written, the API's status carries it: the same state again is no change.
+        let Desired::Device(written) = &new else {
+            unreachable!()
+        };
+        let api = SipDeviceStatus {
+            registration: Some(written.registration.clone()),
+            conditions: vec![written.registered.clone().unwrap()],
+            ..Default::default()
+        };
+        let primed = Desired::Device(DeviceStatus::from_api(&api).unwrap());
+        let mut again = Desired::Device(device_status(vec![contact("sip:a@x", 900)], t(200)));
+        assert!(primed.same_content(&again));
+        again.carry_transition(Some(&primed));
+        assert_eq!(registered(&again).last_transition_time, t(3));
+        assert!(DeviceStatus::from_api(&SipDeviceStatus::default()).is_none());
     }
 
     #[test]

@@ -9,16 +9,18 @@
 //! state per resource; a refresh that only moves an expiry writes nothing) drained by one task
 //! at the pace of a token bucket ([`queue::TokenBucket`], `rate` writes/s, `burst`), which does
 //! the server-side-apply PATCH of the status subresource under field manager
-//! `switchboard-registrar` ([`writer::KubeSink`]). Conditions and the other status fields are
-//! the operator's and are never sent. Without a cluster the reporter is not started and the
-//! handle is simply absent.
+//! `switchboard-registrar` ([`writer::KubeSink`]). A device's apply also carries its
+//! `Registered` condition (`lastTransitionTime` moves only when the state flips); the
+//! conditions are a list-map keyed by `type`, so that entry is the registrar's alone and the
+//! operator's `Accepted`/`Ready` are never sent. Without a cluster the reporter is not started
+//! and the handle is simply absent.
 
 pub mod desired;
 pub mod feed;
 pub mod queue;
 pub mod writer;
 
-pub use desired::{Desired, Key, Kind};
+pub use desired::{Desired, DeviceStatus, Key, Kind};
 pub use queue::{Coalescer, Counters, Offer, TokenBucket};
 pub use writer::{KubeSink, StatusSink, WriteError, FIELD_MANAGER};
 
@@ -159,7 +161,9 @@ impl StatusHandle {
 
     /// Reads every SipDevice's and SipRegistration's current registrar-owned status (paged
     /// LISTs) and primes the queue with it: after a restart, phones that come back unchanged
-    /// write nothing, and Events fire only on real flips. Returns how many were primed.
+    /// write nothing, Events fire only on real flips, and a `Registered` condition keeps its
+    /// transition time. A device whose status lacks that condition (written before the
+    /// registrar wrote it) is written once, on its next offer. Returns how many were primed.
     pub async fn prime_from_cluster(&self, client: &kube::Client) -> Result<usize, kube::Error> {
         use kube::api::{Api, ListParams};
         use kube::ResourceExt;
@@ -170,9 +174,9 @@ impl StatusHandle {
         loop {
             let page = devices.list(&lp).await?;
             for d in &page.items {
-                if let (Some(ns), Some(reg)) = (
+                if let (Some(ns), Some(dev)) = (
                     d.namespace(),
-                    d.status.as_ref().and_then(|s| s.registration.clone()),
+                    d.status.as_ref().and_then(DeviceStatus::from_api),
                 ) {
                     self.prime(
                         Key {
@@ -180,7 +184,7 @@ impl StatusHandle {
                             namespace: ns,
                             name: d.name_any(),
                         },
-                        Desired::Device(reg),
+                        Desired::Device(dev),
                     );
                     n += 1;
                 }

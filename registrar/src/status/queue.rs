@@ -54,7 +54,7 @@ impl Coalescer {
     }
 
     /// Offers the latest desired state of `key`.
-    pub fn offer(&mut self, key: Key, desired: Desired) -> Offer {
+    pub fn offer(&mut self, key: Key, mut desired: Desired) -> Offer {
         self.counters.offered += 1;
         let settled = || self.inflight.get(&key).or_else(|| self.written.get(&key));
         let last = self.pending.get(&key).or_else(settled);
@@ -68,6 +68,7 @@ impl Coalescer {
             self.counters.coalesced += 1;
             return Offer::Cancelled;
         }
+        desired.carry_transition(last);
         let replaced = self.pending.insert(key.clone(), desired).is_some();
         if self.queued.insert(key.clone()) {
             self.order.push_back(key);
@@ -153,7 +154,7 @@ impl Coalescer {
             .filter(|k| !self.pending.contains_key(*k));
         settled.chain(self.pending.keys()).filter(|k| {
             let d = self.pending.get(*k).or_else(|| self.inflight.get(*k)).or_else(|| self.written.get(*k));
-            matches!(d, Some(Desired::Device(r)) if r.state == switchboard_crds::device::RegistrationState::Registered)
+            matches!(d, Some(Desired::Device(r)) if r.registration.state == switchboard_crds::device::RegistrationState::Registered)
         })
     }
 
@@ -306,6 +307,57 @@ mod tests {
         q.retry(k, reg("sip:a@x", 60));
         let (_, d3, _) = q.pop().unwrap();
         assert_eq!(d3, unreg(), "the newer state wins");
+    }
+
+    fn at(uris: &[&str], secs: i64) -> Desired {
+        let contacts = uris
+            .iter()
+            .map(|u| match reg(u, 60) {
+                Desired::Device(d) => d.registration.contacts[0].clone(),
+                Desired::Registration(_) => unreachable!(),
+            })
+            .collect();
+        Desired::Device(device_status(
+            contacts,
+            Time(Timestamp::from_second(1_700_000_000 + secs).unwrap()),
+        ))
+    }
+
+    fn since(d: &Desired) -> i64 {
+        match d {
+            Desired::Device(d) => {
+                d.registered
+                    .as_ref()
+                    .unwrap()
+                    .last_transition_time
+                    .0
+                    .as_second()
+                    - 1_700_000_000
+            }
+            Desired::Registration(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn condition_transition_time_is_carried_until_a_flip() {
+        let mut q = Coalescer::new();
+        q.offer(key(1), at(&["sip:a@x"], 0));
+        let (k, d, _) = q.pop().unwrap();
+        q.written(k, d);
+        // A contact added while registered: written, transition time kept.
+        assert_eq!(
+            q.offer(key(1), at(&["sip:a@x", "sip:b@x"], 10)),
+            Offer::Queued
+        );
+        // Coalesced into a waiting write: still kept.
+        assert_eq!(q.offer(key(1), at(&["sip:b@x"], 20)), Offer::Coalesced);
+        let (k, d, _) = q.pop().unwrap();
+        assert_eq!(since(&d), 0);
+        q.written(k, d);
+        // Unregistered: the flip moves it.
+        q.offer(key(1), at(&[], 30));
+        let (_, d, _) = q.pop().unwrap();
+        assert_eq!(since(&d), 30);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! subresource per write, under field manager `switchboard-registrar`, touching only the
 //! registrar's fields; and an Event when the state flips.
 
-use super::desired::{Desired, Key, Kind};
+use super::desired::{summary, Desired, Key, Kind};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
@@ -59,14 +59,23 @@ impl KubeSink {
 }
 
 /// The apply body for `desired`: apiVersion, kind and only the registrar's status fields.
+/// For a device that is `registration` and the one `Registered` condition: `conditions` is a
+/// list-map keyed by `type`, so applying a list of that entry alone claims it and leaves the
+/// operator's `Accepted` and `Ready` as they are.
 pub fn apply_body(desired: &Desired) -> serde_json::Value {
     let api_version = format!("{}/{}", switchboard_crds::GROUP, switchboard_crds::VERSION);
     match desired {
-        Desired::Device(reg) => json!({
-            "apiVersion": api_version,
-            "kind": "SipDevice",
-            "status": { "registration": reg },
-        }),
+        Desired::Device(dev) => {
+            let mut status = json!({ "registration": dev.registration });
+            if let Some(c) = &dev.registered {
+                status["conditions"] = json!([c]);
+            }
+            json!({
+                "apiVersion": api_version,
+                "kind": "SipDevice",
+                "status": status,
+            })
+        }
         Desired::Registration(st) => json!({
             "apiVersion": api_version,
             "kind": "SipRegistration",
@@ -77,23 +86,7 @@ pub fn apply_body(desired: &Desired) -> serde_json::Value {
 
 fn event_for(desired: &Desired, reason: &'static str) -> Event {
     let (type_, note) = match desired {
-        Desired::Device(reg) => {
-            let note = match reg.contacts.first() {
-                Some(c) => format!(
-                    "{} contact(s); {} over {} from {}{}",
-                    reg.contacts.len(),
-                    c.uri,
-                    c.transport,
-                    c.source_address,
-                    c.user_agent
-                        .as_deref()
-                        .map(|u| format!(" ({u})"))
-                        .unwrap_or_default()
-                ),
-                None => "no live binding".to_string(),
-            };
-            (EventType::Normal, note)
-        }
+        Desired::Device(dev) => (EventType::Normal, summary(&dev.registration)),
         Desired::Registration(st) => {
             let t = if st.phase == Some(RegistrationPhase::Failed) {
                 EventType::Warning
@@ -157,5 +150,73 @@ impl StatusSink for KubeSink {
             }
         }
         Ok(calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::desired::device_status;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use switchboard_crds::common::Transport;
+    use switchboard_crds::device::ContactStatus;
+    use switchboard_crds::registration::SipRegistrationStatus;
+
+    fn t(secs: i64) -> Time {
+        Time(Timestamp::from_second(1_700_000_000 + secs).unwrap())
+    }
+
+    #[test]
+    fn device_body_holds_the_registration_and_the_registered_condition_only() {
+        let c = ContactStatus {
+            uri: "sip:a@192.0.2.1".into(),
+            transport: Transport::Tcp,
+            source_address: "192.0.2.1:40000".into(),
+            user_agent: None,
+            expires: t(60),
+            replica: Some("r0".into()),
+        };
+        let body = apply_body(&Desired::Device(device_status(vec![c], t(0))));
+        assert_eq!(body["apiVersion"], "sip.switchboard.dev/v1alpha1");
+        assert_eq!(body["kind"], "SipDevice");
+        let status = body["status"].as_object().unwrap();
+        assert_eq!(
+            status.keys().collect::<Vec<_>>(),
+            ["conditions", "registration"]
+        );
+        assert_eq!(body["status"]["registration"]["state"], "Registered");
+        assert_eq!(
+            body["status"]["conditions"],
+            json!([{
+                "type": "Registered",
+                "status": "True",
+                "reason": "Registered",
+                "message": "1 contact(s); sip:a@192.0.2.1 over TCP from 192.0.2.1:40000",
+                "lastTransitionTime": "2023-11-14T22:13:20Z",
+            }])
+        );
+
+        let gone = apply_body(&Desired::Device(device_status(vec![], t(5))));
+        let cond = &gone["status"]["conditions"][0];
+        assert_eq!(
+            (&cond["status"], &cond["reason"], &cond["message"]),
+            (
+                &json!("False"),
+                &json!("Unregistered"),
+                &json!("no live binding")
+            )
+        );
+    }
+
+    #[test]
+    fn registration_body_has_no_conditions() {
+        let body = apply_body(&Desired::Registration(SipRegistrationStatus {
+            phase: Some(RegistrationPhase::Successful),
+            ..Default::default()
+        }));
+        assert_eq!(body["kind"], "SipRegistration");
+        assert_eq!(body["status"]["phase"], "Successful");
+        assert!(body["status"].get("conditions").is_none());
     }
 }
