@@ -6,49 +6,24 @@
 
 #![allow(dead_code)]
 
-pub mod kamailio;
 pub mod sipp;
+
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use switchboard_testkit::kamailio;
+#[allow(unused_imports)]
+pub use switchboard_testkit::{
+    free_port, http_get, metric_sum, temp_dir, wait_until, wait_until_within, DEADLINE,
+};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard-registrar");
-/// How long anything may take to become true.
-pub const DEADLINE: Duration = Duration::from_secs(15);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("sb-registrar-{name}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A loopback port free for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port found");
-}
-
-/// Polls `f` until it returns `Some`, or panics after [`DEADLINE`] with `what`.
-pub fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
-    wait_until_within(what, DEADLINE, f)
-}
-
 /// The standalone demo config's domain and passwords.
 pub const DOMAIN: &str = "switchboard.local";
 
@@ -56,7 +31,7 @@ pub const DOMAIN: &str = "switchboard.local";
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/registrar/standalone.yaml");
 
 /// The demo config with its domain's `digestAlgorithms` set to `algorithms` (`"[MD5]"`), or
-/// left out (`None`: the default, SHA-256 then MD5).
+/// left out (`None`: the default, MD5 alone).
 pub fn demo_config(algorithms: Option<&str>) -> String {
     const LINE: &str = "      digestAlgorithms: [MD5]\n";
     assert!(
@@ -276,18 +251,6 @@ pub fn uac_settings(
         contacts,
         ..ClientSettings::default()
     }
-}
-
-/// A minimal HTTP/1.0 GET.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
 }
 
 /// Starts a program that must be installed with `args` in `cwd`, stdin closed, stdout and
@@ -631,20 +594,6 @@ impl UdpClient {
 // fixed addresses (so they can be restarted on the same ones), deadlines of any length, and
 // requests that may go unanswered.
 
-/// Polls `f` until it returns `Some`, or panics after `limit` with `what`.
-pub fn wait_until_within<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A port free for both UDP and TCP on the loopback address `ip` (`127.0.0.2`) right now.
 pub fn free_port_on(ip: &str) -> u16 {
     for _ in 0..100 {
@@ -655,25 +604,6 @@ pub fn free_port_on(ip: &str) -> u16 {
         }
     }
     panic!("no free port found on {ip}");
-}
-
-/// The sum of every series of a metric family in a `/metrics` body (`name` alone or
-/// `name{labels}`), 0 if absent.
-pub fn metric_sum(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = if rest.starts_with('{') {
-                rest.rsplit_once('}')?.1
-            } else if rest.starts_with(' ') {
-                rest
-            } else {
-                return None;
-            };
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
 }
 
 /// A `redis-server` on 127.0.0.1 in a temporary directory, without persistence

@@ -1,5 +1,6 @@
-//! Debian's `kamailio` as a real SIP upstream (uac_kamailio.rs, uac_inbound_kamailio.rs): each
-//! test brings its own config (a `.cfg` next to it, with `@NAME@` placeholders), and the harness
+//! Debian's `kamailio` as a real SIP upstream (the registrar's uac_kamailio.rs and
+//! uac_inbound_kamailio.rs, the control-plane tests' SipRegistrations): each test brings its
+//! own config (a `.cfg` next to it, with `@NAME@` placeholders), and the harness
 //! runs it on a free loopback port (UDP and TCP) in a temporary run directory: config check
 //! (`kamailio -c`), start in the foreground, up once it answers OPTIONS, `kamcmd` on its ctl
 //! socket, SIGTERM then SIGKILL on drop.
@@ -7,7 +8,7 @@
 //! Kamailio is required (`.ci/run` installs it with scripts/install-test-deps.sh); a missing one
 //! fails the test.
 
-use super::{free_port, temp_dir, wait_until};
+use crate::process::{free_port, temp_dir, wait_until};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

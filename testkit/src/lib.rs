@@ -1,0 +1,23 @@
+//! What Switchboard's tests run against, shared by the test binaries of every crate:
+//!
+//! - [`process`]: temporary directories, free loopback ports, waits on a condition with a
+//!   deadline, the repository root.
+//! - [`daemon`]: a program running in the background with its output in a log file.
+//! - [`controlplane`]: a real Kubernetes control plane (etcd, kube-apiserver,
+//!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
+//!   `kubectl` against it.
+//! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back.
+//! - [`baresip`]: a real softphone registering headless.
+//! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
+//!
+//! Nothing here knows Switchboard's own types: it starts and talks to other programs.
+
+pub mod baresip;
+pub mod controlplane;
+pub mod daemon;
+pub mod http;
+pub mod kamailio;
+pub mod process;
+
+pub use http::{http_get, metric_sum};
+pub use process::{free_port, repo_root, temp_dir, wait_until, wait_until_within, DEADLINE};
