@@ -5,8 +5,10 @@
 #
 #   scripts/controlplane.sh up DIR [--watch PID]   start; the last line is KUBECONFIG=DIR/kubeconfig
 #   scripts/controlplane.sh down DIR               stop what `up DIR` started
-#   scripts/controlplane.sh restart DIR COMPONENT  stop and start one component (etcd,
-#                                                   kube-apiserver, kube-controller-manager)
+#   scripts/controlplane.sh stop DIR COMPONENT     stop one component (etcd, kube-apiserver,
+#                                                   kube-controller-manager)
+#   scripts/controlplane.sh start DIR COMPONENT    start it again, with the same flags
+#   scripts/controlplane.sh restart DIR COMPONENT  both
 #   scripts/controlplane.sh build                  only build (or find) the binaries; prints their folder
 #   scripts/controlplane.sh built                  exits 0 when the binaries are built already
 #
@@ -225,9 +227,11 @@ case "${1:-}" in
   up) [ $# -ge 2 ] || die "usage: $0 up DIR [--watch PID]"
       if [ "${3:-}" = --watch ]; then up "$2" "${4:?--watch needs a PID}"; else up "$2"; fi ;;
   down) [ $# -eq 2 ] || die "usage: $0 down DIR"; down "$2" ;;
+  stop) [ $# -eq 3 ] || die "usage: $0 stop DIR COMPONENT"; stop "$2" "$3" ;;
+  start) [ $# -eq 3 ] || die "usage: $0 start DIR COMPONENT"; start_ready "$2" "$3" ;;
   restart) [ $# -eq 3 ] || die "usage: $0 restart DIR COMPONENT"
       stop "$2" "$3"; start_ready "$2" "$3" ;;
   build) build; echo "$bin" ;;
   built) built ;;
-  *) die "usage: $0 up DIR [--watch PID] | down DIR | restart DIR COMPONENT | build | built" ;;
+  *) die "usage: $0 up DIR [--watch PID] | down DIR | stop|start|restart DIR COMPONENT | build | built" ;;
 esac

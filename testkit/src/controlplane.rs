@@ -132,6 +132,11 @@ impl ControlPlane {
         kubectl_with(&self.kubeconfig, args, None)
     }
 
+    /// `kubectl ARGS` as the admin reading `stdin`; the output, whatever the exit status.
+    pub fn kubectl_with_input(&self, args: &[&str], stdin: &str) -> Output {
+        kubectl_with(&self.kubeconfig, args, Some(stdin))
+    }
+
     /// `kubectl ARGS` as the admin with `stdin`; panics with kubectl's words if it fails.
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = kubectl_with(&self.kubeconfig, args, stdin);
@@ -176,16 +181,27 @@ impl ControlPlane {
         path
     }
 
-    /// Stops and starts one component (`kube-apiserver`, `etcd`, `kube-controller-manager`),
-    /// returning once it is healthy again.
-    pub fn restart(&self, component: &str) {
+    /// Stops one component (`kube-apiserver`, `etcd`, `kube-controller-manager`).
+    pub fn stop(&self, component: &str) {
+        self.script_on_component("stop", component);
+    }
+
+    /// Starts a stopped component again with the same flags, returning once it is healthy.
+    pub fn start_again(&self, component: &str) {
+        self.script_on_component("start", component);
+    }
+
+    fn script_on_component(&self, verb: &str, component: &str) {
         let status = Command::new(script())
-            .arg("restart")
+            .arg(verb)
             .arg(&self.dir)
             .arg(component)
             .status()
-            .expect("running scripts/controlplane.sh restart");
-        assert!(status.success(), "restarting {component} failed");
+            .expect("running scripts/controlplane.sh");
+        assert!(
+            status.success(),
+            "controlplane.sh {verb} {component} failed"
+        );
     }
 
     /// Puts `daemon` in the control plane's care: it is stopped with it (by `down`, or the

@@ -4,7 +4,12 @@
 //! - [`chart`]: load, render and parse `charts/switchboard`.
 //! - [`apicalls`]: the Kubernetes API calls the operator's and registrar's code make, read from
 //!   their source, for the RBAC check in `tests/rbac.rs`.
+//! - [`installation`]: the chart's CRDs and RBAC on a real control plane, with the operator and a
+//!   registrar running as local processes under the chart's ServiceAccounts.
+//! - [`resources`]: resources read back through `kubectl` (conditions, Secrets, managed fields).
 
 pub mod apicalls;
 pub mod chart;
 pub mod gotmpl;
+pub mod installation;
+pub mod resources;

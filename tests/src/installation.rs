@@ -1,0 +1,234 @@
+//! Switchboard installed on a real control plane the way the chart installs it, minus the pods:
+//! the chart's CRDs, its ServiceAccounts and RBAC (rendered from `charts/switchboard`), and the
+//! operator and one registrar running as local processes under those ServiceAccounts' tokens —
+//! never as the admin — so the chart's RBAC is what lets them work.
+
+use crate::chart::{chart_dir, Chart};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use switchboard_testkit::controlplane::ControlPlane;
+use switchboard_testkit::daemon::Daemon;
+use switchboard_testkit::{free_port, http_get, metric_sum, temp_dir, wait_until_within};
+
+/// The release's namespace (config Secrets, the operator's Lease).
+pub const NAMESPACE: &str = "switchboard-system";
+/// The Helm release name the RBAC is rendered for.
+pub const RELEASE: &str = "switchboard";
+
+/// A built binary of the workspace, next to the running test binary's `deps/` folder.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Applies the chart's CRDs and waits until the API server serves them (Established).
+pub fn install_crds(cp: &ControlPlane) {
+    let crds = chart_dir().join("crds");
+    cp.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            crds.to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    cp.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/sites.sip.switchboard.dev",
+            "crd/sipdevices.sip.switchboard.dev",
+            "crd/callpatterns.sip.switchboard.dev",
+            "crd/sipregistrations.sip.switchboard.dev",
+        ],
+        None,
+    );
+}
+
+/// The chart's ServiceAccounts, Roles and bindings for `values`, as one YAML stream.
+pub fn rendered_rbac(values: &Value) -> String {
+    let chart = Chart::load(&chart_dir()).expect("loading the chart");
+    let rendered = chart
+        .render(values, RELEASE, NAMESPACE)
+        .expect("rendering the chart");
+    ["operator-rbac.yaml", "registrar-rbac.yaml"]
+        .iter()
+        .map(|f| rendered.files[*f].clone())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Creates `namespace` unless it exists.
+pub fn ensure_namespace(cp: &ControlPlane, namespace: &str) {
+    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+}
+
+/// The operator and one registrar, running under the chart's ServiceAccounts.
+pub struct Installation {
+    /// Logs and kubeconfigs.
+    pub dir: PathBuf,
+    /// The operator's process.
+    pub operator: Daemon,
+    /// The registrar's process.
+    pub registrar: Daemon,
+    /// The operator's `/metrics`, `/healthz`, `/readyz` port.
+    pub operator_http: u16,
+    /// The registrar's SIP port (UDP and TCP on 127.0.0.1).
+    pub sip_port: u16,
+    /// The registrar's HTTP port.
+    pub registrar_http: u16,
+    /// The kubeconfig of the operator's ServiceAccount.
+    pub operator_kubeconfig: PathBuf,
+    /// The kubeconfig of the registrar's ServiceAccount.
+    pub registrar_kubeconfig: PathBuf,
+}
+
+impl Installation {
+    /// Installs CRDs and RBAC (chart defaults), then starts the operator and a registrar
+    /// (replica `registrar-0`) and waits until both are ready.
+    pub fn start(cp: &ControlPlane) -> Installation {
+        install_crds(cp);
+        ensure_namespace(cp, NAMESPACE);
+        cp.kubectl_ok(&["apply", "-f", "-"], Some(&rendered_rbac(&json!({}))));
+        let dir = temp_dir("installation");
+        let operator_kubeconfig =
+            cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-operator"));
+        let registrar_kubeconfig =
+            cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-registrar"));
+        let operator_http = free_port();
+        let operator = start_operator(cp, &dir, &operator_kubeconfig, operator_http);
+        let (sip_port, registrar_http) = (free_port(), free_port());
+        let registrar = start_registrar(cp, &dir, &registrar_kubeconfig, sip_port, registrar_http);
+        let inst = Installation {
+            dir,
+            operator,
+            registrar,
+            operator_http,
+            sip_port,
+            registrar_http,
+            operator_kubeconfig,
+            registrar_kubeconfig,
+        };
+        inst.wait_ready(inst.operator_http, "operator");
+        inst.wait_ready(inst.registrar_http, "registrar");
+        inst
+    }
+
+    fn wait_ready(&self, port: u16, what: &str) {
+        let daemon = if what == "operator" {
+            &self.operator
+        } else {
+            &self.registrar
+        };
+        let ready = std::panic::catch_unwind(|| {
+            wait_until_within(
+                &format!("the {what} to be ready"),
+                Duration::from_secs(60),
+                || http_get(port, "/readyz").and_then(|(s, _)| (s == 200).then_some(())),
+            )
+        });
+        assert!(
+            ready.is_ok(),
+            "{what} not ready; its log:\n{}",
+            daemon.output()
+        );
+    }
+
+    /// The registrar's SIP address.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.sip_port).into()
+    }
+
+    /// How many global passes the operator has finished (`switchboard_operator_reconciles_total`).
+    pub fn operator_passes(&self) -> f64 {
+        http_get(self.operator_http, "/metrics")
+            .map(|(_, body)| metric_sum(&body, "switchboard_operator_reconciles_total"))
+            .unwrap_or(0.0)
+    }
+
+    /// Runs `check`; when it panics, prints both processes' output before passing the panic on.
+    pub fn explain<T>(&self, check: impl FnOnce() -> T) -> T {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+            Ok(v) => v,
+            Err(panic) => {
+                eprintln!("{}", self.logs());
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Both processes' output, for a failing assertion's message.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- operator:\n{}\n--- registrar:\n{}",
+            self.operator.output(),
+            self.registrar.output()
+        )
+    }
+}
+
+fn start_operator(cp: &ControlPlane, dir: &Path, kubeconfig: &Path, http: u16) -> Daemon {
+    let mut cmd = Command::new(workspace_binary("switchboard-operator"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .env("NO_COLOR", "1")
+        .args(["--namespace", NAMESPACE, "--identity", "operator-0"])
+        .arg("--http")
+        .arg(format!("127.0.0.1:{http}"));
+    let d = Daemon::spawn("operator", cmd, dir);
+    cp.adopt(&d);
+    d
+}
+
+fn start_registrar(
+    cp: &ControlPlane,
+    dir: &Path,
+    kubeconfig: &Path,
+    sip: u16,
+    http: u16,
+) -> Daemon {
+    let mut cmd = Command::new(workspace_binary("switchboard-registrar"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .env("NO_COLOR", "1")
+        .args([
+            "--kube",
+            "--namespace",
+            NAMESPACE,
+            "--replica",
+            "registrar-0",
+        ])
+        .args(["--advertise", "127.0.0.1"])
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("--tcp")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("--http")
+        .arg(format!("127.0.0.1:{http}"));
+    let d = Daemon::spawn("registrar", cmd, dir);
+    cp.adopt(&d);
+    d
+}
+
+/// This test binary's control plane with Switchboard installed on it, set up on first call;
+/// `None` when the control plane is skipped (no Go, not required).
+pub fn shared() -> Option<(&'static ControlPlane, &'static Installation)> {
+    static SHARED: std::sync::OnceLock<Installation> = std::sync::OnceLock::new();
+    let cp = ControlPlane::shared()?;
+    Some((cp, SHARED.get_or_init(|| Installation::start(cp))))
+}

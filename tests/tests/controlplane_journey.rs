@@ -1,0 +1,304 @@
+//! The platform team's journey on a real control plane (kube-apiserver with RBAC, etcd,
+//! kube-controller-manager): resources applied with kubectl, the operator and a registrar
+//! running under the chart's ServiceAccounts, real phones (baresip) and a real upstream
+//! (Kamailio). Each test works in a namespace of its own on the binary's one installation.
+
+use serde_json::Value;
+use std::time::Duration;
+use switchboard_testkit::baresip::{Account, Baresip};
+use switchboard_testkit::controlplane::ControlPlane;
+use switchboard_testkit::kamailio::Kamailio;
+use switchboard_testkit::{repo_root, wait_until_within};
+use switchboard_tests::installation::{self, ensure_namespace, Installation};
+use switchboard_tests::resources::{
+    accepted_device, condition, device_manifest, get, site_manifest, spec_managers,
+    wait_registration_state, AcceptedDevice, LIMIT,
+};
+
+/// How long the garbage collector may take for an object of a freshly installed CRD.
+const GC_LIMIT: Duration = Duration::from_secs(120);
+
+fn phone(inst: &Installation, user: &str, domain: &str, password: &str) -> Baresip {
+    Baresip::start(&Account::udp(user, domain, password, inst.sip_addr()))
+}
+
+/// Generated credentials → baresip registers → `kubectl get` shows it Registered with its
+/// contact → `kubectl wait` for the condition → Events in `kubectl describe` → Expires 0 →
+/// Unregistered → deleting the device deletes its generated Secret (garbage collection).
+#[test]
+fn a_device_lives_from_apply_to_registered_to_deleted() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-life";
+    let domain = "hq.life.test";
+    ensure_namespace(cp, ns);
+    let manifests = format!(
+        "{}---\n{}",
+        site_manifest(ns, domain),
+        device_manifest(ns, "desk", "00:1a:2b:00:00:01", "1000")
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    let AcceptedDevice {
+        object: dev,
+        user,
+        password,
+    } = accepted_device(cp, ns, "desk");
+    assert_eq!(
+        dev["status"]["sipUri"].as_str(),
+        Some(format!("sip:{user}@{domain}").as_str())
+    );
+    let secret = dev["status"]["credentialsSecret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut baresip = phone(inst, &user, domain, &password);
+    let dev = inst.explain(|| wait_registration_state(cp, ns, "desk", "Registered"));
+    let contact = &dev["status"]["registration"]["contacts"][0];
+    let source = contact["sourceAddress"].as_str().unwrap().to_string();
+    assert!(source.starts_with("127.0.0.1:"), "{contact}");
+    assert!(
+        contact["userAgent"]
+            .as_str()
+            .unwrap()
+            .starts_with("baresip"),
+        "{contact}"
+    );
+    assert_eq!(contact["replica"], "registrar-0", "{contact}");
+
+    assert_table_row(
+        cp,
+        ns,
+        "desk",
+        &["Site", "hq", "1000", "Registered", &source],
+    );
+    cp.kubectl_ok(
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Registered",
+            "--timeout=20s",
+            "sipdevice/desk",
+        ],
+        None,
+    );
+    let described = cp.kubectl_ok(&["describe", "-n", ns, "sipdevice", "desk"], None);
+    assert_event(&described, "Registered", "switchboard-registrar");
+
+    baresip.stop();
+    inst.explain(|| wait_registration_state(cp, ns, "desk", "Unregistered"));
+    cp.kubectl_ok(
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Registered=false",
+            "--timeout=20s",
+            "sipdevice/desk",
+        ],
+        None,
+    );
+    let described = cp.kubectl_ok(&["describe", "-n", ns, "sipdevice", "desk"], None);
+    assert_event(&described, "Unregistered", "switchboard-registrar");
+
+    cp.kubectl_ok(&["delete", "-n", ns, "sipdevice", "desk"], None);
+    // The garbage collector learns new resource types by rediscovering the API every 30 s, so
+    // right after the CRDs were installed a dependent can wait that long and a retry more.
+    wait_until_within(
+        "garbage collection of the generated Secret",
+        GC_LIMIT,
+        || get(cp, ns, "secret", &secret).is_none().then_some(()),
+    );
+}
+
+/// kubectl's own table (printer columns): the header, and the device's row holding `cells`
+/// in order after its name.
+fn assert_table_row(cp: &ControlPlane, ns: &str, name: &str, cells: &[&str]) {
+    let table = cp.kubectl_ok(&["get", "sipdevices", "-n", ns], None);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ASSIGNMENT",
+            "SITE",
+            "EXTENSION",
+            "STATE",
+            "CONTACT",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.first() == Some(&name))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{table}"));
+    assert_eq!(&row[1..=cells.len()], cells, "{table}");
+}
+
+/// `kubectl describe` lists an Event with `reason` from `from` in its Events table.
+fn assert_event(described: &str, reason: &str, from: &str) {
+    let events = described
+        .split_once("\nEvents:")
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no Events in:\n{described}"));
+    assert!(
+        events
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(reason) && l.contains(from)),
+        "no {reason} Event from {from} in:\n{described}"
+    );
+}
+
+/// A second field manager (a GitOps tool) re-applies the same manifests by server-side apply
+/// while phones register: never a conflict, nobody but it owns a spec field, the spec never
+/// changes (generation 1), and once the phones are registered a further round of re-applies
+/// followed by a full operator pass writes nothing (resourceVersions unchanged).
+#[test]
+fn gitops_reapplies_conflict_free_while_phones_register() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-gitops";
+    let domain = "hq.gitops.test";
+    ensure_namespace(cp, ns);
+    let names = ["phone-a", "phone-b", "phone-c"];
+    let mut manifests = site_manifest(ns, domain);
+    for (i, n) in names.iter().enumerate() {
+        manifests += &format!(
+            "---\n{}",
+            device_manifest(ns, n, &format!("00:1a:2b:00:01:0{i}"), &format!("110{i}"))
+        );
+    }
+    let gitops_apply = || {
+        cp.kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=gitops",
+                "-f",
+                "-",
+            ],
+            Some(&manifests),
+        )
+    };
+    gitops_apply();
+    let accounts: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            let d = accepted_device(cp, ns, n);
+            (d.user, d.password)
+        })
+        .collect();
+    let phones: Vec<Baresip> = accounts
+        .iter()
+        .map(|(u, p)| phone(inst, u, domain, p))
+        .collect();
+    for _ in 0..10 {
+        gitops_apply();
+    }
+    for n in names {
+        inst.explain(|| wait_registration_state(cp, ns, n, "Registered"));
+    }
+    let with_fields = |n: &str| {
+        cp.get_json(&["get", "sipdevice", n, "-n", ns, "--show-managed-fields"])
+            .expect("the device")
+    };
+    let before: Vec<Value> = names.iter().map(|n| with_fields(n)).collect();
+    for _ in 0..5 {
+        gitops_apply();
+    }
+    full_operator_pass(cp, inst);
+    for (n, old) in names.iter().zip(&before) {
+        let now = with_fields(n);
+        assert_eq!(now["metadata"]["generation"], 1, "{now}");
+        assert_eq!(
+            spec_managers(&now),
+            ["gitops"],
+            "{}",
+            now["metadata"]["managedFields"]
+        );
+        assert_eq!(
+            now["metadata"]["resourceVersion"], old["metadata"]["resourceVersion"],
+            "{n} was written although nothing changed:\nbefore {old}\nnow {now}"
+        );
+    }
+    drop(phones);
+}
+
+/// Makes the operator run a pass and waits until it has finished one: a CallPattern of a
+/// namespace of its own is created and waited for until the operator has written its status.
+fn full_operator_pass(cp: &ControlPlane, inst: &Installation) {
+    let before = inst.operator_passes();
+    let ns = "journey-barrier";
+    ensure_namespace(cp, ns);
+    let name = format!("barrier-{}", before as u64);
+    let pattern = format!(
+        "apiVersion: sip.switchboard.dev/v1alpha1\nkind: CallPattern\nmetadata:\n  name: {name}\n  \
+         namespace: {ns}\nspec:\n  compact: '^9=8'\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&pattern));
+    wait_until_within("the operator to pass over a new CallPattern", LIMIT, || {
+        let p = get(cp, ns, "callpattern", &name)?;
+        (condition(&p, "Accepted").is_some() && inst.operator_passes() > before).then_some(())
+    });
+}
+
+/// A SipRegistration to a local Kamailio turns Successful (and Kamailio holds the binding); one
+/// with a wrong password turns Failed with the upstream's code.
+#[test]
+fn sip_registrations_to_kamailio_succeed_or_fail_with_the_code() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-trunk";
+    ensure_namespace(cp, ns);
+    let config = std::fs::read_to_string(repo_root().join("registrar/tests/uac_kamailio.cfg"))
+        .expect("registrar/tests/uac_kamailio.cfg");
+    let kamailio = Kamailio::start(
+        "controlplane",
+        &config,
+        &[("trunk", "right-password"), ("other", "other-password")],
+        &[("@ALGORITHM@", "MD5"), ("@MIN_EXPIRES@", "60")],
+    );
+    let registration = |name: &str, user: &str, password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-password\n  namespace: {ns}\n\
+             stringData:\n  password: {password}\n---\n\
+             apiVersion: sip.switchboard.dev/v1alpha1\nkind: SipRegistration\nmetadata:\n  \
+             name: {name}\n  namespace: {ns}\nspec:\n  aor: sip:{user}@example.test\n  \
+             username: \"{user}\"\n  credentials:\n    secretRef:\n      name: {name}-password\n  \
+             proxy: \"127.0.0.1:{}\"\n  expires: 300\n",
+            kamailio.port
+        )
+    };
+    let manifests = registration("good", "trunk", "right-password")
+        + "---\n"
+        + &registration("bad", "other", "wrong-password");
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    let phase = |name: &str| {
+        let r = get(cp, ns, "sipregistration", name)?;
+        let p = r["status"]["phase"].as_str()?.to_string();
+        Some((p, r))
+    };
+    let good = wait_until_within("the good registration to be Successful", LIMIT, || {
+        phase("good").filter(|(p, _)| p == "Successful")
+    });
+    assert_eq!(good.1["status"]["lastStatusCode"], 200, "{}", good.1);
+    assert!(kamailio.lookup("trunk").is_some(), "{}", kamailio.log());
+    let bad = wait_until_within("the bad registration to be Failed", LIMIT, || {
+        phase("bad").filter(|(p, _)| p == "Failed")
+    });
+    let code = bad.1["status"]["lastStatusCode"].as_u64();
+    assert!(
+        matches!(code, Some(401 | 403)),
+        "{}\n{}",
+        bad.1,
+        inst.logs()
+    );
+    let described = cp.kubectl_ok(&["describe", "-n", ns, "sipregistration", "bad"], None);
+    assert!(described.contains("Warning"), "{described}");
+}
