@@ -77,10 +77,10 @@ impl fmt::Display for Transport {
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
 )]
 pub enum DigestAlgorithm {
-    /// SHA-256 (RFC 8760), preferred.
+    /// SHA-256 (RFC 8760), for sites whose phones all support it.
     #[serde(rename = "SHA-256")]
     Sha256,
-    /// MD5 (RFC 2617), what most deployed phones speak.
+    /// MD5 (RFC 2617), what most deployed phones speak; the default offer.
     #[serde(rename = "MD5")]
     Md5,
 }

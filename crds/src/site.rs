@@ -157,9 +157,10 @@ pub struct RegistrationPolicy {
     #[serde(default = "default_transports")]
     #[schemars(length(min = 1))]
     pub transports: Vec<Transport>,
-    /// Digest algorithms offered, most preferred first: one challenge header each. Some phones
-    /// (and sipp, baresip 1.0) give up when the first, or any, challenge is not MD5: list only
-    /// `MD5` for a site with such phones.
+    /// Digest algorithms offered, most preferred first: one challenge header each. `MD5` alone
+    /// by default: many phones (Zoiper, desk phones, baresip 1.0, sipp 3.6) give up when the
+    /// first, or any, challenge is not MD5. List `SHA-256` first (RFC 8760) when every phone of
+    /// the site supports it.
     #[serde(default = "default_digest_algorithms")]
     #[schemars(length(min = 1, max = 2))]
     pub digest_algorithms: Vec<DigestAlgorithm>,
@@ -191,7 +192,8 @@ fn default_max_contacts() -> u32 {
     1
 }
 fn default_digest_algorithms() -> Vec<DigestAlgorithm> {
-    vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+    // Not SHA-256 first: a phone that cannot answer it fails to register at all.
+    vec![DigestAlgorithm::Md5]
 }
 fn default_transports() -> Vec<Transport> {
     vec![Transport::Udp, Transport::Tcp, Transport::Tls]
@@ -228,4 +230,27 @@ pub fn parse_extension_range(s: &str) -> Option<(u64, u64)> {
     let (a, b) = s.split_once('-')?;
     let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (a <= b).then_some((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    #[test]
+    fn md5_alone_is_the_default_offer_in_rust_serde_and_the_schema() {
+        let md5 = vec![DigestAlgorithm::Md5];
+        assert_eq!(RegistrationPolicy::default().digest_algorithms, md5);
+        let parsed: RegistrationPolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed.digest_algorithms, md5);
+        let crd = serde_json::to_value(Site::crd()).unwrap();
+        let reg = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["registration"];
+        assert_eq!(reg["default"]["digestAlgorithms"], json!(["MD5"]));
+        assert_eq!(
+            reg["properties"]["digestAlgorithms"]["default"],
+            json!(["MD5"])
+        );
+    }
 }

@@ -557,11 +557,14 @@ mod tests {
 
     const SRC: &str = "127.0.0.1:40000";
 
-    /// The demo config, offering the default SHA-256 then MD5 (the demo itself offers MD5).
+    /// The demo config offering SHA-256 then MD5, as a site that opted in to RFC 8760 does
+    /// (the demo itself offers MD5, the default).
     fn service() -> Service {
         let mut demo = crate::config::embedded();
-        demo.domains[0].registration.digest_algorithms =
-            switchboard_crds::site::RegistrationPolicy::default().digest_algorithms;
+        demo.domains[0].registration.digest_algorithms = vec![
+            switchboard_crds::common::DigestAlgorithm::Sha256,
+            switchboard_crds::common::DigestAlgorithm::Md5,
+        ];
         service_with(demo.seal())
     }
 
@@ -669,6 +672,13 @@ mod tests {
         // The demo domain lists MD5 alone (for old softphones): one challenge.
         let s = service_with(crate::config::embedded());
         let r = send(&s, &register("1001", 1, "")).await;
+        assert_eq!(header(&r, "WWW-Authenticate").len(), 1, "{r}");
+        assert!(header(&r, "WWW-Authenticate")[0].contains("algorithm=MD5"));
+        // So does a domain that lists none: the default is MD5 alone.
+        let mut demo = crate::config::embedded();
+        demo.domains[0].registration.digest_algorithms =
+            switchboard_crds::site::RegistrationPolicy::default().digest_algorithms;
+        let r = send(&service_with(demo.seal()), &register("1001", 1, "")).await;
         assert_eq!(header(&r, "WWW-Authenticate").len(), 1, "{r}");
         assert!(header(&r, "WWW-Authenticate")[0].contains("algorithm=MD5"));
     }

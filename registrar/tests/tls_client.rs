@@ -1,6 +1,7 @@
 //! A registration over TLS with a certificate made in the test, from a rustls client that
-//! verifies the chain against the test CA, answering the default challenge (SHA-256 first, as
-//! RFC 8760 asks; the demo domain without its `digestAlgorithms: [MD5]`) with SHA-256. Also checks the RFC 5626 CRLF keepalive on the TLS flow.
+//! verifies the chain against the test CA, answering the challenge of a domain that opted in to
+//! RFC 8760 (`digestAlgorithms: [SHA-256, MD5]`, SHA-256 first as it asks) with SHA-256. Also
+//! checks the RFC 5626 CRLF keepalive on the TLS flow.
 
 mod common;
 
@@ -39,7 +40,7 @@ async fn register_over_tls_with_sha256() {
         Registrar::start(
             "tls-client",
             Options {
-                config: Some(&demo_config(None)),
+                config: Some(&demo_config(Some("[SHA-256, MD5]"))),
                 tls: Some((&cert, &key)),
                 ..Default::default()
             },

@@ -9,8 +9,8 @@
 //! argument, so every branch is unit-tested.
 //!
 //! **Answers.** No or unusable credentials → 401 with a fresh challenge per algorithm the
-//! domain offers (its `registration.digestAlgorithms`, in that order; SHA-256 first by default,
-//! RFC 8760 §2.4). A digest that verifies against an expired nonce →
+//! domain offers (its `registration.digestAlgorithms`, in that order; MD5 alone by default, a
+//! site opting in to RFC 8760 lists SHA-256 first, §2.4). A digest that verifies against an expired nonce →
 //! 401 with `stale=true`. A wrong digest with a fresh nonce → **403**, identical for an unknown
 //! user and a wrong password (same status, same reason phrase, same headers, and the same work:
 //! an unknown user is checked against a dummy HA1). 403 rather than a fresh 401 because a phone
@@ -335,7 +335,7 @@ mod tests {
     use switchboard_crds::config::ha1;
 
     const REALM: &str = "switchboard.local";
-    /// The default offer: SHA-256, then MD5.
+    /// A site that opted in to RFC 8760: SHA-256, then MD5.
     const BOTH: &[DigestAlgorithm] = &[DigestAlgorithm::Sha256, DigestAlgorithm::Md5];
 
     struct Fixture {
