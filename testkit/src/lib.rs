@@ -7,6 +7,7 @@
 //!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
 //!   `kubectl` against it.
 //! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back.
+//! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.
 //! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
 //!
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod http;
 pub mod kamailio;
 pub mod process;
+pub mod sip;
 
 pub use http::{http_get, metric_sum};
 pub use process::{free_port, repo_root, temp_dir, wait_until, wait_until_within, DEADLINE};

@@ -436,7 +436,10 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca_path, cert_path, key_path)
 }
 
-/// A REGISTER from a hand-rolled client.
+#[allow(unused_imports)]
+pub use switchboard_testkit::sip::{header_values, status_of};
+
+/// A REGISTER from a hand-rolled client, in the demo domain.
 pub fn register_request(
     transport: &str,
     local: &str,
@@ -445,73 +448,13 @@ pub fn register_request(
     call_id: &str,
     extra: &str,
 ) -> String {
-    format!(
-        "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
-         Via: SIP/2.0/{transport} {local};branch=z9hG4bK-{call_id}-{cseq};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{user}@{DOMAIN}>;tag=tag-{call_id}\r\n\
-         To: <sip:{user}@{DOMAIN}>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@{local};transport={}>\r\n\
-         User-Agent: switchboard-test-client\r\n\
-         {extra}Content-Length: 0\r\n\r\n",
-        transport.to_ascii_lowercase()
-    )
+    switchboard_testkit::sip::register_request(DOMAIN, transport, local, user, cseq, call_id, extra)
 }
 
-/// The values of a header in a response.
-pub fn header_values<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
-    response
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-/// The status code of a response.
-pub fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// An Authorization header answering `challenge` (computed here, independently of the
-/// registrar's code, from the RFC 2617/7616 formulas).
+/// An Authorization header answering `challenge` for a REGISTER (computed in testkit,
+/// independently of the registrar's code).
 pub fn authorization(challenge: &str, user: &str, password: &str, uri: &str, nc: u32) -> String {
-    use md5::Digest as _;
-    let param = |name: &str| {
-        challenge
-            .split(',')
-            .map(str::trim)
-            .map(|p| p.trim_start_matches("Digest").trim())
-            .find_map(|p| p.strip_prefix(&format!("{name}=")))
-            .map(|v| v.trim_matches('"').to_string())
-            .unwrap()
-    };
-    let (realm, nonce, algorithm) = (param("realm"), param("nonce"), param("algorithm"));
-    let h = |s: String| -> String {
-        match algorithm.as_str() {
-            "MD5" => hex::encode(md5::Md5::digest(s.as_bytes())),
-            "SHA-256" => hex::encode(sha2::Sha256::digest(s.as_bytes())),
-            other => panic!("unexpected algorithm {other}"),
-        }
-    };
-    let ha1 = h(format!("{user}:{realm}:{password}"));
-    let ha2 = h(format!("REGISTER:{uri}"));
-    let nc = format!("{nc:08x}");
-    let cnonce = "0a4f113b";
-    let response = h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-    format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-         response=\"{response}\", algorithm={algorithm}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"\r\n"
-    )
+    switchboard_testkit::sip::authorization(challenge, "REGISTER", user, password, uri, nc)
 }
 
 /// A UDP SIP client on loopback.
