@@ -63,18 +63,19 @@ fn every_example_is_valid() {
             *kinds.entry(kind).or_default() += 1;
         }
     }
-    // The scenarios of the API: 1 site, 5 devices, 3 dial plans, 4 upstream registrations.
-    assert!(kinds.get("Site").copied().unwrap_or(0) >= 1, "{kinds:?}");
+    // The scenarios of the API (each folder with the sites, plans and trunks it names): 6
+    // sites, 6 devices, 6 dial plans, 5 upstream registrations.
+    assert!(kinds.get("Site").copied().unwrap_or(0) >= 6, "{kinds:?}");
     assert!(
-        kinds.get("SipDevice").copied().unwrap_or(0) >= 5,
+        kinds.get("SipDevice").copied().unwrap_or(0) >= 6,
         "{kinds:?}"
     );
     assert!(
-        kinds.get("CallPattern").copied().unwrap_or(0) >= 2,
+        kinds.get("CallPattern").copied().unwrap_or(0) >= 6,
         "{kinds:?}"
     );
     assert!(
-        kinds.get("SipRegistration").copied().unwrap_or(0) >= 4,
+        kinds.get("SipRegistration").copied().unwrap_or(0) >= 5,
         "{kinds:?}"
     );
 }
@@ -99,21 +100,33 @@ fn broken_examples_are_refused_naming_the_field() {
     }
 }
 
+/// The first two dial plans of an example file: the compact form and its structured twin.
+fn compact_and_structured(file: &str) -> [switchboard_crds::dialrules::DialPlan; 2] {
+    let docs = documents(&examples_dir().join(file));
+    let mut plans = docs.iter().filter_map(|d| match d {
+        Document::CallPattern(p) => {
+            Some(switchboard_crds::dialrules::DialPlan::compile(&p.spec.dial_rules()).unwrap())
+        }
+        _ => None,
+    });
+    [plans.next().unwrap(), plans.next().unwrap()]
+}
+
 #[test]
 fn compact_and_structured_dial_plans_agree() {
-    let docs = documents(&examples_dir().join("dialplans/callpatterns.yaml"));
-    let plans: Vec<_> = docs
-        .iter()
-        .filter_map(|d| match d {
-            Document::CallPattern(p) => Some(p.spec.dial_rules()),
-            _ => None,
-        })
-        .collect();
-    let normalize = switchboard_crds::dialrules::DialPlan::compile(&plans[0]).unwrap();
-    let mobile = switchboard_crds::dialrules::DialPlan::compile(&plans[1]).unwrap();
+    let [normalize, mobile] = compact_and_structured("site-common-area/callpatterns.yaml");
     assert_eq!(normalize.apply("8 (926) 123-45-67").unwrap(), "79261234567");
     assert_eq!(mobile.apply("8 (926) 123-45-67").unwrap(), "79261234567");
     assert!(mobile.apply("8 (495) 123-45-67").is_err());
+
+    let [normalize, intl] = compact_and_structured("dialplans/callpatterns.yaml");
+    assert_eq!(
+        normalize.apply("00 44 (20) 7946-0958").unwrap(),
+        "+442079460958"
+    );
+    assert_eq!(intl.apply("00 44 (20) 7946-0958").unwrap(), "+442079460958");
+    assert_eq!(normalize.apply("1100").unwrap(), "1100");
+    assert!(intl.apply("1100").is_err(), "not international");
 }
 
 #[cfg(feature = "cel")]
