@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Installs the real SIP peers and servers the interop tests run against, from Debian's archive.
+# Installs the real SIP peers and servers the interop tests run against, from Debian's archive,
+# and, when the `helm` binary is missing, Helm's Go engine from PyPI into a virtual environment
+# (SWITCHBOARD_VENV, default /var/tmp/switchboard-venv), never into the system Python.
 # Does nothing when they are all there already.
 set -euo pipefail
+
+apt_install() {
+  echo "installing: $*"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$@"
+}
+
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v sipsak >/dev/null || need+=(sipsak)
@@ -10,15 +21,32 @@ command -v kamailio >/dev/null || need+=(kamailio)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+  apt_install "${need[@]}"
 fi
+
+# A virtual environment at $1 with a working pip: reused when there is one, else created.
+# Debian and Ubuntu ship venv's pip bootstrap apart from Python (package python3-venv).
+ensure_venv() {
+  local venv=$1
+  "$venv/bin/python" -m pip --version >/dev/null 2>&1 && return 0
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv")" ]; then
+    echo "$venv exists and is not a virtual environment: remove it or set SWITCHBOARD_VENV" >&2
+    return 1
+  fi
+  echo "creating the virtual environment $venv"
+  if ! python3 -m venv --clear "$venv"; then
+    apt_install python3-venv
+    python3 -m venv --clear "$venv"
+  fi
+}
+
 # Helm is not in Debian; the chart tests use `helm` when it is on PATH, else Helm's Go engine
-# from PyPI's helm-python-sdk.
-if ! command -v helm >/dev/null && ! python3 -c "import helm_python" 2>/dev/null; then
-  echo "installing: helm-python-sdk (PyPI)"
-  python3 -m pip install -q helm-python-sdk
+# from PyPI's helm-python-sdk, run by the venv's python (scripts/test.sh passes it to the tests
+# as SWITCHBOARD_PYTHON). Debian 12 and Ubuntu 24.04 refuse pip installs into the system Python
+# (PEP 668), and a test dependency has no business there anyway.
+venv=${SWITCHBOARD_VENV:-/var/tmp/switchboard-venv}
+if ! command -v helm >/dev/null && ! "$venv/bin/python" -c "import helm_python" 2>/dev/null; then
+  ensure_venv "$venv"
+  echo "installing: helm-python-sdk (PyPI) into $venv"
+  "$venv/bin/python" -m pip install -q helm-python-sdk
 fi

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command, and what CI runs.
-# Installs the SIP peers the interop tests need (sipp, sipsak, baresip, kamailio, redis-server),
-# then checks formatting, lints, the generated CRDs, and runs every test of the workspace.
+# Installs the SIP peers the interop tests need (sipp, sipsak, baresip, kamailio, redis-server)
+# and, without a `helm` binary, Helm's SDK into a virtual environment (SWITCHBOARD_VENV), then
+# checks formatting, lints, the generated CRDs, and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
+# The Python the Helm chart tests run Helm's SDK with, when there is no `helm` binary: the
+# virtual environment install-test-deps.sh put helm-python-sdk into (tests/tests/helm.rs).
+venv=${SWITCHBOARD_VENV:-/var/tmp/switchboard-venv}
+if [ -z "${SWITCHBOARD_PYTHON:-}" ] && [ -x "$venv/bin/python" ]; then
+  export SWITCHBOARD_PYTHON="$venv/bin/python"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

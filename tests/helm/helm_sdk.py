@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Helm's own engine without the helm binary, through the helm-python-sdk package (a ctypes
-binding of Helm's Go SDK): `pip install helm-python-sdk`. Used by tests/tests/helm.rs when
-`helm` is not on PATH.
+binding of Helm's Go SDK). Used by tests/tests/helm.rs when `helm` is not on PATH, run by
+$SWITCHBOARD_PYTHON, else python3: scripts/install-test-deps.sh installs the package into a
+virtual environment ($SWITCHBOARD_VENV, default /var/tmp/switchboard-venv), never into the
+system Python, and scripts/test.sh points SWITCHBOARD_PYTHON at its python.
 
   helm_sdk.py lint CHART_DIR VALUES_JSON NAMESPACE      -> JSON lint report
   helm_sdk.py template CHART_DIR VALUES_JSON RELEASE NAMESPACE -> JSON {file: manifest}

@@ -1,9 +1,10 @@
 //! `helm lint --strict` and `helm template` on the chart, under every overlay of
 //! `switchboard_tests::chart::overlays`, where a Helm engine exists: the `helm` binary on PATH
 //! (as in CI), else Helm's Go SDK through the `helm-python-sdk` package
-//! (`tests/helm/helm_sdk.py`). Each rendering is also compared, object by object, with the
-//! repository's own renderer (`gotmpl`), so the checks that run without Helm are known to see
-//! what Helm sees. Without either engine the test prints why and passes: that is the only skip.
+//! (`tests/helm/helm_sdk.py`), run by `$SWITCHBOARD_PYTHON` (`scripts/test.sh` sets it to the
+//! virtual environment `scripts/install-test-deps.sh` installs the package into) or `python3`.
+//! Each rendering is also compared, object by object, with the repository's own renderer
+//! (`gotmpl`), so the checks that run without Helm are known to see what Helm sees. Without either engine the test prints why and passes: that is the only skip.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -18,12 +19,28 @@ enum Engine {
     Sdk,
 }
 
+/// The Python that runs `helm_sdk.py`: `$SWITCHBOARD_PYTHON` when set, else `python3`.
+fn python() -> String {
+    std::env::var("SWITCHBOARD_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// `helm_sdk.py COMMAND`, run by [`python`]; the caller adds the arguments.
+fn sdk(command: &str) -> Command {
+    let mut c = Command::new(python());
+    c.arg(repo_root().join("tests/helm/helm_sdk.py"))
+        .arg(command);
+    c
+}
+
 fn engine() -> Option<Engine> {
     let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
     if ok(Command::new("helm").arg("version").arg("--short")) {
         return Some(Engine::Binary);
     }
-    if ok(Command::new("python3").args(["-c", "import helm_python"])) {
+    if ok(Command::new(python()).args(["-c", "import helm_python"])) {
         return Some(Engine::Sdk);
     }
     None
@@ -62,9 +79,7 @@ fn lint(engine: &Engine, values: &Value, values_file: &std::path::Path) -> Vec<S
             }
         }
         Engine::Sdk => {
-            let report: Value = serde_json::from_str(&run(Command::new("python3")
-                .arg(repo_root().join("tests/helm/helm_sdk.py"))
-                .arg("lint")
+            let report: Value = serde_json::from_str(&run(sdk("lint")
                 .arg(chart_dir())
                 .arg(values.to_string())
                 .arg(NS)))
@@ -116,9 +131,7 @@ fn template(
             }
         }
         Engine::Sdk => {
-            let out = run(Command::new("python3")
-                .arg(repo_root().join("tests/helm/helm_sdk.py"))
-                .arg("template")
+            let out = run(sdk("template")
                 .arg(chart_dir())
                 .arg(values.to_string())
                 .args([RELEASE, NS]));
@@ -141,9 +154,11 @@ fn template(
 fn helm_lint_and_template_agree_with_the_builtin_renderer() {
     let Some(engine) = engine() else {
         println!(
-            "SKIP helm lint/template: no Helm engine here (no `helm` on PATH, and python3 cannot \
-             import helm_python from the helm-python-sdk package). Install either to run it; CI \
-             installs helm. The chart is still rendered and checked by tests/chart.rs."
+            "SKIP helm lint/template: no Helm engine here (no `helm` on PATH, and {} cannot \
+             import helm_python from the helm-python-sdk package). Install either to run it \
+             (scripts/install-test-deps.sh puts the package into a virtual environment); CI \
+             installs helm. The chart is still rendered and checked by tests/chart.rs.",
+            python()
         );
         return;
     };
