@@ -9,7 +9,8 @@
 #                                                   kube-controller-manager)
 #   scripts/controlplane.sh start DIR COMPONENT    start it again, with the same flags
 #   scripts/controlplane.sh restart DIR COMPONENT  both
-#   scripts/controlplane.sh build                  only build (or find) the binaries; prints their folder
+#   scripts/controlplane.sh build                  only build (or find) the binaries (kubectl too);
+#                                                   prints their folder
 #   scripts/controlplane.sh built                  exits 0 when the binaries are built already
 #
 # The binaries are built from Go modules (scripts/controlplane/go.mod: k8s.io/kubernetes and the
@@ -29,18 +30,21 @@ k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$m
 cache="${SWITCHBOARD_CONTROLPLANE_CACHE:-/var/tmp/switchboard-controlplane}"
 bin="$cache/$k8s_version/bin"
 components=(etcd kube-apiserver kube-controller-manager)
+# kubectl of the same release is built beside them: the tests drive the cluster with it, so no
+# kubectl needs to be installed and client and server versions match.
+binaries=("${components[@]}" kubectl)
 
 die() { echo "controlplane: $*" >&2; exit 1; }
 
 built() {
   local c
-  for c in "${components[@]}"; do [ -x "$bin/$c" ] || return 1; done
+  for c in "${binaries[@]}"; do [ -x "$bin/$c" ] || return 1; done
 }
 
 build() {
   built && return 0
   command -v go >/dev/null || die "Go is needed to build the control plane once (go not found on PATH)"
-  echo "controlplane: building etcd, kube-apiserver and kube-controller-manager $k8s_version into $bin (once; minutes)" >&2
+  echo "controlplane: building etcd, kube-apiserver, kube-controller-manager and kubectl $k8s_version into $bin (once; minutes)" >&2
   mkdir -p "$bin"
   local tmp
   tmp="$(mktemp -d "$cache/build.XXXXXX")"
@@ -52,9 +56,10 @@ build() {
     ldflags+=" -X $pkg.gitMinor=$(echo "$v" | cut -d. -f2) -X $pkg.gitTreeState=clean"
   done
   (cd "$module" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="$ldflags" -o "$tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./etcd) >&2
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kubectl ./etcd) >&2
   # Renamed into place only when all three built, so a broken build is never taken for a cache.
-  for c in "${components[@]}"; do mv -f "$tmp/$c" "$bin/$c"; done
+  for c in "${binaries[@]}"; do mv -f "$tmp/$c" "$bin/$c"; done
   rmdir "$tmp"
 }
 

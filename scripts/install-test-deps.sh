@@ -20,6 +20,7 @@ command -v baresip >/dev/null || need+=(baresip-core)
 command -v kamailio >/dev/null || need+=(kamailio)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi

@@ -2,7 +2,9 @@
 # The whole test suite: the README's test command, and what CI runs.
 # Installs the SIP peers the interop tests need (sipp, sipsak, baresip, kamailio, redis-server)
 # and, without a `helm` binary, Helm's SDK into a virtual environment (SWITCHBOARD_VENV), then
-# checks formatting, lints, the generated CRDs, and runs every test of the workspace.
+# checks formatting, lints, the generated CRDs, builds the Kubernetes control plane the
+# control-plane tests run against (scripts/controlplane.sh; Go, once), and runs every test of
+# the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,19 @@ else
   echo "SKIP image builds: no Docker engine here (docker info fails or docker is missing);"
   echo "     the GitHub workflow builds them (.github/workflows/ci.yml, job images)"
 fi
+
+echo "== the Kubernetes control plane (built from Go modules once, then cached)"
+if command -v go >/dev/null || scripts/controlplane.sh built; then
+  scripts/controlplane.sh build
+elif [ -n "${SWITCHBOARD_REQUIRE_CONTROLPLANE:-}" ]; then
+  echo "Go is missing and no control plane is cached, but SWITCHBOARD_REQUIRE_CONTROLPLANE is set" >&2
+  exit 1
+else
+  echo "SKIP: no Go toolchain; the control-plane tests will say they skip"
+fi
+
+echo "== cargo build (the binaries the control-plane tests run as processes)"
+cargo build --workspace --bins --locked
 
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

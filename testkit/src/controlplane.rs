@@ -24,6 +24,8 @@ pub struct ControlPlane {
     pub dir: PathBuf,
     /// The admin kubeconfig (`system:masters`).
     pub kubeconfig: PathBuf,
+    /// The `kubectl` built with the control plane (same release as the API server).
+    pub kubectl: PathBuf,
 }
 
 static SHARED: OnceLock<Option<ControlPlane>> = OnceLock::new();
@@ -95,7 +97,11 @@ impl ControlPlane {
             .and_then(|l| l.strip_prefix("KUBECONFIG="))
             .map(PathBuf::from)
             .unwrap_or_else(|| panic!("no KUBECONFIG= line from controlplane.sh: {stdout}"));
-        let cp = ControlPlane { dir, kubeconfig };
+        let cp = ControlPlane {
+            dir,
+            kubeconfig,
+            kubectl: kubectl_binary(),
+        };
         cp.wait_for_default_service_account();
         cp
     }
@@ -129,17 +135,17 @@ impl ControlPlane {
 
     /// `kubectl ARGS` as the admin; the output, whatever the exit status.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig, args, None)
+        self.kubectl_as(&self.kubeconfig, args, None)
     }
 
     /// `kubectl ARGS` as the admin reading `stdin`; the output, whatever the exit status.
     pub fn kubectl_with_input(&self, args: &[&str], stdin: &str) -> Output {
-        kubectl_with(&self.kubeconfig, args, Some(stdin))
+        self.kubectl_as(&self.kubeconfig, args, Some(stdin))
     }
 
     /// `kubectl ARGS` as the admin with `stdin`; panics with kubectl's words if it fails.
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = kubectl_with(&self.kubeconfig, args, stdin);
+        let out = self.kubectl_as(&self.kubeconfig, args, stdin);
         assert!(
             out.status.success(),
             "kubectl {} failed: {}{}",
@@ -229,28 +235,42 @@ fn required() -> bool {
     std::env::var(REQUIRED).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// `kubectl --kubeconfig KUBECONFIG ARGS` with `stdin`.
-pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl must be installed");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(text.as_bytes())
-            .expect("writing kubectl's stdin");
+/// The folder of the built binaries, as `controlplane.sh build` prints it, and its kubectl.
+fn kubectl_binary() -> PathBuf {
+    let out = Command::new(script())
+        .arg("build")
+        .output()
+        .expect("running scripts/controlplane.sh build");
+    assert!(out.status.success(), "controlplane.sh build failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or("").trim()).join("kubectl")
+}
+
+impl ControlPlane {
+    /// `kubectl --kubeconfig KUBECONFIG ARGS` with `stdin` (a ServiceAccount's kubeconfig, say);
+    /// the output, whatever the exit status.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the control plane's kubectl");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(text.as_bytes())
+                .expect("writing kubectl's stdin");
+        }
+        child.wait_with_output().expect("waiting for kubectl")
     }
-    child.wait_with_output().expect("waiting for kubectl")
 }

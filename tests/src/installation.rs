@@ -102,6 +102,11 @@ impl Installation {
     /// Installs CRDs and RBAC (chart defaults), then starts the operator and a registrar
     /// (replica `registrar-0`) and waits until both are ready.
     pub fn start(cp: &ControlPlane) -> Installation {
+        Installation::start_with(cp, &[])
+    }
+
+    /// [`Installation::start`] with `registrar_args` added to the registrar's command line.
+    pub fn start_with(cp: &ControlPlane, registrar_args: &[&str]) -> Installation {
         install_crds(cp);
         ensure_namespace(cp, NAMESPACE);
         cp.kubectl_ok(&["apply", "-f", "-"], Some(&rendered_rbac(&json!({}))));
@@ -113,7 +118,13 @@ impl Installation {
         let operator_http = free_port();
         let operator = start_operator(cp, &dir, &operator_kubeconfig, operator_http);
         let (sip_port, registrar_http) = (free_port(), free_port());
-        let registrar = start_registrar(cp, &dir, &registrar_kubeconfig, sip_port, registrar_http);
+        let registrar = start_registrar(
+            cp,
+            &dir,
+            &registrar_kubeconfig,
+            (sip_port, registrar_http),
+            registrar_args,
+        );
         let inst = Installation {
             dir,
             operator,
@@ -199,8 +210,8 @@ fn start_registrar(
     cp: &ControlPlane,
     dir: &Path,
     kubeconfig: &Path,
-    sip: u16,
-    http: u16,
+    (sip, http): (u16, u16),
+    extra: &[&str],
 ) -> Daemon {
     let mut cmd = Command::new(workspace_binary("switchboard-registrar"));
     cmd.env("KUBECONFIG", kubeconfig)
@@ -219,7 +230,8 @@ fn start_registrar(
         .arg("--tcp")
         .arg(format!("127.0.0.1:{sip}"))
         .arg("--http")
-        .arg(format!("127.0.0.1:{http}"));
+        .arg(format!("127.0.0.1:{http}"))
+        .args(extra);
     let d = Daemon::spawn("registrar", cmd, dir);
     cp.adopt(&d);
     d

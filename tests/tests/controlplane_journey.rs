@@ -302,3 +302,108 @@ fn sip_registrations_to_kamailio_succeed_or_fail_with_the_code() {
     let described = cp.kubectl_ok(&["describe", "-n", ns, "sipregistration", "bad"], None);
     assert!(described.contains("Warning"), "{described}");
 }
+
+/// The API server's own verdict on the chart's RBAC for each component's ServiceAccount: what
+/// it needs is allowed, and a sample of what it must not do is refused.
+#[test]
+fn each_service_account_may_do_what_it_needs_and_no_more() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let sys = installation::NAMESPACE;
+    let can = |kubeconfig: &std::path::Path, verb: &str, resource: &str, ns: Option<&str>| {
+        let (resource, sub) = resource
+            .split_once('/')
+            .map_or((resource, None), |(r, s)| (r, Some(s)));
+        let subresource = sub.map(|s| format!("--subresource={s}"));
+        let mut args = vec!["auth", "can-i", verb, resource];
+        args.extend(subresource.as_deref());
+        match ns {
+            Some(ns) => args.extend(["-n", ns]),
+            None => args.push("--all-namespaces"),
+        }
+        let out = cp.kubectl_as(kubeconfig, &args, None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let op = &inst.operator_kubeconfig;
+    let reg = &inst.registrar_kubeconfig;
+    let expectations: &[(&std::path::Path, &str, &str, Option<&str>, bool)] = &[
+        (op, "watch", "sipdevices.sip.switchboard.dev", None, true),
+        (
+            op,
+            "patch",
+            "sipdevices.sip.switchboard.dev/status",
+            Some("tenant"),
+            true,
+        ),
+        (
+            op,
+            "patch",
+            "sipdevices.sip.switchboard.dev",
+            Some("tenant"),
+            false,
+        ),
+        (
+            op,
+            "delete",
+            "sipdevices.sip.switchboard.dev",
+            Some("tenant"),
+            false,
+        ),
+        (op, "update", "leases.coordination.k8s.io", Some(sys), true),
+        (
+            op,
+            "update",
+            "leases.coordination.k8s.io",
+            Some("tenant"),
+            false,
+        ),
+        (op, "delete", "secrets", Some(sys), true),
+        (op, "delete", "secrets", Some("tenant"), false),
+        (op, "create", "pods", Some(sys), false),
+        (reg, "list", "secrets", Some(sys), true),
+        (reg, "list", "secrets", Some("tenant"), false),
+        (reg, "create", "secrets", Some(sys), false),
+        (
+            reg,
+            "patch",
+            "sipdevices.sip.switchboard.dev/status",
+            Some("tenant"),
+            true,
+        ),
+        (
+            reg,
+            "patch",
+            "sipdevices.sip.switchboard.dev",
+            Some("tenant"),
+            false,
+        ),
+        (
+            reg,
+            "list",
+            "sites.sip.switchboard.dev",
+            Some("tenant"),
+            false,
+        ),
+        (
+            reg,
+            "update",
+            "leases.coordination.k8s.io",
+            Some(sys),
+            false,
+        ),
+    ];
+    let wrong: Vec<String> = expectations
+        .iter()
+        .filter(|(kc, verb, res, ns, allowed)| can(kc, verb, res, *ns) != *allowed)
+        .map(|(kc, verb, res, ns, allowed)| {
+            let who = if *kc == op.as_path() {
+                "operator"
+            } else {
+                "registrar"
+            };
+            format!("{who} {verb} {res} in {ns:?}: expected allowed={allowed}")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
