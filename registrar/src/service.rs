@@ -13,7 +13,7 @@ use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
 use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
 use crate::message::response::{format_q, http_date, reason_phrase};
-use crate::message::{parse, HeaderName, Method, Parsed, Request, Response};
+use crate::message::{check, parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, ProxySettings};
 use crate::registrar::events::{changes, ChangeKind, RegistrationEvent};
@@ -158,8 +158,10 @@ impl Service {
         // Calls and responses go to the proxy (once it has its socket); it answers by itself,
         // over UDP or into the connection's flow.
         if proxy::claims(data) && self.proxy.is_attached() {
-            self.proxy.handle(&self.auth, data, source, transport).await;
-            return None;
+            return match self.proxy.handle(&self.auth, data, source, transport).await {
+                Ok(()) => None,
+                Err(e) => self.answer_unparsed(e, source, transport),
+            };
         }
         let request = match parse(data) {
             Ok(Parsed::Request(r)) => r,
@@ -228,15 +230,19 @@ impl Service {
             }
         }
 
-        let response = match request.method {
-            Method::Register => self.register(&request, &via_value, source, transport).await,
-            Method::Options => reply(200, "OK")
-                .with("Allow", ALLOW)
-                .with("Accept", "application/sdp"),
-            // The presence subscriptions of outbound registrations (`uac`) put this registrar
-            // in their Contact: their NOTIFYs are acknowledged (the state is not used yet).
-            Method::Notify => reply(200, "OK"),
-            _ => reply(405, "Method Not Allowed").with("Allow", ALLOW),
+        let response = if let Some(refusal) = refuse(&request, &reply) {
+            refusal
+        } else {
+            match request.method {
+                Method::Register => self.register(&request, &via_value, source, transport).await,
+                Method::Options => reply(200, "OK")
+                    .with("Allow", ALLOW)
+                    .with("Accept", "application/sdp"),
+                // The presence subscriptions of outbound registrations (`uac`) put this registrar
+                // in their Contact: their NOTIFYs are acknowledged (the state is not used yet).
+                Method::Notify => reply(200, "OK"),
+                _ => reply(405, "Method Not Allowed").with("Allow", ALLOW),
+            }
         };
         Some(self.finish(&request, Some(&key), response, target))
     }
@@ -548,6 +554,23 @@ impl Service {
     }
 }
 
+/// What this registrar answers before looking at a request's method, as the UAS of REGISTER,
+/// OPTIONS and NOTIFY and the edge proxy in front of itself: a Request-URI that is not a SIP
+/// URI (416, RFC 3261 §8.2.2.1; RFC 4475 §3.3.2), option tags it does not implement in
+/// `Require` or `Proxy-Require` (420 with `Unsupported`, §8.2.2.3, §16.3; RFC 4475 §3.3.5).
+fn refuse(request: &Request, reply: &impl Fn(u16, &'static str) -> Response) -> Option<Response> {
+    if SipUri::parse(&request.uri).is_none() {
+        return Some(reply(416, "Unsupported URI Scheme"));
+    }
+    let fields = request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    let unknown = check::unsupported(fields, &["Require", "Proxy-Require"]);
+    (!unknown.is_empty())
+        .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,6 +815,56 @@ mod tests {
             .is_none());
         let mismatch = opts.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
         assert!(send(&s, &mismatch).await.starts_with("SIP/2.0 400"));
+    }
+
+    #[tokio::test]
+    async fn scheme_extension_version_and_header_errors() {
+        let s = service();
+        let opts = "OPTIONS sip:switchboard.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKo\r\n\
+            From: <sip:ping@x>;tag=1\r\nTo: <sip:switchboard.local>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let first = |r: String| r.lines().next().unwrap().to_string();
+        // RFC 4475 §3.3.2 unkscm.
+        let unknown = opts.replace(
+            "OPTIONS sip:switchboard.local",
+            "OPTIONS nobodyKnowsThisScheme:totallyopaquecontent",
+        );
+        assert_eq!(
+            first(send(&s, &unknown).await),
+            "SIP/2.0 416 Unsupported URI Scheme"
+        );
+        // §3.3.5 bext01: every unknown option tag listed.
+        // (Each case in a Call-ID of its own: the transaction cache answers a repeat.)
+        let ext = opts.replace("o1", "o2").replace(
+            "CSeq: 1 OPTIONS\r\n",
+            "CSeq: 1 OPTIONS\r\nRequire: a, b\r\nProxy-Require: c\r\n",
+        );
+        let r = send(&s, &ext).await;
+        assert_eq!(first(r.clone()), "SIP/2.0 420 Bad Extension");
+        assert_eq!(header(&r, "Unsupported"), vec!["a, b, c"]);
+        // §3.1.2.16 badvers, with a Via of that version too.
+        let v7 = opts
+            .replace("o1", "o3")
+            .replace("SIP/2.0\r\n", "SIP/7.0\r\n")
+            .replace("SIP/2.0/UDP", "SIP/7.0/UDP");
+        assert_eq!(
+            first(send(&s, &v7).await),
+            "SIP/2.0 505 Version Not Supported"
+        );
+        // §3.3.8 multi01: a repeated single-instance header.
+        let dup = opts.replace("Call-ID: o1\r\n", "Call-ID: o4\r\ni: o5\r\n");
+        assert_eq!(first(send(&s, &dup).await), "SIP/2.0 400 Duplicate Call-ID");
+        // A REGISTER whose CSeq went backwards in its Call-ID: 400, not 500.
+        let r = send(&s, &register("1001", 1, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[0].to_string();
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 1);
+        assert!(send(&s, &register("1001", 5, &auth))
+            .await
+            .starts_with("SIP/2.0 200"));
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 2);
+        assert_eq!(
+            first(send(&s, &register("1001", 4, &auth)).await),
+            "SIP/2.0 400 Out Of Order CSeq"
+        );
     }
 
     #[tokio::test]

@@ -54,6 +54,42 @@ fn param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Optio
         .map(|(_, v)| v.as_deref())
 }
 
+/// The long form of a header name given in compact form (RFC 3261 §7.3.3 and the letters
+/// later extensions registered); any other name as given.
+pub fn long_name(name: &str) -> &str {
+    if name.len() != 1 {
+        return name;
+    }
+    match name.as_bytes()[0].to_ascii_lowercase() {
+        b'a' => "Accept-Contact",
+        b'b' => "Referred-By",
+        b'c' => "Content-Type",
+        b'd' => "Request-Disposition",
+        b'e' => "Content-Encoding",
+        b'f' => "From",
+        b'i' => "Call-ID",
+        b'j' => "Reject-Contact",
+        b'k' => "Supported",
+        b'l' => "Content-Length",
+        b'm' => "Contact",
+        b'n' => "Identity-Info",
+        b'o' => "Event",
+        b'r' => "Refer-To",
+        b's' => "Subject",
+        b't' => "To",
+        b'u' => "Allow-Events",
+        b'v' => "Via",
+        b'x' => "Session-Expires",
+        b'y' => "Identity",
+        _ => name,
+    }
+}
+
+/// Whether `c` may appear in a token (RFC 3261 §25.1).
+pub fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
 /// A `name-addr` or `addr-spec` with its header parameters (RFC 3261 §20.10, §25.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameAddr {
@@ -199,48 +235,23 @@ pub struct SipUri {
 impl SipUri {
     /// Parses `sip:user:pw@host:port;params?headers`.
     pub fn parse(s: &str) -> Option<SipUri> {
-        let (scheme, rest) = s.trim().split_once(':')?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "sip" && scheme != "sips" {
-            return None;
-        }
-        let rest = rest.split('?').next().unwrap_or("");
-        let (userinfo, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let user = userinfo
-            .map(|u| u.split(':').next().unwrap_or("").to_string())
-            .filter(|u| !u.is_empty());
-        let (hostport, params) = match hostpart.split_once(';') {
-            Some((h, p)) => (h, parse_params(p)),
-            None => (hostpart, Vec::new()),
-        };
-        let (host, port) = split_host_port(hostport)?;
+        let parts = SipUriParts::split(s)?;
+        let (host, port) = split_host_port(parts.hostport)?;
         Some(SipUri {
-            scheme,
-            user,
+            scheme: parts.scheme.to_ascii_lowercase(),
+            user: parts
+                .userinfo
+                .map(|u| u.split(':').next().unwrap_or("").to_string())
+                .filter(|u| !u.is_empty()),
             host,
             port,
-            params,
+            params: parts.params.map(parse_params).unwrap_or_default(),
         })
     }
 
     /// Whether [`SipUri::parse`] would read `s`, without building the parts.
     pub fn is_valid(s: &str) -> bool {
-        let Some((scheme, rest)) = s.trim().split_once(':') else {
-            return false;
-        };
-        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
-            return false;
-        }
-        let rest = rest.split('?').next().unwrap_or("");
-        let hostpart = match rest.rfind('@') {
-            Some(i) => &rest[i + 1..],
-            None => rest,
-        };
-        let hostport = hostpart.split_once(';').map_or(hostpart, |(h, _)| h);
-        host_port(hostport).is_some()
+        SipUriParts::split(s).is_some_and(|p| host_port(p.hostport).is_some())
     }
 
     /// The `transport` parameter.
@@ -248,6 +259,52 @@ impl SipUri {
         param(&self.params, "transport")
             .flatten()
             .and_then(Transport::from_sip_param)
+    }
+}
+
+/// The text parts of a `sip:`/`sips:` URI, borrowed (RFC 3261 §19.1.1): the userinfo ends at
+/// the `@` (which can appear nowhere else unescaped), so a user part may hold `;`, `?`, `,` and
+/// `/`; the host part ends at the first `;` (parameters) or `?` (headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipUriParts<'a> {
+    /// `sip` or `sips`, as written.
+    pub scheme: &'a str,
+    /// `user[:password]`, if there is an `@`.
+    pub userinfo: Option<&'a str>,
+    /// `host[:port]`, not yet checked.
+    pub hostport: &'a str,
+    /// The parameters after the first `;` of the host part, if any.
+    pub params: Option<&'a str>,
+    /// The headers after `?`, if any.
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> SipUriParts<'a> {
+    /// Cuts a `sip:`/`sips:` URI into its parts; `None` for another scheme.
+    pub fn split(s: &'a str) -> Option<SipUriParts<'a>> {
+        let (scheme, rest) = s.trim().split_once(':')?;
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return None;
+        }
+        let (userinfo, hostpart) = match rest.find('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let (hostpart, headers) = match hostpart.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (hostpart, None),
+        };
+        let (hostport, params) = match hostpart.split_once(';') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostpart, None),
+        };
+        Some(SipUriParts {
+            scheme,
+            userinfo,
+            hostport,
+            params,
+            headers,
+        })
     }
 }
 
@@ -301,22 +358,24 @@ pub struct Via {
 impl Via {
     /// Parses the first via-parm of a Via header value.
     pub fn parse_first(value: &str) -> Option<Via> {
-        let first = split_list(value).into_iter().next()?;
-        let (proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
-        let mut proto_parts = proto.split('/');
-        let (Some(name), Some(version), Some(transport), None) = (
-            proto_parts.next(),
-            proto_parts.next(),
-            proto_parts.next(),
-            proto_parts.next(),
-        ) else {
-            return None;
-        };
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+        Via::parse_parm(split_list(value).into_iter().next()?)
+    }
+
+    /// Parses one via-parm, as leniently as a response can still be routed by it: whitespace
+    /// around `/` and `:` (RFC 3261's SLASH and COLON allow it, RFC 4475 §3.1.1.1), any
+    /// protocol version (so a 505 can still be sent back), empty parameters skipped. The
+    /// strict grammar is [`super::check`]'s.
+    pub fn parse_parm(parm: &str) -> Option<Via> {
+        let (name, rest) = parm.split_once('/')?;
+        let (version, rest) = rest.split_once('/')?;
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim().is_empty() {
             return None;
         }
-        let transport = transport.trim().to_ascii_uppercase();
-        if transport.is_empty() {
+        let rest = rest.trim_start();
+        let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        let (transport, rest) = rest.split_at(end);
+        // The transport and the sent-by are separated by LWS.
+        if transport.is_empty() || !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
             return None;
         }
         let rest = rest.trim();
@@ -324,9 +383,14 @@ impl Via {
             Some((s, p)) => (s, parse_params(p)),
             None => (rest, Vec::new()),
         };
-        let (host, port) = split_host_port(sent_by)?;
+        let (host, port) = if sent_by.contains(char::is_whitespace) {
+            let joined: String = sent_by.split_whitespace().collect();
+            split_host_port(&joined)?
+        } else {
+            split_host_port(sent_by)?
+        };
         Some(Via {
-            transport,
+            transport: transport.to_ascii_uppercase(),
             host,
             port,
             params,

@@ -6,8 +6,11 @@
 //! - [`headers`]: small parsers for the header values (Via, name-addr, Contact lists, CSeq,
 //!   Expires, q-values). They work on the header text [`parse`] cut out, so compact forms and odd
 //!   spacing are handled in one place.
+//! - [`check`]: what the header fields must satisfy before a message is acted on or
+//!   forwarded (single and mandatory fields, the grammar of addresses, Via, CSeq; RFC 4475).
 //! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
 
+pub mod check;
 pub mod headers;
 pub mod parse;
 pub mod response;

@@ -238,9 +238,9 @@ pub enum Parsed {
 pub struct ParseError {
     /// Human-readable reason, for logs and the 400's reason phrase.
     pub reason: String,
-    /// Status to answer with when the message is answerable: 400, 501 or 513.
+    /// Status to answer with when the message is answerable: 400, 501, 505 or 513.
     pub status: u16,
-    /// The headers recovered (Via, From, To, Call-ID, CSeq at least) when answerable.
+    /// The headers a response copies, recovered, when answerable (Via and CSeq at least).
     pub salvage: Option<Vec<Header>>,
 }
 
@@ -251,6 +251,32 @@ impl ParseError {
             status,
             salvage,
         }
+    }
+}
+
+impl ParseError {
+    /// An error to answer with `status`, the headers a response copies taken from `fields`
+    /// (name and value, as the proxy's parser keeps them), if a response can be built.
+    pub fn answer(status: u16, reason: &str, fields: &[(String, String)]) -> ParseError {
+        let headers = fields
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = HeaderName::from_name(n);
+                matches!(
+                    name,
+                    HeaderName::Via
+                        | HeaderName::From
+                        | HeaderName::To
+                        | HeaderName::CallId
+                        | HeaderName::CSeq
+                )
+                .then(|| Header {
+                    name,
+                    value: v.clone(),
+                })
+            })
+            .collect();
+        ParseError::new(status, reason, answerable(headers))
     }
 }
 
@@ -299,31 +325,47 @@ pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
     let head = &data[..head_end];
     let body = &data[head_end + 4..];
 
-    // The request line, read here so an unknown method can be told from garbage.
+    // The request line, read here so an unknown method or version can be told from garbage:
+    // exactly `Method SP Request-URI SP SIP-Version` (RFC 4475 §3.1.2.9, §3.1.2.10).
     let line_end = find_crlf(head).unwrap_or(head.len());
+    let bad_line = || ParseError::new(400, "Bad Request Line", salvage(data));
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
-        return Err(ParseError::new(400, "Bad Request Line", None));
+        return Err(bad_line());
     };
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(ParseError::new(400, "Bad Request Line", None));
+        return Err(bad_line());
     };
-    if version != "SIP/2.0" || uri.is_empty() || !is_token(method) {
-        return Err(ParseError::new(400, "Bad Request Line", None));
+    if uri.is_empty() || !is_token(method) {
+        return Err(bad_line());
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(if is_sip_version(version) {
+            ParseError::new(505, "Version Not Supported", salvage(data))
+        } else {
+            bad_line()
+        });
     }
     let Some(method) = Method::from_token(method) else {
         return Err(ParseError::new(501, "Not Implemented", salvage(data)));
     };
-
-    if !valid_request_uri(uri) {
-        return Err(ParseError::new(400, "Bad Request-URI", salvage(data)));
+    if let Err(fault) = super::check::request_uri(uri) {
+        return Err(ParseError::new(fault.status, fault.reason, salvage(data)));
     }
     let headers = match split_headers(&head[line_end..]) {
         Ok(h) => h,
         Err(reason) => return Err(ParseError::new(400, reason, salvage(data))),
     };
+    let fields = headers.iter().map(|h| (h.name.as_str(), h.value.as_str()));
+    if let Err(fault) = super::check::headers(fields) {
+        return Err(ParseError::new(
+            fault.status,
+            fault.reason,
+            answerable(headers),
+        ));
+    }
     let mut request = Request {
         method,
         uri: uri.to_string(),
@@ -363,36 +405,23 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
-/// Whether a Request-URI can be used: an absolute URI (`scheme:rest`); for `sip:`/`sips:` also a
-/// readable host and port.
-fn valid_request_uri(uri: &str) -> bool {
-    let Some((scheme, rest)) = uri.split_once(':') else {
+/// `SIP/` 1*DIGIT `.` 1*DIGIT, any version (RFC 3261 §7.1).
+fn is_sip_version(v: &str) -> bool {
+    let Some(num) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+        .map(|_| &v[4..])
+    else {
         return false;
     };
-    let mut b = scheme.bytes();
-    if !matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
-        || !b.all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
-        || rest.is_empty()
-        || rest
-            .bytes()
-            .any(|c| c.is_ascii_control() || b"<>\"".contains(&c))
-    {
-        return false;
-    }
-    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
-        return true;
-    }
-    let rest = rest.split(['?', ';']).next().unwrap_or("");
-    let hostport = match rest.rfind('@') {
-        Some(i) => &rest[i + 1..],
-        None => rest,
-    };
-    valid_hostport(hostport)
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    num.split_once('.')
+        .is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
 /// `host[:port]` or `[v6][:port]`, without allocating (the rules of
 /// [`super::headers::split_host_port`]).
-fn valid_hostport(s: &str) -> bool {
+pub(crate) fn valid_hostport(s: &str) -> bool {
     let port_ok = |p: &str| p.parse::<u16>().is_ok();
     if let Some(rest) = s.strip_prefix('[') {
         let Some(end) = rest.find(']') else {
@@ -472,27 +501,39 @@ fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
     Ok(headers)
 }
 
-/// Recovers header lines from a message that could not be parsed, if Via, From, To, Call-ID and CSeq are all
-/// there and the CSeq reads, so the sender can be told what went wrong.
-fn salvage(data: &[u8]) -> Option<Vec<Header>> {
+/// Recovers header lines from a message that could not be parsed (continuation lines folded,
+/// lines that are not `name: value` skipped), if a response can be routed and matched with
+/// them: a readable top Via and CSeq. From, To and Call-ID are copied when present (RFC 4475
+/// §3.3.1's request lacks all three and is still answered).
+pub(crate) fn salvage(data: &[u8]) -> Option<Vec<Header>> {
     let text = String::from_utf8_lossy(data);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     let mut lines = head.split("\r\n");
-    lines.next()?; // the request line
-    let mut headers = Vec::new();
-    for line in lines.take(256) {
+    lines.next()?; // the start line
+    let mut headers: Vec<Header> = Vec::new();
+    let mut last_kept = false;
+    for line in lines.take(MAX_HEADERS) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut().filter(|_| last_kept) {
+                last.value.push(' ');
+                last.value.push_str(line.trim());
+            }
+            continue;
+        }
         let Some((name, value)) = line.split_once(':') else {
+            last_kept = false;
             continue;
         };
         let name = HeaderName::from_name(name);
-        if matches!(
+        last_kept = matches!(
             name,
             HeaderName::Via
                 | HeaderName::From
                 | HeaderName::To
                 | HeaderName::CallId
                 | HeaderName::CSeq
-        ) {
+        );
+        if last_kept {
             headers.push(Header {
                 name,
                 value: value.trim().to_string(),
@@ -502,22 +543,18 @@ fn salvage(data: &[u8]) -> Option<Vec<Header>> {
     answerable(headers)
 }
 
-/// The headers, if those a response needs (Via, From, To, Call-ID, CSeq) are there and the top
-/// Via and the CSeq read.
+/// The headers, if a response can be built from them: the top Via reads and there is a CSeq
+/// to copy (its number may be out of range: RFC 4475 §3.1.2.4 is answered for that error).
 fn answerable(headers: Vec<Header>) -> Option<Vec<Header>> {
-    let has = |n: HeaderName| headers.iter().any(|h| h.name == n && !h.value.is_empty());
     let cseq_ok = headers
         .iter()
-        .find(|h| h.name == HeaderName::CSeq)
-        .and_then(|h| super::headers::parse_cseq(&h.value))
-        .is_some();
+        .any(|h| h.name == HeaderName::CSeq && !h.value.is_empty());
     let via_ok = headers
         .iter()
         .find(|h| h.name == HeaderName::Via)
         .and_then(|h| super::headers::Via::parse_first(&h.value))
         .is_some();
-    (has(HeaderName::From) && has(HeaderName::To) && has(HeaderName::CallId) && cseq_ok && via_ok)
-        .then_some(headers)
+    (cseq_ok && via_ok).then_some(headers)
 }
 
 #[cfg(test)]
@@ -576,13 +613,15 @@ mod tests {
     fn header_lines_are_checked() {
         let with = |extra: &str| REGISTER.replace("Max-Forwards: 70\r\n", extra);
         // Space before the colon, odd case, empty value: fine.
-        let r = req(&with("max-forwards : 70\r\nX-Empty:\r\nEXPIRES:600\r\n"));
+        let r = req(&with(
+            "max-forwards : 70\r\nX-Empty:\r\nUSER-AGENT:phone\r\n",
+        ));
         assert_eq!(
             r.header(&HeaderName::Other("max-forwards".into())),
             Some("70")
         );
         assert_eq!(r.header(&HeaderName::Other("X-Empty".into())), Some(""));
-        assert_eq!(r.header(&HeaderName::Expires), Some("600"));
+        assert_eq!(r.header(&HeaderName::UserAgent), Some("phone"));
         // No colon, or a name that is not a token: 400, answerable.
         for bad in ["Max-Forwards 70\r\n", "Max Forwards: 70\r\n", ": 70\r\n"] {
             let e = parse(with(bad).as_bytes()).unwrap_err();
@@ -612,9 +651,11 @@ mod tests {
             "sip:a.test",
             "sips:1001@[::1]:5061;transport=tls",
             "tel:+123",
-            "sip:a@b.test?x=y",
+            // RFC 4475 §3.1.2.2 intmeth, §3.1.1.9 semiuri: `;`, `?`, `,` in the user part.
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+            "sip:user;par=u%40example.net@example.com",
         ] {
-            assert!(valid_request_uri(ok), "{ok}");
+            assert_eq!(super::super::check::request_uri(ok), Ok(()), "{ok}");
         }
         for bad in [
             "<sip:x>",
@@ -624,8 +665,9 @@ mod tests {
             "sip:a b",
             "1sip:x",
             "nocolon",
+            "sip:a@b.test?x=y",
         ] {
-            assert!(!valid_request_uri(bad), "{bad}");
+            assert!(super::super::check::request_uri(bad).is_err(), "{bad}");
         }
         let e = parse(
             REGISTER
@@ -634,6 +676,81 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((e.status, e.salvage.is_some()), (400, true));
+    }
+
+    #[test]
+    fn start_line_errors_are_answerable() {
+        let status = |m: String| {
+            let e = parse(m.as_bytes()).unwrap_err();
+            assert!(e.salvage.is_some(), "{m}");
+            (e.status, e.reason)
+        };
+        let line = |l: &str| REGISTER.replace("REGISTER sip:switchboard.local SIP/2.0", l);
+        // RFC 4475 §3.1.2.16 badvers, §3.1.2.9 lwsstart, §3.1.2.10 trws, §3.1.2.8 lwsruri,
+        // §3.1.2.11 escruri.
+        assert_eq!(
+            status(line("REGISTER sip:switchboard.local SIP/7.0")),
+            (505, "Version Not Supported".into())
+        );
+        for bad in [
+            "REGISTER  sip:switchboard.local  SIP/2.0",
+            "REGISTER sip:switchboard.local SIP/2.0  ",
+            "REGISTER sip:switchboard.local; lr SIP/2.0",
+            "REGISTER sip:switchboard.local HTTP/1.1",
+        ] {
+            assert_eq!(status(line(bad)).0, 400, "{bad}");
+        }
+        assert_eq!(
+            status(line("REGISTER sip:a.test?Route=%3Csip:b.test%3E SIP/2.0")),
+            (400, "Headers Not Allowed In Request-URI".into())
+        );
+        // The version is case-insensitive.
+        assert!(parse(line("REGISTER sip:switchboard.local sip/2.0").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn header_errors_are_400_with_the_headers() {
+        let e = parse(
+            REGISTER
+                .replace(
+                    "Expires: 600",
+                    "Expires: 600\r\nt: <sip:other@switchboard.local>",
+                )
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.reason.as_str()), (400, "Duplicate To"));
+        assert!(e.salvage.is_some());
+        // RFC 4475 §3.3.1 insuf: no From, To or Call-ID, still answerable by Via and CSeq.
+        let insuf = REGISTER
+            .split("\r\n")
+            .filter(|l| {
+                !l.starts_with("To:") && !l.starts_with("From:") && !l.starts_with("Call-ID:")
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let e = parse(insuf.as_bytes()).unwrap_err();
+        assert_eq!((e.status, e.reason.as_str()), (400, "Missing From"));
+        assert!(e.salvage.is_some());
+    }
+
+    #[test]
+    fn whitespace_in_via_is_read() {
+        // RFC 4475 §3.1.1.1 wsinv: SWS around the slashes, the Via folded.
+        let r = req(&REGISTER.replace(
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds;rport",
+            "Via  : SIP  /   2.0\r\n /UDP\r\n    10.0.0.1 : 5060;branch=z9hG4bK776asdhds",
+        ));
+        let via =
+            super::super::headers::Via::parse_first(r.header(&HeaderName::Via).unwrap()).unwrap();
+        assert_eq!(
+            (via.transport.as_str(), via.host.as_str()),
+            ("UDP", "10.0.0.1")
+        );
+        assert_eq!(
+            (via.port, via.branch()),
+            (Some(5060), Some("z9hG4bK776asdhds"))
+        );
     }
 
     #[test]
@@ -764,7 +881,7 @@ mod tests {
             match parse(m) {
                 Ok(_) => {}
                 Err(e) => {
-                    assert!(matches!(e.status, 400 | 501 | 513));
+                    assert!(matches!(e.status, 400 | 501 | 505 | 513));
                     if let Some(h) = &e.salvage {
                         assert!(h.iter().any(|h| h.name == HeaderName::Via));
                         assert!(h.iter().any(|h| h.name == HeaderName::CSeq));

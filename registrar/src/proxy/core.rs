@@ -25,11 +25,13 @@ use super::calls::Call;
 use super::client::ClientTx;
 use super::flows::Flows;
 use super::server::ServerTx;
-use super::sip::{Msg, Start};
+use super::sip::{self, Msg, Start};
 use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::LocationStore;
+use crate::message::check::{self, Fault};
+use crate::message::ParseError;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::transaction::machine::Timers;
@@ -207,30 +209,72 @@ impl Proxy {
     }
 
     /// Handles one message claimed by [`super::claims`], received from `source` over
-    /// `transport` (for TCP/TLS, on the flow registered for `source`).
+    /// `transport` (for TCP/TLS, on the flow registered for `source`). A request that is
+    /// malformed (RFC 3261 §16.3 step 1) is never forwarded: it comes back as the error the
+    /// caller answers with (400, or 505 for another SIP version) when it can be answered. A
+    /// malformed response is dropped.
     pub async fn handle(
         &self,
         auth: &Authenticator,
         data: &[u8],
         source: SocketAddr,
         transport: Transport,
-    ) {
+    ) -> Result<(), ParseError> {
         if self.inner.udp.get().is_none() {
-            return;
+            return Ok(());
         }
         let Some(msg) = Msg::parse(data) else {
-            self.inner
-                .metrics
-                .dropped
-                .with_label_values(&["proxy_unparseable"])
-                .inc();
-            return;
+            return self.malformed(data, None);
         };
+        let fields = msg.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let fault = msg
+            .uri()
+            .and_then(|uri| check::request_uri(uri).err())
+            .or_else(|| check::headers(fields).err())
+            .or_else(|| method_mismatch(&msg));
+        if let Some(fault) = fault {
+            return self.malformed(data, Some((fault, &msg)));
+        }
         match msg.start {
             Start::Response { .. } => self.inner.on_response(msg),
             Start::Request { .. } => self.inner.on_request(auth, msg, source, transport).await,
         }
+        Ok(())
     }
+
+    /// A message that failed to parse (`fault` is `None`) or a header check: responses and
+    /// ACKs are dropped, requests answered with the error when their Via and CSeq can be read.
+    fn malformed(&self, data: &[u8], fault: Option<(Fault, &Msg)>) -> Result<(), ParseError> {
+        let response = sip::is_response(data);
+        let label = if response {
+            "proxy_malformed_response"
+        } else {
+            "proxy_malformed_request"
+        };
+        self.inner.metrics.dropped.with_label_values(&[label]).inc();
+        if response || sip::method_token(data) == Some(b"ACK") {
+            return Ok(());
+        }
+        Err(match fault {
+            Some((fault, msg)) => ParseError::answer(fault.status, fault.reason, &msg.headers),
+            // The registrar's parser says what is wrong (and whether it can be answered).
+            None => match crate::message::parse(data) {
+                Err(e) => e,
+                Ok(_) => ParseError::answer(400, "Bad Request", &[]),
+            },
+        })
+    }
+}
+
+/// A request whose CSeq names another method (RFC 4475 §3.1.2.17); an ACK is exempt (it is
+/// never answered).
+fn method_mismatch(msg: &Msg) -> Option<Fault> {
+    let method = msg.method()?;
+    let (_, cseq_method) = msg.cseq()?;
+    (cseq_method != method && method != "ACK").then_some(Fault {
+        status: 400,
+        reason: "CSeq Method Mismatch",
+    })
 }
 
 impl Inner {

@@ -6,8 +6,9 @@ use super::calls::{CallLog, Target};
 use super::core::{Hop, Inner};
 use super::routes::{next_hop, next_hop_transport};
 use super::server::server_key;
-use super::sip::{addr_uri, Msg};
+use super::sip::{addr_uri, response_to, Msg};
 use crate::auth::Authenticator;
+use crate::message::check;
 use crate::transaction::machine::{Action, State as TxState};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,12 +41,7 @@ impl Inner {
                 transport,
             },
         };
-        let (Some(_), Some((_, cseq_method))) = (req.call_id(), req.cseq()) else {
-            return;
-        };
-        if cseq_method != method && method != "ACK" && method != "CANCEL" {
-            return;
-        }
+        // Call-ID, CSeq and its method were checked by `Proxy::handle`.
         let key = server_key(&top, &method);
 
         // ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
@@ -109,6 +105,18 @@ impl Inner {
             return;
         }
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
+
+        // Proxy-Require (§16.3 step 5; RFC 4475 §3.3.5): this proxy implements no extension.
+        let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let unknown = check::unsupported(fields, &["Proxy-Require"]);
+        if !unknown.is_empty() {
+            let unsupported = unknown.join(", ");
+            let mut st = self.state.lock();
+            let Some(s) = st.servers.get(&id) else { return };
+            let resp = response_to(&s.req, 420, "Bad Extension", Some(&s.to_tag));
+            self.reply_with(&mut st, id, resp, vec![("Unsupported".into(), unsupported)]);
+            return;
+        }
 
         // Loose routing (§16.4): a Route naming us is ours to remove.
         let top_route = req

@@ -40,15 +40,16 @@ pub struct Msg {
 }
 
 fn canonical(name: &str) -> String {
+    let name = crate::message::headers::long_name(name);
     let long = match name.to_ascii_lowercase().as_str() {
-        "v" | "via" => "Via",
-        "f" | "from" => "From",
-        "t" | "to" => "To",
-        "i" | "call-id" => "Call-ID",
-        "m" | "contact" => "Contact",
-        "l" | "content-length" => "Content-Length",
-        "c" | "content-type" => "Content-Type",
-        "k" | "supported" => "Supported",
+        "via" => "Via",
+        "from" => "From",
+        "to" => "To",
+        "call-id" => "Call-ID",
+        "contact" => "Contact",
+        "content-length" => "Content-Length",
+        "content-type" => "Content-Type",
+        "supported" => "Supported",
         "cseq" => "CSeq",
         "route" => "Route",
         "record-route" => "Record-Route",
@@ -108,11 +109,14 @@ impl Msg {
             }
         } else {
             let mut p = first.split(' ');
-            let (Some(method), Some(uri), Some("SIP/2.0"), None) =
+            let (Some(method), Some(uri), Some(version), None) =
                 (p.next(), p.next(), p.next(), p.next())
             else {
                 return None;
             };
+            if !version.eq_ignore_ascii_case("SIP/2.0") {
+                return None;
+            }
             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
                 return None;
             }
@@ -342,7 +346,9 @@ impl Msg {
     }
 }
 
-/// Where a response to this Via goes: `received`/`rport` when present, else sent-by.
+/// Where a response to this Via goes: `received`/`rport` when present, else sent-by. Never a
+/// broadcast, multicast or unspecified address (RFC 4475 §3.3.10: a response must not be
+/// relayed to one).
 pub fn via_target(via: &Via) -> Option<SocketAddr> {
     let ip: IpAddr = match via.param("received").flatten() {
         Some(r) => r.parse().ok()?,
@@ -358,6 +364,12 @@ pub fn via_target(via: &Via) -> Option<SocketAddr> {
         .and_then(|p| p.parse().ok())
         .or(via.port)
         .unwrap_or(5060);
+    let unroutable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if unroutable {
+        return None;
+    }
     Some(SocketAddr::new(ip, port))
 }
 
@@ -462,6 +474,16 @@ mod tests {
         assert!(!text.contains("Route"));
         let via = m.top_via().unwrap();
         assert_eq!(via_target(&via), Some("127.0.0.1:5071".parse().unwrap()));
+    }
+
+    #[test]
+    fn responses_never_go_to_broadcast_or_multicast() {
+        for host in ["255.255.255.255", "224.0.0.1", "0.0.0.0", "[ff02::1]"] {
+            let via = Via::parse_first(&format!("SIP/2.0/UDP {host};branch=z9hG4bK1")).unwrap();
+            assert_eq!(via_target(&via), None, "{host}");
+        }
+        let via = Via::parse_first("SIP/2.0/UDP 192.0.2.1;received=255.255.255.255").unwrap();
+        assert_eq!(via_target(&via), None);
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub fn decide(
 ) -> Decision {
     let live = |b: &&Binding| b.is_live(now);
     // Step 7's ordering rule: the same Call-ID with a CSeq not above the stored one means this
-    // request is older than the one that wrote the binding.
+    // request is older than the one that wrote the binding. RFC 3261 only says "abort"; the
+    // answer is a 400 (the request's fault), not a 500 a client would retry.
     let out_of_order = |b: &Binding| b.call_id == req.call_id && req.cseq <= b.cseq;
     match req.contacts {
         Contacts::None => Decision::Accept(None),
@@ -80,7 +81,7 @@ pub fn decide(
                 return reject(400, "Contact * Requires Expires: 0");
             }
             if current.iter().filter(live).any(out_of_order) {
-                return reject(500, "Out Of Order Request");
+                return reject(400, "Out Of Order CSeq");
             }
             Decision::Accept(Some(Vec::new()))
         }
@@ -106,7 +107,7 @@ pub fn decide(
                         .filter(live)
                         .any(|b| same_uri(&b.contact, &spec.uri) && out_of_order(b))
                     {
-                        return reject(500, "Out Of Order Request");
+                        return reject(400, "Out Of Order CSeq");
                     }
                     if expires == 0 {
                         next.remove(i);
@@ -295,7 +296,11 @@ mod tests {
         for cseq in [4, 5] {
             assert!(matches!(
                 decide(&req(&c, Some(120), "a", cseq), &p, &b, t0(), "r"),
-                Decision::Reject { status: 500, .. }
+                Decision::Reject {
+                    status: 400,
+                    reason: "Out Of Order CSeq",
+                    ..
+                }
             ));
         }
         // Another Call-ID (the phone rebooted) may use any CSeq.
@@ -324,7 +329,11 @@ mod tests {
         ));
         assert!(matches!(
             decide(&req(&star, Some(0), "a", 1), &p, &b, t0(), "r"),
-            Decision::Reject { status: 500, .. }
+            Decision::Reject {
+                status: 400,
+                reason: "Out Of Order CSeq",
+                ..
+            }
         ));
         assert!(accept(decide(&req(&star, Some(0), "b", 1), &p, &b, t0(), "r")).is_empty());
     }

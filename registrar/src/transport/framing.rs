@@ -28,7 +28,7 @@ pub enum Frame {
 pub enum FrameError {
     /// The message exceeds the maximum size.
     TooLarge,
-    /// Content-Length is not a number.
+    /// Content-Length is not a number, or given twice with different values.
     BadContentLength,
 }
 
@@ -62,7 +62,7 @@ pub fn next_frame(buf: &[u8], max: usize) -> Frame {
         };
     };
     let head = &buf[..head_end];
-    let mut content_length = 0usize;
+    let mut content_length: Option<usize> = None;
     for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -73,13 +73,18 @@ pub fn next_frame(buf: &[u8], max: usize) -> Frame {
         if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
             let value = String::from_utf8_lossy(&line[colon + 1..]);
             match value.trim().parse::<usize>() {
-                Ok(n) if n <= max => content_length = n,
+                // Two lengths that differ leave no way to find the next message (RFC 4475
+                // §3.3.9).
+                Ok(n) if content_length.is_some_and(|c| c != n) => {
+                    return Frame::Error(FrameError::BadContentLength)
+                }
+                Ok(n) if n <= max => content_length = Some(n),
                 Ok(_) => return Frame::Error(FrameError::TooLarge),
                 Err(_) => return Frame::Error(FrameError::BadContentLength),
             }
         }
     }
-    let total = head_end + 4 + content_length;
+    let total = head_end + 4 + content_length.unwrap_or(0);
     if total > max {
         return Frame::Error(FrameError::TooLarge);
     }
@@ -138,6 +143,13 @@ mod tests {
         );
         assert_eq!(
             next_frame(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: x\r\n\r\n", 1000),
+            Frame::Error(FrameError::BadContentLength)
+        );
+        assert_eq!(
+            next_frame(
+                b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 13\r\nl: 5\r\n\r\n",
+                1000
+            ),
             Frame::Error(FrameError::BadContentLength)
         );
         // No Content-Length on a stream: taken as 0.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod sipp;
+pub mod torture;
 
 // Each test binary uses some of these.
 #[allow(unused_imports)]

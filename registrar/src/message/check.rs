@@ -1,0 +1,589 @@
+//! What the header fields of a message must satisfy before the registrar acts on it or the
+//! proxy forwards it (RFC 3261 §7.3, §20, §25; RFC 4475's invalid messages): the fields a
+//! transaction rests on present and single (From, To, Call-ID, CSeq), single-instance fields
+//! not repeated (Max-Forwards, Content-Length, Content-Type, Expires), and the grammar of the
+//! fields the registrar or proxy reads or relays as addresses (From, To, Contact, Route,
+//! Record-Route, Via, CSeq, Call-ID, Date, option tags).
+//!
+//! Unknown header fields are not looked at: a proxy relays them as they are (RFC 4475
+//! §3.1.1.1's `UnknownHeaderWithUnusualValue`). Pure and allocation-free; both the registrar's
+//! parser ([`super::parse`]) and the proxy's ([`crate::proxy::sip`]) feed it `(name, value)`
+//! pairs, names in any case or compact form.
+
+use super::headers::{is_token_char, long_name, split_host_port, SipUri, SipUriParts};
+
+/// Why a message was refused: the status and reason phrase to answer a request with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// 400, or 420 for [`unsupported`].
+    pub status: u16,
+    /// The reason phrase (names the field).
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> Fault {
+    Fault {
+        status: 400,
+        reason,
+    }
+}
+
+/// Option tags this registrar and proxy implement, for `Require` and `Proxy-Require`
+/// (RFC 3261 §8.2.2.3, §16.3 step 4): none.
+pub const SUPPORTED: &[&str] = &[];
+
+/// The fields checked, by the index their count is kept under.
+const SINGLE: [&str; 9] = [
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Expires",
+    "Date",
+];
+
+/// Checks a message's header fields (request or response), in order as received.
+pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), Fault> {
+    let mut counts = [0u8; SINGLE.len()];
+    let mut vias = 0usize;
+    for (name, value) in fields {
+        if name.is_empty() || !name.chars().all(is_token_char) {
+            return Err(bad("Bad Header Name"));
+        }
+        let name = long_name(name);
+        if let Some(i) = SINGLE.iter().position(|s| s.eq_ignore_ascii_case(name)) {
+            counts[i] = counts[i].saturating_add(1);
+            if counts[i] > 1 {
+                return Err(bad(duplicate(i)));
+            }
+        }
+        field(name, value)?;
+        if name.eq_ignore_ascii_case("Via") {
+            vias += 1;
+        }
+    }
+    if vias == 0 {
+        return Err(bad("Missing Via"));
+    }
+    for (i, missing) in [
+        "Missing From",
+        "Missing To",
+        "Missing Call-ID",
+        "Missing CSeq",
+    ]
+    .iter()
+    .enumerate()
+    {
+        if counts[i] == 0 {
+            return Err(bad(missing));
+        }
+    }
+    Ok(())
+}
+
+fn duplicate(i: usize) -> &'static str {
+    [
+        "Duplicate From",
+        "Duplicate To",
+        "Duplicate Call-ID",
+        "Duplicate CSeq",
+        "Duplicate Max-Forwards",
+        "Duplicate Content-Length",
+        "Duplicate Content-Type",
+        "Duplicate Expires",
+        "Duplicate Date",
+    ][i]
+}
+
+/// The grammar of one field, by its long name.
+fn field(name: &str, value: &str) -> Result<(), Fault> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    let ok = if is("From") || is("To") {
+        name_addr(value, false)
+    } else if is("Contact") {
+        value.trim() == "*" || list(value, |v| name_addr(v, false))
+    } else if is("Route") || is("Record-Route") {
+        list(value, |v| name_addr(v, true))
+    } else if is("Via") {
+        list(value, via_parm)
+    } else if is("CSeq") {
+        cseq(value)
+    } else if is("Call-ID") {
+        call_id(value)
+    } else if is("Max-Forwards") || is("Content-Length") || is("Expires") {
+        digits(value)
+    } else if is("Date") {
+        date(value)
+    } else if is("Require") || is("Proxy-Require") || is("Supported") {
+        value.split(',').all(|t| token(t.trim()))
+    } else {
+        true
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(bad(match name {
+        n if n.eq_ignore_ascii_case("From") => "Bad From",
+        n if n.eq_ignore_ascii_case("To") => "Bad To",
+        n if n.eq_ignore_ascii_case("Contact") => "Bad Contact",
+        n if n.eq_ignore_ascii_case("Via") => "Bad Via",
+        n if n.eq_ignore_ascii_case("CSeq") => "Bad CSeq",
+        n if n.eq_ignore_ascii_case("Call-ID") => "Bad Call-ID",
+        n if n.eq_ignore_ascii_case("Date") => "Bad Date",
+        n if n.eq_ignore_ascii_case("Max-Forwards") => "Bad Max-Forwards",
+        n if n.eq_ignore_ascii_case("Content-Length") => "Bad Content-Length",
+        n if n.eq_ignore_ascii_case("Expires") => "Bad Expires",
+        _ => "Bad Header",
+    }))
+}
+
+/// Whether a Request-URI can be used: an absolute URI (`scheme:rest`); for `sip:`/`sips:` also
+/// a readable host and port, and no headers (RFC 3261 §19.1.1: not allowed in a Request-URI;
+/// RFC 4475 §3.1.2.11, and §3.1.2.7's `<>` around it).
+pub fn request_uri(uri: &str) -> Result<(), Fault> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err(bad("Bad Request-URI"));
+    };
+    let mut b = scheme.bytes();
+    if !matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        || !b.all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.')
+        || rest.is_empty()
+        || rest
+            .bytes()
+            .any(|c| c.is_ascii_control() || b"<>\"".contains(&c))
+    {
+        return Err(bad("Bad Request-URI"));
+    }
+    let Some(parts) = SipUriParts::split(uri) else {
+        return Ok(()); // another scheme: whether it is served is the handler's question (416)
+    };
+    if parts.headers.is_some() {
+        return Err(bad("Headers Not Allowed In Request-URI"));
+    }
+    if !super::parse::valid_hostport(parts.hostport) {
+        return Err(bad("Bad Request-URI"));
+    }
+    Ok(())
+}
+
+/// The option tags of the `names` fields (`Require`, `Proxy-Require`) that are not
+/// [`SUPPORTED`], in order, each once: a 420's `Unsupported`.
+pub fn unsupported<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    names: &[&str],
+) -> Vec<&'a str> {
+    let mut out: Vec<&'a str> = Vec::new();
+    for (name, value) in fields {
+        let name = long_name(name);
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let known = SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag));
+            if !known && !out.iter().any(|o| o.eq_ignore_ascii_case(tag)) {
+                out.push(tag);
+            }
+        }
+    }
+    out
+}
+
+fn token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_token_char)
+}
+
+fn digits(s: &str) -> bool {
+    let s = s.trim();
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether every element of a comma-separated list (commas inside quotes and angle brackets
+/// do not count) satisfies `item`; an empty element (`a,,b`, a trailing comma) does not.
+fn list(value: &str, item: impl Fn(&str) -> bool) -> bool {
+    let (mut depth, mut quoted, mut escaped, mut start) = (0u32, false, false, 0);
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                if !item(value[start..i].trim()) {
+                    return false;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    item(value[start..].trim())
+}
+
+/// The length of a quoted string's content, `s` starting after the opening quote: the
+/// index of the closing quote. Quoted pairs (`\` and any character) are skipped.
+fn quoted_end(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Some(i);
+        } else if c == '\r' || c == '\n' {
+            return None;
+        }
+    }
+    None
+}
+
+/// A word of an unquoted display name: a token, or UTF-8 beyond ASCII (which RFC 3261 allows
+/// only quoted, but phones send; separators such as `,` are what break a parser).
+fn display_word(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(|c| is_token_char(c) || !c.is_ascii())
+}
+
+/// `name-addr` (`[display] <uri> params`) or, unless `brackets` is required, `addr-spec`
+/// (`uri params`, the URI without `,` `?` `;`), with strict header parameters.
+fn name_addr(value: &str, brackets: bool) -> bool {
+    let v = value.trim();
+    let (uri, after) = if let Some(rest) = v.strip_prefix('"') {
+        let Some(end) = quoted_end(rest) else {
+            return false;
+        };
+        let Some(rest) = rest[end + 1..].trim_start().strip_prefix('<') else {
+            return false;
+        };
+        let Some(gt) = rest.find('>') else {
+            return false;
+        };
+        (&rest[..gt], &rest[gt + 1..])
+    } else if let Some(lt) = v.find('<') {
+        if !v[..lt].split_whitespace().all(display_word) {
+            return false;
+        }
+        let rest = &v[lt + 1..];
+        let Some(gt) = rest.find('>') else {
+            return false;
+        };
+        (&rest[..gt], &rest[gt + 1..])
+    } else {
+        if brackets {
+            return false;
+        }
+        let (uri, after) = v.split_at(v.find(';').unwrap_or(v.len()));
+        let uri = uri.trim_end();
+        if uri.contains(['?', ',', '>', '"']) {
+            return false;
+        }
+        (uri, after)
+    };
+    absolute_uri(uri) && params(after)
+}
+
+/// An absolute URI with no whitespace, controls, quotes or angle brackets; a `sip:`/`sips:`
+/// one must also have a readable host and port.
+fn absolute_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let mut b = scheme.bytes();
+    let scheme_ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.');
+    if !scheme_ok
+        || rest.is_empty()
+        || rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+    {
+        return false;
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        return SipUri::is_valid(uri);
+    }
+    true
+}
+
+/// Header (or Via) parameters: `*( SEMI token [ EQUAL ( token / host / quoted-string ) ] )`
+/// with optional whitespace around `;` and `=`; empty parameters (`;;`) are errors.
+fn params(s: &str) -> bool {
+    let mut s = s.trim();
+    while !s.is_empty() {
+        let Some(rest) = s.strip_prefix(';') else {
+            return false;
+        };
+        let rest = rest.trim_start();
+        let n = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        if n == 0 {
+            return false;
+        }
+        let rest = rest[n..].trim_start();
+        s = match rest.strip_prefix('=') {
+            None => rest,
+            Some(v) => {
+                let v = v.trim_start();
+                let end = if let Some(q) = v.strip_prefix('"') {
+                    match quoted_end(q) {
+                        Some(e) => e + 2,
+                        None => return false,
+                    }
+                } else if v.starts_with('[') {
+                    match v.find(']') {
+                        Some(e) => e + 1,
+                        None => return false,
+                    }
+                } else {
+                    // token / host (an IPv6 `received` may come without brackets)
+                    v.find(|c: char| !(is_token_char(c) || c == ':'))
+                        .unwrap_or(v.len())
+                };
+                if end == 0 {
+                    return false;
+                }
+                v[end..].trim_start()
+            }
+        };
+    }
+    true
+}
+
+/// `SIP SLASH 2.0 SLASH transport LWS sent-by *( SEMI via-params )`.
+fn via_parm(parm: &str) -> bool {
+    let mut parts = parm.splitn(3, '/');
+    let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+        return false;
+    }
+    let rest = rest.trim_start();
+    let n = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+    let after = &rest[n..];
+    if n == 0 || !after.starts_with(char::is_whitespace) {
+        return false;
+    }
+    let after = after.trim_start();
+    let (sent_by, rest) = after.split_at(after.find(';').unwrap_or(after.len()));
+    let sent_by: String = sent_by.split_whitespace().collect();
+    split_host_port(&sent_by).is_some() && params(rest)
+}
+
+/// `1*DIGIT LWS Method`, the number a 32-bit unsigned integer.
+fn cseq(value: &str) -> bool {
+    let mut it = value.split_whitespace();
+    let (Some(n), Some(m), None) = (it.next(), it.next(), it.next()) else {
+        return false;
+    };
+    n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok() && token(m)
+}
+
+/// `word [ "@" word ]`.
+fn call_id(value: &str) -> bool {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| is_token_char(c) || "()<>:\\\"/[]?{}".contains(c))
+    };
+    let v = value.trim();
+    match v.split_once('@') {
+        Some((a, b)) => word(a) && word(b),
+        None => word(v),
+    }
+}
+
+/// `rfc1123-date`: `Sun, 06 Nov 1994 08:49:37 GMT` (GMT is the only zone RFC 3261 allows).
+fn date(value: &str) -> bool {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [wkday, day, month, year, time, zone] = parts.as_slice() else {
+        return false;
+    };
+    let num = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    wkday.strip_suffix(',').is_some_and(|w| w.len() == 3)
+        && num(day, 2)
+        && month.len() == 3
+        && num(year, 4)
+        && time.len() == 8
+        && time
+            .split(':')
+            .all(|t| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()))
+        && *zone == "GMT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: [(&str, &str); 6] = [
+        ("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport"),
+        ("From", "\"Alice\" <sip:alice@a.test>;tag=1"),
+        ("To", "<sip:bob@a.test>"),
+        ("Call-ID", "abc@192.0.2.1"),
+        ("CSeq", "1 INVITE"),
+        ("Max-Forwards", "70"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = OK.to_vec();
+        for (n, val) in extra {
+            match v.iter_mut().find(|(k, _)| k == n) {
+                Some(slot) => slot.1 = val,
+                None => v.push((n, val)),
+            }
+        }
+        v
+    }
+
+    fn reason(fields: Vec<(&str, &str)>) -> Option<&'static str> {
+        headers(fields).err().map(|f| f.reason)
+    }
+
+    #[test]
+    fn a_plain_request_passes() {
+        assert_eq!(headers(OK), Ok(()));
+    }
+
+    #[test]
+    fn rfc4475_valid_forms_pass() {
+        for (n, v) in [
+            // §3.1.1.1 wsinv, after unfolding.
+            ("To", "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"),
+            (
+                "From",
+                "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com> ; tag = 98asjd8",
+            ),
+            ("Via", "SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw"),
+            (
+                "v",
+                "SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8  , SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239",
+            ),
+            (
+                "m",
+                "\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam = newvalue ; secondparam ; q = 0.33",
+            ),
+            ("Route", "<sip:services.example.com;lr;unknownwith=value;unknown-no-value>"),
+            ("CSeq", "0009 INVITE"),
+            ("Max-Forwards", "0068"),
+            // §3.1.1.2 intmeth.
+            (
+                "From",
+                "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"работающий\";tag=_token~1'+`*%!-.",
+            ),
+            (
+                "To",
+                "\"BEL:\\\u{7} NUL:\\\u{0} DEL:\\\u{7f}\" <sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com>",
+            ),
+            ("Call-ID", "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"),
+            // §3.1.1.6 lwsdisp, §3.3.4 unksm2, §3.3.14 regescrt.
+            ("From", "caller<sip:caller@example.com>;tag=323"),
+            ("To", "isbn:2983792873"),
+            ("From", "<http://www.example.com>;tag=3234233"),
+            ("Contact", "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
+            ("Contact", "<sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31>"),
+            ("Contact", "*"),
+            ("Date", "Sat, 13 Nov 2010 23:29:00 GMT"),
+            ("Via", "SIP/2.0/UDP [2001:db8::1]:5060;received=2001:db8::9;rport=5"),
+        ] {
+            assert_eq!(headers(with(&[(n, v)])), Ok(()), "{n}: {v}");
+        }
+    }
+
+    #[test]
+    fn rfc4475_invalid_forms_are_400() {
+        for (n, v, why) in [
+            ("Via", "SIP/2.0/UDP 192.0.2.15;;,;,,", "Bad Via"), // badinv01
+            (
+                "Contact",
+                "\"Joe\" <sip:joe@example.org>;;;;",
+                "Bad Contact",
+            ),
+            ("To", "\"Mr. J. User <sip:j.user@example.com>", "Bad To"), // quotbal
+            (
+                "To",
+                "\"Watson, Thomas\" < sip:t.watson@example.org >",
+                "Bad To",
+            ), // badaspec
+            (
+                "From",
+                "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+                "Bad From",
+            ), // baddn
+            ("CSeq", "36893488147419103232 REGISTER", "Bad CSeq"),      // scalar02
+            ("Date", "Fri, 01 Jan 2010 16:00:00 EST", "Bad Date"),      // baddate
+            (
+                "Contact",
+                "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+                "Bad Contact",
+            ), // regbadct
+            ("Content-Length", "-999", "Bad Content-Length"),           // ncl
+            (
+                "Via",
+                "SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw",
+                "Bad Via",
+            ),
+            ("Route", "sip:no-brackets.example.com;lr", "Bad Header"),
+            ("Call-ID", "a b", "Bad Call-ID"),
+            ("To", "<sip:a@b.test>, <sip:c@d.test>", "Bad To"),
+        ] {
+            assert_eq!(reason(with(&[(n, v)])), Some(why), "{n}: {v}");
+        }
+    }
+
+    #[test]
+    fn single_fields_once_and_mandatory_ones_present() {
+        // multi01, mcl01: repeated single-instance fields.
+        let mut twice = OK.to_vec();
+        twice.push(("t", "<sip:other@example.net>"));
+        assert_eq!(reason(twice), Some("Duplicate To"));
+        let mut two_lengths = OK.to_vec();
+        two_lengths.extend([("Content-Length", "13"), ("l", "5")]);
+        assert_eq!(reason(two_lengths), Some("Duplicate Content-Length"));
+        let mut two_ids = OK.to_vec();
+        two_ids.push(("i", "other"));
+        assert_eq!(reason(two_ids), Some("Duplicate Call-ID"));
+        // insuf: no Call-ID, From, To.
+        let insuf: Vec<_> = OK
+            .iter()
+            .copied()
+            .filter(|(n, _)| !matches!(*n, "From" | "To" | "Call-ID"))
+            .collect();
+        assert_eq!(reason(insuf), Some("Missing From"));
+        let no_via: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != "Via").collect();
+        assert_eq!(reason(no_via), Some("Missing Via"));
+        assert_eq!(reason(with(&[("Bad Name", "x")])), Some("Bad Header Name"));
+    }
+
+    #[test]
+    fn unknown_option_tags_are_listed_once() {
+        // bext01.
+        let fields = [
+            ("Require", "nothingSupportsThis, nothingSupportsThisEither"),
+            (
+                "Proxy-Require",
+                "noProxiesSupportThis, norDoAnyProxiesSupportThis",
+            ),
+            ("Require", "nothingSupportsThis"),
+            ("Supported", "path"),
+        ];
+        assert_eq!(
+            unsupported(fields, &["Require", "Proxy-Require"]),
+            vec![
+                "nothingSupportsThis",
+                "nothingSupportsThisEither",
+                "noProxiesSupportThis",
+                "norDoAnyProxiesSupportThis"
+            ]
+        );
+        assert_eq!(
+            unsupported(fields, &["Proxy-Require"]),
+            vec!["noProxiesSupportThis", "norDoAnyProxiesSupportThis"]
+        );
+        assert!(unsupported(OK, &["Require", "Proxy-Require"]).is_empty());
+    }
+}
