@@ -53,10 +53,10 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
     /// Status writes (PATCHes and Events) per second at most, in a cluster.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = crate::status::DEFAULT_RATE)]
     pub status_rate: f64,
     /// Status writes allowed at once after a quiet period, in a cluster.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = crate::status::DEFAULT_BURST)]
     pub status_burst: u32,
     /// The IP upstreams should send calls to (the Contact of outbound registrations). Default:
     /// `$POD_IP` in a pod, else the listen address when it is not a wildcard, else a detected
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn status_and_uac_defaults() {
         let a = args(&[]);
-        assert_eq!((a.status_rate, a.status_burst), (100.0, 200));
+        assert_eq!((a.status_rate, a.status_burst), (250.0, 500));
         assert!(a.advertise.is_none() && a.uac_ca_file.is_empty());
         let a = args(&[
             "--advertise",
