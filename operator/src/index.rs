@@ -57,8 +57,11 @@ pub enum Change {
     Pattern(Op<CallPattern>),
     /// A `SipRegistration`.
     Registration(Op<SipRegistration>),
-    /// A `Secret` (credentials or a config shard).
+    /// A credentials `Secret` (labelled [`crate::credentials::CREDENTIALS_LABEL`]): a full list
+    /// replaces only these.
     Secret(Op<SecretEntry>),
+    /// A config shard `Secret` of the config namespace: a full list replaces only the shards.
+    Shard(Op<SecretEntry>),
 }
 
 impl Change {
@@ -67,9 +70,14 @@ impl Change {
         Change::Device(op.map(Device::from))
     }
 
-    /// A change of Secrets, reduced.
+    /// A change of credentials Secrets, reduced.
     pub fn secret(op: Op<Secret>) -> Change {
         Change::Secret(op.map(SecretEntry::from))
+    }
+
+    /// A change of config shard Secrets.
+    pub fn shard(op: Op<Secret>) -> Change {
+        Change::Shard(op.map(SecretEntry::from))
     }
 }
 
@@ -153,6 +161,7 @@ struct Synced {
     patterns: bool,
     registrations: bool,
     secrets: bool,
+    shards: bool,
 }
 
 /// Everything the operator knows about the cluster.
@@ -174,6 +183,10 @@ pub struct Index {
     pub shards: BTreeMap<String, ShardInfo>,
     /// What the operator reads back of the complete set of shards, if there is one.
     pub published: Option<Published>,
+    /// Owners whose generated credentials Secret the operator is writing: `None` while the
+    /// write is queued or under way, the error once it failed (it is retried). Their devices
+    /// are not ready yet rather than invalid.
+    pub credentials_in_writing: BTreeMap<ObjectKey, Option<String>>,
     /// Shards whose set is not complete yet, with their bytes.
     pending: BTreeMap<String, Arc<Secret>>,
     synced: Synced,
@@ -217,6 +230,7 @@ impl Index {
                 patterns: true,
                 registrations: true,
                 secrets: true,
+                shards: true,
             },
             ..Index::default()
         }
@@ -225,7 +239,7 @@ impl Index {
     /// Whether every kind has been listed once.
     pub fn is_synced(&self) -> bool {
         let s = self.synced;
-        s.sites && s.devices && s.patterns && s.registrations && s.secrets
+        s.sites && s.devices && s.patterns && s.registrations && s.secrets && s.shards
     }
 
     /// Applies one watch event.
@@ -249,7 +263,11 @@ impl Index {
             }
             Change::Secret(op) => {
                 self.synced.secrets |= matches!(op, Op::Replace(_));
-                self.apply_secret(op);
+                self.apply_secret(op, false);
+            }
+            Change::Shard(op) => {
+                self.synced.shards |= matches!(op, Op::Replace(_));
+                self.apply_secret(op, true);
             }
         }
     }
@@ -317,7 +335,9 @@ impl Index {
         }
     }
 
-    fn apply_secret(&mut self, op: Op<SecretEntry>) {
+    /// `shards`: the change comes from the config namespace's watch, whose full list replaces
+    /// the shards; otherwise from the credentials watch, whose list replaces the Secrets.
+    fn apply_secret(&mut self, op: Op<SecretEntry>, shards: bool) {
         match op {
             Op::Apply(entry) => self.put_secret(entry),
             Op::Delete(SecretEntry::Labelled(s)) if self.is_shard(&s) => {
@@ -331,10 +351,13 @@ impl Index {
                 self.secrets.remove(&key);
             }
             Op::Replace(all) => {
-                self.shards = BTreeMap::new();
-                self.pending = BTreeMap::new();
-                self.published = None;
-                self.secrets = BTreeMap::new();
+                if shards {
+                    self.shards = BTreeMap::new();
+                    self.pending = BTreeMap::new();
+                    self.published = None;
+                } else {
+                    self.secrets = BTreeMap::new();
+                }
                 for entry in all {
                     self.put_secret(entry);
                 }
@@ -439,6 +462,8 @@ mod tests {
         index.apply(Change::Registration(Op::Replace(vec![])));
         assert!(!index.is_synced());
         index.apply(Change::secret(Op::Replace(vec![])));
+        assert!(!index.is_synced());
+        index.apply(Change::shard(Op::Replace(vec![])));
         assert!(index.is_synced());
     }
 

@@ -76,17 +76,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::error!(error = %e, %addr, "HTTP server failed");
         }
     });
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(leader::run(
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let fence = leader::Fence::default();
+    let election = tokio::spawn(leader::run(
         client.clone(),
-        leader::Settings {
-            name: cli.lease_name,
-            namespace: cli.namespace.clone(),
-            identity: identity.clone(),
-            duration: Duration::from_secs(15),
-            renew: Duration::from_secs(5),
-        },
-        tx,
+        leader::Settings::new(cli.lease_name, cli.namespace.clone(), identity.clone()),
+        leading_tx,
+        fence.clone(),
+        shutdown,
     ));
     let recorder = Recorder::new(
         client.clone(),
@@ -95,14 +93,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     );
-    let changes = runtime::watch::all(&client);
+    match runtime::watch::label_generated_secrets(&client).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            secrets = n,
+            "labelled generated credentials Secrets for the label-selected watch"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not label generated credentials Secrets"),
+    }
+    let changes = runtime::watch::all(&client, &cli.namespace);
     let ctx = Context {
         client,
         recorder,
         metrics,
+        fence,
     };
     tracing::info!(namespace = %cli.namespace, "operator starting");
-    runtime::run(ctx, cli.namespace, changes, rx, ready, Timing::default()).await
+    let operator = runtime::run(
+        ctx,
+        cli.namespace,
+        changes,
+        leading,
+        ready,
+        Timing::default(),
+    );
+    tokio::select! {
+        result = operator => result,
+        () = terminated() => {
+            // Hand the Lease over: a successor leads within one retry period, not a lease
+            // duration.
+            shutdown_tx.send_replace(true);
+            if tokio::time::timeout(Duration::from_secs(5), election).await.is_err() {
+                tracing::warn!("the Lease was not released within 5 s");
+            }
+            tracing::info!("operator stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
 }
 
 #[tokio::main]

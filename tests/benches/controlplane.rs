@@ -98,7 +98,8 @@ fn device(name: &str, i: usize, secret: Option<&str>) -> SipDevice {
 
 fn secret(name: &str, password: &str) -> Secret {
     serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": {"sip.switchboard.dev/credentials": "true"}},
         "stringData": {"password": password},
     }))
     .expect("a Secret")

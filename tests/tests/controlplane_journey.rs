@@ -266,8 +266,8 @@ fn sip_registrations_to_kamailio_succeed_or_fail_with_the_code() {
     );
     let registration = |name: &str, user: &str, password: &str| {
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-password\n  namespace: {ns}\n\
-             stringData:\n  password: {password}\n---\n\
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-password\n  namespace: {ns}\n  \
+             labels:\n    sip.switchboard.dev/credentials: \"true\"\nstringData:\n  password: {password}\n---\n\
              apiVersion: sip.switchboard.dev/v1alpha1\nkind: SipRegistration\nmetadata:\n  \
              name: {name}\n  namespace: {ns}\nspec:\n  aor: sip:{user}@example.test\n  \
              username: \"{user}\"\n  credentials:\n    secretRef:\n      name: {name}-password\n  \

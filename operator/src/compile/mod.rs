@@ -209,6 +209,8 @@ pub fn compile(
                 "NotAccepted",
                 "the SipDevice is not accepted",
             ))
+        } else if creds.is_none() {
+            Err(credentials_not_ready(index, key))
         } else if site_key.is_some() && homes.is_empty() {
             Err(NotReady::new(
                 "SiteNotAccepted",
@@ -285,6 +287,7 @@ pub fn compile(
                 });
                 Ok(())
             }
+            (true, None, _) => Err(credentials_not_ready(index, key)),
             _ => Err(NotReady::new(
                 "NotAccepted",
                 "the SipRegistration is not accepted",
@@ -306,6 +309,25 @@ pub fn compile(
     config.canonicalize();
     out.config = seal(config);
     out
+}
+
+/// Why an accepted object without resolved credentials is not ready: its generated Secret is
+/// being written, or the write failed (the operator retries it).
+fn credentials_not_ready(index: &Index, key: &ObjectKey) -> NotReady {
+    match index.credentials_in_writing.get(key) {
+        Some(Some(error)) => NotReady::new(
+            "CredentialsNotWritten",
+            format!(
+                "the operator cannot write its credentials Secret (retrying): {error}; it needs \
+                 create and patch on secrets in namespace {}",
+                key.namespace
+            ),
+        ),
+        _ => NotReady::new(
+            "CredentialsPending",
+            "its credentials Secret is being written",
+        ),
+    }
 }
 
 #[cfg(test)]

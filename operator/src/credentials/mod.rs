@@ -33,6 +33,10 @@ pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
 pub const ROTATED_FOR_ANNOTATION: &str = "sip.switchboard.dev/rotated-for";
 /// Label on Secrets the operator generated (value `"true"`).
 pub const GENERATED_LABEL: &str = "sip.switchboard.dev/generated-credentials";
+/// Label on every Secret the operator may read (value `"true"`): it watches Secrets by this
+/// label only, so no other Secret reaches its memory. Generated Secrets carry it; a Secret a
+/// resource references must be given it.
+pub const CREDENTIALS_LABEL: &str = "sip.switchboard.dev/credentials";
 /// A generated Secret is named after its owner plus this.
 pub const SECRET_SUFFIX: &str = "-sip-credentials";
 /// Length of the generated prefix, without the `-`.
@@ -122,7 +126,8 @@ fn password(
     let secret_key = key.sibling(secret);
     if !index.secrets.contains_key(&secret_key) {
         return Err(Problem::missing(format!(
-            "credentials Secret {secret:?} not found"
+            "credentials Secret {secret:?} not found; the operator reads only Secrets labelled \
+             {CREDENTIALS_LABEL}=true: kubectl label secret {secret} {CREDENTIALS_LABEL}=true"
         )));
     }
     let bytes = index

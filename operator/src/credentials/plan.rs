@@ -127,10 +127,10 @@ fn desired(owner: &Owner, username: &str, password: &str, rotated_for: Option<&s
         metadata: ObjectMeta {
             name: Some(generated_secret_name(&owner.key.name)),
             namespace: (!owner.key.namespace.is_empty()).then(|| owner.key.namespace.to_string()),
-            labels: Some(BTreeMap::from([(
-                GENERATED_LABEL.to_string(),
-                "true".to_string(),
-            )])),
+            labels: Some(BTreeMap::from([
+                (GENERATED_LABEL.to_string(), "true".to_string()),
+                (CREDENTIALS_LABEL.to_string(), "true".to_string()),
+            ])),
             annotations: (!annotations.is_empty()).then_some(annotations),
             owner_references: owner.reference.clone().map(|r| vec![r]),
             ..ObjectMeta::default()

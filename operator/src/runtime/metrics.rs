@@ -1,6 +1,9 @@
 //! Prometheus metrics.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 /// The operator's metrics.
 #[derive(Clone)]
@@ -24,6 +27,10 @@ pub struct Metrics {
     pub status_writes: IntCounter,
     /// 1 while this replica holds the Lease.
     pub leader: IntGauge,
+    /// Writes not made because the Lease's renew deadline had passed.
+    pub fenced_writes: IntCounter,
+    /// Failed writes (retried with backoff), by namespace.
+    pub write_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -61,7 +68,19 @@ impl Metrics {
         registry
             .register(Box::new(compile_seconds.clone()))
             .expect("unique metric");
+        let write_failures = IntCounterVec::new(
+            Opts::new(
+                "switchboard_operator_write_failures_total",
+                "Failed status and credentials writes (each retried with backoff), by namespace",
+            ),
+            &["namespace"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(write_failures.clone()))
+            .expect("unique metric");
         Metrics {
+            write_failures,
             reconciles: counter(
                 "switchboard_operator_reconciles_total",
                 "Reconcile passes run",
@@ -89,6 +108,10 @@ impl Metrics {
             status_writes: counter(
                 "switchboard_operator_status_writes_total",
                 "Status writes made",
+            ),
+            fenced_writes: counter(
+                "switchboard_operator_fenced_writes_total",
+                "Writes not made because this replica's Lease renew deadline had passed",
             ),
             leader: gauge(
                 "switchboard_operator_leader",

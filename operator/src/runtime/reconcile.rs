@@ -5,18 +5,19 @@
 //! published before statuses say `Ready`, and every write is folded back into the index at
 //! once so the next pass does not repeat it.
 
+use super::writer::{Job, JobKey, Writer};
 use super::Context;
 use crate::compile::{compile, LastGood};
 use crate::credentials::plan::{self as creds, OwnerKind};
 use crate::index::{Change, Index, Op};
+use crate::key::ObjectKey;
 use crate::validate::validate;
-use crate::{publish, status, MANAGER};
+use crate::{publish, status};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::Resource;
 use rand::Rng;
 use std::time::Instant;
 use switchboard_crds::shards;
@@ -30,6 +31,8 @@ pub struct Memory {
     pub nonce_key: Option<String>,
     /// Whether memory was seeded from the published config.
     pub seeded: bool,
+    /// Whether this leadership has labelled the Secrets generated before the label existed.
+    pub labelled: bool,
 }
 
 /// What one pass did.
@@ -41,10 +44,11 @@ pub struct Report {
     pub published: bool,
     /// The config hash.
     pub hash: String,
-    /// Status writes made.
+    /// Status writes handed to the writer.
     pub statuses: usize,
-    /// Writes that failed (the pass is retried).
-    pub failures: usize,
+    /// Writes not planned because the same object's write was still queued: the runtime runs
+    /// another pass once they are done.
+    pub skipped: Vec<JobKey>,
 }
 
 fn seed(memory: &mut Memory, index: &Index, rng: &mut impl Rng) {
@@ -98,47 +102,73 @@ async fn publish_event(
     }
 }
 
+/// Why a pass stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The API refused or failed a write.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The renew deadline passed without a renewal: no more writes from this replica.
+    #[error("not the leader any more: the Lease was not renewed within its renew deadline")]
+    NotLeader,
+}
+
+/// Every write checks this first: only the leader, within its renew deadline, writes.
+fn fenced(ctx: &Context) -> Result<(), PassError> {
+    if ctx.fence.allows() {
+        Ok(())
+    } else {
+        ctx.metrics.fenced_writes.inc();
+        Err(PassError::NotLeader)
+    }
+}
+
 /// Runs one pass. Only the leader calls this.
 pub async fn pass(
     ctx: &Context,
+    writer: &Writer,
     memory: &mut Memory,
     index: &mut Index,
     rng: &mut (impl Rng + Send),
-) -> Result<Report, kube::Error> {
+) -> Result<Report, PassError> {
     ctx.metrics.reconciles.inc();
     let mut report = Report::default();
     seed(memory, index, rng);
-
-    // 1. Credentials.
-    for w in creds::plan(index, rng) {
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &w.owner.namespace);
-        let name = w.secret.name_any();
-        let stored = api
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&w.secret),
-            )
-            .await?;
-        tracing::info!(owner = %w.owner, secret = %name, reason = w.reason.as_str(), "credentials written");
-        report.credentials += 1;
-        if let Some(reference) = owner_ref(index, &w) {
-            let note = match w.reason {
-                creds::Reason::Generated => format!("generated SIP credentials in Secret {name}"),
-                creds::Reason::Rotated => format!("new password in Secret {name}"),
-                creds::Reason::Renamed => format!("SIP user name updated in Secret {name}"),
-            };
-            publish_event(
-                ctx,
-                &reference,
-                false,
-                w.reason.as_str(),
-                "Credentials",
-                note,
-            )
-            .await;
+    if !memory.labelled {
+        fenced(ctx)?;
+        let n = super::watch::label_generated_secrets(&ctx.client).await?;
+        if n > 0 {
+            tracing::info!(
+                secrets = n,
+                "labelled generated credentials Secrets for the label-selected watch"
+            );
         }
-        index.apply(Change::secret(Op::Apply(stored)));
+        memory.labelled = true;
+    }
+
+    // 1. Credentials: planned here, written by the writer; until then the owner is "being
+    // written" (not ready, not invalid).
+    for w in creds::plan(index, rng) {
+        let key = JobKey::Credentials(w.owner.clone());
+        if writer.is_queued(&key) {
+            continue;
+        }
+        index
+            .credentials_in_writing
+            .entry(w.owner.clone())
+            .or_insert(None);
+        let reference = owner_ref(index, &w);
+        writer.submit(Job::Credentials(Box::new(w), reference));
+        report.credentials += 1;
+    }
+    let owners_gone: Vec<ObjectKey> = index
+        .credentials_in_writing
+        .keys()
+        .filter(|k| !index.devices.contains_key(*k) && !index.registrations.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in owners_gone {
+        index.credentials_in_writing.remove(&k);
     }
 
     // 2-3. Validate and compile.
@@ -166,6 +196,7 @@ pub async fn pass(
     if let Some(plan) = publish::plan(&mut compiled.config, index) {
         let (bytes, count, deletes) = (plan.bytes, plan.writes.len(), plan.deletes.clone());
         let namespace = index.config_namespace.clone();
+        fenced(ctx)?;
         publish::execute(&ctx.client, &namespace, plan, |s| {
             index.apply(Change::secret(Op::Apply(s)))
         })
@@ -207,27 +238,20 @@ pub async fn pass(
         .last_good
         .retain(|id, _| index.patterns.keys().any(|k| &k.to_string() == id));
 
-    // 5. Statuses and Events.
-    // Updates are planned one at a time; what each write changes in the index is kept small
-    // and folded in once the plan no longer reads the index.
-    let mut applied = Vec::new();
+    // 5. Statuses and Events, handed to the writer; each is folded into the index when it
+    // lands. An object whose previous write is still queued is planned again after it.
     for update in status::plan(index, &verdicts, &compiled, Timestamp::now()) {
-        match status::execute(&ctx.client, &ctx.recorder, &update).await {
-            Ok(()) => {
-                ctx.metrics.status_writes.inc();
-                report.statuses += 1;
-                applied.push(status::Applied::of(update));
-            }
-            Err(e) => {
-                // Deleted meanwhile, or a conflict: the next pass sees the new state.
-                ctx.metrics.errors.inc();
-                report.failures += 1;
-                tracing::warn!(object = %update.key, error = %e, "status write failed");
-            }
+        let key = JobKey::Status(update.plural, update.key.clone());
+        if writer.is_queued(&key) {
+            report.skipped.push(key);
+            continue;
         }
-    }
-    for a in applied {
-        status::merge(index, a);
+        // Its credentials are being written: its status is planned once they are.
+        if matches!(index.credentials_in_writing.get(&update.key), Some(None)) {
+            continue;
+        }
+        writer.submit(Job::Status(update));
+        report.statuses += 1;
     }
     Ok(report)
 }

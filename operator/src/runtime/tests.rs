@@ -1,7 +1,7 @@
 //! Pass tests against the fake API server: which calls a pass makes.
 
 use super::fixtures::{self, Call};
-use super::reconcile::{pass, Memory};
+use super::reconcile::Memory;
 use crate::index::{Change, Index, Op};
 use crate::samples::*;
 use http::Method;
@@ -54,17 +54,13 @@ fn shard_secrets(calls: &[Call]) -> Vec<Secret> {
         .collect()
 }
 
-async fn settle(ctx: &super::Context, memory: &mut Memory, index: &mut Index, rng: &mut StdRng) {
-    pass(ctx, memory, index, rng).await.unwrap();
-}
-
 #[tokio::test]
 async fn new_device_gets_secret_conditions_and_published_config() {
-    let (ctx, calls) = fixtures::context();
+    let (mut h, calls) = fixtures::harness();
     let mut index = hq_index();
     let mut memory = Memory::default();
     let mut rng = StdRng::seed_from_u64(7);
-    settle(&ctx, &mut memory, &mut index, &mut rng).await;
+    h.settle(&mut memory, &mut index, &mut rng).await;
     calls.take();
 
     // A new device without credentials arrives.
@@ -74,7 +70,7 @@ async fn new_device_gets_secret_conditions_and_published_config() {
         "1001",
     );
     index.apply(Change::device(Op::Apply(desk)));
-    let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    let report = h.settle(&mut memory, &mut index, &mut rng).await;
     let log = calls.take();
     assert_eq!(report.credentials, 1);
     assert!(report.published);
@@ -144,7 +140,7 @@ async fn new_device_gets_secret_conditions_and_published_config() {
     }
 
     // 5. Nothing changed: the next pass makes no call at all.
-    let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    let report = h.settle(&mut memory, &mut index, &mut rng).await;
     assert_eq!(
         (report.credentials, report.published, report.statuses),
         (0, false, 0)
@@ -154,11 +150,11 @@ async fn new_device_gets_secret_conditions_and_published_config() {
 
 #[tokio::test]
 async fn invalid_device_gets_accepted_false_and_event_and_config_is_unchanged() {
-    let (ctx, calls) = fixtures::context();
+    let (mut h, calls) = fixtures::harness();
     let mut index = hq_index();
     let mut memory = Memory::default();
     let mut rng = StdRng::seed_from_u64(7);
-    settle(&ctx, &mut memory, &mut index, &mut rng).await;
+    h.settle(&mut memory, &mut index, &mut rng).await;
     let published = index.published_hash().unwrap();
     calls.take();
 
@@ -172,7 +168,7 @@ async fn invalid_device_gets_accepted_false_and_event_and_config_is_unchanged() 
         &copy, "pw-copy",
     ))));
     index.apply(Change::device(Op::Apply(copy)));
-    let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    let report = h.settle(&mut memory, &mut index, &mut rng).await;
     let log = calls.take();
 
     assert!(!report.published, "config of the others must not change");
@@ -198,13 +194,13 @@ async fn invalid_device_gets_accepted_false_and_event_and_config_is_unchanged() 
     assert!(patches(&log, "/sipdevices/lobby/status").is_empty());
 
     // No event spam: the next pass is silent.
-    pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    h.settle(&mut memory, &mut index, &mut rng).await;
     assert!(calls.take().is_empty());
 }
 
 #[tokio::test]
 async fn rotation_annotation_rotates_once_and_republishes() {
-    let (ctx, calls) = fixtures::context();
+    let (mut h, calls) = fixtures::harness();
     let mut index = Index::synced("switchboard");
     index.apply(Change::Site(Op::Apply(site(
         NS,
@@ -220,7 +216,7 @@ async fn rotation_annotation_rotates_once_and_republishes() {
     index.apply(Change::device(Op::Apply(d.clone())));
     let mut memory = Memory::default();
     let mut rng = StdRng::seed_from_u64(1);
-    pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    h.settle(&mut memory, &mut index, &mut rng).await;
     let before = index.published_hash().unwrap();
     calls.take();
 
@@ -232,7 +228,7 @@ async fn rotation_annotation_rotates_once_and_republishes() {
         .into(),
     );
     index.apply(Change::device(Op::Apply(d)));
-    let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    let report = h.settle(&mut memory, &mut index, &mut rng).await;
     assert_eq!(report.credentials, 1);
     assert!(report.published);
     assert_ne!(index.published_hash().unwrap(), before);
@@ -243,6 +239,6 @@ async fn rotation_annotation_rotates_once_and_republishes() {
         .collect();
     assert!(reasons.contains(&"CredentialsRotated"), "{reasons:?}");
     // Done once.
-    let report = pass(&ctx, &mut memory, &mut index, &mut rng).await.unwrap();
+    let report = h.settle(&mut memory, &mut index, &mut rng).await;
     assert_eq!(report.credentials, 0);
 }

@@ -1,14 +1,18 @@
-//! Watch streams of the five kinds, turned into index [`Change`]s.
+//! Watch streams of the four kinds and of the Secrets the operator may read, turned into index
+//! [`Change`]s.
 
+use crate::credentials::{CREDENTIALS_LABEL, GENERATED_LABEL};
 use crate::index::{Change, Device, Op, SecretEntry};
 use futures::{future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::pin::Pin;
+use switchboard_crds::shards::CONFIG_LABEL;
 use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
 
 /// A boxed stream of changes.
@@ -46,13 +50,17 @@ where
         .boxed()
 }
 
-fn watch<K, R>(client: &Client, convert: fn(K) -> R, wrap: fn(Op<R>) -> Change) -> Changes
+fn watch<K, R>(
+    api: Api<K>,
+    config: watcher::Config,
+    convert: fn(K) -> R,
+    wrap: fn(Op<R>) -> Change,
+) -> Changes
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     R: Send + 'static,
 {
-    let api: Api<K> = Api::all(client.clone());
-    let events = watcher(api, watcher::Config::default())
+    let events = watcher(api, config)
         .default_backoff()
         .modify(|obj: &mut K| {
             obj.meta_mut().managed_fields = None;
@@ -62,14 +70,67 @@ where
 
 use kube::runtime::watcher::watcher;
 
-/// Every change of every kind, merged.
-pub fn all(client: &Client) -> Changes {
+/// Every change the operator follows, merged: the four kinds everywhere; Secrets only where
+/// labelled [`CREDENTIALS_LABEL`] (credentials), and the config shards in `config_namespace`.
+/// No other Secret is ever listed, so none reaches the operator's memory.
+pub fn all(client: &Client, config_namespace: &str) -> Changes {
+    let everywhere = watcher::Config::default;
+    let credentials = watcher::Config::default().labels(&format!("{CREDENTIALS_LABEL}=true"));
+    let shards = watcher::Config::default().labels(&format!("{CONFIG_LABEL}=true"));
     futures::stream::select_all([
-        watch::<Site, _>(client, |o| o, Change::Site),
-        watch::<SipDevice, _>(client, Device::from, Change::Device),
-        watch::<CallPattern, _>(client, |o| o, Change::Pattern),
-        watch::<SipRegistration, _>(client, |o| o, Change::Registration),
-        watch::<Secret, _>(client, SecretEntry::from, Change::Secret),
+        watch::<Site, _>(Api::all(client.clone()), everywhere(), |o| o, Change::Site),
+        watch::<SipDevice, _>(
+            Api::all(client.clone()),
+            everywhere(),
+            Device::from,
+            Change::Device,
+        ),
+        watch::<CallPattern, _>(
+            Api::all(client.clone()),
+            everywhere(),
+            |o| o,
+            Change::Pattern,
+        ),
+        watch::<SipRegistration, _>(
+            Api::all(client.clone()),
+            everywhere(),
+            |o| o,
+            Change::Registration,
+        ),
+        watch::<Secret, _>(
+            Api::all(client.clone()),
+            credentials,
+            SecretEntry::from,
+            Change::Secret,
+        ),
+        watch::<Secret, _>(
+            Api::namespaced(client.clone(), config_namespace),
+            shards,
+            SecretEntry::from,
+            Change::Shard,
+        ),
     ])
     .boxed()
+}
+
+/// Gives Secrets the operator generated before it watched by [`CREDENTIALS_LABEL`] that label,
+/// so the label-selected watch sees them (else their devices would get new passwords). Lists
+/// by the generated label only; a merge patch adds the one label and touches nothing else.
+pub async fn label_generated_secrets(client: &Client) -> kube::Result<usize> {
+    let api: Api<Secret> = Api::all(client.clone());
+    let params =
+        ListParams::default().labels(&format!("{GENERATED_LABEL}=true,!{CREDENTIALS_LABEL}"));
+    let unlabelled = api.list_metadata(&params).await?;
+    let patch = serde_json::json!({"metadata": {"labels": {CREDENTIALS_LABEL: "true"}}});
+    let mut done = 0;
+    for s in unlabelled {
+        let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) else {
+            continue;
+        };
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        done += 1;
+    }
+    Ok(done)
 }

@@ -7,7 +7,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client};
 use switchboard_crds::{GROUP, VERSION};
 
-/// Applies one status update and publishes its Events.
+/// Applies one status update and publishes its Events. An Event that cannot be published is
+/// logged, not returned: retrying the apply would publish the others twice.
 pub async fn execute(client: &Client, recorder: &Recorder, update: &Update) -> kube::Result<()> {
     let kind = update.body["kind"].as_str().unwrap_or_default();
     let ar = ApiResource {
@@ -36,7 +37,9 @@ pub async fn execute(client: &Client, recorder: &Recorder, update: &Update) -> k
             action: "Validate".into(),
             secondary: None,
         };
-        recorder.publish(&event, &update.reference).await?;
+        if let Err(err) = recorder.publish(&event, &update.reference).await {
+            tracing::warn!(object = %update.key, error = %err, reason = %e.reason, "event not published");
+        }
     }
     Ok(())
 }
