@@ -94,12 +94,22 @@ pub struct RunArgs {
     /// Digest nonce lifetime in seconds; older nonces are answered with stale=true.
     #[arg(long, default_value_t = 300)]
     pub nonce_ttl: u64,
-    /// Failed authentications per source within a minute before it is refused.
+    /// Failed authentications of one user from one source address within a minute before
+    /// that (source, user) pair is refused: a phone with a wrong password blocks itself, not
+    /// the phones sharing its NAT address. An unknown user name counts as a user of its own.
     #[arg(long, default_value_t = 10)]
     pub auth_failure_limit: u32,
-    /// Seconds a source that hit the failure limit is refused.
-    #[arg(long, default_value_t = 300)]
+    /// Failed authentications from one source address, all users together, within a minute
+    /// before the whole address is refused (a guesser trying many users).
+    #[arg(long, default_value_t = 200)]
+    pub auth_source_failure_limit: u32,
+    /// Seconds a first block lasts; each further block of the same pair or address doubles it.
+    #[arg(long, default_value_t = 60)]
     pub auth_cooldown: u64,
+    /// The longest block, in seconds; a pair or address forgets its blocks after this long
+    /// without one.
+    #[arg(long, default_value_t = 3600)]
+    pub auth_max_cooldown: u64,
     /// Open TCP/TLS connections at most.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,

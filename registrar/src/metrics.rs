@@ -28,6 +28,14 @@ pub struct Metrics {
     hot_requests: [OnceLock<IntCounter>; HOT_REQUESTS.len()],
     /// `sip_auth_failures_total{reason}`: requests not authorized, by reason.
     pub auth_failures: IntCounterVec,
+    /// `sip_auth_blocks_total{scope}`: blocks this replica started, on a (source, user) `pair`
+    /// or a whole `source`.
+    pub auth_blocks: IntCounterVec,
+    /// `sip_auth_blocked{scope}`: `pair`s and `source`s blocked now (every replica's, with Redis).
+    pub auth_blocked: IntGaugeVec,
+    /// `sip_auth_log_lines_suppressed_total`: failed-authentication log lines left out by the
+    /// per-source rate limit.
+    pub auth_logs_suppressed: IntCounter,
     /// `sip_messages_dropped_total{reason}`: messages not answered.
     pub dropped: IntCounterVec,
     /// `sip_retransmissions_total`: retransmissions answered from the transaction cache.
@@ -115,6 +123,20 @@ impl Metrics {
                 "sip_auth_failures_total",
                 "Requests not authorized, by reason",
                 &["reason"],
+            ),
+            auth_blocks: counter_vec(
+                "sip_auth_blocks_total",
+                "Blocks started after too many failed authentications, by scope (pair, source)",
+                &["scope"],
+            ),
+            auth_blocked: gauge_vec(
+                "sip_auth_blocked",
+                "Keys blocked after too many failed authentications, by scope (pair, source)",
+                &["scope"],
+            ),
+            auth_logs_suppressed: counter(
+                "sip_auth_log_lines_suppressed_total",
+                "Failed-authentication log lines left out by the per-source rate limit",
             ),
             dropped: counter_vec(
                 "sip_messages_dropped_total",

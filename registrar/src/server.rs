@@ -9,6 +9,8 @@
 //! registrar is ready only once the first complete config has arrived.
 
 use crate::auth::limiter::LimiterSettings;
+use crate::auth::redis::RedisAuthState;
+use crate::auth::state::AuthState;
 use crate::auth::AuthSettings;
 use crate::cli::{in_pod, ConfigSource, RunArgs};
 use crate::cluster::{self, Cluster};
@@ -164,15 +166,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let replica = replica_name(&args);
-    let store: Arc<dyn LocationStore> = match &args.redis_url {
+    // With Redis, the limiter and nonce-count records live there too, on the same connection.
+    let (store, shared): (Arc<dyn LocationStore>, Option<_>) = match &args.redis_url {
         Some(url) => {
             let store = RedisStore::connect(url, &args.redis_prefix)
                 .await
                 .with_context(|| format!("connecting to the location store at {url}"))?;
-            tracing::info!(prefix = %args.redis_prefix, "bindings kept in Redis");
-            Arc::new(store)
+            tracing::info!(prefix = %args.redis_prefix, "bindings and authentication state kept in Redis");
+            let conn = store.connection();
+            (Arc::new(store), Some(conn))
         }
-        None => Arc::new(MemoryStore::new()),
+        None => (Arc::new(MemoryStore::new()), None),
     };
     // Siblings: a static list, or the registrar Service's endpoints in a cluster.
     anyhow::ensure!(
@@ -197,17 +201,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("the config has no nonceKey: this replica makes its own, so siblings refuse its challenges and Routes; give every replica the same nonceKey");
     }
     metrics.replica_info.with_label_values(&[&replica]).set(1);
-    let settings = ServiceSettings {
-        cluster: siblings.clone(),
-        auth: AuthSettings {
-            nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
-            limiter: LimiterSettings {
-                max_failures: args.auth_failure_limit.max(1),
-                cooldown: Duration::from_secs(args.auth_cooldown),
-                ..Default::default()
-            },
+    let auth = AuthSettings {
+        nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
+        limiter: LimiterSettings {
+            pair_failures: args.auth_failure_limit.max(1),
+            source_failures: args.auth_source_failure_limit.max(1),
+            cooldown: Duration::from_secs(args.auth_cooldown),
+            max_cooldown: Duration::from_secs(args.auth_max_cooldown.max(args.auth_cooldown)),
             ..Default::default()
         },
+        ..Default::default()
+    };
+    let auth_state = shared.map(|conn| -> Arc<dyn AuthState> {
+        Arc::new(RedisAuthState::new(
+            conn,
+            &args.redis_prefix,
+            auth.limiter,
+            auth.nonce_ttl,
+        ))
+    });
+    let settings = ServiceSettings {
+        cluster: siblings.clone(),
+        auth,
+        auth_state,
         proxy: ProxySettings {
             ring_timeout: Duration::from_secs(args.ring_timeout.max(1)),
             ..Default::default()

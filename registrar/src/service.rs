@@ -7,7 +7,8 @@
 //! OPTIONS and NOTIFY (200: upstream keepalives, presence of outbound registrations), anything
 //! else 405/501.
 
-use crate::auth::{AuthSettings, Authenticator, Failure, Verdict};
+use crate::auth::state::AuthState;
+use crate::auth::{AuthSettings, Authenticator, Verdict};
 use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::{Binding, LocationStore};
@@ -41,6 +42,9 @@ pub struct ServiceSettings {
     pub server_header: String,
     /// Authentication.
     pub auth: AuthSettings,
+    /// Where the limiter and nonce-count records live: `None` for this process's memory (one
+    /// replica), the Redis state when replicas share bindings.
+    pub auth_state: Option<Arc<dyn AuthState>>,
     /// Requests remembered by the transaction cache.
     pub transaction_capacity: usize,
     /// The proxy's settings.
@@ -53,6 +57,7 @@ impl Default for ServiceSettings {
             cluster: Cluster::alone("standalone"),
             server_header: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             auth: AuthSettings::default(),
+            auth_state: None,
             transaction_capacity: 100_000,
             proxy: ProxySettings::default(),
         }
@@ -81,8 +86,9 @@ pub struct Service {
     proxy: Proxy,
 }
 
-fn unix_now(now: SystemTime) -> u64 {
-    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+fn unix_ms(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
 }
 
 impl Service {
@@ -104,7 +110,14 @@ impl Service {
             proxy,
             config,
             store,
-            auth: Authenticator::new(settings.auth),
+            auth: Authenticator::new(
+                settings.auth.clone(),
+                settings
+                    .auth_state
+                    .clone()
+                    .unwrap_or_else(|| settings.auth.memory_state()),
+                metrics.clone(),
+            ),
             cache: TransactionCache::new(settings.transaction_capacity),
             events: broadcast::channel(4096).0,
             metrics,
@@ -357,28 +370,20 @@ impl Service {
 
         // Digest.
         let now = SystemTime::now();
-        let now_secs = unix_now(now);
-        let checked = self.auth.check(
-            &loaded.nonce_key,
-            config,
-            domain,
-            request.method.as_str(),
-            request.headers_named(&HeaderName::Authorization),
-            source.ip(),
-            now_secs,
-        );
-        if let Some(f) = checked.failure {
-            self.metrics
-                .auth_failures
-                .with_label_values(&[f.as_str()])
-                .inc();
-            if matches!(
-                f,
-                Failure::WrongPassword | Failure::UnknownUser | Failure::Blocked
-            ) {
-                tracing::info!(%source, realm, user = checked.credentials.as_ref().map(|c| c.username.as_str()), reason = f.as_str(), "authentication failed");
-            }
-        }
+        let now_ms = unix_ms(now);
+        let now_secs = now_ms / 1000;
+        let checked = self
+            .auth
+            .check(
+                &loaded.nonce_key,
+                config,
+                domain,
+                request.method.as_str(),
+                request.headers_named(&HeaderName::Authorization),
+                source.ip(),
+                now_ms,
+            )
+            .await;
         let device = checked.device;
         let verdict = checked.verdict;
         let device = match verdict {
@@ -396,6 +401,9 @@ impl Service {
                 return r;
             }
             Verdict::Forbidden => return reply(403, "Forbidden"),
+            Verdict::Unavailable => {
+                return reply(503, "Service Unavailable").with("Retry-After", "5");
+            }
             Verdict::Authorized => match device {
                 Some(d) => d,
                 None => return reply(403, "Forbidden"),
@@ -490,7 +498,7 @@ impl Service {
                 tracing::warn!(error = %e, "expiring bindings failed");
             }
         }
-        self.auth.prune(Instant::now());
+        self.auth.sweep().await;
         self.refresh_gauges(now).await;
     }
 

@@ -135,7 +135,7 @@ fn wrong_password_and_unknown_user_both_get_403() {
 }
 
 #[test]
-fn failures_beyond_the_limit_block_the_source() {
+fn failures_beyond_the_limit_block_the_phone() {
     let r = registrar(
         "limit",
         &["--auth-failure-limit", "2", "--auth-cooldown", "60"],

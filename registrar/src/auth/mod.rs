@@ -1,34 +1,45 @@
-//! Digest authentication of REGISTER requests.
+//! Digest authentication of REGISTER requests and of the proxy's calls.
 //!
 //! - [`digest`]: header parsing and response computation (RFC 2617/7616/8760).
 //! - [`nonce`]: stateless HMAC nonces any replica sharing the key can check.
+//! - [`limiter`]: failed authentications per (source, user) and per source, with backoff.
 //! - [`replay`]: the highest nonce-count per nonce (replays refused).
-//! - [`limiter`]: per-source failed-authentication limit.
+//! - [`state`]: the limiter and replay records behind one trait, in memory for one replica,
+//!   in Redis ([`redis`]) for several, so a replay or a guess is refused by every replica.
+//! - [`log_gate`]: failure log lines rate-limited per source.
 //!
-//! [`Authenticator::verify`] is pure apart from those two bounded maps and takes the time as an
-//! argument, so every branch is unit-tested.
+//! [`Authenticator::verify`] takes the time as an argument and its state as a trait object, so
+//! every branch is unit-tested.
 //!
 //! **Answers.** No or unusable credentials → 401 with a fresh challenge per algorithm the
 //! domain offers (its `registration.digestAlgorithms`, in that order; MD5 alone by default, a
-//! site opting in to RFC 8760 lists SHA-256 first, §2.4). A digest that verifies against an expired nonce →
-//! 401 with `stale=true`. A wrong digest with a fresh nonce → **403**, identical for an unknown
-//! user and a wrong password (same status, same reason phrase, same headers, and the same work:
-//! an unknown user is checked against a dummy HA1). 403 rather than a fresh 401 because a phone
-//! with a wrong password would otherwise loop on challenges; a 403 stops it and counts towards
-//! the source's failure limit. A replayed nonce-count → 401 with a fresh nonce.
+//! site opting in to RFC 8760 lists SHA-256 first, §2.4). A digest that verifies against an
+//! expired nonce → 401 with `stale=true`. A wrong digest with a fresh nonce → **403**,
+//! identical for an unknown user and a wrong password (same status, same reason phrase, same
+//! headers, the same work: an unknown user is checked against a dummy HA1, and the same
+//! limiter). 403 rather than a fresh 401 because a phone with a wrong password would otherwise
+//! loop on challenges. A replayed nonce-count → 401 with a fresh nonce. Credentials of a
+//! blocked (source, user) or source → 403, even when right. The state unreachable (Redis
+//! down) → 503.
 
 pub mod client;
 pub mod digest;
 pub mod limiter;
+pub mod log_gate;
 pub mod nonce;
+pub mod redis;
 pub mod replay;
+pub mod state;
 
+use crate::metrics::Metrics;
 use digest::{Algorithm, Credentials};
-use limiter::{FailureLimiter, LimiterSettings};
+use limiter::{LimiterSettings, PairKey, Scope, Strike};
+use log_gate::LogGate;
 use nonce::{NonceKey, NonceStatus};
-use replay::NonceCounts;
+use state::{Admission, AuthState, MemoryAuthState};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::DigestAlgorithm;
 use switchboard_crds::config::{DeviceConfig, DomainConfig, RegistrarConfig};
 
@@ -39,7 +50,7 @@ pub struct AuthSettings {
     pub nonce_ttl: Duration,
     /// The failed-authentication limiter.
     pub limiter: LimiterSettings,
-    /// Nonces remembered for replay protection.
+    /// Nonces remembered for replay protection (in memory).
     pub nonce_capacity: usize,
 }
 
@@ -50,6 +61,17 @@ impl Default for AuthSettings {
             limiter: LimiterSettings::default(),
             nonce_capacity: 1_000_000,
         }
+    }
+}
+
+impl AuthSettings {
+    /// The state of one replica, in memory, with these limits.
+    pub fn memory_state(&self) -> Arc<dyn AuthState> {
+        Arc::new(MemoryAuthState::new(
+            self.limiter,
+            self.nonce_ttl.as_secs(),
+            self.nonce_capacity,
+        ))
     }
 }
 
@@ -65,6 +87,8 @@ pub enum Verdict {
     },
     /// 403.
     Forbidden,
+    /// 503: the shared state could not be reached.
+    Unavailable,
 }
 
 /// Why a request was not authorized, for metrics and logs (never sent to the client).
@@ -84,8 +108,10 @@ pub enum Failure {
     UnknownUser,
     /// Wrong digest.
     WrongPassword,
-    /// The source is cooling off after too many failures.
+    /// The (source, user) pair or the source is cooling off after too many failures.
     Blocked,
+    /// The shared state could not be reached.
+    StateUnavailable,
 }
 
 impl Failure {
@@ -100,6 +126,7 @@ impl Failure {
             Failure::UnknownUser => "unknown_user",
             Failure::WrongPassword => "wrong_password",
             Failure::Blocked => "blocked",
+            Failure::StateUnavailable => "state_unavailable",
         }
     }
 }
@@ -137,10 +164,33 @@ pub struct Attempt<'a> {
     pub ha1: Option<Ha1<'a>>,
     /// The source address (for the failure limiter).
     pub source: IpAddr,
-    /// Unix seconds (for nonces).
-    pub now_secs: u64,
-    /// Monotonic now (for the limiter).
-    pub now: Instant,
+    /// Unix milliseconds (nonces use the seconds, the limiter the milliseconds).
+    pub now_ms: u64,
+}
+
+/// What [`Authenticator::verify`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// What to answer.
+    pub verdict: Verdict,
+    /// Why it was not authorized.
+    pub failure: Option<Failure>,
+    /// A block this attempt started: on what, until when (unix ms).
+    pub blocked: Option<(Scope, u64)>,
+}
+
+impl Outcome {
+    fn of(verdict: Verdict, failure: Failure) -> Outcome {
+        Outcome {
+            verdict,
+            failure: Some(failure),
+            blocked: None,
+        }
+    }
+
+    fn challenge(failure: Failure) -> Outcome {
+        Outcome::of(Verdict::Challenge { stale: false }, failure)
+    }
 }
 
 /// One request's credentials checked against a domain's devices ([`Authenticator::check`]).
@@ -161,20 +211,33 @@ const DUMMY_HA1: Ha1<'static> = Ha1 {
     sha256: "0000000000000000000000000000000000000000000000000000000000000000",
 };
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Verifies digests and issues challenges.
 pub struct Authenticator {
     settings: AuthSettings,
-    counts: NonceCounts,
-    limiter: FailureLimiter,
+    state: Arc<dyn AuthState>,
+    metrics: Arc<Metrics>,
+    logs: LogGate,
 }
 
 impl Authenticator {
-    /// An authenticator with the given settings.
-    pub fn new(settings: AuthSettings) -> Authenticator {
+    /// An authenticator keeping its limiter and replay records in `state`, counting into
+    /// `metrics`.
+    pub fn new(
+        settings: AuthSettings,
+        state: Arc<dyn AuthState>,
+        metrics: Arc<Metrics>,
+    ) -> Authenticator {
         Authenticator {
-            counts: NonceCounts::new(settings.nonce_ttl.as_secs(), settings.nonce_capacity),
-            limiter: FailureLimiter::new(settings.limiter),
             settings,
+            state,
+            metrics,
+            logs: LogGate::default(),
         }
     }
 
@@ -186,9 +249,10 @@ impl Authenticator {
     /// Checks a request's digest credentials for `domain`: `headers` are its `Authorization`
     /// (REGISTER) or `Proxy-Authorization` (calls) values; the ones for the domain's realm are
     /// taken, the device they name looked up and the digest verified. REGISTER and the proxy
-    /// share this; each answers a challenge with its own header.
+    /// share this; each answers a challenge with its own header. Failures are counted and
+    /// logged (at most a few lines a minute per source) here.
     #[allow(clippy::too_many_arguments)]
-    pub fn check<'c, 'h>(
+    pub async fn check<'c, 'h>(
         &self,
         key: &NonceKey,
         config: &'c RegistrarConfig,
@@ -196,7 +260,7 @@ impl Authenticator {
         method: &str,
         headers: impl IntoIterator<Item = &'h str>,
         source: IpAddr,
-        now_secs: u64,
+        now_ms: u64,
     ) -> Checked<'c> {
         let realm = domain.domain.as_str();
         let credentials = headers
@@ -207,47 +271,99 @@ impl Authenticator {
             .as_ref()
             .and_then(|c| config.device(realm, &c.username))
             .map(|(_, d)| d);
-        let (verdict, failure) = self.verify(
-            key,
-            &Attempt {
-                realm,
-                algorithms: &domain.registration.digest_algorithms,
-                method,
-                credentials: credentials.as_ref(),
-                ha1: device.map(|d| Ha1 {
-                    md5: &d.ha1_md5,
-                    sha256: &d.ha1_sha256,
-                }),
-                source,
-                now_secs,
-                now: Instant::now(),
-            },
+        let outcome = self
+            .verify(
+                key,
+                &Attempt {
+                    realm,
+                    algorithms: &domain.registration.digest_algorithms,
+                    method,
+                    credentials: credentials.as_ref(),
+                    ha1: device.map(|d| Ha1 {
+                        md5: &d.ha1_md5,
+                        sha256: &d.ha1_sha256,
+                    }),
+                    source,
+                    now_ms,
+                },
+            )
+            .await;
+        let failure = outcome.failure.filter(|f| *f != Failure::NoCredentials);
+        self.record(
+            &outcome,
+            failure,
+            realm,
+            credentials.as_ref(),
+            source,
+            now_ms,
         );
         Checked {
-            verdict,
-            failure: failure.filter(|f| *f != Failure::NoCredentials),
+            verdict: outcome.verdict,
+            failure,
             credentials,
             device,
         }
     }
 
-    /// Decides on an attempt; the second value says why it was not authorized.
-    pub fn verify(&self, key: &NonceKey, a: &Attempt<'_>) -> (Verdict, Option<Failure>) {
-        if self.limiter.is_blocked(a.source, a.now) {
-            return (Verdict::Forbidden, Some(Failure::Blocked));
+    /// Counts a failure and a block in the metrics, and logs what a person should see.
+    fn record(
+        &self,
+        outcome: &Outcome,
+        failure: Option<Failure>,
+        realm: &str,
+        credentials: Option<&Credentials>,
+        source: IpAddr,
+        now_ms: u64,
+    ) {
+        let Some(f) = failure else { return };
+        self.metrics
+            .auth_failures
+            .with_label_values(&[f.as_str()])
+            .inc();
+        if let Some((scope, _)) = outcome.blocked {
+            self.metrics
+                .auth_blocks
+                .with_label_values(&[scope.as_str()])
+                .inc();
         }
-        let Some(c) = a.credentials else {
-            return (
-                Verdict::Challenge { stale: false },
-                Some(Failure::NoCredentials),
-            );
+        let noteworthy = matches!(
+            f,
+            Failure::WrongPassword
+                | Failure::UnknownUser
+                | Failure::Blocked
+                | Failure::StateUnavailable
+        ) || outcome.blocked.is_some();
+        if !noteworthy {
+            return;
+        }
+        let Some(left_out) = self.logs.allow(source, now_ms) else {
+            self.metrics.auth_logs_suppressed.inc();
+            return;
         };
-        let challenge = |f| (Verdict::Challenge { stale: false }, Some(f));
+        let user = credentials.map(|c| c.username.as_str());
+        match outcome.blocked {
+            Some((scope, until)) => tracing::warn!(
+                %source, realm, user, scope = scope.as_str(),
+                seconds = until.saturating_sub(now_ms) / 1000, left_out,
+                "too many failed authentications: blocked"
+            ),
+            None => tracing::info!(
+                %source, realm, user, reason = f.as_str(), left_out,
+                "authentication failed"
+            ),
+        }
+    }
+
+    /// Decides on an attempt.
+    pub async fn verify(&self, key: &NonceKey, a: &Attempt<'_>) -> Outcome {
+        let Some(c) = a.credentials else {
+            return Outcome::challenge(Failure::NoCredentials);
+        };
         let Some(algorithm) = c
             .algorithm()
             .filter(|&al| a.algorithms.iter().any(|&o| Algorithm::from(o) == al))
         else {
-            return challenge(Failure::Unusable);
+            return Outcome::challenge(Failure::Unusable);
         };
         let qop_ok = c
             .qop
@@ -259,16 +375,17 @@ impl Authenticator {
                 .and_then(|n| u32::from_str_radix(n, 16).ok())
                 .filter(|&n| n > 0);
         let (true, Some(nc), Some(cnonce)) = (qop_ok, nc, c.cnonce.as_deref()) else {
-            return challenge(Failure::Unusable);
+            return Outcome::challenge(Failure::Unusable);
         };
+        let now_secs = a.now_ms / 1000;
         let status = key.check(
             &c.nonce,
             a.realm,
-            a.now_secs,
+            now_secs,
             self.settings.nonce_ttl.as_secs(),
         );
         if status == NonceStatus::Invalid {
-            return challenge(Failure::BadNonce);
+            return Outcome::challenge(Failure::BadNonce);
         }
         let ha1 = a.ha1.unwrap_or(DUMMY_HA1).for_algorithm(algorithm);
         let expected = digest::expected_hex(
@@ -283,27 +400,51 @@ impl Authenticator {
         );
         let right = digest::constant_time_eq_ignore_ascii_case(expected.as_str(), &c.response)
             && a.ha1.is_some();
+        let pair = PairKey {
+            source: a.source,
+            user: c.username.clone(),
+            known: a.ha1.is_some(),
+        };
         if !right {
             if status == NonceStatus::Stale {
                 // Not counted: the phone may just have kept an old nonce; it gets a fresh
                 // challenge and fails properly next time if the password is wrong.
-                return challenge(Failure::WrongPassword);
+                return Outcome::challenge(Failure::WrongPassword);
             }
-            self.limiter.record_failure(a.source, a.now);
             let why = if a.ha1.is_some() {
                 Failure::WrongPassword
             } else {
                 Failure::UnknownUser
             };
-            return (Verdict::Forbidden, Some(why));
+            return match self.state.fail(&pair, a.now_ms).await {
+                Ok(Strike::AlreadyBlocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
+                Ok(Strike::Blocked { scope, until }) => Outcome {
+                    blocked: Some((scope, until)),
+                    ..Outcome::of(Verdict::Forbidden, why)
+                },
+                Ok(Strike::Counted) => Outcome::of(Verdict::Forbidden, why),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording a failed authentication");
+                    Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
+                }
+            };
         }
         if status == NonceStatus::Stale {
-            return (Verdict::Challenge { stale: true }, Some(Failure::Stale));
+            return Outcome::of(Verdict::Challenge { stale: true }, Failure::Stale);
         }
-        if !self.counts.record(&c.nonce, nc, a.now_secs) {
-            return challenge(Failure::Replay);
+        match self.state.admit(&pair, &c.nonce, nc, a.now_ms).await {
+            Ok(Admission::Admitted) => Outcome {
+                verdict: Verdict::Authorized,
+                failure: None,
+                blocked: None,
+            },
+            Ok(Admission::Blocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
+            Ok(Admission::Replay) => Outcome::challenge(Failure::Replay),
+            Err(e) => {
+                tracing::warn!(error = %e, "checking an authentication");
+                Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
+            }
         }
-        (Verdict::Authorized, None)
     }
 
     /// The `WWW-Authenticate` values for a 401: one per algorithm the domain offers, in its
@@ -323,9 +464,22 @@ impl Authenticator {
             .collect()
     }
 
-    /// Forgets limiter entries whose time is over (called by the sweeper).
-    pub fn prune(&self, now: Instant) {
-        self.limiter.prune(now);
+    /// Forgets lapsed limiter records and log budgets and sets the blocked gauges (called
+    /// every second by the sweeper).
+    pub async fn sweep(&self) {
+        let now = unix_ms();
+        self.logs.prune(now);
+        if let Err(e) = self.state.prune(now).await {
+            tracing::debug!(error = %e, "pruning the authentication state");
+        }
+        match self.state.blocked(now).await {
+            Ok(b) => {
+                let gauge = &self.metrics.auth_blocked;
+                gauge.with_label_values(&["pair"]).set(b.pairs as i64);
+                gauge.with_label_values(&["source"]).set(b.sources as i64);
+            }
+            Err(e) => tracing::debug!(error = %e, "counting blocked sources"),
+        }
     }
 }
 
@@ -343,24 +497,32 @@ mod tests {
         key: NonceKey,
         md5: String,
         sha: String,
-        t0: Instant,
     }
 
     fn fixture() -> Fixture {
         let (md5, sha) = ha1("1001", REALM, "secret");
         Fixture {
-            auth: Authenticator::new(AuthSettings {
-                limiter: LimiterSettings {
-                    max_failures: 3,
+            auth: {
+                let settings = AuthSettings {
+                    limiter: LimiterSettings {
+                        pair_failures: 3,
+                        ..Default::default()
+                    },
                     ..Default::default()
-                },
-                ..Default::default()
-            }),
+                };
+                let state = settings.memory_state();
+                Authenticator::new(settings, state, Arc::new(Metrics::new()))
+            },
             key: NonceKey::new(b"k"),
             md5,
             sha,
-            t0: Instant::now(),
         }
+    }
+
+    /// The verdict and failure of an attempt.
+    async fn v(f: &Fixture, a: &Attempt<'_>) -> (Verdict, Option<Failure>) {
+        let o = f.auth.verify(&f.key, a).await;
+        (o.verdict, o.failure)
     }
 
     /// What a client computes from the password.
@@ -408,8 +570,7 @@ mod tests {
                 sha256: &f.sha,
             }),
             source: "192.0.2.9".parse().unwrap(),
-            now_secs,
-            now: f.t0 + Duration::from_secs(now_secs - 1000),
+            now_ms: now_secs * 1000,
         }
     }
 
@@ -424,8 +585,8 @@ mod tests {
             .to_string()
     }
 
-    #[test]
-    fn challenge_lists_sha256_first_then_md5() {
+    #[tokio::test]
+    async fn challenge_lists_sha256_first_then_md5() {
         let f = fixture();
         let ch = f.auth.challenges(&f.key, REALM, BOTH, 1000, false);
         assert_eq!(ch.len(), 2);
@@ -437,8 +598,8 @@ mod tests {
         assert_eq!(nonce_of(&ch[0]), nonce_of(&ch[1]));
     }
 
-    #[test]
-    fn a_domain_offering_md5_only_gets_one_challenge_and_refuses_sha256() {
+    #[tokio::test]
+    async fn a_domain_offering_md5_only_gets_one_challenge_and_refuses_sha256() {
         let f = fixture();
         let md5_only = &[DigestAlgorithm::Md5];
         let ch = f.auth.challenges(&f.key, REALM, md5_only, 1000, false);
@@ -448,77 +609,71 @@ mod tests {
         let mut a = attempt(&f, Some(&sha), true, 1001);
         a.algorithms = md5_only;
         assert_eq!(
-            f.auth.verify(&f.key, &a),
+            v(&f, &a).await,
             (Verdict::Challenge { stale: false }, Some(Failure::Unusable))
         );
         let md5 = answer(Algorithm::Md5, "1001", "secret", &nonce_of(&ch[0]), 1);
         let mut a = attempt(&f, Some(&md5), true, 1001);
         a.algorithms = md5_only;
-        assert_eq!(f.auth.verify(&f.key, &a).0, Verdict::Authorized);
+        assert_eq!(v(&f, &a).await.0, Verdict::Authorized);
     }
 
-    #[test]
-    fn both_algorithms_authorize_and_nc_must_grow() {
+    #[tokio::test]
+    async fn both_algorithms_authorize_and_nc_must_grow() {
         let f = fixture();
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
             let c1 = answer(alg, "1001", "secret", &nonce, 1);
             assert_eq!(
-                f.auth.verify(&f.key, &attempt(&f, Some(&c1), true, 1001)).0,
+                v(&f, &attempt(&f, Some(&c1), true, 1001)).await.0,
                 Verdict::Authorized
             );
             // The same nc again is a replay.
             assert_eq!(
-                f.auth.verify(&f.key, &attempt(&f, Some(&c1), true, 1002)),
+                v(&f, &attempt(&f, Some(&c1), true, 1002)).await,
                 (Verdict::Challenge { stale: false }, Some(Failure::Replay))
             );
             let c2 = answer(alg, "1001", "secret", &nonce, 2);
             assert_eq!(
-                f.auth.verify(&f.key, &attempt(&f, Some(&c2), true, 1003)).0,
+                v(&f, &attempt(&f, Some(&c2), true, 1003)).await.0,
                 Verdict::Authorized
             );
         }
     }
 
-    #[test]
-    fn wrong_password_and_unknown_user_look_the_same() {
+    #[tokio::test]
+    async fn wrong_password_and_unknown_user_look_the_same() {
         let f = fixture();
         let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let wrong = answer(Algorithm::Sha256, "1001", "nope", &nonce, 1);
         let unknown = answer(Algorithm::Sha256, "9999", "secret", &nonce, 1);
-        let a = f
-            .auth
-            .verify(&f.key, &attempt(&f, Some(&wrong), true, 1001));
-        let b = f
-            .auth
-            .verify(&f.key, &attempt(&f, Some(&unknown), false, 1001));
+        let a = v(&f, &attempt(&f, Some(&wrong), true, 1001)).await;
+        let b = v(&f, &attempt(&f, Some(&unknown), false, 1001)).await;
         assert_eq!(a.0, Verdict::Forbidden);
         assert_eq!(b.0, Verdict::Forbidden);
         assert_eq!(a.1, Some(Failure::WrongPassword));
         assert_eq!(b.1, Some(Failure::UnknownUser));
     }
 
-    #[test]
-    fn stale_only_when_the_digest_is_right() {
+    #[tokio::test]
+    async fn stale_only_when_the_digest_is_right() {
         let f = fixture();
         let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let good = answer(Algorithm::Md5, "1001", "secret", &nonce, 1);
         assert_eq!(
-            f.auth.verify(&f.key, &attempt(&f, Some(&good), true, 1400)),
+            v(&f, &attempt(&f, Some(&good), true, 1400)).await,
             (Verdict::Challenge { stale: true }, Some(Failure::Stale))
         );
         let bad = answer(Algorithm::Md5, "1001", "nope", &nonce, 1);
         assert_eq!(
-            f.auth
-                .verify(&f.key, &attempt(&f, Some(&bad), true, 1400))
-                .0,
+            v(&f, &attempt(&f, Some(&bad), true, 1400)).await.0,
             Verdict::Challenge { stale: false }
         );
         assert!(f.auth.challenges(&f.key, REALM, BOTH, 1400, true)[0].ends_with("stale=true"));
     }
 
-    #[test]
-    fn forged_nonce_and_missing_qop_are_rechallenged() {
+    #[tokio::test]
+    async fn forged_nonce_and_missing_qop_are_rechallenged() {
         let f = fixture();
         let forged = answer(
             Algorithm::Md5,
@@ -528,47 +683,53 @@ mod tests {
             1,
         );
         assert_eq!(
-            f.auth
-                .verify(&f.key, &attempt(&f, Some(&forged), true, 1000)),
+            v(&f, &attempt(&f, Some(&forged), true, 1000)).await,
             (Verdict::Challenge { stale: false }, Some(Failure::BadNonce))
         );
         let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         let mut no_qop = answer(Algorithm::Md5, "1001", "secret", &nonce, 1);
         no_qop.qop = None;
         assert_eq!(
-            f.auth
-                .verify(&f.key, &attempt(&f, Some(&no_qop), true, 1000))
-                .1,
+            v(&f, &attempt(&f, Some(&no_qop), true, 1000)).await.1,
             Some(Failure::Unusable)
         );
         assert_eq!(
-            f.auth.verify(&f.key, &attempt(&f, None, true, 1000)).1,
+            v(&f, &attempt(&f, None, true, 1000)).await.1,
             Some(Failure::NoCredentials)
         );
     }
 
-    #[test]
-    fn too_many_failures_block_the_source() {
+    #[tokio::test]
+    async fn too_many_failures_block_the_pair_not_its_neighbours() {
         let f = fixture();
         let nonce = nonce_of(&f.auth.challenges(&f.key, REALM, BOTH, 1000, false)[0]);
         for i in 1..=3 {
             let bad = answer(Algorithm::Md5, "1001", "nope", &nonce, i);
             assert_eq!(
-                f.auth
-                    .verify(&f.key, &attempt(&f, Some(&bad), true, 1001))
-                    .0,
+                v(&f, &attempt(&f, Some(&bad), true, 1001)).await.0,
                 Verdict::Forbidden
             );
         }
         // Even the right password is refused now, without a challenge.
         let good = answer(Algorithm::Md5, "1001", "secret", &nonce, 9);
         assert_eq!(
-            f.auth.verify(&f.key, &attempt(&f, Some(&good), true, 1002)),
+            v(&f, &attempt(&f, Some(&good), true, 1002)).await,
             (Verdict::Forbidden, Some(Failure::Blocked))
         );
+        // Without credentials a request is challenged: the block bites on the answer.
         assert_eq!(
-            f.auth.verify(&f.key, &attempt(&f, None, true, 1002)),
-            (Verdict::Forbidden, Some(Failure::Blocked))
+            v(&f, &attempt(&f, None, true, 1002)).await,
+            (
+                Verdict::Challenge { stale: false },
+                Some(Failure::NoCredentials)
+            )
+        );
+        // Another user behind the same address is not blocked (it fails only on its digest,
+        // here as an unknown user).
+        let other = answer(Algorithm::Md5, "1002", "secret", &nonce, 10);
+        assert_eq!(
+            v(&f, &attempt(&f, Some(&other), false, 1002)).await,
+            (Verdict::Forbidden, Some(Failure::UnknownUser))
         );
     }
 }

@@ -236,6 +236,12 @@ impl RedisStore {
         })
     }
 
+    /// The connection (cheap to clone), for the authentication state kept in the same Redis
+    /// ([`crate::auth::redis::RedisAuthState`]).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     async fn query<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         bounded(what, cmd.query_async(&mut conn)).await
@@ -501,7 +507,7 @@ async fn backoff(attempt: usize) {
 /// A write that timed out may still have been applied; the caller sees an error (the phone
 /// retries its REGISTER) and the next read sees the applied state, so nothing is left half-done:
 /// the CAS script itself is atomic.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     what: &str,
     f: impl std::future::Future<Output = ::redis::RedisResult<T>>,
 ) -> Result<T, StoreError> {

@@ -9,17 +9,17 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 
-fn unix_now() -> u64 {
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
 }
 
 impl Inner {
     /// Checks the Proxy-Authorization of a device's request; the authenticated SIP user, or
     /// the status, reason and headers to answer with.
     #[allow(clippy::type_complexity)]
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         auth: &Authenticator,
         req: &Msg,
@@ -34,31 +34,32 @@ impl Inner {
             .config
             .domain(realm)
             .ok_or(((403, "Domain Not Served"), Vec::new()))?;
-        let now_secs = unix_now();
-        let checked = auth.check(
-            &loaded.nonce_key,
-            &loaded.config,
-            domain,
-            req.method().unwrap_or(""),
-            req.headers
-                .iter()
-                .filter(|(n, _)| n == "Proxy-Authorization")
-                .map(|(_, v)| v.as_str()),
-            source.ip(),
-            now_secs,
-        );
-        if let Some(f) = checked.failure {
-            self.metrics
-                .auth_failures
-                .with_label_values(&[f.as_str()])
-                .inc();
-        }
+        let now_ms = unix_ms();
+        let now_secs = now_ms / 1000;
+        let checked = auth
+            .check(
+                &loaded.nonce_key,
+                &loaded.config,
+                domain,
+                req.method().unwrap_or(""),
+                req.headers
+                    .iter()
+                    .filter(|(n, _)| n == "Proxy-Authorization")
+                    .map(|(_, v)| v.as_str()),
+                source.ip(),
+                now_ms,
+            )
+            .await;
         let (verdict, device) = (checked.verdict, checked.device);
         match verdict {
             Verdict::Authorized => device
                 .map(|d| d.sip_user.clone())
                 .ok_or(((403, "Forbidden"), Vec::new())),
             Verdict::Forbidden => Err(((403, "Forbidden"), Vec::new())),
+            Verdict::Unavailable => Err((
+                (503, "Service Unavailable"),
+                vec![("Retry-After".to_string(), "5".to_string())],
+            )),
             Verdict::Challenge { stale } => {
                 let challenges = auth
                     .challenges(

@@ -74,7 +74,7 @@ impl Inner {
                 return;
             };
             caller_domain = domain.domain.clone();
-            match self.authenticate(auth, &req, &caller_domain, source) {
+            match self.authenticate(auth, &req, &caller_domain, source).await {
                 Ok(user) => from_user = user,
                 Err((resp, extra)) => {
                     let mut st = self.state.lock();

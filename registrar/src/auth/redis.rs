@@ -1,0 +1,261 @@
+//! The authentication state in Redis, shared by every replica using the same server and
+//! prefix (the location store's connection, [`crate::location::RedisStore::connection`]).
+//!
+//! Keys (under the store's prefix):
+//!
+//! - `{prefix}:auth:pair:{k|u}:{ip}:{user}` and `{prefix}:auth:src:{ip}` — hashes holding a
+//!   limiter [`Record`] (`ws`, `f`, `until`, `strikes`), expiring when the record may be
+//!   forgotten ([`Record::forget_at`]); `k`/`u` tell a configured user from an unknown name.
+//! - `{prefix}:auth:blocked:pairs` and `…:sources` — sorted sets of the blocked keys by the
+//!   end of their block, for the gauges.
+//! - `{prefix}:nc:{nonce}` — the highest nonce-count seen for a nonce, kept for the nonce
+//!   lifetime after its last use (a nonce older than that is stale and never authorizes).
+//!   One key per nonce that authorized a request: phones reusing their nonce cost nothing
+//!   more, a client taking a fresh challenge per REGISTER costs one key (about 100 bytes) per
+//!   registration for the nonce lifetime.
+//!
+//! Each question is one Lua script, so one round trip and atomic: `FAIL_SCRIPT` is
+//! [`Record::fail`] applied to the pair and the source; `ADMIT_SCRIPT` checks both blocks
+//! and records the nonce-count.
+//!
+//! [`Record`]: super::limiter::Record
+//! [`Record::fail`]: super::limiter::Record::fail
+//! [`Record::forget_at`]: super::limiter::Record::forget_at
+
+use super::limiter::{LimiterSettings, PairKey, Scope, Strike};
+use super::state::{Admission, AuthState, Blocked, StateError, StateFuture};
+use crate::location::redis::bounded;
+use ::redis::aio::ConnectionManager;
+use ::redis::Script;
+use std::time::Duration;
+
+/// How long past its lifetime a nonce's count is kept (clock skew between replicas).
+const NONCE_SLACK: Duration = Duration::from_secs(5);
+
+/// The failure of one key pair, as [`super::limiter::Record::fail`] does it.
+///
+/// KEYS: pair hash, source hash, blocked pairs set, blocked sources set.
+/// ARGV: now (ms), window (ms), pair limit, source limit, cooldown (ms), max cooldown (ms),
+/// pair member, source member.
+/// Returns {code, until}: 0 counted, 1 pair blocked now, 2 source blocked now, 3 pair
+/// already blocked, 4 source already blocked.
+const FAIL_SCRIPT: &str = r#"
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cooldown, maxc = tonumber(ARGV[5]), tonumber(ARGV[6])
+local function load(k)
+  local v = redis.call('HMGET', k, 'ws', 'f', 'until', 'strikes')
+  return {ws = tonumber(v[1]) or 0, f = tonumber(v[2]) or 0,
+          u = tonumber(v[3]) or 0, s = tonumber(v[4]) or 0}
+end
+local pair, src = load(KEYS[1]), load(KEYS[2])
+if pair.u > now then return {3, pair.u} end
+if src.u > now then return {4, src.u} end
+local function fail(r, limit)
+  if now - r.ws > window then r.ws = now; r.f = 0 end
+  if r.s > 0 and now - r.u > maxc then r.s = 0 end
+  r.f = r.f + 1
+  if r.f < math.max(limit, 1) then return nil end
+  r.u = now + math.min(cooldown * 2 ^ math.min(r.s, 32), maxc)
+  r.s = r.s + 1; r.f = 0; r.ws = now
+  return r.u
+end
+local function store(k, r)
+  redis.call('HSET', k, 'ws', r.ws, 'f', r.f, 'until', r.u, 'strikes', r.s)
+  local forget = math.max(r.u, r.ws + window)
+  if r.s > 0 then forget = forget + maxc end
+  redis.call('PEXPIREAT', k, forget)
+end
+local pu = fail(pair, tonumber(ARGV[3]))
+local su = fail(src, tonumber(ARGV[4]))
+store(KEYS[1], pair)
+store(KEYS[2], src)
+if pu then redis.call('ZADD', KEYS[3], pu, ARGV[7]) end
+if su then redis.call('ZADD', KEYS[4], su, ARGV[8]) end
+if pu then return {1, pu} end
+if su then return {2, su} end
+return {0, 0}
+"#;
+
+/// A request whose digest verified.
+///
+/// KEYS: pair hash, source hash, nonce-count key. ARGV: now (ms), nc, nonce lifetime (ms).
+/// Returns 0 admitted (nc recorded), 1 pair blocked, 2 source blocked, 3 replay.
+const ADMIT_SCRIPT: &str = r#"
+local now = tonumber(ARGV[1])
+if (tonumber(redis.call('HGET', KEYS[1], 'until')) or 0) > now then return 1 end
+if (tonumber(redis.call('HGET', KEYS[2], 'until')) or 0) > now then return 2 end
+if tonumber(ARGV[2]) <= (tonumber(redis.call('GET', KEYS[3])) or 0) then return 3 end
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+return 0
+"#;
+
+/// The limiter and replay records in Redis.
+pub struct RedisAuthState {
+    conn: ConnectionManager,
+    limits: LimiterSettings,
+    nonce_ttl_ms: u64,
+    prefix: String,
+    blocked_pairs: String,
+    blocked_sources: String,
+    fail: Script,
+    admit: Script,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl RedisAuthState {
+    /// The state on `conn`, keys under `prefix`, with these limits and nonce lifetime.
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        limits: LimiterSettings,
+        nonce_ttl: Duration,
+    ) -> RedisAuthState {
+        RedisAuthState {
+            conn,
+            limits,
+            nonce_ttl_ms: ms(nonce_ttl + NONCE_SLACK),
+            prefix: prefix.to_string(),
+            blocked_pairs: format!("{prefix}:auth:blocked:pairs"),
+            blocked_sources: format!("{prefix}:auth:blocked:sources"),
+            fail: Script::new(FAIL_SCRIPT),
+            admit: Script::new(ADMIT_SCRIPT),
+        }
+    }
+
+    fn pair_member(pair: &PairKey) -> String {
+        let kind = if pair.known { 'k' } else { 'u' };
+        format!("{kind}:{}:{}", pair.source, pair.user)
+    }
+
+    fn pair_key(&self, member: &str) -> String {
+        format!("{}:auth:pair:{member}", self.prefix)
+    }
+
+    fn source_key(&self, pair: &PairKey) -> String {
+        format!("{}:auth:src:{}", self.prefix, pair.source)
+    }
+
+    async fn run_fail(&self, pair: &PairKey, now: u64) -> Result<Strike, StateError> {
+        let member = Self::pair_member(pair);
+        let mut invocation = self.fail.prepare_invoke();
+        invocation
+            .key(self.pair_key(&member))
+            .key(self.source_key(pair))
+            .key(&self.blocked_pairs)
+            .key(&self.blocked_sources)
+            .arg(now)
+            .arg(ms(self.limits.window))
+            .arg(self.limits.pair_failures)
+            .arg(self.limits.source_failures)
+            .arg(ms(self.limits.cooldown))
+            .arg(ms(self.limits.max_cooldown))
+            .arg(&member)
+            .arg(pair.source.to_string());
+        let mut conn = self.conn.clone();
+        let (code, until): (i64, u64) =
+            bounded("auth fail script", invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|e| StateError(e.0))?;
+        Ok(match code {
+            1 => Strike::Blocked {
+                scope: Scope::Pair,
+                until,
+            },
+            2 => Strike::Blocked {
+                scope: Scope::Source,
+                until,
+            },
+            3 => Strike::AlreadyBlocked(Scope::Pair),
+            4 => Strike::AlreadyBlocked(Scope::Source),
+            _ => Strike::Counted,
+        })
+    }
+
+    async fn run_admit(
+        &self,
+        pair: &PairKey,
+        nonce: &str,
+        nc: u32,
+        now: u64,
+    ) -> Result<Admission, StateError> {
+        let member = Self::pair_member(pair);
+        let mut invocation = self.admit.prepare_invoke();
+        invocation
+            .key(self.pair_key(&member))
+            .key(self.source_key(pair))
+            .key(format!("{}:nc:{nonce}", self.prefix))
+            .arg(now)
+            .arg(nc)
+            .arg(self.nonce_ttl_ms);
+        let mut conn = self.conn.clone();
+        let code: i64 = bounded("auth admit script", invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|e| StateError(e.0))?;
+        Ok(match code {
+            0 => Admission::Admitted,
+            1 => Admission::Blocked(Scope::Pair),
+            2 => Admission::Blocked(Scope::Source),
+            _ => Admission::Replay,
+        })
+    }
+
+    async fn count_blocked(&self, now: u64) -> Result<Blocked, StateError> {
+        let mut pipe = ::redis::pipe();
+        let after_now = format!("({now}");
+        pipe.cmd("ZCOUNT")
+            .arg(&self.blocked_pairs)
+            .arg(&after_now)
+            .arg("+inf")
+            .cmd("ZCOUNT")
+            .arg(&self.blocked_sources)
+            .arg(&after_now)
+            .arg("+inf");
+        let mut conn = self.conn.clone();
+        let (pairs, sources): (u64, u64) = bounded("ZCOUNT", pipe.query_async(&mut conn))
+            .await
+            .map_err(|e| StateError(e.0))?;
+        Ok(Blocked { pairs, sources })
+    }
+
+    async fn prune_blocked(&self, now: u64) -> Result<(), StateError> {
+        let mut pipe = ::redis::pipe();
+        for set in [&self.blocked_pairs, &self.blocked_sources] {
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(set)
+                .arg("-inf")
+                .arg(now)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        bounded::<()>("ZREMRANGEBYSCORE", pipe.query_async(&mut conn))
+            .await
+            .map_err(|e| StateError(e.0))
+    }
+}
+
+impl AuthState for RedisAuthState {
+    fn admit<'a>(
+        &'a self,
+        pair: &'a PairKey,
+        nonce: &'a str,
+        nc: u32,
+        now: u64,
+    ) -> StateFuture<'a, Admission> {
+        Box::pin(self.run_admit(pair, nonce, nc, now))
+    }
+
+    fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike> {
+        Box::pin(self.run_fail(pair, now))
+    }
+
+    fn blocked(&self, now: u64) -> StateFuture<'_, Blocked> {
+        Box::pin(self.count_blocked(now))
+    }
+
+    fn prune(&self, now: u64) -> StateFuture<'_, ()> {
+        Box::pin(self.prune_blocked(now))
+    }
+}

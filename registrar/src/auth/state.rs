@@ -1,0 +1,196 @@
+//! What digest authentication remembers between requests: the failure limiter
+//! ([`super::limiter`]) and the highest nonce-count per nonce ([`super::replay`]). One replica
+//! keeps it in memory ([`MemoryAuthState`]); replicas sharing bindings in Redis share it there
+//! too ([`super::redis::RedisAuthState`]), so a captured `Authorization` cannot be replayed
+//! against another replica and a guesser cannot spread its attempts over replicas.
+//!
+//! Both take the same two questions, each one round trip for Redis: [`AuthState::admit`] for
+//! a request whose digest verified (blocked? replayed? else record its nonce-count) and
+//! [`AuthState::fail`] for one whose digest did not.
+
+use super::limiter::{Limiter, LimiterSettings, PairKey, Scope, Strike};
+use super::replay::NonceCounts;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A future returned by the state.
+pub type StateFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
+
+/// The shared state could not be reached (Redis down); the request is answered 503.
+#[derive(Debug, thiserror::Error)]
+#[error("authentication state: {0}")]
+pub struct StateError(pub String);
+
+/// What [`AuthState::admit`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead (the nonce-count is recorded).
+    Admitted,
+    /// The pair or its source is blocked.
+    Blocked(Scope),
+    /// The nonce-count was not above the highest seen for the nonce.
+    Replay,
+}
+
+/// Blocked keys, for the gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blocked {
+    /// (source, user) pairs.
+    pub pairs: u64,
+    /// Sources.
+    pub sources: u64,
+}
+
+/// The limiter and replay state, in memory or shared.
+pub trait AuthState: Send + Sync + 'static {
+    /// A request of `pair` whose digest verified, with nonce-count `nc` on `nonce`, at `now`
+    /// (unix ms).
+    fn admit<'a>(
+        &'a self,
+        pair: &'a PairKey,
+        nonce: &'a str,
+        nc: u32,
+        now: u64,
+    ) -> StateFuture<'a, Admission>;
+
+    /// A request of `pair` whose digest did not verify, at `now` (unix ms).
+    fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike>;
+
+    /// The keys blocked at `now`.
+    fn blocked(&self, now: u64) -> StateFuture<'_, Blocked>;
+
+    /// Forgets what has lapsed (called every second).
+    fn prune(&self, now: u64) -> StateFuture<'_, ()>;
+}
+
+impl std::fmt::Debug for dyn AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthState")
+    }
+}
+
+/// The state of one replica, in its memory.
+pub struct MemoryAuthState {
+    limiter: Limiter,
+    counts: NonceCounts,
+}
+
+impl MemoryAuthState {
+    /// A state with these limits, remembering about `nonce_capacity` nonces for `nonce_ttl_secs`
+    /// after their last use.
+    pub fn new(limits: LimiterSettings, nonce_ttl_secs: u64, nonce_capacity: usize) -> Self {
+        MemoryAuthState {
+            limiter: Limiter::new(limits),
+            counts: NonceCounts::new(nonce_ttl_secs, nonce_capacity),
+        }
+    }
+}
+
+impl AuthState for MemoryAuthState {
+    fn admit<'a>(
+        &'a self,
+        pair: &'a PairKey,
+        nonce: &'a str,
+        nc: u32,
+        now: u64,
+    ) -> StateFuture<'a, Admission> {
+        let admission = match self.limiter.blocked(pair, now) {
+            Some(scope) => Admission::Blocked(scope),
+            None if !self.counts.record(nonce, nc, now / 1000) => Admission::Replay,
+            None => Admission::Admitted,
+        };
+        Box::pin(std::future::ready(Ok(admission)))
+    }
+
+    fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike> {
+        Box::pin(std::future::ready(Ok(self.limiter.fail(pair, now))))
+    }
+
+    fn blocked(&self, now: u64) -> StateFuture<'_, Blocked> {
+        let (pairs, sources) = self.limiter.blocked_counts(now);
+        Box::pin(std::future::ready(Ok(Blocked {
+            pairs: pairs as u64,
+            sources: sources as u64,
+        })))
+    }
+
+    fn prune(&self, now: u64) -> StateFuture<'_, ()> {
+        self.limiter.prune(now);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The behaviour every [`AuthState`] must show, run against the memory state here and against
+/// Redis in `tests/redis_store.rs`: blocks per pair and source, replays refused once seen.
+pub async fn conformance(state: &dyn AuthState, limits: &LimiterSettings, now: u64) {
+    let pair = |user: &str| PairKey {
+        source: "192.0.2.7".parse().unwrap(),
+        user: user.into(),
+        known: true,
+    };
+    let ok = |a: Result<Admission, StateError>| a.expect("state reachable");
+    assert_eq!(
+        ok(state.admit(&pair("alice"), "n1", 1, now).await),
+        Admission::Admitted
+    );
+    assert_eq!(
+        ok(state.admit(&pair("alice"), "n1", 1, now).await),
+        Admission::Replay
+    );
+    assert_eq!(
+        ok(state.admit(&pair("alice"), "n1", 2, now).await),
+        Admission::Admitted
+    );
+    for i in 1..limits.pair_failures {
+        let strike = state.fail(&pair("alice"), now).await.unwrap();
+        assert_eq!(strike, Strike::Counted, "failure {i}");
+    }
+    let strike = state.fail(&pair("alice"), now).await.unwrap();
+    let cooldown = limits.cooldown.as_millis() as u64;
+    assert_eq!(
+        strike,
+        Strike::Blocked {
+            scope: Scope::Pair,
+            until: now + cooldown
+        }
+    );
+    assert_eq!(
+        state.fail(&pair("alice"), now + 1).await.unwrap(),
+        Strike::AlreadyBlocked(Scope::Pair)
+    );
+    assert_eq!(
+        ok(state.admit(&pair("alice"), "n1", 3, now + 1).await),
+        Admission::Blocked(Scope::Pair)
+    );
+    assert_eq!(
+        ok(state.admit(&pair("bob"), "n2", 1, now + 1).await),
+        Admission::Admitted,
+        "a neighbour behind the same address is not blocked"
+    );
+    let blocked = state.blocked(now + 1).await.unwrap();
+    assert_eq!((blocked.pairs, blocked.sources), (1, 0));
+    assert_eq!(
+        ok(state
+            .admit(&pair("alice"), "n1", 3, now + cooldown + 1)
+            .await),
+        Admission::Admitted,
+        "the block ends"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn memory_state_conforms() {
+        let limits = LimiterSettings {
+            pair_failures: 3,
+            cooldown: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let state = MemoryAuthState::new(limits, 300, 1000);
+        conformance(&state, &limits, 1_700_000_000_000).await;
+    }
+}
