@@ -113,9 +113,18 @@ pub struct RunArgs {
     /// Open TCP/TLS connections at most.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Open TCP/TLS connections from one source address at most (more are refused), so one
+    /// address holding sockets cannot lock phones out; raise it for a site with more TCP/TLS
+    /// phones behind one NAT address.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_source: usize,
     /// Seconds of silence after which a TCP/TLS connection is closed.
     #[arg(long, default_value_t = 900)]
     pub tcp_idle_timeout: u64,
+    /// Seconds a new TCP/TLS connection has, after its TLS handshake, to deliver its first
+    /// complete message; a silent one is closed (the idle timeout applies after it).
+    #[arg(long, default_value_t = 10)]
+    pub tcp_first_message_timeout: u64,
     /// UDP receive tasks per socket (default: the number of CPUs).
     #[arg(long)]
     pub udp_workers: Option<usize>,

@@ -48,8 +48,12 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// `sip_connections{transport}`: open TCP/TLS connections.
     pub connections: IntGaugeVec,
-    /// `sip_connections_refused_total`: connections refused at the limit.
-    pub connections_refused: IntCounter,
+    /// `sip_connections_refused_total{reason}`: connections refused at the total `limit` or
+    /// the `source_limit` (per source address).
+    pub connections_refused: IntCounterVec,
+    /// `sip_connections_closed_total{reason}`: connections closed by a timeout
+    /// (`first_message_timeout`, `idle_timeout`, `message_timeout`, `handshake_timeout`).
+    pub connections_closed: IntCounterVec,
     /// `switchboard_config_generation`: generation of the config in force.
     pub config_generation: IntGauge,
     /// `switchboard_config_info{hash}`: 1 for the config in force.
@@ -163,9 +167,15 @@ impl Metrics {
                 "Open stream connections, by transport",
                 &["transport"],
             ),
-            connections_refused: counter(
+            connections_refused: counter_vec(
                 "sip_connections_refused_total",
-                "Stream connections refused at the connection limit",
+                "Stream connections refused, by the limit reached (limit, source_limit)",
+                &["reason"],
+            ),
+            connections_closed: counter_vec(
+                "sip_connections_closed_total",
+                "Stream connections closed by a timeout, by which",
+                &["reason"],
             ),
             config_generation: gauge(
                 "switchboard_config_generation",

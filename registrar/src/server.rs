@@ -21,7 +21,9 @@ use crate::metrics::Metrics;
 use crate::proxy::ProxySettings;
 use crate::service::{Service, ServiceSettings};
 use crate::status::{self, StatusSettings};
-use crate::transport::{self, tcp::StreamLimits};
+use crate::transport::per_source::PerSource;
+use crate::transport::tcp::{ConnectionLimits, StreamLimits};
+use crate::transport;
 use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
 use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -297,7 +299,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(args.max_connections.max(1)));
     let limits = StreamLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout.max(1)),
+        first_message_timeout: Duration::from_secs(args.tcp_first_message_timeout.max(1)),
         ..Default::default()
+    };
+    let admit = ConnectionLimits {
+        total: permits.clone(),
+        per_source: PerSource::new(args.max_connections_per_source),
     };
     for (addr, required) in addresses(&args.tcp, 5060) {
         match transport::bind_tcp(addr) {
@@ -309,7 +316,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     None,
                     service.clone(),
                     metrics.clone(),
-                    permits.clone(),
+                    admit.clone(),
                     limits,
                     shutdown_rx.clone(),
                 ));
@@ -331,7 +338,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                             Some(acceptor.clone()),
                             service.clone(),
                             metrics.clone(),
-                            permits.clone(),
+                            admit.clone(),
                             limits,
                             shutdown_rx.clone(),
                         ));

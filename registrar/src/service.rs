@@ -141,6 +141,11 @@ impl Service {
         &self.store
     }
 
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The config handle.
     pub fn config(&self) -> &Arc<ConfigHandle> {
         &self.config

@@ -4,6 +4,7 @@
 
 pub mod framing;
 pub mod nat;
+pub mod per_source;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -1,8 +1,12 @@
-//! SIP over TCP and TLS: an accept loop with a bound on connections, and per connection a read
-//! loop that frames messages ([`super::framing`]), answers keepalives, and closes idle,
-//! oversized or slow connections. Messages on one connection are handled in order.
+//! SIP over TCP and TLS: an accept loop with a bound on connections, in total and per source
+//! address ([`super::per_source`]), and per connection a read loop that frames messages
+//! ([`super::framing`]), answers keepalives, and closes idle, oversized or slow connections.
+//! A connection accepted here must deliver its first whole message soon after it opens (after
+//! its TLS handshake): until then its silence is not a phone resting between refreshes but a
+//! socket held. Messages on one connection are handled in order.
 
 use super::framing::{next_frame, Frame};
+use super::per_source::{PerSource, Slot};
 use crate::message::MAX_MESSAGE_SIZE;
 use crate::metrics::Metrics;
 use crate::proxy::{FlowGuard, StreamReader};
@@ -10,7 +14,7 @@ use crate::service::Service;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -26,6 +30,9 @@ pub struct StreamLimits {
     pub message_timeout: Duration,
     /// The TLS handshake must be done within this.
     pub handshake_timeout: Duration,
+    /// An accepted connection's first whole message must arrive within this (after the TLS
+    /// handshake); connections the proxy opens are exempt.
+    pub first_message_timeout: Duration,
 }
 
 impl Default for StreamLimits {
@@ -34,18 +41,29 @@ impl Default for StreamLimits {
             idle_timeout: Duration::from_secs(900),
             message_timeout: Duration::from_secs(32),
             handshake_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Accepts connections until shutdown. `permits` bounds the open connections across all
-/// listeners; a connection over the bound is closed at once.
+/// What bounds the connections accepted: a total across listeners (each open connection holds
+/// a permit) and a count per source address.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    /// Permits, one per open connection.
+    pub total: Arc<Semaphore>,
+    /// Open connections per source address.
+    pub per_source: Arc<PerSource>,
+}
+
+/// Accepts connections until shutdown. A connection over either bound of `admit` is closed at
+/// once.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
+    admit: ConnectionLimits,
     limits: StreamLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -68,9 +86,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.connections_refused.inc();
-            tracing::warn!(%peer, "connection limit reached; closing");
+        let Some((permit, slot)) = admitted(&admit, peer, &metrics) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -79,7 +95,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             let gauge = metrics
                 .connections
                 .with_label_values(&[transport.as_sip_param()]);
@@ -95,13 +111,50 @@ pub async fn serve(
                                 .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Err(_) => {
+                            closed(&metrics, "handshake_timeout");
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 }
             }
             gauge.dec();
         });
     }
+}
+
+/// A permit and a per-source slot for a new connection from `peer`, or `None` (counted) when
+/// either bound is reached. The log line for a refusal is at debug level: a source over its
+/// bound keeps trying, and each try would be a line.
+fn admitted(
+    admit: &ConnectionLimits,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, Slot)> {
+    let Some(slot) = admit.per_source.acquire(peer.ip()) else {
+        metrics
+            .connections_refused
+            .with_label_values(&["source_limit"])
+            .inc();
+        tracing::debug!(%peer, "connection limit per source reached; closing");
+        return None;
+    };
+    let Ok(permit) = admit.total.clone().try_acquire_owned() else {
+        metrics
+            .connections_refused
+            .with_label_values(&["limit"])
+            .inc();
+        tracing::warn!(%peer, "connection limit reached; closing");
+        return None;
+    };
+    Some((permit, slot))
+}
+
+fn closed(metrics: &Metrics, reason: &str) {
+    metrics
+        .connections_closed
+        .with_label_values(&[reason])
+        .inc();
 }
 
 /// Serves one connection until the peer closes, a limit is hit, or shutdown (after the message
@@ -118,8 +171,9 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     // responses to a caller on it) arrives here.
     let flow = service.proxy().flows().open(peer, transport);
     let buf = BytesMut::with_capacity(8192);
+    let first = Some(limits.first_message_timeout);
     run(
-        stream, peer, transport, service, limits, shutdown, flow, buf,
+        stream, peer, transport, service, limits, first, shutdown, flow, buf,
     )
     .await
 }
@@ -138,7 +192,7 @@ pub async fn outbound<S: AsyncRead + AsyncWrite + Unpin>(
     buf: BytesMut,
 ) {
     run(
-        stream, peer, transport, service, limits, shutdown, flow, buf,
+        stream, peer, transport, service, limits, None, shutdown, flow, buf,
     )
     .await
 }
@@ -170,6 +224,7 @@ pub fn outbound_reader(
     })
 }
 
+/// Serves a connection: `first_message` bounds the wait for its first whole message.
 #[allow(clippy::too_many_arguments)]
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
@@ -177,10 +232,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     transport: Transport,
     service: &Service,
     limits: StreamLimits,
+    first_message: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
     (_flow, mut outgoing): (FlowGuard, mpsc::Receiver<Bytes>),
     mut buf: BytesMut,
 ) {
+    let mut first_by = first_message.map(|d| Instant::now() + d);
     'conn: loop {
         // Answer every whole message already buffered.
         loop {
@@ -193,6 +250,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 Frame::Message { len } => {
+                    first_by = None;
                     let message = buf.split_to(len);
                     if let Some(out) = service.handle(&message, peer, transport).await {
                         if stream.write_all(&out.data).await.is_err() {
@@ -209,11 +267,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if *shutdown.borrow() {
             break;
         }
-        let wait = if buf.is_empty() {
-            limits.idle_timeout
-        } else {
-            limits.message_timeout
-        };
+        let (wait, reason) = wait_for(&limits, buf.is_empty(), first_by, Instant::now());
         buf.reserve(4096);
         let read = tokio::select! {
             biased;
@@ -230,10 +284,68 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(_)) => {}
             Err(_) => {
-                tracing::debug!(%peer, "connection timed out");
+                service
+                    .metrics()
+                    .connections_closed
+                    .with_label_values(&[reason])
+                    .inc();
+                tracing::debug!(%peer, reason, "connection timed out");
                 break;
             }
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// How long a connection's next read may wait, and what its timing out is called: until the
+/// first message, what is left of its deadline; then the idle timeout between messages and the
+/// message timeout inside one.
+fn wait_for(
+    limits: &StreamLimits,
+    between_messages: bool,
+    first_by: Option<Instant>,
+    now: Instant,
+) -> (Duration, &'static str) {
+    let (wait, reason) = if between_messages {
+        (limits.idle_timeout, "idle_timeout")
+    } else {
+        (limits.message_timeout, "message_timeout")
+    };
+    match first_by {
+        Some(by) if by.saturating_duration_since(now) <= wait => {
+            (by.saturating_duration_since(now), "first_message_timeout")
+        }
+        _ => (wait, reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_message_has_a_short_deadline_then_the_idle_timeout_applies() {
+        let limits = StreamLimits::default();
+        let t = Instant::now();
+        let first = Some(t + limits.first_message_timeout);
+        assert_eq!(
+            wait_for(&limits, true, first, t),
+            (limits.first_message_timeout, "first_message_timeout")
+        );
+        assert_eq!(
+            wait_for(&limits, true, first, t + Duration::from_secs(4)),
+            (Duration::from_secs(6), "first_message_timeout")
+        );
+        assert_eq!(
+            wait_for(&limits, true, None, t),
+            (limits.idle_timeout, "idle_timeout")
+        );
+        assert_eq!(
+            wait_for(&limits, false, None, t),
+            (limits.message_timeout, "message_timeout")
+        );
+        // A deadline beyond the idle timeout (a long first-message timeout) does not extend it.
+        let far = Some(t + limits.idle_timeout * 2);
+        assert_eq!(wait_for(&limits, true, far, t).1, "idle_timeout");
+    }
 }
