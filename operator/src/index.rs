@@ -60,6 +60,9 @@ pub enum Change {
     /// A credentials `Secret` (labelled [`crate::credentials::CREDENTIALS_LABEL`]): a full list
     /// replaces only these.
     Secret(Op<SecretEntry>),
+    /// The full list of the credentials Secrets of one namespace (a watch limited to it, in the
+    /// namespaced install mode): replaces that namespace's only.
+    SecretsOf(String, Vec<SecretEntry>),
     /// A config shard `Secret` of the config namespace: a full list replaces only the shards.
     Shard(Op<SecretEntry>),
 }
@@ -154,7 +157,7 @@ impl StoredSecret {
 }
 
 /// Which kinds have been listed at least once.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Synced {
     sites: bool,
     devices: bool,
@@ -162,6 +165,8 @@ struct Synced {
     registrations: bool,
     secrets: bool,
     shards: bool,
+    /// Namespaces whose credentials Secrets were listed (namespaced install mode).
+    secret_namespaces: BTreeSet<String>,
 }
 
 /// Everything the operator knows about the cluster.
@@ -192,6 +197,9 @@ pub struct Index {
     synced: Synced,
     /// Every namespace seen, so the 100 000 keys of one namespace share one string.
     namespaces: BTreeSet<Arc<str>>,
+    /// The namespaces whose Secrets are listed one by one (namespaced install mode); empty:
+    /// one list of every namespace.
+    secret_namespaces: Vec<String>,
 }
 
 fn apply_op<K: ResourceExt>(map: &mut BTreeMap<ObjectKey, Arc<K>>, op: Op<K>) {
@@ -220,6 +228,19 @@ impl Index {
         }
     }
 
+    /// An index whose credentials Secrets come namespace by namespace, from `namespaces` (the
+    /// namespaced install mode): synced once each of them was listed.
+    pub fn with_secret_namespaces(
+        config_namespace: impl Into<String>,
+        namespaces: Vec<String>,
+    ) -> Self {
+        Index {
+            config_namespace: config_namespace.into(),
+            secret_namespaces: namespaces,
+            ..Index::default()
+        }
+    }
+
     /// An index that starts synced (for tests and benchmarks that build it by hand).
     pub fn synced(config_namespace: impl Into<String>) -> Self {
         Index {
@@ -231,6 +252,7 @@ impl Index {
                 registrations: true,
                 secrets: true,
                 shards: true,
+                secret_namespaces: BTreeSet::new(),
             },
             ..Index::default()
         }
@@ -238,7 +260,7 @@ impl Index {
 
     /// Whether every kind has been listed once.
     pub fn is_synced(&self) -> bool {
-        let s = self.synced;
+        let s = &self.synced;
         s.sites && s.devices && s.patterns && s.registrations && s.secrets && s.shards
     }
 
@@ -268,6 +290,18 @@ impl Index {
             Change::Shard(op) => {
                 self.synced.shards |= matches!(op, Op::Replace(_));
                 self.apply_secret(op, true);
+            }
+            Change::SecretsOf(namespace, all) => {
+                self.secrets.retain(|k, _| *k.namespace != *namespace);
+                for entry in all {
+                    self.put_secret(entry);
+                }
+                self.settle_shards();
+                self.synced.secret_namespaces.insert(namespace);
+                let needed = &self.secret_namespaces;
+                self.synced.secrets |= needed
+                    .iter()
+                    .all(|n| self.synced.secret_namespaces.contains(n));
             }
         }
     }
@@ -465,6 +499,34 @@ mod tests {
         assert!(!index.is_synced());
         index.apply(Change::shard(Op::Replace(vec![])));
         assert!(index.is_synced());
+    }
+
+    #[test]
+    fn namespaced_secret_lists_replace_their_namespace_and_sync_once_all_are_listed() {
+        let mut index = Index::with_secret_namespaces("switchboard", vec!["a".into(), "b".into()]);
+        index.apply(Change::Site(Op::Replace(vec![])));
+        index.apply(Change::device(Op::Replace(vec![])));
+        index.apply(Change::Pattern(Op::Replace(vec![])));
+        index.apply(Change::Registration(Op::Replace(vec![])));
+        index.apply(Change::shard(Op::Replace(vec![])));
+        let secret = |ns: &str, name: &str| {
+            SecretEntry::from(Secret {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some(ns.into()),
+                    ..Default::default()
+                },
+                ..Secret::default()
+            })
+        };
+        index.apply(Change::SecretsOf("a".into(), vec![secret("a", "x")]));
+        assert!(!index.is_synced(), "b not listed yet");
+        index.apply(Change::SecretsOf("b".into(), vec![secret("b", "y")]));
+        assert!(index.is_synced());
+        // A relist of a replaces a's Secrets and leaves b's.
+        index.apply(Change::SecretsOf("a".into(), vec![]));
+        assert_eq!(index.secrets.len(), 1);
+        assert!(index.secrets.keys().all(|k| &*k.namespace == "b"));
     }
 
     #[test]

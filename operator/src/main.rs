@@ -31,6 +31,10 @@ struct Cli {
     /// This replica's identity in the Lease (default: the pod name, else the host name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// The namespaced install mode: read Secrets only in these namespaces (comma-separated;
+    /// the chart's Roles grant nothing else). Default: every namespace.
+    #[arg(long, env = "SWITCHBOARD_SECRET_NAMESPACES", value_delimiter = ',')]
+    secret_namespaces: Vec<String>,
 }
 
 fn init_tracing(json: bool) {
@@ -93,20 +97,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     );
-    match runtime::watch::label_generated_secrets(&client).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            secrets = n,
-            "labelled generated credentials Secrets for the label-selected watch"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not label generated credentials Secrets"),
-    }
-    let changes = runtime::watch::all(&client, &cli.namespace);
+    let changes = runtime::watch::all(&client, &cli.namespace, &cli.secret_namespaces);
     let ctx = Context {
         client,
         recorder,
         metrics,
         fence,
+        secret_namespaces: cli.secret_namespaces,
     };
     tracing::info!(namespace = %cli.namespace, "operator starting");
     let operator = runtime::run(

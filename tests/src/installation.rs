@@ -45,18 +45,22 @@ pub fn install_crds(cp: &ControlPlane) {
         ],
         None,
     );
-    cp.kubectl_ok(
-        &[
+    // `kubectl wait` fails outright on a CRD that has no conditions yet (just created), so
+    // it is asked again until it answers.
+    wait_until_within("the CRDs to be Established", Duration::from_secs(60), || {
+        cp.kubectl(&[
             "wait",
             "--for=condition=Established",
-            "--timeout=60s",
+            "--timeout=10s",
             "crd/sites.sip.switchboard.dev",
             "crd/sipdevices.sip.switchboard.dev",
             "crd/callpatterns.sip.switchboard.dev",
             "crd/sipregistrations.sip.switchboard.dev",
-        ],
-        None,
-    );
+        ])
+        .status
+        .success()
+        .then_some(())
+    });
 }
 
 /// The chart's ServiceAccounts, Roles and bindings for `values`, as one YAML stream.
@@ -107,16 +111,44 @@ impl Installation {
 
     /// [`Installation::start`] with `registrar_args` added to the registrar's command line.
     pub fn start_with(cp: &ControlPlane, registrar_args: &[&str]) -> Installation {
+        Installation::start_configured(cp, &json!({}), &[], registrar_args)
+    }
+
+    /// The namespaced install mode: the operator may read Secrets only in `tenants` (the chart's
+    /// `operator.secretNamespaces`, which creates them here first).
+    pub fn start_namespaced(cp: &ControlPlane, tenants: &[&str]) -> Installation {
+        for t in tenants {
+            ensure_namespace(cp, t);
+        }
+        let values = json!({"operator": {"secretNamespaces": tenants}});
+        let env = [("SWITCHBOARD_SECRET_NAMESPACES", tenants.join(","))];
+        Installation::start_configured(cp, &values, &env, &[])
+    }
+
+    /// CRDs, the RBAC rendered with `values`, the operator with `operator_env` and the registrar
+    /// with `registrar_args`.
+    fn start_configured(
+        cp: &ControlPlane,
+        values: &Value,
+        operator_env: &[(&str, String)],
+        registrar_args: &[&str],
+    ) -> Installation {
         install_crds(cp);
         ensure_namespace(cp, NAMESPACE);
-        cp.kubectl_ok(&["apply", "-f", "-"], Some(&rendered_rbac(&json!({}))));
+        cp.kubectl_ok(&["apply", "-f", "-"], Some(&rendered_rbac(values)));
         let dir = temp_dir("installation");
         let operator_kubeconfig =
             cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-operator"));
         let registrar_kubeconfig =
             cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-registrar"));
         let operator_http = free_port();
-        let operator = start_operator(cp, &dir, &operator_kubeconfig, operator_http);
+        let operator = start_operator(
+            cp,
+            &dir,
+            &operator_kubeconfig,
+            (operator_http, "operator-0"),
+            operator_env,
+        );
         let (sip_port, registrar_http) = (free_port(), free_port());
         let registrar = start_registrar(
             cp,
@@ -165,6 +197,20 @@ impl Installation {
         ([127, 0, 0, 1], self.sip_port).into()
     }
 
+    /// Another operator replica, `identity`, under the same ServiceAccount: it competes for the
+    /// Lease. Returns it and its HTTP port.
+    pub fn another_operator(&self, cp: &ControlPlane, identity: &str) -> (Daemon, u16) {
+        let http = free_port();
+        let d = start_operator(
+            cp,
+            &self.dir,
+            &self.operator_kubeconfig,
+            (http, identity),
+            &[],
+        );
+        (d, http)
+    }
+
     /// How many global passes the operator has finished (`switchboard_operator_reconciles_total`).
     pub fn operator_passes(&self) -> f64 {
         http_get(self.operator_http, "/metrics")
@@ -193,15 +239,22 @@ impl Installation {
     }
 }
 
-fn start_operator(cp: &ControlPlane, dir: &Path, kubeconfig: &Path, http: u16) -> Daemon {
+fn start_operator(
+    cp: &ControlPlane,
+    dir: &Path,
+    kubeconfig: &Path,
+    (http, identity): (u16, &str),
+    env: &[(&str, String)],
+) -> Daemon {
     let mut cmd = Command::new(workspace_binary("switchboard-operator"));
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn")
         .env("NO_COLOR", "1")
-        .args(["--namespace", NAMESPACE, "--identity", "operator-0"])
+        .args(["--namespace", NAMESPACE, "--identity", identity])
         .arg("--http")
         .arg(format!("127.0.0.1:{http}"));
-    let d = Daemon::spawn("operator", cmd, dir);
+    let d = Daemon::spawn(identity, cmd, dir);
     cp.adopt(&d);
     d
 }

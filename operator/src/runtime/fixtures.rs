@@ -112,6 +112,7 @@ pub fn context() -> (Context, Calls) {
         recorder,
         metrics: Metrics::new(),
         fence: super::leader::Fence::open(),
+        secret_namespaces: Vec::new(),
     };
     (ctx, calls)
 }

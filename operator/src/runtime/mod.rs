@@ -32,6 +32,9 @@ pub struct Context {
     pub metrics: metrics::Metrics,
     /// Open while this replica leads and may write ([`leader::Fence`]).
     pub fence: leader::Fence,
+    /// The namespaces whose Secrets the operator reads (the namespaced install mode); empty:
+    /// every namespace.
+    pub secret_namespaces: Vec<String>,
 }
 
 /// Timing of passes.
@@ -178,10 +181,11 @@ pub async fn run(
         },
         outcomes_tx,
     );
+    let index = Index::with_secret_namespaces(config_namespace, ctx.secret_namespaces.clone());
     let mut state = Loop {
         ctx,
         writer,
-        index: Index::new(config_namespace),
+        index,
         memory: reconcile::Memory::default(),
         rng: StdRng::from_os_rng(),
         timing,

@@ -136,7 +136,7 @@ pub async fn pass(
     seed(memory, index, rng);
     if !memory.labelled {
         fenced(ctx)?;
-        let n = super::watch::label_generated_secrets(&ctx.client).await?;
+        let n = super::watch::label_generated_secrets(&ctx.client, &ctx.secret_namespaces).await?;
         if n > 0 {
             tracing::info!(
                 secrets = n,
