@@ -10,7 +10,7 @@
 use crate::auth::state::AuthState;
 use crate::auth::{AuthSettings, Authenticator, Verdict};
 use crate::cluster::Cluster;
-use crate::config::ConfigHandle;
+use crate::config::{self, ConfigHandle};
 use crate::location::{Binding, LocationStore};
 use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
 use crate::message::response::{format_q, http_date, reason_phrase};
@@ -84,6 +84,8 @@ pub struct Service {
     cluster: Cluster,
     server_header: String,
     proxy: Proxy,
+    /// The config `config_changed` last saw (to tell which devices' credentials changed).
+    seen: parking_lot::Mutex<Option<Arc<crate::config::Loaded>>>,
 }
 
 fn unix_ms(now: SystemTime) -> u64 {
@@ -123,6 +125,7 @@ impl Service {
             metrics,
             cluster: settings.cluster,
             server_header: settings.server_header,
+            seen: Default::default(),
         }
     }
 
@@ -559,6 +562,39 @@ impl Service {
                 tracing::warn!(error = %e, "dropping bindings of removed devices failed");
             }
         }
+        let previous = self.seen.lock().replace(loaded.clone());
+        if let Some(previous) = previous.filter(|p| p.generation != loaded.generation) {
+            self.drop_bindings_of(config::credentials_changed(
+                &previous.config,
+                &loaded.config,
+            ))
+            .await;
+        }
+    }
+
+    /// Drops the bindings of devices whose credentials changed, at once (a phone that kept the
+    /// old password, a stolen one, is no longer rung): a `CredentialsChanged` event for each
+    /// that had some. With Redis every replica tries; the one whose write removed them reports.
+    async fn drop_bindings_of(&self, devices: Vec<&str>) {
+        let now = SystemTime::now();
+        for id in devices {
+            let mut drop_all = |current: &[Binding]| (!current.is_empty()).then(Vec::new);
+            match self.store.update(id, now, &mut drop_all).await {
+                Ok(u) if !u.before.is_empty() => {
+                    tracing::info!(
+                        device = id,
+                        dropped = u.before.len(),
+                        "credentials changed: bindings dropped"
+                    );
+                    self.emit(id, ChangeKind::CredentialsChanged, &[], now);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.store_failed("update");
+                    tracing::warn!(device = id, error = %e, "dropping the bindings of a device whose credentials changed");
+                }
+            }
+        }
     }
 
     /// The reason phrase for a code (re-exported for transports that answer by themselves).
@@ -878,6 +914,56 @@ mod tests {
             first(send(&s, &register("1001", 4, &auth)).await),
             "SIP/2.0 400 Out Of Order CSeq"
         );
+    }
+
+    #[tokio::test]
+    async fn new_credentials_drop_the_bindings_at_once() {
+        let s = service();
+        let mut rx = s.subscribe();
+        s.config_changed().await;
+        let r = send(&s, &register("1002", 1, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[1].to_string();
+        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 1);
+        assert!(send(&s, &register("1002", 2, &auth))
+            .await
+            .starts_with("SIP/2.0 200"));
+        assert_eq!(rx.try_recv().unwrap().kind, ChangeKind::Registered);
+        // The operator rotates 1002's password.
+        let mut rotated = s.config().current().unwrap().config.clone();
+        let dev = &mut rotated.domains[0].devices[1];
+        assert_eq!(dev.sip_user, "1002");
+        (dev.ha1_md5, dev.ha1_sha256) = ha1("1002", "switchboard.local", "new-password");
+        s.config().replace(rotated);
+        s.config_changed().await;
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.device_id.as_str(), e.kind, e.bindings.len()),
+            ("default/softphone-1002", ChangeKind::CredentialsChanged, 0)
+        );
+        let now = SystemTime::now();
+        assert!(s
+            .store()
+            .lookup("default/softphone-1002", now)
+            .await
+            .unwrap()
+            .is_empty());
+        // The old password is refused; the new one registers.
+        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 2);
+        assert!(send(&s, &register("1002", 3, &auth))
+            .await
+            .starts_with("SIP/2.0 403"));
+        let r = send(&s, &register("1002", 4, "")).await;
+        let ch = header(&r, "WWW-Authenticate")[1].to_string();
+        let auth = authorization("1002", "new-password", &ch, Algorithm::Md5, 1);
+        assert!(send(&s, &register("1002", 5, &auth))
+            .await
+            .starts_with("SIP/2.0 200"));
+        // Another reload that changes nothing for it drops nothing.
+        s.config()
+            .replace(s.config().current().unwrap().config.clone());
+        s.config_changed().await;
+        assert_eq!(rx.try_recv().unwrap().kind, ChangeKind::Registered);
+        assert!(rx.try_recv().is_err());
     }
 
     #[tokio::test]
