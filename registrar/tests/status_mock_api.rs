@@ -517,3 +517,53 @@ async fn restart_primes_from_the_api_so_unchanged_devices_write_nothing() {
     assert_event(&next_call(&mut api).await, "SipDevice", "Unregistered");
     task.abort();
 }
+
+#[tokio::test]
+async fn dropped_for_new_credentials_the_status_and_event_say_so() {
+    use switchboard_registrar::registrar::events::{ChangeKind, RegistrationEvent};
+    let (status, mut api, task) = reporter();
+    let a = contact("sip:alice@192.0.2.10:5060", "192.0.2.10:5060", 3600);
+    status.device_bindings("default/alice", vec![a]);
+    let _ = next_call(&mut api).await;
+    assert_event(&next_call(&mut api).await, "SipDevice", "Registered");
+
+    // The registrar dropped the bindings because the device's credentials were rotated.
+    status.device_event(&RegistrationEvent {
+        device_id: "default/alice".into(),
+        kind: ChangeKind::CredentialsChanged,
+        bindings: vec![],
+        at: std::time::SystemTime::now(),
+    });
+    let call = next_call(&mut api).await;
+    assert_eq!(call.path, device_status_path("alice"));
+    let st = &call.body["status"];
+    assert_eq!(st["registration"]["state"], "Unregistered");
+    let cond = &st["conditions"][0];
+    assert_eq!(
+        (&cond["type"], &cond["status"], &cond["reason"]),
+        (
+            &json!("Registered"),
+            &json!("False"),
+            &json!("CredentialsChanged")
+        )
+    );
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap()
+            .contains("credentials changed"),
+        "{cond}"
+    );
+    let event = next_call(&mut api).await;
+    assert_event(&event, "SipDevice", "CredentialsChanged");
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("credentials changed"),
+        "{}",
+        event.body
+    );
+    wait_written(&status, 2).await;
+    task.abort();
+}

@@ -14,6 +14,7 @@ pub mod kube_source;
 
 use crate::auth::nonce::NonceKey;
 use arc_swap::ArcSwapOption;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use switchboard_crds::config::RegistrarConfig;
@@ -21,6 +22,28 @@ use tokio::sync::watch;
 
 /// The standalone config compiled into the binary (`examples/registrar/standalone.yaml`).
 pub const EMBEDDED: &str = include_str!("../../../examples/registrar/standalone.yaml");
+
+/// The devices of `new` whose digest secrets differ from what `old` held for them: rotated
+/// credentials, or a new SIP user or domain (both part of the HA1). Their bindings were made
+/// with credentials that no longer hold. Devices new in `new` are not listed.
+pub fn credentials_changed<'n>(old: &RegistrarConfig, new: &'n RegistrarConfig) -> Vec<&'n str> {
+    let before: HashMap<&str, (&str, &str)> = old
+        .domains
+        .iter()
+        .flat_map(|d| &d.devices)
+        .map(|d| (d.id.as_str(), (d.ha1_md5.as_str(), d.ha1_sha256.as_str())))
+        .collect();
+    new.domains
+        .iter()
+        .flat_map(|d| &d.devices)
+        .filter(|d| {
+            before
+                .get(d.id.as_str())
+                .is_some_and(|&(md5, sha)| md5 != d.ha1_md5 || sha != d.ha1_sha256)
+        })
+        .map(|d| d.id.as_str())
+        .collect()
+}
 
 /// A config in force, with what is derived from it once.
 #[derive(Debug)]
@@ -143,5 +166,16 @@ mod tests {
         assert_eq!(h.replace(embedded()), 2);
         assert_eq!(h.current().unwrap().generation, 2);
         assert_eq!(h.current().unwrap().devices, 3);
+    }
+
+    #[test]
+    fn changed_credentials_are_found_by_device() {
+        let old = embedded();
+        let mut new = old.clone();
+        new.domains[0].devices[1].ha1_md5 = "0".repeat(32);
+        new.domains[0].devices[2].id = "default/brand-new".into();
+        let changed = credentials_changed(&old, &new);
+        assert_eq!(changed, vec![new.domains[0].devices[1].id.as_str()]);
+        assert!(credentials_changed(&old, &old).is_empty());
     }
 }

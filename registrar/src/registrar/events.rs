@@ -23,6 +23,9 @@ pub enum ChangeKind {
     Unregistered,
     /// Bindings lapsed; `bindings` holds what is left (empty: no longer registered).
     Expired,
+    /// The device's credentials changed (rotated, or its SIP user or domain changed): its
+    /// bindings were dropped at once, so a phone holding the old password is no longer rung.
+    CredentialsChanged,
 }
 
 /// One change of a device's bindings.

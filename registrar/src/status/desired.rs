@@ -125,6 +125,23 @@ pub fn device_status(mut contacts: Vec<ContactStatus>, changed: Time) -> DeviceS
     }
 }
 
+/// The `Registered` condition's reason (and the Event's) when the registrar dropped a device's
+/// bindings because its credentials changed.
+pub const CREDENTIALS_CHANGED: &str = "CredentialsChanged";
+
+/// What a device's status says once its bindings were dropped because its credentials changed
+/// (rotated, or its SIP user or domain changed): `Unregistered`, with a condition saying why.
+pub fn credentials_changed_status(changed: Time) -> DeviceStatus {
+    let mut status = device_status(Vec::new(), changed);
+    if let Some(c) = status.registered.as_mut() {
+        c.reason = CREDENTIALS_CHANGED.into();
+        c.message = "bindings dropped: the device's credentials changed; \
+                     it registers again with the new ones"
+            .into();
+    }
+    status
+}
+
 /// One line about a device's bindings: how many, and the first one's URI, transport, source
 /// and user agent. The `Registered` condition's message and the Events' note.
 pub fn summary(reg: &RegistrationStatus) -> String {
@@ -225,6 +242,14 @@ impl Desired {
                     // After a restart nothing is known: only a registration is news.
                     (None, RegistrationState::Unregistered) => None,
                     (_, RegistrationState::Registered) => Some("Registered"),
+                    (_, RegistrationState::Unregistered)
+                        if now
+                            .registered
+                            .as_ref()
+                            .is_some_and(|c| c.reason == CREDENTIALS_CHANGED) =>
+                    {
+                        Some(CREDENTIALS_CHANGED)
+                    }
                     (_, RegistrationState::Unregistered) => Some("Unregistered"),
                 }
             }
@@ -412,5 +437,29 @@ mod tests {
         );
         assert!(Key::parse(Kind::Device, "alice").is_none());
         assert!(Key::parse(Kind::Device, "a/b/c").is_none());
+    }
+
+    #[test]
+    fn dropped_for_new_credentials_says_so_and_names_its_event() {
+        let registered = Desired::Device(device_status(vec![contact("sip:a@192.0.2.1", 60)], t(0)));
+        let dropped = Desired::Device(credentials_changed_status(t(5)));
+        let Desired::Device(d) = &dropped else {
+            panic!()
+        };
+        let c = d.registered.as_ref().unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", CREDENTIALS_CHANGED)
+        );
+        assert!(c.message.contains("credentials changed"), "{}", c.message);
+        assert_eq!(d.registration.state, RegistrationState::Unregistered);
+        assert_eq!(
+            dropped.flip_from(Some(&registered)),
+            Some(CREDENTIALS_CHANGED)
+        );
+        // Not the same content as a plain unregistration: written, then replaced by one.
+        let plain = Desired::Device(device_status(vec![], t(6)));
+        assert!(!dropped.same_content(&plain));
+        assert_eq!(plain.flip_from(Some(&dropped)), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{Key, Kind, Offer, StatusHandle};
 use crate::location::{Binding, LocationStore};
-use crate::registrar::events::RegistrationEvent;
+use crate::registrar::events::{ChangeKind, RegistrationEvent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::HashSet;
@@ -29,10 +29,23 @@ pub fn contact_status(b: &Binding) -> ContactStatus {
 impl StatusHandle {
     /// Hands in one change event.
     pub fn device_event(&self, ev: &RegistrationEvent) -> Offer {
+        if ev.kind == ChangeKind::CredentialsChanged {
+            return self.device_credentials_changed(&ev.device_id);
+        }
         self.device_bindings(
             &ev.device_id,
             ev.bindings.iter().map(contact_status).collect(),
         )
+    }
+
+    /// The device `id` lost its bindings because its credentials changed: `Unregistered`,
+    /// the condition and the Event saying why.
+    fn device_credentials_changed(&self, id: &str) -> Offer {
+        let Some(key) = Key::parse(Kind::Device, id) else {
+            return Offer::Unchanged;
+        };
+        let status = super::desired::credentials_changed_status(super::now_time());
+        self.offer(key, super::Desired::Device(status))
     }
 
     /// Offers every device of a store snapshot, and `Unregistered` for devices last known as

@@ -86,7 +86,13 @@ pub fn apply_body(desired: &Desired) -> serde_json::Value {
 
 fn event_for(desired: &Desired, reason: &'static str) -> Event {
     let (type_, note) = match desired {
-        Desired::Device(dev) => (EventType::Normal, summary(&dev.registration)),
+        // The condition's message: the summary, or why the bindings were dropped.
+        Desired::Device(dev) => (
+            EventType::Normal,
+            dev.registered
+                .as_ref()
+                .map_or_else(|| summary(&dev.registration), |c| c.message.clone()),
+        ),
         Desired::Registration(st) => {
             let t = if st.phase == Some(RegistrationPhase::Failed) {
                 EventType::Warning
