@@ -8,57 +8,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use switchboard_crds::SipDevice;
 use switchboard_operator::compile::{compile, LastGood, Ready};
 use switchboard_operator::index::{Change, Index, Op};
 use switchboard_operator::key::ObjectKey;
 use switchboard_operator::samples;
 use switchboard_operator::validate::{validate, Problems};
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-/// The folders `kubectl apply -f examples/<folder>/` is meant for.
-fn scenario_folders() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(examples())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .filter(|p| {
-            !["invalid", "registrar", "gitops"]
-                .iter()
-                .any(|n| p.ends_with(n))
-        })
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-/// Every document of the folder's YAML files, as `kubectl apply -f DIR` reads them.
-fn documents(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    let mut docs = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for de in serde_yaml::Deserializer::from_str(&text) {
-            let doc = Value::deserialize(de).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            if !doc.is_null() {
-                docs.push(doc);
-            }
-        }
-    }
-    docs
-}
+use switchboard_testkit::examples::{documents, scenario_folders};
 
 /// A typed object with what the API server would add: a UID and a creation time, in order.
 fn object<K: DeserializeOwned + Resource>(doc: &Value, seq: i64) -> K {

@@ -3,6 +3,7 @@
 //! - [`process`]: temporary directories, free loopback ports, waits on a condition with a
 //!   deadline, the repository root.
 //! - [`daemon`]: a program running in the background with its output in a log file.
+//! - [`examples`]: the shipped `examples/` folders and their YAML documents.
 //! - [`controlplane`]: a real Kubernetes control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
 //!   `kubectl` against it.
@@ -16,6 +17,7 @@
 pub mod baresip;
 pub mod controlplane;
 pub mod daemon;
+pub mod examples;
 pub mod http;
 pub mod kamailio;
 pub mod process;

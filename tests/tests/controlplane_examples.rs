@@ -8,49 +8,14 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_testkit::controlplane::ControlPlane;
-use switchboard_testkit::{repo_root, wait_until_within};
-use switchboard_tests::chart::yaml_documents;
+use switchboard_testkit::examples::{documents, examples_dir, scenario_folders};
+use switchboard_testkit::wait_until_within;
 use switchboard_tests::installation::{self, Installation};
 use switchboard_tests::resources::{condition, get};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const EXPECTED_ERROR: &str = "test.switchboard.dev/expected-error";
 const NAMESPACE: &str = "acme";
-
-fn examples() -> PathBuf {
-    repo_root().join("examples")
-}
-
-/// The example folders holding resources (not the invalid ones, the standalone registrar's
-/// config or the GitOps wrappers).
-fn scenario_folders() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(examples())
-        .expect("examples/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_dir())
-        .filter(|p| {
-            !["invalid", "registrar", "gitops"]
-                .iter()
-                .any(|n| p.ends_with(n))
-        })
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-/// Every YAML document of the files in `dir`.
-fn documents(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("a folder")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| yaml_documents(&std::fs::read_to_string(f).expect("read")).expect("YAML"))
-        .collect()
-}
 
 fn is_switchboard(doc: &Value) -> bool {
     doc["apiVersion"]
@@ -84,7 +49,7 @@ fn every_example_folder_applies_on_its_own_and_is_accepted() {
     let Some((cp, inst)) = installation::shared() else {
         return;
     };
-    let namespace = examples().join("namespace.yaml");
+    let namespace = examples_dir().join("namespace.yaml");
     for dir in scenario_folders() {
         let folder = dir.file_name().unwrap().to_string_lossy().into_owned();
         cp.kubectl_ok(
@@ -109,7 +74,7 @@ fn broken_objects_are_refused_naming_the_field() {
     };
     let ns = "invalid-examples";
     installation::ensure_namespace(cp, ns);
-    for mut doc in documents(&examples().join("invalid")) {
+    for mut doc in documents(&examples_dir().join("invalid")) {
         let field = doc["metadata"]["annotations"][EXPECTED_ERROR]
             .as_str()
             .expect("every broken object names its field")
