@@ -82,9 +82,14 @@ pub struct RunArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// HTTP address for /metrics, /healthz, /readyz, /debug/bindings and /debug/registrations.
+    /// HTTP address for /metrics, /healthz and /readyz (what Prometheus and the kubelet read).
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub http: SocketAddr,
+    /// HTTP address for /debug/bindings, /debug/registrations and /debug/cluster, which show
+    /// phones' addresses and user agents. Default: 127.0.0.1:9091, loopback only (skipped with
+    /// a warning when that port is taken); an address given here must bind.
+    #[arg(long)]
+    pub debug_http: Option<SocketAddr>,
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
@@ -146,6 +151,21 @@ pub struct RunArgs {
     /// In a cluster: the registrar Service whose ready endpoints are the replicas.
     #[arg(long, env = "SWITCHBOARD_PEERS_SERVICE")]
     pub peers_service: Option<String>,
+}
+
+/// Where `/debug/*` is served without `--debug-http`: loopback only.
+pub const DEFAULT_DEBUG_HTTP: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9091);
+
+impl RunArgs {
+    /// The debug listener's address and whether failing to bind it stops the start (only
+    /// when given explicitly: several local replicas would otherwise fight over the default).
+    pub fn debug_address(&self) -> (SocketAddr, bool) {
+        match self.debug_http {
+            Some(addr) => (addr, true),
+            None => (DEFAULT_DEBUG_HTTP, false),
+        }
+    }
 }
 
 /// `NAME=IP:PORT`.
@@ -229,6 +249,19 @@ mod tests {
             Cli::try_parse_from(both).is_err(),
             "--kube and --config conflict"
         );
+    }
+
+    #[test]
+    fn debug_endpoints_default_to_loopback_and_bind_when_given() {
+        assert_eq!(
+            args(&[]).debug_address(),
+            ("127.0.0.1:9091".parse().unwrap(), false)
+        );
+        assert_eq!(
+            args(&["--debug-http", "0.0.0.0:9191"]).debug_address(),
+            ("0.0.0.0:9191".parse().unwrap(), true)
+        );
+        assert_eq!(args(&[]).http, "0.0.0.0:9090".parse().unwrap());
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! The HTTP side: `/metrics` (Prometheus), `/healthz` (the process runs), `/readyz` (a config
-//! is loaded and the process is not shutting down), `/debug/bindings` (the location store as
-//! JSON — every replica's bindings when they share Redis; `?device=namespace/name` for one
-//! device, with the way this replica reaches each binding), `/debug/registrations` (the
-//! outbound registrations this replica runs), `/debug/cluster` (the sibling replicas, their
-//! liveness, and who owns each outbound registration).
+//! The HTTP side, on two listeners.
+//!
+//! - Public ([`router`], `--http`, where Prometheus and the kubelet look): `/metrics`,
+//!   `/healthz` (the process runs), `/readyz` (a config is loaded and the process is not
+//!   shutting down).
+//! - Debug ([`debug_router`], `--debug-http`, loopback by default): `/debug/bindings` (the
+//!   location store as JSON — every replica's bindings when they share Redis;
+//!   `?device=namespace/name` for one device, with the way this replica reaches each binding),
+//!   `/debug/registrations` (the outbound registrations this replica runs), `/debug/cluster`
+//!   (the sibling replicas, their liveness, and who owns each outbound registration). These
+//!   show phones' addresses and user agents, so they are not served next to `/metrics`.
 
 use crate::cluster::reach::Reach;
 use crate::cluster::{Cluster, MemberView};
@@ -37,12 +42,18 @@ pub struct HttpState {
     pub shutting_down: AtomicBool,
 }
 
-/// The router.
+/// The public router: metrics and probes, nothing under `/debug`.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The debug router: `/debug/*`, for the loopback (or otherwise private) listener.
+pub fn debug_router(state: Arc<HttpState>) -> Router {
+    Router::new()
         .route("/debug/bindings", get(bindings))
         .route("/debug/cluster", get(cluster))
         .route(

@@ -124,6 +124,49 @@ fn replica_name(args: &RunArgs) -> String {
         .unwrap_or_else(|| "standalone".into())
 }
 
+/// Serves `router` on `listener` until shutdown begins (requests in hand finish).
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(
+                async move { transport::shutdown_requested(&mut shutdown).await },
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    })
+}
+
+/// Serves `/debug/*` on `--debug-http`, loopback by default; `None` when the default address
+/// is taken (several local replicas), an error when a given one is.
+async fn serve_debug(
+    args: &RunArgs,
+    state: Arc<HttpState>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let (addr, required) = args.debug_address();
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "serving /debug/bindings, /debug/registrations, /debug/cluster");
+            Ok(Some(serve_http(
+                listener,
+                http::debug_router(state),
+                shutdown,
+            )))
+        }
+        Err(e) if !required => {
+            tracing::warn!(%addr, error = %e, "not serving /debug/*; give --debug-http");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("binding debug HTTP {addr}")),
+    }
+}
+
 /// Runs the registrar until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // First, so a SIGTERM that arrives while starting (readiness may already be up) still
@@ -367,21 +410,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding HTTP {}", args.http))?;
-    tracing::info!(
-        addr = %args.http,
-        "serving /metrics, /healthz, /readyz, /debug/bindings, /debug/registrations, /debug/cluster"
+    tracing::info!(addr = %args.http, "serving /metrics, /healthz, /readyz");
+    let http_task = serve_http(
+        http_listener,
+        http::router(http_state.clone()),
+        shutdown_rx.clone(),
     );
-    let mut http_shutdown = shutdown_rx.clone();
-    let http_task = tokio::spawn(async move {
-        let r = axum::serve(http_listener, http::router(http_state.clone()))
-            .with_graceful_shutdown(async move {
-                transport::shutdown_requested(&mut http_shutdown).await
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let debug_task = serve_debug(&args, http_state, shutdown_rx.clone()).await?;
 
     // Background tasks.
     let mut background = JoinSet::new();
@@ -580,6 +615,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("outbound registrations not all removed after {UAC_SHUTDOWN_GRACE:?}");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    if let Some(task) = debug_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     background.abort_all();
     tracing::info!("stopped");
     Ok(())

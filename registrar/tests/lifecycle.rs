@@ -202,6 +202,34 @@ fn sigterm_exits_zero_and_readiness_reflects_state() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// `/debug/*` (phone addresses, user agents) is served on the debug listener only; the public
+/// one keeps `/metrics` and the probes and answers 404 under `/debug`.
+#[test]
+fn debug_endpoints_are_off_the_public_port() {
+    let r = Registrar::start("debug-port", Options::default());
+    let c = UdpClient::new(format!("127.0.0.1:{}", r.sip_port).parse().unwrap());
+    assert_eq!(
+        status_of(&c.register("1001", &password("1001"), "dbg", "")),
+        200
+    );
+    r.wait_bindings("default/desk-1001", 1);
+    for path in [
+        "/debug/bindings",
+        "/debug/bindings?device=default/desk-1001",
+        "/debug/registrations",
+        "/debug/cluster",
+    ] {
+        let (public, body) = r.get(path).expect("public port answers");
+        assert_eq!(public, 404, "{path} on the public port: {body}");
+        let (debug, body) = r.debug_get(path).expect("debug port answers");
+        assert_eq!(debug, 200, "{path} on the debug port: {body}");
+    }
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(r.get(path).map(|(s, _)| s), Some(200), "{path} public");
+        assert_eq!(r.debug_get(path).map(|(s, _)| s), Some(404), "{path} debug");
+    }
+}
+
 #[test]
 fn ha1_subcommand_prints_both_digests() {
     use std::process::{Command, Stdio};

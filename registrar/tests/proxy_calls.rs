@@ -1089,7 +1089,7 @@ impl Pair {
 /// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
 fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
     wait_until(&format!("{n} live replicas"), || {
-        let (_, body) = r.get("/debug/cluster")?;
+        let (_, body) = r.debug_get("/debug/cluster")?;
         let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
         (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
     })
@@ -1098,7 +1098,7 @@ fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
 /// The device's bindings as `r` sees them, with `reach`.
 fn device_view(r: &Registrar, device: &str) -> Vec<serde_json::Value> {
     let (status, body) = r
-        .get(&format!("/debug/bindings?device={device}"))
+        .debug_get(&format!("/debug/bindings?device={device}"))
         .expect("debug endpoint");
     assert_eq!(status, 200, "{body}");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -316,7 +316,7 @@ fn live_bindings(json: &serde_json::Value) -> HashMap<String, (String, u64, Stri
 struct PollLog {
     /// Polls answered by some replica.
     polls: u64,
-    /// Polls per HTTP port that answered them.
+    /// Polls per debug port that answered them.
     by_port: HashMap<u16, u64>,
     /// Every poll where a phone had no live binding, or no replica answered.
     violations: Vec<String>,
@@ -353,7 +353,7 @@ fn poll_bindings(
                         devices.iter().filter(|d| !live.contains_key(*d)).collect();
                     if !missing.is_empty() {
                         log.violations.push(format!(
-                            "at {:.1}s, HTTP port {port}: no live binding for {missing:?}",
+                            "at {:.1}s, debug port {port}: no live binding for {missing:?}",
                             start.elapsed().as_secs_f64()
                         ));
                     }
@@ -426,7 +426,7 @@ fn rolling_restart_loses_no_registration() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let ports: Vec<u16> = replicas.iter().map(|r| r.spec.http_port).collect();
+    let ports: Vec<u16> = replicas.iter().map(|r| r.spec.debug_port).collect();
     let poller = poll_bindings(ports.clone(), devices.clone(), stop.clone());
 
     let mut downtime = Vec::new();

@@ -171,7 +171,7 @@ fn upstream_contacts(kam: &Kamailio, user: &str) -> Vec<String> {
 
 /// `/debug/registrations` entry `id` of a replica, when its phase is `phase`.
 fn registration_in_phase(r: &Registrar, id: &str, phase: &str) -> Option<serde_json::Value> {
-    let (_, body) = r.get("/debug/registrations")?;
+    let (_, body) = r.debug_get("/debug/registrations")?;
     let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
     doc["registrations"]
         .as_array()?
@@ -208,7 +208,7 @@ fn a_killed_replicas_registration_is_taken_over_and_kamailio_never_holds_two() {
         .iter()
         .map(|r| {
             wait_until("the cluster to settle with both replicas", || {
-                let (_, body) = r.registrar.get("/debug/cluster")?;
+                let (_, body) = r.registrar.debug_get("/debug/cluster")?;
                 let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
                 (doc["settled"] == true && doc["live"].as_array()?.len() == 2)
                     .then(|| doc["owners"][ID].as_str().map(str::to_string))

@@ -2,7 +2,8 @@
 # End-to-end test on a kind cluster:
 #   kind cluster → images built and loaded → chart installed → examples applied →
 #   a sipp phone registers through the registrar Service (NodePort on the kind node) →
-#   the device shows Registered, `kubectl describe` lists its contact → unregistering
+#   the device shows Registered, `kubectl describe` lists its contact → /debug/bindings lists it
+#   through `kubectl port-forward` (the pod's loopback) and nowhere else → unregistering
 #   (Expires: 0) turns it Unregistered, registering again Registered → an invalid device
 #   shows Accepted=False → the registrar scaled to 3 replicas keeps the phone registered,
 #   and a refresh through the Service still succeeds.
@@ -104,6 +105,13 @@ device_field() { # device jsonpath
   kubectl -n "$app_ns" get sipdevice "$1" -o "jsonpath=$2" 2>/dev/null
 }
 registration_is() { [ "$(device_field "$1" '{.status.registration.state}')" = "$2" ]; }
+# http_get PORT PATH: a plain HTTP/1.0 GET on 127.0.0.1 through bash's /dev/tcp (no curl).
+http_get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&3
+  cat <&3
+  exec 3<&-
+}
 
 # --- cluster ------------------------------------------------------------------------------
 if [ "${E2E_REUSE:-0}" = 1 ] && kind get clusters 2>/dev/null | grep -qx "$cluster"; then
@@ -192,6 +200,23 @@ kubectl -n "$app_ns" get sipdevice "$device"
 describe="$(kubectl -n "$app_ns" describe sipdevice "$device")"
 grep -q "sip:$user@" <<<"$describe" || { echo "$describe"; fail "kubectl describe does not list the contact sip:$user@…"; }
 say "ok: kubectl describe lists the contact"
+
+# --- /debug/* on the pod's loopback only --------------------------------------------------
+say "reading /debug/bindings through kubectl port-forward, and nowhere else"
+kubectl -n "$ns" port-forward "deploy/$release-registrar" 19090:9090 19091:9091 >"$work/port-forward.log" 2>&1 &
+forward=$!
+wait_for "port-forward to the registrar" http_get 19090 /healthz
+public="$(http_get 19090 /debug/bindings | head -1)"
+bindings="$(http_get 19091 /debug/bindings)"
+kill "$forward" 2>/dev/null
+grep -q ' 404 ' <<<"$public" || fail "/debug/bindings on the public port answered: $public"
+grep -q "sip:$user@" <<<"$bindings" || { echo "$bindings"; cat "$work/port-forward.log"; fail "/debug/bindings (port-forwarded) does not list $user"; }
+# The API server's pod proxy dials the pod's IP, where nothing listens on 9091.
+pod="$(kubectl -n "$ns" get pod -l app.kubernetes.io/component=registrar -o jsonpath='{.items[0].metadata.name}')"
+if kubectl get --raw "/api/v1/namespaces/$ns/pods/$pod:9091/proxy/debug/bindings" >/dev/null 2>&1; then
+  fail "/debug/bindings answered on the pod's IP"
+fi
+say "ok: /debug/bindings only on the pod's loopback"
 
 # --- unregister, then register again ---------------------------------------------------
 say "unregistering (Expires: 0)"

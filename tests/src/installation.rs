@@ -94,8 +94,10 @@ pub struct Installation {
     pub operator_http: u16,
     /// The registrar's SIP port (UDP and TCP on 127.0.0.1).
     pub sip_port: u16,
-    /// The registrar's HTTP port.
+    /// The registrar's HTTP port (`/metrics`, `/healthz`, `/readyz`).
     pub registrar_http: u16,
+    /// The registrar's debug HTTP port (`/debug/*`, on 127.0.0.1).
+    pub registrar_debug_http: u16,
     /// The kubeconfig of the operator's ServiceAccount.
     pub operator_kubeconfig: PathBuf,
     /// The kubeconfig of the registrar's ServiceAccount.
@@ -149,12 +151,13 @@ impl Installation {
             (operator_http, "operator-0"),
             operator_env,
         );
-        let (sip_port, registrar_http) = (free_port(), free_port());
+        let (sip_port, registrar_http, registrar_debug_http) =
+            (free_port(), free_port(), free_port());
         let registrar = start_registrar(
             cp,
             &dir,
             &registrar_kubeconfig,
-            (sip_port, registrar_http),
+            (sip_port, registrar_http, registrar_debug_http),
             registrar_args,
         );
         let inst = Installation {
@@ -164,6 +167,7 @@ impl Installation {
             operator_http,
             sip_port,
             registrar_http,
+            registrar_debug_http,
             operator_kubeconfig,
             registrar_kubeconfig,
         };
@@ -263,7 +267,7 @@ fn start_registrar(
     cp: &ControlPlane,
     dir: &Path,
     kubeconfig: &Path,
-    (sip, http): (u16, u16),
+    (sip, http, debug): (u16, u16, u16),
     extra: &[&str],
 ) -> Daemon {
     let mut cmd = Command::new(workspace_binary("switchboard-registrar"));
@@ -284,6 +288,8 @@ fn start_registrar(
         .arg(format!("127.0.0.1:{sip}"))
         .arg("--http")
         .arg(format!("127.0.0.1:{http}"))
+        .arg("--debug-http")
+        .arg(format!("127.0.0.1:{debug}"))
         .args(extra);
     let d = Daemon::spawn("registrar", cmd, dir);
     cp.adopt(&d);

@@ -323,6 +323,44 @@ fn the_registrar_accepts_every_flag_the_chart_passes() {
     }
 }
 
+/// `/debug/*` (phone addresses) listens on the pod's loopback unless a value says otherwise,
+/// never on the metrics port; NOTES say how to reach it.
+#[test]
+fn registrar_debug_endpoints_stay_on_loopback_by_default() {
+    let flag = |r: &Rendered| -> Vec<String> {
+        let reg = r.find("Deployment", "-registrar").unwrap();
+        let a = args(container(&reg, "registrar"));
+        let at = a
+            .iter()
+            .position(|x| x == "--debug-http")
+            .expect("--debug-http");
+        assert!(
+            a.windows(2).any(|w| w == ["--http", "0.0.0.0:9090"]),
+            "{a:?}"
+        );
+        vec![a[at + 1].clone()]
+    };
+    let r = render(json!({}));
+    assert_eq!(flag(&r), ["127.0.0.1:9091"]);
+    let notes = &r.files["NOTES.txt"];
+    assert!(
+        notes.contains("port-forward deploy/sb-switchboard-registrar 9091\n"),
+        "{notes}"
+    );
+    let open = render(json!({"registrar": {"debug": {"address": "0.0.0.0:9191"}}}));
+    assert_eq!(flag(&open), ["0.0.0.0:9191"]);
+    assert!(open.files["NOTES.txt"].contains("9091:<port of 0.0.0.0:9191>"));
+    let c = chart();
+    let validator = jsonschema::validator_for(&c.schema).unwrap();
+    for bad in ["localhost", "9091", ""] {
+        let values = c.values_with(&json!({"registrar": {"debug": {"address": bad}}}));
+        assert!(
+            !validator.is_valid(&values),
+            "accepted debug address {bad:?}"
+        );
+    }
+}
+
 /// The operator's CLI lives in its `main.rs` (a binary, not linkable): its `--long` flags are
 /// read from the `#[arg(long …)]` fields there.
 fn operator_flags() -> Vec<String> {

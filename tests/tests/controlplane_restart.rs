@@ -49,7 +49,7 @@ fn operator_and_registrar_recover_from_an_api_server_restart() {
     inst.explain(|| {
         wait_until("the registrar to bind the phone", || {
             let (_, body) = http_get(
-                inst.registrar_http,
+                inst.registrar_debug_http,
                 &format!("/debug/bindings?device={ns}/during"),
             )?;
             body.contains("baresip").then_some(())

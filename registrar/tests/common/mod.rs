@@ -1,6 +1,7 @@
 //! Shared harness of the registrar's integration tests: starts the built binary on loopback with
-//! free ports and a temporary directory, waits for `/readyz` with a deadline, reads
-//! `/debug/bindings` and `/metrics`, runs real SIP peers (sipp, baresip) against it.
+//! free ports and a temporary directory, waits for `/readyz` with a deadline, reads `/metrics`
+//! on its HTTP port and `/debug/bindings` on its debug port, runs real SIP peers (sipp,
+//! baresip) against it.
 //!
 //! The peers must be installed (`.ci/run` installs them); a missing one fails the test.
 
@@ -54,8 +55,10 @@ pub struct Registrar {
     pub sip_port: u16,
     /// TLS port, when started with a certificate.
     pub tls_port: Option<u16>,
-    /// HTTP port.
+    /// HTTP port (`/metrics`, `/healthz`, `/readyz`).
     pub http_port: u16,
+    /// Debug HTTP port (`/debug/*`).
+    pub debug_port: u16,
     /// Its temporary directory (config, logs).
     pub dir: PathBuf,
     /// Its log file.
@@ -81,6 +84,7 @@ impl Registrar {
         for _attempt in 0..3 {
             let sip_port = free_port();
             let http_port = free_port();
+            let debug_port = free_port();
             let tls_port = opts.tls.map(|_| free_port());
             let log = dir.join("registrar.log");
             let mut cmd = Command::new(BIN);
@@ -90,6 +94,8 @@ impl Registrar {
                 .arg(format!("127.0.0.1:{sip_port}"))
                 .arg("--http")
                 .arg(format!("127.0.0.1:{http_port}"))
+                .arg("--debug-http")
+                .arg(format!("127.0.0.1:{debug_port}"))
                 .arg("--replica")
                 .arg("test-replica");
             if let Some(text) = opts.config {
@@ -118,6 +124,7 @@ impl Registrar {
                 sip_port,
                 tls_port,
                 http_port,
+                debug_port,
                 dir: dir.clone(),
                 log,
             };
@@ -154,9 +161,14 @@ impl Registrar {
         http_get(self.http_port, path)
     }
 
+    /// `GET path` on the debug port (`/debug/*`).
+    pub fn debug_get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.debug_port, path)
+    }
+
     /// `/debug/bindings` as JSON.
     pub fn bindings(&self) -> serde_json::Value {
-        let (status, body) = self.get("/debug/bindings").expect("HTTP reachable");
+        let (status, body) = self.debug_get("/debug/bindings").expect("HTTP reachable");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -184,7 +196,7 @@ impl Registrar {
     /// registration `id` Successful; returns its entry. `what` names the wait.
     pub fn wait_registration_successful(&self, what: &str, id: &str) -> serde_json::Value {
         wait_until(what, || {
-            let (status, body) = self.get("/debug/registrations")?;
+            let (status, body) = self.debug_get("/debug/registrations")?;
             assert_eq!(status, 200, "{body}");
             let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
             let reg = doc["registrations"]
@@ -670,6 +682,8 @@ pub struct ReplicaSpec {
     pub sip_port: u16,
     /// Its HTTP port, on 127.0.0.1.
     pub http_port: u16,
+    /// Its debug HTTP port (`/debug/*`), on 127.0.0.1.
+    pub debug_port: u16,
     /// Config file content (else the embedded demo config).
     pub config: Option<String>,
     /// More arguments (`--redis-url`, `--peer`, ...).
@@ -684,6 +698,7 @@ impl ReplicaSpec {
             ip: ip.to_string(),
             sip_port: free_port_on(ip),
             http_port: free_port(),
+            debug_port: free_port(),
             config: None,
             args: Vec::new(),
         }
@@ -732,6 +747,8 @@ impl Replica {
             .arg(spec.sip_addr().to_string())
             .arg("--http")
             .arg(format!("127.0.0.1:{}", spec.http_port))
+            .arg("--debug-http")
+            .arg(format!("127.0.0.1:{}", spec.debug_port))
             .arg("--replica")
             .arg(&spec.name);
         if let Some(text) = &spec.config {
@@ -756,6 +773,7 @@ impl Replica {
             sip_port: spec.sip_port,
             tls_port: None,
             http_port: spec.http_port,
+            debug_port: spec.debug_port,
             dir: dir.to_path_buf(),
             log,
         };
