@@ -14,6 +14,10 @@
 //! assembles a config only from a complete set, indexes `0..count`, all with one hash and one
 //! count, and checks the joined bytes against that hash; while a write is half done it keeps the
 //! config it has.
+//!
+//! A config has at most [`MAX_SHARDS`] shards: the registrar may read exactly the Secrets
+//! [`secret_names`] lists (its Role names them; RBAC cannot grant by label) and watches each by
+//! name, so the operator refuses to publish a larger config ([`check_count`]).
 
 use crate::config::{ConfigError, RegistrarConfig, CONFIG_FORMAT};
 use k8s_openapi::api::core::v1::Secret;
@@ -36,6 +40,10 @@ pub const SECRET_PREFIX: &str = "switchboard-registrar-config-";
 /// Largest shard payload: well under the API server's 1 MiB Secret limit, leaving room for
 /// metadata.
 pub const MAX_SHARD_BYTES: usize = 900 * 1024;
+/// Most shards a config may have (about 56 MiB). 100 000 devices over 100 sites take 42 MiB
+/// in 48 shards (`cargo bench -p switchboard-operator --bench compile`); each possible shard
+/// costs every registrar replica one watch.
+pub const MAX_SHARDS: usize = 64;
 
 /// One byte range of a serialized config.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +89,34 @@ impl From<ConfigError> for JoinError {
 /// The name of shard `index`.
 pub fn secret_name(index: usize) -> String {
     format!("{SECRET_PREFIX}{index}")
+}
+
+/// The name of every shard a config may use, `0..MAX_SHARDS`: all the Secrets the registrar
+/// reads.
+pub fn secret_names() -> impl Iterator<Item = String> {
+    (0..MAX_SHARDS).map(secret_name)
+}
+
+/// A config too large for [`MAX_SHARDS`] shards.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the registrar config is {bytes} bytes, {count} shards of {MAX_SHARD_BYTES} bytes; \
+     registrars read at most {MAX_SHARDS} shards: not published, the config in force stays"
+)]
+pub struct TooManyShards {
+    /// Shards it would take.
+    pub count: usize,
+    /// Its size.
+    pub bytes: usize,
+}
+
+/// Whether a config of `count` shards (`bytes` in all) may be published.
+pub fn check_count(count: usize, bytes: usize) -> Result<(), TooManyShards> {
+    if count > MAX_SHARDS {
+        Err(TooManyShards { count, bytes })
+    } else {
+        Ok(())
+    }
 }
 
 /// Serializes a sealed config to its canonical JSON bytes.
@@ -243,6 +279,25 @@ pub fn to_secret(shard: &Shard, namespace: &str) -> Secret {
 
 /// Reads a shard from a Secret.
 pub fn from_secret(secret: &Secret) -> Result<Shard, JoinError> {
+    let (index, count, hash) = header(secret)?;
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .ok_or_else(|| JoinError::Malformed {
+            name: secret.metadata.name.clone().unwrap_or_default(),
+            problem: format!("key {DATA_KEY} missing"),
+        })?;
+    Ok(Shard {
+        index,
+        count,
+        hash,
+        data: data.0.clone(),
+    })
+}
+
+/// A shard Secret's index, count and hash, from its annotations.
+fn header(secret: &Secret) -> Result<(usize, usize, String), JoinError> {
     let name = secret.metadata.name.clone().unwrap_or_default();
     let malformed = |problem: String| JoinError::Malformed {
         name: name.clone(),
@@ -264,17 +319,24 @@ pub fn from_secret(secret: &Secret) -> Result<Shard, JoinError> {
     if index >= count {
         return Err(malformed(format!("index {index} >= count {count}")));
     }
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(DATA_KEY))
-        .ok_or_else(|| malformed(format!("key {DATA_KEY} missing")))?;
-    Ok(Shard {
-        index,
-        count,
-        hash,
-        data: data.0.clone(),
-    })
+    Ok((index, count, hash))
+}
+
+/// The hash of the complete set among `secrets`, read from their annotations alone (nothing
+/// is joined or parsed), so a reader can tell a set it already has for the price of a lookup.
+pub fn complete_hash<'a>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+) -> Result<Option<String>, JoinError> {
+    let mut by_hash: BTreeMap<(String, usize), Vec<usize>> = BTreeMap::new();
+    for secret in secrets {
+        let (index, count, hash) = header(secret)?;
+        by_hash.entry((hash, count)).or_default().push(index);
+    }
+    Ok(by_hash.into_iter().find_map(|((hash, count), mut idx)| {
+        idx.sort_unstable();
+        idx.dedup();
+        (idx == (0..count).collect::<Vec<_>>()).then_some(hash)
+    }))
 }
 
 /// Assembles the config from every labelled Secret seen. Stale shards of an older config (past
@@ -414,6 +476,36 @@ mod tests {
         if new_secrets.len() > 1 {
             assert!(matches!(assemble(&half), Err(JoinError::Incomplete(_))));
         }
+    }
+
+    #[test]
+    fn shard_count_is_bounded_and_every_name_is_listed() {
+        assert_eq!(check_count(MAX_SHARDS, 1), Ok(()));
+        let e = check_count(MAX_SHARDS + 1, 7).unwrap_err();
+        assert!(e.to_string().contains("at most 64 shards"), "{e}");
+        let names: Vec<String> = secret_names().collect();
+        assert_eq!(names.len(), MAX_SHARDS);
+        assert_eq!(names[0], "switchboard-registrar-config-0");
+        assert_eq!(names[MAX_SHARDS - 1], "switchboard-registrar-config-63");
+    }
+
+    #[test]
+    fn the_complete_hash_is_read_without_joining() {
+        let c = config(3_000);
+        let mut secrets: Vec<Secret> = split(&c, 60_000)
+            .iter()
+            .map(|s| to_secret(s, "ns"))
+            .collect();
+        assert_eq!(complete_hash(&secrets), Ok(Some(c.hash.clone())));
+        let last = secrets.pop().unwrap();
+        assert_eq!(complete_hash(&secrets), Ok(None));
+        secrets.push(last);
+        secrets[0].data = None;
+        assert_eq!(
+            complete_hash(&secrets),
+            Ok(Some(c.hash.clone())),
+            "data is not read"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //! - where the calls land: `Api::all` is cluster-wide; `Api::namespaced` with the process's
 //!   own namespace (an expression ending in `namespace` or `config_namespace` that is not a
 //!   field of a key, owner or update) is its own namespace; any other namespace expression is
-//!   any namespace.
+//!   any namespace;
+//! - whether a `list` or `watcher` selects objects by name: its parameters (inline, or a
+//!   variable bound by `let` in the same function) hold a `metadata.name=` field selector, which
+//!   is what lets RBAC's `resourceNames` allow a list or watch.
 //!
 //! What it refuses (the scan fails, naming the place, so the check is never silently
 //! incomplete): a method on an `Api` value it does not know, an `Api` value with no recognised
@@ -54,6 +57,9 @@ pub struct Call {
     pub scope: Scope,
     /// `file:line` of the call.
     pub at: String,
+    /// A list or watch restricted to named objects (a `metadata.name` field selector), so a
+    /// rule with `resourceNames` can allow it. Every other call may touch any name.
+    pub by_name: bool,
 }
 
 /// Blanks comments (keeping line breaks and string literals), so that commented-out code
@@ -289,6 +295,25 @@ fn verbs_of(method: &str, args: &str) -> Option<(Vec<&'static str>, Option<&'sta
     })
 }
 
+/// Whether a call's argument text selects by `metadata.name`: inline, or through a variable of
+/// the argument list bound by a `let` statement of `function` that holds the selector.
+fn selects_by_name(function: &str, args: &str) -> bool {
+    const SELECTOR: &str = "metadata.name=";
+    if args.contains(SELECTOR) {
+        return true;
+    }
+    let ident = Regex::new(r"\b[a-z_]\w*\b").expect("regex");
+    let vars: Vec<&str> = ident.find_iter(args).map(|m| m.as_str()).collect();
+    vars.into_iter().any(|v| {
+        let binding =
+            Regex::new(&format!(r"let\s+(?:mut\s+)?{v}\s*(?::[^=]*)?=([^;]*);")).expect("regex");
+        let found = binding
+            .captures_iter(function)
+            .any(|c| c[1].contains(SELECTOR));
+        found
+    })
+}
+
 /// Methods of `Api` that make no request.
 const LOCAL_METHODS: &[&str] = &["clone", "resource_url", "into_client", "namespace"];
 
@@ -335,6 +360,7 @@ pub fn scan_crate(src_dir: &Path) -> anyhow::Result<Vec<Call>> {
             && a.subresource == b.subresource
             && a.scope == b.scope
             && a.at == b.at
+            && a.by_name == b.by_name
     });
     Ok(calls)
 }
@@ -377,6 +403,7 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
                 subresource: None,
                 scope: Scope::AnyNamespace,
                 at: format!("{rel}:{}", line_of(src, pos)),
+                by_name: false,
             });
         }
     }
@@ -491,7 +518,7 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
             let mut recognised = 0;
             let method = Regex::new(&format!(r"\b{}\s*\.\s*(\w+)\s*\(", regex::escape(&var)))
                 .expect("regex");
-            let mut found: Vec<(Vec<&str>, Option<&str>, usize)> = Vec::new();
+            let mut found: Vec<(Vec<&str>, Option<&str>, usize, bool)> = Vec::new();
             for c in method.captures_iter(f.text) {
                 let m = c.get(0).expect("m");
                 let name = &c[1];
@@ -505,14 +532,17 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
                         line_of(src, f.start + m.start())
                     );
                 };
-                found.push((verbs, sub, f.start + m.start()));
+                let by_name = name == "list" && selects_by_name(f.text, args);
+                found.push((verbs, sub, f.start + m.start(), by_name));
             }
             let watcher =
                 Regex::new(&format!(r"\bwatcher\s*\(\s*{}\b", regex::escape(&var))).expect("regex");
             for m in watcher.find_iter(f.text) {
-                found.push((vec!["list", "watch"], None, f.start + m.start()));
+                let open = f.text[..m.end()].rfind('(').expect("watcher(");
+                let by_name = selects_by_name(f.text, paren_text(f.text, open));
+                found.push((vec!["list", "watch"], None, f.start + m.start(), by_name));
             }
-            for (verbs, sub, at) in found {
+            for (verbs, sub, at, by_name) in found {
                 recognised += 1;
                 for k in &kinds {
                     for v in &verbs {
@@ -523,6 +553,7 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
                                 subresource: sub.map(str::to_string),
                                 scope: *s,
                                 at: format!("{rel}:{}", line_of(src, at)),
+                                by_name,
                             });
                         }
                     }
@@ -608,6 +639,33 @@ mod tests { fn t() { let api: Api<Pod> = Api::all(c); api.delete("x"); } }
             "comments and test modules are skipped"
         );
         assert!(!got.iter().any(|c| c.0 == "Pod"));
+    }
+
+    #[test]
+    fn lists_and_watches_by_name_are_told_apart() {
+        let src = r#"
+async fn named(client: Client, namespace: String) {
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    for name in names() {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        watcher(api.clone(), config);
+    }
+    let lp = ListParams::default().fields("metadata.name=x");
+    api.list(&lp).await;
+}
+async fn labelled(client: Client, namespace: String) {
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().labels("a=b");
+    watcher(api, config);
+    api.list(&ListParams::default().fields("metadata.namespace=x")).await;
+}
+"#;
+        let mut calls = Vec::new();
+        scan_file("x.rs", &strip_comments(src), &mut calls).unwrap();
+        let named: Vec<_> = calls.iter().filter(|c| c.by_name).collect();
+        assert_eq!(named.len(), 3, "{calls:#?}");
+        assert!(named.iter().all(|c| c.at == "x.rs:6" || c.at == "x.rs:9"));
+        assert_eq!(calls.iter().filter(|c| !c.by_name).count(), 3, "{calls:#?}");
     }
 
     #[test]

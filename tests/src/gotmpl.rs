@@ -10,7 +10,7 @@
 //!   pipelines (`a | f b` calls `f b a`);
 //! - the functions `default`, `trunc`, `trimSuffix`, `printf` (`%s`, `%v`, `%d`, `%%`),
 //!   `contains`, `replace`, `quote`, `toYaml`, `indent`, `nindent`, `include`, `eq`, `ne`,
-//!   `gt`, `lt`, `not`, `and`, `or`, `empty`, `int`, `required`.
+//!   `gt`, `lt`, `not`, `and`, `or`, `empty`, `int`, `required`, `until`.
 //!
 //! What it does not: any other function or keyword (it fails, naming it, rather than guess),
 //! `template`/`block`, method calls, `.Capabilities`, `.Files`, `lookup`, subcharts. Semantics follow
@@ -900,6 +900,10 @@ impl Templates {
                 arity(1)?;
                 Value::from(int(&args[0])?)
             }
+            "until" => {
+                arity(1)?;
+                Value::Array((0..int(&args[0])?.max(0)).map(Value::from).collect())
+            }
             "not" => {
                 arity(1)?;
                 Value::Bool(!truthy(&args[0]))
@@ -1016,6 +1020,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "ab true z true");
+    }
+
+    #[test]
+    fn until_counts_from_zero() {
+        let out = render(
+            "{{ range $i := until 3 }}[{{ $i }}]{{ end }}{{ range until 0 }}x{{ end }}",
+            json!({}),
+        );
+        assert_eq!(out.unwrap(), "[0][1][2]");
     }
 
     #[test]

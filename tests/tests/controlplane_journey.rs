@@ -361,7 +361,8 @@ fn each_service_account_may_do_what_it_needs_and_no_more() {
         (op, "delete", "secrets", Some(sys), true),
         (op, "delete", "secrets", Some("tenant"), false),
         (op, "create", "pods", Some(sys), false),
-        (reg, "list", "secrets", Some(sys), true),
+        // Only by name (below): not every Secret of its namespace.
+        (reg, "list", "secrets", Some(sys), false),
         (reg, "list", "secrets", Some("tenant"), false),
         (reg, "create", "secrets", Some(sys), false),
         (
@@ -406,4 +407,70 @@ fn each_service_account_may_do_what_it_needs_and_no_more() {
         })
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}");
+    registrar_reads_its_config_secrets_and_no_other(cp, inst);
+}
+
+/// The registrar may list and watch the config shard Secrets, each by name, and no other
+/// Secret of its namespace (its TLS key lives there): by `kubectl auth can-i`, and by real
+/// reads under its token.
+fn registrar_reads_its_config_secrets_and_no_other(cp: &ControlPlane, inst: &Installation) {
+    use switchboard_crds::shards::{secret_name, MAX_SHARDS};
+    let sys = installation::NAMESPACE;
+    let reg = &inst.registrar_kubeconfig;
+    let can = |verb: &str, name: &str| {
+        let object = format!("secrets/{name}");
+        let out = cp.kubectl_as(reg, &["auth", "can-i", verb, &object, "-n", sys], None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let (first, last) = (secret_name(0), secret_name(MAX_SHARDS - 1));
+    let tls = format!("{}-registrar-tls", installation::RELEASE);
+    let expectations = [
+        ("list", first.as_str(), true),
+        ("watch", first.as_str(), true),
+        ("list", last.as_str(), true),
+        ("watch", last.as_str(), true),
+        // It watches; it never reads one Secret by name.
+        ("get", first.as_str(), false),
+        ("get", tls.as_str(), false),
+        ("list", tls.as_str(), false),
+        ("watch", tls.as_str(), false),
+        ("list", &secret_name(MAX_SHARDS), false),
+    ];
+    let wrong: Vec<String> = expectations
+        .iter()
+        .filter(|(verb, name, allowed)| can(verb, name) != *allowed)
+        .map(|(verb, name, allowed)| {
+            format!("registrar {verb} secrets/{name}: expected allowed={allowed}")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+
+    let other = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: some-other, namespace: {sys}}}\nstringData: {{k: v}}\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&other));
+    let read = |args: &[&str]| {
+        let out = cp.kubectl_as(reg, args, None);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let by_name = |name: &str| format!("--field-selector=metadata.name={name}");
+    for args in [
+        vec!["get", "secret", "some-other", "-n", sys],
+        vec!["get", "secrets", "-n", sys],
+        vec!["get", "secrets", "-n", sys, &by_name("some-other")],
+    ] {
+        let (ok, text) = read(&args);
+        assert!(
+            !ok && text.contains("Forbidden"),
+            "kubectl {args:?} as the registrar: {text}"
+        );
+    }
+    // What its watchers do, a list by name, reads the published config.
+    let (ok, text) = read(&["get", "secrets", "-n", sys, &by_name(&first), "-o", "name"]);
+    assert!(ok && text.trim() == format!("secret/{first}"), "{text}");
 }

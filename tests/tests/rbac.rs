@@ -1,10 +1,12 @@
 //! The chart's RBAC against the code: every Kubernetes API call the operator's and registrar's
 //! source makes (found by `switchboard_tests::apicalls`, not listed by hand) is allowed by the
 //! rendered ClusterRole/Role of its component, and every rule the chart grants is used by some
-//! call (least privilege), at the narrowest scope the calls need.
+//! call (least privilege), at the narrowest scope the calls need. A list or watch that selects
+//! its objects by name is held to `resourceNames`: the rule must name exactly the objects the
+//! code may select, and a rule for any name is refused where every call is by name.
 
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use switchboard_tests::apicalls::{scan_crate, Call, Scope};
 use switchboard_tests::chart::{chart_dir, repo_root, Chart, Rendered};
 
@@ -44,8 +46,31 @@ fn resources_of(kind: &str) -> Vec<(String, String)> {
     }
 }
 
-/// What the calls need: (permission, needs a ClusterRole, where).
-fn needed(calls: &[Call]) -> Vec<(Perm, bool, String)> {
+/// The objects a component's by-name calls of a kind may select, from the code's own constants;
+/// only the (component, kind) pairs are listed.
+fn names_of(component: &str, kind: &str) -> BTreeSet<String> {
+    match (component, kind) {
+        // config/kube_source.rs watches each possible shard Secret.
+        ("registrar", "Secret") => switchboard_crds::shards::secret_names().collect(),
+        other => panic!(
+            "the code lists or watches {other:?} by name, unknown to tests/tests/rbac.rs: add the names to names_of"
+        ),
+    }
+}
+
+/// One permission a call needs.
+struct Need {
+    perm: Perm,
+    /// Needs a ClusterRole.
+    cluster_wide: bool,
+    /// Where the call is.
+    at: String,
+    /// The only objects it touches (a list or watch by name), else any.
+    names: Option<BTreeSet<String>>,
+}
+
+/// What the calls of `component` need.
+fn needed(component: &str, calls: &[Call]) -> Vec<Need> {
     let mut out = Vec::new();
     for c in calls {
         for (group, plural) in resources_of(&c.kind) {
@@ -53,19 +78,37 @@ fn needed(calls: &[Call]) -> Vec<(Perm, bool, String)> {
                 Some(s) => format!("{plural}/{s}"),
                 None => plural.clone(),
             };
-            out.push((
-                (group, res, c.verb.clone()),
-                c.scope != Scope::OwnNamespace,
-                c.at.clone(),
-            ));
+            out.push(Need {
+                perm: (group, res, c.verb.clone()),
+                cluster_wide: c.scope != Scope::OwnNamespace,
+                at: c.at.clone(),
+                names: c.by_name.then(|| names_of(component, &c.kind)),
+            });
         }
     }
     out
 }
 
-fn granted(rendered: &Rendered, kind: &str, name_suffix: &str) -> BTreeSet<Perm> {
+/// What a role grants for one permission: every object, and/or the objects named.
+#[derive(Default, Debug)]
+struct Grant {
+    any: bool,
+    names: BTreeSet<String>,
+}
+
+impl Grant {
+    fn allows(&self, need: &Need) -> bool {
+        self.any
+            || need
+                .names
+                .as_ref()
+                .is_some_and(|n| !n.is_empty() && n.is_subset(&self.names))
+    }
+}
+
+fn granted(rendered: &Rendered, kind: &str, name_suffix: &str) -> BTreeMap<Perm, Grant> {
     let role = rendered.find(kind, name_suffix).expect("role rendered");
-    let mut out = BTreeSet::new();
+    let mut out: BTreeMap<Perm, Grant> = BTreeMap::new();
     for rule in role.value["rules"].as_array().expect("rules") {
         let list = |k: &str| -> Vec<String> {
             rule[k]
@@ -76,9 +119,10 @@ fn granted(rendered: &Rendered, kind: &str, name_suffix: &str) -> BTreeSet<Perm>
                 .collect()
         };
         assert!(
-            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
-            "rbac.rs does not model resourceNames / nonResourceURLs"
+            rule.get("nonResourceURLs").is_none(),
+            "rbac.rs does not model nonResourceURLs"
         );
+        let names = rule.get("resourceNames").map(|_| list("resourceNames"));
         for g in list("apiGroups") {
             for r in list("resources") {
                 for v in list("verbs") {
@@ -86,7 +130,11 @@ fn granted(rendered: &Rendered, kind: &str, name_suffix: &str) -> BTreeSet<Perm>
                         g != "*" && r != "*" && v != "*",
                         "{kind}{name_suffix}: wildcard in {rule}"
                     );
-                    out.insert((g.clone(), r.clone(), v));
+                    let grant = out.entry((g.clone(), r.clone(), v)).or_default();
+                    match &names {
+                        Some(n) => grant.names.extend(n.iter().cloned()),
+                        None => grant.any = true,
+                    }
                 }
             }
         }
@@ -94,42 +142,82 @@ fn granted(rendered: &Rendered, kind: &str, name_suffix: &str) -> BTreeSet<Perm>
     out
 }
 
-fn check(component: &str, calls: &[Call], rendered: &Rendered) {
+/// Least privilege of one granted permission against the needs for it.
+fn grant_problems(what: &str, perm: &Perm, grant: &Grant, needs: &[&Need]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if grant.any && needs.iter().all(|n| n.names.is_some()) {
+        problems.push(format!(
+            "{what} {perm:?} allows every name, but every call selects by name: list resourceNames"
+        ));
+    }
+    let used: BTreeSet<&String> = needs
+        .iter()
+        .flat_map(|n| n.names.iter().flatten())
+        .collect();
+    let unused: Vec<&String> = grant.names.iter().filter(|n| !used.contains(n)).collect();
+    if !unused.is_empty() {
+        problems.push(format!(
+            "{what} {perm:?}: resourceNames no call selects: {unused:?}"
+        ));
+    }
+    problems
+}
+
+/// Every way the rendered RBAC of `component` and its calls disagree.
+fn problems(component: &str, calls: &[Call], rendered: &Rendered) -> Vec<String> {
     let suffix = format!("-{component}");
     let cluster = granted(rendered, "ClusterRole", &suffix);
     let own = granted(rendered, "Role", &suffix);
-    let needs = needed(calls);
+    let needs = needed(component, calls);
     assert!(!needs.is_empty(), "{component}: no API calls found at all");
     let mut problems = Vec::new();
-    for (perm, cluster_wide, at) in &needs {
-        let ok = cluster.contains(perm) || (!cluster_wide && own.contains(perm));
+    for need in &needs {
+        let allows = |g: &BTreeMap<Perm, Grant>| g.get(&need.perm).is_some_and(|g| g.allows(need));
+        let ok = allows(&cluster) || (!need.cluster_wide && allows(&own));
         if !ok {
             problems.push(format!(
-                "missing: {perm:?} ({}) for the call at {at}",
-                if *cluster_wide {
+                "missing: {:?} ({}{}) for the call at {}",
+                need.perm,
+                if need.cluster_wide {
                     "ClusterRole"
                 } else {
                     "Role or ClusterRole"
-                }
+                },
+                match &need.names {
+                    Some(n) => format!(", resourceNames {n:?}"),
+                    None => String::new(),
+                },
+                need.at
             ));
         }
     }
-    for perm in &cluster {
-        if !needs.iter().any(|(p, _, _)| p == perm) {
+    let needs_of =
+        |perm: &Perm| -> Vec<&Need> { needs.iter().filter(|n| &n.perm == perm).collect() };
+    for (perm, grant) in &cluster {
+        let for_it = needs_of(perm);
+        if for_it.is_empty() {
             problems.push(format!("unused ClusterRole rule: {perm:?}"));
-        } else if !needs.iter().any(|(p, cw, _)| p == perm && *cw) {
+        } else if !for_it.iter().any(|n| n.cluster_wide) {
             problems.push(format!(
                 "{perm:?} is only needed in the release namespace: grant it in the Role"
             ));
         }
+        problems.extend(grant_problems("ClusterRole", perm, grant, &for_it));
     }
-    for perm in &own {
-        if !needs.iter().any(|(p, _, _)| p == perm) {
+    for (perm, grant) in &own {
+        let for_it = needs_of(perm);
+        if for_it.is_empty() {
             problems.push(format!("unused Role rule: {perm:?}"));
-        } else if cluster.contains(perm) {
+        } else if cluster.contains_key(perm) {
             problems.push(format!("Role rule {perm:?} repeats a ClusterRole rule"));
         }
+        problems.extend(grant_problems("Role", perm, grant, &for_it));
     }
+    problems
+}
+
+fn check(component: &str, calls: &[Call], rendered: &Rendered) {
+    let problems = problems(component, calls, rendered);
     assert!(
         problems.is_empty(),
         "{component} RBAC vs the code:\n  {}\n\ncalls found:\n  {}",
@@ -161,6 +249,41 @@ fn registrar_rbac_matches_its_api_calls() {
     check("registrar", &calls, &render(json!({})));
 }
 
+/// The check is not satisfied by any `resourceNames`: a Role for every Secret, one missing a
+/// shard, or one naming another Secret is each refused.
+#[test]
+fn the_registrar_secret_names_are_held_exactly() {
+    let calls = scan_crate(&repo_root().join("registrar/src")).expect("registrar source scans");
+    let good = render(json!({}));
+    let role = &good.files["registrar-rbac.yaml"];
+    let last = format!("      - {}\n", switchboard_crds::shards::secret_name(63));
+    assert!(role.contains(&last), "{role}");
+    let every_secret = role
+        .lines()
+        .filter(|l| !l.contains("resourceNames") && !l.contains("switchboard-registrar-config-"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let short = role.replace(&last, "");
+    let foreign = role.replace(&last, &format!("{last}      - switchboard-registrar-tls\n"));
+    for (what, text, expect) in [
+        ("any name", every_secret, "list resourceNames"),
+        ("a shard missing", short, "missing"),
+        (
+            "the TLS Secret named",
+            foreign,
+            "resourceNames no call selects",
+        ),
+    ] {
+        let mut bad = render(json!({}));
+        bad.files.insert("registrar-rbac.yaml".into(), text);
+        let found = problems("registrar", &calls, &bad);
+        assert!(
+            found.iter().any(|p| p.contains(expect)),
+            "{what}: {found:#?}"
+        );
+    }
+}
+
 #[test]
 fn roles_are_bound_to_the_service_accounts_the_pods_run_as() {
     for overrides in [
@@ -188,18 +311,29 @@ fn roles_are_bound_to_the_service_accounts_the_pods_run_as() {
 #[test]
 fn the_scan_sees_the_calls_known_to_exist() {
     // A floor, so that a scanner that silently stops seeing calls fails here.
-    let op = needed(&scan_crate(&repo_root().join("operator/src")).unwrap());
-    let reg = needed(&scan_crate(&repo_root().join("registrar/src")).unwrap());
-    for c in &op {
-        println!("operator  {:?} cluster-wide={} at {}", c.0, c.1, c.2);
+    let op = needed(
+        "operator",
+        &scan_crate(&repo_root().join("operator/src")).unwrap(),
+    );
+    let reg = needed(
+        "registrar",
+        &scan_crate(&repo_root().join("registrar/src")).unwrap(),
+    );
+    for (who, needs) in [("operator ", &op), ("registrar", &reg)] {
+        for n in needs {
+            println!(
+                "{who} {:?} cluster-wide={} by-name={} at {}",
+                n.perm,
+                n.cluster_wide,
+                n.names.is_some(),
+                n.at
+            );
+        }
     }
-    for c in &reg {
-        println!("registrar {:?} cluster-wide={} at {}", c.0, c.1, c.2);
-    }
-    let has = |needs: &[(Perm, bool, String)], g: &str, r: &str, v: &str, cw: bool| {
+    let has = |needs: &[Need], g: &str, r: &str, v: &str, cw: bool| {
         needs
             .iter()
-            .any(|(p, c, _)| p.0 == g && p.1 == r && p.2 == v && *c == cw)
+            .any(|n| n.perm.0 == g && n.perm.1 == r && n.perm.2 == v && n.cluster_wide == cw)
     };
     assert!(has(&op, "coordination.k8s.io", "leases", "update", false));
     assert!(has(&op, "", "secrets", "watch", true));
@@ -213,6 +347,17 @@ fn the_scan_sees_the_calls_known_to_exist() {
     ));
     assert!(has(&op, "events.k8s.io", "events", "create", true));
     assert!(has(&reg, "", "secrets", "watch", false));
+    // The registrar reads its config Secrets by name, and no Secret otherwise.
+    let shard_names: BTreeSet<String> = switchboard_crds::shards::secret_names().collect();
+    for n in reg.iter().filter(|n| n.perm.1 == "secrets") {
+        assert_eq!(
+            n.names.as_ref(),
+            Some(&shard_names),
+            "{:?} at {}",
+            n.perm,
+            n.at
+        );
+    }
     assert!(has(&reg, "sip.switchboard.dev", "sipdevices", "list", true));
     assert!(has(
         &reg,

@@ -1,7 +1,7 @@
 {{/*
 Helpers. The chart keeps to a small subset of Helm's template language (define/include, if/else,
 with, range, variables, and the functions default, trunc, trimSuffix, printf, contains, replace,
-quote, toYaml, indent, nindent, eq, ne, not, and, or), which the repository's own renderer in
+quote, toYaml, indent, nindent, eq, ne, not, and, or, until), which the repository's own renderer in
 tests/src/gotmpl.rs understands too, so the chart is checked on machines without helm.
 */}}
 

@@ -1,11 +1,13 @@
 //! The Kubernetes config source: watches the operator's shard Secrets and hands every new
 //! complete config to the registrar.
 //!
-//! The operator publishes the config as Secrets `switchboard-registrar-config-<n>` labelled
-//! `sip.switchboard.dev/registrar-config: "true"` in its namespace (see
-//! [`switchboard_crds::shards`]). This source watches them ([`kube::runtime::watcher`]),
-//! keeps the latest copy of each, and whenever they form a complete set with one hash that it
-//! has not handed over yet, joins and checks them and calls `on_config`. While a publication is
+//! The operator publishes the config as Secrets `switchboard-registrar-config-<n>` in its
+//! namespace (see [`switchboard_crds::shards`]). The registrar may read those Secrets and no
+//! other (its Role names them: RBAC grants by name, never by label), so this source runs one
+//! watcher per possible shard name, `0..MAX_SHARDS`, each selecting its Secret with a
+//! `metadata.name` field selector ([`kube::runtime::watcher`]), merged into one stream. It keeps
+//! the latest copy of each, and whenever they form a complete set with one hash that it has
+//! not handed over yet, joins and checks them and calls `on_config`. While a publication is
 //! half written (mixed hashes, a missing shard) it waits; the config in force stays.
 //!
 //! Wiring, in the registrar's runtime:
@@ -19,16 +21,18 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use std::collections::BTreeMap;
 use switchboard_crds::config::RegistrarConfig;
-use switchboard_crds::shards::{self, JoinError, CONFIG_LABEL};
+use switchboard_crds::shards::{self, JoinError};
 
-/// The shard Secrets seen so far, and the hash last handed over. Pure: no I/O.
+/// The shard Secrets seen so far, by watched name, and the hash last handed over. Pure: no
+/// I/O.
 #[derive(Debug, Default)]
 pub struct Assembler {
     secrets: BTreeMap<String, Secret>,
-    relist: Option<BTreeMap<String, Secret>>,
+    /// Per watched name, what its (re)list in progress has delivered so far.
+    relists: BTreeMap<String, Option<Secret>>,
     handed_over: Option<String>,
 }
 
@@ -38,33 +42,44 @@ impl Assembler {
         Assembler::default()
     }
 
-    /// Applies one watch event; returns a config when a complete set with a new hash appears.
-    pub fn apply(&mut self, event: Event<Secret>) -> Option<RegistrarConfig> {
+    /// Applies one event of the watcher of Secret `name`; returns a config when a complete set
+    /// with a new hash appears. A (re)list replaces only that name's Secret.
+    pub fn apply(&mut self, name: &str, event: Event<Secret>) -> Option<RegistrarConfig> {
         match event {
             Event::Init => {
-                self.relist = Some(BTreeMap::new());
+                self.relists.insert(name.to_string(), None);
                 return None;
             }
             Event::InitApply(s) => {
-                self.relist
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(s.name_any(), s);
+                self.relists.insert(name.to_string(), Some(s));
                 return None;
             }
-            Event::InitDone => {
-                self.secrets = self.relist.take().unwrap_or_default();
-            }
+            Event::InitDone => match self.relists.remove(name).flatten() {
+                Some(s) => {
+                    self.secrets.insert(name.to_string(), s);
+                }
+                None => {
+                    self.secrets.remove(name);
+                }
+            },
             Event::Apply(s) => {
-                self.secrets.insert(s.name_any(), s);
+                self.secrets.insert(name.to_string(), s);
             }
-            Event::Delete(s) => {
-                self.secrets.remove(&s.name_any());
+            Event::Delete(_) => {
+                self.secrets.remove(name);
             }
         }
         self.assemble()
     }
 
     fn assemble(&mut self) -> Option<RegistrarConfig> {
+        // The set in hand is checked by its annotations first: joining and parsing a config of
+        // tens of MiB again for every event of every watcher would cost seconds.
+        if let Ok(Some(hash)) = shards::complete_hash(self.secrets.values()) {
+            if self.handed_over.as_deref() == Some(hash.as_str()) {
+                return None;
+            }
+        }
         match shards::assemble(self.secrets.values()) {
             Ok(config) if self.handed_over.as_deref() != Some(config.hash.as_str()) => {
                 self.handed_over = Some(config.hash.clone());
@@ -84,34 +99,42 @@ impl Assembler {
     }
 }
 
-/// Feeds watch events through an [`Assembler`], calling `on_config` for every new config, until
-/// the stream ends. Watch errors are logged (the watcher retries with backoff).
+/// Feeds watch events, each with the name of the Secret its watcher selects, through an
+/// [`Assembler`], calling `on_config` for every new config, until the stream ends. Watch
+/// errors are logged (the watcher retries with backoff).
 pub async fn run_stream<S>(events: S, mut on_config: impl FnMut(RegistrarConfig))
 where
-    S: Stream<Item = Result<Event<Secret>, watcher::Error>>,
+    S: Stream<Item = (String, Result<Event<Secret>, watcher::Error>)>,
 {
     let mut assembler = Assembler::new();
     let mut events = std::pin::pin!(events);
-    while let Some(event) = events.next().await {
+    while let Some((name, event)) = events.next().await {
         match event {
             Ok(event) => {
-                if let Some(config) = assembler.apply(event) {
+                if let Some(config) = assembler.apply(&name, event) {
                     tracing::info!(hash = %config.short_hash(), "registrar config received from Kubernetes");
                     on_config(config);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "watching registrar config Secrets"),
+            Err(e) => {
+                tracing::warn!(secret = %name, error = %e, "watching a registrar config Secret")
+            }
         }
     }
 }
 
-/// Watches the labelled shard Secrets in `namespace` and calls `on_config` for every new
+/// Watches the shard Secrets in `namespace`, each by name, and calls `on_config` for every new
 /// complete config. Runs until the task is dropped.
 pub async fn run(client: Client, namespace: String, on_config: impl FnMut(RegistrarConfig)) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().labels(&format!("{CONFIG_LABEL}=true"));
-    let events = watcher::watcher(api, config).default_backoff();
-    run_stream(events, on_config).await;
+    let watchers = shards::secret_names().map(|name| {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        watcher::watcher(api.clone(), config)
+            .default_backoff()
+            .map(move |event| (name.clone(), event))
+            .boxed()
+    });
+    run_stream(futures::stream::select_all(watchers), on_config).await;
 }
 
 #[cfg(test)]
@@ -162,6 +185,24 @@ mod tests {
             .collect()
     }
 
+    fn name(s: &Secret) -> String {
+        s.metadata.name.clone().unwrap()
+    }
+
+    /// The initial list of every shard name's watcher: Init, the Secret of that name if
+    /// published, InitDone.
+    fn initial_lists(published: &[Secret]) -> Vec<(String, Event<Secret>)> {
+        let mut out = Vec::new();
+        for n in shards::secret_names() {
+            out.push((n.clone(), Event::Init));
+            if let Some(s) = published.iter().find(|s| name(s) == n) {
+                out.push((n.clone(), Event::InitApply(s.clone())));
+            }
+            out.push((n, Event::InitDone));
+        }
+        out
+    }
+
     #[test]
     fn assembler_waits_for_a_complete_set_and_hands_each_hash_over_once() {
         let v1 = config(vec![device("k3x9q2-lobby", "pw1")]);
@@ -172,20 +213,56 @@ mod tests {
         let (s1, s2) = (secrets(&v1, 300), secrets(&v2, 300));
         assert!(s2.len() > 1);
         let mut a = Assembler::new();
-        assert!(a.apply(Event::Init).is_none());
-        for s in &s1 {
-            assert!(a.apply(Event::InitApply(s.clone())).is_none());
+        let mut handed = Vec::new();
+        for (n, e) in initial_lists(&s1) {
+            handed.extend(a.apply(&n, e).map(|c| c.hash));
         }
-        assert_eq!(a.apply(Event::InitDone).unwrap().hash, v1.hash);
+        assert_eq!(handed, vec![v1.hash], "once, when the set is complete");
         // Half of v2 written: nothing.
-        assert!(a.apply(Event::Apply(s2[0].clone())).is_none());
+        assert!(a
+            .apply(&name(&s2[0]), Event::Apply(s2[0].clone()))
+            .is_none());
         let mut got = None;
         for s in &s2[1..] {
-            got = got.or(a.apply(Event::Apply(s.clone())));
+            got = got.or(a.apply(&name(s), Event::Apply(s.clone())));
         }
         assert_eq!(got.unwrap().hash, v2.hash);
         // A re-delivery of the same set hands nothing over again.
-        assert!(a.apply(Event::Apply(s2[0].clone())).is_none());
+        assert!(a
+            .apply(&name(&s2[0]), Event::Apply(s2[0].clone()))
+            .is_none());
+    }
+
+    #[test]
+    fn a_relist_replaces_only_its_own_secret() {
+        let v2 = config(vec![
+            device("k3x9q2-lobby", "pw1"),
+            device("ab12cd-desk", "pw2"),
+        ]);
+        let s2 = secrets(&v2, 300);
+        let mut a = Assembler::new();
+        for (n, e) in initial_lists(&s2) {
+            a.apply(&n, e);
+        }
+        // Another name's watcher relists (its Secret does not exist): the set stays whole.
+        let unused = shards::secret_name(s2.len());
+        assert!(a.apply(&unused, Event::Init).is_none());
+        assert!(a.apply(&unused, Event::InitDone).is_none());
+        assert_eq!(
+            shards::complete_hash(a.secrets.values()),
+            Ok(Some(v2.hash.clone()))
+        );
+        // Shard 0's watcher relists and finds it gone: incomplete, nothing handed over; back
+        // with the same hash: still nothing new.
+        let first = name(&s2[0]);
+        a.apply(&first, Event::Init);
+        assert!(a.apply(&first, Event::InitDone).is_none());
+        assert_eq!(shards::complete_hash(a.secrets.values()), Ok(None));
+        assert!(a.apply(&first, Event::Apply(s2[0].clone())).is_none());
+        assert_eq!(
+            shards::complete_hash(a.secrets.values()),
+            Ok(Some(v2.hash.clone()))
+        );
     }
 
     fn register(user: &str, cseq: u32, extra: &str) -> String {
@@ -252,14 +329,16 @@ mod tests {
             device("k3x9q2-lobby", "pw1"),
             device("ab12cd-desk", "pw2"),
         ]);
-        let mut events: Vec<Result<Event<Secret>, watcher::Error>> = vec![Ok(Event::Init)];
-        events.extend(
-            secrets(&v1, 400)
+        let mut events: Vec<(String, Result<Event<Secret>, watcher::Error>)> =
+            initial_lists(&secrets(&v1, 400))
                 .into_iter()
-                .map(|s| Ok(Event::InitApply(s))),
+                .map(|(n, e)| (n, Ok(e)))
+                .collect();
+        events.extend(
+            secrets(&v2, 400)
+                .into_iter()
+                .map(|s| (name(&s), Ok(Event::Apply(s)))),
         );
-        events.push(Ok(Event::InitDone));
-        events.extend(secrets(&v2, 400).into_iter().map(|s| Ok(Event::Apply(s))));
 
         let handle = Arc::new(ConfigHandle::new());
         let seen = Arc::new(Mutex::new(Vec::new()));
