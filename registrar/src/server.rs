@@ -41,7 +41,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const UAC_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// After a start in a cluster, how long phones get to re-register before devices the API
-/// shows as registered but that hold no binding here are reported `Unregistered`.
+/// shows as registered but that hold no binding here are reported `Unregistered` (those whose
+/// bindings this replica certainly lost are corrected at once: `status::restart`).
 pub const STATUS_SETTLE: Duration = Duration::from_secs(30);
 
 /// A local address of this host, of the given family: the source address the kernel picks
@@ -558,8 +559,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let store = store.clone();
+            // Alone with the in-memory store, a restart lost every binding: statuses saying
+            // otherwise are corrected as soon as the config is in force, not after the settle.
+            let after_start = status::feed::AfterStart {
+                config: config.clone(),
+                holder: status::restart::Holder::for_replica(
+                    &replica,
+                    args.redis_url.is_none(),
+                    clustered,
+                ),
+            };
             Some(async move {
-                status::run_with_cluster(client, settings, events, store, STATUS_SETTLE).await
+                status::run_with_cluster(
+                    client,
+                    settings,
+                    events,
+                    store,
+                    STATUS_SETTLE,
+                    after_start,
+                )
+                .await
             })
         }
         _ => {

@@ -102,6 +102,8 @@ pub struct Installation {
     pub operator_kubeconfig: PathBuf,
     /// The kubeconfig of the registrar's ServiceAccount.
     pub registrar_kubeconfig: PathBuf,
+    /// The registrar's extra arguments, for a restart.
+    registrar_args: Vec<String>,
 }
 
 impl Installation {
@@ -170,6 +172,7 @@ impl Installation {
             registrar_debug_http,
             operator_kubeconfig,
             registrar_kubeconfig,
+            registrar_args: registrar_args.iter().map(|a| a.to_string()).collect(),
         };
         inst.wait_ready(inst.operator_http, "operator");
         inst.wait_ready(inst.registrar_http, "registrar");
@@ -194,6 +197,27 @@ impl Installation {
             "{what} not ready; its log:\n{}",
             daemon.output()
         );
+    }
+
+    /// Stops the registrar as a rolling update does (SIGTERM; its in-memory bindings are
+    /// lost), starts it again on the same ports with the same arguments, and waits until it
+    /// is ready.
+    pub fn restart_registrar(&mut self, cp: &ControlPlane) {
+        let stopped = self.registrar.stop_within(Duration::from_secs(20));
+        assert!(stopped.is_some(), "the registrar was not running");
+        let args: Vec<&str> = self.registrar_args.iter().map(String::as_str).collect();
+        self.registrar = start_registrar(
+            cp,
+            &self.dir,
+            &self.registrar_kubeconfig,
+            (
+                self.sip_port,
+                self.registrar_http,
+                self.registrar_debug_http,
+            ),
+            &args,
+        );
+        self.wait_ready(self.registrar_http, "registrar");
     }
 
     /// The registrar's SIP address.

@@ -18,6 +18,7 @@
 pub mod desired;
 pub mod feed;
 pub mod queue;
+pub mod restart;
 pub mod writer;
 
 pub use desired::{Desired, DeviceStatus, Key, Kind};
@@ -299,17 +300,25 @@ pub async fn start(
 }
 
 /// What the runtime calls when it has a cluster: primes from the API, spawns the writer and
-/// the feed from the registrar's change events (`Service::subscribe`), and returns the handle
-/// to give the outbound registrations (`uac::follow_config`). Standalone, call nothing: the
-/// reporter is simply not there (log it).
+/// the feed from the registrar's change events (`Service::subscribe`), which corrects what a
+/// restart made stale (`after_start`, then after `settle`), and returns the handle to give the
+/// outbound registrations (`uac::follow_config`). Standalone, call nothing: the reporter is
+/// simply not there (log it).
 pub async fn run_with_cluster(
     client: kube::Client,
     settings: StatusSettings,
     events: tokio::sync::broadcast::Receiver<crate::registrar::events::RegistrationEvent>,
     store: Arc<dyn crate::location::LocationStore>,
     settle: Duration,
+    after_start: feed::AfterStart,
 ) -> StatusHandle {
     let (handle, _writer) = start(client, settings).await;
-    tokio::spawn(feed::follow(handle.clone(), events, store, settle));
+    tokio::spawn(feed::follow(
+        handle.clone(),
+        events,
+        store,
+        settle,
+        after_start,
+    ));
     handle
 }

@@ -145,6 +145,14 @@ impl Coalescer {
         self.written.get(key)
     }
 
+    /// The latest known state of `key`: waiting, else in flight, else written (or primed).
+    pub fn latest(&self, key: &Key) -> Option<&Desired> {
+        self.pending
+            .get(key)
+            .or_else(|| self.inflight.get(key))
+            .or_else(|| self.written.get(key))
+    }
+
     /// Resources whose latest known state (waiting, in flight or written) is registered.
     pub fn registered(&self) -> impl Iterator<Item = &Key> {
         let settled = self
@@ -153,8 +161,7 @@ impl Coalescer {
             .chain(self.inflight.keys())
             .filter(|k| !self.pending.contains_key(*k));
         settled.chain(self.pending.keys()).filter(|k| {
-            let d = self.pending.get(*k).or_else(|| self.inflight.get(*k)).or_else(|| self.written.get(*k));
-            matches!(d, Some(Desired::Device(r)) if r.registration.state == switchboard_crds::device::RegistrationState::Registered)
+            matches!(self.latest(k), Some(Desired::Device(r)) if r.registration.state == switchboard_crds::device::RegistrationState::Registered)
         })
     }
 
