@@ -22,11 +22,13 @@
 //! | [`cli`] | command-line options and the `ha1` helper |
 //! | [`status`] | the status reporter: coalesced, rate-limited server-side apply of `SipDevice`/`SipRegistration` status |
 //! | [`uac`] | outbound registrations (and presence subscriptions) to upstream servers |
+//! | [`fuzz`] | the entry points fuzzing drives: every parser that sees network bytes, and the whole pipeline |
 
 pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod fuzz;
 pub mod generations;
 pub mod http;
 pub mod location;

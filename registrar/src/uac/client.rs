@@ -4,9 +4,9 @@
 //! SUBSCRIBE leg.
 
 use super::flow::{Flow, FlowError, Peer};
-use super::machine::{Action, Input, Machine, Outcome, Reply, Timing};
+use super::machine::{Action, Input, Machine, Outcome, Timing};
 use super::sip::{self, Method, RequestSpec};
-use crate::auth::client::{self as digest, Challenge, ClientCredentials};
+use crate::auth::client::{self as digest, ClientCredentials};
 use crate::location::LocationStore;
 use rand::Rng;
 use std::collections::VecDeque;
@@ -452,29 +452,7 @@ impl Client {
                 leg.to_tag = None;
             }
         }
-        let challenge = match resp.code {
-            401 => Some(
-                Challenge::pick(resp.www_authenticate.iter().map(String::as_str))
-                    .map_err(|e| e.to_string()),
-            ),
-            407 => Some(
-                Challenge::pick(resp.proxy_authenticate.iter().map(String::as_str))
-                    .map_err(|e| e.to_string()),
-            ),
-            _ => None,
-        };
-        let granted = match leg.method {
-            Method::Register => leg.contact.as_deref().and_then(|c| resp.granted_expires(c)),
-            Method::Subscribe => resp.expires,
-        };
-        let reply = Reply {
-            code: resp.code,
-            status_text: resp.status_text(),
-            challenge,
-            granted,
-            min_expires: resp.min_expires,
-            retry_after: resp.retry_after,
-        };
+        let reply = resp.reply(leg.method, leg.contact.as_deref());
         self.feed(i, Input::Reply(reply)).await;
     }
 

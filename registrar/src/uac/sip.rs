@@ -2,6 +2,8 @@
 //! the few fields the state machine reads. Deliberately small; the registrar's server side has
 //! its own full parser in `crate::message`.
 
+use super::machine::Reply;
+use crate::auth::client::Challenge;
 use std::fmt::Write as _;
 
 /// The method of a client transaction.
@@ -318,6 +320,31 @@ impl Response {
             .and_then(|c| param(c, "expires"))
             .and_then(|v| v.parse().ok());
         ours.or(self.expires)
+    }
+
+    /// What the state machine reads of this final response to a `method` request whose Contact
+    /// was `contact`: the challenge of a 401/407 (the strongest one offered), the expiry granted.
+    pub fn reply(&self, method: Method, contact: Option<&str>) -> Reply {
+        let offered = match self.code {
+            401 => Some(&self.www_authenticate),
+            407 => Some(&self.proxy_authenticate),
+            _ => None,
+        };
+        let challenge = offered.map(|values| {
+            Challenge::pick(values.iter().map(String::as_str)).map_err(|e| e.to_string())
+        });
+        let granted = match method {
+            Method::Register => contact.and_then(|c| self.granted_expires(c)),
+            Method::Subscribe => self.expires,
+        };
+        Reply {
+            code: self.code,
+            status_text: self.status_text(),
+            challenge,
+            granted,
+            min_expires: self.min_expires,
+            retry_after: self.retry_after,
+        }
     }
 
     /// `"403 Forbidden"`.
