@@ -10,7 +10,7 @@
 //! parser ([`super::parse`]) and the proxy's ([`crate::proxy::sip`]) feed it `(name, value)`
 //! pairs, names in any case or compact form.
 
-use super::headers::{is_token_char, long_name, split_host_port, SipUri, SipUriParts};
+use super::headers::{is_token_char, list_items, long_name, split_host_port, SipUri, SipUriParts};
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,27 +203,7 @@ fn digits(s: &str) -> bool {
 /// Whether every element of a comma-separated list (commas inside quotes and angle brackets
 /// do not count) satisfies `item`; an empty element (`a,,b`, a trailing comma) does not.
 fn list(value: &str, item: impl Fn(&str) -> bool) -> bool {
-    let (mut depth, mut quoted, mut escaped, mut start) = (0u32, false, false, 0);
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth = depth.saturating_sub(1),
-            ',' if !quoted && depth == 0 => {
-                if !item(value[start..i].trim()) {
-                    return false;
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    item(value[start..].trim())
+    list_items(value).all(|v| item(v.trim()))
 }
 
 /// The length of a quoted string's content, `s` starting after the opening quote: the

@@ -5,31 +5,45 @@ use switchboard_crds::common::Transport;
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut depth = 0u32;
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
+    list_items(value)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The elements of a comma-separated header value, untrimmed and empty ones included: commas
+/// inside quotes (with `\` escapes) and angle brackets do not separate.
+pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
+    let (mut depth, mut quoted, mut escaped) = (0u32, false, false);
+    let mut cuts = value.char_indices().filter_map(move |(i, c)| {
         if escaped {
             escaped = false;
-            continue;
+            return None;
         }
         match c {
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             '<' if !quoted => depth += 1,
             '>' if !quoted => depth = depth.saturating_sub(1),
-            ',' if !quoted && depth == 0 => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
+            ',' if !quoted && depth == 0 => return Some(i),
             _ => {}
         }
-    }
-    out.push(value[start..].trim());
-    out.retain(|s| !s.is_empty());
-    out
+        None
+    });
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        match cuts.next() {
+            Some(comma) => {
+                start = Some(comma + 1);
+                Some(&value[from..comma])
+            }
+            None => {
+                start = None;
+                Some(&value[from..])
+            }
+        }
+    })
 }
 
 /// `name[=value]` parameters after `;`, in order; names lower-cased.

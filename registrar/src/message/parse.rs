@@ -262,15 +262,7 @@ impl ParseError {
             .iter()
             .filter_map(|(n, v)| {
                 let name = HeaderName::from_name(n);
-                matches!(
-                    name,
-                    HeaderName::Via
-                        | HeaderName::From
-                        | HeaderName::To
-                        | HeaderName::CallId
-                        | HeaderName::CSeq
-                )
-                .then(|| Header {
+                copied(&name).then(|| Header {
                     name,
                     value: v.clone(),
                 })
@@ -525,14 +517,7 @@ pub(crate) fn salvage(data: &[u8]) -> Option<Vec<Header>> {
             continue;
         };
         let name = HeaderName::from_name(name);
-        last_kept = matches!(
-            name,
-            HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-        );
+        last_kept = copied(&name);
         if last_kept {
             headers.push(Header {
                 name,
@@ -541,6 +526,14 @@ pub(crate) fn salvage(data: &[u8]) -> Option<Vec<Header>> {
         }
     }
     answerable(headers)
+}
+
+/// Whether a response copies this header (RFC 3261 §8.2.6.2).
+fn copied(name: &HeaderName) -> bool {
+    matches!(
+        name,
+        HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+    )
 }
 
 /// The headers, if a response can be built from them: the top Via reads and there is a CSeq
