@@ -117,8 +117,11 @@ fn field(name: &str, value: &str) -> Result<(), Fault> {
         digits(value)
     } else if is("Date") {
         date(value)
-    } else if is("Require") || is("Proxy-Require") || is("Supported") {
+    } else if is("Require") || is("Proxy-Require") {
         value.split(',').all(|t| token(t.trim()))
+    } else if is("Supported") {
+        // May be empty (RFC 3261 §20.37).
+        value.trim().is_empty() || value.split(',').all(|t| token(t.trim()))
     } else {
         true
     };
@@ -364,12 +367,13 @@ fn cseq(value: &str) -> bool {
     n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok() && token(m)
 }
 
-/// `word [ "@" word ]`.
+/// `word [ "@" word ]`, read liberally: any visible characters but the comma that would make
+/// it a list (Call-IDs with `=`, outside RFC 3261's `word`, are seen from real devices).
 fn call_id(value: &str) -> bool {
     let word = |w: &str| {
         !w.is_empty()
-            && w.chars()
-                .all(|c| is_token_char(c) || "()<>:\\\"/[]?{}".contains(c))
+            && w.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'@')
     };
     let v = value.trim();
     match v.split_once('@') {
@@ -468,6 +472,8 @@ mod tests {
             ("Contact", "<sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31>"),
             ("Contact", "*"),
             ("Date", "Sat, 13 Nov 2010 23:29:00 GMT"),
+            ("Call-ID", "YWJjZGVmZ2g=@192.0.2.1"),
+            ("Supported", ""),
             ("Via", "SIP/2.0/UDP [2001:db8::1]:5060;received=2001:db8::9;rport=5"),
         ] {
             assert_eq!(headers(with(&[(n, v)])), Ok(()), "{n}: {v}");
@@ -509,6 +515,8 @@ mod tests {
             ),
             ("Route", "sip:no-brackets.example.com;lr", "Bad Header"),
             ("Call-ID", "a b", "Bad Call-ID"),
+            ("Call-ID", "a,b@c", "Bad Call-ID"),
+            ("Call-ID", "a@b@c", "Bad Call-ID"),
             ("To", "<sip:a@b.test>, <sip:c@d.test>", "Bad To"),
         ] {
             assert_eq!(reason(with(&[(n, v)])), Some(why), "{n}: {v}");

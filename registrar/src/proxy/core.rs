@@ -226,7 +226,14 @@ impl Proxy {
         let Some(msg) = Msg::parse(data) else {
             return self.malformed(data, None);
         };
-        let fields = msg.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        // A response's Date is not ours to judge: dropping a callee's answer over it would
+        // fail the call with nobody told why.
+        let response = msg.status().is_some();
+        let fields = msg
+            .headers
+            .iter()
+            .filter(|(n, _)| !(response && n.eq_ignore_ascii_case("Date")))
+            .map(|(n, v)| (n.as_str(), v.as_str()));
         let fault = msg
             .uri()
             .and_then(|uri| check::request_uri(uri).err())
@@ -348,5 +355,70 @@ pub(super) mod fixtures {
     pub(in crate::proxy) fn resp(status: u16) -> Msg {
         let req = Msg::parse(INVITE.as_bytes()).unwrap();
         response_to(&req, status, "X", Some("b"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthSettings, Authenticator};
+    use crate::location::MemoryStore;
+
+    async fn proxy() -> (Proxy, Authenticator, Arc<Metrics>) {
+        let config = Arc::new(ConfigHandle::new());
+        config.replace(crate::config::embedded());
+        let metrics = Arc::new(Metrics::new());
+        let p = Proxy::new(
+            config,
+            Arc::new(MemoryStore::new()),
+            metrics.clone(),
+            Cluster::alone("r"),
+            ProxySettings::default(),
+        );
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        p.attach_udp(Arc::new(socket), local);
+        let settings = AuthSettings::default();
+        let state = settings.memory_state();
+        (
+            p,
+            Authenticator::new(settings, state, metrics.clone()),
+            metrics,
+        )
+    }
+
+    fn dropped(m: &Metrics, why: &str) -> u64 {
+        m.dropped.with_label_values(&[why]).get()
+    }
+
+    #[tokio::test]
+    async fn responses_are_checked_but_their_date_is_not_judged() {
+        let (p, auth, m) = proxy().await;
+        let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let resp = fixtures::resp(180).encode();
+        let text = String::from_utf8(resp.to_vec()).unwrap();
+        let with = |extra: &str| text.replacen("\r\n", &format!("\r\n{extra}\r\n"), 1);
+        let odd_date = with("Date: Fri, 01 Jan 2010 16:00:00 EST");
+        assert!(p
+            .handle(&auth, odd_date.as_bytes(), src, Transport::Udp)
+            .await
+            .is_ok());
+        assert_eq!(dropped(&m, "proxy_malformed_response"), 0);
+        // A second CSeq is a header error: dropped, never relayed.
+        let two_cseqs = with("CSeq: 8 INVITE");
+        assert!(p
+            .handle(&auth, two_cseqs.as_bytes(), src, Transport::Udp)
+            .await
+            .is_ok());
+        assert_eq!(dropped(&m, "proxy_malformed_response"), 1);
+        // A request with one is answered 400 by whoever called (an error, with the headers).
+        let req =
+            fixtures::INVITE.replacen("\r\n", "\r\nDate: Fri, 01 Jan 2010 16:00:00 EST\r\n", 1);
+        let e = p
+            .handle(&auth, req.as_bytes(), src, Transport::Udp)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status, e.reason.as_str()), (400, "Bad Date"));
+        assert!(e.salvage.is_some());
     }
 }
