@@ -409,8 +409,9 @@ impl Service {
                 return r;
             }
             Verdict::Forbidden => return reply(403, "Forbidden"),
+            // The state lives in the location store's Redis: the same answer as its failure.
             Verdict::Unavailable => {
-                return reply(503, "Service Unavailable").with("Retry-After", "5");
+                return reply(500, "Location Store Unavailable").with("Retry-After", "5");
             }
             Verdict::Authorized => match device {
                 Some(d) => d,

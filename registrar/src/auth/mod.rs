@@ -20,7 +20,8 @@
 //! limiter). 403 rather than a fresh 401 because a phone with a wrong password would otherwise
 //! loop on challenges. A replayed nonce-count → 401 with a fresh nonce. Credentials of a
 //! blocked (source, user) or source → 403, even when right. The state unreachable (Redis
-//! down) → 503.
+//! down) → [`Verdict::Unavailable`]: a REGISTER gets the location store's 500 with
+//! `Retry-After`, a call 503.
 
 pub mod client;
 pub mod digest;
@@ -87,7 +88,7 @@ pub enum Verdict {
     },
     /// 403.
     Forbidden,
-    /// 503: the shared state could not be reached.
+    /// The shared state could not be reached (500 to a REGISTER, like the store, 503 to a call).
     Unavailable,
 }
 

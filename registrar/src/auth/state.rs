@@ -16,7 +16,7 @@ use std::pin::Pin;
 /// A future returned by the state.
 pub type StateFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
 
-/// The shared state could not be reached (Redis down); the request is answered 503.
+/// The shared state could not be reached (Redis down).
 #[derive(Debug, thiserror::Error)]
 #[error("authentication state: {0}")]
 pub struct StateError(pub String);
