@@ -1,20 +1,31 @@
-//! The chart's CRDs are exactly what the Rust types generate.
+//! The chart's CRDs, plain and templated, are exactly what the Rust types generate.
 
 use std::path::Path;
-use switchboard_crds::manifests::{render_crds, CHART_CRD_DIR};
+use switchboard_crds::manifests::{
+    render_crd_template, render_crds, CHART_CRD_DIR, CHART_CRD_TEMPLATE,
+};
 
 #[test]
 fn checked_in_crds_are_fresh() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(CHART_CRD_DIR);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for (name, yaml) in render_crds() {
-        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        let on_disk =
+            std::fs::read_to_string(root.join(CHART_CRD_DIR).join(&name)).unwrap_or_default();
         assert!(
             on_disk == yaml,
             "{CHART_CRD_DIR}/{name} is stale: run `cargo run -p switchboard-crds --bin crdgen`"
         );
     }
+    let template = std::fs::read_to_string(root.join(CHART_CRD_TEMPLATE)).unwrap_or_default();
+    assert!(
+        template == render_crd_template(),
+        "{CHART_CRD_TEMPLATE} is stale: run `cargo run -p switchboard-crds --bin crdgen`"
+    );
+    // Helm's own crds/ folder would install the CRDs a second time, and never upgrade them.
+    assert!(
+        !root.join("charts/switchboard/crds").exists(),
+        "charts/switchboard/crds/ is back: the chart templates its CRDs"
+    );
 }
 
 #[test]

@@ -156,6 +156,9 @@ helm upgrade --install "$release" "$repo/charts/switchboard" \
 for crd in sites sipdevices callpatterns sipregistrations; do
   kubectl wait --for=condition=Established "crd/$crd.sip.switchboard.dev" --timeout=60s >/dev/null ||
     fail "CRD $crd not established"
+  # Installed by the release's template, and left in place by `helm uninstall`.
+  policy="$(kubectl get crd "$crd.sip.switchboard.dev" -o 'jsonpath={.metadata.annotations.helm\.sh/resource-policy}')"
+  [ "$policy" = keep ] || fail "CRD $crd lacks helm.sh/resource-policy: keep (has '$policy')"
 done
 
 # --- examples -----------------------------------------------------------------------------

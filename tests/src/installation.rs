@@ -33,9 +33,10 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     bin
 }
 
-/// Applies the chart's CRDs and waits until the API server serves them (Established).
+/// Applies the chart's CRDs the plain way (`kubectl apply` of `files/crds/`, as a cluster that
+/// sets `crds.install=false` does) and waits until the API server serves them (Established).
 pub fn install_crds(cp: &ControlPlane) {
-    let crds = chart_dir().join("crds");
+    let crds = chart_dir().join("files/crds");
     cp.kubectl_ok(
         &[
             "apply",

@@ -1,8 +1,9 @@
 //! Checks of `charts/switchboard` that need no cluster and no `helm`: the values schema against
 //! values.yaml, every template rendered (by `switchboard_tests::gotmpl`) under the defaults and
 //! under overlays that switch every option on, the rendered objects' shape, and the flags the
-//! chart passes to both binaries. The CRDs in `charts/switchboard/crds/` are generated; their
-//! freshness is tested by `crds/tests/crds_fresh.rs` and not repeated here.
+//! chart passes to both binaries. The CRDs (`files/crds/` plain, `templates/crds.yaml` for the
+//! release) are generated; their freshness is tested by `crds/tests/crds_fresh.rs`, what the
+//! template renders to here.
 
 use clap::Parser;
 use serde_json::{json, Value};
@@ -79,7 +80,10 @@ fn every_template_renders_to_well_formed_objects() {
             assert!(!o.kind().is_empty(), "{name}/{}: no kind", o.file);
             assert!(!o.name().is_empty(), "{name}/{}: no metadata.name", o.file);
             assert!(o.name().len() <= 63, "{name}/{}: name too long", o.file);
-            let namespaced = !matches!(o.kind(), "ClusterRole" | "ClusterRoleBinding");
+            let namespaced = !matches!(
+                o.kind(),
+                "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition"
+            );
             if namespaced {
                 assert_eq!(
                     v["metadata"]["namespace"],
@@ -200,6 +204,48 @@ fn defaults_are_safe_and_probed() {
     assert!(reg.value["spec"]["template"]["spec"]["hostNetwork"].is_null());
     assert_eq!(reg.value["spec"]["replicas"], 1);
     r.find("PodDisruptionBudget", "-registrar").unwrap();
+}
+
+/// The release installs and upgrades the CRDs (a template, not Helm's `crds/` folder), keeps
+/// them on uninstall, and renders exactly what the types generate; `crds.install=false` leaves
+/// them to whoever applies `files/crds/`.
+#[test]
+fn crds_are_templated_kept_and_generated() {
+    let crds = |r: &Rendered| -> Vec<Value> {
+        r.objects()
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.kind() == "CustomResourceDefinition")
+            .map(|o| {
+                assert_eq!(o.file, "crds.yaml");
+                o.value
+            })
+            .collect()
+    };
+    let generated: Vec<Value> = switchboard_crds::manifests::render_crds()
+        .iter()
+        .flat_map(|(_, yaml)| yaml_documents(yaml).unwrap())
+        .collect();
+    assert_eq!(generated.len(), 4);
+    let rendered = crds(&render(json!({})));
+    assert_eq!(rendered.len(), generated.len());
+    for (mut r, g) in rendered.into_iter().zip(&generated) {
+        let name = g["metadata"]["name"].clone();
+        let meta = r["metadata"].as_object_mut().unwrap();
+        let annotations = meta.remove("annotations").unwrap_or_default();
+        assert_eq!(
+            annotations,
+            json!({"helm.sh/resource-policy": "keep"}),
+            "{name}: kept on helm uninstall"
+        );
+        let labels = meta.remove("labels").unwrap_or_default();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{name}");
+        assert_eq!(
+            &r, g,
+            "{name}: the template renders what the types generate"
+        );
+    }
+    assert!(crds(&render(json!({"crds": {"install": false}}))).is_empty());
 }
 
 #[test]

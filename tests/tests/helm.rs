@@ -140,7 +140,7 @@ fn template(
     }
     files
         .into_iter()
-        .filter(|(f, _)| f.ends_with(".yaml") && !f.contains("/crds/"))
+        .filter(|(f, _)| f.ends_with(".yaml"))
         .map(|(f, text)| {
             let name = f.rsplit('/').next().unwrap().to_string();
             let docs = yaml_documents(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
