@@ -4,12 +4,12 @@
 //! and nothing is written twice (objects whose state did not change keep their
 //! resourceVersion, and the config Secret is not republished).
 
-use switchboard_crds::shards::secret_name;
+use switchboard_crds::shards::{secret_name, HASH_ANNOTATION};
 use switchboard_testkit::baresip::{Account, Baresip};
 use switchboard_testkit::{http_get, wait_until};
 use switchboard_tests::installation;
 use switchboard_tests::resources::{
-    accepted_device, device_manifest, get, site_manifest, wait_registration_state,
+    accepted_device, condition, device_manifest, get, site_manifest, wait_registration_state,
 };
 
 #[test]
@@ -73,6 +73,25 @@ fn operator_and_registrar_recover_from_an_api_server_restart() {
         &["apply", "-f", "-"],
         Some(&device_manifest(ns, "after", "00:1a:2b:00:02:03", "1002")),
     );
+    // The registrar's watches came back with the API server, possibly still backing off from
+    // its outage (refused connections, then 403 until its RBAC cache filled): a phone that
+    // registers before the registrar holds the device is refused and waits a long while
+    // before it tries again. So the phone starts once the device is Ready (published) and
+    // the registrar has loaded that config.
+    inst.explain(|| {
+        wait_until(
+            "the registrar to load the config holding the new device",
+            || {
+                let d = get(cp, ns, "sipdevice", "after")?;
+                (condition(&d, "Ready") == Some("True")).then_some(())?;
+                let secret = get(cp, installation::NAMESPACE, "secret", &secret_name(0))?;
+                let published = secret["metadata"]["annotations"][HASH_ANNOTATION].clone();
+                let (_, body) = http_get(inst.registrar_debug_http, "/debug/bindings")?;
+                let loaded: serde_json::Value = serde_json::from_str(&body).ok()?;
+                (loaded["configHash"] == published).then_some(())
+            },
+        )
+    });
     let _after_phone = phone("after");
     inst.explain(|| wait_registration_state(cp, ns, "after", "Registered"));
 
