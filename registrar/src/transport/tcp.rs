@@ -13,8 +13,9 @@ use crate::proxy::{FlowGuard, StreamReader};
 use crate::service::Service;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -144,10 +145,30 @@ fn admitted(
             .connections_refused
             .with_label_values(&["limit"])
             .inc();
-        tracing::warn!(%peer, "connection limit reached; closing");
+        // Worth a warning (the registrar is full), but not one per refused connection.
+        static WARNED_AT: AtomicU64 = AtomicU64::new(0);
+        if once_every(&WARNED_AT, 10, unix_secs()) {
+            tracing::warn!(%peer, "connection limit reached; closing (at most one line per 10 s)");
+        }
         return None;
     };
     Some((permit, slot))
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether something done at most once every `every` seconds (`last`: unix seconds of the
+/// last time) is due at `now`; if so, `now` becomes the last time.
+fn once_every(last: &AtomicU64, every: u64, now: u64) -> bool {
+    let before = last.load(Ordering::Relaxed);
+    now >= before + every
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 fn closed(metrics: &Metrics, reason: &str) {
@@ -322,6 +343,16 @@ fn wait_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warning_at_most_once_per_interval() {
+        let last = AtomicU64::new(0);
+        let t = 1_000_000;
+        assert!(once_every(&last, 10, t));
+        assert!(!once_every(&last, 10, t + 9), "a steady flood stays quiet");
+        assert!(once_every(&last, 10, t + 10));
+        assert!(!once_every(&last, 10, t + 11));
+    }
 
     #[test]
     fn the_first_message_has_a_short_deadline_then_the_idle_timeout_applies() {
