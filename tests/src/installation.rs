@@ -48,20 +48,24 @@ pub fn install_crds(cp: &ControlPlane) {
     );
     // `kubectl wait` fails outright on a CRD that has no conditions yet (just created), so
     // it is asked again until it answers.
-    wait_until_within("the CRDs to be Established", Duration::from_secs(60), || {
-        cp.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=10s",
-            "crd/sites.sip.switchboard.dev",
-            "crd/sipdevices.sip.switchboard.dev",
-            "crd/callpatterns.sip.switchboard.dev",
-            "crd/sipregistrations.sip.switchboard.dev",
-        ])
-        .status
-        .success()
-        .then_some(())
-    });
+    wait_until_within(
+        "the CRDs to be Established",
+        Duration::from_secs(60),
+        || {
+            cp.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=10s",
+                "crd/sites.sip.switchboard.dev",
+                "crd/sipdevices.sip.switchboard.dev",
+                "crd/callpatterns.sip.switchboard.dev",
+                "crd/sipregistrations.sip.switchboard.dev",
+            ])
+            .status
+            .success()
+            .then_some(())
+        },
+    );
 }
 
 /// The chart's ServiceAccounts, Roles and bindings for `values`, as one YAML stream.
