@@ -609,7 +609,7 @@ impl Service {
 /// URI (416, RFC 3261 §8.2.2.1; RFC 4475 §3.3.2), option tags it does not implement in
 /// `Require` or `Proxy-Require` (420 with `Unsupported`, §8.2.2.3, §16.3; RFC 4475 §3.3.5).
 fn refuse(request: &Request, reply: &impl Fn(u16, &'static str) -> Response) -> Option<Response> {
-    if SipUri::parse(&request.uri).is_none() {
+    if !SipUri::is_valid(&request.uri) {
         return Some(reply(416, "Unsupported URI Scheme"));
     }
     let fields = request

@@ -187,13 +187,14 @@ impl Limiter {
 
     /// What blocks `pair` (its own record, else its source's) at `now`, if anything.
     pub fn blocked(&self, pair: &PairKey, now: u64) -> Option<Scope> {
-        if self.pairs.lock().get(pair).is_some_and(|r| r.blocked(now)) {
+        let pairs = self.pairs.lock();
+        // The usual case, nobody failing: no hashing.
+        if !pairs.is_empty() && pairs.get(pair).is_some_and(|r| r.blocked(now)) {
             return Some(Scope::Pair);
         }
+        drop(pairs);
         let sources = self.sources.lock();
-        sources
-            .get(&pair.source)
-            .is_some_and(|r| r.blocked(now))
+        (!sources.is_empty() && sources.get(&pair.source).is_some_and(|r| r.blocked(now)))
             .then_some(Scope::Source)
     }
 

@@ -10,7 +10,8 @@
 //! parser ([`super::parse`]) and the proxy's ([`crate::proxy::sip`]) feed it `(name, value)`
 //! pairs, names in any case or compact form.
 
-use super::headers::{is_token_char, list_items, long_name, split_host_port, SipUri, SipUriParts};
+use super::headers::{is_token_char, list_items, long_name, SipUri, SipUriParts};
+use super::parse::valid_hostport;
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,115 +33,142 @@ const fn bad(reason: &'static str) -> Fault {
 /// (RFC 3261 §8.2.2.3, §16.3 step 4): none.
 pub const SUPPORTED: &[&str] = &[];
 
-/// The fields checked, by the index their count is kept under.
-const SINGLE: [&str; 9] = [
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
-    "Max-Forwards",
-    "Content-Length",
-    "Content-Type",
-    "Expires",
-    "Date",
-];
+/// The fields this module reads, resolved once per header line. The first nine may appear
+/// once at most (their count is kept by index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    Expires,
+    Date,
+    Via,
+    Contact,
+    Route,
+    RecordRoute,
+    Require,
+    ProxyRequire,
+    Supported,
+    Other,
+}
+
+/// Fields that may appear once at most.
+const SINGLE: usize = 9;
+
+impl Kind {
+    /// By name, any case, compact forms included; compared by length first.
+    fn of(name: &str) -> Kind {
+        let name = long_name(name);
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            2 if is("To") => Kind::To,
+            3 if is("Via") => Kind::Via,
+            4 if is("From") => Kind::From,
+            4 if is("CSeq") => Kind::CSeq,
+            4 if is("Date") => Kind::Date,
+            5 if is("Route") => Kind::Route,
+            7 if is("Call-ID") => Kind::CallId,
+            7 if is("Contact") => Kind::Contact,
+            7 if is("Expires") => Kind::Expires,
+            7 if is("Require") => Kind::Require,
+            9 if is("Supported") => Kind::Supported,
+            12 if is("Max-Forwards") => Kind::MaxForwards,
+            12 if is("Content-Type") => Kind::ContentType,
+            12 if is("Record-Route") => Kind::RecordRoute,
+            13 if is("Proxy-Require") => Kind::ProxyRequire,
+            14 if is("Content-Length") => Kind::ContentLength,
+            _ => Kind::Other,
+        }
+    }
+
+    /// The reason phrase of a field that does not read.
+    fn bad(self) -> &'static str {
+        match self {
+            Kind::From => "Bad From",
+            Kind::To => "Bad To",
+            Kind::CallId => "Bad Call-ID",
+            Kind::CSeq => "Bad CSeq",
+            Kind::MaxForwards => "Bad Max-Forwards",
+            Kind::ContentLength => "Bad Content-Length",
+            Kind::Expires => "Bad Expires",
+            Kind::Date => "Bad Date",
+            Kind::Via => "Bad Via",
+            Kind::Contact => "Bad Contact",
+            _ => "Bad Header",
+        }
+    }
+
+    /// The reason phrase of a single field given twice.
+    fn duplicate(self) -> &'static str {
+        match self {
+            Kind::From => "Duplicate From",
+            Kind::To => "Duplicate To",
+            Kind::CallId => "Duplicate Call-ID",
+            Kind::CSeq => "Duplicate CSeq",
+            Kind::MaxForwards => "Duplicate Max-Forwards",
+            Kind::ContentLength => "Duplicate Content-Length",
+            Kind::ContentType => "Duplicate Content-Type",
+            Kind::Expires => "Duplicate Expires",
+            _ => "Duplicate Date",
+        }
+    }
+}
 
 /// Checks a message's header fields (request or response), in order as received.
 pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), Fault> {
-    let mut counts = [0u8; SINGLE.len()];
+    let mut counts = [0u8; SINGLE];
     let mut vias = 0usize;
     for (name, value) in fields {
-        if name.is_empty() || !name.chars().all(is_token_char) {
+        if !token(name) {
             return Err(bad("Bad Header Name"));
         }
-        let name = long_name(name);
-        if let Some(i) = SINGLE.iter().position(|s| s.eq_ignore_ascii_case(name)) {
-            counts[i] = counts[i].saturating_add(1);
-            if counts[i] > 1 {
-                return Err(bad(duplicate(i)));
+        let kind = Kind::of(name);
+        if let Some(n) = counts.get_mut(kind as usize) {
+            *n = n.saturating_add(1);
+            if *n > 1 {
+                return Err(bad(kind.duplicate()));
             }
         }
-        field(name, value)?;
-        if name.eq_ignore_ascii_case("Via") {
-            vias += 1;
+        if !field(kind, value) {
+            return Err(bad(kind.bad()));
         }
+        vias += usize::from(kind == Kind::Via);
     }
     if vias == 0 {
         return Err(bad("Missing Via"));
     }
-    for (i, missing) in [
-        "Missing From",
-        "Missing To",
-        "Missing Call-ID",
-        "Missing CSeq",
-    ]
-    .iter()
-    .enumerate()
-    {
-        if counts[i] == 0 {
-            return Err(bad(missing));
-        }
+    let missing = [
+        (Kind::From, "Missing From"),
+        (Kind::To, "Missing To"),
+        (Kind::CallId, "Missing Call-ID"),
+        (Kind::CSeq, "Missing CSeq"),
+    ];
+    match missing.iter().find(|(k, _)| counts[*k as usize] == 0) {
+        Some((_, reason)) => Err(bad(reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-fn duplicate(i: usize) -> &'static str {
-    [
-        "Duplicate From",
-        "Duplicate To",
-        "Duplicate Call-ID",
-        "Duplicate CSeq",
-        "Duplicate Max-Forwards",
-        "Duplicate Content-Length",
-        "Duplicate Content-Type",
-        "Duplicate Expires",
-        "Duplicate Date",
-    ][i]
-}
-
-/// The grammar of one field, by its long name.
-fn field(name: &str, value: &str) -> Result<(), Fault> {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    let ok = if is("From") || is("To") {
-        name_addr(value, false)
-    } else if is("Contact") {
-        value.trim() == "*" || list(value, |v| name_addr(v, false))
-    } else if is("Route") || is("Record-Route") {
-        list(value, |v| name_addr(v, true))
-    } else if is("Via") {
-        list(value, via_parm)
-    } else if is("CSeq") {
-        cseq(value)
-    } else if is("Call-ID") {
-        call_id(value)
-    } else if is("Max-Forwards") || is("Content-Length") || is("Expires") {
-        digits(value)
-    } else if is("Date") {
-        date(value)
-    } else if is("Require") || is("Proxy-Require") {
-        value.split(',').all(|t| token(t.trim()))
-    } else if is("Supported") {
+/// Whether one field reads, by its kind.
+fn field(kind: Kind, value: &str) -> bool {
+    match kind {
+        Kind::From | Kind::To => name_addr(value, false),
+        Kind::Contact => value.trim() == "*" || list(value, |v| name_addr(v, false)),
+        Kind::Route | Kind::RecordRoute => list(value, |v| name_addr(v, true)),
+        Kind::Via => list(value, via_parm),
+        Kind::CSeq => cseq(value),
+        Kind::CallId => call_id(value),
+        Kind::MaxForwards | Kind::ContentLength | Kind::Expires => digits(value),
+        Kind::Date => date(value),
+        Kind::Require | Kind::ProxyRequire => value.split(',').all(|t| token(t.trim())),
         // May be empty (RFC 3261 §20.37).
-        value.trim().is_empty() || value.split(',').all(|t| token(t.trim()))
-    } else {
-        true
-    };
-    if ok {
-        return Ok(());
+        Kind::Supported => value.trim().is_empty() || value.split(',').all(|t| token(t.trim())),
+        Kind::ContentType | Kind::Other => true,
     }
-    Err(bad(match name {
-        n if n.eq_ignore_ascii_case("From") => "Bad From",
-        n if n.eq_ignore_ascii_case("To") => "Bad To",
-        n if n.eq_ignore_ascii_case("Contact") => "Bad Contact",
-        n if n.eq_ignore_ascii_case("Via") => "Bad Via",
-        n if n.eq_ignore_ascii_case("CSeq") => "Bad CSeq",
-        n if n.eq_ignore_ascii_case("Call-ID") => "Bad Call-ID",
-        n if n.eq_ignore_ascii_case("Date") => "Bad Date",
-        n if n.eq_ignore_ascii_case("Max-Forwards") => "Bad Max-Forwards",
-        n if n.eq_ignore_ascii_case("Content-Length") => "Bad Content-Length",
-        n if n.eq_ignore_ascii_case("Expires") => "Bad Expires",
-        _ => "Bad Header",
-    }))
 }
 
 /// Whether a Request-URI can be used: an absolute URI (`scheme:rest`); for `sip:`/`sips:` also
@@ -166,7 +194,7 @@ pub fn request_uri(uri: &str) -> Result<(), Fault> {
     if parts.headers.is_some() {
         return Err(bad("Headers Not Allowed In Request-URI"));
     }
-    if !super::parse::valid_hostport(parts.hostport) {
+    if !valid_hostport(parts.hostport) {
         return Err(bad("Bad Request-URI"));
     }
     Ok(())
@@ -195,7 +223,9 @@ pub fn unsupported<'a>(
 }
 
 fn token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn digits(s: &str) -> bool {
@@ -206,6 +236,9 @@ fn digits(s: &str) -> bool {
 /// Whether every element of a comma-separated list (commas inside quotes and angle brackets
 /// do not count) satisfies `item`; an empty element (`a,,b`, a trailing comma) does not.
 fn list(value: &str, item: impl Fn(&str) -> bool) -> bool {
+    if !value.contains(',') {
+        return item(value.trim()); // the usual single element, without the scan
+    }
     list_items(value).all(|v| item(v.trim()))
 }
 
@@ -283,8 +316,8 @@ fn absolute_uri(uri: &str) -> bool {
     if !scheme_ok
         || rest.is_empty()
         || rest
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+            .bytes()
+            .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
     {
         return false;
     }
@@ -354,8 +387,13 @@ fn via_parm(parm: &str) -> bool {
     }
     let after = after.trim_start();
     let (sent_by, rest) = after.split_at(after.find(';').unwrap_or(after.len()));
-    let sent_by: String = sent_by.split_whitespace().collect();
-    split_host_port(&sent_by).is_some() && params(rest)
+    let sent_by = sent_by.trim_end();
+    let readable = if sent_by.contains(char::is_whitespace) {
+        valid_hostport(&sent_by.split_whitespace().collect::<String>())
+    } else {
+        valid_hostport(sent_by)
+    };
+    readable && params(rest)
 }
 
 /// `1*DIGIT LWS Method`, the number a 32-bit unsigned integer.
