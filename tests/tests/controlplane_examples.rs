@@ -5,7 +5,6 @@
 //! the operator can tell (a regex that does not compile) — gets `Accepted=False` naming it.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_testkit::controlplane::ControlPlane;
 use switchboard_testkit::examples::{documents, examples_dir, scenario_folders};
