@@ -681,6 +681,28 @@ mod tests {
             .collect()
     }
 
+    /// A challenge for `user` and its answer with `password` by `alg`: a REGISTER without
+    /// credentials (CSeq `cseq`) is challenged, and the challenge of that algorithm answered
+    /// (nc 1) in an Authorization header line.
+    async fn answer(
+        s: &Service,
+        user: &str,
+        password: &str,
+        cseq: u32,
+        alg: Algorithm,
+    ) -> (String, String) {
+        let r = send(s, &register(user, cseq, "")).await;
+        let name = match alg {
+            Algorithm::Md5 => "algorithm=MD5",
+            _ => "algorithm=SHA-256",
+        };
+        let ch = header(&r, "WWW-Authenticate")
+            .into_iter()
+            .find(|c| c.contains(name))
+            .unwrap_or_else(|| panic!("no {name} challenge in {r}"));
+        (ch.to_string(), authorization(user, password, ch, alg, 1))
+    }
+
     fn authorization(
         user: &str,
         password: &str,
@@ -760,9 +782,7 @@ mod tests {
     async fn events_on_register_and_unregister() {
         let s = service();
         let mut rx = s.subscribe();
-        let r = send(&s, &register("1002", 1, "")).await;
-        let ch = header(&r, "WWW-Authenticate")[1].to_string();
-        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 1);
+        let (ch, auth) = answer(&s, "1002", "switchboard-1002", 1, Algorithm::Md5).await;
         assert!(send(&s, &register("1002", 2, &auth))
             .await
             .starts_with("SIP/2.0 200"));
@@ -904,9 +924,7 @@ mod tests {
         let dup = opts.replace("Call-ID: o1\r\n", "Call-ID: o4\r\ni: o5\r\n");
         assert_eq!(first(send(&s, &dup).await), "SIP/2.0 400 Duplicate Call-ID");
         // A REGISTER whose CSeq went backwards in its Call-ID: 400, not 500.
-        let r = send(&s, &register("1001", 1, "")).await;
-        let ch = header(&r, "WWW-Authenticate")[0].to_string();
-        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 1);
+        let (ch, auth) = answer(&s, "1001", "switchboard-1001", 1, Algorithm::Sha256).await;
         assert!(send(&s, &register("1001", 5, &auth))
             .await
             .starts_with("SIP/2.0 200"));
@@ -922,9 +940,7 @@ mod tests {
         let s = service();
         let mut rx = s.subscribe();
         s.config_changed().await;
-        let r = send(&s, &register("1002", 1, "")).await;
-        let ch = header(&r, "WWW-Authenticate")[1].to_string();
-        let auth = authorization("1002", "switchboard-1002", &ch, Algorithm::Md5, 1);
+        let (ch, auth) = answer(&s, "1002", "switchboard-1002", 1, Algorithm::Md5).await;
         assert!(send(&s, &register("1002", 2, &auth))
             .await
             .starts_with("SIP/2.0 200"));
@@ -953,9 +969,7 @@ mod tests {
         assert!(send(&s, &register("1002", 3, &auth))
             .await
             .starts_with("SIP/2.0 403"));
-        let r = send(&s, &register("1002", 4, "")).await;
-        let ch = header(&r, "WWW-Authenticate")[1].to_string();
-        let auth = authorization("1002", "new-password", &ch, Algorithm::Md5, 1);
+        let (_, auth) = answer(&s, "1002", "new-password", 4, Algorithm::Md5).await;
         assert!(send(&s, &register("1002", 5, &auth))
             .await
             .starts_with("SIP/2.0 200"));
@@ -970,9 +984,7 @@ mod tests {
     #[tokio::test]
     async fn too_brief_and_star_and_unknown_domain() {
         let s = service();
-        let r = send(&s, &register("1001", 1, "")).await;
-        let ch = header(&r, "WWW-Authenticate")[0].to_string();
-        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Sha256, 1);
+        let (ch, auth) = answer(&s, "1001", "switchboard-1001", 1, Algorithm::Sha256).await;
         let r = send(&s, &register("1001", 2, &format!("Expires: 10\r\n{auth}"))).await;
         assert!(r.starts_with("SIP/2.0 423 Interval Too Brief"), "{r}");
         assert_eq!(header(&r, "Min-Expires"), vec!["60"]);
