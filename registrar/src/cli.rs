@@ -219,6 +219,9 @@ pub fn ha1_command(user: &str, realm: &str) -> anyhow::Result<()> {
     let (md5, sha256) = switchboard_crds::config::ha1(user, realm, password);
     println!("ha1Md5: {md5}");
     println!("ha1Sha256: {sha256}");
+    let (md5, sha256) = switchboard_crds::config::ha1b(user, realm, password);
+    println!("ha1bMd5: {md5}");
+    println!("ha1bSha256: {sha256}");
     Ok(())
 }
 

@@ -26,6 +26,8 @@ pub struct Account {
     pub regint: u32,
     /// A CA file for TLS (baresip 1.0 does not check it; it is passed all the same).
     pub ca_file: Option<PathBuf>,
+    /// The digest username when it is not `user` (`auth_user`), e.g. `1001@domain`.
+    pub auth_user: Option<String>,
 }
 
 impl Account {
@@ -39,6 +41,7 @@ impl Account {
             transport: "udp",
             regint: 600,
             ca_file: None,
+            auth_user: None,
         }
     }
 
@@ -47,8 +50,12 @@ impl Account {
             "udp" => String::new(),
             t => format!(";transport={t}"),
         };
+        let auth_user = self
+            .auth_user
+            .as_ref()
+            .map_or(String::new(), |u| format!(";auth_user={u}"));
         format!(
-            "<sip:{}@{}{param}>;auth_pass={};outbound=\"sip:{}{param}\";regint={}\n",
+            "<sip:{}@{}{param}>;auth_pass={}{auth_user};outbound=\"sip:{}{param}\";regint={}\n",
             self.user, self.domain, self.password, self.proxy, self.regint
         )
     }

@@ -127,6 +127,12 @@ fn devices_get_ha1_never_the_password() {
         (dev.ha1_md5.as_str(), dev.ha1_sha256.as_str()),
         (md5.as_str(), sha.as_str())
     );
+    // And for phones that send the auth name as `user@domain`.
+    let (md5, sha) = switchboard_crds::config::ha1b(&creds.username, DOMAIN, "pw-lobby");
+    assert_eq!(
+        (dev.ha1b_md5.as_deref(), dev.ha1b_sha256.as_deref()),
+        (Some(md5.as_str()), Some(sha.as_str()))
+    );
     let json = serde_json::to_string(&c.config).unwrap();
     assert!(!json.contains("pw-lobby"));
     assert_eq!(
