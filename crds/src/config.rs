@@ -121,6 +121,9 @@ pub struct DeviceConfig {
     /// Effective call restrictions.
     #[serde(default)]
     pub restrictions: CallRestrictions,
+    /// The device's own limit of bindings, replacing its domain's `maxContacts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contacts: Option<u32>,
 }
 
 /// A compiled-in call pattern.

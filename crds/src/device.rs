@@ -67,6 +67,11 @@ pub struct SipDeviceSpec {
     /// What the device is for; absent or empty, it is `Unassigned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<Assignment>,
+    /// Bindings (contacts) this device may hold at once, the oldest replaced beyond it; the
+    /// site's `registration.maxContacts` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub max_contacts: Option<u32>,
 }
 
 /// At most one of `site` (a common-area phone) or `user` (a companion-mode phone).

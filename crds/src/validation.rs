@@ -226,6 +226,12 @@ pub fn validate_device(spec: &SipDeviceSpec) -> Vec<FieldError> {
             ));
         }
     }
+    if spec.max_contacts.is_some_and(|m| !(1..=32).contains(&m)) {
+        errors.push(FieldError::new(
+            "spec.maxContacts",
+            "must be between 1 and 32",
+        ));
+    }
     if let Some(Assignment { site, user }) = &spec.assignment {
         if site.is_some() && user.is_some() {
             errors.push(FieldError::new(
@@ -407,6 +413,23 @@ mod tests {
         );
         assert_eq!(normalize_mac("00:1a:2b:3c:4d"), None);
         assert_eq!(normalize_mac("zz:1a:2b:3c:4d:5e"), None);
+    }
+
+    #[test]
+    fn a_devices_limit_of_contacts_is_1_to_32() {
+        let mut spec = SipDeviceSpec {
+            mac_address: "00:1a:2b:3c:4d:5e".into(),
+            sip_user: "desk".into(),
+            credentials: None,
+            assignment: None,
+            max_contacts: Some(32),
+        };
+        assert!(validate_device(&spec).is_empty());
+        for wrong in [0, 33] {
+            spec.max_contacts = Some(wrong);
+            let errors = summarize(&validate_device(&spec));
+            assert!(errors.contains("spec.maxContacts"), "{errors}");
+        }
     }
 
     #[test]

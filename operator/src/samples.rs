@@ -70,6 +70,7 @@ pub fn device(ns: &str, name: &str, mac: &str, sip_user: &str, seq: i64) -> SipD
             sip_user: sip_user.into(),
             credentials: None,
             assignment: None,
+            max_contacts: None,
         },
         status: None,
     }

@@ -444,7 +444,14 @@ impl Service {
             let mut decide = |current: &[Binding]| {
                 // The new set goes to the store (and comes back as `update.after`); only the
                 // verdict is kept here.
-                let (d, next) = match registrar::decide(&req, policy, current, now, replica) {
+                let (d, next) = match registrar::decide(
+                    &req,
+                    policy,
+                    device.max_contacts,
+                    current,
+                    now,
+                    replica,
+                ) {
                     Decision::Accept(set) => (Decision::Accept(None), set),
                     reject => (reject, None),
                 };

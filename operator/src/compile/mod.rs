@@ -91,6 +91,7 @@ fn device_config(
             .map(|p| pattern_ids[&m.device.key.sibling(p)].clone())
             .collect(),
         restrictions: restrictions.cloned().unwrap_or_default(),
+        max_contacts: spec.max_contacts,
     }
 }
 

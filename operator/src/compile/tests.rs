@@ -142,6 +142,25 @@ fn devices_get_ha1_never_the_password() {
 }
 
 #[test]
+fn a_devices_own_limit_of_contacts_reaches_the_config() {
+    let mut index = world();
+    let mut d = lobby();
+    d.spec.max_contacts = Some(2);
+    index.apply(Change::device(Op::Apply(d)));
+    let (v, c) = run(&index);
+    let lobby = &v.device_credentials[&key("lobby")].username;
+    assert_eq!(
+        c.config.device(DOMAIN, lobby).unwrap().1.max_contacts,
+        Some(2)
+    );
+    let others = &c.config.domains[0].devices;
+    assert_eq!(
+        others.iter().filter(|d| d.max_contacts.is_none()).count(),
+        2
+    );
+}
+
+#[test]
 fn same_input_same_hash_whatever_the_order() {
     let a = world();
     let mut b = Index::synced("switchboard");

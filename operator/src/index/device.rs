@@ -62,6 +62,8 @@ pub struct DeviceSpec {
     pub site: Option<SitePlacement>,
     /// `spec.assignment.user`.
     pub user: Option<Box<UserAssignment>>,
+    /// `spec.maxContacts`.
+    pub max_contacts: Option<u32>,
     /// Single-object validation messages (`spec.…: …`), none when valid.
     pub field_errors: Box<[Box<str>]>,
 }
@@ -192,6 +194,7 @@ impl From<SipDeviceSpec> for DeviceSpec {
                 }
             }),
             user: user.map(Box::new),
+            max_contacts: spec.max_contacts,
             field_errors,
         }
     }
