@@ -76,6 +76,12 @@ pub struct Metrics {
     pub cluster_replicas: IntGaugeVec,
     /// `switchboard_replica_info{replica}`: 1, naming this replica.
     pub replica_info: IntGaugeVec,
+    /// `switchboard_status_writes_pending`: status writes waiting for the API server (the
+    /// backlog the write rate drains).
+    pub status_pending: IntGauge,
+    /// `switchboard_status_writes_total{result}`: status writes by result (`written`, `gone`:
+    /// the resource was deleted, `failed`: retried later).
+    pub status_writes: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -218,6 +224,15 @@ impl Metrics {
                 "switchboard_replica_info",
                 "Names this replica",
                 &["replica"],
+            ),
+            status_pending: gauge(
+                "switchboard_status_writes_pending",
+                "Status writes waiting for the API server",
+            ),
+            status_writes: counter_vec(
+                "switchboard_status_writes_total",
+                "Status writes by result (written, gone, failed)",
+                &["result"],
             ),
             registry,
         }

@@ -558,7 +558,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 replica: Some(replica.clone()),
                 ..Default::default()
             };
-            let store = store.clone();
+            let (store, metrics) = (store.clone(), metrics.clone());
             // Alone with the in-memory store, a restart lost every binding: statuses saying
             // otherwise are corrected as soon as the config is in force, not after the settle.
             let after_start = status::feed::AfterStart {
@@ -573,6 +573,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 status::run_with_cluster(
                     client,
                     settings,
+                    metrics,
                     events,
                     store,
                     STATUS_SETTLE,

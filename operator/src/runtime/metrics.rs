@@ -1,9 +1,12 @@
 //! Prometheus metrics.
 
+use crate::compile::Compiled;
+use crate::index::Index;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use switchboard_crds::registration::RegistrationPhase;
 
 /// The operator's metrics.
 #[derive(Clone)]
@@ -31,6 +34,14 @@ pub struct Metrics {
     pub fenced_writes: IntCounter,
     /// Failed writes (retried with backoff), by namespace.
     pub write_failures: IntCounterVec,
+    /// `switchboard_site_devices{namespace,site}`: devices naming each site (leader only).
+    pub site_devices: IntGaugeVec,
+    /// `switchboard_site_devices_registered{namespace,site}`: of those, registered.
+    pub site_registered: IntGaugeVec,
+    /// `switchboard_sip_registration_phase{namespace,name,phase}`: 1 for each upstream
+    /// registration's current phase (as the registrar wrote it into its status), 0 for the
+    /// others.
+    pub registration_phase: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -79,8 +90,30 @@ impl Metrics {
         registry
             .register(Box::new(write_failures.clone()))
             .expect("unique metric");
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         Metrics {
             write_failures,
+            site_devices: gauge_vec(
+                "switchboard_site_devices",
+                "Devices naming each site",
+                &["namespace", "site"],
+            ),
+            site_registered: gauge_vec(
+                "switchboard_site_devices_registered",
+                "Devices of each site the registrar reports registered",
+                &["namespace", "site"],
+            ),
+            registration_phase: gauge_vec(
+                "switchboard_sip_registration_phase",
+                "1 for each SipRegistration's current phase, 0 for the others",
+                &["namespace", "name", "phase"],
+            ),
             reconciles: counter(
                 "switchboard_operator_reconciles_total",
                 "Reconcile passes run",
@@ -122,6 +155,41 @@ impl Metrics {
         }
     }
 
+    /// Sets the per-site and per-registration gauges from a pass's outcome (the leader's view;
+    /// the series of objects gone since are removed).
+    pub fn set_inventory(&self, index: &Index, compiled: &Compiled) {
+        self.clear_inventory();
+        for (key, site) in &compiled.sites {
+            let labels = [&*key.namespace, &*key.name];
+            self.site_devices
+                .with_label_values(&labels)
+                .set(i64::from(site.devices));
+            self.site_registered
+                .with_label_values(&labels)
+                .set(i64::from(site.registered));
+        }
+        for (key, reg) in &index.registrations {
+            let now = reg.status.as_ref().and_then(|s| s.phase);
+            for phase in [
+                RegistrationPhase::InProgress,
+                RegistrationPhase::Successful,
+                RegistrationPhase::Failed,
+            ] {
+                self.registration_phase
+                    .with_label_values(&[&*key.namespace, &*key.name, phase_name(phase)])
+                    .set(i64::from(now == Some(phase)));
+            }
+        }
+    }
+
+    /// Drops the per-site and per-registration series (a replica that stops leading no longer
+    /// knows them).
+    pub fn clear_inventory(&self) {
+        self.site_devices.reset();
+        self.site_registered.reset();
+        self.registration_phase.reset();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -129,5 +197,60 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding");
         String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}
+
+fn phase_name(p: RegistrationPhase) -> &'static str {
+    match p {
+        RegistrationPhase::InProgress => "InProgress",
+        RegistrationPhase::Successful => "Successful",
+        RegistrationPhase::Failed => "Failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{compile, LastGood};
+    use crate::index::{Change, Op};
+    use crate::samples::*;
+    use crate::validate::validate;
+    use switchboard_crds::registration::SipRegistrationStatus;
+
+    #[test]
+    fn inventory_gauges_follow_sites_and_registration_phases() {
+        let mut index = Index::synced("switchboard");
+        let hq = site("acme", "hq", "hq.acme.test", "1000-1999");
+        index.apply(Change::Site(Op::Apply(hq)));
+        let lobby = at_site(
+            device("acme", "lobby", "00:1a:2b:3c:4d:5e", "lobby", 1),
+            "hq",
+            "1000",
+        );
+        index.apply(Change::secret(Op::Apply(generated_secret(&lobby, "pw"))));
+        index.apply(Change::device(Op::Apply(lobby)));
+        let mut trunk = registration("acme", "trunk", "sip:t@upstream.test", "trunk-pw");
+        trunk.status = Some(SipRegistrationStatus {
+            phase: Some(RegistrationPhase::Failed),
+            ..Default::default()
+        });
+        index.apply(Change::Registration(Op::Apply(trunk)));
+        let verdicts = validate(&index);
+        let compiled = compile(&index, &verdicts, &LastGood::new(), None);
+
+        let m = Metrics::new();
+        m.set_inventory(&index, &compiled);
+        let text = m.render();
+        for line in [
+            r#"switchboard_site_devices{namespace="acme",site="hq"} 1"#,
+            r#"switchboard_site_devices_registered{namespace="acme",site="hq"} 0"#,
+            r#"switchboard_sip_registration_phase{name="trunk",namespace="acme",phase="Failed"} 1"#,
+            r#"switchboard_sip_registration_phase{name="trunk",namespace="acme",phase="Successful"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // A replica that stops leading drops them.
+        m.clear_inventory();
+        assert!(!m.render().contains("switchboard_site_devices{"));
     }
 }

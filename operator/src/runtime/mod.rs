@@ -99,6 +99,7 @@ impl Loop {
             self.due = Instant::now();
         } else {
             self.writer.clear();
+            self.ctx.metrics.clear_inventory();
         }
     }
 

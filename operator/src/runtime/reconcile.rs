@@ -190,6 +190,7 @@ pub async fn pass(
         .map(|d| d.devices.len())
         .sum();
     ctx.metrics.config_devices.set(devices as i64);
+    ctx.metrics.set_inventory(index, &compiled);
     report.hash = compiled.config.hash.clone();
 
     // 4. Publish.
