@@ -20,6 +20,7 @@ const HOT_REQUESTS: [(&str, u16); 6] = [
 /// Every metric the registrar exports.
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     /// `sip_requests_total{method,code}`: requests answered (count with
     /// [`Metrics::count_request`]).
     pub requests: IntCounterVec,
@@ -84,6 +85,18 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
 }
 
+/// Registers `m`, noting its name in `names`.
+fn register(
+    registry: &Registry,
+    names: &std::cell::RefCell<Vec<String>>,
+    m: Box<dyn prometheus::core::Collector>,
+) {
+    let mut names = names.borrow_mut();
+    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
+    names.sort();
+    registry.register(m).expect("unique metric");
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -94,32 +107,25 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let counter = |name: &str, help: &str| {
             let m = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let gauge = |name: &str, help: &str| {
             let m = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         Metrics {
@@ -234,8 +240,14 @@ impl Metrics {
                 "Status writes by result (written, gone, failed)",
                 &["result"],
             ),
+            names: names.into_inner(),
             registry,
         }
+    }
+
+    /// The name of every metric registered (also those with no series yet), sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Sets `switchboard_cluster_replicas` from `live` of `total` replicas.

@@ -12,6 +12,7 @@ use switchboard_crds::registration::RegistrationPhase;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     /// Reconcile passes run.
     pub reconciles: IntCounter,
     /// Reconcile passes (or single writes in them) that failed.
@@ -34,14 +35,28 @@ pub struct Metrics {
     pub fenced_writes: IntCounter,
     /// Failed writes (retried with backoff), by namespace.
     pub write_failures: IntCounterVec,
-    /// `switchboard_site_devices{namespace,site}`: devices naming each site (leader only).
+    /// `switchboard_site_devices{site}`: devices naming each site (`namespace/name`; leader
+    /// only). Not a `namespace` label: Prometheus would rename it `exported_namespace`, as the
+    /// scrape target's own `namespace` label comes first.
     pub site_devices: IntGaugeVec,
-    /// `switchboard_site_devices_registered{namespace,site}`: of those, registered.
+    /// `switchboard_site_devices_registered{site}`: of those, registered.
     pub site_registered: IntGaugeVec,
-    /// `switchboard_sip_registration_phase{namespace,name,phase}`: 1 for each upstream
-    /// registration's current phase (as the registrar wrote it into its status), 0 for the
-    /// others.
+    /// `switchboard_sip_registration_phase{registration,phase}`: 1 for each upstream
+    /// registration's (`namespace/name`) current phase, as the registrar wrote it into its
+    /// status, 0 for the others.
     pub registration_phase: IntGaugeVec,
+}
+
+/// Registers `m`, noting its name in `names`.
+fn register(
+    registry: &Registry,
+    names: &std::cell::RefCell<Vec<String>>,
+    m: Box<dyn prometheus::core::Collector>,
+) {
+    let mut names = names.borrow_mut();
+    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
+    names.sort();
+    registry.register(m).expect("unique metric");
 }
 
 impl Default for Metrics {
@@ -54,18 +69,15 @@ impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(c.clone()));
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(g.clone()));
             g
         };
         let compile_seconds = Histogram::with_opts(
@@ -76,9 +88,7 @@ impl Metrics {
             .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(compile_seconds.clone()))
-            .expect("unique metric");
+        register(&registry, &names, Box::new(compile_seconds.clone()));
         let write_failures = IntCounterVec::new(
             Opts::new(
                 "switchboard_operator_write_failures_total",
@@ -87,14 +97,10 @@ impl Metrics {
             &["namespace"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(write_failures.clone()))
-            .expect("unique metric");
+        register(&registry, &names, Box::new(write_failures.clone()));
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(g.clone()));
             g
         };
         Metrics {
@@ -102,17 +108,17 @@ impl Metrics {
             site_devices: gauge_vec(
                 "switchboard_site_devices",
                 "Devices naming each site",
-                &["namespace", "site"],
+                &["site"],
             ),
             site_registered: gauge_vec(
                 "switchboard_site_devices_registered",
                 "Devices of each site the registrar reports registered",
-                &["namespace", "site"],
+                &["site"],
             ),
             registration_phase: gauge_vec(
                 "switchboard_sip_registration_phase",
                 "1 for each SipRegistration's current phase, 0 for the others",
-                &["namespace", "name", "phase"],
+                &["registration", "phase"],
             ),
             reconciles: counter(
                 "switchboard_operator_reconciles_total",
@@ -151,8 +157,14 @@ impl Metrics {
                 "1 while this replica holds the leader Lease",
             ),
             compile_seconds,
+            names: names.into_inner(),
             registry,
         }
+    }
+
+    /// The name of every metric registered (also those with no series yet), sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Sets the per-site and per-registration gauges from a pass's outcome (the leader's view;
@@ -160,7 +172,7 @@ impl Metrics {
     pub fn set_inventory(&self, index: &Index, compiled: &Compiled) {
         self.clear_inventory();
         for (key, site) in &compiled.sites {
-            let labels = [&*key.namespace, &*key.name];
+            let labels = [key.to_string()];
             self.site_devices
                 .with_label_values(&labels)
                 .set(i64::from(site.devices));
@@ -170,13 +182,14 @@ impl Metrics {
         }
         for (key, reg) in &index.registrations {
             let now = reg.status.as_ref().and_then(|s| s.phase);
+            let key = key.to_string();
             for phase in [
                 RegistrationPhase::InProgress,
                 RegistrationPhase::Successful,
                 RegistrationPhase::Failed,
             ] {
                 self.registration_phase
-                    .with_label_values(&[&*key.namespace, &*key.name, phase_name(phase)])
+                    .with_label_values(&[key.as_str(), phase_name(phase)])
                     .set(i64::from(now == Some(phase)));
             }
         }
@@ -242,10 +255,10 @@ mod tests {
         m.set_inventory(&index, &compiled);
         let text = m.render();
         for line in [
-            r#"switchboard_site_devices{namespace="acme",site="hq"} 1"#,
-            r#"switchboard_site_devices_registered{namespace="acme",site="hq"} 0"#,
-            r#"switchboard_sip_registration_phase{name="trunk",namespace="acme",phase="Failed"} 1"#,
-            r#"switchboard_sip_registration_phase{name="trunk",namespace="acme",phase="Successful"} 0"#,
+            r#"switchboard_site_devices{site="acme/hq"} 1"#,
+            r#"switchboard_site_devices_registered{site="acme/hq"} 0"#,
+            r#"switchboard_sip_registration_phase{phase="Failed",registration="acme/trunk"} 1"#,
+            r#"switchboard_sip_registration_phase{phase="Successful",registration="acme/trunk"} 0"#,
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
