@@ -7,6 +7,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Label on the companion devices the operator keeps for a Site's users
+/// (`spec.companionDevices`): the Site's name. Devices without it are never touched.
+pub const COMPANION_OF_LABEL: &str = "sip.switchboard.dev/companion-of";
+
 /// A hardware phone or softphone that registers with the registrar.
 // Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]

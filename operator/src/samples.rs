@@ -57,6 +57,7 @@ pub fn with_user(mut site: Site, name: &str, extension: Option<&str>) -> Site {
         name: name.into(),
         extension: extension.map(Into::into),
         email: None,
+        companion_device: None,
     });
     site
 }

@@ -474,3 +474,86 @@ fn registrar_reads_its_config_secrets_and_no_other(cp: &ControlPlane, inst: &Ins
     let (ok, text) = read(&["get", "secrets", "-n", sys, &by_name(&first), "-o", "name"]);
     assert!(ok && text.trim() == format!("secret/{first}"), "{text}");
 }
+
+/// A Site listing users with `spec.companionDevices` gets one companion SipDevice per user
+/// (not for one who opts out), owned by the Site, with generated credentials a real phone
+/// registers with; a user removed from the list loses the device; the Site's Events say so.
+#[test]
+fn a_site_keeps_a_companion_device_for_every_user() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-companions";
+    let domain = "sales.companions.test";
+    ensure_namespace(cp, ns);
+    let site = |users: &str| {
+        format!(
+            "apiVersion: sip.switchboard.dev/v1alpha1\nkind: Site\nmetadata:\n  name: sales\n  \
+             namespace: {ns}\nspec:\n  domain: {domain}\n  extensions: \"3000-3999\"\n  \
+             companionDevices: {{receiveCalls: true}}\n  users:\n{users}"
+        )
+    };
+    let alice = "    - {name: alice, extension: \"3100\"}\n";
+    let bob = "    - {name: bob}\n";
+    let carol = "    - {name: carol, companionDevice: false}\n";
+    cp.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&site(&format!("{alice}{bob}{carol}"))),
+    );
+
+    let AcceptedDevice {
+        object,
+        user,
+        password,
+    } = inst.explain(|| accepted_device(cp, ns, "sales-alice-companion"));
+    accepted_device(cp, ns, "sales-bob-companion");
+    let owner = &object["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Site"), Some("sales"))
+    );
+    assert_eq!(object["spec"]["assignment"]["user"]["user"], "alice");
+    let listed = cp.kubectl_ok(
+        &[
+            "get",
+            "sipdevices",
+            "-n",
+            ns,
+            "-l",
+            "sip.switchboard.dev/companion-of=sales",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "sipdevice.sip.switchboard.dev/sales-alice-companion",
+            "sipdevice.sip.switchboard.dev/sales-bob-companion"
+        ],
+        "carol opted out"
+    );
+
+    let _phone = phone(inst, &user, domain, &password);
+    inst.explain(|| wait_registration_state(cp, ns, "sales-alice-companion", "Registered"));
+
+    // Bob leaves the site: his companion goes (the operator deletes it; no garbage collector).
+    cp.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&site(&format!("{alice}{carol}"))),
+    );
+    inst.explain(|| {
+        wait_until_within("bob's companion to be deleted", LIMIT, || {
+            get(cp, ns, "sipdevice", "sales-bob-companion")
+                .is_none()
+                .then_some(())
+        })
+    });
+    assert!(get(cp, ns, "sipdevice", "sales-alice-companion").is_some());
+    let described = cp.kubectl_ok(&["describe", "-n", ns, "site", "sales"], None);
+    assert_event(&described, "CompanionDeviceApplied", "switchboard-operator");
+    assert_event(&described, "CompanionDeviceDeleted", "switchboard-operator");
+}
