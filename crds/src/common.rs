@@ -118,6 +118,10 @@ impl SecretRef {
 pub const DEFAULT_PASSWORD_KEY: &str = "password";
 /// The Secret key the full SIP user name lives in, for the person configuring the phone.
 pub const USERNAME_KEY: &str = "username";
+/// Annotation on a device or registration: set it to any new value to get a new password.
+pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
+/// Annotation on a generated Secret: the rotation value it was generated for.
+pub const ROTATED_FOR_ANNOTATION: &str = "sip.switchboard.dev/rotated-for";
 
 /// Where a password comes from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -557,3 +557,138 @@ fn a_site_keeps_a_companion_device_for_every_user() {
     assert_event(&described, "CompanionDeviceApplied", "switchboard-operator");
     assert_event(&described, "CompanionDeviceDeleted", "switchboard-operator");
 }
+
+/// `kubectl switchboard`, found by kubectl on `PATH` as a plugin: a device's credentials card
+/// (with the registrar's load-balancer address), a rotation that hands back the new password,
+/// the bindings of a phone registered with it, and registered/total per site.
+#[test]
+fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-plugin";
+    let domain = "hq.plugin.test";
+    ensure_namespace(cp, ns);
+    let manifests = format!(
+        "{}---\n{}---\n{}",
+        site_manifest(ns, domain),
+        device_manifest(ns, "desk", "00:1a:2b:00:00:71", "1000"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: registrar\n  namespace: journey-plugin\n  \
+         labels: {app.kubernetes.io/component: registrar}\nspec:\n  type: LoadBalancer\n  \
+         ports: [{name: sip-udp, port: 5060, protocol: UDP}]\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "service",
+            "registrar",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
+        ],
+        None,
+    );
+    let AcceptedDevice { user, password, .. } = accepted_device(cp, ns, "desk");
+    let dir = installation::workspace_binary("kubectl-switchboard")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let plugin = |args: &[&str]| {
+        let mut all = vec!["switchboard"];
+        all.extend(args);
+        let out = cp.kubectl_plugin(&dir, &all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, card, err) = plugin(&["credentials", "desk", "-n", ns, "--registrar-namespace", ns]);
+    assert!(ok, "{err}");
+    for line in [
+        format!("SIP user:       {user}"),
+        format!("Password:       {password}"),
+        format!("Domain / realm: {domain}"),
+        "Registrar:      UDP 192.0.2.10:5060".to_string(),
+    ] {
+        assert!(card.contains(&line), "{line} in\n{card}");
+    }
+
+    let (ok, card, err) = plugin(&["credentials", "desk", "-n", ns, "--rotate"]);
+    assert!(ok, "{err}");
+    let secret = "desk-sip-credentials";
+    let rotated = switchboard_tests::resources::secret_value(cp, ns, secret, "password").unwrap();
+    assert_ne!(rotated, password);
+    assert!(
+        card.contains(&format!("Password:       {rotated}")),
+        "{card}"
+    );
+
+    inst.explain(|| wait_password_in_force(cp, inst, &user, domain, &rotated));
+    let _phone = phone(inst, &user, domain, &rotated);
+    inst.explain(|| wait_registration_state(cp, ns, "desk", "Registered"));
+    let (ok, table, err) = plugin(&["bindings", "desk", "-n", ns]);
+    assert!(ok, "{err}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("UDP") && row.contains("registrar-0") && row.contains("baresip"),
+        "{table}"
+    );
+    wait_until_within("the site to count the device registered", LIMIT, || {
+        let (_, sites, _) = plugin(&["sites", "-n", ns]);
+        sites
+            .lines()
+            .any(|l| l.contains(domain) && l.contains("1/1"))
+            .then_some(())
+    });
+
+    let (ok, _, err) = plugin(&["credentials", "no-such-device", "-n", ns]);
+    assert!(!ok && err.contains("no-such-device"), "{err}");
+}
+
+/// Waits until the config the operator published holds `user`'s HA1 for `password` and the
+/// registrar runs that config (its hash in `switchboard_config_info`): a phone configured
+/// sooner would be refused and back off.
+fn wait_password_in_force(
+    cp: &ControlPlane,
+    inst: &Installation,
+    user: &str,
+    domain: &str,
+    password: &str,
+) {
+    use switchboard_crds::shards::{secret_name, HASH_ANNOTATION};
+    let (md5, _) = switchboard_crds::config::ha1(user, domain, password);
+    let hash = wait_until_within(
+        "the operator to publish the new password's HA1",
+        LIMIT,
+        || {
+            let shard = get(cp, installation::NAMESPACE, "secret", &secret_name(0))?;
+            let config = switchboard_tests::resources::secret_value(
+                cp,
+                installation::NAMESPACE,
+                &secret_name(0),
+                switchboard_crds::shards::DATA_KEY,
+            )?;
+            config.contains(&md5).then(|| {
+                shard["metadata"]["annotations"][HASH_ANNOTATION]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        },
+    );
+    let label = format!(
+        "switchboard_config_info{{hash=\"{}\"}} 1",
+        &hash[..hash.len().min(12)]
+    );
+    wait_until_within("the registrar to load it", LIMIT, || {
+        let (_, metrics) = switchboard_testkit::http_get(inst.registrar_http, "/metrics")?;
+        metrics.contains(&label).then_some(())
+    });
+}
