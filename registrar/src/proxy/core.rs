@@ -97,6 +97,10 @@ pub struct Outbound {
     pub tcp: Option<SocketAddr>,
     /// See `tcp`.
     pub tls_addr: Option<SocketAddr>,
+    /// Our WS and WSS listening addresses (the Record-Route facing a browser), when bound.
+    pub ws: Option<SocketAddr>,
+    /// See `ws`.
+    pub wss: Option<SocketAddr>,
 }
 
 /// Starts reading a connection the proxy opened: the stream, bytes already read, the peer,
@@ -290,7 +294,7 @@ impl Inner {
     }
 
     pub(super) fn send(&self, data: &[u8], to: Hop) {
-        if to.transport != Transport::Udp {
+        if to.transport.is_stream() {
             if !self.flows.send(to.addr, Bytes::copy_from_slice(data)) {
                 tracing::debug!(to = %to.addr, "no open flow to send into");
             }
@@ -329,12 +333,7 @@ impl Inner {
     }
 
     pub(super) fn via(&self, branch: &str, transport: Transport) -> String {
-        let t = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        };
-        format!("SIP/2.0/{t} {};branch={branch};rport", self.local())
+        format!("SIP/2.0/{transport} {};branch={branch};rport", self.local())
     }
 }
 
