@@ -376,31 +376,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ if !args.wss.is_empty() => anyhow::bail!("--wss needs --tls-cert and --tls-key"),
         _ => None,
     };
-    match &acceptor {
-        Some(acceptor) => {
-            for (addr, required) in addresses(&args.tls, 5061) {
-                match transport::bind_tcp(addr) {
-                    Ok(listener) => {
-                        tracing::info!(%addr, "listening on TLS");
-                        bound_tls.push(listener.local_addr().unwrap_or(addr));
-                        listeners.spawn(transport::tcp::serve(
-                            listener,
-                            Some(acceptor.clone()),
-                            service.clone(),
-                            metrics.clone(),
-                            admit.clone(),
-                            limits,
-                            shutdown_rx.clone(),
-                        ));
-                    }
-                    Err(e) if !required => {
-                        tracing::warn!(%addr, error = %e, "not listening on TLS")
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("binding TLS {addr}")),
+    if let Some(acceptor) = &acceptor {
+        for (addr, required) in addresses(&args.tls, 5061) {
+            match transport::bind_tcp(addr) {
+                Ok(listener) => {
+                    tracing::info!(%addr, "listening on TLS");
+                    bound_tls.push(listener.local_addr().unwrap_or(addr));
+                    listeners.spawn(transport::tcp::serve(
+                        listener,
+                        Some(acceptor.clone()),
+                        service.clone(),
+                        metrics.clone(),
+                        admit.clone(),
+                        limits,
+                        shutdown_rx.clone(),
+                    ));
                 }
+                Err(e) if !required => {
+                    tracing::warn!(%addr, error = %e, "not listening on TLS")
+                }
+                Err(e) => return Err(e).with_context(|| format!("binding TLS {addr}")),
             }
         }
-        None => {}
     }
     // WS and WSS (browser phones), only where asked for.
     let policy = Arc::new(WebSocketPolicy {

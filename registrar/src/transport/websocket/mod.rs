@@ -83,6 +83,7 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     /// The WebSocket handshake (within the handshake timeout), then the connection's life.
+    #[allow(clippy::result_large_err)] // the callback's type is tungstenite's
     async fn open<S: AsyncRead + AsyncWrite + Unpin>(
         self,
         stream: S,
@@ -169,6 +170,7 @@ fn message(data: Bytes) -> Message {
 
 /// Accepts a handshake that offers `sip` from an allowed origin, answering with the `sip`
 /// subprotocol; refuses any other with the status and reason of [`handshake::check`].
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 fn answer_handshake(
     req: &Request,
     mut resp: Response,
