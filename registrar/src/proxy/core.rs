@@ -355,6 +355,25 @@ pub(super) mod fixtures {
         let req = Msg::parse(INVITE.as_bytes()).unwrap();
         response_to(&req, status, "X", Some("b"))
     }
+
+    /// The core of a proxy on the embedded config, attached to a loopback UDP socket.
+    pub(in crate::proxy) async fn core() -> std::sync::Arc<super::Inner> {
+        use crate::location::MemoryStore;
+        use std::sync::Arc;
+        let config = Arc::new(super::ConfigHandle::new());
+        config.replace(crate::config::embedded());
+        let p = super::Proxy::new(
+            config,
+            Arc::new(MemoryStore::new()),
+            Arc::new(super::Metrics::new()),
+            super::Cluster::alone("r"),
+            super::ProxySettings::default(),
+        );
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        p.attach_udp(Arc::new(socket), local);
+        p.inner
+    }
 }
 
 #[cfg(test)]

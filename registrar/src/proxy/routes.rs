@@ -266,7 +266,42 @@ fn parse_flow_param(v: &str) -> Option<Hop> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::core::fixtures;
     use super::*;
+
+    fn hop(addr: &str, transport: Transport) -> Hop {
+        Hop {
+            addr: addr.parse().unwrap(),
+            transport,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_crossing_into_a_websocket_gets_a_record_route_naming_its_connection() {
+        let inner = fixtures::core().await;
+        let udp = hop("127.0.0.1:5071", Transport::Udp);
+        let ws = hop("127.0.0.1:40000", Transport::Ws);
+        // Both sides alike: one Record-Route.
+        assert_eq!(inner.record_routes("c1", udp, udp, false).1, None);
+        // Callee on a WebSocket: the one facing it goes on top and names its connection.
+        let (bottom, top) = inner.record_routes("c1", udp, ws, false);
+        assert!(!bottom.contains("transport="), "{bottom}");
+        let top = addr_uri(&top.expect("a double Record-Route"));
+        assert!(top.contains(";transport=ws;"), "{top}");
+        assert!(inner.is_ours(&top) && inner.route_token_valid(&top, "c1"));
+        assert_eq!(inner.dialog_flow(&top, "c1"), Some(ws));
+        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), None);
+        // Not for another dialog, nor for a connection written in by someone else.
+        assert_eq!(inner.dialog_flow(&top, "c2"), None);
+        let forged = top.replace("127.0.0.1:40000", "127.0.0.1:40001");
+        assert_eq!(inner.dialog_flow(&forged, "c1"), None);
+        // Caller on WSS: the bottom one faces it.
+        let wss = hop("127.0.0.1:40002", Transport::Wss);
+        let (bottom, top) = inner.record_routes("c1", wss, udp, false);
+        assert!(bottom.contains(";transport=wss;"), "{bottom}");
+        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), Some(wss));
+        assert!(top.is_some_and(|t| !t.contains("transport=")));
+    }
 
     #[test]
     fn flow_params_round_trip() {
@@ -274,6 +309,7 @@ mod tests {
             (Transport::Udp, "192.0.2.1:5060"),
             (Transport::Tcp, "[2001:db8::1]:5070"),
             (Transport::Tls, "10.0.0.1:5061"),
+            (Transport::Wss, "10.0.0.1:40000"),
         ] {
             let hop = Hop {
                 addr: a.parse().unwrap(),
