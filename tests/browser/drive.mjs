@@ -90,5 +90,8 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
   await run(rest.join(' ')).catch((e) => out({ event: 'error', message: String(e) }));
 }
 await browser.close();
+server.closeAllConnections();
 server.close();
 out({ event: 'quit' });
+// stdin (still open for the reader) would keep node running.
+process.exit(0);
