@@ -15,12 +15,10 @@ use common::{
     free_port, header_values, password, run_tool, status_of, temp_dir, test_certificates, Options,
     Registrar, DEADLINE, DOMAIN,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -54,19 +52,9 @@ fn connect(
     let (scheme, stream): (_, Box<dyn Io>) = match ca {
         None => ("ws", Box::new(tcp)),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(CertificateDer::from_pem_file(ca).unwrap())
-                .unwrap();
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            let config = common::tls_client_config(ca);
             let name = ServerName::try_from("localhost").unwrap();
-            let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+            let conn = rustls::ClientConnection::new(config, name).unwrap();
             ("wss", Box::new(rustls::StreamOwned::new(conn, tcp)))
         }
     };

@@ -35,27 +35,39 @@ impl Inner {
     /// sibling only relays into a flow another replica of this installation chose.
     pub(super) fn sibling_route(&self, peer: SocketAddr, call_id: &str, flow: Hop) -> String {
         let flow = flow_param(flow);
-        let token = self
-            .config
-            .current()
-            .map(|l| l.nonce_key.issue(&format!("{call_id}\n{flow}"), 0, [0; 8]))
-            .unwrap_or_default();
+        let token = self.flow_mac(FlowUse::Sibling, call_id, &flow);
         format!("<sip:{peer};lr;sbf={flow};sbt={token}>")
     }
 
     /// The flow a sibling's Route (see [`Inner::sibling_route`]) asks us to relay into, when
     /// its MAC is right for this Call-ID.
     pub(super) fn relayed_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
-        let u = SipUri::parse(route_uri)?;
+        self.flow_in(FlowUse::Sibling, route_uri, call_id)
+    }
+
+    /// A MAC of `flow` (as [`flow_param`] writes it), the Call-ID and the use under the shared
+    /// nonce key.
+    fn flow_mac(&self, use_: FlowUse, call_id: &str, flow: &str) -> String {
+        self.config
+            .current()
+            .map(|l| l.nonce_key.issue(&use_.realm(call_id, flow), 0, [0; 8]))
+            .unwrap_or_default()
+    }
+
+    /// The flow a URI of ours names for `use_`, when its MAC is right for this Call-ID (see
+    /// [`Inner::flow_mac`]).
+    fn flow_in(&self, use_: FlowUse, uri: &str, call_id: &str) -> Option<Hop> {
+        let (flow, mac) = use_.params();
+        let u = SipUri::parse(uri)?;
         let param = |name: &str| {
             u.params
                 .iter()
                 .find(|(k, _)| k == name)
                 .and_then(|(_, v)| v.clone())
         };
-        let (flow, token) = (param("sbf")?, param("sbt")?);
+        let (flow, token) = (param(flow)?, param(mac)?);
         let loaded = self.config.current()?;
-        let realm = format!("{call_id}\n{flow}");
+        let realm = use_.realm(call_id, &flow);
         if loaded.nonce_key.check(&token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
             return None;
         }
@@ -135,34 +147,14 @@ impl Inner {
             .unwrap_or("lr;sbp");
         let transport = flow.transport.as_sip_param();
         let flow = flow_param(flow);
-        let mac = self.flow_mac(call_id, &flow);
+        let mac = self.flow_mac(FlowUse::Dialog, call_id, &flow);
         format!("<sip:{addr};transport={transport};{rest};sbw={flow};sbwt={mac}>")
-    }
-
-    fn flow_mac(&self, call_id: &str, flow: &str) -> String {
-        self.config
-            .current()
-            .map(|l| l.nonce_key.issue(&format!("{call_id}\n{flow}"), 0, [0; 8]))
-            .unwrap_or_default()
     }
 
     /// The WebSocket flow a Route of ours facing a browser names (see
     /// [`Inner::record_routes`]), when its MAC is right for this Call-ID.
     pub(super) fn dialog_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
-        let u = SipUri::parse(route_uri)?;
-        let param = |name: &str| {
-            u.params
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.clone())
-        };
-        let (flow, token) = (param("sbw")?, param("sbwt")?);
-        let loaded = self.config.current()?;
-        let realm = format!("{call_id}\n{flow}");
-        if loaded.nonce_key.check(&token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
-            return None;
-        }
-        parse_flow_param(&flow)
+        self.flow_in(FlowUse::Dialog, route_uri, call_id)
     }
 
     /// Our Record-Route facing a trunk reached over TCP/TLS (RFC 5658 double Record-Route:
@@ -226,6 +218,33 @@ impl Inner {
         if let Some(hop) = flow.or_else(|| next_hop(&req).map(|dest| self.hop(dest))) {
             req.push_front("Via", self.via(&new_branch(), hop.transport));
             self.send(&req.encode(), hop);
+        }
+    }
+}
+
+/// What a flow named in one of our URIs is for; each has its parameters and its own MAC, so
+/// one cannot be passed off as the other (a Record-Route a callee saw is no licence to have a
+/// sibling's relay ring the caller's connection).
+#[derive(Clone, Copy)]
+enum FlowUse {
+    /// A sibling's Route into the flow it holds to a phone (`sbf`, `sbt`).
+    Sibling,
+    /// Our Record-Route facing a WebSocket side, naming its connection (`sbw`, `sbwt`).
+    Dialog,
+}
+
+impl FlowUse {
+    fn params(self) -> (&'static str, &'static str) {
+        match self {
+            FlowUse::Sibling => ("sbf", "sbt"),
+            FlowUse::Dialog => ("sbw", "sbwt"),
+        }
+    }
+
+    fn realm(self, call_id: &str, flow: &str) -> String {
+        match self {
+            FlowUse::Sibling => format!("{call_id}\n{flow}"),
+            FlowUse::Dialog => format!("{call_id}\n{flow}\ndialog"),
         }
     }
 }
@@ -295,6 +314,9 @@ mod tests {
         assert_eq!(inner.dialog_flow(&top, "c2"), None);
         let forged = top.replace("127.0.0.1:40000", "127.0.0.1:40001");
         assert_eq!(inner.dialog_flow(&forged, "c1"), None);
+        // Nor as a sibling's Route, which would relay a new request into it unauthenticated.
+        let as_sibling = top.replace("sbw=", "sbf=").replace("sbwt=", "sbt=");
+        assert_eq!(inner.relayed_flow(&as_sibling, "c1"), None);
         // Caller on WSS: the bottom one faces it.
         let wss = hop("127.0.0.1:40002", Transport::Wss);
         let (bottom, top) = inner.record_routes("c1", wss, udp, false);

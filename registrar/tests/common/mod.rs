@@ -464,6 +464,23 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca_path, cert_path, key_path)
 }
 
+/// A rustls client config that trusts only the CA in `ca` (PEM), as written by
+/// [`test_certificates`].
+pub fn tls_client_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
 #[allow(unused_imports)]
 pub use switchboard_testkit::sip::{header_values, status_of};
 
