@@ -24,7 +24,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 # The browser softphone test (registrar/tests/browser_phone.rs): Debian's chromium, driven by
 # playwright-core from npm (which downloads no browser of its own), and node/npm to run it.
-command -v chromium >/dev/null || need+=(chromium)
+# (A Chrome already installed, as on GitHub's Ubuntu runners, serves too.)
+command -v chromium >/dev/null || command -v google-chrome >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then

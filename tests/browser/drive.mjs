@@ -45,8 +45,13 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((resolve) => server.listen(cfg.pagePort, '127.0.0.1', resolve));
 
+// Debian's chromium; $CHROMIUM, or a Chrome already on the machine (GitHub's Ubuntu runners).
+const executablePath =
+  process.env.CHROMIUM ||
+  ['/usr/bin/chromium', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p)) ||
+  '/usr/bin/chromium';
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  executablePath,
   args: [
     // The registrar's test certificate is self-signed for this test.
     '--ignore-certificate-errors',
