@@ -13,152 +13,9 @@
 
 mod common;
 
-use common::{
-    free_port, password, temp_dir, test_certificates, Options, Registrar, DEADLINE, DOMAIN,
-};
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use common::{free_port, password, temp_dir, test_certificates, Options, Registrar, DOMAIN};
 use switchboard_testkit::baresip::{Account, Baresip};
-
-/// How long the browser may take for a step (starting chromium is the slow one).
-const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The browser phone: node running drive.mjs, its events as JSON lines.
-struct BrowserPhone {
-    child: Child,
-    stdin: ChildStdin,
-    events: mpsc::Receiver<Value>,
-    /// Every event so far.
-    seen: Vec<Value>,
-    stderr: PathBuf,
-}
-
-impl BrowserPhone {
-    fn start(url: &str, user: &str, page_port: u16, dir: &Path) -> BrowserPhone {
-        let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
-        assert!(
-            browser_dir.join("node_modules/jssip").is_dir()
-                && browser_dir.join("node_modules/playwright-core").is_dir(),
-            "the browser test's npm packages are missing: run scripts/install-test-deps.sh"
-        );
-        let cfg = serde_json::json!({
-            "url": url,
-            "user": user,
-            "password": password(user),
-            "domain": DOMAIN,
-            "pagePort": page_port,
-        });
-        let stderr = dir.join("browser.log");
-        let mut child = Command::new("node")
-            .arg(browser_dir.join("drive.mjs"))
-            .arg(cfg.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("node (scripts/install-test-deps.sh installs it)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let stdin = child.stdin.take().unwrap();
-        BrowserPhone {
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").expect("the browser driver is running");
-    }
-
-    /// Waits for an event named `name` (and matching `also`), failing on a page error.
-    fn wait(&mut self, name: &str, also: impl Fn(&Value) -> bool) -> Value {
-        let until = Instant::now() + BROWSER_DEADLINE;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let Ok(e) = self.events.recv_timeout(left) else {
-                panic!("no {name} from the browser in time; {}", self.report());
-            };
-            self.seen.push(e.clone());
-            match e["event"].as_str() {
-                Some("pageerror" | "error" | "failed" | "registrationFailed") => {
-                    panic!("browser: {e}; {}", self.report())
-                }
-                Some(n) if n == name && also(&e) => return e,
-                _ => {}
-            }
-        }
-    }
-
-    /// The SIP exchange on the page's WebSocket since event index `from`, one entry a frame:
-    /// `sent INVITE`, `received 200 INVITE` (status and CSeq method for responses).
-    fn frames_since(&self, from: usize) -> Vec<String> {
-        self.seen[from..]
-            .iter()
-            .filter_map(|e| {
-                let dir = e["event"]
-                    .as_str()
-                    .filter(|d| *d == "sent" || *d == "received")?;
-                let line = e["line"].as_str()?;
-                let method = e["cseq"].as_str()?.split_whitespace().nth(1)?;
-                Some(match line.strip_prefix("SIP/2.0 ") {
-                    Some(status) => format!("{dir} {} {method}", &status[..3]),
-                    None => format!("{dir} {method}"),
-                })
-            })
-            .collect()
-    }
-
-    fn report(&self) -> String {
-        let events: Vec<String> = self.seen.iter().map(Value::to_string).collect();
-        format!(
-            "events:\n{}\nbrowser log:\n{}",
-            events.join("\n"),
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for BrowserPhone {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let deadline = Instant::now() + DEADLINE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Asserts that `frames` hold `expected` in this order (other frames may come between).
-fn assert_in_order(frames: &[String], expected: &[&str], what: &str) {
-    let mut rest = frames.iter();
-    for want in expected {
-        assert!(
-            rest.any(|f| f == want),
-            "{what}: {want} missing (in order {expected:?}) from {frames:#?}"
-        );
-    }
-}
+use switchboard_testkit::browser::{assert_in_order, BrowserPhone};
 
 #[test]
 fn a_browser_registers_over_wss_calls_baresip_and_is_called_by_it() {
@@ -186,7 +43,8 @@ fn a_browser_registers_over_wss_calls_baresip_and_is_called_by_it() {
     r.wait_bindings("default/softphone-1002", 1);
 
     let url = format!("wss://127.0.0.1:{}", r.wss_port.unwrap());
-    let mut phone = BrowserPhone::start(&url, "1001", page_port, &dir);
+    let pw = password("1001");
+    let mut phone = BrowserPhone::start(&url, ("1001", &pw, DOMAIN), page_port, &dir);
     phone.wait("registered", |_| true);
     let binding = &r.wait_bindings("default/desk-1001", 1)[0];
     assert_eq!(binding["transport"], "WSS", "{binding}");
