@@ -8,7 +8,6 @@
 
 pub mod handshake;
 
-use super::framing::{next_frame, Frame};
 use super::tcp::{accept_loop, closed, tls_handshake, wait_for, ConnectionLimits, StreamLimits};
 use crate::message::MAX_MESSAGE_SIZE;
 use crate::metrics::Metrics;
@@ -142,11 +141,11 @@ impl Conn<'_> {
                 // Pings are answered by the WebSocket layer itself.
                 Ok(Some(Ok(_))) => continue,
             };
-            let reply = match next_frame(&data, MAX_MESSAGE_SIZE) {
-                Frame::KeepAlive { pong, .. } => pong.then(|| Bytes::from_static(b"\r\n")),
-                _ => {
+            let reply = match content(&data) {
+                Content::KeepAlive { pong } => pong.then(|| Bytes::from_static(b"\r\n")),
+                Content::Message(sip) => {
                     first_by = None;
-                    let out = self.service.handle(&data, peer, transport).await;
+                    let out = self.service.handle(sip, peer, transport).await;
                     out.map(|o| Bytes::copy_from_slice(&o.data))
                 }
             };
@@ -157,6 +156,28 @@ impl Conn<'_> {
             }
         }
         let _ = ws.close(None).await;
+    }
+}
+
+/// What a WebSocket message holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Content<'a> {
+    /// Only CRLFs: an RFC 5626 keepalive, answered with a CRLF when it is a double CRLF.
+    KeepAlive { pong: bool },
+    /// A SIP message (CRLFs before it dropped, as RFC 3261 §7.5 asks).
+    Message(&'a [u8]),
+}
+
+fn content(data: &[u8]) -> Content<'_> {
+    let start = data
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(data.len());
+    match &data[start..] {
+        [] => Content::KeepAlive {
+            pong: data.starts_with(b"\r\n\r\n"),
+        },
+        sip => Content::Message(sip),
     }
 }
 
@@ -204,6 +225,18 @@ fn answer_handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlfs_are_keepalives_and_lead_no_message_astray() {
+        assert_eq!(content(b"\r\n\r\n"), Content::KeepAlive { pong: true });
+        assert_eq!(content(b"\r\n"), Content::KeepAlive { pong: false });
+        assert_eq!(content(b""), Content::KeepAlive { pong: false });
+        assert_eq!(
+            content(b"\r\nOPTIONS sip:a SIP/2.0\r\n\r\n"),
+            Content::Message(b"OPTIONS sip:a SIP/2.0\r\n\r\n")
+        );
+        assert_eq!(content(b"BYE"), Content::Message(b"BYE"));
+    }
 
     #[test]
     fn text_when_utf8_else_binary() {
