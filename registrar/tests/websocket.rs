@@ -238,6 +238,41 @@ fn registers_with_digest_over_ws_and_wss() {
 }
 
 #[test]
+fn garbage_is_dropped_and_an_oversized_message_closes_only_its_connection() {
+    let (r, _ca) = start("ws-garbage", &[]);
+    let mut phone = WsPhone::open(&r, None);
+    phone
+        .ws
+        .send(Message::binary(&b"\x00\x01\xffnot sip"[..]))
+        .unwrap();
+    phone.send("INVITE nonsense\r\n\r\n");
+    // The connection is still served: a REGISTER with digest goes through on it.
+    phone.register("1001");
+    // A message over the size limit (64 KiB) ends the connection, and nothing else.
+    let mut big = WsPhone::open(&r, None);
+    big.send(&format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nX: {}\r\n\r\n",
+        "a".repeat(70_000)
+    ));
+    loop {
+        match big.ws.read() {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the oversized message's connection stayed open")
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    let mut again = WsPhone::open(&r, None);
+    again.register("1002");
+}
+
+#[test]
 fn handshakes_must_offer_sip_and_come_from_an_allowed_origin() {
     let (r, _ca) = start(
         "ws-handshake",
