@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.port) || !(self.transport == 'TLS' && self.port == 5060) && !(self.transport != 'TLS' && self.port == 5061)").message("port 5060 is for UDP/TCP and 5061 for TLS: transport and port disagree"))]
-#[x_kube(validation = Rule::new("!has(self.transport) || !(self.transport in ['WS', 'WSS'])").message("WS and WSS are for browser phones: an upstream is reached over UDP, TCP or TLS"))]
+#[x_kube(validation = Rule::new("!has(self.transport) || !(self.transport in ['WS', 'WSS'])").message("WS and WSS are for browser phones: an upstream is reached over UDP, TCP or TLS").field_path(".transport"))]
 pub struct SipRegistrationSpec {
     /// Address of record registered upstream, `sip:user@domain`.
     #[schemars(regex(pattern = r"^sips?:[^@\s]+@[^@\s]+$"))]
