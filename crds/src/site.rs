@@ -174,7 +174,8 @@ pub struct RegistrationPolicy {
     #[serde(default = "default_max_contacts")]
     #[schemars(range(min = 1, max = 32))]
     pub max_contacts: u32,
-    /// Transports the site's devices may register over.
+    /// Transports the site's devices may register over: UDP, TCP, TLS, and WS/WSS for browser
+    /// softphones (RFC 7118; the registrar listens with --ws/--wss). Default: UDP, TCP, TLS.
     #[serde(default = "default_transports")]
     #[schemars(length(min = 1))]
     pub transports: Vec<Transport>,

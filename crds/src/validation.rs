@@ -343,6 +343,15 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             ));
         }
     }
+    if spec.transport.is_websocket() {
+        errors.push(FieldError::new(
+            "spec.transport",
+            format!(
+                "{} is for browser phones: an upstream is reached over UDP, TCP or TLS",
+                spec.transport
+            ),
+        ));
+    }
     if !(60..=86400).contains(&spec.expires) {
         errors.push(FieldError::new(
             "spec.expires",

@@ -266,6 +266,34 @@ fn several_registrar_replicas_without_redis_are_refused() {
         );
     }
     render(json!({"registrar": {"replicas": 2}, "redis": {"enabled": true}}));
+}
+
+#[test]
+fn wss_without_a_certificate_is_refused() {
+    let e = chart()
+        .render(
+            &json!({"registrar": {"websocket": {"wss": true}}}),
+            RELEASE,
+            NS,
+        )
+        .err()
+        .expect("rendered WSS without TLS");
+    assert!(
+        format!("{e:#}").contains("set registrar.tls.enabled=true"),
+        "{e:#}"
+    );
+    let defaults = render(json!({}));
+    let svc = defaults.find("Service", "-registrar").unwrap();
+    let names: Vec<&Value> = svc.value["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert!(
+        !names.contains(&&json!("sip-ws")) && !names.contains(&&json!("sip-wss")),
+        "{names:?}"
+    );
     render(json!({"registrar": {"replicas": 2}, "redis": {"url": "redis://r:6379/0"}}));
 }
 
@@ -318,6 +346,22 @@ fn options_render_what_they_promise() {
         .clone();
     assert_eq!(tls["port"], 5061);
     assert_eq!(tls["nodePort"], 30061);
+    // Browser phones: WS and WSS on the Service, the pod and the command line.
+    let ports = svc.value["spec"]["ports"].as_array().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).cloned();
+    assert_eq!(port("sip-ws").expect("WS port")["port"], 8080);
+    let wss = port("sip-wss").expect("WSS port");
+    assert_eq!(
+        (&wss["port"], &wss["nodePort"]),
+        (&json!(8443), &json!(30443))
+    );
+    for flag in [
+        ["--ws", "0.0.0.0:8080"],
+        ["--wss", "0.0.0.0:8443"],
+        ["--ws-allowed-origin", "https://phone.example.com"],
+    ] {
+        assert!(a.windows(2).any(|w| w == flag), "{flag:?} in {a:?}");
+    }
     assert_eq!(svc.value["spec"]["loadBalancerIP"], "192.0.2.1");
 
     let host = render(overlays()[2].1.clone());

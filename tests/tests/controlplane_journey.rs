@@ -6,9 +6,10 @@
 use serde_json::Value;
 use std::time::Duration;
 use switchboard_testkit::baresip::{Account, Baresip};
+use switchboard_testkit::browser::BrowserPhone;
 use switchboard_testkit::controlplane::ControlPlane;
 use switchboard_testkit::kamailio::Kamailio;
-use switchboard_testkit::{repo_root, wait_until_within};
+use switchboard_testkit::{free_port, repo_root, temp_dir, wait_until_within};
 use switchboard_tests::installation::{self, ensure_namespace, Installation};
 use switchboard_tests::resources::{
     accepted_device, condition, device_manifest, get, site_manifest, spec_managers,
@@ -111,6 +112,49 @@ fn a_device_lives_from_apply_to_registered_to_deleted() {
         GC_LIMIT,
         || get(cp, ns, "secret", &secret).is_none().then_some(()),
     );
+}
+
+/// A browser softphone (chromium running JsSIP) registers over WSS, as a device of a Site that
+/// lists WSS among its transports: the device's status shows the WSS contact (a `*.invalid`
+/// URI, the browser's user agent, the registrar holding its connection), and unregistering
+/// turns it Unregistered.
+#[test]
+fn a_browser_phone_registers_over_wss_and_the_status_shows_it() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-browser";
+    let domain = "hq.browser.test";
+    ensure_namespace(cp, ns);
+    let site = site_manifest(ns, domain) + "  registration:\n    transports: [UDP, WSS]\n";
+    let device = device_manifest(ns, "web", "00:1a:2b:00:00:09", "1009");
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&format!("{site}---\n{device}")));
+    let AcceptedDevice { user, password, .. } = accepted_device(cp, ns, "web");
+
+    let url = format!("wss://127.0.0.1:{}", inst.wss_port);
+    let dir = temp_dir("journey-browser");
+    let account = (user.as_str(), password.as_str(), domain);
+    let mut phone = BrowserPhone::start(&url, account, free_port(), &dir);
+    phone.wait("registered", |_| true);
+    let dev = inst.explain(|| wait_registration_state(cp, ns, "web", "Registered"));
+    let contact = &dev["status"]["registration"]["contacts"][0];
+    assert_eq!(contact["transport"], "WSS", "{contact}");
+    assert!(
+        contact["uri"]
+            .as_str()
+            .unwrap()
+            .contains(".invalid;transport=ws"),
+        "{contact}"
+    );
+    assert!(
+        contact["userAgent"].as_str().unwrap().contains("JsSIP"),
+        "{contact}"
+    );
+    assert_eq!(contact["replica"], "registrar-0", "{contact}");
+
+    phone.command("unregister");
+    phone.wait("unregistered", |_| true);
+    inst.explain(|| wait_registration_state(cp, ns, "web", "Unregistered"));
 }
 
 /// kubectl's own table (printer columns): the header, and the device's row holding `cells`

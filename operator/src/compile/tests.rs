@@ -86,6 +86,21 @@ fn world_is_valid() {
 }
 
 #[test]
+fn a_site_allowing_browser_phones_passes_ws_and_wss_to_the_registrar() {
+    use switchboard_crds::common::Transport;
+    let mut index = world();
+    let mut hq = site(NS, "hq", DOMAIN, "1000-1999");
+    hq.spec.registration.transports = vec![Transport::Udp, Transport::Wss, Transport::Ws];
+    index.apply(Change::Site(Op::Apply(hq)));
+    let (v, c) = run(&index);
+    assert!(v.sites.is_empty(), "{v:?}");
+    assert_eq!(
+        c.config.domains[0].registration.transports,
+        [Transport::Udp, Transport::Wss, Transport::Ws]
+    );
+}
+
+#[test]
 fn inheritance_site_defaults_device_overrides_pattern_add_remove() {
     let index = world();
     let (_, c) = run(&index);
