@@ -380,17 +380,25 @@ fn each_service_account_may_do_what_it_needs_and_no_more() {
             Some("tenant"),
             true,
         ),
+        // Companion devices a Site keeps: applied and deleted by the operator.
         (
             op,
             "patch",
             "sipdevices.sip.switchboard.dev",
             Some("tenant"),
-            false,
+            true,
         ),
         (
             op,
             "delete",
             "sipdevices.sip.switchboard.dev",
+            Some("tenant"),
+            true,
+        ),
+        (
+            op,
+            "delete",
+            "sites.sip.switchboard.dev",
             Some("tenant"),
             false,
         ),
