@@ -148,6 +148,12 @@ pub const USERNAME_KEY: &str = "username";
 pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
 /// Annotation on a generated Secret: the rotation value it was generated for.
 pub const ROTATED_FOR_ANNOTATION: &str = "sip.switchboard.dev/rotated-for";
+/// Label on Secrets the operator generated (value `"true"`).
+pub const GENERATED_LABEL: &str = "sip.switchboard.dev/generated-credentials";
+/// Label on every Secret the operator may read (value `"true"`): it watches Secrets by this
+/// label only, so no other Secret reaches its memory. Generated Secrets carry it; a Secret a
+/// resource references must be given it.
+pub const CREDENTIALS_LABEL: &str = "sip.switchboard.dev/credentials";
 
 /// Where a password comes from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

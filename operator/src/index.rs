@@ -7,11 +7,12 @@
 
 mod device;
 mod published;
+pub mod status_digest;
 
 pub use device::{Device, DeviceSpec, SiteOverrides, SitePlacement, OWNED_FIELDS};
 pub use published::{Published, ShardInfo};
 
-use crate::credentials::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
+use switchboard_crds::common::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use crate::key::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -57,7 +58,7 @@ pub enum Change {
     Pattern(Op<CallPattern>),
     /// A `SipRegistration`.
     Registration(Op<SipRegistration>),
-    /// A credentials `Secret` (labelled [`crate::credentials::CREDENTIALS_LABEL`]): a full list
+    /// A credentials `Secret` (labelled [`switchboard_crds::common::CREDENTIALS_LABEL`]): a full list
     /// replaces only these.
     Secret(Op<SecretEntry>),
     /// The full list of the credentials Secrets of one namespace (a watch limited to it, in the

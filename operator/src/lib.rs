@@ -24,6 +24,7 @@ pub mod credentials;
 pub mod effective;
 pub mod index;
 pub mod key;
+pub mod problem;
 pub mod publish;
 pub mod runtime;
 pub mod samples;

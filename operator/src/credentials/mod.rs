@@ -21,19 +21,15 @@ pub mod plan;
 
 use crate::index::{Device, Index};
 use crate::key::ObjectKey;
-use crate::validate::Problem;
+use crate::problem::Problem;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 use switchboard_crds::common::USERNAME_KEY;
 use switchboard_crds::SipRegistration;
 
-pub use switchboard_crds::common::{ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION};
-/// Label on Secrets the operator generated (value `"true"`).
-pub const GENERATED_LABEL: &str = "sip.switchboard.dev/generated-credentials";
-/// Label on every Secret the operator may read (value `"true"`): it watches Secrets by this
-/// label only, so no other Secret reaches its memory. Generated Secrets carry it; a Secret a
-/// resource references must be given it.
-pub const CREDENTIALS_LABEL: &str = "sip.switchboard.dev/credentials";
+pub use switchboard_crds::common::{
+    CREDENTIALS_LABEL, GENERATED_LABEL, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION,
+};
 /// A generated Secret is named after its owner plus this.
 pub const SECRET_SUFFIX: &str = "-sip-credentials";
 /// Length of the generated prefix, without the `-`.

@@ -8,11 +8,11 @@
 //! its messages are kept: an empty list for a valid device.
 
 use crate::key::ObjectKey;
-use crate::status::digest::StatusDigest;
+use super::status_digest::StatusDigest;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
-use switchboard_crds::common::SecretRef;
+use switchboard_crds::common::{SecretRef, ROTATE_ANNOTATION};
 use switchboard_crds::device::{
     AssignmentKind, PatternOverrides, RegistrationState, UserAssignment, COMPANION_OF_LABEL,
 };
@@ -39,7 +39,7 @@ pub struct Device {
     pub generation: Option<i64>,
     /// `metadata.creationTimestamp`.
     pub created: Option<Timestamp>,
-    /// The rotation annotation ([`crate::credentials::ROTATE_ANNOTATION`]).
+    /// The rotation annotation ([`ROTATE_ANNOTATION`]).
     pub rotate: Option<Box<str>>,
     /// The Site that keeps it as a user's companion device ([`COMPANION_OF_LABEL`]).
     pub companion_of: Option<Box<str>>,
@@ -207,7 +207,7 @@ impl From<SipDevice> for Device {
         let key = ObjectKey::of(&d);
         let rotate = d
             .annotations()
-            .get(crate::credentials::ROTATE_ANNOTATION)
+            .get(ROTATE_ANNOTATION)
             .map(|v| boxed(v.clone()));
         let companion_of = d.labels().get(COMPANION_OF_LABEL).map(|v| boxed(v.clone()));
         let registered = d
@@ -251,7 +251,7 @@ mod tests {
         );
         d.metadata.annotations = Some(
             [(
-                crate::credentials::ROTATE_ANNOTATION.to_string(),
+                ROTATE_ANNOTATION.to_string(),
                 "1".to_string(),
             )]
             .into(),

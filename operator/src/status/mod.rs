@@ -5,7 +5,7 @@
 //! `devices` and `registered`; on patterns `usedBy`. [`plan`] compares those fields of the
 //! object's current status with what they should be and yields a server-side-apply body only
 //! for objects where something differs, so a steady cluster gets no status writes. The current
-//! status is seen through a [`digest::StatusDigest`] (the index keeps no more of a device's
+//! status is seen through a [`StatusDigest`] (the index keeps no more of a device's
 //! status than that).
 //! `lastTransitionTime` moves only when a condition's status flips
 //! ([`switchboard_crds::common::set_condition`]).
@@ -13,7 +13,6 @@
 //! Events follow condition changes, never reconciles: `Invalid` (Warning) when `Accepted`
 //! turns False or its message changes, `Accepted` (Normal) when it turns True.
 
-pub mod digest;
 mod write;
 
 pub use write::execute;
@@ -23,7 +22,7 @@ use crate::effective;
 use crate::index::{Device, Index};
 use crate::key::ObjectKey;
 use crate::validate::{Problem, Verdicts};
-use digest::{CondState, StatusDigest};
+use crate::index::status_digest::{self as digest, CondState, StatusDigest};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
