@@ -8,8 +8,22 @@
 //! | [`digitmap`] | the digit map a device's site and patterns imply (pure) |
 //! | [`profile`] | device + site + credentials + registrar address → what every file says (pure) |
 //! | [`vendor`] | paths and file formats: Yealink, Polycom, Grandstream, Linphone, JSON (pure) |
+//! | [`access`] | HTTP basic credentials against the site's provisioning logins (pure) |
+//! | [`fetch`] | one fetch: path, credentials and failure limits, the file |
+//! | [`inventory`] | devices, sites and Secrets from the Kubernetes API or a manifest file |
+//! | [`record`] | a served file recorded in the device's status and an Event |
+//! | [`tls`] | the certificate: PEM files, or a self-signed one for a demo |
+//! | [`server`] | the HTTPS listener and its routes |
+//! | [`cli`] | command-line options |
 
+pub mod access;
+pub mod cli;
 pub mod digitmap;
+pub mod fetch;
+pub mod inventory;
 pub mod mac;
 pub mod profile;
+pub mod record;
+pub mod server;
+pub mod tls;
 pub mod vendor;
