@@ -8,6 +8,7 @@
 //!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
 //!   `kubectl` against it.
 //! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back.
+//! - [`https`]: GET over TLS as a phone fetching its provisioning file does it.
 //! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.
 //! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
@@ -19,6 +20,7 @@ pub mod controlplane;
 pub mod daemon;
 pub mod examples;
 pub mod http;
+pub mod https;
 pub mod kamailio;
 pub mod process;
 pub mod sip;
