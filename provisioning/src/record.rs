@@ -92,7 +92,8 @@ pub fn note(f: &Fetch) -> String {
 }
 
 async fn write(client: &Client, events: &EventRecorder, f: &Fetch) -> anyhow::Result<()> {
-    let api: Api<SipDevice> = Api::namespaced(client.clone(), &f.namespace);
+    let device_ns = f.namespace.as_str();
+    let api: Api<SipDevice> = Api::namespaced(client.clone(), device_ns);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let device = api
         .patch_status(&f.name, &pp, &Patch::Apply(apply_body(f)))

@@ -69,8 +69,9 @@ impl KubeSource {
         let sites = Arc::new(RwLock::new(Cache::new()));
         let device_api: Api<SipDevice> = Api::all(client.clone());
         let site_api: Api<Site> = Api::all(client.clone());
-        tokio::spawn(follow(device_api, devices.clone()));
-        tokio::spawn(follow(site_api, sites.clone()));
+        let config = watcher::Config::default;
+        tokio::spawn(follow(watcher(device_api, config()), devices.clone()));
+        tokio::spawn(follow(watcher(site_api, config()), sites.clone()));
         KubeSource {
             client,
             devices,
@@ -84,12 +85,15 @@ impl KubeSource {
     }
 }
 
-/// Feeds a watch into a cache for ever; the watcher retries by itself (with backoff).
-async fn follow<K>(api: Api<K>, cache: Arc<RwLock<Cache<K>>>)
-where
+/// Feeds a watch into a cache for ever, pausing a second after each error (the watcher then
+/// lists again).
+async fn follow<K>(
+    stream: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send,
+    cache: Arc<RwLock<Cache<K>>>,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => cache.write().apply(event),
@@ -130,11 +134,12 @@ impl Source for KubeSource {
 
     fn secret<'a>(
         &'a self,
-        namespace: &'a str,
+        device_ns: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Option<SecretData>>> {
         Box::pin(async move {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            // The device's namespace, any namespace: not this process's own.
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), device_ns);
             let secret = api.get_opt(name).await?;
             Ok(secret.as_ref().map(secret_text))
         })
