@@ -2,7 +2,7 @@
 //! the device's site (failures limited as SIP authentication's are, by the same limiter), and
 //! the file is rendered from the device's profile.
 
-use crate::access;
+use crate::access::{self, Given, Verdict};
 use crate::inventory::{self, Found, Source};
 use crate::mac::Mac;
 use crate::profile::{self, Profile, SipServer};
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_registrar::auth::limiter::{Limiter, PairKey};
+use switchboard_registrar::auth::nonce::NonceKey;
 
 /// What a phone sent.
 #[derive(Clone, Debug)]
@@ -55,8 +56,9 @@ pub enum Outcome {
     Served(File, Fetch),
     /// 404: no such vendor, file name or MAC.
     NotFound,
-    /// 401: no credentials, or not those of the device's site.
-    Unauthorized,
+    /// 401 with these `WWW-Authenticate` challenges: no credentials, or not those of the
+    /// device's site.
+    Unauthorized(Vec<String>),
     /// 429: too many failures from this source (and user), for this many seconds.
     Blocked(u64),
     /// 503: the source cannot answer now (still listing, a Secret not written yet).
@@ -68,6 +70,9 @@ pub struct Provisioner {
     source: Arc<dyn Source>,
     limiter: Limiter,
     server: SipServer,
+    /// Signs digest nonces: random per process, so a nonce from another replica is answered
+    /// with a fresh challenge.
+    nonces: NonceKey,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -82,6 +87,7 @@ impl Provisioner {
             source,
             limiter,
             server,
+            nonces: NonceKey::new(&rand::random::<[u8; 32]>()),
         }
     }
 
@@ -98,13 +104,13 @@ impl Provisioner {
         else {
             return Outcome::NotFound;
         };
-        let Some((user, password)) = req.authorization.as_deref().and_then(access::basic) else {
+        let Some(given) = req.authorization.as_deref().and_then(Given::parse) else {
             // Phones send credentials only once challenged: not a failure.
-            return Outcome::Unauthorized;
+            return self.challenge(now, false);
         };
         let mut key = PairKey {
             source: req.source.ip(),
-            user,
+            user: given.user().to_string(),
             known: true,
         };
         if self.limiter.blocked(&key, unix_ms(now)).is_some() {
@@ -120,15 +126,31 @@ impl Provisioner {
             self.limiter.fail(&key, unix_ms(now));
             return Outcome::NotFound;
         }
-        let Some(found) = candidates
-            .into_iter()
-            .find(|f| access::admits(&f.logins, &key.user, &password))
-        else {
+        let path = format!("/provisioning/{}/{}", req.vendor, req.file);
+        let secs = unix_ms(now) / 1000;
+        let mut stale = false;
+        for found in candidates {
+            match access::check(&found.logins, &given, &path, &self.nonces, secs) {
+                Verdict::Admitted => return self.serve(vendor, &mac, found, req, now),
+                Verdict::Stale => stale = true,
+                Verdict::Refused => {}
+            }
+        }
+        if !stale {
             let strike = self.limiter.fail(&key, unix_ms(now));
             tracing::info!(source = %req.source, user = %key.user, %mac, ?strike, "provisioning credentials refused");
-            return Outcome::Unauthorized;
-        };
-        self.serve(vendor, &mac, found, req, now)
+        }
+        self.challenge(now, stale)
+    }
+
+    fn challenge(&self, now: SystemTime, stale: bool) -> Outcome {
+        let secs = unix_ms(now) / 1000;
+        Outcome::Unauthorized(access::challenges(
+            &self.nonces,
+            secs,
+            rand::random(),
+            stale,
+        ))
     }
 
     fn serve(

@@ -1,7 +1,6 @@
 //! The HTTPS listener: rustls in front of an axum router. There is no plain-HTTP listener:
 //! the files hold SIP passwords.
 
-use crate::access;
 use crate::fetch::{Outcome, Provisioner, Request};
 use crate::record::Recorder;
 use axum::extract::{Path, State};
@@ -70,12 +69,19 @@ async fn provision(
             (headers, file.body).into_response()
         }
         Outcome::NotFound => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
-        Outcome::Unauthorized => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, access::CHALLENGE)],
-            "the site's provisioning credentials are needed\n",
-        )
-            .into_response(),
+        Outcome::Unauthorized(challenges) => {
+            let mut r = (
+                StatusCode::UNAUTHORIZED,
+                "the site's provisioning credentials are needed\n",
+            )
+                .into_response();
+            for c in challenges {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            r
+        }
         Outcome::Blocked(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, secs.to_string())],

@@ -11,6 +11,7 @@
 //! - [`https`]: GET over TLS as a phone fetching its provisioning file does it.
 //! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.
+//! - [`linphone`]: a real softphone configured only by remote provisioning.
 //! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
 //!
 //! Nothing here knows Switchboard's own types: it starts and talks to other programs.
@@ -22,6 +23,7 @@ pub mod examples;
 pub mod http;
 pub mod https;
 pub mod kamailio;
+pub mod linphone;
 pub mod process;
 pub mod sip;
 
