@@ -55,7 +55,7 @@ impl Ports {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// A SIP account to register.
-    Account(Account),
+    Account(Box<Account>),
     /// No account: the phone shows `reason` instead.
     Unassigned {
         /// What the phone should display.
@@ -119,7 +119,7 @@ pub fn profile(
         allowed[0]
     };
     let (display_name, extension) = identity(device, site);
-    Profile::Account(Account {
+    Profile::Account(Box::new(Account {
         label: extension.clone().unwrap_or_else(|| display_name.clone()),
         display_name,
         extension,
@@ -133,7 +133,7 @@ pub fn profile(
         outbound_proxy: server.outbound_proxy.clone(),
         expires: site.spec.registration.default_expires,
         digit_map: dial_plan(device, site),
-    })
+    }))
 }
 
 /// Display name and extension: a companion phone's are its user's, a site phone's its own.

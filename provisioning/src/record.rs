@@ -25,7 +25,7 @@ pub enum Recorder {
         /// The client.
         client: Client,
         /// Kube's Event recorder.
-        events: EventRecorder,
+        events: Box<EventRecorder>,
     },
 }
 
@@ -37,7 +37,7 @@ impl Recorder {
             instance,
         };
         Recorder::Kube {
-            events: EventRecorder::new(client.clone(), reporter),
+            events: Box::new(EventRecorder::new(client.clone(), reporter)),
             client,
         }
     }

@@ -3,7 +3,7 @@
 //! again on every fetch, so an edited password is served at once; a file that no longer reads
 //! fails that fetch (503) and says why in the log, and nothing else changes.
 
-use super::{secret_text, SecretData, Source};
+use super::{secret_text, DevicesWithSites, SecretData, Source};
 use crate::mac::Mac;
 use anyhow::Context;
 use futures::future::BoxFuture;
@@ -108,7 +108,7 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<Vec<(SipDevice, Vec<Site>)>>> {
+    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<DevicesWithSites>> {
         let found = self.read().map(|m| {
             let with_sites = |d: SipDevice| {
                 let sites = m

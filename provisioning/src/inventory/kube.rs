@@ -2,7 +2,7 @@
 //! by watches, Secrets read when a fetch needs them (so a rotated password is served at once,
 //! and no Secret is held in memory between fetches).
 
-use super::{secret_text, SecretData, Source};
+use super::{secret_text, DevicesWithSites, SecretData, Source};
 use crate::mac::Mac;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -106,7 +106,7 @@ async fn follow<K>(
 }
 
 impl Source for KubeSource {
-    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<Vec<(SipDevice, Vec<Site>)>>> {
+    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<DevicesWithSites>> {
         let found = if self.ready() {
             let devices = self.devices.read();
             let sites = self.sites.read();

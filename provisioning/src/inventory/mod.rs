@@ -14,11 +14,14 @@ use switchboard_crds::{SipDevice, Site};
 /// A Secret's data as text.
 pub type SecretData = BTreeMap<String, String>;
 
+/// Devices with the Sites of each one's namespace.
+pub type DevicesWithSites = Vec<(SipDevice, Vec<Site>)>;
+
 /// What a source holds.
 pub trait Source: Send + Sync {
     /// The devices with this MAC (one per namespace at most) and the Sites of each one's
     /// namespace.
-    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<Vec<(SipDevice, Vec<Site>)>>>;
+    fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<DevicesWithSites>>;
     /// A Secret's data, `None` when it does not exist.
     fn secret<'a>(
         &'a self,
