@@ -27,7 +27,7 @@ cargo run -q --locked -p switchboard-crds --bin crdgen -- --check
 
 echo "== container images"
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  for target in operator registrar; do
+  for target in operator registrar provisioning; do
     docker build --target "$target" -t "switchboard-$target:test" .
   done
 else
