@@ -178,7 +178,8 @@ fn default_true() -> bool {
 }
 
 /// Observed state of a device. The operator writes everything but `registration`, which the
-/// registrar writes under its own field manager.
+/// registrar writes, and `provisioning`, which the provisioning service writes, each under its
+/// own field manager.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SipDeviceStatus {
