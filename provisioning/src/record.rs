@@ -76,7 +76,8 @@ pub fn apply_body(f: &Fetch) -> serde_json::Value {
     })
 }
 
-/// What the Event says.
+/// What the Event says: the address without its port, so that a phone's periodic fetches
+/// make one Event series rather than one Event each.
 pub fn note(f: &Fetch) -> String {
     let what = if f.assigned {
         "file"
@@ -86,7 +87,7 @@ pub fn note(f: &Fetch) -> String {
     format!(
         "{} {what} fetched from {} by {}",
         f.vendor.name(),
-        f.source,
+        f.source.ip(),
         f.user_agent.as_deref().unwrap_or("an unnamed client")
     )
 }
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(p["vendor"], "yealink");
         assert_eq!(
             note(&f),
-            "yealink file fetched from 192.0.2.7:40000 by Yealink SIP-T46S 66.86.0.15"
+            "yealink file fetched from 192.0.2.7 by Yealink SIP-T46S 66.86.0.15"
         );
     }
 }

@@ -162,3 +162,108 @@ pub fn secret_text(secret: &k8s_openapi::api::core::v1::Secret) -> SecretData {
     out.extend(secret.string_data.clone().unwrap_or_default());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::file::FileSource;
+    use super::*;
+
+    /// Two sites of `acme` (hq with a login, lab without), one of `other`, and devices: one at
+    /// hq, one unassigned, one at a missing site, one at hq with an operator-written status.
+    const MANIFEST: &str = r#"
+kind: Site
+metadata: {name: hq, namespace: acme}
+spec: {domain: hq.test, extensions: "1000-1999", provisioning: {credentialsSecretRef: {name: hq-login}}}
+---
+kind: Site
+metadata: {name: lab, namespace: acme}
+spec: {domain: lab.test, extensions: "2000-2999"}
+---
+kind: Site
+metadata: {name: far, namespace: other}
+spec: {domain: far.test, extensions: "1000-1999", provisioning: {credentialsSecretRef: {name: far-login}}}
+---
+kind: Secret
+metadata: {name: hq-login, namespace: acme}
+stringData: {username: hq, password: hq-pw}
+---
+kind: Secret
+metadata: {name: far-login, namespace: other}
+stringData: {username: far, password: far-pw}
+---
+kind: SipDevice
+metadata: {name: desk, namespace: acme}
+spec: {macAddress: "00:00:00:00:00:01", sipUser: desk, assignment: {site: {site: hq, extension: "1000"}}}
+---
+kind: Secret
+metadata: {name: desk-sip-credentials, namespace: acme}
+stringData: {username: ab12cd-desk, password: desk-pw}
+---
+kind: SipDevice
+metadata: {name: spare, namespace: acme}
+spec: {macAddress: "00:00:00:00:00:02", sipUser: spare}
+---
+kind: SipDevice
+metadata: {name: lost, namespace: acme}
+spec: {macAddress: "00:00:00:00:00:03", sipUser: lost, assignment: {site: {site: gone, extension: "1"}}}
+---
+kind: SipDevice
+metadata: {name: twin, namespace: other}
+spec: {macAddress: "00:00:00:00:00:01", sipUser: twin, credentials: {secretRef: {name: twin-creds, passwordKey: pin}}, assignment: {site: {site: far, extension: "1001"}}}
+status: {sipUri: "sip:zz99yy-twin@far.test"}
+---
+kind: Secret
+metadata: {name: twin-creds, namespace: other}
+stringData: {pin: "4711"}
+"#;
+
+    async fn found(mac: &str) -> Vec<Found> {
+        let source = FileSource::text(MANIFEST).unwrap();
+        find(&source, &Mac::parse(mac).unwrap()).await.unwrap()
+    }
+
+    fn logins(f: &Found) -> Vec<&str> {
+        f.logins.iter().map(|l| l.username.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_mac_in_two_namespaces_gives_each_device_its_own_site_login_and_credentials() {
+        let f = found("00:00:00:00:00:01").await;
+        assert_eq!(f.len(), 2);
+        let desk = f
+            .iter()
+            .find(|f| f.device.metadata.name.as_deref() == Some("desk"))
+            .unwrap();
+        assert_eq!(logins(desk), ["hq"]);
+        // The generated Secret's username carries the operator's prefix.
+        assert_eq!(
+            (desk.sip_user.as_str(), desk.password.as_deref()),
+            ("ab12cd-desk", Some("desk-pw"))
+        );
+        let twin = f
+            .iter()
+            .find(|f| f.device.metadata.name.as_deref() == Some("twin"))
+            .unwrap();
+        assert_eq!(logins(twin), ["far"]);
+        // status.sipUri wins; the password comes from the referenced key.
+        assert_eq!(
+            (twin.sip_user.as_str(), twin.password.as_deref()),
+            ("zz99yy-twin", Some("4711"))
+        );
+    }
+
+    #[tokio::test]
+    async fn unassigned_takes_any_login_of_its_namespace_and_a_missing_site_none() {
+        let spare = &found("000000000002").await[0];
+        assert!(spare.site.is_none());
+        assert_eq!(
+            logins(spare),
+            ["hq"],
+            "lab has no login, far is another namespace"
+        );
+        assert_eq!(spare.password, None);
+        let lost = &found("000000000003").await[0];
+        assert!(lost.logins.is_empty());
+        assert!(found("000000000009").await.is_empty());
+    }
+}
