@@ -11,6 +11,8 @@
 //! | [`access`] | HTTP basic credentials against the site's provisioning logins (pure) |
 //! | [`fetch`] | one fetch: path, credentials and failure limits, the file |
 //! | [`inventory`] | devices, sites and Secrets from the Kubernetes API or a manifest file |
+//! | [`site_check`] | whether a Site's provisioning login Secret is usable (pure) |
+//! | [`site_status`] | the Sites' `ProvisioningReady` condition and its Events |
 //! | [`record`] | a served file recorded in the device's status and an Event |
 //! | [`tls`] | the certificate: PEM files, or a self-signed one for a demo |
 //! | [`server`] | the HTTPS listener and its routes |
@@ -25,5 +27,7 @@ pub mod mac;
 pub mod profile;
 pub mod record;
 pub mod server;
+pub mod site_check;
+pub mod site_status;
 pub mod tls;
 pub mod vendor;

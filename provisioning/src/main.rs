@@ -8,7 +8,7 @@ use switchboard_provisioning::inventory::kube::KubeSource;
 use switchboard_provisioning::inventory::Source;
 use switchboard_provisioning::record::Recorder;
 use switchboard_provisioning::server::{self, App};
-use switchboard_provisioning::tls;
+use switchboard_provisioning::{site_status, tls};
 use switchboard_registrar::auth::limiter::Limiter;
 use tracing_subscriber::EnvFilter;
 
@@ -26,11 +26,14 @@ async fn main() -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the cluster")?;
-        let source = KubeSource::start(client.clone());
-        (
-            Arc::new(source),
-            Recorder::kube(client, cli.pod_name.clone()),
-        )
+        let source = Arc::new(KubeSource::start(client.clone()));
+        let pod = cli.pod_name.clone();
+        tokio::spawn(site_status::run(
+            client.clone(),
+            source.clone(),
+            pod.clone(),
+        ));
+        (source, Recorder::kube(client, pod))
     } else if let Some(path) = &cli.manifests {
         (Arc::new(FileSource::open(path.clone())?), Recorder::Log)
     } else {

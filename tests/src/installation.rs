@@ -246,7 +246,9 @@ impl Installation {
         cp.kubectl_ok(&["apply", "-f", "-"], Some(rbac));
         let kubeconfig =
             cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-provisioning"));
-        let (port, ca) = (free_port(), self.dir.join("provisioning-ca.pem"));
+        // Each test may start its own: files named by port.
+        let port = free_port();
+        let ca = self.dir.join(format!("provisioning-{port}-ca.pem"));
         let sip_port = self.sip_port.to_string();
         let mut cmd = Command::new(workspace_binary("switchboard-provisioning"));
         cmd.env("KUBECONFIG", &kubeconfig)
@@ -260,7 +262,7 @@ impl Installation {
             .arg(&ca)
             .args(["--sip-server", "127.0.0.1"])
             .args(["--sip-udp-port", &sip_port, "--sip-tcp-port", &sip_port]);
-        let daemon = Daemon::spawn("provisioning", cmd, &self.dir);
+        let daemon = Daemon::spawn(&format!("provisioning-{port}"), cmd, &self.dir);
         cp.adopt(&daemon);
         let up = std::panic::catch_unwind(|| {
             wait_until_within(

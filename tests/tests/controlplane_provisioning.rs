@@ -142,3 +142,78 @@ fn a_phone_fetches_its_file_the_fetch_is_recorded_and_rotation_serves_the_new_pa
     let after = account(&fetch(&prov, ("hq", "hq-secret"))).expect("served");
     assert_eq!(after["password"].as_str(), Some(rotated.as_str()));
 }
+
+/// The `ProvisioningReady` condition of Site `name`: (status, reason, message).
+fn provisioning_ready(
+    cp: &switchboard_testkit::controlplane::ControlPlane,
+    ns: &str,
+    name: &str,
+) -> Option<(String, String, String)> {
+    let site = get(cp, ns, "site", name)?;
+    let c = site["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "ProvisioningReady")?
+        .clone();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    Some((s("status"), s("reason"), s("message")))
+}
+
+/// A Site naming a login Secret that does not exist says so in a condition and a Warning
+/// Event, with the command that fixes it; once the Secret exists the condition turns true.
+/// The operator's own conditions stay as they are.
+#[test]
+fn a_site_whose_login_secret_is_missing_says_what_to_do() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let _prov = inst.start_provisioning(cp);
+    let ns = "provisioning-login";
+    ensure_namespace(cp, ns);
+    let site = format!(
+        "apiVersion: sip.switchboard.dev/v1alpha1\nkind: Site\nmetadata: {{name: lab, namespace: {ns}}}\n\
+         spec:\n  domain: lab.provisioning.test\n  extensions: \"1000-1999\"\n  provisioning:\n    credentialsSecretRef: {{name: lab-login}}\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&site));
+    let (status, reason, message) = inst.explain(|| {
+        wait_until_within("ProvisioningReady=False", LIMIT, || {
+            provisioning_ready(cp, ns, "lab").filter(|c| c.0 == "False")
+        })
+    });
+    assert_eq!(reason, "SecretNotFound", "{status} {message}");
+    assert!(
+        message.contains(&format!("kubectl -n {ns} create secret generic lab-login")),
+        "{message}"
+    );
+    wait_until_within("the Warning Event", LIMIT, || {
+        let events = cp.get_json(&["get", "events", "-n", ns])?;
+        events["items"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                e["type"] == "Warning"
+                    && e["reason"] == "SecretNotFound"
+                    && e["involvedObject"]["name"] == "lab"
+            })
+            .map(|_| ())
+    });
+    // The operator still accepts the site: its login is not part of SIP service.
+    wait_until_within("the operator's Accepted", LIMIT, || {
+        let s = get(cp, ns, "site", "lab")?;
+        switchboard_tests::resources::condition(&s, "Accepted")
+            .filter(|c| *c == "True")
+            .map(|_| ())
+    });
+
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: lab-login, namespace: {ns}}}\nstringData: {{username: lab, password: lab-secret}}\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&secret));
+    // Read again within the service's period (30 s).
+    let (_, reason, _) = wait_until_within(
+        "ProvisioningReady=True",
+        LIMIT + std::time::Duration::from_secs(30),
+        || provisioning_ready(cp, ns, "lab").filter(|c| c.0 == "True"),
+    );
+    assert_eq!(reason, "CredentialsFound");
+}

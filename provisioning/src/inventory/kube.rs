@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use switchboard_crds::{SipDevice, Site};
+use tokio::sync::Notify;
 
 /// Objects of one kind by (namespace, name), once the watch's first list is complete.
 struct Cache<K> {
@@ -60,6 +61,8 @@ pub struct KubeSource {
     client: Client,
     devices: Arc<RwLock<Cache<SipDevice>>>,
     sites: Arc<RwLock<Cache<Site>>>,
+    /// Told of every Site event.
+    sites_changed: Arc<Notify>,
 }
 
 impl KubeSource {
@@ -70,13 +73,33 @@ impl KubeSource {
         let device_api: Api<SipDevice> = Api::all(client.clone());
         let site_api: Api<Site> = Api::all(client.clone());
         let config = watcher::Config::default;
-        tokio::spawn(follow(watcher(device_api, config()), devices.clone()));
-        tokio::spawn(follow(watcher(site_api, config()), sites.clone()));
+        let (devices_changed, sites_changed) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        tokio::spawn(follow(
+            watcher(device_api, config()),
+            devices.clone(),
+            devices_changed,
+        ));
+        tokio::spawn(follow(
+            watcher(site_api, config()),
+            sites.clone(),
+            sites_changed.clone(),
+        ));
         KubeSource {
             client,
             devices,
             sites,
+            sites_changed,
         }
+    }
+
+    /// Waits for the next Site event (or returns at once if one came since the last call).
+    pub async fn site_changed(&self) {
+        self.sites_changed.notified().await
+    }
+
+    /// Every Site, as last seen.
+    pub fn sites(&self) -> Vec<Site> {
+        self.sites.read().objects.values().cloned().collect()
     }
 
     /// Whether both watches have their first list.
@@ -85,18 +108,22 @@ impl KubeSource {
     }
 }
 
-/// Feeds a watch into a cache for ever, pausing a second after each error (the watcher then
-/// lists again).
+/// Feeds a watch into a cache for ever, telling `changed` of each event, pausing a second
+/// after each error (the watcher then lists again).
 async fn follow<K>(
     stream: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send,
     cache: Arc<RwLock<Cache<K>>>,
+    changed: Arc<Notify>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
-            Ok(event) => cache.write().apply(event),
+            Ok(event) => {
+                cache.write().apply(event);
+                changed.notify_one();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "watch failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
