@@ -107,6 +107,6 @@ mod tests {
             ("pin".into(), "1".into()),
         ]
         .into();
-        assert_eq!(verdict(&s, Some(&good)).unwrap().ready, true);
+        assert!(verdict(&s, Some(&good)).unwrap().ready);
     }
 }
