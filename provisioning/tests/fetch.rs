@@ -281,3 +281,37 @@ fn an_edited_password_is_served_on_the_next_fetch() {
     std::fs::write(&s.manifest, "kind: Site\nspec: [\n").unwrap();
     assert_eq!(s.fetch(path, "curl", Some(HQ)).status, 503);
 }
+
+#[test]
+fn plain_http_and_garbage_get_nothing_and_the_service_goes_on() {
+    use std::io::{Read, Write};
+    let s = Service::start("garbage");
+    // Plain HTTP on the HTTPS port: no file, no plain answer.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    tcp.write_all(b"GET /provisioning/yealink/001565001001.cfg HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        !text.contains("HTTP/1.") && !text.contains("switchboard-1001"),
+        "{text}"
+    );
+    // Bytes that are no TLS at all, and a connection closed mid-handshake.
+    for junk in [
+        &b"\x16\x03\x01\x02\x00garbage"[..],
+        &[0u8; 3][..],
+        b"\r\n\r\n",
+    ] {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        let _ = tcp.write_all(junk);
+    }
+    let cfg = ok(s.fetch(
+        "/provisioning/yealink/001565001001.cfg",
+        "Yealink",
+        Some(HQ),
+    ));
+    assert!(cfg.contains("account.1.password = switchboard-1001"));
+}
