@@ -502,3 +502,49 @@ fn dump() {
         }
     }
 }
+
+/// The provisioning service renders only when enabled, refuses to render without the address
+/// phones register to, mounts its TLS Secret, probes over HTTPS, and NOTES say how to use it.
+#[test]
+fn provisioning_renders_when_enabled_and_needs_the_sip_server() {
+    let off = render(json!({}));
+    assert!(off.find("Deployment", "-provisioning").is_err());
+    assert!(!off.files["NOTES.txt"].contains("ProvisioningReady"));
+    let on = render(json!({"provisioning": {"enabled": true, "sipServer": "sip.example.com"}}));
+    let deploy = on.find("Deployment", "-provisioning").unwrap();
+    let c = container(&deploy, "provisioning");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--sip-server", "sip.example.com"]),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--kube"), "{args:?}");
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let volumes = &deploy.value["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(
+        volumes[0]["secret"]["secretName"],
+        "sb-switchboard-provisioning-tls"
+    );
+    let svc = on.find("Service", "-provisioning").unwrap();
+    assert_eq!(svc.value["spec"]["ports"][0]["port"], 8443);
+    assert!(on.files["NOTES.txt"].contains("ProvisioningReady"));
+    let err = Chart::load(&chart_dir())
+        .unwrap()
+        .render(
+            &json!({"provisioning": {"enabled": true}}),
+            "sb",
+            "switchboard",
+        )
+        .err()
+        .expect("no sipServer: refused");
+    assert!(
+        format!("{err:#}").contains("provisioning.sipServer"),
+        "{err:#}"
+    );
+}
