@@ -20,6 +20,9 @@ pub struct Cli {
     /// HTTPS listen address.
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Plain-HTTP address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub http: SocketAddr,
     /// Manifest file (standalone): Sites, SipDevices and the Secrets they name.
     #[arg(long, conflicts_with = "kube")]
     pub manifests: Option<PathBuf>,

@@ -65,6 +65,20 @@ pub enum Outcome {
     Unavailable(String),
 }
 
+impl Outcome {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Served(_, f) if f.assigned => "served",
+            Outcome::Served(..) => "unassigned",
+            Outcome::NotFound => "not_found",
+            Outcome::Unauthorized(_) => "unauthorized",
+            Outcome::Blocked(_) => "blocked",
+            Outcome::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// Serves fetches.
 pub struct Provisioner {
     source: Arc<dyn Source>,

@@ -15,6 +15,7 @@
 //! | [`site_status`] | the Sites' `ProvisioningReady` condition and its Events |
 //! | [`record`] | a served file recorded in the device's status and an Event |
 //! | [`tls`] | the certificate: PEM files, or a self-signed one for a demo |
+//! | [`metrics`] | Prometheus metrics, `/metrics`, `/healthz`, `/readyz` over plain HTTP |
 //! | [`server`] | the HTTPS listener and its routes |
 //! | [`cli`] | command-line options |
 
@@ -24,6 +25,7 @@ pub mod digitmap;
 pub mod fetch;
 pub mod inventory;
 pub mod mac;
+pub mod metrics;
 pub mod profile;
 pub mod record;
 pub mod server;

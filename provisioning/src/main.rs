@@ -6,6 +6,7 @@ use switchboard_provisioning::fetch::Provisioner;
 use switchboard_provisioning::inventory::file::FileSource;
 use switchboard_provisioning::inventory::kube::KubeSource;
 use switchboard_provisioning::inventory::Source;
+use switchboard_provisioning::metrics::{Health, Metrics};
 use switchboard_provisioning::record::Recorder;
 use switchboard_provisioning::server::{self, App};
 use switchboard_provisioning::{site_status, tls};
@@ -51,6 +52,17 @@ async fn main() -> anyhow::Result<()> {
             acceptor
         }
     };
+    let metrics = Metrics::default();
+    let health = Health {
+        metrics: metrics.clone(),
+        source: source.clone(),
+    };
+    let http = cli.http;
+    tokio::spawn(async move {
+        if let Err(e) = switchboard_provisioning::metrics::serve(http, health).await {
+            tracing::warn!(address = %http, error = %e, "no /metrics, /healthz, /readyz");
+        }
+    });
     let provisioner = Provisioner::new(source, Limiter::new(cli.limiter()), cli.sip_server());
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -59,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App {
         provisioner: Arc::new(provisioner),
         recorder,
+        metrics,
     };
     tokio::select! {
         _ = server::serve(listener, acceptor, app) => {}

@@ -2,7 +2,9 @@
 //! the files hold SIP passwords.
 
 use crate::fetch::{Outcome, Provisioner, Request};
+use crate::metrics::Metrics;
 use crate::record::Recorder;
+use crate::vendor::Vendor;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +26,8 @@ pub struct App {
     pub provisioner: Arc<Provisioner>,
     /// Records served files.
     pub recorder: Recorder,
+    /// Counts fetches.
+    pub metrics: Metrics,
 }
 
 /// The peer of a connection.
@@ -58,7 +62,13 @@ async fn provision(
         authorization: text(header::AUTHORIZATION),
         host: text(header::HOST).map(|h| host_of(&h)),
     };
-    match app.provisioner.fetch(&req).await {
+    let outcome = app.provisioner.fetch(&req).await;
+    let vendor = Vendor::from_name(&req.vendor).map_or("unknown", Vendor::name);
+    app.metrics
+        .fetches
+        .with_label_values(&[vendor, outcome.label()])
+        .inc();
+    match outcome {
         Outcome::Served(file, fetch) => {
             let recorder = app.recorder.clone();
             tokio::spawn(async move { recorder.record(&fetch).await });

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use switchboard_testkit::daemon::Daemon;
 use switchboard_testkit::https::{basic_auth, https_get, HttpsResponse};
-use switchboard_testkit::{free_port, repo_root, temp_dir, wait_until};
+use switchboard_testkit::{free_port, http_get, metric_sum, repo_root, temp_dir, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard-provisioning");
 const HQ: (&str, &str) = ("demo", "provision-demo");
@@ -48,6 +48,7 @@ stringData: { username: "2001", password: branch-2001 }
 struct Service {
     _daemon: Daemon,
     port: u16,
+    http_port: u16,
     ca: PathBuf,
     manifest: PathBuf,
 }
@@ -60,10 +61,12 @@ impl Service {
             std::fs::read_to_string(repo_root().join("examples/registrar/provisioning.yaml"))
                 .unwrap();
         std::fs::write(&manifest, demo + BRANCH_SITE).unwrap();
-        let (port, ca) = (free_port(), dir.join("ca.pem"));
+        let (port, http_port, ca) = (free_port(), free_port(), dir.join("ca.pem"));
         let mut cmd = Command::new(BIN);
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{http_port}"))
             .arg("--manifests")
             .arg(&manifest)
             .arg("--self-signed-cert-out")
@@ -78,6 +81,7 @@ impl Service {
         let s = Service {
             _daemon: daemon,
             port,
+            http_port,
             ca,
             manifest,
         };
@@ -87,6 +91,16 @@ impl Service {
                 .flatten()
         });
         s
+    }
+
+    /// `switchboard_provisioning_fetches_total` of one vendor and outcome.
+    fn fetches(&self, vendor: &str, outcome: &str) -> f64 {
+        let (status, body) = http_get(self.http_port, "/metrics").expect("/metrics answers");
+        assert_eq!(status, 200);
+        let series = format!(
+            "switchboard_provisioning_fetches_total{{outcome=\"{outcome}\",vendor=\"{vendor}\"}}"
+        );
+        metric_sum(&body, &series)
     }
 
     fn fetch(&self, path: &str, user_agent: &str, login: Option<(&str, &str)>) -> HttpsResponse {
@@ -238,6 +252,9 @@ fn credentials_of_another_site_are_refused_and_failures_are_limited() {
     );
     assert_eq!(blocked.status, 429, "{blocked:?}");
     assert!(blocked.header("Retry-After").is_some());
+    // No credentials, two cross-site logins, two guesses.
+    assert_eq!(s.fetches("yealink", "unauthorized"), 5.0);
+    assert_eq!(s.fetches("yealink", "blocked"), 1.0);
     // Another user from the same source is not blocked by it.
     assert_eq!(s.fetch(path, "Yealink SIP-T46S", Some(HQ)).status, 200);
 }
@@ -261,6 +278,11 @@ fn unknown_macs_are_404_and_an_unassigned_phone_is_told_why() {
     assert!(cfg.contains("account.1.enable = 0"), "{cfg}");
     assert!(cfg.contains("Unassigned"), "{cfg}");
     assert!(!cfg.contains("password"), "{cfg}");
+    assert_eq!(s.fetches("yealink", "not_found"), 2.0);
+    assert_eq!(s.fetches("unknown", "not_found"), 1.0);
+    assert_eq!(s.fetches("grandstream", "not_found"), 1.0);
+    assert_eq!(s.fetches("yealink", "unassigned"), 1.0);
+    assert_eq!(http_get(s.http_port, "/readyz").map(|r| r.0), Some(200));
 }
 
 #[test]

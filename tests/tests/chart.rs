@@ -504,7 +504,8 @@ fn dump() {
 }
 
 /// The provisioning service renders only when enabled, refuses to render without the address
-/// phones register to, mounts its TLS Secret, probes over HTTPS, and NOTES say how to use it.
+/// phones register to, mounts its TLS Secret, probes its plain-HTTP port, and NOTES say how to
+/// use it.
 #[test]
 fn provisioning_renders_when_enabled_and_needs_the_sip_server() {
     let off = render(json!({}));
@@ -525,7 +526,12 @@ fn provisioning_renders_when_enabled_and_needs_the_sip_server() {
         "{args:?}"
     );
     assert!(args.contains(&"--kube"), "{args:?}");
-    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    assert!(
+        args.windows(2).any(|w| w == ["--http", "0.0.0.0:9090"]),
+        "{args:?}"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
     let volumes = &deploy.value["spec"]["template"]["spec"]["volumes"];
     assert_eq!(
         volumes[0]["secret"]["secretName"],

@@ -133,6 +133,10 @@ async fn follow<K>(
 }
 
 impl Source for KubeSource {
+    fn listed(&self) -> bool {
+        self.ready()
+    }
+
     fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<DevicesWithSites>> {
         let found = if self.ready() {
             let devices = self.devices.read();

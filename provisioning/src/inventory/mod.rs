@@ -22,6 +22,10 @@ pub trait Source: Send + Sync {
     /// The devices with this MAC (one per namespace at most) and the Sites of each one's
     /// namespace.
     fn devices(&self, mac: &Mac) -> BoxFuture<'_, anyhow::Result<DevicesWithSites>>;
+    /// Whether it has everything listed (a file: always).
+    fn listed(&self) -> bool {
+        true
+    }
     /// A Secret's data, `None` when it does not exist.
     fn secret<'a>(
         &'a self,
