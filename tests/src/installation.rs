@@ -258,6 +258,8 @@ impl Installation {
             .arg("--kube")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", free_port()))
             .arg("--self-signed-cert-out")
             .arg(&ca)
             .args(["--sip-server", "127.0.0.1"])

@@ -51,6 +51,7 @@ impl Demo {
             .arg("--manifests")
             .arg(dir.join("provisioning.yaml"))
             .args(["--listen", &format!("127.0.0.1:{https_port}")])
+            .args(["--http", &format!("127.0.0.1:{}", free_port())])
             .arg("--self-signed-cert-out")
             .arg(&ca)
             .args([
