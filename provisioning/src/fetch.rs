@@ -6,7 +6,7 @@ use crate::access::{self, Given, Verdict};
 use crate::inventory::{self, Found, Source};
 use crate::mac::Mac;
 use crate::profile::{self, Profile, SipServer};
-use crate::vendor::{File, Vendor};
+use crate::vendor::{File, Part, Vendor};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -113,8 +113,8 @@ impl Provisioner {
     /// Answers one fetch.
     pub async fn fetch(&self, req: &Request) -> Outcome {
         let now = SystemTime::now();
-        let Some((vendor, mac)) =
-            Vendor::from_name(&req.vendor).and_then(|v| Some((v, v.mac_of(&req.file)?)))
+        let Some((vendor, (mac, part))) =
+            Vendor::from_name(&req.vendor).and_then(|v| Some((v, v.file_of(&req.file)?)))
         else {
             return Outcome::NotFound;
         };
@@ -145,7 +145,7 @@ impl Provisioner {
         let mut stale = false;
         for found in candidates {
             match access::check(&found.logins, &given, &path, &self.nonces, secs) {
-                Verdict::Admitted => return self.serve(vendor, &mac, found, req, now),
+                Verdict::Admitted => return self.serve((vendor, part), &mac, found, req, now),
                 Verdict::Stale => stale = true,
                 Verdict::Refused => {}
             }
@@ -169,7 +169,7 @@ impl Provisioner {
 
     fn serve(
         &self,
-        vendor: Vendor,
+        (vendor, part): (Vendor, Part),
         mac: &Mac,
         f: Found,
         req: &Request,
@@ -199,6 +199,6 @@ impl Provisioner {
             at: now,
             assigned,
         };
-        Outcome::Served(vendor.render(mac, &profile), fetch)
+        Outcome::Served(vendor.render(mac, part, &profile), fetch)
     }
 }

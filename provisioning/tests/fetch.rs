@@ -137,10 +137,19 @@ fn each_vendor_fetches_its_file_and_reads_its_account() {
     assert_eq!(kv["account.1.sip_server.1.port"], "5060");
     assert_eq!(kv["account.1.sip_server.1.expires"], "600");
 
-    // Polycom: attributes of <reg>.
+    // Polycom: the master file names the settings file, fetched from the same folder; its
+    // parameters are attributes of <reg>.
+    let polycom = "FileTransport PolycomVVX-VVX_411-UA/6.4.3.5156";
+    let master = ok(s.fetch("/provisioning/polycom/001565001001.cfg", polycom, Some(HQ)));
+    let doc = roxmltree::Document::parse(&master).unwrap();
+    let app = doc
+        .descendants()
+        .find(|n| n.has_tag_name("APPLICATION"))
+        .unwrap();
+    let settings = app.attribute("CONFIG_FILES").unwrap();
     let xml = ok(s.fetch(
-        "/provisioning/polycom/001565001001.cfg",
-        "FileTransport PolycomVVX-VVX_411-UA/6.4.3.5156",
+        &format!("/provisioning/polycom/{settings}"),
+        polycom,
         Some(HQ),
     ));
     let doc = roxmltree::Document::parse(&xml).unwrap();

@@ -148,6 +148,7 @@ fn file_names() {
         .iter()
         .map(|v| v.file_name(&Mac::parse("001565a1b2c3").unwrap()))
         .chain([
+            "001565a1b2c3-switchboard.cfg".to_string(),
             "y000000000000.cfg".to_string(),
             "00:15:65:a1:b2:c3".to_string(),
         ])
@@ -157,10 +158,10 @@ fn file_names() {
         let file = mutate(&mut rng, &corpus);
         let _ = Mac::parse(&file);
         for v in ALL {
-            if let Some(mac) = v.mac_of(&file) {
+            if let Some((mac, part)) = v.file_of(&file) {
                 // What is accepted is exactly the vendor's name for that MAC, in any case.
                 assert_eq!(
-                    v.file_name(&mac),
+                    v.file_name_of(&mac, part),
                     file.to_ascii_lowercase(),
                     "#{i} {v:?} {file:?}"
                 );

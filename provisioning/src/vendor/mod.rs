@@ -4,7 +4,7 @@
 //! | vendor | path under `/provisioning/<vendor>/` |
 //! | --- | --- |
 //! | Yealink | `<mac>.cfg` (`key = value` lines) |
-//! | Polycom | `<mac>.cfg` (XML `polycomConfig`) |
+//! | Polycom | `<mac>.cfg` (the master file, `APPLICATION`, naming the next) and `<mac>-switchboard.cfg` (XML `polycomConfig`) |
 //! | Grandstream | `cfg<mac>.xml` (XML `gs_provision`, P-values) |
 //! | Linphone | `<mac>.xml` (remote provisioning XML, `lpconfig`) |
 //! | generic | `json/<mac>.json` |
@@ -42,6 +42,16 @@ pub const ALL: [Vendor; 5] = [
     Vendor::Json,
 ];
 
+/// Which of a vendor's files: one each, but a Polycom phone reads its master file
+/// (`<mac>.cfg`), which names the file with the settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The file the phone asks for first.
+    Main,
+    /// Polycom's settings file, named by the master file.
+    Settings,
+}
+
 /// A rendered file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct File {
@@ -68,37 +78,58 @@ impl Vendor {
         ALL.into_iter().find(|v| v.name() == s)
     }
 
-    /// The file name this vendor's phone asks for.
+    /// The file name this vendor's phone asks for first.
     pub fn file_name(self, mac: &Mac) -> String {
-        match self {
-            Vendor::Yealink | Vendor::Polycom => format!("{mac}.cfg"),
-            Vendor::Grandstream => format!("cfg{mac}.xml"),
-            Vendor::Linphone => format!("{mac}.xml"),
-            Vendor::Json => format!("{mac}.json"),
+        self.file_name_of(mac, Part::Main)
+    }
+
+    /// The name of one of this vendor's files.
+    pub fn file_name_of(self, mac: &Mac, part: Part) -> String {
+        match (self, part) {
+            (Vendor::Polycom, Part::Settings) => format!("{mac}-switchboard.cfg"),
+            (Vendor::Yealink | Vendor::Polycom, _) => format!("{mac}.cfg"),
+            (Vendor::Grandstream, _) => format!("cfg{mac}.xml"),
+            (Vendor::Linphone, _) => format!("{mac}.xml"),
+            (Vendor::Json, _) => format!("{mac}.json"),
         }
     }
 
     /// The MAC in a file name this vendor's phone asks for (any case), `None` for another name.
     pub fn mac_of(self, file: &str) -> Option<Mac> {
+        self.file_of(file).map(|(mac, _)| mac)
+    }
+
+    /// The MAC and which file, for a file name this vendor's phone asks for (any case).
+    pub fn file_of(self, file: &str) -> Option<(Mac, Part)> {
         let lower = file.to_ascii_lowercase();
-        let stem = match self {
-            Vendor::Yealink | Vendor::Polycom => lower.strip_suffix(".cfg"),
-            Vendor::Grandstream => lower
-                .strip_prefix("cfg")
-                .and_then(|s| s.strip_suffix(".xml")),
-            Vendor::Linphone => lower.strip_suffix(".xml"),
-            Vendor::Json => lower.strip_suffix(".json"),
-        }?;
+        let (stem, part) = match self {
+            Vendor::Polycom => match lower.strip_suffix("-switchboard.cfg") {
+                Some(stem) => (Some(stem), Part::Settings),
+                None => (lower.strip_suffix(".cfg"), Part::Main),
+            },
+            Vendor::Yealink => (lower.strip_suffix(".cfg"), Part::Main),
+            Vendor::Grandstream => (
+                lower
+                    .strip_prefix("cfg")
+                    .and_then(|s| s.strip_suffix(".xml")),
+                Part::Main,
+            ),
+            Vendor::Linphone => (lower.strip_suffix(".xml"), Part::Main),
+            Vendor::Json => (lower.strip_suffix(".json"), Part::Main),
+        };
+        let stem = stem?;
         // Separators are not part of any vendor's file name.
-        stem.chars()
-            .all(|c| c.is_ascii_hexdigit())
-            .then(|| Mac::parse(stem))?
+        if !stem.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some((Mac::parse(stem)?, part))
     }
 
     /// The file for a profile.
-    pub fn render(self, mac: &Mac, profile: &Profile) -> File {
+    pub fn render(self, mac: &Mac, part: Part, profile: &Profile) -> File {
         let (content_type, body) = match self {
             Vendor::Yealink => ("text/plain; charset=utf-8", yealink::render(profile)),
+            Vendor::Polycom if part == Part::Main => ("application/xml", polycom::master(mac)),
             Vendor::Polycom => ("application/xml", polycom::render(profile)),
             Vendor::Grandstream => ("application/xml", grandstream::render(mac, profile)),
             Vendor::Linphone => ("application/xml", linphone::render(profile)),
@@ -173,6 +204,18 @@ pub(crate) mod tests {
         assert_eq!(Vendor::Yealink.mac_of("y000000000000.cfg"), None);
         assert_eq!(Vendor::Yealink.mac_of("00:15:65:a1:b2:c3.cfg"), None);
         assert_eq!(Vendor::Grandstream.mac_of("001565a1b2c3.xml"), None);
+        assert_eq!(
+            Vendor::Polycom.file_of("001565A1B2C3-switchboard.cfg"),
+            Some((mac.clone(), Part::Settings))
+        );
+        assert_eq!(
+            Vendor::Polycom.file_of("001565a1b2c3.cfg"),
+            Some((mac.clone(), Part::Main))
+        );
+        assert_eq!(
+            Vendor::Yealink.file_of("001565a1b2c3-switchboard.cfg"),
+            None
+        );
         assert_eq!(Vendor::from_name("cisco"), None);
     }
 }

@@ -1,9 +1,21 @@
-//! Polycom (Poly UC Software) `<mac>.cfg`: a `polycomConfig` XML whose attributes are the
-//! parameters.
+//! Polycom (Poly UC Software): the phone reads its master file `<mac>.cfg` (an `APPLICATION`
+//! element whose `CONFIG_FILES` names the files to load, from the same folder), then
+//! `<mac>-switchboard.cfg`: a `polycomConfig` XML whose attributes are the parameters.
 
 use super::xml;
 use super::yealink::split_host_port;
+use crate::mac::Mac;
 use crate::profile::Profile;
+
+/// The master file: no firmware (`APP_FILE_PATH` empty), the settings file to load.
+pub fn master(mac: &Mac) -> String {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"yes\"?>\n<APPLICATION APP_FILE_PATH=\"\" \
+         CONFIG_FILES=\"{}\" MISC_FILES=\"\" LOG_FILE_DIRECTORY=\"\" OVERRIDES_DIRECTORY=\"\" \
+         CONTACTS_DIRECTORY=\"\" LICENSE_DIRECTORY=\"\" />\n",
+        super::Vendor::Polycom.file_name_of(mac, super::Part::Settings)
+    )
+}
 use switchboard_crds::common::Transport;
 
 /// The file for a profile: line 1 (`reg.1.*`) and the digit map; an unassigned phone's line
@@ -91,6 +103,14 @@ mod tests {
         assert_eq!(reg["reg.1.outboundProxy.port"], "5080");
         let dial = attributes(&body, "dialplan");
         assert_eq!(dial["dialplan.digitmap"], "1xxx|112|911|x.T");
+    }
+
+    #[test]
+    fn the_master_file_names_the_settings_file() {
+        let mac = Mac::parse("0004f2d4e5f6").unwrap();
+        let app = attributes(&master(&mac), "APPLICATION");
+        assert_eq!(app["CONFIG_FILES"], "0004f2d4e5f6-switchboard.cfg");
+        assert_eq!(app["APP_FILE_PATH"], "");
     }
 
     #[test]
