@@ -613,6 +613,8 @@ impl Service {
         let Some(aor) = aor else { return };
         for b in bindings {
             let sent = self.proxy.check_sync(&aor, b);
+            let result = if sent { "sent" } else { "unreachable" };
+            self.metrics.check_sync.with_label_values(&[result]).inc();
             tracing::info!(device = id, contact = %b.contact, sent, "check-sync NOTIFY");
         }
     }

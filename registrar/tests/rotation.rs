@@ -134,4 +134,5 @@ fn rotation_tells_the_registered_phone_to_fetch_its_configuration_again() {
         notify[0]
     );
     r.wait_bindings("default/desk-1001", 0);
+    assert_eq!(r.metric("sip_check_sync_total{result=\"sent\"}"), 1.0);
 }
