@@ -187,7 +187,8 @@ fn default_true() -> bool {
 }
 
 /// Observed state of a device. The operator writes everything but `registration`, which the
-/// registrar writes under its own field manager.
+/// registrar writes, and `provisioning`, which the provisioning service writes, each under its
+/// own field manager.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SipDeviceStatus {
@@ -210,6 +211,24 @@ pub struct SipDeviceStatus {
     /// Live registration state, written by the registrar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationStatus>,
+    /// The last provisioning fetch, written by the provisioning service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisioningStatus>,
+}
+
+/// The last time the phone fetched its provisioning file.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningStatus {
+    /// When the file was served.
+    pub last_fetch_time: Time,
+    /// The address the fetch came from (`ip:port`).
+    pub source: String,
+    /// The phone's User-Agent header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Which vendor's file was served (`yealink`, `polycom`, `grandstream`, `linphone`, `json`).
+    pub vendor: String,
 }
 
 /// A device's settings once the site's defaults and the device's overrides are merged.

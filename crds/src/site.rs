@@ -1,6 +1,6 @@
 //! `Site`: a place with its own SIP domain, extension range and calling policy.
 
-use crate::common::{DigestAlgorithm, Transport};
+use crate::common::{DigestAlgorithm, SecretRef, Transport};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,9 @@ pub struct SiteSpec {
     /// with `users` by the operator: SipDevices owned by the Site, with generated credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub companion_devices: Option<CompanionDevices>,
+    /// Desk-phone provisioning: absent, the site's phones cannot fetch their files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<SiteProvisioning>,
 }
 
 /// The companion devices a Site keeps for its users (`spec.companionDevices`).
@@ -85,6 +88,16 @@ pub struct CompanionDevices {
 
 fn default_true() -> bool {
     true
+}
+
+/// How the site's phones authenticate to the provisioning service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteProvisioning {
+    /// Secret in the site's namespace holding `username` and `password` (or `passwordKey`)
+    /// that the site's phones send (HTTP basic, over HTTPS) to fetch their files. Credentials
+    /// of one site never fetch another site's phones.
+    pub credentials_secret_ref: SecretRef,
 }
 
 /// A person who belongs to a site.

@@ -12,12 +12,12 @@ pub mod status_digest;
 pub use device::{Device, DeviceSpec, SiteOverrides, SitePlacement, OWNED_FIELDS};
 pub use published::{Published, ShardInfo};
 
-use switchboard_crds::common::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use crate::key::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use switchboard_crds::common::{GENERATED_LABEL, ROTATED_FOR_ANNOTATION};
 use switchboard_crds::shards::CONFIG_LABEL;
 use switchboard_crds::{CallPattern, SipDevice, SipRegistration, Site};
 

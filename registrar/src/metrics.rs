@@ -47,6 +47,9 @@ pub struct Metrics {
     pub devices: IntGaugeVec,
     /// `sip_registration_events_total{kind}`: binding changes.
     pub events: IntCounterVec,
+    /// `sip_check_sync_total{result}`: check-sync NOTIFYs after a rotation, `sent` or
+    /// `unreachable` (a TCP/TLS flow this replica does not hold).
+    pub check_sync: IntCounterVec,
     /// `sip_connections{transport}`: open TCP/TLS connections.
     pub connections: IntGaugeVec,
     /// `sip_connections_refused_total{reason}`: connections refused at the total `limit` or
@@ -173,6 +176,11 @@ impl Metrics {
                 "sip_registration_events_total",
                 "Binding changes, by kind",
                 &["kind"],
+            ),
+            check_sync: counter_vec(
+                "sip_check_sync_total",
+                "check-sync NOTIFYs to phones whose credentials rotated, by result",
+                &["result"],
             ),
             connections: gauge_vec(
                 "sip_connections",

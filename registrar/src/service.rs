@@ -595,6 +595,7 @@ impl Service {
                         "credentials changed: bindings dropped"
                     );
                     self.emit(id, ChangeKind::CredentialsChanged, &[], now);
+                    self.check_sync(id, &u.before);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -602,6 +603,26 @@ impl Service {
                     tracing::warn!(device = id, error = %e, "dropping the bindings of a device whose credentials changed");
                 }
             }
+        }
+    }
+
+    /// Tells the phones that held `bindings` of device `id` to fetch their configuration
+    /// again (`NOTIFY`, `Event: check-sync`): the provisioning service now serves the new
+    /// password, so rotation needs nobody to touch the phone.
+    fn check_sync(&self, id: &str, bindings: &[Binding]) {
+        let Some(loaded) = self.config.current() else {
+            return;
+        };
+        let aor = loaded.config.domains.iter().find_map(|d| {
+            let dev = d.devices.iter().find(|dev| dev.id == id)?;
+            Some(format!("sip:{}@{}", dev.sip_user, d.domain))
+        });
+        let Some(aor) = aor else { return };
+        for b in bindings {
+            let sent = self.proxy.check_sync(&aor, b);
+            let result = if sent { "sent" } else { "unreachable" };
+            self.metrics.check_sync.with_label_values(&[result]).inc();
+            tracing::info!(device = id, contact = %b.contact, sent, "check-sync NOTIFY");
         }
     }
 

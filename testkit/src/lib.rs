@@ -8,9 +8,11 @@
 //!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
 //!   `kubectl` against it.
 //! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back.
+//! - [`https`]: GET over TLS as a phone fetching its provisioning file does it.
 //! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.
 //! - [`browser`]: a browser softphone (chromium running JsSIP) over SIP WebSocket.
+//! - [`linphone`]: a real softphone configured only by remote provisioning.
 //! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
 //!
 //! Nothing here knows Switchboard's own types: it starts and talks to other programs.
@@ -21,7 +23,9 @@ pub mod controlplane;
 pub mod daemon;
 pub mod examples;
 pub mod http;
+pub mod https;
 pub mod kamailio;
+pub mod linphone;
 pub mod process;
 pub mod sip;
 

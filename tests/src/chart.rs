@@ -208,6 +208,11 @@ pub fn overlays() -> Vec<(&'static str, Value)> {
                                                    "whenUnsatisfiable": "ScheduleAnyway"}],
                     "serviceAccount": {"annotations": {"x": "y"}}
                 },
+                "provisioning": {"enabled": true, "sipServer": "sip.example.com", "sipTransport": "TLS",
+                                 "outboundProxy": "edge.example.com:5060", "extraArgs": ["--auth-failure-limit", "5"],
+                                 "service": {"loadBalancerSourceRanges": ["198.51.100.0/24"], "annotations": {"a": "b"}},
+                                 "nodeSelector": {"k": "v"}, "tolerations": [{"key": "k", "operator": "Exists"}],
+                                 "serviceAccount": {"annotations": {"x": "y"}}},
                 "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}},
                             "grafanaDashboard": {"enabled": true, "namespace": "monitoring"},
                             "prometheusRule": {"enabled": true, "labels": {"release": "prom"}}},
@@ -229,7 +234,10 @@ pub fn overlays() -> Vec<(&'static str, Value)> {
                 "fullnameOverride": "voice",
                 "operator": {"enabled": false},
                 "registrar": {"service": {"type": "ClusterIP"},
-                              "serviceAccount": {"create": false, "name": "registrar"}}
+                              "serviceAccount": {"create": false, "name": "registrar"}},
+                "provisioning": {"enabled": true, "sipServer": "10.0.0.5", "service": {"type": "ClusterIP"},
+                                 "tls": {"secretName": "phones-tls"},
+                                 "serviceAccount": {"create": false, "name": "provisioning"}}
             }),
         ),
     ]

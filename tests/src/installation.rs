@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 use switchboard_testkit::controlplane::ControlPlane;
 use switchboard_testkit::daemon::Daemon;
+use switchboard_testkit::https::https_get;
 use switchboard_testkit::{free_port, http_get, metric_sum, temp_dir, wait_until_within};
 
 /// The release's namespace (config Secrets, the operator's Lease).
@@ -79,6 +80,12 @@ pub fn rendered_rbac(values: &Value) -> String {
         .map(|f| rendered.files[*f].clone())
         .collect::<Vec<_>>()
         .join("\n---\n")
+}
+
+/// The chart's values with the provisioning service on, telling phones to register at
+/// `sip_server`.
+pub fn provisioning_values(sip_server: &str) -> Value {
+    json!({"provisioning": {"enabled": true, "sipServer": sip_server}})
 }
 
 /// Creates `namespace` unless it exists.
@@ -233,6 +240,58 @@ impl Installation {
         self.wait_ready(self.registrar_http, "registrar");
     }
 
+    /// Starts the provisioning service as replica `provisioning-0` under the chart's
+    /// `provisioning` ServiceAccount (its RBAC, rendered only when `provisioning.enabled`,
+    /// applied here), with a self-signed certificate, telling phones to register with this
+    /// installation's registrar; waits until it answers HTTPS.
+    pub fn start_provisioning(&self, cp: &ControlPlane) -> Provisioning {
+        let chart = Chart::load(&chart_dir()).expect("loading the chart");
+        let values = provisioning_values("127.0.0.1");
+        let rendered = chart
+            .render(&values, RELEASE, NAMESPACE)
+            .expect("rendering the chart");
+        let rbac = &rendered.files["provisioning-rbac.yaml"];
+        cp.kubectl_ok(&["apply", "-f", "-"], Some(rbac));
+        let kubeconfig =
+            cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-provisioning"));
+        // Each test may start its own: files named by port.
+        let port = free_port();
+        let ca = self.dir.join(format!("provisioning-{port}-ca.pem"));
+        let sip_port = self.sip_port.to_string();
+        let mut cmd = Command::new(workspace_binary("switchboard-provisioning"));
+        cmd.env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .env("NO_COLOR", "1")
+            .env("POD_NAME", "provisioning-0")
+            .arg("--kube")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--self-signed-cert-out")
+            .arg(&ca)
+            .args(["--sip-server", "127.0.0.1"])
+            .args(["--sip-udp-port", &sip_port, "--sip-tcp-port", &sip_port]);
+        let daemon = Daemon::spawn(&format!("provisioning-{port}"), cmd, &self.dir);
+        cp.adopt(&daemon);
+        let up = std::panic::catch_unwind(|| {
+            wait_until_within(
+                "the provisioning service to answer",
+                Duration::from_secs(60),
+                || {
+                    let status = https_get(port, "/healthz", &[], &ca)?.status;
+                    (status == 200).then_some(())
+                },
+            )
+        });
+        assert!(
+            up.is_ok(),
+            "provisioning not up; its log:\n{}",
+            daemon.output()
+        );
+        Provisioning { daemon, port, ca }
+    }
+
     /// The registrar's SIP address.
     pub fn sip_addr(&self) -> std::net::SocketAddr {
         ([127, 0, 0, 1], self.sip_port).into()
@@ -278,6 +337,16 @@ impl Installation {
             self.registrar.output()
         )
     }
+}
+
+/// The provisioning service of an [`Installation`].
+pub struct Provisioning {
+    /// Its process.
+    pub daemon: Daemon,
+    /// Its HTTPS port on 127.0.0.1.
+    pub port: u16,
+    /// Its self-signed certificate (PEM), for clients to trust.
+    pub ca: PathBuf,
 }
 
 fn start_operator(

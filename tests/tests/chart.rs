@@ -647,3 +647,54 @@ fn dashboard_and_alerts_query_only_metrics_the_binaries_export() {
         .to_string()
         .contains("SwitchboardNoOperatorLeader"));
 }
+/// The provisioning service renders only when enabled, refuses to render without the address
+/// phones register to, mounts its TLS Secret, probes its plain-HTTP port, and NOTES say how to
+/// use it.
+#[test]
+fn provisioning_renders_when_enabled_and_needs_the_sip_server() {
+    let off = render(json!({}));
+    assert!(off.find("Deployment", "-provisioning").is_err());
+    assert!(!off.files["NOTES.txt"].contains("ProvisioningReady"));
+    let on = render(json!({"provisioning": {"enabled": true, "sipServer": "sip.example.com"}}));
+    let deploy = on.find("Deployment", "-provisioning").unwrap();
+    let c = container(&deploy, "provisioning");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--sip-server", "sip.example.com"]),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--kube"), "{args:?}");
+    assert!(
+        args.windows(2).any(|w| w == ["--http", "0.0.0.0:9090"]),
+        "{args:?}"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    let volumes = &deploy.value["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(
+        volumes[0]["secret"]["secretName"],
+        "sb-switchboard-provisioning-tls"
+    );
+    let svc = on.find("Service", "-provisioning").unwrap();
+    assert_eq!(svc.value["spec"]["ports"][0]["port"], 8443);
+    assert!(on.files["NOTES.txt"].contains("ProvisioningReady"));
+    let err = Chart::load(&chart_dir())
+        .unwrap()
+        .render(
+            &json!({"provisioning": {"enabled": true}}),
+            "sb",
+            "switchboard",
+        )
+        .err()
+        .expect("no sipServer: refused");
+    assert!(
+        format!("{err:#}").contains("provisioning.sipServer"),
+        "{err:#}"
+    );
+}

@@ -46,6 +46,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: registrar
 {{- end -}}
 
+{{- define "switchboard.provisioning.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchboard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: provisioning
+{{- end -}}
+
 {{- define "switchboard.redis.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "switchboard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -66,6 +72,22 @@ app.kubernetes.io/component: redis
 {{- else -}}
 {{- default "default" .Values.registrar.serviceAccount.name -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "switchboard.provisioning.serviceAccountName" -}}
+{{- if .Values.provisioning.serviceAccount.create -}}
+{{- default (printf "%s-provisioning" (include "switchboard.fullname" .)) .Values.provisioning.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.provisioning.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "switchboard.provisioning.image" -}}
+{{- printf "%s:%s" .Values.provisioning.image.repository (default .Chart.AppVersion .Values.provisioning.image.tag) -}}
+{{- end -}}
+
+{{- define "switchboard.provisioning.tlsSecretName" -}}
+{{- default (printf "%s-provisioning-tls" (include "switchboard.fullname" .)) .Values.provisioning.tls.secretName -}}
 {{- end -}}
 
 {{- define "switchboard.operator.image" -}}

@@ -7,8 +7,8 @@
 //! objects). Single-object validation runs during that conversion (it reads nothing else), and
 //! its messages are kept: an empty list for a valid device.
 
-use crate::key::ObjectKey;
 use super::status_digest::StatusDigest;
+use crate::key::ObjectKey;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
@@ -249,13 +249,7 @@ mod tests {
             "hq",
             "1000",
         );
-        d.metadata.annotations = Some(
-            [(
-                ROTATE_ANNOTATION.to_string(),
-                "1".to_string(),
-            )]
-            .into(),
-        );
+        d.metadata.annotations = Some([(ROTATE_ANNOTATION.to_string(), "1".to_string())].into());
         let r = Device::from(&d);
         assert_eq!(r.key, ObjectKey::new("acme", "lobby"));
         assert_eq!(r.uid.as_deref(), d.metadata.uid.as_deref());

@@ -19,10 +19,10 @@ pub use write::execute;
 
 use crate::compile::{Compiled, Ready};
 use crate::effective;
+use crate::index::status_digest::{self as digest, CondState, StatusDigest};
 use crate::index::{Device, Index};
 use crate::key::ObjectKey;
 use crate::validate::{Problem, Verdicts};
-use crate::index::status_digest::{self as digest, CondState, StatusDigest};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;

@@ -206,6 +206,14 @@ impl Proxy {
         self.inner.udp.get().is_some()
     }
 
+    /// Sends a check-sync `NOTIFY` (see `notify.rs`) for address of record `aor`
+    /// (`sip:user@domain`) to `binding`'s contact: from here when its flow is here, over UDP
+    /// when its replica is another (a sibling relays only calls, so a TCP/TLS flow held
+    /// elsewhere is skipped). Returns whether it was sent.
+    pub fn check_sync(&self, aor: &str, binding: &crate::location::Binding) -> bool {
+        self.is_attached() && self.inner.check_sync(aor, binding)
+    }
+
     /// Number of live transactions and calls (for tests and debugging).
     pub fn load(&self) -> (usize, usize, usize) {
         let st = self.inner.state.lock();

@@ -18,6 +18,7 @@
 //!     stateless ACK relay.
 //!   - `auth.rs`: a device's digest (407), a trunk's challenge answered.
 //!   - `trunk.rs`: TCP/TLS connections the proxy opens to trunks, calls from an upstream.
+//!   - `notify.rs`: the check-sync `NOTIFY` that makes a phone fetch its configuration again.
 //!
 //! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
@@ -33,6 +34,7 @@ mod client;
 pub mod core;
 pub mod flows;
 mod initial;
+mod notify;
 mod request;
 mod routes;
 mod server;
