@@ -8,7 +8,7 @@
 
 mod bindings;
 mod credentials;
-mod registrar;
+mod services;
 mod sites;
 mod table;
 
@@ -42,7 +42,8 @@ enum Command {
         /// Rotate the password first (generated credentials only) and show the new one.
         #[arg(long)]
         rotate: bool,
-        /// Look for the registrar's Service only in this namespace (default: every namespace).
+        /// Look for the registrar's and the provisioning service's Services only in this
+        /// namespace (default: every namespace).
         #[arg(long)]
         registrar_namespace: Option<String>,
     },

@@ -627,7 +627,10 @@ fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
         device_manifest(ns, "desk", "00:1a:2b:00:00:71", "1000"),
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: registrar\n  namespace: journey-plugin\n  \
          labels: {app.kubernetes.io/component: registrar}\nspec:\n  type: LoadBalancer\n  \
-         ports: [{name: sip-udp, port: 5060, protocol: UDP}]\n"
+         ports: [{name: sip-udp, port: 5060, protocol: UDP}]\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata:\n  name: provisioning\n  namespace: journey-plugin\n  \
+         labels: {app.kubernetes.io/component: provisioning}\nspec:\n  \
+         ports: [{name: https, port: 8443}]\n"
     );
     cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
     cp.kubectl_ok(
@@ -668,6 +671,7 @@ fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
         format!("Password:       {password}"),
         format!("Domain / realm: {domain}"),
         "Registrar:      UDP 192.0.2.10:5060".to_string(),
+        ":8443/provisioning/ (inside the cluster only) (VENDOR/…, MAC 001a2b000071;".to_string(),
     ] {
         assert!(card.contains(&line), "{line} in\n{card}");
     }
