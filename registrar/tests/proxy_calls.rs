@@ -9,7 +9,7 @@ use common::sipp::{
     answered, first_line, once_within, register_phone, requests, scenario, scenario_with,
     sipp_args, spawn_sipp, statuses, user_args, wait_exit, wait_listening,
 };
-use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
+use common::{free_port, run_tool, temp_dir, wait_live, wait_until, Options, Registrar, DEADLINE};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -1086,15 +1086,6 @@ impl Pair {
         }
         pair
     }
-}
-
-/// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
-fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
-    wait_until(&format!("{n} live replicas"), || {
-        let (_, body) = r.debug_get("/debug/cluster")?;
-        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
-    })
 }
 
 /// The device's bindings as `r` sees them, with `reach`.

@@ -13,7 +13,7 @@ use common::sipp::{
 };
 use common::{
     free_port, header_values, password, run_tool, status_of, temp_dir, test_certificates, Options,
-    Registrar, DEADLINE, DOMAIN,
+    Registrar, Replica, ReplicaSpec, DEADLINE, DOMAIN,
 };
 use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
@@ -302,16 +302,7 @@ fn a_udp_phone_calls_a_websocket_phone_and_hangs_up_through_its_connection() {
     phone.register("1002");
     r.wait_bindings("default/softphone-1002", 1);
     let dir = temp_dir("ws-caller-1001");
-    let (invite, ack, bye, caller) = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| sipp_call(&r, &dir, "1001", "1002"));
-        let invite = phone.read();
-        phone.respond(&invite, "180 Ringing", "");
-        phone.respond(&invite, "200 OK", SDP);
-        let ack = phone.read();
-        let bye = phone.read();
-        phone.respond(&bye, "200 OK", "");
-        (invite, ack, bye, caller.join().unwrap())
-    });
+    let (invite, ack, bye, caller) = called_by_sipp(&r, &dir, &mut phone);
     // The INVITE went to the .invalid Contact down the connection, with our Via over WS and a
     // Record-Route facing each side: ours over WS naming the connection on top, UDP below.
     assert!(
@@ -329,6 +320,54 @@ fn a_udp_phone_calls_a_websocket_phone_and_hangs_up_through_its_connection() {
     // The caller's ACK and BYE followed the Record-Route into the connection.
     assert!(ack.starts_with("ACK "), "{ack}");
     assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(answered(&caller), "{:?}", statuses(&caller));
+}
+
+#[test]
+fn a_websocket_phone_on_one_replica_is_rung_through_it_from_the_other() {
+    let redis = common::RedisServer::start("ws-across");
+    let mut s1 = ReplicaSpec::new("ws-across-r1", "127.0.0.1");
+    let mut s2 = ReplicaSpec::new("ws-across-r2", "127.0.0.1");
+    // One nonce key, as the operator's config gives every replica.
+    let text = common::DEMO_CONFIG.replacen(
+        "hash: \"\"\n",
+        "hash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\n",
+        1,
+    );
+    let (p1, p2) = (s1.peer_arg(), s2.peer_arg());
+    for (spec, other) in [(&mut s1, p2), (&mut s2, p1)] {
+        spec.config = Some(text.clone());
+        spec.args = vec!["--redis-url".into(), redis.url(), "--peer".into(), other];
+    }
+    let ws_port = free_port();
+    s1.args
+        .extend(["--ws".into(), format!("127.0.0.1:{ws_port}")]);
+    let (r1, r2) = (Replica::start(s1), Replica::start(s2));
+    for r in [&r1, &r2] {
+        common::wait_live(&r.registrar, 2);
+    }
+    let mut phone = connect(ws_port, None, "sip", None).expect("handshake");
+    phone.register("1002");
+    let b = r2.registrar.wait_bindings("default/softphone-1002", 1);
+    assert_eq!(
+        (&b[0]["transport"], &b[0]["replica"]),
+        (&"WS".into(), &r1.spec.name.as_str().into())
+    );
+
+    // Called on r2: r1, holding the connection, sends the INVITE down it; the caller's ACK
+    // and BYE find it through both replicas' Record-Routes.
+    let dir = temp_dir("ws-across-caller");
+    let (invite, ack, bye, caller) = called_by_sipp(&r2.registrar, &dir, &mut phone);
+    let vias = header_values(&invite, "Via");
+    assert!(vias[0].starts_with("SIP/2.0/WS "), "{invite}");
+    assert!(
+        vias[1].contains(&format!("127.0.0.1:{}", r2.spec.sip_port)),
+        "through r2: {invite}"
+    );
+    assert!(
+        ack.starts_with("ACK ") && bye.starts_with("BYE "),
+        "{ack}\n{bye}"
+    );
     assert!(answered(&caller), "{:?}", statuses(&caller));
 }
 
@@ -408,6 +447,26 @@ fn record_routes(msg: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// sipp as 1001 on UDP through `r` calls 1002, which `phone` is: it rings, answers, gets the
+/// ACK and the caller's BYE, and answers that. Returns the INVITE, ACK and BYE the phone got
+/// and what sipp received.
+fn called_by_sipp(
+    r: &Registrar,
+    dir: &Path,
+    phone: &mut WsPhone,
+) -> (String, String, String, Vec<String>) {
+    std::thread::scope(|scope| {
+        let caller = scope.spawn(|| sipp_call(r, dir, "1001", "1002"));
+        let invite = phone.read();
+        phone.respond(&invite, "180 Ringing", "");
+        phone.respond(&invite, "200 OK", SDP);
+        let ack = phone.read();
+        let bye = phone.read();
+        phone.respond(&bye, "200 OK", "");
+        (invite, ack, bye, caller.join().unwrap())
+    })
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";

@@ -747,6 +747,15 @@ impl ReplicaSpec {
     }
 }
 
+/// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
+pub fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
+    wait_until(&format!("{n} live replicas"), || {
+        let (_, body) = r.debug_get("/debug/cluster")?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
+    })
+}
+
 /// A registrar replica at fixed addresses that can be stopped and started again on them. The
 /// [`Registrar`] inside is the current process (`sip_port` is the port on `spec.ip`).
 pub struct Replica {
