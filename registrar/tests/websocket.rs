@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 /// A byte stream: TCP, or TLS over it.
-trait Io: Read + Write {}
-impl<T: Read + Write> Io for T {}
+trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
 
 /// A phone on a WebSocket, as a browser softphone talks.
 struct WsPhone {
@@ -156,6 +156,42 @@ impl WsPhone {
         self.send(&out);
     }
 
+    /// INVITEs `number` as 1001: challenged with 407 (ACKed), sent again with
+    /// Proxy-Authorization. Returns the dialog (from a 2xx) and the final response.
+    fn invite(&mut self, number: &str) -> (Dialog, String) {
+        let mut dialog = Dialog {
+            call_id: format!("ws-call-{}", self.host),
+            to_tag: None,
+            route: String::new(),
+            target: String::new(),
+        };
+        let uri = format!("sip:{number}@{DOMAIN}");
+        self.send(&self.request("INVITE", &uri, 1, &dialog, ""));
+        let challenge = self.read_final_or_request();
+        assert_eq!(status_of(&challenge), 407, "{challenge}");
+        self.send(&self.request("ACK", &uri, 1, &dialog, ""));
+        let ch = header_values(&challenge, "Proxy-Authenticate")[0].to_string();
+        let pw = password("1001");
+        let auth = switchboard_testkit::sip::authorization(&ch, "INVITE", "1001", &pw, &uri, 1)
+            .replacen("Authorization:", "Proxy-Authorization:", 1);
+        self.send(&self.request("INVITE", &uri, 2, &dialog, &auth));
+        let last = loop {
+            let m = self.read_final_or_request();
+            if !m.starts_with("SIP/2.0 18") {
+                break m;
+            }
+        };
+        if status_of(&last) == 200 {
+            let to = header_values(&last, "To")[0];
+            dialog.to_tag = to.split("tag=").nth(1).map(str::to_string);
+            let rr = record_routes(&last);
+            dialog.route = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+            let contact = header_values(&last, "Contact")[0];
+            dialog.target = contact.trim_matches(|c| c == '<' || c == '>').to_string();
+        }
+        (dialog, last)
+    }
+
     fn contact_header(&self, user: &str) -> String {
         let t = self.transport.to_ascii_lowercase();
         format!("Contact: <sip:{user}@{};transport={t}>\r\n", self.host)
@@ -190,6 +226,10 @@ impl WsPhone {
 struct Dialog {
     call_id: String,
     to_tag: Option<String>,
+    /// The route set (the Record-Route reversed) as Route header lines.
+    route: String,
+    /// The remote target (the callee's Contact).
+    target: String,
 }
 
 fn start(name: &str, extra: &[&'static str]) -> (Registrar, std::path::PathBuf) {
@@ -324,6 +364,44 @@ fn a_udp_phone_calls_a_websocket_phone_and_hangs_up_through_its_connection() {
 }
 
 #[test]
+fn a_request_toward_a_closed_websocket_gets_430_flow_failed() {
+    let (r, _ca) = start("ws-flow-failed", &[]);
+    let mut callee = WsPhone::open(&r, None);
+    callee.register("1002");
+    let mut caller = WsPhone::open(&r, None);
+    caller.register("1001");
+    let (dialog, ok) = std::thread::scope(|scope| {
+        let answering = scope.spawn(|| {
+            let invite = callee.read();
+            callee.respond(&invite, "200 OK", SDP);
+        });
+        let answer = caller.invite("1002");
+        answering.join().unwrap();
+        answer
+    });
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    // Both sides on WebSockets: each Record-Route faces one and names its connection.
+    let rr = record_routes(&ok);
+    assert_eq!(rr.len(), 2, "{ok}");
+    assert!(
+        rr.iter()
+            .all(|r| r.contains(";transport=ws;") && r.contains("sbw=")),
+        "{rr:?}"
+    );
+    let (route, target) = (&dialog.route, &dialog.target);
+    caller.send(&caller.request("ACK", target, 2, &dialog, route));
+    assert!(callee.read().starts_with("ACK "));
+    // The callee's connection closes; the BYE toward it cannot be delivered.
+    drop(callee);
+    common::wait_until("the callee's connection to be gone", || {
+        (r.metric("sip_connections{transport=\"ws\"}") == 1.0).then_some(())
+    });
+    caller.send(&caller.request("BYE", target, 3, &dialog, route));
+    let failed = caller.read_final_or_request();
+    assert_eq!(status_of(&failed), 430, "{failed}");
+}
+
+#[test]
 fn a_websocket_phone_on_one_replica_is_rung_through_it_from_the_other() {
     let redis = common::RedisServer::start("ws-across");
     let mut s1 = ReplicaSpec::new("ws-across-r1", "127.0.0.1");
@@ -388,40 +466,18 @@ fn a_websocket_phone_calls_a_udp_phone_and_hangs_up() {
 
     let mut phone = WsPhone::open(&r, None);
     phone.register("1001");
-    let mut dialog = Dialog {
-        call_id: format!("ws-call-{}", phone.host),
-        to_tag: None,
-    };
-    let uri = format!("sip:1002@{DOMAIN}");
-    // INVITE, challenged with 407 (ACKed), then again with Proxy-Authorization.
-    phone.send(&phone.request("INVITE", &uri, 1, &dialog, ""));
-    let challenge = phone.read_final_or_request();
-    assert_eq!(status_of(&challenge), 407, "{challenge}");
-    phone.send(&phone.request("ACK", &uri, 1, &dialog, ""));
-    let ch = header_values(&challenge, "Proxy-Authenticate")[0].to_string();
-    let auth =
-        switchboard_testkit::sip::authorization(&ch, "INVITE", "1001", &password("1001"), &uri, 1)
-            .replacen("Authorization:", "Proxy-Authorization:", 1);
-    phone.send(&phone.request("INVITE", &uri, 2, &dialog, &auth));
-    let ok = loop {
-        let m = phone.read_final_or_request();
-        if !m.starts_with("SIP/2.0 18") {
-            break m;
-        }
-    };
+    let (dialog, ok) = phone.invite("1002");
     assert_eq!(status_of(&ok), 200, "{ok}\nregistrar:\n{}", r.logs());
     // Our double Record-Route: facing the callee (UDP) on top, facing this phone (WS) below.
     let rr = record_routes(&ok);
     assert_eq!(rr.len(), 2, "{ok}");
-    assert!(rr[1].contains(";transport=ws;"), "{rr:?}");
-    // The route set is the Record-Route reversed; the remote target the callee's Contact.
-    let route = format!("Route: {}\r\nRoute: {}\r\n", rr[1], rr[0]);
-    let to = header_values(&ok, "To")[0];
-    dialog.to_tag = to.split("tag=").nth(1).map(str::to_string);
-    let contact = header_values(&ok, "Contact")[0];
-    let target = contact.trim_matches(|c| c == '<' || c == '>');
-    phone.send(&phone.request("ACK", target, 2, &dialog, &route));
-    phone.send(&phone.request("BYE", target, 3, &dialog, &route));
+    assert!(
+        !rr[0].contains("transport=") && rr[1].contains(";transport=ws;"),
+        "{rr:?}"
+    );
+    let (route, target) = (&dialog.route, &dialog.target);
+    phone.send(&phone.request("ACK", target, 2, &dialog, route));
+    phone.send(&phone.request("BYE", target, 3, &dialog, route));
     let bye_ok = phone.read_final_or_request();
     assert_eq!(status_of(&bye_ok), 200, "{bye_ok}");
     assert!(bye_ok.contains("CSeq: 3 BYE"), "{bye_ok}");
