@@ -278,6 +278,31 @@ fn registers_with_digest_over_ws_and_wss() {
 }
 
 #[test]
+fn a_site_that_does_not_list_ws_refuses_registrations_over_it() {
+    const LINE: &str = "transports: [UDP, TCP, TLS, WS, WSS]";
+    assert!(common::DEMO_CONFIG.contains(LINE));
+    let config = common::DEMO_CONFIG.replace(LINE, "transports: [UDP, TCP, TLS]");
+    let r = Registrar::start(
+        "ws-not-allowed",
+        Options {
+            config: Some(&config),
+            websocket: true,
+            ..Default::default()
+        },
+    );
+    let mut phone = WsPhone::open(&r, None);
+    let req = common::register_request("WS", &phone.host, "1001", 1, "ws-refused", "");
+    phone.send(&req);
+    let refused = phone.read();
+    assert_eq!(status_of(&refused), 403, "{refused}");
+    assert!(
+        refused.starts_with("SIP/2.0 403 Transport Not Allowed"),
+        "{refused}"
+    );
+    assert!(r.device_bindings("default/desk-1001").is_empty());
+}
+
+#[test]
 fn garbage_is_dropped_and_an_oversized_message_closes_only_its_connection() {
     let (r, _ca) = start("ws-garbage", &[]);
     let mut phone = WsPhone::open(&r, None);
