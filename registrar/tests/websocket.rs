@@ -1,9 +1,11 @@
-//! SIP over WebSocket (RFC 7118) against the built registrar: the handshake's rules (the `sip`
-//! subprotocol, the Origin allow-list), a REGISTER with digest over WS and over WSS (a rustls
-//! client verifying the test CA), the RFC 5626 keepalive, and calls in both directions between
-//! a phone on a WebSocket (written here, as a browser's JsSIP would talk: a `*.invalid`
-//! Contact and Via host, everything over its one connection) and a sipp phone on UDP. The
-//! browser itself is in `tests/tests/browser_phone.rs`.
+//! SIP over WebSocket (RFC 7118) against the built registrar, with a phone on a WebSocket
+//! written here as a browser's JsSIP talks (a `*.invalid` Contact and Via host, everything over
+//! its one connection): the handshake's rules (the `sip` subprotocol, the Origin allow-list), a
+//! REGISTER with digest over WS and over WSS (a rustls client verifying the test CA), a site
+//! that does not allow WS, the RFC 5626 keepalive, garbage and oversized messages, and calls:
+//! both ways with a sipp phone on UDP, between two WebSocket phones (430 once the callee's
+//! connection is gone), and across two replicas sharing Redis. The browser itself is in
+//! `browser_phone.rs`.
 
 mod common;
 
