@@ -15,7 +15,7 @@ use common::sipp::{
 };
 use common::{
     free_port, header_values, password, run_tool, status_of, temp_dir, test_certificates, Options,
-    Registrar, Replica, ReplicaSpec, DEADLINE, DOMAIN,
+    Registrar, DEADLINE, DOMAIN,
 };
 use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
@@ -430,27 +430,9 @@ fn a_request_toward_a_closed_websocket_gets_430_flow_failed() {
 
 #[test]
 fn a_websocket_phone_on_one_replica_is_rung_through_it_from_the_other() {
-    let redis = common::RedisServer::start("ws-across");
-    let mut s1 = ReplicaSpec::new("ws-across-r1", "127.0.0.1");
-    let mut s2 = ReplicaSpec::new("ws-across-r2", "127.0.0.1");
-    // One nonce key, as the operator's config gives every replica.
-    let text = common::DEMO_CONFIG.replacen(
-        "hash: \"\"\n",
-        "hash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\n",
-        1,
-    );
-    let (p1, p2) = (s1.peer_arg(), s2.peer_arg());
-    for (spec, other) in [(&mut s1, p2), (&mut s2, p1)] {
-        spec.config = Some(text.clone());
-        spec.args = vec!["--redis-url".into(), redis.url(), "--peer".into(), other];
-    }
     let ws_port = free_port();
-    s1.args
-        .extend(["--ws".into(), format!("127.0.0.1:{ws_port}")]);
-    let (r1, r2) = (Replica::start(s1), Replica::start(s2));
-    for r in [&r1, &r2] {
-        common::wait_live(&r.registrar, 2);
-    }
+    let ws = ["--ws".to_string(), format!("127.0.0.1:{ws_port}")];
+    let (_redis, r1, r2) = common::replica_pair("ws-across", common::DEMO_CONFIG, &ws);
     let mut phone = connect(ws_port, None, "sip", None).expect("handshake");
     phone.register("1002");
     let b = r2.registrar.wait_bindings("default/softphone-1002", 1);
