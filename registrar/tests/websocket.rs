@@ -340,6 +340,27 @@ fn garbage_is_dropped_and_an_oversized_message_closes_only_its_connection() {
 }
 
 #[test]
+fn an_idle_connection_is_pinged_and_stays_open() {
+    let (r, _ca) = start(
+        "ws-ping",
+        &["--ws-ping-interval", "1", "--tcp-idle-timeout", "3"],
+    );
+    let mut phone = WsPhone::open(&r, None);
+    phone.register("1001");
+    // Pings come (tungstenite answers each with a Pong), and the answers keep the connection
+    // open past the idle timeout.
+    let mut pings = 0;
+    while pings < 4 {
+        match phone.ws.read().expect("a ping within the deadline") {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    phone.register("1001");
+    assert_eq!(r.metric("sip_connections{transport=\"ws\"}"), 1.0);
+}
+
+#[test]
 fn handshakes_must_offer_sip_and_come_from_an_allowed_origin() {
     let (r, _ca) = start(
         "ws-handshake",
