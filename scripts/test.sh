@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command, and what CI runs.
 # Installs the SIP peers the interop tests need (sipp, sipsak, baresip, linphonec, kamailio,
-# redis-server) and, without a `helm` binary, Helm's SDK into a virtual environment (SWITCHBOARD_VENV), then
+# redis-server), the browser softphone test's chromium, node and npm packages, and, without a
+# `helm` binary, Helm's SDK into a virtual environment (SWITCHBOARD_VENV), then
 # checks formatting, lints, the generated CRDs, builds the Kubernetes control plane the
 # control-plane tests run against (scripts/controlplane.sh; Go, once), and runs every test of
 # the workspace.

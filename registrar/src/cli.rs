@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// without an Origin header (not from a browser) are not checked.
     #[arg(long)]
     pub ws_allowed_origin: Vec<String>,
+    /// Seconds between the WebSocket Pings sent on each WS/WSS connection, so that proxies,
+    /// load balancers and NATs in between keep a browser's idle connection open (0: none).
+    #[arg(long, default_value_t = 30)]
+    pub ws_ping_interval: u64,
     /// TLS certificate chain (PEM).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

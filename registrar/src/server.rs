@@ -24,7 +24,7 @@ use crate::status::{self, StatusSettings};
 use crate::transport;
 use crate::transport::per_source::PerSource;
 use crate::transport::tcp::{ConnectionLimits, StreamLimits};
-use crate::transport::websocket::handshake::WebSocketPolicy;
+use crate::transport::websocket::{handshake::WebSocketPolicy, WebSocketSettings};
 use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
 use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -400,8 +400,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     // WS and WSS (browser phones), only where asked for.
-    let policy = Arc::new(WebSocketPolicy {
-        allowed_origins: args.ws_allowed_origin.clone(),
+    let ws_settings = Arc::new(WebSocketSettings {
+        policy: WebSocketPolicy {
+            allowed_origins: args.ws_allowed_origin.clone(),
+        },
+        ping_interval: (args.ws_ping_interval > 0)
+            .then(|| Duration::from_secs(args.ws_ping_interval)),
     });
     let (mut bound_ws, mut bound_wss) = (Vec::new(), Vec::new());
     for (tls, given, bound) in [
@@ -416,7 +420,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             listeners.spawn(transport::websocket::serve(
                 listener,
                 tls.cloned(),
-                policy.clone(),
+                ws_settings.clone(),
                 service.clone(),
                 metrics.clone(),
                 admit.clone(),

@@ -2,7 +2,8 @@
 //! (`tests/browser/drive.mjs`), loads our page (`tests/browser/phone.html`) that runs JsSIP
 //! from npm. It registers over WSS as demo device 1001 (digest; the test's self-signed
 //! certificate accepted by chromium's flags; its Origin on the registrar's allow-list), calls a
-//! baresip phone (1002, UDP) and hangs up, is called by it and hung up on, and unregisters.
+//! baresip phone (1002; over UDP, TCP and TLS, a test each) and hangs up, is called by it and
+//! hung up on, and unregisters.
 //! The SIP exchange is asserted from the WebSocket frames the page sent and received (INVITE,
 //! 200, ACK, BYE and its 200, both ways), and the binding from `/debug/bindings` (standalone:
 //! no cluster here).
@@ -18,9 +19,26 @@ use switchboard_testkit::baresip::{Account, Baresip};
 use switchboard_testkit::browser::{assert_in_order, BrowserPhone};
 
 #[test]
-fn a_browser_registers_over_wss_calls_baresip_and_is_called_by_it() {
-    let dir = temp_dir("browser-phone");
-    let (_ca, cert, key) = test_certificates(&dir);
+fn a_browser_and_baresip_on_udp_call_each_other() {
+    browser_and_baresip("udp");
+}
+
+#[test]
+fn a_browser_and_baresip_on_tcp_call_each_other() {
+    browser_and_baresip("tcp");
+}
+
+#[test]
+fn a_browser_and_baresip_on_tls_call_each_other() {
+    browser_and_baresip("tls");
+}
+
+/// The browser (1001, WSS) and baresip (1002 over `transport`) through one registrar: the
+/// browser registers, calls baresip and hangs up, is called by it and hung up on, and
+/// unregisters.
+fn browser_and_baresip(transport: &'static str) {
+    let dir = temp_dir(&format!("browser-phone-{transport}"));
+    let (ca, cert, key) = test_certificates(&dir);
     let page_port = free_port();
     let origin: &'static str = Box::leak(format!("http://127.0.0.1:{page_port}").into_boxed_str());
     let r = Registrar::start(
@@ -32,15 +50,22 @@ fn a_browser_registers_over_wss_calls_baresip_and_is_called_by_it() {
             ..Default::default()
         },
     );
+    let port = match transport {
+        "tls" => r.tls_port.unwrap(),
+        _ => r.sip_port,
+    };
     let mut account = Account::udp(
         "1002",
         DOMAIN,
         &password("1002"),
-        ([127, 0, 0, 1], r.sip_port).into(),
+        ([127, 0, 0, 1], port).into(),
     );
+    account.transport = transport;
+    account.ca_file = Some(ca);
     account.auto_answer = true;
     let mut baresip = Baresip::start(&account);
-    r.wait_bindings("default/softphone-1002", 1);
+    let b = r.wait_bindings("default/softphone-1002", 1);
+    assert_eq!(b[0]["transport"], transport.to_ascii_uppercase(), "{b:?}");
 
     let url = format!("wss://127.0.0.1:{}", r.wss_port.unwrap());
     let pw = password("1001");

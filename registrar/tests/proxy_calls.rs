@@ -9,7 +9,7 @@ use common::sipp::{
     answered, first_line, once_within, register_phone, requests, scenario, scenario_with,
     sipp_args, spawn_sipp, statuses, user_args, wait_exit, wait_listening,
 };
-use common::{free_port, run_tool, temp_dir, wait_until, Options, Registrar, DEADLINE};
+use common::{free_port, run_tool, temp_dir, wait_live, wait_until, Options, Registrar, DEADLINE};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -1061,40 +1061,13 @@ struct Pair {
 
 impl Pair {
     fn start(name: &str) -> Pair {
-        let redis = common::RedisServer::start(name);
-        let mut s1 = common::ReplicaSpec::new(&format!("{name}-r1"), "127.0.0.1");
-        let mut s2 = common::ReplicaSpec::new(&format!("{name}-r2"), "127.0.0.1");
-        // Shared by the replicas, as the operator's config is: each accepts the other's
-        // challenges, Record-Routes and Routes.
-        let text = config(free_port()).replacen(
-            "hash: \"\"\n",
-            "hash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\n",
-            1,
-        );
-        let (p1, p2) = (s1.peer_arg(), s2.peer_arg());
-        for (spec, other) in [(&mut s1, p2), (&mut s2, p1)] {
-            spec.config = Some(text.clone());
-            spec.args = vec!["--redis-url".into(), redis.url(), "--peer".into(), other];
-        }
-        let pair = Pair {
+        let (redis, r1, r2) = common::replica_pair(name, &config(free_port()), &[]);
+        Pair {
             _redis: redis,
-            r1: common::Replica::start(s1),
-            r2: common::Replica::start(s2),
-        };
-        for r in [&pair.r1, &pair.r2] {
-            wait_live(&r.registrar, 2);
+            r1,
+            r2,
         }
-        pair
     }
-}
-
-/// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
-fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
-    wait_until(&format!("{n} live replicas"), || {
-        let (_, body) = r.debug_get("/debug/cluster")?;
-        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
-    })
 }
 
 /// The device's bindings as `r` sees them, with `reach`.

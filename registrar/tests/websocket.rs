@@ -1,9 +1,11 @@
-//! SIP over WebSocket (RFC 7118) against the built registrar: the handshake's rules (the `sip`
-//! subprotocol, the Origin allow-list), a REGISTER with digest over WS and over WSS (a rustls
-//! client verifying the test CA), the RFC 5626 keepalive, and calls in both directions between
-//! a phone on a WebSocket (written here, as a browser's JsSIP would talk: a `*.invalid`
-//! Contact and Via host, everything over its one connection) and a sipp phone on UDP. The
-//! browser itself is in `tests/tests/browser_phone.rs`.
+//! SIP over WebSocket (RFC 7118) against the built registrar, with a phone on a WebSocket
+//! written here as a browser's JsSIP talks (a `*.invalid` Contact and Via host, everything over
+//! its one connection): the handshake's rules (the `sip` subprotocol, the Origin allow-list), a
+//! REGISTER with digest over WS and over WSS (a rustls client verifying the test CA), a site
+//! that does not allow WS, the RFC 5626 keepalive, garbage and oversized messages, and calls:
+//! both ways with a sipp phone on UDP, between two WebSocket phones (430 once the callee's
+//! connection is gone), and across two replicas sharing Redis. The browser itself is in
+//! `browser_phone.rs`.
 
 mod common;
 
@@ -24,8 +26,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 /// A byte stream: TCP, or TLS over it.
-trait Io: Read + Write {}
-impl<T: Read + Write> Io for T {}
+trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
 
 /// A phone on a WebSocket, as a browser softphone talks.
 struct WsPhone {
@@ -156,6 +158,42 @@ impl WsPhone {
         self.send(&out);
     }
 
+    /// INVITEs `number` as 1001: challenged with 407 (ACKed), sent again with
+    /// Proxy-Authorization. Returns the dialog (from a 2xx) and the final response.
+    fn invite(&mut self, number: &str) -> (Dialog, String) {
+        let mut dialog = Dialog {
+            call_id: format!("ws-call-{}", self.host),
+            to_tag: None,
+            route: String::new(),
+            target: String::new(),
+        };
+        let uri = format!("sip:{number}@{DOMAIN}");
+        self.send(&self.request("INVITE", &uri, 1, &dialog, ""));
+        let challenge = self.read_final_or_request();
+        assert_eq!(status_of(&challenge), 407, "{challenge}");
+        self.send(&self.request("ACK", &uri, 1, &dialog, ""));
+        let ch = header_values(&challenge, "Proxy-Authenticate")[0].to_string();
+        let pw = password("1001");
+        let auth = switchboard_testkit::sip::authorization(&ch, "INVITE", "1001", &pw, &uri, 1)
+            .replacen("Authorization:", "Proxy-Authorization:", 1);
+        self.send(&self.request("INVITE", &uri, 2, &dialog, &auth));
+        let last = loop {
+            let m = self.read_final_or_request();
+            if !m.starts_with("SIP/2.0 18") {
+                break m;
+            }
+        };
+        if status_of(&last) == 200 {
+            let to = header_values(&last, "To")[0];
+            dialog.to_tag = to.split("tag=").nth(1).map(str::to_string);
+            let rr = record_routes(&last);
+            dialog.route = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+            let contact = header_values(&last, "Contact")[0];
+            dialog.target = contact.trim_matches(|c| c == '<' || c == '>').to_string();
+        }
+        (dialog, last)
+    }
+
     fn contact_header(&self, user: &str) -> String {
         let t = self.transport.to_ascii_lowercase();
         format!("Contact: <sip:{user}@{};transport={t}>\r\n", self.host)
@@ -190,6 +228,10 @@ impl WsPhone {
 struct Dialog {
     call_id: String,
     to_tag: Option<String>,
+    /// The route set (the Record-Route reversed) as Route header lines.
+    route: String,
+    /// The remote target (the callee's Contact).
+    target: String,
 }
 
 fn start(name: &str, extra: &[&'static str]) -> (Registrar, std::path::PathBuf) {
@@ -238,6 +280,31 @@ fn registers_with_digest_over_ws_and_wss() {
 }
 
 #[test]
+fn a_site_that_does_not_list_ws_refuses_registrations_over_it() {
+    const LINE: &str = "transports: [UDP, TCP, TLS, WS, WSS]";
+    assert!(common::DEMO_CONFIG.contains(LINE));
+    let config = common::DEMO_CONFIG.replace(LINE, "transports: [UDP, TCP, TLS]");
+    let r = Registrar::start(
+        "ws-not-allowed",
+        Options {
+            config: Some(&config),
+            websocket: true,
+            ..Default::default()
+        },
+    );
+    let mut phone = WsPhone::open(&r, None);
+    let req = common::register_request("WS", &phone.host, "1001", 1, "ws-refused", "");
+    phone.send(&req);
+    let refused = phone.read();
+    assert_eq!(status_of(&refused), 403, "{refused}");
+    assert!(
+        refused.starts_with("SIP/2.0 403 Transport Not Allowed"),
+        "{refused}"
+    );
+    assert!(r.device_bindings("default/desk-1001").is_empty());
+}
+
+#[test]
 fn garbage_is_dropped_and_an_oversized_message_closes_only_its_connection() {
     let (r, _ca) = start("ws-garbage", &[]);
     let mut phone = WsPhone::open(&r, None);
@@ -273,6 +340,27 @@ fn garbage_is_dropped_and_an_oversized_message_closes_only_its_connection() {
 }
 
 #[test]
+fn an_idle_connection_is_pinged_and_stays_open() {
+    let (r, _ca) = start(
+        "ws-ping",
+        &["--ws-ping-interval", "1", "--tcp-idle-timeout", "3"],
+    );
+    let mut phone = WsPhone::open(&r, None);
+    phone.register("1001");
+    // Pings come (tungstenite answers each with a Pong), and the answers keep the connection
+    // open past the idle timeout.
+    let mut pings = 0;
+    while pings < 4 {
+        match phone.ws.read().expect("a ping within the deadline") {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    phone.register("1001");
+    assert_eq!(r.metric("sip_connections{transport=\"ws\"}"), 1.0);
+}
+
+#[test]
 fn handshakes_must_offer_sip_and_come_from_an_allowed_origin() {
     let (r, _ca) = start(
         "ws-handshake",
@@ -302,16 +390,7 @@ fn a_udp_phone_calls_a_websocket_phone_and_hangs_up_through_its_connection() {
     phone.register("1002");
     r.wait_bindings("default/softphone-1002", 1);
     let dir = temp_dir("ws-caller-1001");
-    let (invite, ack, bye, caller) = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| sipp_call(&r, &dir, "1001", "1002"));
-        let invite = phone.read();
-        phone.respond(&invite, "180 Ringing", "");
-        phone.respond(&invite, "200 OK", SDP);
-        let ack = phone.read();
-        let bye = phone.read();
-        phone.respond(&bye, "200 OK", "");
-        (invite, ack, bye, caller.join().unwrap())
-    });
+    let (invite, ack, bye, caller) = called_by_sipp(&r, &dir, &mut phone);
     // The INVITE went to the .invalid Contact down the connection, with our Via over WS and a
     // Record-Route facing each side: ours over WS naming the connection on top, UDP below.
     assert!(
@@ -333,6 +412,74 @@ fn a_udp_phone_calls_a_websocket_phone_and_hangs_up_through_its_connection() {
 }
 
 #[test]
+fn a_request_toward_a_closed_websocket_gets_430_flow_failed() {
+    let (r, _ca) = start("ws-flow-failed", &[]);
+    let mut callee = WsPhone::open(&r, None);
+    callee.register("1002");
+    let mut caller = WsPhone::open(&r, None);
+    caller.register("1001");
+    let (dialog, ok) = std::thread::scope(|scope| {
+        let answering = scope.spawn(|| {
+            let invite = callee.read();
+            callee.respond(&invite, "200 OK", SDP);
+        });
+        let answer = caller.invite("1002");
+        answering.join().unwrap();
+        answer
+    });
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    // Both sides on WebSockets: each Record-Route faces one and names its connection.
+    let rr = record_routes(&ok);
+    assert_eq!(rr.len(), 2, "{ok}");
+    assert!(
+        rr.iter()
+            .all(|r| r.contains(";transport=ws;") && r.contains("sbw=")),
+        "{rr:?}"
+    );
+    let (route, target) = (&dialog.route, &dialog.target);
+    caller.send(&caller.request("ACK", target, 2, &dialog, route));
+    assert!(callee.read().starts_with("ACK "));
+    // The callee's connection closes; the BYE toward it cannot be delivered.
+    drop(callee);
+    common::wait_until("the callee's connection to be gone", || {
+        (r.metric("sip_connections{transport=\"ws\"}") == 1.0).then_some(())
+    });
+    caller.send(&caller.request("BYE", target, 3, &dialog, route));
+    let failed = caller.read_final_or_request();
+    assert_eq!(status_of(&failed), 430, "{failed}");
+}
+
+#[test]
+fn a_websocket_phone_on_one_replica_is_rung_through_it_from_the_other() {
+    let ws_port = free_port();
+    let ws = ["--ws".to_string(), format!("127.0.0.1:{ws_port}")];
+    let (_redis, r1, r2) = common::replica_pair("ws-across", common::DEMO_CONFIG, &ws);
+    let mut phone = connect(ws_port, None, "sip", None).expect("handshake");
+    phone.register("1002");
+    let b = r2.registrar.wait_bindings("default/softphone-1002", 1);
+    assert_eq!(
+        (&b[0]["transport"], &b[0]["replica"]),
+        (&"WS".into(), &r1.spec.name.as_str().into())
+    );
+
+    // Called on r2: r1, holding the connection, sends the INVITE down it; the caller's ACK
+    // and BYE find it through both replicas' Record-Routes.
+    let dir = temp_dir("ws-across-caller");
+    let (invite, ack, bye, caller) = called_by_sipp(&r2.registrar, &dir, &mut phone);
+    let vias = header_values(&invite, "Via");
+    assert!(vias[0].starts_with("SIP/2.0/WS "), "{invite}");
+    assert!(
+        vias[1].contains(&format!("127.0.0.1:{}", r2.spec.sip_port)),
+        "through r2: {invite}"
+    );
+    assert!(
+        ack.starts_with("ACK ") && bye.starts_with("BYE "),
+        "{ack}\n{bye}"
+    );
+    assert!(answered(&caller), "{:?}", statuses(&caller));
+}
+
+#[test]
 fn a_websocket_phone_calls_a_udp_phone_and_hangs_up() {
     let (r, _ca) = start("ws-caller", &[]);
     // The callee: sipp registered as 1002 on UDP, answering once.
@@ -349,40 +496,18 @@ fn a_websocket_phone_calls_a_udp_phone_and_hangs_up() {
 
     let mut phone = WsPhone::open(&r, None);
     phone.register("1001");
-    let mut dialog = Dialog {
-        call_id: format!("ws-call-{}", phone.host),
-        to_tag: None,
-    };
-    let uri = format!("sip:1002@{DOMAIN}");
-    // INVITE, challenged with 407 (ACKed), then again with Proxy-Authorization.
-    phone.send(&phone.request("INVITE", &uri, 1, &dialog, ""));
-    let challenge = phone.read_final_or_request();
-    assert_eq!(status_of(&challenge), 407, "{challenge}");
-    phone.send(&phone.request("ACK", &uri, 1, &dialog, ""));
-    let ch = header_values(&challenge, "Proxy-Authenticate")[0].to_string();
-    let auth =
-        switchboard_testkit::sip::authorization(&ch, "INVITE", "1001", &password("1001"), &uri, 1)
-            .replacen("Authorization:", "Proxy-Authorization:", 1);
-    phone.send(&phone.request("INVITE", &uri, 2, &dialog, &auth));
-    let ok = loop {
-        let m = phone.read_final_or_request();
-        if !m.starts_with("SIP/2.0 18") {
-            break m;
-        }
-    };
+    let (dialog, ok) = phone.invite("1002");
     assert_eq!(status_of(&ok), 200, "{ok}\nregistrar:\n{}", r.logs());
     // Our double Record-Route: facing the callee (UDP) on top, facing this phone (WS) below.
     let rr = record_routes(&ok);
     assert_eq!(rr.len(), 2, "{ok}");
-    assert!(rr[1].contains(";transport=ws;"), "{rr:?}");
-    // The route set is the Record-Route reversed; the remote target the callee's Contact.
-    let route = format!("Route: {}\r\nRoute: {}\r\n", rr[1], rr[0]);
-    let to = header_values(&ok, "To")[0];
-    dialog.to_tag = to.split("tag=").nth(1).map(str::to_string);
-    let contact = header_values(&ok, "Contact")[0];
-    let target = contact.trim_matches(|c| c == '<' || c == '>');
-    phone.send(&phone.request("ACK", target, 2, &dialog, &route));
-    phone.send(&phone.request("BYE", target, 3, &dialog, &route));
+    assert!(
+        !rr[0].contains("transport=") && rr[1].contains(";transport=ws;"),
+        "{rr:?}"
+    );
+    let (route, target) = (&dialog.route, &dialog.target);
+    phone.send(&phone.request("ACK", target, 2, &dialog, route));
+    phone.send(&phone.request("BYE", target, 3, &dialog, route));
     let bye_ok = phone.read_final_or_request();
     assert_eq!(status_of(&bye_ok), 200, "{bye_ok}");
     assert!(bye_ok.contains("CSeq: 3 BYE"), "{bye_ok}");
@@ -408,6 +533,26 @@ fn record_routes(msg: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// sipp as 1001 on UDP through `r` calls 1002, which `phone` is: it rings, answers, gets the
+/// ACK and the caller's BYE, and answers that. Returns the INVITE, ACK and BYE the phone got
+/// and what sipp received.
+fn called_by_sipp(
+    r: &Registrar,
+    dir: &Path,
+    phone: &mut WsPhone,
+) -> (String, String, String, Vec<String>) {
+    std::thread::scope(|scope| {
+        let caller = scope.spawn(|| sipp_call(r, dir, "1001", "1002"));
+        let invite = phone.read();
+        phone.respond(&invite, "180 Ringing", "");
+        phone.respond(&invite, "200 OK", SDP);
+        let ack = phone.read();
+        let bye = phone.read();
+        phone.respond(&bye, "200 OK", "");
+        (invite, ack, bye, caller.join().unwrap())
+    })
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";

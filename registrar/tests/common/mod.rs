@@ -747,6 +747,41 @@ impl ReplicaSpec {
     }
 }
 
+/// Two replicas on loopback sharing a Redis and the config `text`, with one nonce key as the
+/// operator's config gives every replica (each accepts the other's challenges, Record-Routes
+/// and Routes), each told of the other (`--peer`), `extra` added to the first's arguments;
+/// returned once both see two live replicas.
+pub fn replica_pair(name: &str, text: &str, extra: &[String]) -> (RedisServer, Replica, Replica) {
+    let redis = RedisServer::start(name);
+    let mut s1 = ReplicaSpec::new(&format!("{name}-r1"), "127.0.0.1");
+    let mut s2 = ReplicaSpec::new(&format!("{name}-r2"), "127.0.0.1");
+    let text = text.replacen(
+        "hash: \"\"\n",
+        "hash: \"\"\nnonceKey: \"00112233445566778899aabbccddeeff\"\n",
+        1,
+    );
+    let (p1, p2) = (s1.peer_arg(), s2.peer_arg());
+    for (spec, other) in [(&mut s1, p2), (&mut s2, p1)] {
+        spec.config = Some(text.clone());
+        spec.args = vec!["--redis-url".into(), redis.url(), "--peer".into(), other];
+    }
+    s1.args.extend_from_slice(extra);
+    let (r1, r2) = (Replica::start(s1), Replica::start(s2));
+    for r in [&r1, &r2] {
+        wait_live(&r.registrar, 2);
+    }
+    (redis, r1, r2)
+}
+
+/// Waits until `r` sees `n` live replicas (itself included) in `/debug/cluster`.
+pub fn wait_live(r: &Registrar, n: usize) -> serde_json::Value {
+    wait_until(&format!("{n} live replicas"), || {
+        let (_, body) = r.debug_get("/debug/cluster")?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (doc["settled"] == true && doc["live"].as_array()?.len() == n).then_some(doc)
+    })
+}
+
 /// A registrar replica at fixed addresses that can be stopped and started again on them. The
 /// [`Registrar`] inside is the current process (`sip_port` is the port on `spec.ip`).
 pub struct Replica {

@@ -4,7 +4,9 @@
 //! its transport label, an entry in the proxy's flow table), but needs no stream framing:
 //! each WebSocket message carries exactly one SIP message (RFC 7118 §5.1). What we send goes
 //! as a text message when it is UTF-8, else binary. A message that is only CRLFs is an RFC
-//! 5626 keepalive (SIP.js sends them): a double CRLF is answered with one.
+//! 5626 keepalive (SIP.js sends them): a double CRLF is answered with one. Browsers send no
+//! keepalives of their own (JsSIP), so the registrar sends a WebSocket Ping now and then: a
+//! proxy or NAT in between would otherwise drop a phone's connection between refreshes.
 
 pub mod handshake;
 
@@ -17,7 +19,7 @@ use futures::{SinkExt, StreamExt};
 use handshake::{WebSocketPolicy, SUBPROTOCOL};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,13 +31,22 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+/// How the WebSocket listeners behave.
+#[derive(Clone, Debug, Default)]
+pub struct WebSocketSettings {
+    /// Which handshakes are accepted.
+    pub policy: WebSocketPolicy,
+    /// How often each connection is sent a Ping (`None`: never).
+    pub ping_interval: Option<Duration>,
+}
+
 /// Accepts WebSocket connections (WSS when `tls` is given) until shutdown, under the same
 /// bounds as TCP/TLS.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    policy: Arc<WebSocketPolicy>,
+    settings: Arc<WebSocketSettings>,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
     admit: ConnectionLimits,
@@ -50,20 +61,22 @@ pub async fn serve(
     let (m, down) = (metrics.clone(), shutdown.clone());
     let serve_one = move |stream: TcpStream, peer: SocketAddr| {
         let (service, metrics, shutdown) = (service.clone(), m.clone(), down.clone());
-        let (tls, policy) = (tls.clone(), policy.clone());
+        let (tls, settings) = (tls.clone(), settings.clone());
         async move {
             let conn = Conn {
                 peer,
                 transport,
                 service: &service,
                 limits,
+                ping: settings.ping_interval,
             };
+            let policy = &settings.policy;
             match tls {
-                None => conn.open(stream, &policy, shutdown).await,
+                None => conn.open(stream, policy, shutdown).await,
                 Some(acceptor) => {
                     if let Some(s) = tls_handshake(&acceptor, stream, peer, limits, &metrics).await
                     {
-                        conn.open(s, &policy, shutdown).await
+                        conn.open(s, policy, shutdown).await
                     }
                 }
             }
@@ -78,6 +91,7 @@ struct Conn<'a> {
     transport: Transport,
     service: &'a Service,
     limits: StreamLimits,
+    ping: Option<Duration>,
 }
 
 impl Conn<'_> {
@@ -116,6 +130,9 @@ impl Conn<'_> {
         let (peer, transport) = (self.peer, self.transport);
         let (_flow, mut outgoing) = self.service.proxy().flows().open(peer, transport);
         let mut first_by = Some(Instant::now() + self.limits.first_message_timeout);
+        let mut ping = self
+            .ping
+            .map(|every| tokio::time::interval_at((Instant::now() + every).into(), every));
         loop {
             let (wait, reason) = wait_for(&self.limits, true, first_by, Instant::now());
             let next = tokio::select! {
@@ -123,6 +140,12 @@ impl Conn<'_> {
                 _ = super::shutdown_requested(&mut shutdown) => break,
                 Some(data) = outgoing.recv() => {
                     if ws.send(message(data)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                _ = tick(&mut ping) => {
+                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
                         break;
                     }
                     continue;
@@ -156,6 +179,16 @@ impl Conn<'_> {
             }
         }
         let _ = ws.close(None).await;
+    }
+}
+
+/// The next tick of `ping`; never without one.
+async fn tick(ping: &mut Option<tokio::time::Interval>) {
+    match ping {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
