@@ -91,30 +91,11 @@ pub async fn run(
     namespace: &str,
     name: &str,
     rotate: bool,
-    registrar_namespace: Option<&str>,
+    services_namespace: Option<&str>,
 ) -> anyhow::Result<String> {
     let devices: Api<SipDevice> = Api::namespaced(client.clone(), namespace);
     let device = devices.get(name).await?;
-    let (secret_name, generated, password_key) = match &device.spec.credentials {
-        Some(c) => (
-            c.secret_ref.name.clone(),
-            false,
-            c.secret_ref.password_key().to_string(),
-        ),
-        None => {
-            let Some(s) = device
-                .status
-                .as_ref()
-                .and_then(|s| s.credentials_secret.clone())
-            else {
-                anyhow::bail!(
-                    "{namespace}/{name} has no credentials yet: the operator writes \
-                     status.credentialsSecret once it generated them (kubectl describe sipdevice {name})"
-                );
-            };
-            (s, true, DEFAULT_PASSWORD_KEY.to_string())
-        }
-    };
+    let (secret_name, generated, password_key) = secret_of(&device)?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if rotate {
         if !generated {
@@ -125,20 +106,7 @@ pub async fn run(
         }
         rotate_and_wait(&devices, &secrets, name, &secret_name).await?;
     }
-    let secret = secrets.get(&secret_name).await?;
-    let value = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-    };
-    let Some(password) = value(&password_key) else {
-        anyhow::bail!("Secret {secret_name} has no key {password_key}");
-    };
-    let user = value(USERNAME_KEY)
-        .or_else(|| user_of_uri(&device))
-        .unwrap_or_else(|| device.spec.sip_user.clone());
+    let (user, password) = read_secret(&secrets, &secret_name, &password_key, &device).await?;
     let site = match device.spec.site_name() {
         Some(s) => Some(
             Api::<Site>::namespaced(client.clone(), namespace)
@@ -147,15 +115,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let registrar = services::find(client.clone(), registrar_namespace, services::REGISTRAR)
-        .await
-        .map(|s| s.iter().flat_map(services::endpoints).collect())
-        .map_err(|e| e.to_string());
-    // Optional: a person who may not list Services still gets the rest.
-    let provisioning = services::find(client, registrar_namespace, services::PROVISIONING)
-        .await
-        .map(|s| s.iter().flat_map(services::provisioning_urls).collect())
-        .unwrap_or_default();
+    let (registrar, provisioning) = where_to(client, services_namespace).await;
     let mac = switchboard_crds::validation::normalize_mac(&device.spec.mac_address)
         .map(|m| m.replace(':', ""))
         .unwrap_or_else(|| device.spec.mac_address.clone());
@@ -178,6 +138,67 @@ pub async fn run(
         secret: (secret_name, generated),
         provisioning: (provisioning, mac),
     }))
+}
+
+/// The device's credentials Secret, whether the operator generated it, and its password key.
+fn secret_of(device: &SipDevice) -> anyhow::Result<(String, bool, String)> {
+    if let Some(c) = &device.spec.credentials {
+        let r = &c.secret_ref;
+        return Ok((r.name.clone(), false, r.password_key().to_string()));
+    }
+    match device
+        .status
+        .as_ref()
+        .and_then(|s| s.credentials_secret.clone())
+    {
+        Some(s) => Ok((s, true, DEFAULT_PASSWORD_KEY.to_string())),
+        None => anyhow::bail!(
+            "{}/{} has no credentials yet: the operator writes status.credentialsSecret once it \
+             generated them (kubectl describe sipdevice {})",
+            device.namespace().unwrap_or_default(),
+            device.name_any(),
+            device.name_any()
+        ),
+    }
+}
+
+/// The SIP user and password from the Secret (the user from `status.sipUri` when the Secret,
+/// one the administrator wrote, holds none).
+async fn read_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    password_key: &str,
+    device: &SipDevice,
+) -> anyhow::Result<(String, String)> {
+    let secret = secrets.get(name).await?;
+    let value = |key: &str| {
+        let bytes = secret.data.as_ref()?.get(key)?;
+        Some(String::from_utf8_lossy(&bytes.0).into_owned())
+    };
+    let Some(password) = value(password_key) else {
+        anyhow::bail!("Secret {name} has no key {password_key}");
+    };
+    let user = value(USERNAME_KEY)
+        .or_else(|| user_of_uri(device))
+        .unwrap_or_else(|| device.spec.sip_user.clone());
+    Ok((user, password))
+}
+
+/// The registrar's endpoints (or why they are not known), and the provisioning URLs (none
+/// when not installed, or not visible to this person).
+async fn where_to(
+    client: Client,
+    namespace: Option<&str>,
+) -> (Result<Vec<Endpoint>, String>, Vec<String>) {
+    let registrar = services::find(client.clone(), namespace, services::REGISTRAR)
+        .await
+        .map(|s| s.iter().flat_map(services::endpoints).collect())
+        .map_err(|e| e.to_string());
+    let provisioning = services::find(client, namespace, services::PROVISIONING)
+        .await
+        .map(|s| s.iter().flat_map(services::provisioning_urls).collect())
+        .unwrap_or_default();
+    (registrar, provisioning)
 }
 
 /// The user part of `status.sipUri` (a referenced Secret need not hold `username`).

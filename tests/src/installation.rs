@@ -4,6 +4,7 @@
 //! never as the admin — so the chart's RBAC is what lets them work.
 
 use crate::chart::{chart_dir, Chart};
+use crate::resources::{get, secret_value, LIMIT};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -250,8 +251,13 @@ impl Installation {
         let rendered = chart
             .render(&values, RELEASE, NAMESPACE)
             .expect("rendering the chart");
-        let rbac = &rendered.files["provisioning-rbac.yaml"];
-        cp.kubectl_ok(&["apply", "-f", "-"], Some(rbac));
+        // Once per test binary: two tests creating the same ServiceAccount at once make one
+        // `kubectl apply` fail with AlreadyExists.
+        static RBAC: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        RBAC.get_or_init(|| {
+            let rbac = &rendered.files["provisioning-rbac.yaml"];
+            cp.kubectl_ok(&["apply", "-f", "-"], Some(rbac));
+        });
         let kubeconfig =
             cp.service_account_kubeconfig(NAMESPACE, &format!("{RELEASE}-provisioning"));
         // Each test may start its own: files named by port.
@@ -327,6 +333,31 @@ impl Installation {
                 std::panic::resume_unwind(panic)
             }
         }
+    }
+
+    /// Waits until the registrar runs a config that holds `user`'s HA1 for `password` in
+    /// `realm`: the config the operator last published has it, and its hash is the one in the
+    /// registrar's `switchboard_config_info` (both read afresh each time, as other tests publish
+    /// meanwhile). A phone that registers sooner is refused and backs off for longer than a
+    /// test waits.
+    pub fn wait_in_force(&self, cp: &ControlPlane, user: &str, realm: &str, password: &str) {
+        use switchboard_crds::shards::{secret_name, DATA_KEY, HASH_ANNOTATION};
+        let (md5, _) = switchboard_crds::config::ha1(user, realm, password);
+        self.explain(|| {
+            wait_until_within(
+                "the registrar to run the device's credentials",
+                LIMIT,
+                || {
+                    let shard = get(cp, NAMESPACE, "secret", &secret_name(0))?;
+                    let config = secret_value(cp, NAMESPACE, &secret_name(0), DATA_KEY)?;
+                    let hash = shard["metadata"]["annotations"][HASH_ANNOTATION].as_str()?;
+                    let short = &hash[..hash.len().min(12)];
+                    let label = format!("switchboard_config_info{{hash=\"{short}\"}} 1");
+                    let (_, metrics) = http_get(self.registrar_http, "/metrics")?;
+                    (config.contains(&md5) && metrics.contains(&label)).then_some(())
+                },
+            )
+        });
     }
 
     /// Both processes' output, for a failing assertion's message.

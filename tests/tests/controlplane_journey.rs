@@ -45,6 +45,7 @@ fn a_device_lives_from_apply_to_registered_to_deleted() {
         user,
         password,
     } = accepted_device(cp, ns, "desk");
+    inst.wait_in_force(cp, &user, domain, &password);
     assert_eq!(
         dev["status"]["sipUri"].as_str(),
         Some(format!("sip:{user}@{domain}").as_str())
@@ -234,6 +235,7 @@ fn gitops_reapplies_conflict_free_while_phones_register() {
         .iter()
         .map(|n| {
             let d = accepted_device(cp, ns, n);
+            inst.wait_in_force(cp, &d.user, domain, &d.password);
             (d.user, d.password)
         })
         .collect();
@@ -559,6 +561,7 @@ fn a_site_keeps_a_companion_device_for_every_user() {
         password,
     } = inst.explain(|| accepted_device(cp, ns, "sales-alice-companion"));
     accepted_device(cp, ns, "sales-bob-companion");
+    inst.wait_in_force(cp, &user, domain, &password);
     let owner = &object["metadata"]["ownerReferences"][0];
     assert_eq!(
         (owner["kind"].as_str(), owner["name"].as_str()),
@@ -686,7 +689,7 @@ fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
         "{card}"
     );
 
-    inst.explain(|| wait_password_in_force(cp, inst, &user, domain, &rotated));
+    inst.wait_in_force(cp, &user, domain, &rotated);
     let _phone = phone(inst, &user, domain, &rotated);
     inst.explain(|| wait_registration_state(cp, ns, "desk", "Registered"));
     let (ok, table, err) = plugin(&["bindings", "desk", "-n", ns]);
@@ -706,45 +709,4 @@ fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
 
     let (ok, _, err) = plugin(&["credentials", "no-such-device", "-n", ns]);
     assert!(!ok && err.contains("no-such-device"), "{err}");
-}
-
-/// Waits until the config the operator published holds `user`'s HA1 for `password` and the
-/// registrar runs that config (its hash in `switchboard_config_info`): a phone configured
-/// sooner would be refused and back off.
-fn wait_password_in_force(
-    cp: &ControlPlane,
-    inst: &Installation,
-    user: &str,
-    domain: &str,
-    password: &str,
-) {
-    use switchboard_crds::shards::{secret_name, HASH_ANNOTATION};
-    let (md5, _) = switchboard_crds::config::ha1(user, domain, password);
-    let hash = wait_until_within(
-        "the operator to publish the new password's HA1",
-        LIMIT,
-        || {
-            let shard = get(cp, installation::NAMESPACE, "secret", &secret_name(0))?;
-            let config = switchboard_tests::resources::secret_value(
-                cp,
-                installation::NAMESPACE,
-                &secret_name(0),
-                switchboard_crds::shards::DATA_KEY,
-            )?;
-            config.contains(&md5).then(|| {
-                shard["metadata"]["annotations"][HASH_ANNOTATION]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-        },
-    );
-    let label = format!(
-        "switchboard_config_info{{hash=\"{}\"}} 1",
-        &hash[..hash.len().min(12)]
-    );
-    wait_until_within("the registrar to load it", LIMIT, || {
-        let (_, metrics) = switchboard_testkit::http_get(inst.registrar_http, "/metrics")?;
-        metrics.contains(&label).then_some(())
-    });
 }

@@ -39,6 +39,7 @@ fn the_operator_reads_secrets_only_in_its_tenant_namespaces() {
     .join("---\n");
     cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
     let d = inst.explain(|| accepted_device(cp, "tenant-a", "desk"));
+    inst.wait_in_force(cp, &d.user, "hq.tenant-a.test", &d.password);
     let _phone = Baresip::start(&Account::udp(
         &d.user,
         "hq.tenant-a.test",

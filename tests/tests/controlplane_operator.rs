@@ -212,6 +212,7 @@ fn a_namespace_that_refuses_secret_writes_blocks_only_itself(
     .join("---\n");
     cp.kubectl_ok(&["apply", "-f", "-"], Some(&open));
     let d = accepted_device(cp, "open", "desk");
+    inst.wait_in_force(cp, &d.user, "hq.open.test", &d.password);
     let _phone = Baresip::start(&Account::udp(
         &d.user,
         "hq.open.test",

@@ -36,6 +36,7 @@ fn a_restarted_registrar_corrects_the_statuses_of_the_bindings_it_lost() {
     cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
     let account = |name: &str| {
         let d = accepted_device(cp, ns, name);
+        inst.wait_in_force(cp, &d.user, domain, &d.password);
         Account::udp(&d.user, domain, &d.password, inst.sip_addr())
     };
     let (lost, back) = (account("lost"), account("back"));

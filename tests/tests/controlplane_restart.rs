@@ -29,10 +29,12 @@ fn operator_and_registrar_recover_from_an_api_server_restart() {
     cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
     let phone = |name: &str| {
         let d = accepted_device(cp, ns, name);
+        inst.wait_in_force(cp, &d.user, domain, &d.password);
         Baresip::start(&Account::udp(&d.user, domain, &d.password, inst.sip_addr()))
     };
     let _before_phone = phone("before");
     let during = accepted_device(cp, ns, "during");
+    inst.wait_in_force(cp, &during.user, domain, &during.password);
     let before = inst.explain(|| wait_registration_state(cp, ns, "before", "Registered"));
     let config =
         get(cp, installation::NAMESPACE, "secret", &secret_name(0)).expect("the published config");
