@@ -222,6 +222,11 @@ impl StatusHandle {
         Ok(n)
     }
 
+    /// This replica's name, as written into statuses.
+    pub fn replica(&self) -> Option<String> {
+        self.shared.replica.clone()
+    }
+
     /// Writes waiting.
     pub fn pending(&self) -> usize {
         self.shared.queue.lock().pending_len()
