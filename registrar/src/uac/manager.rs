@@ -242,6 +242,8 @@ impl Manager {
 
     fn start(&mut self, reg: OutboundRegistration, previous: Option<JoinHandle<()>>) {
         self.index.upsert(&reg);
+        // Before the SIP task, so its first phase change finds the queue.
+        let callback = self.start_callback(&reg);
         let (stop_tx, stop_rx) = watch::channel(false);
         let settings = self.settings.clone();
         let report = self.report.clone();
@@ -253,7 +255,6 @@ impl Manager {
             }
             client::run(r, settings, report, stop_rx).await;
         });
-        let callback = self.start_callback(&reg);
         self.running.insert(
             reg.id.clone(),
             Running {

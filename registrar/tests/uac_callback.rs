@@ -1,0 +1,239 @@
+//! Phase-change callbacks (`spec.callback`) against a local HTTP receiver: a registration to a
+//! real upstream (the registrar binary with the demo config) goes `InProgress` → `Successful`;
+//! the owner POSTs the change, signed, to an axum server in the test, which checks the
+//! signature with its own HMAC and answers 503 to the first attempts. The UAC runs through
+//! `uac::Manager` with short retry delays; every wait polls under a deadline.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use common::{password, wait_async, Options, Registrar, DOMAIN};
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_crds::config::{CallbackTarget, OutboundRegistration};
+use switchboard_crds::registration::{CallbackStatus, RegistrationPhase};
+use switchboard_registrar::callback::retry::Policy;
+use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
+
+const ID: &str = "telephony/carrier";
+const KEY: &str = "callback-signing-key";
+
+/// One POST as received: delivery id, whether its signature verified, the JSON body.
+#[derive(Debug, Clone)]
+struct Received {
+    delivery: String,
+    signed_ok: bool,
+    body: serde_json::Value,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    /// Answers before the first 200 (`u32::MAX`: never 200).
+    failures: u32,
+    failure_code: StatusCode,
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(format!("{}.", h("x-switchboard-timestamp")).as_bytes());
+    mac.update(&body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let received = Received {
+        delivery: h("x-switchboard-delivery"),
+        signed_ok: h("x-switchboard-signature") == expected
+            && h("content-type") == "application/json",
+        body: serde_json::from_slice(&body).unwrap_or_default(),
+    };
+    let mut got = r.got.lock();
+    got.push(received);
+    if (got.len() as u32) <= r.failures {
+        r.failure_code
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Starts the receiver; returns its URL and what it received.
+async fn receiver(failures: u32, failure_code: StatusCode) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route("/hooks/sip", post(receive))
+        .with_state(Receiver {
+            got: got.clone(),
+            failures,
+            failure_code,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/sip", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+fn registration(upstream: &Registrar, url: &str) -> OutboundRegistration {
+    OutboundRegistration {
+        id: ID.into(),
+        aor: format!("sip:1001@{DOMAIN}"),
+        username: "1001".into(),
+        password: password("1001"),
+        host: "127.0.0.1".into(),
+        port: upstream.sip_port,
+        expires: 300,
+        callback: Some(CallbackTarget {
+            url: url.into(),
+            key: Some(KEY.into()),
+        }),
+        ..Default::default()
+    }
+}
+
+fn manager() -> (Manager, UacIndex) {
+    let mut settings = common::uac_settings(
+        Duration::from_millis(1500),
+        ContactAddrs {
+            udp: Some("127.0.0.1:15997".into()),
+            ..Default::default()
+        },
+    );
+    settings.callback = Policy {
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(400),
+        max_attempts: 4,
+        timeout: Duration::from_secs(2),
+    };
+    let index = UacIndex::default();
+    (Manager::new(settings, None, index.clone()), index)
+}
+
+fn callback(index: &UacIndex) -> CallbackStatus {
+    index.get(ID).and_then(|v| v.callback).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_change_is_signed_and_retried_until_delivered() {
+    let upstream = Registrar::start("callback-upstream", Options::default());
+    let (url, got) = receiver(2, StatusCode::SERVICE_UNAVAILABLE).await;
+    let (mut m, index) = manager();
+    m.apply(&[registration(&upstream, &url)]);
+
+    let ok = wait_async(Duration::from_secs(15), || {
+        callback(&index).last_delivered_phase == Some(RegistrationPhase::Successful)
+    })
+    .await;
+    let got = got.lock().clone();
+    assert!(
+        ok,
+        "callback {:?}; received {got:?}; view {:?}",
+        callback(&index),
+        index.get(ID)
+    );
+    let cb = callback(&index);
+    assert_eq!((cb.attempts, cb.last_error.as_deref()), (3, None), "{cb:?}");
+    assert!(cb.last_delivered_time.is_some());
+    assert_eq!(got.len(), 3, "two 503s, then 200: {got:?}");
+    assert!(got.iter().all(|r| r.signed_ok), "signatures: {got:?}");
+    assert!(
+        got.iter()
+            .all(|r| r.delivery == got[0].delivery && r.delivery.len() == 32),
+        "one delivery id across the attempts: {got:?}"
+    );
+    let body = &got[2].body;
+    assert_eq!(body["registration"]["namespace"], "telephony", "{body}");
+    assert_eq!(body["registration"]["name"], "carrier", "{body}");
+    assert_eq!(body["oldPhase"], "InProgress", "{body}");
+    assert_eq!(body["newPhase"], "Successful", "{body}");
+    assert_eq!(body["statusCode"], 200, "{body}");
+    assert_eq!(body["reason"], "200 OK", "{body}");
+    assert!(
+        body["time"]
+            .as_str()
+            .is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+        "{body}"
+    );
+    m.shutdown(Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_that_keeps_failing_is_given_up_and_a_refusal_at_once() {
+    let upstream = Registrar::start("callback-upstream-2", Options::default());
+    let (url, got) = receiver(u32::MAX, StatusCode::BAD_GATEWAY).await;
+    let (mut m, index) = manager();
+    m.apply(&[registration(&upstream, &url)]);
+    let ok = wait_async(Duration::from_secs(15), || {
+        callback(&index).gave_up_phase == Some(RegistrationPhase::Successful)
+    })
+    .await;
+    assert!(
+        ok,
+        "callback {:?}; received {:?}",
+        callback(&index),
+        got.lock()
+    );
+    let cb = callback(&index);
+    assert_eq!(
+        (
+            cb.attempts,
+            cb.last_error.as_deref(),
+            cb.last_delivered_phase
+        ),
+        (4, Some("HTTP 502"), None),
+        "{cb:?}"
+    );
+    assert!(cb.gave_up_time.is_some());
+    assert_eq!(got.lock().len(), 4);
+    m.shutdown(Duration::from_secs(3)).await;
+
+    // 404: the request itself is wrong; one attempt, then given up.
+    let (url, got) = receiver(u32::MAX, StatusCode::NOT_FOUND).await;
+    let (mut m, index) = manager();
+    m.apply(&[registration(&upstream, &url)]);
+    let ok = wait_async(Duration::from_secs(15), || {
+        callback(&index).gave_up_phase == Some(RegistrationPhase::Successful)
+    })
+    .await;
+    assert!(ok, "callback {:?}", callback(&index));
+    assert_eq!(callback(&index).attempts, 1);
+    assert_eq!(callback(&index).last_error.as_deref(), Some("HTTP 404"));
+    assert_eq!(got.lock().len(), 1);
+    m.shutdown(Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_listening_is_retried_with_the_connection_error() {
+    let upstream = Registrar::start("callback-upstream-3", Options::default());
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/sip");
+    let (mut m, index) = manager();
+    m.apply(&[registration(&upstream, &url)]);
+    let ok = wait_async(Duration::from_secs(15), || {
+        callback(&index).gave_up_phase.is_some()
+    })
+    .await;
+    let cb = callback(&index);
+    assert!(ok, "{cb:?}");
+    assert_eq!(cb.attempts, 4, "{cb:?}");
+    assert!(
+        cb.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{cb:?}"
+    );
+    m.shutdown(Duration::from_secs(3)).await;
+}
