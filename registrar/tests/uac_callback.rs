@@ -1,90 +1,38 @@
 //! Phase-change callbacks (`spec.callback`) against a local HTTP receiver: a registration to a
 //! real upstream (the registrar binary with the demo config) goes `InProgress` → `Successful`;
-//! the owner POSTs the change, signed, to an axum server in the test, which checks the
-//! signature with its own HMAC and answers 503 to the first attempts. The UAC runs through
+//! the owner POSTs the change, signed, to a local HTTP receiver (`testkit::http`), whose
+//! requests the test checks with its own HMAC; it answers 503 to the first attempts. The UAC runs through
 //! `uac::Manager` with short retry delays; every wait polls under a deadline.
 
 mod common;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use common::{password, wait_async, Options, Registrar, DOMAIN};
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
 use sha2::Sha256;
-use std::sync::Arc;
 use std::time::Duration;
 use switchboard_crds::config::{CallbackTarget, OutboundRegistration};
 use switchboard_crds::registration::{CallbackStatus, RegistrationPhase};
 use switchboard_registrar::callback::retry::Policy;
 use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
+use switchboard_testkit::http::{HttpReceiver, Received};
 
 const ID: &str = "telephony/carrier";
 const KEY: &str = "callback-signing-key";
 
-/// One POST as received: delivery id, whether its signature verified, the JSON body.
-#[derive(Debug, Clone)]
-struct Received {
-    delivery: String,
-    signed_ok: bool,
-    body: serde_json::Value,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
-    /// Answers before the first 200 (`u32::MAX`: never 200).
-    failures: u32,
-    failure_code: StatusCode,
-}
-
-async fn receive(
-    State(r): State<Receiver>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+/// Whether a request carries JSON and a signature that verifies under [`KEY`], computed here
+/// with the `hmac` crate rather than the registrar's own code.
+fn signed_ok(r: &Received) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-    mac.update(format!("{}.", h("x-switchboard-timestamp")).as_bytes());
-    mac.update(&body);
+    mac.update(format!("{}.", r.header("x-switchboard-timestamp")).as_bytes());
+    mac.update(&r.body);
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let received = Received {
-        delivery: h("x-switchboard-delivery"),
-        signed_ok: h("x-switchboard-signature") == expected
-            && h("content-type") == "application/json",
-        body: serde_json::from_slice(&body).unwrap_or_default(),
-    };
-    let mut got = r.got.lock();
-    got.push(received);
-    if (got.len() as u32) <= r.failures {
-        r.failure_code
-    } else {
-        StatusCode::OK
-    }
+    r.header("x-switchboard-signature") == expected
+        && r.header("content-type") == "application/json"
+        && r.line == "POST /hooks/sip HTTP/1.1"
 }
 
-/// Starts the receiver; returns its URL and what it received.
-async fn receiver(failures: u32, failure_code: StatusCode) -> (String, Arc<Mutex<Vec<Received>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let app = Router::new()
-        .route("/hooks/sip", post(receive))
-        .with_state(Receiver {
-            got: got.clone(),
-            failures,
-            failure_code,
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/sip", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
+fn body(r: &Received) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_default()
 }
 
 fn registration(upstream: &Registrar, url: &str) -> OutboundRegistration {
@@ -129,32 +77,30 @@ fn callback(index: &UacIndex) -> CallbackStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phase_change_is_signed_and_retried_until_delivered() {
     let upstream = Registrar::start("callback-upstream", Options::default());
-    let (url, got) = receiver(2, StatusCode::SERVICE_UNAVAILABLE).await;
+    let hook = HttpReceiver::start(|n| if n < 2 { 503 } else { 200 });
     let (mut m, index) = manager();
-    m.apply(&[registration(&upstream, &url)]);
+    m.apply(&[registration(&upstream, &hook.url("/hooks/sip"))]);
 
     let ok = wait_async(Duration::from_secs(15), || {
         callback(&index).last_delivered_phase == Some(RegistrationPhase::Successful)
     })
     .await;
-    let got = got.lock().clone();
-    assert!(
-        ok,
-        "callback {:?}; received {got:?}; view {:?}",
-        callback(&index),
-        index.get(ID)
-    );
+    let got = hook.received();
+    assert!(ok, "callback {:?}; received {got:?}", callback(&index));
     let cb = callback(&index);
     assert_eq!((cb.attempts, cb.last_error.as_deref()), (3, None), "{cb:?}");
     assert!(cb.last_delivered_time.is_some());
     assert_eq!(got.len(), 3, "two 503s, then 200: {got:?}");
-    assert!(got.iter().all(|r| r.signed_ok), "signatures: {got:?}");
+    assert!(got.iter().all(signed_ok), "signatures: {got:?}");
+    let delivery = got[0].header("x-switchboard-delivery");
     assert!(
-        got.iter()
-            .all(|r| r.delivery == got[0].delivery && r.delivery.len() == 32),
+        delivery.len() == 32
+            && got
+                .iter()
+                .all(|r| r.header("x-switchboard-delivery") == delivery),
         "one delivery id across the attempts: {got:?}"
     );
-    let body = &got[2].body;
+    let body = &body(&got[2]);
     assert_eq!(body["registration"]["namespace"], "telephony", "{body}");
     assert_eq!(body["registration"]["name"], "carrier", "{body}");
     assert_eq!(body["oldPhase"], "InProgress", "{body}");
@@ -173,9 +119,9 @@ async fn phase_change_is_signed_and_retried_until_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_that_keeps_failing_is_given_up_and_a_refusal_at_once() {
     let upstream = Registrar::start("callback-upstream-2", Options::default());
-    let (url, got) = receiver(u32::MAX, StatusCode::BAD_GATEWAY).await;
+    let hook = HttpReceiver::start(|_| 502);
     let (mut m, index) = manager();
-    m.apply(&[registration(&upstream, &url)]);
+    m.apply(&[registration(&upstream, &hook.url("/hooks/sip"))]);
     let ok = wait_async(Duration::from_secs(15), || {
         callback(&index).gave_up_phase == Some(RegistrationPhase::Successful)
     })
@@ -184,7 +130,7 @@ async fn endpoint_that_keeps_failing_is_given_up_and_a_refusal_at_once() {
         ok,
         "callback {:?}; received {:?}",
         callback(&index),
-        got.lock()
+        hook.received()
     );
     let cb = callback(&index);
     assert_eq!(
@@ -197,13 +143,13 @@ async fn endpoint_that_keeps_failing_is_given_up_and_a_refusal_at_once() {
         "{cb:?}"
     );
     assert!(cb.gave_up_time.is_some());
-    assert_eq!(got.lock().len(), 4);
+    assert_eq!(hook.received().len(), 4);
     m.shutdown(Duration::from_secs(3)).await;
 
     // 404: the request itself is wrong; one attempt, then given up.
-    let (url, got) = receiver(u32::MAX, StatusCode::NOT_FOUND).await;
+    let hook = HttpReceiver::start(|_| 404);
     let (mut m, index) = manager();
-    m.apply(&[registration(&upstream, &url)]);
+    m.apply(&[registration(&upstream, &hook.url("/hooks/sip"))]);
     let ok = wait_async(Duration::from_secs(15), || {
         callback(&index).gave_up_phase == Some(RegistrationPhase::Successful)
     })
@@ -211,7 +157,7 @@ async fn endpoint_that_keeps_failing_is_given_up_and_a_refusal_at_once() {
     assert!(ok, "callback {:?}", callback(&index));
     assert_eq!(callback(&index).attempts, 1);
     assert_eq!(callback(&index).last_error.as_deref(), Some("HTTP 404"));
-    assert_eq!(got.lock().len(), 1);
+    assert_eq!(hook.received().len(), 1);
     m.shutdown(Duration::from_secs(3)).await;
 }
 

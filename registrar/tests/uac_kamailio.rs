@@ -12,7 +12,7 @@ mod common;
 use common::kamailio::{Kamailio, IP};
 use common::wait_async;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_crds::common::Transport;
 use switchboard_crds::config::OutboundRegistration;
 use switchboard_crds::config::{RegistrarConfig, CONFIG_FORMAT};

@@ -204,30 +204,22 @@ fn status_of(v: &RegistrationView) -> SipRegistrationStatus {
     }
 }
 
-fn subscription<'a>(presence: &'a mut PresenceStatus, p: Package) -> &'a mut SubscriptionStatus {
-    let i = match presence
+fn subscription(presence: &mut PresenceStatus, p: Package) -> &mut SubscriptionStatus {
+    if !presence.subscriptions.iter().any(|s| s.event == p.event()) {
+        presence.subscriptions.push(SubscriptionStatus {
+            event: p.event().to_string(),
+            state: SubscriptionState::Subscribing,
+            last_status_code: None,
+            reason: None,
+            expires_time: None,
+        });
+        presence.subscriptions.sort_by(|a, b| a.event.cmp(&b.event));
+    }
+    presence
         .subscriptions
-        .iter()
-        .position(|s| s.event == p.event())
-    {
-        Some(i) => i,
-        None => {
-            presence.subscriptions.push(SubscriptionStatus {
-                event: p.event().to_string(),
-                state: SubscriptionState::Subscribing,
-                last_status_code: None,
-                reason: None,
-                expires_time: None,
-            });
-            presence.subscriptions.sort_by(|a, b| a.event.cmp(&b.event));
-            presence
-                .subscriptions
-                .iter()
-                .position(|s| s.event == p.event())
-                .expect("just inserted")
-        }
-    };
-    &mut presence.subscriptions[i]
+        .iter_mut()
+        .find(|s| s.event == p.event())
+        .expect("just made sure it is there")
 }
 
 /// A SUBSCRIBE's answer: subscribing, active (a 2xx; `pending` stays until a NOTIFY says
