@@ -744,6 +744,68 @@ impl Client {
         format!("sip:{}@{hostport}{param}", self.reg.username)
     }
 
+    /// Opens the flow if there is none; on failure returns the input to feed back to leg `i`.
+    async fn open_flow(&mut self, i: usize) -> Result<(), Input> {
+        if self.flow.is_some() {
+            return Ok(());
+        }
+        let opened = Flow::open(
+            &self.peer,
+            self.settings.tls.as_ref(),
+            self.settings.transaction_timeout,
+        )
+        .await;
+        match opened {
+            Ok(f) => {
+                self.flow = Some(f);
+                Ok(())
+            }
+            Err(e) => {
+                self.legs[i].last_attempt = SystemTime::now();
+                let code = match e {
+                    FlowError::Dns(_) => None,
+                    FlowError::Connect(_) => Some(503),
+                };
+                Err(Input::TransportFailed {
+                    code,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The `(Proxy-)Authorization` header answering `a` for a `method` request to `uri`,
+    /// with the registration's credentials.
+    fn authorization(
+        &self,
+        method: Method,
+        uri: &str,
+        a: &super::machine::Auth,
+    ) -> (&'static str, String) {
+        let creds = ClientCredentials {
+            username: self
+                .reg
+                .auth_username
+                .as_deref()
+                .unwrap_or(&self.reg.username),
+            password: &self.reg.password,
+        };
+        let value = digest::authorization(
+            &a.challenge,
+            &creds,
+            method.as_str(),
+            uri,
+            a.nc,
+            &random_token(16),
+        );
+        let name = if a.proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        (name, value)
+    }
+
     /// Sends a new request on leg `i`; on failure returns the input to feed back.
     async fn send(
         &mut self,
@@ -751,28 +813,7 @@ impl Client {
         expires: u32,
         auth: Option<&super::machine::Auth>,
     ) -> Result<(), Input> {
-        if self.flow.is_none() {
-            match Flow::open(
-                &self.peer,
-                self.settings.tls.as_ref(),
-                self.settings.transaction_timeout,
-            )
-            .await
-            {
-                Ok(f) => self.flow = Some(f),
-                Err(e) => {
-                    self.legs[i].last_attempt = SystemTime::now();
-                    let code = match e {
-                        FlowError::Dns(_) => None,
-                        FlowError::Connect(_) => Some(503),
-                    };
-                    return Err(Input::TransportFailed {
-                        code,
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
+        self.open_flow(i).await?;
         let flow = self.flow.as_ref().expect("flow");
         let local = flow.local_addr();
         let unreliable = flow.unreliable();
@@ -798,43 +839,17 @@ impl Client {
         if self.legs[i].method == Method::Register && expires > 0 {
             self.record_contact(&contact).await;
         }
-        let leg = &mut self.legs[i];
-        let uri = match leg.method {
+        let uri = match self.legs[i].method {
             Method::Register => format!("sip:{domain}"),
-            Method::Subscribe(_) => leg
+            Method::Subscribe(_) => self.legs[i]
                 .remote_target
                 .clone()
                 .unwrap_or_else(|| self.reg.aor.clone()),
         };
+        let auth_value = auth.map(|a| self.authorization(self.legs[i].method, &uri, a));
+        let leg = &mut self.legs[i];
         leg.cseq += 1;
         let branch = format!("z9hG4bK{}", random_token(16));
-        let auth_value = auth.map(|a| {
-            let user = self
-                .reg
-                .auth_username
-                .as_deref()
-                .unwrap_or(&self.reg.username);
-            let creds = ClientCredentials {
-                username: user,
-                password: &self.reg.password,
-            };
-            let value = digest::authorization(
-                &a.challenge,
-                &creds,
-                leg.method.as_str(),
-                &uri,
-                a.nc,
-                &random_token(16),
-            );
-            (
-                if a.proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            )
-        });
         let sent_by = local.to_string();
         let text = sip::build_request(&RequestSpec {
             method: leg.method,
