@@ -664,10 +664,16 @@ impl Client {
             entity,
             body_error,
         }));
-        if let Some(SubState::Terminated {
-            reason,
-            retry_after,
-        }) = state
+        // Only a subscription at rest starts anew here: one being refreshed learns from the
+        // refresh's answer (481), and one being ended (Expires: 0) gets this NOTIFY as the
+        // normal end — resetting its dialog would lose the answer to the unsubscribe.
+        if let (
+            Some(SubState::Terminated {
+                reason,
+                retry_after,
+            }),
+            true,
+        ) = (state, self.legs[i].machine.is_registered())
         {
             // RFC 6665 §4.1.3: after `rejected`, `noresource` or `invariant` asking again
             // soon is pointless; otherwise subscribe again (after `retry-after`, if given).

@@ -201,6 +201,11 @@ impl Machine {
         matches!(self.state, State::Sending | State::Unregistering)
     }
 
+    /// Whether it holds a binding (or subscription) and is only waiting to refresh it.
+    pub fn is_registered(&self) -> bool {
+        self.state == State::Registered
+    }
+
     /// Whether the machine has finished.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
