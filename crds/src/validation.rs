@@ -229,6 +229,12 @@ pub fn validate_device(spec: &SipDeviceSpec) -> Vec<FieldError> {
             ));
         }
     }
+    if spec.max_contacts.is_some_and(|m| !(1..=32).contains(&m)) {
+        errors.push(FieldError::new(
+            "spec.maxContacts",
+            "must be between 1 and 32",
+        ));
+    }
     if let Some(Assignment { site, user }) = &spec.assignment {
         if site.is_some() && user.is_some() {
             errors.push(FieldError::new(
@@ -340,6 +346,15 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             ));
         }
     }
+    if spec.transport.is_websocket() {
+        errors.push(FieldError::new(
+            "spec.transport",
+            format!(
+                "{} is for browser phones: an upstream is reached over UDP, TCP or TLS",
+                spec.transport
+            ),
+        ));
+    }
     if !(60..=86400).contains(&spec.expires) {
         errors.push(FieldError::new(
             "spec.expires",
@@ -444,6 +459,23 @@ mod tests {
             let errors = validate_registration(&spec(bad));
             assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
             assert_eq!(errors[0].field, "spec.callback.url");
+        }
+    }
+
+    #[test]
+    fn a_devices_limit_of_contacts_is_1_to_32() {
+        let mut spec = SipDeviceSpec {
+            mac_address: "00:1a:2b:3c:4d:5e".into(),
+            sip_user: "desk".into(),
+            credentials: None,
+            assignment: None,
+            max_contacts: Some(32),
+        };
+        assert!(validate_device(&spec).is_empty());
+        for wrong in [0, 33] {
+            spec.max_contacts = Some(wrong);
+            let errors = summarize(&validate_device(&spec));
+            assert!(errors.contains("spec.maxContacts"), "{errors}");
         }
     }
 

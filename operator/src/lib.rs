@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - [`index`]: the four kinds and Secrets, from watch events, no I/O.
+//! - [`companions`]: the companion devices a Site keeps for its users (plan: pure, write: I/O).
 //! - [`credentials`]: the SIP user scheme, password resolution, generation and rotation.
 //! - [`validate`]: cross-object checks, a verdict per object.
 //! - [`effective`]: inheritance (site defaults, device overrides, pattern add/remove).
@@ -17,6 +18,7 @@
 //! - [`status`]: the status each object should have, and the Events its change deserves.
 //! - [`runtime`]: watchers, debounce, the reconcile pass, leader election, metrics and HTTP.
 
+pub mod companions;
 pub mod compile;
 pub mod credentials;
 pub mod effective;

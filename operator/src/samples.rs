@@ -57,6 +57,7 @@ pub fn with_user(mut site: Site, name: &str, extension: Option<&str>) -> Site {
         name: name.into(),
         extension: extension.map(Into::into),
         email: None,
+        companion_device: None,
     });
     site
 }
@@ -70,6 +71,7 @@ pub fn device(ns: &str, name: &str, mac: &str, sip_user: &str, seq: i64) -> SipD
             sip_user: sip_user.into(),
             credentials: None,
             assignment: None,
+            max_contacts: None,
         },
         status: None,
     }

@@ -76,6 +76,20 @@ pub struct RunArgs {
     /// certificate: 0.0.0.0:5061 and [::]:5061.
     #[arg(long)]
     pub tls: Vec<SocketAddr>,
+    /// SIP over WebSocket (RFC 7118) listen address for browser softphones (repeatable; none
+    /// by default). Browsers only allow it from pages served over plain HTTP; use --wss (or a
+    /// TLS-terminating Ingress in front of this) for pages over HTTPS.
+    #[arg(long)]
+    pub ws: Vec<SocketAddr>,
+    /// SIP over secure WebSocket listen address (repeatable; none by default; uses --tls-cert
+    /// and --tls-key).
+    #[arg(long)]
+    pub wss: Vec<SocketAddr>,
+    /// Origin (`https://phone.example.com`) whose web pages may open WS/WSS connections
+    /// (repeatable). Default: any origin (digest authentication still applies). Connections
+    /// without an Origin header (not from a browser) are not checked.
+    #[arg(long)]
+    pub ws_allowed_origin: Vec<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -115,18 +129,18 @@ pub struct RunArgs {
     /// without one.
     #[arg(long, default_value_t = 3600)]
     pub auth_max_cooldown: u64,
-    /// Open TCP/TLS connections at most.
+    /// Open TCP/TLS/WS/WSS connections at most.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Open TCP/TLS connections from one source address at most (more are refused), so one
+    /// Open TCP/TLS/WS/WSS connections from one source address at most (more are refused), so one
     /// address holding sockets cannot lock phones out; raise it for a site with more TCP/TLS
     /// phones behind one NAT address.
     #[arg(long, default_value_t = 256)]
     pub max_connections_per_source: usize,
-    /// Seconds of silence after which a TCP/TLS connection is closed.
+    /// Seconds of silence after which a TCP/TLS/WS/WSS connection is closed.
     #[arg(long, default_value_t = 900)]
     pub tcp_idle_timeout: u64,
-    /// Seconds a new TCP/TLS connection has, after its TLS handshake, to deliver its first
+    /// Seconds a new TCP/TLS/WS/WSS connection has, after its handshakes, to deliver its first
     /// complete message; a silent one is closed (the idle timeout applies after it).
     #[arg(long, default_value_t = 10)]
     pub tcp_first_message_timeout: u64,
@@ -219,6 +233,9 @@ pub fn ha1_command(user: &str, realm: &str) -> anyhow::Result<()> {
     let (md5, sha256) = switchboard_crds::config::ha1(user, realm, password);
     println!("ha1Md5: {md5}");
     println!("ha1Sha256: {sha256}");
+    let (md5, sha256) = switchboard_crds::config::ha1b(user, realm, password);
+    println!("ha1bMd5: {md5}");
+    println!("ha1bSha256: {sha256}");
     Ok(())
 }
 

@@ -20,6 +20,7 @@ const HOT_REQUESTS: [(&str, u16); 6] = [
 /// Every metric the registrar exports.
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     /// `sip_requests_total{method,code}`: requests answered (count with
     /// [`Metrics::count_request`]).
     pub requests: IntCounterVec,
@@ -76,6 +77,24 @@ pub struct Metrics {
     pub cluster_replicas: IntGaugeVec,
     /// `switchboard_replica_info{replica}`: 1, naming this replica.
     pub replica_info: IntGaugeVec,
+    /// `switchboard_status_writes_pending`: status writes waiting for the API server (the
+    /// backlog the write rate drains).
+    pub status_pending: IntGauge,
+    /// `switchboard_status_writes_total{result}`: status writes by result (`written`, `gone`:
+    /// the resource was deleted, `failed`: retried later).
+    pub status_writes: IntCounterVec,
+}
+
+/// Registers `m`, noting its name in `names`.
+fn register(
+    registry: &Registry,
+    names: &std::cell::RefCell<Vec<String>>,
+    m: Box<dyn prometheus::core::Collector>,
+) {
+    let mut names = names.borrow_mut();
+    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
+    names.sort();
+    registry.register(m).expect("unique metric");
 }
 
 impl Default for Metrics {
@@ -88,32 +107,25 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let counter = |name: &str, help: &str| {
             let m = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         let gauge = |name: &str, help: &str| {
             let m = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(m.clone()));
             m
         };
         Metrics {
@@ -219,8 +231,23 @@ impl Metrics {
                 "Names this replica",
                 &["replica"],
             ),
+            status_pending: gauge(
+                "switchboard_status_writes_pending",
+                "Status writes waiting for the API server",
+            ),
+            status_writes: counter_vec(
+                "switchboard_status_writes_total",
+                "Status writes by result (written, gone, failed)",
+                &["result"],
+            ),
+            names: names.into_inner(),
             registry,
         }
+    }
+
+    /// The name of every metric registered (also those with no series yet), sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Sets `switchboard_cluster_replicas` from `live` of `total` replicas.

@@ -24,6 +24,7 @@ use crate::status::{self, StatusSettings};
 use crate::transport;
 use crate::transport::per_source::PerSource;
 use crate::transport::tcp::{ConnectionLimits, StreamLimits};
+use crate::transport::websocket::handshake::WebSocketPolicy;
 use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
 use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -369,33 +370,60 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("binding TCP {addr}")),
         }
     }
-    match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let acceptor = transport::tls::acceptor(cert, key)?;
-            for (addr, required) in addresses(&args.tls, 5061) {
-                match transport::bind_tcp(addr) {
-                    Ok(listener) => {
-                        tracing::info!(%addr, "listening on TLS");
-                        bound_tls.push(listener.local_addr().unwrap_or(addr));
-                        listeners.spawn(transport::tcp::serve(
-                            listener,
-                            Some(acceptor.clone()),
-                            service.clone(),
-                            metrics.clone(),
-                            admit.clone(),
-                            limits,
-                            shutdown_rx.clone(),
-                        ));
-                    }
-                    Err(e) if !required => {
-                        tracing::warn!(%addr, error = %e, "not listening on TLS")
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("binding TLS {addr}")),
+    let acceptor = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(transport::tls::acceptor(cert, key)?),
+        _ if !args.tls.is_empty() => anyhow::bail!("--tls needs --tls-cert and --tls-key"),
+        _ if !args.wss.is_empty() => anyhow::bail!("--wss needs --tls-cert and --tls-key"),
+        _ => None,
+    };
+    if let Some(acceptor) = &acceptor {
+        for (addr, required) in addresses(&args.tls, 5061) {
+            match transport::bind_tcp(addr) {
+                Ok(listener) => {
+                    tracing::info!(%addr, "listening on TLS");
+                    bound_tls.push(listener.local_addr().unwrap_or(addr));
+                    listeners.spawn(transport::tcp::serve(
+                        listener,
+                        Some(acceptor.clone()),
+                        service.clone(),
+                        metrics.clone(),
+                        admit.clone(),
+                        limits,
+                        shutdown_rx.clone(),
+                    ));
                 }
+                Err(e) if !required => {
+                    tracing::warn!(%addr, error = %e, "not listening on TLS")
+                }
+                Err(e) => return Err(e).with_context(|| format!("binding TLS {addr}")),
             }
         }
-        _ if !args.tls.is_empty() => anyhow::bail!("--tls needs --tls-cert and --tls-key"),
-        _ => {}
+    }
+    // WS and WSS (browser phones), only where asked for.
+    let policy = Arc::new(WebSocketPolicy {
+        allowed_origins: args.ws_allowed_origin.clone(),
+    });
+    let (mut bound_ws, mut bound_wss) = (Vec::new(), Vec::new());
+    for (tls, given, bound) in [
+        (None, &args.ws, &mut bound_ws),
+        (acceptor.as_ref(), &args.wss, &mut bound_wss),
+    ] {
+        for &addr in given {
+            let listener =
+                transport::bind_tcp(addr).with_context(|| format!("binding WebSocket {addr}"))?;
+            tracing::info!(%addr, secure = tls.is_some(), "listening for SIP over WebSocket");
+            bound.push(listener.local_addr().unwrap_or(addr));
+            listeners.spawn(transport::websocket::serve(
+                listener,
+                tls.cloned(),
+                policy.clone(),
+                service.clone(),
+                metrics.clone(),
+                admit.clone(),
+                limits,
+                shutdown_rx.clone(),
+            ));
+        }
     }
 
     // HTTP.
@@ -549,6 +577,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tls: uac_settings.tls.clone(),
         tcp: advertised(&bound_tcp),
         tls_addr: advertised(&bound_tls),
+        ws: advertised(&bound_ws),
+        wss: advertised(&bound_wss),
     });
     let status_start = match (cluster, status_events) {
         (Some((client, _)), Some(events)) => {
@@ -558,7 +588,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 replica: Some(replica.clone()),
                 ..Default::default()
             };
-            let store = store.clone();
+            let (store, metrics) = (store.clone(), metrics.clone());
             // Alone with the in-memory store, a restart lost every binding: statuses saying
             // otherwise are corrected as soon as the config is in force, not after the settle.
             let after_start = status::feed::AfterStart {
@@ -573,6 +603,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 status::run_with_cluster(
                     client,
                     settings,
+                    metrics,
                     events,
                     store,
                     STATUS_SETTLE,

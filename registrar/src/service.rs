@@ -444,7 +444,14 @@ impl Service {
             let mut decide = |current: &[Binding]| {
                 // The new set goes to the store (and comes back as `update.after`); only the
                 // verdict is kept here.
-                let (d, next) = match registrar::decide(&req, policy, current, now, replica) {
+                let (d, next) = match registrar::decide(
+                    &req,
+                    policy,
+                    device.max_contacts,
+                    current,
+                    now,
+                    replica,
+                ) {
                     Decision::Accept(set) => (Decision::Accept(None), set),
                     reject => (reject, None),
                 };
@@ -760,6 +767,34 @@ mod tests {
         assert_eq!(send(&s, &msg).await, ok);
         let snap = s.store().snapshot(SystemTime::now()).await.unwrap();
         assert_eq!(snap[0].0, "default/desk-1001");
+    }
+
+    #[tokio::test]
+    async fn auth_names_with_the_realm_as_domain_are_accepted() {
+        let s = service();
+        for (cseq, alg) in [(1, Algorithm::Md5), (3, Algorithm::Sha256)] {
+            let (ch, _) = answer(&s, "1001", "x", cseq, alg).await;
+            // Zoiper's form: the digest over `1001@switchboard.local`, the AOR still `1001`.
+            let auth = authorization("1001@switchboard.local", "switchboard-1001", &ch, alg, 1);
+            let ok = send(&s, &register("1001", cseq + 1, &auth)).await;
+            assert!(ok.starts_with("SIP/2.0 200 OK"), "{alg:?}: {ok}");
+        }
+        // Another domain after the `@` names nobody, even with the device's password.
+        let (ch, _) = answer(&s, "1002", "x", 10, Algorithm::Md5).await;
+        let auth = authorization(
+            "1002@elsewhere.test",
+            "switchboard-1002",
+            &ch,
+            Algorithm::Md5,
+            1,
+        );
+        let refused = send(&s, &register("1002", 11, &auth)).await;
+        assert!(!refused.starts_with("SIP/2.0 200"), "{refused}");
+        // Nor does the right domain with a wrong password.
+        let (ch, _) = answer(&s, "1002", "x", 12, Algorithm::Md5).await;
+        let auth = authorization("1002@switchboard.local", "wrong", &ch, Algorithm::Md5, 1);
+        let refused = send(&s, &register("1002", 13, &auth)).await;
+        assert!(!refused.starts_with("SIP/2.0 200"), "{refused}");
     }
 
     #[tokio::test]

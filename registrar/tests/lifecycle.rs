@@ -255,4 +255,45 @@ fn ha1_subcommand_prints_both_digests() {
     );
     let (_, sha) = switchboard_crds::config::ha1("Mufasa", "testrealm@host.com", "Circle Of Life");
     assert!(text.contains(&format!("ha1Sha256: {sha}")), "{text}");
+    // And over the auth name with the realm as domain.
+    let (md5, sha) = switchboard_crds::config::ha1(
+        "Mufasa@testrealm@host.com",
+        "testrealm@host.com",
+        "Circle Of Life",
+    );
+    assert!(text.contains(&format!("ha1bMd5: {md5}")), "{text}");
+    assert!(text.contains(&format!("ha1bSha256: {sha}")), "{text}");
+}
+
+/// A device's own `maxContacts` replaces its site's: two phones registering as 1002 (its limit
+/// 1) leave one binding, the newer; two as 1001 (the demo site's 3) leave both.
+#[test]
+fn a_devices_own_limit_of_contacts_replaces_the_sites() {
+    const LINE: &str = "        extension: \"1002\"\n";
+    assert!(STANDALONE.contains(LINE));
+    let config = STANDALONE.replace(LINE, &format!("{LINE}        maxContacts: 1\n"));
+    let r = Registrar::start(
+        "max-contacts",
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    let mut last = None;
+    for user in ["1001", "1002"] {
+        for n in 0..2 {
+            let phone = UdpClient::new(([127, 0, 0, 1], r.sip_port).into());
+            let ok = phone.register(user, &password(user), &format!("mc-{user}-{n}"), "");
+            assert_eq!(status_of(&ok), 200, "{ok}");
+            last = Some(phone);
+        }
+    }
+    assert_eq!(r.device_bindings("default/desk-1001").len(), 2);
+    let kept = r.device_bindings("default/softphone-1002");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let newest = last.unwrap();
+    assert!(
+        kept[0]["contact"].as_str().unwrap().contains(&newest.local),
+        "the newer phone's binding stays: {kept:?}"
+    );
 }

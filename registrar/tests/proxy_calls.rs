@@ -653,6 +653,7 @@ fn trunk_over_tls_is_connected_to_and_the_call_completes() {
             config: Some(text),
             tls: Some((&cert, &key)),
             args: &["--uac-ca-file", ca_arg],
+            ..Default::default()
         },
     );
     let caller = call(&r, "1001", "89261234567", "proxy_uac.xml", &[]);
@@ -710,6 +711,7 @@ fn tls_trunk_hangs_up_through_our_tls_record_route() {
             config: Some(text),
             tls: Some((&cert, &key)),
             args: &["--uac-ca-file", ca_arg],
+            ..Default::default()
         },
     );
     let caller = call(&r, "1001", "89261234567", "proxy_uac_callee_bye.xml", &[]);

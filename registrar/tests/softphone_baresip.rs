@@ -38,7 +38,16 @@ fn register_and_unregister(
     transport: &'static str,
     ca: Option<&Path>,
 ) {
-    let mut phone = baresip(r, user, &password(user), transport, ca);
+    let phone = baresip(r, user, &password(user), transport, ca);
+    registered_then_unregistered(r, phone, device, transport);
+}
+
+fn registered_then_unregistered(
+    r: &Registrar,
+    mut phone: Baresip,
+    device: &str,
+    transport: &'static str,
+) -> String {
     let expected = transport.to_ascii_uppercase();
     let binding = wait_until(&format!("baresip to register over {transport}"), || {
         r.device_bindings(device)
@@ -62,7 +71,36 @@ fn register_and_unregister(
     wait_until("baresip's unregistration to remove the binding", || {
         r.device_bindings(device).is_empty().then_some(())
     });
-    assert!(phone.log().contains("200 OK"), "{}", phone.log());
+    let log = phone.log();
+    assert!(log.contains("200 OK"), "{log}");
+    log
+}
+
+/// Zoiper and others send the auth name with the domain (`username="1003@realm"`), their digest
+/// computed over that name; baresip does the same with `auth_user`.
+#[test]
+fn baresip_registers_with_an_auth_name_carrying_the_domain() {
+    let r = Registrar::start(
+        "baresip-authdomain",
+        Options {
+            config: Some(&demo_config(Some("[MD5]"))),
+            ..Default::default()
+        },
+    );
+    let mut account = Account::udp(
+        "1003",
+        DOMAIN,
+        &password("1003"),
+        ([127, 0, 0, 1], r.sip_port).into(),
+    );
+    account.auth_user = Some(format!("1003@{DOMAIN}"));
+    let phone = Baresip::start(&account);
+    // The trace (baresip -s) shows which name the digest was computed over.
+    let log = registered_then_unregistered(&r, phone, "default/lobby-1003", "udp");
+    assert!(
+        log.contains(&format!("username=\"1003@{DOMAIN}\"")),
+        "baresip authenticated as 1003@{DOMAIN}: {log}"
+    );
 }
 
 #[test]

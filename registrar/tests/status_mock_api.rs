@@ -12,10 +12,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_crds::common::Transport;
 use switchboard_crds::device::ContactStatus;
 use switchboard_crds::registration::{RegistrationPhase, SipRegistrationStatus};
+use switchboard_registrar::metrics::Metrics;
 use switchboard_registrar::status::{self, KubeSink, Offer, StatusSettings};
 use tower_test::mock::{Handle, SendResponse};
 
@@ -181,6 +183,13 @@ fn assert_event(call: &Call, kind: &str, reason: &str) {
 }
 
 fn reporter() -> (status::StatusHandle, ApiHandle, tokio::task::JoinHandle<()>) {
+    reporter_counting(Arc::new(Metrics::new()))
+}
+
+/// A reporter counting its writes into `metrics`.
+fn reporter_counting(
+    metrics: Arc<Metrics>,
+) -> (status::StatusHandle, ApiHandle, tokio::task::JoinHandle<()>) {
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock, "default");
     let settings = StatusSettings {
@@ -190,6 +199,7 @@ fn reporter() -> (status::StatusHandle, ApiHandle, tokio::task::JoinHandle<()>) 
         ..Default::default()
     };
     let (status, reporter) = status::reporter(settings);
+    let reporter = reporter.with_metrics(metrics);
     let task = tokio::spawn(reporter.run(KubeSink::new(client, Some("registrar-0".into()))));
     (status, handle, task)
 }
@@ -386,7 +396,8 @@ fn api_error(code: u16, reason: &str) -> Response<Body> {
 
 #[tokio::test]
 async fn deleted_resource_is_forgotten_and_api_errors_are_retried() {
-    let (status, mut api, task) = reporter();
+    let metrics = Arc::new(Metrics::new());
+    let (status, mut api, task) = reporter_counting(metrics.clone());
     status.device_bindings(
         "default/gone",
         vec![contact("sip:g@192.0.2.1", "192.0.2.1:5060", 60)],
@@ -409,6 +420,12 @@ async fn deleted_resource_is_forgotten_and_api_errors_are_retried() {
     wait_written(&status, 1).await;
     let c = status.counters();
     assert_eq!((c.written, c.retried), (1, 1));
+    let writes = |result| metrics.status_writes.with_label_values(&[result]).get();
+    assert_eq!(
+        (writes("written"), writes("gone"), writes("failed")),
+        (1, 1, 1)
+    );
+    assert_eq!(metrics.status_pending.get(), 0);
     task.abort();
 }
 

@@ -9,9 +9,7 @@ use common::{
     authorization, demo_config, header_values, password, register_request, status_of, temp_dir,
     test_certificates, Options, Registrar, DOMAIN,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use std::sync::Arc;
+use rustls::pki_types::ServerName;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,20 +48,10 @@ async fn register_over_tls_with_sha256() {
     .unwrap();
     let port = r.tls_port.unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&ca).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = common::tls_client_config(&ca);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let local = tcp.local_addr().unwrap().to_string();
-    let mut tls = TlsConnector::from(Arc::new(config))
+    let mut tls = TlsConnector::from(config)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("the certificate verifies against the test CA");

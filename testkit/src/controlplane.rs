@@ -247,6 +247,22 @@ fn kubectl_binary() -> PathBuf {
 }
 
 impl ControlPlane {
+    /// `kubectl ARGS` as the admin with `dir` first on `PATH` and `KUBECONFIG` in the environment,
+    /// as a person runs a kubectl plugin installed in `dir` (kubectl finds `kubectl-NAME` on
+    /// `PATH`, and takes no flags before a plugin's name); the output, whatever the status.
+    pub fn kubectl_plugin(&self, dir: &Path, args: &[&str]) -> Output {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        Command::new(&self.kubectl)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", std::env::join_paths(dirs).expect("PATH entries"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the control plane's kubectl")
+    }
+
     /// `kubectl --kubeconfig KUBECONFIG ARGS` with `stdin` (a ServiceAccount's kubeconfig, say);
     /// the output, whatever the exit status.
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {

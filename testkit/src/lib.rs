@@ -11,11 +11,13 @@
 //!   HTTP receiver for what they POST (callbacks).
 //! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.
+//! - [`browser`]: a browser softphone (chromium running JsSIP) over SIP WebSocket.
 //! - [`kamailio`]: Kamailio as an upstream registrar, from a config of the test's own.
 //!
 //! Nothing here knows Switchboard's own types: it starts and talks to other programs.
 
 pub mod baresip;
+pub mod browser;
 pub mod controlplane;
 pub mod daemon;
 pub mod examples;

@@ -41,6 +41,8 @@ pub struct Chart {
     pub values: Value,
     /// values.schema.json.
     pub schema: Value,
+    /// The files under `files/`, by path relative to the chart (`.Files.Get`).
+    pub files: BTreeMap<String, String>,
     templates: Templates,
 }
 
@@ -124,10 +126,13 @@ impl Chart {
         }
         sources.sort();
         let templates = Templates::parse(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())))?;
+        let mut files = BTreeMap::new();
+        read_files(dir, Path::new("files"), &mut files)?;
         Ok(Chart {
             meta,
             values,
             schema,
+            files,
             templates,
         })
     }
@@ -146,7 +151,8 @@ impl Chart {
         release: &str,
         namespace: &str,
     ) -> anyhow::Result<Rendered> {
-        let root = gotmpl::root(self.values_with(overrides), release, namespace, &self.meta);
+        let mut root = gotmpl::root(self.values_with(overrides), release, namespace, &self.meta);
+        root["Files"] = json!(self.files);
         let mut files = BTreeMap::new();
         for name in self.templates.names() {
             if name.starts_with('_') {
@@ -156,6 +162,21 @@ impl Chart {
         }
         Ok(Rendered { files })
     }
+}
+
+/// Reads the files under `dir/rel` into `out`, keyed by their path relative to `dir`.
+fn read_files(dir: &Path, rel: &Path, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir.join(rel))? {
+        let path = rel.join(entry?.file_name());
+        if dir.join(&path).is_dir() {
+            read_files(dir, &path, out)?;
+        } else {
+            let text = std::fs::read_to_string(dir.join(&path))
+                .with_context(|| format!("reading {}", path.display()))?;
+            out.insert(path.to_string_lossy().into_owned(), text);
+        }
+    }
+    Ok(())
 }
 
 /// Every option switched on, in the combinations that exclude each other.
@@ -176,8 +197,10 @@ pub fn overlays() -> Vec<(&'static str, Value)> {
                             "dnsNames": ["sip.example.com"]}},
                     "service": {"type": "LoadBalancer", "loadBalancerIP": "192.0.2.1",
                                 "loadBalancerSourceRanges": ["198.51.100.0/24"],
-                                "nodePorts": {"udp": 30060, "tcp": 30060, "tls": 30061},
+                                "nodePorts": {"udp": 30060, "tcp": 30060, "tls": 30061, "wss": 30443},
                                 "annotations": {"metallb.universe.tf/allow-shared-ip": "sip"}},
+                    "websocket": {"ws": true, "wss": true,
+                                  "allowedOrigins": ["https://phone.example.com"]},
                     "autoscaling": {"enabled": true},
                     "extraArgs": ["--auth-failure-limit", "20"],
                     "extraEnv": [{"name": "X", "value": "y"}],
@@ -185,7 +208,9 @@ pub fn overlays() -> Vec<(&'static str, Value)> {
                                                    "whenUnsatisfiable": "ScheduleAnyway"}],
                     "serviceAccount": {"annotations": {"x": "y"}}
                 },
-                "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
+                "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}},
+                            "grafanaDashboard": {"enabled": true, "namespace": "monitoring"},
+                            "prometheusRule": {"enabled": true, "labels": {"release": "prom"}}},
                 "redis": {"enabled": true}
             }),
         ),

@@ -12,8 +12,11 @@
 //!   `contains`, `replace`, `quote`, `toYaml`, `indent`, `nindent`, `include`, `eq`, `ne`,
 //!   `gt`, `lt`, `not`, `and`, `or`, `empty`, `int`, `required`, `until`.
 //!
+//! - `.Files.Get "path"` (or `$.Files.Get`), from the root's `Files` map of path to content,
+//!   as Helm reads the chart's files (a missing file gives an empty string, as in Helm).
+//!
 //! What it does not: any other function or keyword (it fails, naming it, rather than guess),
-//! `template`/`block`, method calls, `.Capabilities`, `.Files`, `lookup`, subcharts. Semantics follow
+//! `template`/`block`, other method calls, `.Capabilities`, `lookup`, subcharts. Semantics follow
 //! Go's `text/template` and Helm: empty values are falsy, a missing key gives nothing, a field
 //! of a missing value is an error (Helm's "nil pointer evaluating").
 
@@ -529,6 +532,16 @@ impl Scope<'_> {
     }
 }
 
+/// Whether a command calls Helm's `.Files.Get` (the one method call supported).
+fn is_files_get(cmd: &Cmd) -> bool {
+    let get = ["Files".to_string(), "Get".to_string()];
+    match cmd.first() {
+        Some(Arg::Field(f)) => *f == get,
+        Some(Arg::Var(v, f)) => v == "$" && *f == get,
+        _ => false,
+    }
+}
+
 fn walk(name: &str, mut v: Value, path: &[String]) -> Result<Value, Error> {
     for (i, f) in path.iter().enumerate() {
         v = match v {
@@ -745,6 +758,20 @@ impl Templates {
             }
             args.extend(piped);
             return self.call(name, f, args);
+        }
+        if is_files_get(cmd) {
+            let mut args = Vec::new();
+            for a in &cmd[1..] {
+                args.push(self.eval_arg(name, a, sc)?);
+            }
+            args.extend(piped);
+            let [Value::String(path)] = args.as_slice() else {
+                return err(name, ".Files.Get takes one path");
+            };
+            let file = sc.root.get("Files").and_then(|f| f.get(path.as_str()));
+            return Ok(file
+                .cloned()
+                .unwrap_or_else(|| Value::String(String::new())));
         }
         if cmd.len() != 1 || piped.is_some() {
             return err(name, "a value cannot take arguments");
@@ -986,6 +1013,21 @@ mod tests {
             "t",
             &root(values, "rel", "ns", &json!({"name": "c", "version": "1.0"})),
         )
+    }
+
+    #[test]
+    fn files_get_reads_the_chart_files_verbatim() {
+        let t = Templates::parse([(
+            "t",
+            r#"{{ .Files.Get "files/a.json" | nindent 2 }}|{{ with .Values }}{{ $.Files.Get "none" }}{{ end }}"#,
+        )])
+        .unwrap();
+        let mut r = root(json!({"x": 1}), "rel", "ns", &json!({"name": "c"}));
+        r["Files"] = json!({"files/a.json": "{\"legend\": \"{{site}}\"}"});
+        assert_eq!(
+            t.render("t", &r).unwrap(),
+            "\n  {\"legend\": \"{{site}}\"}|"
+        );
     }
 
     #[test]

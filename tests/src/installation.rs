@@ -103,6 +103,9 @@ pub struct Installation {
     pub registrar_http: u16,
     /// The registrar's debug HTTP port (`/debug/*`, on 127.0.0.1).
     pub registrar_debug_http: u16,
+    /// The registrar's WSS port (SIP over secure WebSocket for browser phones, on 127.0.0.1,
+    /// with a self-signed certificate for localhost and 127.0.0.1).
+    pub wss_port: u16,
     /// The kubeconfig of the operator's ServiceAccount.
     pub operator_kubeconfig: PathBuf,
     /// The kubeconfig of the registrar's ServiceAccount.
@@ -135,12 +138,12 @@ impl Installation {
     }
 
     /// CRDs, the RBAC rendered with `values`, the operator with `operator_env` and the registrar
-    /// with `registrar_args`.
+    /// with WSS (see [`Installation::wss_port`]) and `extra_registrar_args`.
     fn start_configured(
         cp: &ControlPlane,
         values: &Value,
         operator_env: &[(&str, String)],
-        registrar_args: &[&str],
+        extra_registrar_args: &[&str],
     ) -> Installation {
         install_crds(cp);
         ensure_namespace(cp, NAMESPACE);
@@ -160,12 +163,16 @@ impl Installation {
         );
         let (sip_port, registrar_http, registrar_debug_http) =
             (free_port(), free_port(), free_port());
+        let wss_port = free_port();
+        let mut registrar_args: Vec<String> = wss_args(&dir, wss_port);
+        registrar_args.extend(extra_registrar_args.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = registrar_args.iter().map(String::as_str).collect();
         let registrar = start_registrar(
             cp,
             &dir,
             &registrar_kubeconfig,
             (sip_port, registrar_http, registrar_debug_http),
-            registrar_args,
+            &args,
         );
         let inst = Installation {
             dir,
@@ -175,9 +182,10 @@ impl Installation {
             sip_port,
             registrar_http,
             registrar_debug_http,
+            wss_port,
             operator_kubeconfig,
             registrar_kubeconfig,
-            registrar_args: registrar_args.iter().map(|a| a.to_string()).collect(),
+            registrar_args,
         };
         inst.wait_ready(inst.operator_http, "operator");
         inst.wait_ready(inst.registrar_http, "registrar");
@@ -323,6 +331,24 @@ fn start_registrar(
     let d = Daemon::spawn("registrar", cmd, dir);
     cp.adopt(&d);
     d
+}
+
+/// The registrar's arguments for WSS on `port` with a self-signed certificate (for localhost
+/// and 127.0.0.1) written into `dir`.
+fn wss_args(dir: &Path, port: u16) -> Vec<String> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
+    let (cert, key) = (dir.join("wss-cert.pem"), dir.join("wss-key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("writing the key");
+    vec![
+        "--wss".into(),
+        format!("127.0.0.1:{port}"),
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ]
 }
 
 /// This test binary's control plane with Switchboard installed on it, set up on first call;

@@ -84,7 +84,9 @@ fn every_template_renders_to_well_formed_objects() {
                 o.kind(),
                 "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition"
             );
-            if namespaced {
+            // The dashboard goes where Grafana's sidecar looks, when told.
+            let elsewhere = o.file == "grafana-dashboard.yaml" && name == "everything";
+            if namespaced && !elsewhere {
                 assert_eq!(
                     v["metadata"]["namespace"],
                     NS,
@@ -264,6 +266,34 @@ fn several_registrar_replicas_without_redis_are_refused() {
         );
     }
     render(json!({"registrar": {"replicas": 2}, "redis": {"enabled": true}}));
+}
+
+#[test]
+fn wss_without_a_certificate_is_refused() {
+    let e = chart()
+        .render(
+            &json!({"registrar": {"websocket": {"wss": true}}}),
+            RELEASE,
+            NS,
+        )
+        .err()
+        .expect("rendered WSS without TLS");
+    assert!(
+        format!("{e:#}").contains("set registrar.tls.enabled=true"),
+        "{e:#}"
+    );
+    let defaults = render(json!({}));
+    let svc = defaults.find("Service", "-registrar").unwrap();
+    let names: Vec<&Value> = svc.value["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert!(
+        !names.contains(&&json!("sip-ws")) && !names.contains(&&json!("sip-wss")),
+        "{names:?}"
+    );
     render(json!({"registrar": {"replicas": 2}, "redis": {"url": "redis://r:6379/0"}}));
 }
 
@@ -316,6 +346,22 @@ fn options_render_what_they_promise() {
         .clone();
     assert_eq!(tls["port"], 5061);
     assert_eq!(tls["nodePort"], 30061);
+    // Browser phones: WS and WSS on the Service, the pod and the command line.
+    let ports = svc.value["spec"]["ports"].as_array().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).cloned();
+    assert_eq!(port("sip-ws").expect("WS port")["port"], 8080);
+    let wss = port("sip-wss").expect("WSS port");
+    assert_eq!(
+        (&wss["port"], &wss["nodePort"]),
+        (&json!(8443), &json!(30443))
+    );
+    for flag in [
+        ["--ws", "0.0.0.0:8080"],
+        ["--wss", "0.0.0.0:8443"],
+        ["--ws-allowed-origin", "https://phone.example.com"],
+    ] {
+        assert!(a.windows(2).any(|w| w == flag), "{flag:?} in {a:?}");
+    }
     assert_eq!(svc.value["spec"]["loadBalancerIP"], "192.0.2.1");
 
     let host = render(overlays()[2].1.clone());
@@ -501,4 +547,103 @@ fn dump() {
             std::fs::write(format!("{dir}/{name}/{file}"), text).unwrap();
         }
     }
+}
+
+/// The metric names a PromQL expression reads: label matchers, groupings, ranges and strings
+/// taken out, what is left that is not a function call, a keyword or a number.
+fn promql_metrics(expr: &str) -> Vec<String> {
+    let stripped =
+        regex::Regex::new(r#""[^"]*"|\{[^}]*\}|\[[^\]]*\]|\b(by|without|on|ignoring)\s*\([^)]*\)"#)
+            .unwrap()
+            .replace_all(expr, " ");
+    let words = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*(\s*\()?").unwrap();
+    const KEYWORDS: [&str; 7] = [
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "group_left",
+        "group_right",
+    ];
+    words
+        .find_iter(&stripped)
+        .map(|m| m.as_str())
+        .filter(|w| !w.ends_with('(') && !KEYWORDS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn promql_metrics_finds_the_series_names() {
+    assert_eq!(
+        promql_metrics(
+            r#"sum by (site) (rate(sip_calls_total{outcome="x"}[$__rate_interval])) / max(up) or vector(0)"#
+        ),
+        ["sip_calls_total", "up"]
+    );
+}
+
+/// The Grafana dashboard and the alerts render (ConfigMap for the sidecar, PrometheusRule), and
+/// every metric a panel or an alert queries is one the registrar or the operator registers.
+#[test]
+fn dashboard_and_alerts_query_only_metrics_the_binaries_export() {
+    let registrar = switchboard_registrar::metrics::Metrics::new();
+    let operator = switchboard_operator::runtime::metrics::Metrics::new();
+    let exported: Vec<&String> = registrar.names().iter().chain(operator.names()).collect();
+    let all = render(overlays()[1].1.clone());
+
+    let cm = all.find("ConfigMap", "-dashboard").unwrap();
+    assert_eq!(cm.value["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm.value["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm.value["data"]["switchboard.json"].as_str().unwrap())
+            .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        queries.extend(
+            targets
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string()),
+        );
+    }
+    assert!(queries.len() >= 12, "{queries:?}");
+
+    let rule = all.find("PrometheusRule", "").unwrap();
+    assert_eq!(rule.value["metadata"]["labels"]["release"], "prom");
+    let rules = rule.value["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    for want in [
+        "SwitchboardUpstreamRegistrationFailed",
+        "SwitchboardAuthFailureSpike",
+        "SwitchboardRegistrarConfigNotLoaded",
+        "SwitchboardNoOperatorLeader",
+    ] {
+        assert!(alerts.contains(&want), "{alerts:?}");
+    }
+    for r in rules {
+        assert!(r["annotations"]["summary"].is_string(), "{r}");
+        queries.push(r["expr"].as_str().unwrap().to_string());
+    }
+
+    for q in &queries {
+        let metrics = promql_metrics(q);
+        assert!(!metrics.is_empty(), "no metric in {q}");
+        for m in metrics {
+            assert!(
+                exported.iter().any(|e| **e == m),
+                "{q} reads {m}, which neither binary exports"
+            );
+        }
+    }
+    // Without the operator there is no leader to miss.
+    let mut overlay = overlays()[1].1.clone();
+    overlay["operator"]["enabled"] = json!(false);
+    let rule = render(overlay).find("PrometheusRule", "").unwrap();
+    assert!(!rule
+        .value
+        .to_string()
+        .contains("SwitchboardNoOperatorLeader"));
 }

@@ -6,9 +6,10 @@
 use serde_json::Value;
 use std::time::Duration;
 use switchboard_testkit::baresip::{Account, Baresip};
+use switchboard_testkit::browser::BrowserPhone;
 use switchboard_testkit::controlplane::ControlPlane;
 use switchboard_testkit::kamailio::Kamailio;
-use switchboard_testkit::{repo_root, wait_until_within};
+use switchboard_testkit::{free_port, repo_root, temp_dir, wait_until_within};
 use switchboard_tests::installation::{self, ensure_namespace, Installation};
 use switchboard_tests::resources::{
     accepted_device, condition, device_manifest, get, site_manifest, spec_managers,
@@ -111,6 +112,49 @@ fn a_device_lives_from_apply_to_registered_to_deleted() {
         GC_LIMIT,
         || get(cp, ns, "secret", &secret).is_none().then_some(()),
     );
+}
+
+/// A browser softphone (chromium running JsSIP) registers over WSS, as a device of a Site that
+/// lists WSS among its transports: the device's status shows the WSS contact (a `*.invalid`
+/// URI, the browser's user agent, the registrar holding its connection), and unregistering
+/// turns it Unregistered.
+#[test]
+fn a_browser_phone_registers_over_wss_and_the_status_shows_it() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-browser";
+    let domain = "hq.browser.test";
+    ensure_namespace(cp, ns);
+    let site = site_manifest(ns, domain) + "  registration:\n    transports: [UDP, WSS]\n";
+    let device = device_manifest(ns, "web", "00:1a:2b:00:00:09", "1009");
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&format!("{site}---\n{device}")));
+    let AcceptedDevice { user, password, .. } = accepted_device(cp, ns, "web");
+
+    let url = format!("wss://127.0.0.1:{}", inst.wss_port);
+    let dir = temp_dir("journey-browser");
+    let account = (user.as_str(), password.as_str(), domain);
+    let mut phone = BrowserPhone::start(&url, account, free_port(), &dir);
+    phone.wait("registered", |_| true);
+    let dev = inst.explain(|| wait_registration_state(cp, ns, "web", "Registered"));
+    let contact = &dev["status"]["registration"]["contacts"][0];
+    assert_eq!(contact["transport"], "WSS", "{contact}");
+    assert!(
+        contact["uri"]
+            .as_str()
+            .unwrap()
+            .contains(".invalid;transport=ws"),
+        "{contact}"
+    );
+    assert!(
+        contact["userAgent"].as_str().unwrap().contains("JsSIP"),
+        "{contact}"
+    );
+    assert_eq!(contact["replica"], "registrar-0", "{contact}");
+
+    phone.command("unregister");
+    phone.wait("unregistered", |_| true);
+    inst.explain(|| wait_registration_state(cp, ns, "web", "Unregistered"));
 }
 
 /// kubectl's own table (printer columns): the header, and the device's row holding `cells`
@@ -605,4 +649,222 @@ fn registrar_reads_its_config_secrets_and_no_other(cp: &ControlPlane, inst: &Ins
     // What its watchers do, a list by name, reads the published config.
     let (ok, text) = read(&["get", "secrets", "-n", sys, &by_name(&first), "-o", "name"]);
     assert!(ok && text.trim() == format!("secret/{first}"), "{text}");
+}
+
+/// A Site listing users with `spec.companionDevices` gets one companion SipDevice per user
+/// (not for one who opts out), owned by the Site, with generated credentials a real phone
+/// registers with; a user removed from the list loses the device; the Site's Events say so.
+#[test]
+fn a_site_keeps_a_companion_device_for_every_user() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-companions";
+    let domain = "sales.companions.test";
+    ensure_namespace(cp, ns);
+    let site = |users: &str| {
+        format!(
+            "apiVersion: sip.switchboard.dev/v1alpha1\nkind: Site\nmetadata:\n  name: sales\n  \
+             namespace: {ns}\nspec:\n  domain: {domain}\n  extensions: \"3000-3999\"\n  \
+             companionDevices: {{receiveCalls: true}}\n  users:\n{users}"
+        )
+    };
+    let alice = "    - {name: alice, extension: \"3100\"}\n";
+    let bob = "    - {name: bob}\n";
+    let carol = "    - {name: carol, companionDevice: false}\n";
+    cp.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&site(&format!("{alice}{bob}{carol}"))),
+    );
+
+    let AcceptedDevice {
+        object,
+        user,
+        password,
+    } = inst.explain(|| accepted_device(cp, ns, "sales-alice-companion"));
+    accepted_device(cp, ns, "sales-bob-companion");
+    let owner = &object["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Site"), Some("sales"))
+    );
+    assert_eq!(object["spec"]["assignment"]["user"]["user"], "alice");
+    let listed = cp.kubectl_ok(
+        &[
+            "get",
+            "sipdevices",
+            "-n",
+            ns,
+            "-l",
+            "sip.switchboard.dev/companion-of=sales",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "sipdevice.sip.switchboard.dev/sales-alice-companion",
+            "sipdevice.sip.switchboard.dev/sales-bob-companion"
+        ],
+        "carol opted out"
+    );
+
+    let _phone = phone(inst, &user, domain, &password);
+    inst.explain(|| wait_registration_state(cp, ns, "sales-alice-companion", "Registered"));
+
+    // Bob leaves the site: his companion goes (the operator deletes it; no garbage collector).
+    cp.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&site(&format!("{alice}{carol}"))),
+    );
+    inst.explain(|| {
+        wait_until_within("bob's companion to be deleted", LIMIT, || {
+            get(cp, ns, "sipdevice", "sales-bob-companion")
+                .is_none()
+                .then_some(())
+        })
+    });
+    assert!(get(cp, ns, "sipdevice", "sales-alice-companion").is_some());
+    let described = cp.kubectl_ok(&["describe", "-n", ns, "site", "sales"], None);
+    assert_event(&described, "CompanionDeviceApplied", "switchboard-operator");
+    assert_event(&described, "CompanionDeviceDeleted", "switchboard-operator");
+}
+
+/// `kubectl switchboard`, found by kubectl on `PATH` as a plugin: a device's credentials card
+/// (with the registrar's load-balancer address), a rotation that hands back the new password,
+/// the bindings of a phone registered with it, and registered/total per site.
+#[test]
+fn the_kubectl_plugin_shows_credentials_bindings_and_sites() {
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-plugin";
+    let domain = "hq.plugin.test";
+    ensure_namespace(cp, ns);
+    let manifests = format!(
+        "{}---\n{}---\n{}",
+        site_manifest(ns, domain),
+        device_manifest(ns, "desk", "00:1a:2b:00:00:71", "1000"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: registrar\n  namespace: journey-plugin\n  \
+         labels: {app.kubernetes.io/component: registrar}\nspec:\n  type: LoadBalancer\n  \
+         ports: [{name: sip-udp, port: 5060, protocol: UDP}]\n"
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "service",
+            "registrar",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
+        ],
+        None,
+    );
+    let AcceptedDevice { user, password, .. } = accepted_device(cp, ns, "desk");
+    let dir = installation::workspace_binary("kubectl-switchboard")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let plugin = |args: &[&str]| {
+        let mut all = vec!["switchboard"];
+        all.extend(args);
+        let out = cp.kubectl_plugin(&dir, &all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, card, err) = plugin(&["credentials", "desk", "-n", ns, "--registrar-namespace", ns]);
+    assert!(ok, "{err}");
+    for line in [
+        format!("SIP user:       {user}"),
+        format!("Password:       {password}"),
+        format!("Domain / realm: {domain}"),
+        "Registrar:      UDP 192.0.2.10:5060".to_string(),
+    ] {
+        assert!(card.contains(&line), "{line} in\n{card}");
+    }
+
+    let (ok, card, err) = plugin(&["credentials", "desk", "-n", ns, "--rotate"]);
+    assert!(ok, "{err}");
+    let secret = "desk-sip-credentials";
+    let rotated = switchboard_tests::resources::secret_value(cp, ns, secret, "password").unwrap();
+    assert_ne!(rotated, password);
+    assert!(
+        card.contains(&format!("Password:       {rotated}")),
+        "{card}"
+    );
+
+    inst.explain(|| wait_password_in_force(cp, inst, &user, domain, &rotated));
+    let _phone = phone(inst, &user, domain, &rotated);
+    inst.explain(|| wait_registration_state(cp, ns, "desk", "Registered"));
+    let (ok, table, err) = plugin(&["bindings", "desk", "-n", ns]);
+    assert!(ok, "{err}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("UDP") && row.contains("registrar-0") && row.contains("baresip"),
+        "{table}"
+    );
+    wait_until_within("the site to count the device registered", LIMIT, || {
+        let (_, sites, _) = plugin(&["sites", "-n", ns]);
+        sites
+            .lines()
+            .any(|l| l.contains(domain) && l.contains("1/1"))
+            .then_some(())
+    });
+
+    let (ok, _, err) = plugin(&["credentials", "no-such-device", "-n", ns]);
+    assert!(!ok && err.contains("no-such-device"), "{err}");
+}
+
+/// Waits until the config the operator published holds `user`'s HA1 for `password` and the
+/// registrar runs that config (its hash in `switchboard_config_info`): a phone configured
+/// sooner would be refused and back off.
+fn wait_password_in_force(
+    cp: &ControlPlane,
+    inst: &Installation,
+    user: &str,
+    domain: &str,
+    password: &str,
+) {
+    use switchboard_crds::shards::{secret_name, HASH_ANNOTATION};
+    let (md5, _) = switchboard_crds::config::ha1(user, domain, password);
+    let hash = wait_until_within(
+        "the operator to publish the new password's HA1",
+        LIMIT,
+        || {
+            let shard = get(cp, installation::NAMESPACE, "secret", &secret_name(0))?;
+            let config = switchboard_tests::resources::secret_value(
+                cp,
+                installation::NAMESPACE,
+                &secret_name(0),
+                switchboard_crds::shards::DATA_KEY,
+            )?;
+            config.contains(&md5).then(|| {
+                shard["metadata"]["annotations"][HASH_ANNOTATION]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        },
+    );
+    let label = format!(
+        "switchboard_config_info{{hash=\"{}\"}} 1",
+        &hash[..hash.len().min(12)]
+    );
+    wait_until_within("the registrar to load it", LIMIT, || {
+        let (_, metrics) = switchboard_testkit::http_get(inst.registrar_http, "/metrics")?;
+        metrics.contains(&label).then_some(())
+    });
 }

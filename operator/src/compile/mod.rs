@@ -26,7 +26,7 @@ use crate::key::ObjectKey;
 use crate::validate::Verdicts;
 use std::collections::{BTreeMap, BTreeSet};
 use switchboard_crds::config::{
-    ha1, DeviceConfig, DomainConfig, OutboundRegistration, PatternConfig, RegistrarConfig,
+    ha1, ha1b, DeviceConfig, DomainConfig, OutboundRegistration, PatternConfig, RegistrarConfig,
     UserConfig,
 };
 use switchboard_crds::device::AssignmentKind;
@@ -70,11 +70,14 @@ fn device_config(
         None => (None, false),
     };
     let (ha1_md5, ha1_sha256) = ha1(&c.username, realm, &c.password);
+    let (ha1b_md5, ha1b_sha256) = ha1b(&c.username, realm, &c.password);
     DeviceConfig {
         id: m.device.key.to_string(),
         sip_user: c.username.clone(),
         ha1_md5,
         ha1_sha256,
+        ha1b_md5: Some(ha1b_md5),
+        ha1b_sha256: Some(ha1b_sha256),
         assignment: eff.assignment,
         extension: match eff.assignment {
             AssignmentKind::Site => eff.extension,
@@ -88,6 +91,7 @@ fn device_config(
             .map(|p| pattern_ids[&m.device.key.sibling(p)].clone())
             .collect(),
         restrictions: restrictions.cloned().unwrap_or_default(),
+        max_contacts: spec.max_contacts,
     }
 }
 

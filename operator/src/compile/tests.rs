@@ -86,6 +86,21 @@ fn world_is_valid() {
 }
 
 #[test]
+fn a_site_allowing_browser_phones_passes_ws_and_wss_to_the_registrar() {
+    use switchboard_crds::common::Transport;
+    let mut index = world();
+    let mut hq = site(NS, "hq", DOMAIN, "1000-1999");
+    hq.spec.registration.transports = vec![Transport::Udp, Transport::Wss, Transport::Ws];
+    index.apply(Change::Site(Op::Apply(hq)));
+    let (v, c) = run(&index);
+    assert!(v.sites.is_empty(), "{v:?}");
+    assert_eq!(
+        c.config.domains[0].registration.transports,
+        [Transport::Udp, Transport::Wss, Transport::Ws]
+    );
+}
+
+#[test]
 fn inheritance_site_defaults_device_overrides_pattern_add_remove() {
     let index = world();
     let (_, c) = run(&index);
@@ -127,11 +142,36 @@ fn devices_get_ha1_never_the_password() {
         (dev.ha1_md5.as_str(), dev.ha1_sha256.as_str()),
         (md5.as_str(), sha.as_str())
     );
+    // And for phones that send the auth name as `user@domain`.
+    let (md5, sha) = switchboard_crds::config::ha1b(&creds.username, DOMAIN, "pw-lobby");
+    assert_eq!(
+        (dev.ha1b_md5.as_deref(), dev.ha1b_sha256.as_deref()),
+        (Some(md5.as_str()), Some(sha.as_str()))
+    );
     let json = serde_json::to_string(&c.config).unwrap();
     assert!(!json.contains("pw-lobby"));
     assert_eq!(
         c.devices[&key("lobby")].sip_uri.as_deref(),
         Some(format!("sip:{}@{DOMAIN}", creds.username).as_str())
+    );
+}
+
+#[test]
+fn a_devices_own_limit_of_contacts_reaches_the_config() {
+    let mut index = world();
+    let mut d = lobby();
+    d.spec.max_contacts = Some(2);
+    index.apply(Change::device(Op::Apply(d)));
+    let (v, c) = run(&index);
+    let lobby = &v.device_credentials[&key("lobby")].username;
+    assert_eq!(
+        c.config.device(DOMAIN, lobby).unwrap().1.max_contacts,
+        Some(2)
+    );
+    let others = &c.config.domains[0].devices;
+    assert_eq!(
+        others.iter().filter(|d| d.max_contacts.is_none()).count(),
+        2
     );
 }
 

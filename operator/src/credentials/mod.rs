@@ -27,10 +27,7 @@ use sha2::{Digest, Sha256};
 use switchboard_crds::common::USERNAME_KEY;
 use switchboard_crds::SipRegistration;
 
-/// Annotation on a device or registration: set it to any new value to get a new password.
-pub const ROTATE_ANNOTATION: &str = "sip.switchboard.dev/rotate-credentials";
-/// Annotation on a generated Secret: the rotation value it was generated for.
-pub const ROTATED_FOR_ANNOTATION: &str = "sip.switchboard.dev/rotated-for";
+pub use switchboard_crds::common::{ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION};
 /// Label on Secrets the operator generated (value `"true"`).
 pub const GENERATED_LABEL: &str = "sip.switchboard.dev/generated-credentials";
 /// Label on every Secret the operator may read (value `"true"`): it watches Secrets by this

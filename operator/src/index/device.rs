@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use switchboard_crds::common::SecretRef;
 use switchboard_crds::device::{
-    AssignmentKind, PatternOverrides, RegistrationState, UserAssignment,
+    AssignmentKind, PatternOverrides, RegistrationState, UserAssignment, COMPANION_OF_LABEL,
 };
 use switchboard_crds::site::CallRestrictions;
 use switchboard_crds::validation::{normalize_mac, validate_device};
@@ -41,6 +41,8 @@ pub struct Device {
     pub created: Option<Timestamp>,
     /// The rotation annotation ([`crate::credentials::ROTATE_ANNOTATION`]).
     pub rotate: Option<Box<str>>,
+    /// The Site that keeps it as a user's companion device ([`COMPANION_OF_LABEL`]).
+    pub companion_of: Option<Box<str>>,
     /// The spec.
     pub spec: DeviceSpec,
     /// The registrar reports it registered (`status.registration.state`).
@@ -62,6 +64,8 @@ pub struct DeviceSpec {
     pub site: Option<SitePlacement>,
     /// `spec.assignment.user`.
     pub user: Option<Box<UserAssignment>>,
+    /// `spec.maxContacts`.
+    pub max_contacts: Option<u32>,
     /// Single-object validation messages (`spec.…: …`), none when valid.
     pub field_errors: Box<[Box<str>]>,
 }
@@ -192,6 +196,7 @@ impl From<SipDeviceSpec> for DeviceSpec {
                 }
             }),
             user: user.map(Box::new),
+            max_contacts: spec.max_contacts,
             field_errors,
         }
     }
@@ -204,6 +209,7 @@ impl From<SipDevice> for Device {
             .annotations()
             .get(crate::credentials::ROTATE_ANNOTATION)
             .map(|v| boxed(v.clone()));
+        let companion_of = d.labels().get(COMPANION_OF_LABEL).map(|v| boxed(v.clone()));
         let registered = d
             .status
             .as_ref()
@@ -217,6 +223,7 @@ impl From<SipDevice> for Device {
             generation: meta.generation,
             created: meta.creation_timestamp.map(|t| t.0),
             rotate,
+            companion_of,
             spec: d.spec.into(),
             registered,
             status,

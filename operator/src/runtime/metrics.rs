@@ -1,14 +1,18 @@
 //! Prometheus metrics.
 
+use crate::compile::Compiled;
+use crate::index::Index;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use switchboard_crds::registration::RegistrationPhase;
 
 /// The operator's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     /// Reconcile passes run.
     pub reconciles: IntCounter,
     /// Reconcile passes (or single writes in them) that failed.
@@ -31,6 +35,28 @@ pub struct Metrics {
     pub fenced_writes: IntCounter,
     /// Failed writes (retried with backoff), by namespace.
     pub write_failures: IntCounterVec,
+    /// `switchboard_site_devices{site}`: devices naming each site (`namespace/name`; leader
+    /// only). Not a `namespace` label: Prometheus would rename it `exported_namespace`, as the
+    /// scrape target's own `namespace` label comes first.
+    pub site_devices: IntGaugeVec,
+    /// `switchboard_site_devices_registered{site}`: of those, registered.
+    pub site_registered: IntGaugeVec,
+    /// `switchboard_sip_registration_phase{registration,phase}`: 1 for each upstream
+    /// registration's (`namespace/name`) current phase, as the registrar wrote it into its
+    /// status, 0 for the others.
+    pub registration_phase: IntGaugeVec,
+}
+
+/// Registers `m`, noting its name in `names`.
+fn register(
+    registry: &Registry,
+    names: &std::cell::RefCell<Vec<String>>,
+    m: Box<dyn prometheus::core::Collector>,
+) {
+    let mut names = names.borrow_mut();
+    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
+    names.sort();
+    registry.register(m).expect("unique metric");
 }
 
 impl Default for Metrics {
@@ -43,18 +69,15 @@ impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Self {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(c.clone()));
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(&registry, &names, Box::new(g.clone()));
             g
         };
         let compile_seconds = Histogram::with_opts(
@@ -65,9 +88,7 @@ impl Metrics {
             .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(compile_seconds.clone()))
-            .expect("unique metric");
+        register(&registry, &names, Box::new(compile_seconds.clone()));
         let write_failures = IntCounterVec::new(
             Opts::new(
                 "switchboard_operator_write_failures_total",
@@ -76,11 +97,29 @@ impl Metrics {
             &["namespace"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(write_failures.clone()))
-            .expect("unique metric");
+        register(&registry, &names, Box::new(write_failures.clone()));
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            register(&registry, &names, Box::new(g.clone()));
+            g
+        };
         Metrics {
             write_failures,
+            site_devices: gauge_vec(
+                "switchboard_site_devices",
+                "Devices naming each site",
+                &["site"],
+            ),
+            site_registered: gauge_vec(
+                "switchboard_site_devices_registered",
+                "Devices of each site the registrar reports registered",
+                &["site"],
+            ),
+            registration_phase: gauge_vec(
+                "switchboard_sip_registration_phase",
+                "1 for each SipRegistration's current phase, 0 for the others",
+                &["registration", "phase"],
+            ),
             reconciles: counter(
                 "switchboard_operator_reconciles_total",
                 "Reconcile passes run",
@@ -118,8 +157,50 @@ impl Metrics {
                 "1 while this replica holds the leader Lease",
             ),
             compile_seconds,
+            names: names.into_inner(),
             registry,
         }
+    }
+
+    /// The name of every metric registered (also those with no series yet), sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Sets the per-site and per-registration gauges from a pass's outcome (the leader's view;
+    /// the series of objects gone since are removed).
+    pub fn set_inventory(&self, index: &Index, compiled: &Compiled) {
+        self.clear_inventory();
+        for (key, site) in &compiled.sites {
+            let labels = [key.to_string()];
+            self.site_devices
+                .with_label_values(&labels)
+                .set(i64::from(site.devices));
+            self.site_registered
+                .with_label_values(&labels)
+                .set(i64::from(site.registered));
+        }
+        for (key, reg) in &index.registrations {
+            let now = reg.status.as_ref().and_then(|s| s.phase);
+            let key = key.to_string();
+            for phase in [
+                RegistrationPhase::InProgress,
+                RegistrationPhase::Successful,
+                RegistrationPhase::Failed,
+            ] {
+                self.registration_phase
+                    .with_label_values(&[key.as_str(), phase_name(phase)])
+                    .set(i64::from(now == Some(phase)));
+            }
+        }
+    }
+
+    /// Drops the per-site and per-registration series (a replica that stops leading no longer
+    /// knows them).
+    pub fn clear_inventory(&self) {
+        self.site_devices.reset();
+        self.site_registered.reset();
+        self.registration_phase.reset();
     }
 
     /// The text exposition format.
@@ -129,5 +210,60 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding");
         String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}
+
+fn phase_name(p: RegistrationPhase) -> &'static str {
+    match p {
+        RegistrationPhase::InProgress => "InProgress",
+        RegistrationPhase::Successful => "Successful",
+        RegistrationPhase::Failed => "Failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{compile, LastGood};
+    use crate::index::{Change, Op};
+    use crate::samples::*;
+    use crate::validate::validate;
+    use switchboard_crds::registration::SipRegistrationStatus;
+
+    #[test]
+    fn inventory_gauges_follow_sites_and_registration_phases() {
+        let mut index = Index::synced("switchboard");
+        let hq = site("acme", "hq", "hq.acme.test", "1000-1999");
+        index.apply(Change::Site(Op::Apply(hq)));
+        let lobby = at_site(
+            device("acme", "lobby", "00:1a:2b:3c:4d:5e", "lobby", 1),
+            "hq",
+            "1000",
+        );
+        index.apply(Change::secret(Op::Apply(generated_secret(&lobby, "pw"))));
+        index.apply(Change::device(Op::Apply(lobby)));
+        let mut trunk = registration("acme", "trunk", "sip:t@upstream.test", "trunk-pw");
+        trunk.status = Some(SipRegistrationStatus {
+            phase: Some(RegistrationPhase::Failed),
+            ..Default::default()
+        });
+        index.apply(Change::Registration(Op::Apply(trunk)));
+        let verdicts = validate(&index);
+        let compiled = compile(&index, &verdicts, &LastGood::new(), None);
+
+        let m = Metrics::new();
+        m.set_inventory(&index, &compiled);
+        let text = m.render();
+        for line in [
+            r#"switchboard_site_devices{site="acme/hq"} 1"#,
+            r#"switchboard_site_devices_registered{site="acme/hq"} 0"#,
+            r#"switchboard_sip_registration_phase{phase="Failed",registration="acme/trunk"} 1"#,
+            r#"switchboard_sip_registration_phase{phase="Successful",registration="acme/trunk"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // A replica that stops leading drops them.
+        m.clear_inventory();
+        assert!(!m.render().contains("switchboard_site_devices{"));
     }
 }

@@ -99,6 +99,7 @@ impl Loop {
             self.due = Instant::now();
         } else {
             self.writer.clear();
+            self.ctx.metrics.clear_inventory();
         }
     }
 
@@ -147,6 +148,12 @@ fn apply_outcome(index: &mut Index, outcome: writer::Outcome) -> (writer::JobKey
             index.credentials_in_writing.remove(&owner);
             index.apply(Change::secret(Op::Apply(*secret)));
             (JobKey::Credentials(owner), true)
+        }
+        Outcome::Companion(device, stored) => {
+            if let Some(d) = stored {
+                index.apply(Change::device(Op::Apply(*d)));
+            }
+            (JobKey::Companion(device), true)
         }
         Outcome::Failed(key, error) => {
             let dirty = if let JobKey::Credentials(owner) = &key {

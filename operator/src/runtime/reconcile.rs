@@ -7,6 +7,7 @@
 
 use super::writer::{Job, JobKey, Writer};
 use super::Context;
+use crate::companions;
 use crate::compile::{compile, LastGood};
 use crate::credentials::plan::{self as creds, OwnerKind};
 use crate::index::{Change, Index, Op};
@@ -146,6 +147,17 @@ pub async fn pass(
         memory.labelled = true;
     }
 
+    // 0. Companion devices the Sites keep for their users; each lands through the watch (or
+    // the writer's outcome) and gets its credentials in a later pass.
+    for w in companions::plan(index) {
+        let key = JobKey::Companion(w.device());
+        if writer.is_queued(&key) {
+            continue;
+        }
+        let site = index.sites.get(w.site()).map(|s| s.object_ref(&()));
+        writer.submit(Job::Companion(Box::new(w), site));
+    }
+
     // 1. Credentials: planned here, written by the writer; until then the owner is "being
     // written" (not ready, not invalid).
     for w in creds::plan(index, rng) {
@@ -190,6 +202,7 @@ pub async fn pass(
         .map(|d| d.devices.len())
         .sum();
     ctx.metrics.config_devices.set(devices as i64);
+    ctx.metrics.set_inventory(index, &compiled);
     report.hash = compiled.config.hash.clone();
 
     // 4. Publish.

@@ -10,6 +10,7 @@
 
 use super::leader::Fence;
 use super::metrics::Metrics;
+use crate::companions::{self, CompanionWrite};
 use crate::credentials::plan::SecretWrite;
 use crate::key::ObjectKey;
 use crate::status::{self, Update};
@@ -23,6 +24,7 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_crds::SipDevice;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -40,6 +42,8 @@ pub enum Job {
     Status(Update),
     /// A generated credentials Secret, with the owner's reference for its Event.
     Credentials(Box<SecretWrite>, Option<ObjectReference>),
+    /// A Site's companion device, with the Site's reference for its Event.
+    Companion(Box<CompanionWrite>, Option<ObjectReference>),
 }
 
 /// Which object a job writes: at most one job per key waits, at most one runs.
@@ -49,6 +53,8 @@ pub enum JobKey {
     Status(&'static str, ObjectKey),
     /// The credentials Secret of an owner.
     Credentials(ObjectKey),
+    /// A companion device.
+    Companion(ObjectKey),
 }
 
 impl JobKey {
@@ -67,6 +73,7 @@ impl Job {
         match self {
             Job::Status(u) => JobKey::Status(u.plural, u.key.clone()),
             Job::Credentials(w, _) => JobKey::Credentials(w.owner.clone()),
+            Job::Companion(w, _) => JobKey::Companion(w.device()),
         }
     }
 
@@ -74,6 +81,7 @@ impl Job {
         match self {
             Job::Status(u) => &u.key.namespace,
             Job::Credentials(w, _) => &w.owner.namespace,
+            Job::Companion(w, _) => &w.site().namespace,
         }
     }
 }
@@ -85,6 +93,8 @@ pub enum Outcome {
     Status(status::Applied),
     /// A credentials Secret was written (as stored): fold it into the index.
     Credentials(ObjectKey, Box<Secret>),
+    /// A companion device was written (as stored after an apply): fold it into the index.
+    Companion(ObjectKey, Option<Box<SipDevice>>),
     /// A write failed (it is retried); `error` says why, in words for a condition.
     Failed(JobKey, String),
 }
@@ -354,6 +364,12 @@ async fn write(io: &Io, job: &Job) -> Result<Outcome, WriteError> {
                 credentials_event(&io.recorder, reference, w, &name).await;
             }
             Ok(Outcome::Credentials(w.owner.clone(), Box::new(stored)))
+        }
+        Job::Companion(w, site) => {
+            let stored = companions::write::execute(&io.client, &io.recorder, w, site.as_ref())
+                .await
+                .map_err(classify)?;
+            Ok(Outcome::Companion(w.device(), stored.map(Box::new)))
         }
     }
 }

@@ -218,6 +218,33 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The device an auth name names, with the HA1 values its digest is checked against: `user`
+/// against the device's HA1, `user@realm` (as Zoiper and others send it) against its HA1 of
+/// that name. Another domain after the `@` names nobody.
+fn named_device<'c>(
+    config: &'c RegistrarConfig,
+    realm: &str,
+    name: &str,
+) -> Option<(&'c DeviceConfig, Ha1<'c>)> {
+    if let Some((_, d)) = config.device(realm, name) {
+        let ha1 = Ha1 {
+            md5: &d.ha1_md5,
+            sha256: &d.ha1_sha256,
+        };
+        return Some((d, ha1));
+    }
+    let (user, domain) = name.rsplit_once('@')?;
+    if !domain.eq_ignore_ascii_case(realm) {
+        return None;
+    }
+    let (_, d) = config.device(realm, user)?;
+    let ha1 = Ha1 {
+        md5: d.ha1b_md5.as_deref()?,
+        sha256: d.ha1b_sha256.as_deref()?,
+    };
+    Some((d, ha1))
+}
+
 /// Verifies digests and issues challenges.
 pub struct Authenticator {
     settings: AuthSettings,
@@ -268,10 +295,10 @@ impl Authenticator {
             .into_iter()
             .filter_map(Credentials::parse)
             .find(|c| c.realm.eq_ignore_ascii_case(realm));
-        let device = credentials
+        let named = credentials
             .as_ref()
-            .and_then(|c| config.device(realm, &c.username))
-            .map(|(_, d)| d);
+            .and_then(|c| named_device(config, realm, &c.username));
+        let device = named.map(|(d, _)| d);
         let outcome = self
             .verify(
                 key,
@@ -280,10 +307,7 @@ impl Authenticator {
                     algorithms: &domain.registration.digest_algorithms,
                     method,
                     credentials: credentials.as_ref(),
-                    ha1: device.map(|d| Ha1 {
-                        md5: &d.ha1_md5,
-                        sha256: &d.ha1_sha256,
-                    }),
+                    ha1: named.map(|(_, ha1)| ha1),
                     source,
                     now_ms,
                 },

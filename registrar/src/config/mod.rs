@@ -127,7 +127,7 @@ pub fn embedded() -> RegistrarConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_crds::config::ha1;
+    use switchboard_crds::config::{ha1, ha1b};
 
     /// The passwords documented in `examples/registrar/standalone.yaml`.
     const DEMO: [(&str, &str); 3] = [
@@ -146,6 +146,13 @@ mod tests {
             let (md5, sha) = ha1(user, "switchboard.local", password);
             assert_eq!(dev.ha1_md5, md5, "MD5 HA1 of {user}");
             assert_eq!(dev.ha1_sha256, sha, "SHA-256 HA1 of {user}");
+            let (md5, sha) = ha1b(user, "switchboard.local", password);
+            assert_eq!(dev.ha1b_md5.as_deref(), Some(md5.as_str()), "{user}@realm");
+            assert_eq!(
+                dev.ha1b_sha256.as_deref(),
+                Some(sha.as_str()),
+                "{user}@realm"
+            );
         }
         for (user, _) in DEMO {
             assert!(

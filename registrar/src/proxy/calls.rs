@@ -120,6 +120,8 @@ impl Inner {
         if cancelled {
             return;
         }
+        // The caller's side, which the bottom Record-Route faces.
+        let caller = st.servers.get(&server).map(|s| s.reply_to);
         st.next += 1;
         let call_id = st.next;
         let invite = req.method() == Some("INVITE");
@@ -155,13 +157,12 @@ impl Inner {
             if let Some(r) = route {
                 fwd.push_front("Route", r);
             }
-            if record_route {
+            if let (true, Some(caller)) = (record_route, caller) {
                 let call = req.call_id().unwrap_or("");
-                fwd.push_front("Record-Route", self.record_route(call));
-                if trunk.is_some() {
-                    if let Some(rr) = self.stream_record_route(call, dest.transport) {
-                        fwd.push_front("Record-Route", rr);
-                    }
+                let (bottom, top) = self.record_routes(call, caller, dest, trunk.is_some());
+                fwd.push_front("Record-Route", bottom);
+                if let Some(rr) = top {
+                    fwd.push_front("Record-Route", rr);
                 }
             }
             fwd.push_front("Via", self.via(&new_branch(), dest.transport));

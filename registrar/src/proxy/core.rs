@@ -97,6 +97,10 @@ pub struct Outbound {
     pub tcp: Option<SocketAddr>,
     /// See `tcp`.
     pub tls_addr: Option<SocketAddr>,
+    /// Our WS and WSS listening addresses (the Record-Route facing a browser), when bound.
+    pub ws: Option<SocketAddr>,
+    /// See `ws`.
+    pub wss: Option<SocketAddr>,
 }
 
 /// Starts reading a connection the proxy opened: the stream, bytes already read, the peer,
@@ -290,7 +294,7 @@ impl Inner {
     }
 
     pub(super) fn send(&self, data: &[u8], to: Hop) {
-        if to.transport != Transport::Udp {
+        if to.transport.is_stream() {
             if !self.flows.send(to.addr, Bytes::copy_from_slice(data)) {
                 tracing::debug!(to = %to.addr, "no open flow to send into");
             }
@@ -329,12 +333,7 @@ impl Inner {
     }
 
     pub(super) fn via(&self, branch: &str, transport: Transport) -> String {
-        let t = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        };
-        format!("SIP/2.0/{t} {};branch={branch};rport", self.local())
+        format!("SIP/2.0/{transport} {};branch={branch};rport", self.local())
     }
 }
 
@@ -355,6 +354,25 @@ pub(super) mod fixtures {
     pub(in crate::proxy) fn resp(status: u16) -> Msg {
         let req = Msg::parse(INVITE.as_bytes()).unwrap();
         response_to(&req, status, "X", Some("b"))
+    }
+
+    /// The core of a proxy on the embedded config, attached to a loopback UDP socket.
+    pub(in crate::proxy) async fn core() -> std::sync::Arc<super::Inner> {
+        use crate::location::MemoryStore;
+        use std::sync::Arc;
+        let config = Arc::new(super::ConfigHandle::new());
+        config.replace(crate::config::embedded());
+        let p = super::Proxy::new(
+            config,
+            Arc::new(MemoryStore::new()),
+            Arc::new(super::Metrics::new()),
+            super::Cluster::alone("r"),
+            super::ProxySettings::default(),
+        );
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        p.attach_udp(Arc::new(socket), local);
+        p.inner
     }
 }
 

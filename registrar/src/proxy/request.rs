@@ -125,9 +125,11 @@ impl Inner {
             .map(|r| addr_uri(r))
             .filter(|u| self.is_ours(u));
         let routed_here = top_route.is_some();
+        // The connection to a browser the dialog's Route names (its Contact reaches nothing).
+        let mut dialog_flow = None;
         if routed_here {
             req.pop_first("Route");
-            self.pop_second_route(&mut req);
+            dialog_flow = self.pop_second_route(&mut req);
         }
 
         // A branch a sibling sends through us into the flow we hold to its target.
@@ -164,6 +166,17 @@ impl Inner {
                 self.reply(&mut st, id, 403, "Not Routed Through This Proxy", now);
                 return;
             }
+            if let Some(flow) = dialog_flow {
+                let mut st = self.state.lock();
+                if self.flows.transport_of(flow.addr) != Some(flow.transport) {
+                    // RFC 5626 §5.3: the flow named is gone.
+                    self.reply(&mut st, id, 430, "Flow Failed", now);
+                    return;
+                }
+                let target = vec![Target::hop(flow)];
+                self.start_call(&mut st, id, &req, target, false, CallLog::default(), now);
+                return;
+            }
             let Some(dest) = next_hop(&req) else {
                 let mut st = self.state.lock();
                 self.reply(&mut st, id, 404, "No Route To Target", now);
@@ -171,7 +184,11 @@ impl Inner {
             };
             let hop = match next_hop_transport(&req) {
                 // A trunk's Contact over TCP/TLS whose connection is gone: open another.
-                Some(t) if t != Transport::Udp && self.flows.transport_of(dest) != Some(t) => {
+                Some(t)
+                    if t.is_stream()
+                        && !t.is_websocket()
+                        && self.flows.transport_of(dest) != Some(t) =>
+                {
                     let peer = crate::uac::flow::Peer {
                         host: dest.ip().to_string(),
                         port: dest.port(),

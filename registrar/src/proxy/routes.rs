@@ -1,5 +1,11 @@
 //! Record-Route and loose routing: our Record-Route and its token, the Routes of ours a
 //! request carries, the next hop, and the stateless relay of an ACK for a 2xx.
+//!
+//! A call whose two sides differ (a browser over WebSocket, a trunk over TCP/TLS) gets a
+//! double Record-Route (RFC 5658): one facing each side. The one facing a WebSocket side names
+//! that side's connection (`sbw`, with a MAC `sbwt` of it and the Call-ID): a browser's Contact
+//! is a `*.invalid` host (RFC 7118 §5), so a request of the dialog toward it finds its
+//! connection through the second Route, the one facing it.
 
 use super::core::{new_branch, Hop, Inner};
 use super::sip::{addr_uri, uri_target, Msg};
@@ -29,27 +35,39 @@ impl Inner {
     /// sibling only relays into a flow another replica of this installation chose.
     pub(super) fn sibling_route(&self, peer: SocketAddr, call_id: &str, flow: Hop) -> String {
         let flow = flow_param(flow);
-        let token = self
-            .config
-            .current()
-            .map(|l| l.nonce_key.issue(&format!("{call_id}\n{flow}"), 0, [0; 8]))
-            .unwrap_or_default();
+        let token = self.flow_mac(FlowUse::Sibling, call_id, &flow);
         format!("<sip:{peer};lr;sbf={flow};sbt={token}>")
     }
 
     /// The flow a sibling's Route (see [`Inner::sibling_route`]) asks us to relay into, when
     /// its MAC is right for this Call-ID.
     pub(super) fn relayed_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
-        let u = SipUri::parse(route_uri)?;
+        self.flow_in(FlowUse::Sibling, route_uri, call_id)
+    }
+
+    /// A MAC of `flow` (as [`flow_param`] writes it), the Call-ID and the use under the shared
+    /// nonce key.
+    fn flow_mac(&self, use_: FlowUse, call_id: &str, flow: &str) -> String {
+        self.config
+            .current()
+            .map(|l| l.nonce_key.issue(&use_.realm(call_id, flow), 0, [0; 8]))
+            .unwrap_or_default()
+    }
+
+    /// The flow a URI of ours names for `use_`, when its MAC is right for this Call-ID (see
+    /// [`Inner::flow_mac`]).
+    fn flow_in(&self, use_: FlowUse, uri: &str, call_id: &str) -> Option<Hop> {
+        let (flow, mac) = use_.params();
+        let u = SipUri::parse(uri)?;
         let param = |name: &str| {
             u.params
                 .iter()
                 .find(|(k, _)| k == name)
                 .and_then(|(_, v)| v.clone())
         };
-        let (flow, token) = (param("sbf")?, param("sbt")?);
+        let (flow, token) = (param(flow)?, param(mac)?);
         let loaded = self.config.current()?;
-        let realm = format!("{call_id}\n{flow}");
+        let realm = use_.realm(call_id, &flow);
         if loaded.nonce_key.check(&token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
             return None;
         }
@@ -88,6 +106,57 @@ impl Inner {
         })
     }
 
+    /// Our Record-Route(s) for a branch from `caller` to `callee` (a trunk when `trunk`): the
+    /// one facing the caller and, when the callee's side needs another (a WebSocket flow, a
+    /// trunk over TCP/TLS), the one facing the callee, which goes on top (RFC 5658).
+    pub(super) fn record_routes(
+        &self,
+        call_id: &str,
+        caller: Hop,
+        callee: Hop,
+        trunk: bool,
+    ) -> (String, Option<String>) {
+        let facing = |hop: Hop, trunk: bool| {
+            if hop.transport.is_websocket() {
+                Some(self.websocket_record_route(call_id, hop))
+            } else if trunk {
+                self.stream_record_route(call_id, hop.transport)
+            } else {
+                None
+            }
+        };
+        let bottom = facing(caller, false).unwrap_or_else(|| self.record_route(call_id));
+        let top = facing(callee, trunk).unwrap_or_else(|| self.record_route(call_id));
+        let double = top != bottom;
+        (bottom, double.then_some(top))
+    }
+
+    /// Our Record-Route facing a browser on the WebSocket `flow`: our WS/WSS address (the
+    /// browser never dials it: everything goes down its connection), the dialog token, and the
+    /// flow with its MAC.
+    fn websocket_record_route(&self, call_id: &str, flow: Hop) -> String {
+        let listening = self.outbound.get().and_then(|o| match flow.transport {
+            Transport::Ws => o.ws,
+            _ => o.wss,
+        });
+        let addr = listening.unwrap_or_else(|| self.local());
+        let ordinary = self.record_route(call_id);
+        let rest = ordinary
+            .strip_prefix(&format!("<sip:{};", self.local()))
+            .and_then(|r| r.strip_suffix('>'))
+            .unwrap_or("lr;sbp");
+        let transport = flow.transport.as_sip_param();
+        let flow = flow_param(flow);
+        let mac = self.flow_mac(FlowUse::Dialog, call_id, &flow);
+        format!("<sip:{addr};transport={transport};{rest};sbw={flow};sbwt={mac}>")
+    }
+
+    /// The WebSocket flow a Route of ours facing a browser names (see
+    /// [`Inner::record_routes`]), when its MAC is right for this Call-ID.
+    pub(super) fn dialog_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
+        self.flow_in(FlowUse::Dialog, route_uri, call_id)
+    }
+
     /// Our Record-Route facing a trunk reached over TCP/TLS (RFC 5658 double Record-Route:
     /// this one on top for the trunk, the ordinary one below for the caller), when we listen
     /// on that transport.
@@ -98,7 +167,7 @@ impl Inner {
     ) -> Option<String> {
         let out = self.outbound.get()?;
         let addr = match transport {
-            Transport::Udp => return None,
+            Transport::Udp | Transport::Ws | Transport::Wss => return None,
             Transport::Tcp => out.tcp?,
             Transport::Tls => out.tls_addr?,
         };
@@ -112,15 +181,15 @@ impl Inner {
     }
 
     /// After our top Route is popped: the second of a double Record-Route (RFC 5658) is ours
-    /// too, and goes as well.
-    pub(super) fn pop_second_route(&self, req: &mut Msg) {
-        if req
-            .header_list("Route")
-            .first()
-            .is_some_and(|r| self.is_ours(&addr_uri(r)))
-        {
-            req.pop_first("Route");
+    /// too, and goes as well. Returns the WebSocket flow it names (the way to the side it
+    /// faces), if any.
+    pub(super) fn pop_second_route(&self, req: &mut Msg) -> Option<Hop> {
+        let second = addr_uri(req.header_list("Route").first()?);
+        if !self.is_ours(&second) {
+            return None;
         }
+        req.pop_first("Route");
+        self.dialog_flow(&second, req.call_id().unwrap_or(""))
     }
 
     /// An ACK for a 2xx (or anything else without a transaction): our Route popped, our Via
@@ -134,10 +203,10 @@ impl Inner {
             .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
         {
             req.pop_first("Route");
-            self.pop_second_route(&mut req);
         } else {
             return;
         }
+        let flow = self.pop_second_route(&mut req);
         let mf = req
             .header("Max-Forwards")
             .and_then(|v| v.trim().parse::<u32>().ok())
@@ -146,10 +215,36 @@ impl Inner {
             return;
         }
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
-        if let Some(dest) = next_hop(&req) {
-            let hop = self.hop(dest);
+        if let Some(hop) = flow.or_else(|| next_hop(&req).map(|dest| self.hop(dest))) {
             req.push_front("Via", self.via(&new_branch(), hop.transport));
             self.send(&req.encode(), hop);
+        }
+    }
+}
+
+/// What a flow named in one of our URIs is for; each has its parameters and its own MAC, so
+/// one cannot be passed off as the other (a Record-Route a callee saw is no licence to have a
+/// sibling's relay ring the caller's connection).
+#[derive(Clone, Copy)]
+enum FlowUse {
+    /// A sibling's Route into the flow it holds to a phone (`sbf`, `sbt`).
+    Sibling,
+    /// Our Record-Route facing a WebSocket side, naming its connection (`sbw`, `sbwt`).
+    Dialog,
+}
+
+impl FlowUse {
+    fn params(self) -> (&'static str, &'static str) {
+        match self {
+            FlowUse::Sibling => ("sbf", "sbt"),
+            FlowUse::Dialog => ("sbw", "sbwt"),
+        }
+    }
+
+    fn realm(self, call_id: &str, flow: &str) -> String {
+        match self {
+            FlowUse::Sibling => format!("{call_id}\n{flow}"),
+            FlowUse::Dialog => format!("{call_id}\n{flow}\ndialog"),
         }
     }
 }
@@ -172,12 +267,7 @@ pub(super) fn next_hop_transport(req: &Msg) -> Option<Transport> {
     };
     let u = SipUri::parse(&uri)?;
     let (_, v) = u.params.iter().find(|(k, _)| k == "transport")?;
-    match v.as_deref()?.to_ascii_lowercase().as_str() {
-        "udp" => Some(Transport::Udp),
-        "tcp" => Some(Transport::Tcp),
-        "tls" => Some(Transport::Tls),
-        _ => None,
-    }
+    Transport::from_sip_param(v.as_deref()?)
 }
 
 /// A flow as a URI parameter value: `udp/192.0.2.1:5060`, `tcp/[2001:db8::1]:5060`.
@@ -187,21 +277,53 @@ fn flow_param(hop: Hop) -> String {
 
 fn parse_flow_param(v: &str) -> Option<Hop> {
     let (t, addr) = v.split_once('/')?;
-    let transport = match t {
-        "udp" => Transport::Udp,
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        _ => return None,
-    };
     Some(Hop {
         addr: addr.parse().ok()?,
-        transport,
+        transport: Transport::from_sip_param(t)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::core::fixtures;
     use super::*;
+
+    fn hop(addr: &str, transport: Transport) -> Hop {
+        Hop {
+            addr: addr.parse().unwrap(),
+            transport,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_crossing_into_a_websocket_gets_a_record_route_naming_its_connection() {
+        let inner = fixtures::core().await;
+        let udp = hop("127.0.0.1:5071", Transport::Udp);
+        let ws = hop("127.0.0.1:40000", Transport::Ws);
+        // Both sides alike: one Record-Route.
+        assert_eq!(inner.record_routes("c1", udp, udp, false).1, None);
+        // Callee on a WebSocket: the one facing it goes on top and names its connection.
+        let (bottom, top) = inner.record_routes("c1", udp, ws, false);
+        assert!(!bottom.contains("transport="), "{bottom}");
+        let top = addr_uri(&top.expect("a double Record-Route"));
+        assert!(top.contains(";transport=ws;"), "{top}");
+        assert!(inner.is_ours(&top) && inner.route_token_valid(&top, "c1"));
+        assert_eq!(inner.dialog_flow(&top, "c1"), Some(ws));
+        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), None);
+        // Not for another dialog, nor for a connection written in by someone else.
+        assert_eq!(inner.dialog_flow(&top, "c2"), None);
+        let forged = top.replace("127.0.0.1:40000", "127.0.0.1:40001");
+        assert_eq!(inner.dialog_flow(&forged, "c1"), None);
+        // Nor as a sibling's Route, which would relay a new request into it unauthenticated.
+        let as_sibling = top.replace("sbw=", "sbf=").replace("sbwt=", "sbt=");
+        assert_eq!(inner.relayed_flow(&as_sibling, "c1"), None);
+        // Caller on WSS: the bottom one faces it.
+        let wss = hop("127.0.0.1:40002", Transport::Wss);
+        let (bottom, top) = inner.record_routes("c1", wss, udp, false);
+        assert!(bottom.contains(";transport=wss;"), "{bottom}");
+        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), Some(wss));
+        assert!(top.is_some_and(|t| !t.contains("transport=")));
+    }
 
     #[test]
     fn flow_params_round_trip() {
@@ -209,6 +331,7 @@ mod tests {
             (Transport::Udp, "192.0.2.1:5060"),
             (Transport::Tcp, "[2001:db8::1]:5070"),
             (Transport::Tls, "10.0.0.1:5061"),
+            (Transport::Wss, "10.0.0.1:40000"),
         ] {
             let hop = Hop {
                 addr: a.parse().unwrap(),

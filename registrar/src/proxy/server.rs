@@ -13,7 +13,7 @@ pub(super) struct ServerTx {
     key: String,
     /// The request as received (top Via with received/rport).
     pub(super) req: Msg,
-    reply_to: Hop,
+    pub(super) reply_to: Hop,
     last: Option<Bytes>,
     pub(super) call: Option<u64>,
     pub(super) to_tag: String,

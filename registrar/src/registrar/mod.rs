@@ -61,10 +61,12 @@ pub fn transport_allowed(policy: &RegistrationPolicy, transport: Transport) -> b
     policy.transports.contains(&transport)
 }
 
-/// Decides a REGISTER against the AOR's live bindings.
+/// Decides a REGISTER against the AOR's live bindings; `max_contacts` is the device's own limit,
+/// when it has one, else the policy's applies.
 pub fn decide(
     req: &RegisterRequest<'_>,
     policy: &RegistrationPolicy,
+    max_contacts: Option<u32>,
     current: &[Binding],
     now: SystemTime,
     replica: &str,
@@ -143,9 +145,9 @@ pub fn decide(
                     });
                 }
             }
-            // Beyond the site's limit the least recently refreshed bindings go (with the
-            // default of one, a phone's new contact replaces its old one).
-            let max = policy.max_contacts.max(1) as usize;
+            // Beyond the device's (or else the site's) limit the least recently refreshed
+            // bindings go (with a limit of one, a phone's new contact replaces its old one).
+            let max = max_contacts.unwrap_or(policy.max_contacts).max(1) as usize;
             if next.len() > max {
                 next.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
                 next.truncate(max);
@@ -243,14 +245,28 @@ mod tests {
     fn first_registration_uses_header_param_or_default_expiry() {
         let p = policy();
         let c = contacts("<sip:1001@192.0.2.1:5060>");
-        let b = accept(decide(&req(&c, Some(120), "a", 1), &p, &[], t0(), "r1"));
+        let b = accept(decide(
+            &req(&c, Some(120), "a", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r1",
+        ));
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].remaining(t0()), 120);
         assert_eq!(b[0].replica, "r1");
-        let b = accept(decide(&req(&c, None, "a", 1), &p, &[], t0(), "r1"));
+        let b = accept(decide(&req(&c, None, "a", 1), &p, None, &[], t0(), "r1"));
         assert_eq!(b[0].remaining(t0()), 600);
         let c = contacts("<sip:1001@192.0.2.1:5060>;expires=300");
-        let b = accept(decide(&req(&c, Some(120), "a", 1), &p, &[], t0(), "r1"));
+        let b = accept(decide(
+            &req(&c, Some(120), "a", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r1",
+        ));
         assert_eq!(
             b[0].remaining(t0()),
             300,
@@ -263,14 +279,21 @@ mod tests {
         let p = policy();
         let c = contacts("<sip:1001@192.0.2.1>");
         assert_eq!(
-            decide(&req(&c, Some(30), "a", 1), &p, &[], t0(), "r"),
+            decide(&req(&c, Some(30), "a", 1), &p, None, &[], t0(), "r"),
             Decision::Reject {
                 status: 423,
                 reason: "Interval Too Brief",
                 min_expires: Some(60)
             }
         );
-        let b = accept(decide(&req(&c, Some(999_999), "a", 1), &p, &[], t0(), "r"));
+        let b = accept(decide(
+            &req(&c, Some(999_999), "a", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r",
+        ));
         assert_eq!(b[0].remaining(t0()), 3600);
     }
 
@@ -278,13 +301,27 @@ mod tests {
     fn refresh_keeps_registered_at_and_expires_zero_removes() {
         let p = policy();
         let c = contacts("<sip:1001@192.0.2.1>");
-        let b1 = accept(decide(&req(&c, Some(120), "a", 1), &p, &[], t0(), "r"));
+        let b1 = accept(decide(
+            &req(&c, Some(120), "a", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r",
+        ));
         let later = t0() + Duration::from_secs(60);
-        let b2 = accept(decide(&req(&c, Some(120), "a", 2), &p, &b1, later, "r"));
+        let b2 = accept(decide(
+            &req(&c, Some(120), "a", 2),
+            &p,
+            None,
+            &b1,
+            later,
+            "r",
+        ));
         assert_eq!(b2.len(), 1);
         assert_eq!(b2[0].registered_at, t0());
         assert_eq!(b2[0].remaining(later), 120);
-        let b3 = accept(decide(&req(&c, Some(0), "a", 3), &p, &b2, later, "r"));
+        let b3 = accept(decide(&req(&c, Some(0), "a", 3), &p, None, &b2, later, "r"));
         assert!(b3.is_empty());
     }
 
@@ -292,10 +329,17 @@ mod tests {
     fn call_id_and_cseq_ordering() {
         let p = policy();
         let c = contacts("<sip:1001@192.0.2.1>");
-        let b = accept(decide(&req(&c, Some(120), "a", 5), &p, &[], t0(), "r"));
+        let b = accept(decide(
+            &req(&c, Some(120), "a", 5),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r",
+        ));
         for cseq in [4, 5] {
             assert!(matches!(
-                decide(&req(&c, Some(120), "a", cseq), &p, &b, t0(), "r"),
+                decide(&req(&c, Some(120), "a", cseq), &p, None, &b, t0(), "r"),
                 Decision::Reject {
                     status: 400,
                     reason: "Out Of Order CSeq",
@@ -305,7 +349,7 @@ mod tests {
         }
         // Another Call-ID (the phone rebooted) may use any CSeq.
         assert_eq!(
-            accept(decide(&req(&c, Some(120), "b", 1), &p, &b, t0(), "r")).len(),
+            accept(decide(&req(&c, Some(120), "b", 1), &p, None, &b, t0(), "r")).len(),
             1
         );
     }
@@ -315,27 +359,42 @@ mod tests {
         let mut p = policy();
         p.max_contacts = 3;
         let c = contacts("<sip:a@192.0.2.1>, <sip:b@192.0.2.2>;q=0.5");
-        let b = accept(decide(&req(&c, Some(120), "a", 1), &p, &[], t0(), "r"));
+        let b = accept(decide(
+            &req(&c, Some(120), "a", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r",
+        ));
         assert_eq!(b.len(), 2);
         assert_eq!(b[1].q, Some(500));
         let star = Contacts::Star;
         assert!(matches!(
-            decide(&req(&star, Some(60), "b", 1), &p, &b, t0(), "r"),
+            decide(&req(&star, Some(60), "b", 1), &p, None, &b, t0(), "r"),
             Decision::Reject { status: 400, .. }
         ));
         assert!(matches!(
-            decide(&req(&star, None, "b", 1), &p, &b, t0(), "r"),
+            decide(&req(&star, None, "b", 1), &p, None, &b, t0(), "r"),
             Decision::Reject { status: 400, .. }
         ));
         assert!(matches!(
-            decide(&req(&star, Some(0), "a", 1), &p, &b, t0(), "r"),
+            decide(&req(&star, Some(0), "a", 1), &p, None, &b, t0(), "r"),
             Decision::Reject {
                 status: 400,
                 reason: "Out Of Order CSeq",
                 ..
             }
         ));
-        assert!(accept(decide(&req(&star, Some(0), "b", 1), &p, &b, t0(), "r")).is_empty());
+        assert!(accept(decide(
+            &req(&star, Some(0), "b", 1),
+            &p,
+            None,
+            &b,
+            t0(),
+            "r"
+        ))
+        .is_empty());
     }
 
     #[test]
@@ -343,29 +402,77 @@ mod tests {
         let mut p = policy();
         let a = contacts("<sip:a@192.0.2.1>");
         let b = contacts("<sip:b@192.0.2.2>");
-        let first = accept(decide(&req(&a, Some(120), "x", 1), &p, &[], t0(), "r"));
+        let first = accept(decide(
+            &req(&a, Some(120), "x", 1),
+            &p,
+            None,
+            &[],
+            t0(),
+            "r",
+        ));
         let t1 = t0() + Duration::from_secs(1);
-        let second = accept(decide(&req(&b, Some(120), "y", 1), &p, &first, t1, "r"));
+        let second = accept(decide(
+            &req(&b, Some(120), "y", 1),
+            &p,
+            None,
+            &first,
+            t1,
+            "r",
+        ));
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].contact, "sip:b@192.0.2.2");
         p.max_contacts = 2;
-        let both = accept(decide(&req(&b, Some(120), "y", 1), &p, &first, t1, "r"));
+        let both = accept(decide(
+            &req(&b, Some(120), "y", 1),
+            &p,
+            None,
+            &first,
+            t1,
+            "r",
+        ));
         assert_eq!(both.len(), 2);
+        // A device's own limit replaces the site's, either way.
+        let one = accept(decide(
+            &req(&b, Some(120), "y", 1),
+            &p,
+            Some(1),
+            &first,
+            t1,
+            "r",
+        ));
+        assert_eq!(one.len(), 1);
+        p.max_contacts = 1;
+        let own = accept(decide(
+            &req(&b, Some(120), "y", 1),
+            &p,
+            Some(2),
+            &first,
+            t1,
+            "r",
+        ));
+        assert_eq!(own.len(), 2);
     }
 
     #[test]
     fn query_changes_nothing_and_lapsed_bindings_are_ignored() {
         let p = policy();
         assert_eq!(
-            decide(&req(&Contacts::None, None, "a", 1), &p, &[], t0(), "r"),
+            decide(
+                &req(&Contacts::None, None, "a", 1),
+                &p,
+                None,
+                &[],
+                t0(),
+                "r"
+            ),
             Decision::Accept(None)
         );
         let c = contacts("<sip:1001@192.0.2.1>");
-        let b = accept(decide(&req(&c, Some(60), "a", 5), &p, &[], t0(), "r"));
+        let b = accept(decide(&req(&c, Some(60), "a", 5), &p, None, &[], t0(), "r"));
         // After it lapsed, the same Call-ID and a lower CSeq is a fresh registration.
         let later = t0() + Duration::from_secs(61);
         assert_eq!(
-            accept(decide(&req(&c, Some(60), "a", 1), &p, &b, later, "r")).len(),
+            accept(decide(&req(&c, Some(60), "a", 1), &p, None, &b, later, "r")).len(),
             1
         );
     }

@@ -334,6 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn a_browser_phones_contact_shows_its_websocket_transport() {
+        let mut c = contact("sip:k3l2@df7jal23ls0d.invalid;transport=ws", 60);
+        c.transport = Transport::Wss;
+        c.source_address = "203.0.113.7:51234".into();
+        let status = device_status(vec![c.clone()], t(0));
+        let reg = &status.registration;
+        assert_eq!(
+            summary(reg),
+            "1 contact(s); sip:k3l2@df7jal23ls0d.invalid;transport=ws over WSS from \
+             203.0.113.7:51234 (phone)"
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["transport"], "WSS");
+    }
+
+    #[test]
     fn flips_name_the_event() {
         let reg = Desired::Device(device_status(vec![contact("sip:a@x", 60)], t(0)));
         let unreg = Desired::Device(device_status(vec![], t(1)));

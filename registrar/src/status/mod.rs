@@ -25,6 +25,7 @@ pub use desired::{Desired, DeviceStatus, Key, Kind};
 pub use queue::{Coalescer, Counters, Offer, TokenBucket};
 pub use writer::{KubeSink, StatusSink, WriteError, FIELD_MANAGER};
 
+use crate::metrics::Metrics;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use parking_lot::Mutex;
@@ -91,6 +92,7 @@ impl std::fmt::Debug for StatusHandle {
 pub struct Reporter {
     shared: Arc<Shared>,
     settings: StatusSettings,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Makes a handle and the reporter that drains it.
@@ -104,7 +106,11 @@ pub fn reporter(settings: StatusSettings) -> (StatusHandle, Reporter) {
         StatusHandle {
             shared: shared.clone(),
         },
-        Reporter { shared, settings },
+        Reporter {
+            shared,
+            settings,
+            metrics: None,
+        },
     )
 }
 
@@ -239,6 +245,25 @@ impl StatusHandle {
 }
 
 impl Reporter {
+    /// Counts writes and the backlog into `metrics` (`switchboard_status_writes_*`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records a write's result, then updates the queue with `update` and records the backlog
+    /// left (counted first, so whoever sees the queue's counters move sees this one too).
+    fn settle(&self, result: &str, update: impl FnOnce(&mut Coalescer)) {
+        if let Some(m) = &self.metrics {
+            m.status_writes.with_label_values(&[result]).inc();
+        }
+        let mut queue = self.shared.queue.lock();
+        update(&mut queue);
+        if let Some(m) = &self.metrics {
+            m.status_pending.set(queue.pending_len() as i64);
+        }
+    }
+
     /// Drains the queue into `sink` forever, at the configured rate. Abort the task to stop.
     pub async fn run<S: StatusSink>(self, sink: S) {
         let mut bucket = TokenBucket::new(self.settings.rate, self.settings.burst, Instant::now());
@@ -261,16 +286,16 @@ impl Reporter {
                         bucket.charge(Instant::now(), calls - 1);
                     }
                     tracing::debug!(resource = %key, "status written");
-                    self.shared.queue.lock().written(key, desired);
+                    self.settle("written", |q| q.written(key, desired));
                 }
                 Err(WriteError::Gone(what)) => {
                     tracing::debug!(resource = %what, "resource gone; status dropped");
-                    self.shared.queue.lock().forget(&key);
+                    self.settle("gone", |q| q.forget(&key));
                 }
                 Err(e @ WriteError::Transient(..)) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, "status write failed; will retry");
-                    self.shared.queue.lock().retry(key, desired);
+                    self.settle("failed", |q| q.retry(key, desired));
                     let delay = Duration::from_millis(250)
                         .saturating_mul(1 << failures.min(10))
                         .min(self.settings.max_retry_delay);
@@ -286,9 +311,11 @@ impl Reporter {
 pub async fn start(
     client: kube::Client,
     settings: StatusSettings,
+    metrics: Arc<Metrics>,
 ) -> (StatusHandle, tokio::task::JoinHandle<()>) {
     let sink = KubeSink::new(client.clone(), settings.replica.clone());
     let (handle, reporter) = reporter(settings);
+    let reporter = reporter.with_metrics(metrics);
     match handle.prime_from_cluster(&client).await {
         Ok(n) => tracing::info!(primed = n, "status reporter read the current statuses"),
         Err(e) => tracing::warn!(
@@ -312,12 +339,13 @@ pub async fn start(
 pub async fn run_with_cluster(
     client: kube::Client,
     settings: StatusSettings,
+    metrics: Arc<Metrics>,
     events: tokio::sync::broadcast::Receiver<crate::registrar::events::RegistrationEvent>,
     store: Arc<dyn crate::location::LocationStore>,
     settle: Duration,
     after_start: feed::AfterStart,
 ) -> StatusHandle {
-    let (handle, _writer) = start(client, settings).await;
+    let (handle, _writer) = start(client, settings, metrics).await;
     tokio::spawn(feed::follow(
         handle.clone(),
         events,

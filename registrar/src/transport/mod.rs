@@ -1,4 +1,5 @@
-//! SIP transports: [`udp`], [`tcp`] (stream framing in [`framing`]), [`tls`] on top of TCP, and
+//! SIP transports: [`udp`], [`tcp`] (stream framing in [`framing`]), [`tls`] on top of TCP,
+//! [`websocket`] (WS and WSS, RFC 7118) on the same connection handling, and
 //! the NAT rules of RFC 3261 §18.2.1 / RFC 3581 in [`nat`]. Each hands whole messages to
 //! [`crate::service::Service::handle`] and sends back what it returns.
 
@@ -8,6 +9,7 @@ pub mod per_source;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod websocket;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;

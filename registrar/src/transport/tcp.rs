@@ -12,13 +12,14 @@ use crate::metrics::Metrics;
 use crate::proxy::{FlowGuard, StreamReader};
 use crate::service::Service;
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
@@ -66,13 +67,46 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     admit: ConnectionLimits,
     limits: StreamLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let transport = if tls.is_some() {
         Transport::Tls
     } else {
         Transport::Tcp
     };
+    let (m, down) = (metrics.clone(), shutdown.clone());
+    let serve_one = move |stream: TcpStream, peer: SocketAddr| {
+        let (service, metrics, shutdown, tls) =
+            (service.clone(), m.clone(), down.clone(), tls.clone());
+        async move {
+            match tls {
+                None => connection(stream, peer, transport, &service, limits, shutdown).await,
+                Some(acceptor) => {
+                    if let Some(s) = tls_handshake(&acceptor, stream, peer, limits, &metrics).await
+                    {
+                        connection(s, peer, transport, &service, limits, shutdown).await
+                    }
+                }
+            }
+        }
+    };
+    accept_loop(listener, transport, metrics, admit, shutdown, serve_one).await
+}
+
+/// Accepts connections until shutdown and serves each admitted one with `serve_one` on a task
+/// of its own, counted in `sip_connections{transport}` while it lasts (every stream transport
+/// shares this: the bounds of `admit` hold across TCP, TLS, WS and WSS).
+pub(super) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    transport: Transport,
+    metrics: Arc<Metrics>,
+    admit: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+    serve_one: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             biased;
@@ -87,40 +121,43 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some((permit, slot)) = admitted(&admit, peer, &metrics) else {
+        let Some(held) = admitted(&admit, peer, &metrics) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        let tls = tls.clone();
+        let gauge = metrics
+            .connections
+            .with_label_values(&[transport.as_sip_param()]);
+        let serving = serve_one(stream, peer);
         tokio::spawn(async move {
-            let _held = (permit, slot);
-            let gauge = metrics
-                .connections
-                .with_label_values(&[transport.as_sip_param()]);
+            let _held = held;
             gauge.inc();
-            match tls {
-                None => connection(stream, peer, transport, &service, limits, shutdown).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            connection(tls_stream, peer, transport, &service, limits, shutdown)
-                                .await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => {
-                            closed(&metrics, "handshake_timeout");
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
-                }
-            }
+            serving.await;
             gauge.dec();
         });
+    }
+}
+
+/// The TLS handshake of an accepted connection, within the handshake timeout (counted when
+/// it runs out); `None` when it fails.
+pub(super) async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: StreamLimits,
+    metrics: &Metrics,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => Some(tls_stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            closed(metrics, "handshake_timeout");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 
@@ -171,7 +208,8 @@ fn once_every(last: &AtomicU64, every: u64, now: u64) -> bool {
             .is_ok()
 }
 
-fn closed(metrics: &Metrics, reason: &str) {
+/// Counts a connection closed for `reason` (a timeout's name).
+pub(super) fn closed(metrics: &Metrics, reason: &str) {
     metrics
         .connections_closed
         .with_label_values(&[reason])
@@ -321,7 +359,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 /// How long a connection's next read may wait, and what its timing out is called: until the
 /// first message, what is left of its deadline; then the idle timeout between messages and the
 /// message timeout inside one.
-fn wait_for(
+pub(super) fn wait_for(
     limits: &StreamLimits,
     between_messages: bool,
     first_by: Option<Instant>,

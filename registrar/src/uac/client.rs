@@ -65,6 +65,7 @@ impl ContactAddrs {
             Transport::Udp => self.udp.as_deref(),
             Transport::Tcp => self.tcp.as_deref(),
             Transport::Tls => self.tls.as_deref(),
+            Transport::Ws | Transport::Wss => None,
         }
     }
 }
@@ -823,11 +824,7 @@ impl Client {
         let flow = self.flow.as_ref().expect("flow");
         let local = flow.local_addr();
         let unreliable = flow.unreliable();
-        let via_transport = match flow.transport() {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        };
+        let via_transport = flow.transport().to_string();
         let contact = if self.legs[i].package().is_some() {
             // NOTIFYs must reach this task: the subscription's Contact is the flow itself.
             self.contact_at(&local.to_string())
@@ -860,7 +857,7 @@ impl Client {
         let text = sip::build_request(&RequestSpec {
             method: leg.method,
             uri: &uri,
-            via_transport,
+            via_transport: &via_transport,
             via_sent_by: &sent_by,
             branch: &branch,
             aor: &self.reg.aor,

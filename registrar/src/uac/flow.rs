@@ -157,6 +157,12 @@ impl Flow {
                         transport: peer.transport,
                     })
                 }
+                // Browser transports: nothing here dials out over WebSocket (validation
+                // refuses them for upstreams).
+                Transport::Ws | Transport::Wss => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "WS/WSS are for browser phones, not upstreams",
+                )),
             }
         };
         match tokio::time::timeout(timeout, connect).await {

@@ -55,6 +55,10 @@ pub struct Registrar {
     pub sip_port: u16,
     /// TLS port, when started with a certificate.
     pub tls_port: Option<u16>,
+    /// WS port, when started with `websocket`.
+    pub ws_port: Option<u16>,
+    /// WSS port, when started with `websocket` and a certificate.
+    pub wss_port: Option<u16>,
     /// HTTP port (`/metrics`, `/healthz`, `/readyz`).
     pub http_port: u16,
     /// Debug HTTP port (`/debug/*`).
@@ -72,6 +76,8 @@ pub struct Options<'a> {
     pub config: Option<&'a str>,
     /// TLS certificate and key files.
     pub tls: Option<(&'a Path, &'a Path)>,
+    /// Listen for WS too (and WSS with `tls`).
+    pub websocket: bool,
     /// More arguments.
     pub args: &'a [&'a str],
 }
@@ -86,6 +92,8 @@ impl Registrar {
             let http_port = free_port();
             let debug_port = free_port();
             let tls_port = opts.tls.map(|_| free_port());
+            let ws_port = opts.websocket.then(free_port);
+            let wss_port = opts.tls.and(ws_port).map(|_| free_port());
             let log = dir.join("registrar.log");
             let mut cmd = Command::new(BIN);
             cmd.arg("--udp")
@@ -111,6 +119,11 @@ impl Registrar {
                     .arg("--tls-key")
                     .arg(key);
             }
+            for (flag, port) in [("--ws", ws_port), ("--wss", wss_port)] {
+                if let Some(port) = port {
+                    cmd.arg(flag).arg(format!("127.0.0.1:{port}"));
+                }
+            }
             cmd.args(opts.args)
                 .env("RUST_LOG", "info,switchboard_registrar=debug")
                 .stdin(Stdio::null())
@@ -123,6 +136,8 @@ impl Registrar {
                 child: Some(child),
                 sip_port,
                 tls_port,
+                ws_port,
+                wss_port,
                 http_port,
                 debug_port,
                 dir: dir.clone(),
@@ -464,6 +479,23 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca_path, cert_path, key_path)
 }
 
+/// A rustls client config that trusts only the CA in `ca` (PEM), as written by
+/// [`test_certificates`].
+pub fn tls_client_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
 #[allow(unused_imports)]
 pub use switchboard_testkit::sip::{header_values, status_of};
 
@@ -787,6 +819,8 @@ impl Replica {
             child: Some(child),
             sip_port: spec.sip_port,
             tls_port: None,
+            ws_port: None,
+            wss_port: None,
             http_port: spec.http_port,
             debug_port: spec.debug_port,
             dir: dir.to_path_buf(),
