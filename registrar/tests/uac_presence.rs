@@ -9,7 +9,7 @@
 mod common;
 
 use common::sipp::{scenario_with, spawn_sipp, wait_listening};
-use common::{free_port, sipp_logs, sipp_received, temp_dir, wait_async};
+use common::{free_port, header_values, sipp_logs, sipp_received, temp_dir, wait_async};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use switchboard_crds::config::OutboundRegistration;
@@ -231,5 +231,159 @@ async fn wrong_password_fails_the_subscriptions() {
     })
     .await;
     assert!(presence(&index).entities.is_empty());
+    m.shutdown(Duration::from_secs(3)).await;
+}
+
+/// A hand-driven upstream on a UDP socket: answers the REGISTER and SUBSCRIBEs it receives
+/// (presence 200, dialog 489) and sends the subscriber requests it must refuse or survive.
+struct RawUpstream {
+    sock: std::net::UdpSocket,
+}
+
+impl RawUpstream {
+    fn bind() -> RawUpstream {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        RawUpstream { sock }
+    }
+
+    fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// A response to `req` copying its Via, From, To (tagged), Call-ID and CSeq.
+    fn reply(req: &str, status: &str, extra: &str) -> String {
+        let h = |n: &str| {
+            header_values(req, n)
+                .first()
+                .copied()
+                .unwrap_or("")
+                .to_string()
+        };
+        let to = h("To");
+        let to = if to.contains(";tag=") {
+            to
+        } else {
+            format!("{to};tag=srv")
+        };
+        format!(
+            "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+            h("Via"),
+            h("From"),
+            h("Call-ID"),
+            h("CSeq")
+        )
+    }
+
+    /// Receives until `want` says yes, answering requests from the UAC on the way; returns
+    /// the message and where it came from.
+    fn next(&self, what: &str, want: impl Fn(&str) -> bool) -> (String, std::net::SocketAddr) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = vec![0u8; 65536];
+        while std::time::Instant::now() < deadline {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if want(&msg) {
+                return (msg, from);
+            }
+            let answer = if msg.starts_with("REGISTER ") {
+                let contact = header_values(&msg, "Contact")[0].to_string();
+                Self::reply(
+                    &msg,
+                    "200 OK",
+                    &format!("Contact: {contact};expires=600\r\n"),
+                )
+            } else if msg.starts_with("SUBSCRIBE ") && msg.contains("Event: dialog") {
+                Self::reply(&msg, "489 Bad Event", "")
+            } else if msg.starts_with("SUBSCRIBE ") {
+                let contact = format!("<sip:notifier@{}>", self.sock.local_addr().unwrap());
+                Self::reply(
+                    &msg,
+                    "200 OK",
+                    &format!("Contact: {contact}\r\nExpires: 600\r\n"),
+                )
+            } else {
+                continue;
+            };
+            self.sock.send_to(answer.as_bytes(), from).unwrap();
+        }
+        panic!("no {what} within 10 s");
+    }
+
+    /// Sends `request` to the subscriber and returns the status line of its answer.
+    fn ask(&self, to: std::net::SocketAddr, request: &str) -> String {
+        self.sock.send_to(request.as_bytes(), to).unwrap();
+        let cseq = header_values(request, "CSeq")[0].to_string();
+        let (answer, _) = self.next("an answer", |m| {
+            m.starts_with("SIP/2.0 ") && header_values(m, "CSeq").first() == Some(&cseq.as_str())
+        });
+        answer.lines().next().unwrap().to_string()
+    }
+}
+
+fn notify(call_id: &str, to_tag: &str, cseq: u32, event: &str, ctype: &str, body: &str) -> String {
+    format!(
+        "NOTIFY sip:blfuser@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKn{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:blfuser@example.test>;tag=srv\r\nTo: <sip:blfuser@example.test>;tag={to_tag}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} NOTIFY\r\nEvent: {event}\r\nSubscription-State: active;expires=600\r\n\
+         Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Requests the subscriber must refuse (unknown dialog 481, another package 489, unknown method
+/// 501), a keepalive it answers, garbage it drops and a body it cannot read: none of them stops
+/// the subscription, whose next good NOTIFY is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_requests_are_answered_and_the_subscription_goes_on() {
+    let up = RawUpstream::bind();
+    let (mut m, index) = manager();
+    m.apply(&[registration(up.port(), "blfsecret")]);
+    let up = tokio::task::spawn_blocking(move || {
+        let (sub, uac) = up.next("the presence SUBSCRIBE", |m| {
+            m.starts_with("SUBSCRIBE ") && m.contains("Event: presence")
+        });
+        up.sock
+            .send_to(RawUpstream::reply(&sub, "200 OK", "Expires: 600\r\n").as_bytes(), uac)
+            .unwrap();
+        let call_id = header_values(&sub, "Call-ID")[0].to_string();
+        let tag = header_values(&sub, "From")[0].split("tag=").nth(1).unwrap().to_string();
+        let pidf = "application/pidf+xml";
+        let open = r#"<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:blfuser@example.test"><tuple id="t"><status><basic>open</basic></status></tuple></presence>"#;
+        assert_eq!(
+            up.ask(uac, &notify("no-such-dialog", &tag, 1, "presence", pidf, open)),
+            "SIP/2.0 481 Subscription Does Not Exist"
+        );
+        assert_eq!(
+            up.ask(uac, &notify(&call_id, &tag, 2, "dialog", pidf, open)),
+            "SIP/2.0 489 Bad Event"
+        );
+        let options = notify(&call_id, &tag, 3, "presence", pidf, "").replace("NOTIFY", "OPTIONS");
+        assert_eq!(up.ask(uac, &options), "SIP/2.0 200 OK");
+        let info = notify(&call_id, &tag, 4, "presence", pidf, "").replace("NOTIFY", "INFO");
+        assert_eq!(up.ask(uac, &info), "SIP/2.0 501 Not Implemented");
+        up.sock.send_to(b"\x00\xffnot SIP at all\r\n\r\n", uac).unwrap();
+        assert_eq!(
+            up.ask(uac, &notify(&call_id, &tag, 5, "presence", pidf, "<presence><tuple>")),
+            "SIP/2.0 200 OK"
+        );
+        assert_eq!(
+            up.ask(uac, &notify(&call_id, &tag, 6, "presence", pidf, open)),
+            "SIP/2.0 200 OK"
+        );
+        up
+    })
+    .await
+    .unwrap();
+    let ok = wait_async(Duration::from_secs(10), || {
+        entity(&index, "presence").is_some_and(|e| e.1 == EntityState::Idle)
+            && subscription(&index, "presence") == Some((SubscriptionState::Active, Some(200)))
+    })
+    .await;
+    assert!(ok, "{:?}", presence(&index));
+    drop(up);
     m.shutdown(Duration::from_secs(3)).await;
 }

@@ -587,7 +587,8 @@ impl Client {
     }
 
     /// A request from the upstream on this flow: a NOTIFY of one of the subscriptions is
-    /// answered 200 and reported; anything else is answered as RFC 3261 and 6665 ask.
+    /// answered 200 and reported, an OPTIONS 200; anything else is answered as RFC 3261 and
+    /// 6665 ask (481 for a NOTIFY of no subscription, 489 for another package, 501).
     async fn on_request(&mut self, text: &str) {
         use crate::message::{self, HeaderName, Parsed};
         let req = match message::parse(text.as_bytes()) {
@@ -601,11 +602,12 @@ impl Client {
                 return;
             }
         };
-        if req.method == message::Method::Ack {
-            return;
-        }
-        if req.method != message::Method::Notify {
-            return self.answer(&req.headers, 501, "Not Implemented").await;
+        match req.method {
+            message::Method::Ack => return,
+            // An upstream's keepalive (qualify) of this flow.
+            message::Method::Options => return self.answer(&req.headers, 200, "OK").await,
+            message::Method::Notify => {}
+            _ => return self.answer(&req.headers, 501, "Not Implemented").await,
         }
         let to_tag = req
             .header(&HeaderName::To)
