@@ -8,11 +8,13 @@ mod common;
 
 use common::{password, wait_async, Options, Registrar, DOMAIN};
 use hmac::{Hmac, Mac};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::Sha256;
 use std::time::Duration;
 use switchboard_crds::config::{CallbackTarget, OutboundRegistration};
-use switchboard_crds::registration::{CallbackStatus, RegistrationPhase};
+use switchboard_crds::registration::{CallbackStatus, RegistrationPhase, SipRegistrationStatus};
 use switchboard_registrar::callback::retry::Policy;
+use switchboard_registrar::status::{reporter, Desired, Key, Kind, StatusHandle, StatusSettings};
 use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
 use switchboard_testkit::http::{HttpReceiver, Received};
 
@@ -36,13 +38,17 @@ fn body(r: &Received) -> serde_json::Value {
 }
 
 fn registration(upstream: &Registrar, url: &str) -> OutboundRegistration {
+    registration_to(upstream.sip_port, url)
+}
+
+fn registration_to(port: u16, url: &str) -> OutboundRegistration {
     OutboundRegistration {
         id: ID.into(),
         aor: format!("sip:1001@{DOMAIN}"),
         username: "1001".into(),
         password: password("1001"),
         host: "127.0.0.1".into(),
-        port: upstream.sip_port,
+        port,
         expires: 300,
         callback: Some(CallbackTarget {
             url: url.into(),
@@ -53,6 +59,10 @@ fn registration(upstream: &Registrar, url: &str) -> OutboundRegistration {
 }
 
 fn manager() -> (Manager, UacIndex) {
+    manager_reporting(None)
+}
+
+fn manager_reporting(status: Option<StatusHandle>) -> (Manager, UacIndex) {
     let mut settings = common::uac_settings(
         Duration::from_millis(1500),
         ContactAddrs {
@@ -67,7 +77,7 @@ fn manager() -> (Manager, UacIndex) {
         timeout: Duration::from_secs(2),
     };
     let index = UacIndex::default();
-    (Manager::new(settings, None, index.clone()), index)
+    (Manager::new(settings, status, index.clone()), index)
 }
 
 fn callback(index: &UacIndex) -> CallbackStatus {
@@ -182,4 +192,49 @@ async fn nobody_listening_is_retried_with_the_connection_error() {
         "{cb:?}"
     );
     m.shutdown(Duration::from_secs(3)).await;
+}
+
+/// A replica taking a registration over (or restarted) starts from the delivery state its
+/// status already shows: the last delivery and give-up survive its first write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_keeps_the_delivery_state_the_status_shows() {
+    let t = |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap());
+    let known = CallbackStatus {
+        last_delivered_phase: Some(RegistrationPhase::Successful),
+        last_delivered_time: Some(t(10)),
+        attempts: 3,
+        last_error: None,
+        gave_up_phase: Some(RegistrationPhase::Failed),
+        gave_up_time: Some(t(5)),
+    };
+    let (status, _writer) = reporter(StatusSettings::default());
+    status.prime(
+        Key::parse(Kind::Registration, ID).unwrap(),
+        Desired::Registration(SipRegistrationStatus {
+            phase: Some(RegistrationPhase::Successful),
+            callback: Some(known.clone()),
+            ..Default::default()
+        }),
+    );
+    // An upstream that never answers: the registration stays InProgress, no callback is sent.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let hook = HttpReceiver::start(|_| 200);
+    let (mut m, index) = manager_reporting(Some(status.clone()));
+    m.apply(&[registration_to(
+        silent.local_addr().unwrap().port(),
+        &hook.url("/hooks/sip"),
+    )]);
+    let want = CallbackStatus {
+        attempts: 0,
+        ..known
+    };
+    assert_eq!(callback(&index), want);
+    let ok = wait_async(Duration::from_secs(5), || {
+        status.registration_status(ID).is_some_and(|st| {
+            st.phase == Some(RegistrationPhase::InProgress) && st.callback.as_ref() == Some(&want)
+        })
+    })
+    .await;
+    assert!(ok, "{:?}", status.registration_status(ID));
+    m.shutdown(Duration::from_secs(1)).await;
 }

@@ -135,6 +135,22 @@ impl UacIndex {
             .map(|_| view.callback.take().unwrap_or_default());
     }
 
+    /// Starts the callback delivery state of `id` from what its status already says (after a
+    /// restart or a handover), so the first write does not wipe the last delivery or give-up;
+    /// the attempts count belongs to the change being delivered and starts at 0.
+    pub(crate) fn seed_callback(&self, id: &str, known: CallbackStatus) {
+        if let Some(v) = self.inner.write().get_mut(id) {
+            if let Some(cb) = v.callback.as_mut() {
+                if *cb == CallbackStatus::default() {
+                    *cb = CallbackStatus {
+                        attempts: 0,
+                        ..known
+                    };
+                }
+            }
+        }
+    }
+
     pub(crate) fn remove(&self, id: &str) {
         self.inner.write().remove(id);
     }

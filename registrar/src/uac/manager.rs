@@ -242,6 +242,15 @@ impl Manager {
 
     fn start(&mut self, reg: OutboundRegistration, previous: Option<JoinHandle<()>>) {
         self.index.upsert(&reg);
+        if let Some(known) = self
+            .sink
+            .status
+            .as_ref()
+            .and_then(|s| s.registration_status(&reg.id))
+            .and_then(|st| st.callback)
+        {
+            self.index.seed_callback(&reg.id, known);
+        }
         // Before the SIP task, so its first phase change finds the queue.
         let callback = self.start_callback(&reg);
         let (stop_tx, stop_rx) = watch::channel(false);
