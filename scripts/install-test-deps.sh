@@ -20,6 +20,8 @@ command -v sipsak >/dev/null || need+=(sipsak)
 command -v baresip >/dev/null || need+=(baresip-core)
 command -v linphonec >/dev/null || need+=(linphone-cli)
 command -v kamailio >/dev/null || need+=(kamailio)
+# Kamailio as a presence server (presence, presence_xml, presence_dialoginfo) for the BLF tests.
+dpkg -s kamailio-presence-modules >/dev/null 2>&1 || need+=(kamailio-presence-modules)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)

@@ -175,6 +175,31 @@ pub struct OutboundRegistration {
     /// Where calls arriving through it go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RegistrationTarget>,
+    /// Where phase changes are POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackTarget>,
+}
+
+/// A compiled `spec.callback`: the URL and, read from its Secret, the HMAC key. The key is
+/// here for the same reason as the registration's password: the replica that owns the
+/// registration signs with it, and the config Secret is the one channel to it.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackTarget {
+    /// `http(s)://` URL.
+    pub url: String,
+    /// HMAC-SHA256 key; unsigned when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackTarget")
+            .field("url", &self.url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A config that cannot be used.

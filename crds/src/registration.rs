@@ -86,6 +86,45 @@ pub struct SipRegistrationSpec {
     /// Where calls arriving through this registration go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RegistrationTarget>,
+    /// An HTTP endpoint told of every phase change (`InProgress`, `Successful`, `Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<RegistrationCallback>,
+}
+
+/// Where phase changes of a registration are POSTed, and the key that signs them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationCallback {
+    /// `http://` or `https://` URL receiving a JSON POST per phase change.
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/\S*)?$"), length(max = 2048))]
+    pub url: String,
+    /// A Secret in this namespace (labelled `sip.switchboard.dev/credentials: "true"`) whose
+    /// key signs each body: `X-Switchboard-Signature: sha256=<hex HMAC-SHA256>`. Unsigned
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<CallbackSecretRef>,
+}
+
+/// The Secret key holding a callback's HMAC key.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within it (default `key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The Secret key a callback's HMAC key lives in unless `key` says otherwise.
+pub const DEFAULT_CALLBACK_KEY: &str = "key";
+
+impl CallbackSecretRef {
+    /// The key holding the HMAC key.
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(DEFAULT_CALLBACK_KEY)
+    }
 }
 
 fn default_expires() -> u32 {
@@ -148,6 +187,12 @@ pub struct SipRegistrationStatus {
     /// The registrar replica that owns this registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// Presence/BLF (`spec.subscribe`): the subscriptions and what they report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceStatus>,
+    /// Delivery of phase changes to `spec.callback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackStatus>,
     /// `Accepted` and `Ready` (operator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -155,6 +200,108 @@ pub struct SipRegistrationStatus {
     /// The generation the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// Presence/BLF state of a registration's AOR, as the upstream notifies it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceStatus {
+    /// One per event package subscribed to (`presence`, `dialog`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["event"]))]
+    pub subscriptions: Vec<SubscriptionStatus>,
+    /// The state of each watched entity, per package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<EntityStatus>,
+}
+
+/// State of one SUBSCRIBE dialog.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionStatus {
+    /// Event package: `presence` (RFC 3856) or `dialog` (RFC 4235).
+    pub event: String,
+    /// `Subscribing`, `Pending`, `Active`, `Terminated` (re-subscribing) or `Failed`.
+    pub state: SubscriptionState,
+    /// SIP status code of the last answer to SUBSCRIBE (489: the upstream lacks the package).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status_code: Option<u16>,
+    /// Reason of the last answer, failure or termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the subscription expires unless refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_time: Option<Time>,
+}
+
+/// State of a subscription.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionState {
+    /// SUBSCRIBE sent, or waiting to retry.
+    Subscribing,
+    /// Accepted, awaiting the watched user's authorization (RFC 6665 `pending`).
+    Pending,
+    /// Notifications flow.
+    Active,
+    /// The notifier ended it; subscribing again.
+    Terminated,
+    /// Refused or unreachable; retried with backoff.
+    Failed,
+}
+
+/// What a watched entity is doing: the busy lamp of a BLF key.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityState {
+    /// Available, no call.
+    Idle,
+    /// A call is ringing it.
+    Ringing,
+    /// On a call (or dialling out), or says it is busy.
+    Busy,
+    /// Not available (PIDF `closed`).
+    Offline,
+}
+
+/// One watched entity's state, as one package tells it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityStatus {
+    /// The entity's URI (`sip:1001@pbx.example.com`).
+    pub entity: String,
+    /// The package that told it: `presence` or `dialog`.
+    pub event: String,
+    /// `Idle`, `Ringing`, `Busy` or `Offline`.
+    pub state: EntityState,
+    /// Free text the notifier gave (a PIDF note), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When this state was first notified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
+/// Delivery state of phase-change callbacks.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackStatus {
+    /// The last phase the endpoint acknowledged (2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_phase: Option<RegistrationPhase>,
+    /// When it was acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_time: Option<Time>,
+    /// Attempts made for the change being (or last) delivered.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why the last attempt failed (`HTTP 503`, `connection refused`…), cleared on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The last phase change given up on (after its last attempt), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gave_up_phase: Option<RegistrationPhase>,
+    /// When it was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gave_up_time: Option<Time>,
 }
 
 /// Where REGISTER goes, once `proxy`, `port`, `transport` and the AOR are reconciled.

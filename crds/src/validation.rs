@@ -59,6 +59,9 @@ static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
 static EXTENSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{1,8}$").unwrap());
 static SIP_USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._-]{1,32}$").unwrap());
 static AOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^sips?:[^@\s]+@[^@\s]+$").unwrap());
+/// The CRD's pattern for `spec.callback.url`.
+static CALLBACK_URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^https?://[^\s/]+(/\S*)?$").unwrap());
 
 /// Normalises a MAC address to lower-case, colon-separated form; `None` if it is not one.
 pub fn normalize_mac(mac: &str) -> Option<String> {
@@ -368,6 +371,17 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             }
         }
     }
+    if let Some(cb) = &spec.callback {
+        if !CALLBACK_URL.is_match(&cb.url) || cb.url.len() > 2048 {
+            errors.push(FieldError::new(
+                "spec.callback.url",
+                format!(
+                    "{:?} is not an http:// or https:// URL (at most 2048 characters, no spaces)",
+                    cb.url
+                ),
+            ));
+        }
+    }
     if let Some(proxy) = &spec.proxy {
         if let Ok(t) = parse_hostport(proxy, spec.transport, None) {
             if proxy.contains("transport=") && t.transport != spec.transport {
@@ -422,6 +436,30 @@ mod tests {
         );
         assert_eq!(normalize_mac("00:1a:2b:3c:4d"), None);
         assert_eq!(normalize_mac("zz:1a:2b:3c:4d:5e"), None);
+    }
+
+    #[test]
+    fn callback_url_must_be_http() {
+        let spec = |url: &str| -> SipRegistrationSpec {
+            serde_json::from_value(serde_json::json!({
+                "aor": "sip:trunk@pbx.example.com",
+                "username": "trunk",
+                "callback": { "url": url, "secretRef": { "name": "hook" } },
+            }))
+            .unwrap()
+        };
+        assert!(validate_registration(&spec("https://hooks.example.com/sip?x=1")).is_empty());
+        assert!(validate_registration(&spec("http://10.0.0.5:8080")).is_empty());
+        for bad in [
+            "ftp://hooks.example.com/",
+            "https://",
+            "https://a b/",
+            "hooks.example.com",
+        ] {
+            let errors = validate_registration(&spec(bad));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].field, "spec.callback.url");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Entry points for fuzzing every parser that sees network bytes: the registrar's messages,
 //! stream framing, digest headers both ways, the proxy's messages, the outbound registrations'
-//! responses, and the whole [`Service::handle`] pipeline. Each takes arbitrary bytes, must not
+//! responses, the NOTIFYs of their subscriptions (PIDF, dialog-info), and the whole
+//! [`Service::handle`] pipeline. Each takes arbitrary bytes, must not
 //! panic, and checks what must hold of what it accepts (a response built from an accepted
 //! request is valid SIP; a message the proxy accepts re-encodes to one that parses the same;
 //! a digest answer the client computes is one the server reads).
@@ -23,6 +24,7 @@ use crate::proxy::sip::{response_to, via_target, Msg, Start};
 use crate::service::{Service, ServiceSettings};
 use crate::transport::framing::{next_frame, Frame};
 use crate::uac::machine::{Input, Machine, Timing};
+use crate::uac::presence::{parse_body, Body, DialogBook, Package, SubState};
 use crate::uac::sip::{frame_length, parse_response, Method};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,6 +185,31 @@ pub fn uac(data: &[u8]) -> bool {
     let mut machine = Machine::new(600, Some("a.test".into()), Timing::default(), 1);
     let _ = machine.handle(Input::Start);
     let _ = machine.handle(Input::Reply(reply));
+    true
+}
+
+/// A NOTIFY of a presence or dialog subscription: its `Event`, `Subscription-State` and body
+/// read as the UAC reads them (the bytes are also tried as a bare body of each package); a
+/// dialog-info body's entity is what the lamp is then reported for. Accepted: a request
+/// naming a package, whose body reached the parser.
+pub fn notify(data: &[u8]) -> bool {
+    for package in Package::ALL {
+        if let Ok(Body::Dialog(info)) = parse_body(package, Some(package.accept()), data) {
+            let entity = info.entity.clone();
+            assert_eq!(DialogBook::default().apply(info).entity, entity);
+        }
+    }
+    let Ok(Parsed::Request(req)) = parse(data) else {
+        return false;
+    };
+    let other = |n: &str| req.header(&HeaderName::Other(n.into()));
+    if let Some(state) = other("Subscription-State") {
+        let _ = SubState::parse(state);
+    }
+    let Some(package) = other("Event").and_then(Package::from_event) else {
+        return false;
+    };
+    let _ = parse_body(package, other("Content-Type"), &req.body);
     true
 }
 

@@ -25,6 +25,7 @@
 //! | [`fuzz`] | the entry points fuzzing drives: every parser that sees network bytes, and the whole pipeline |
 
 pub mod auth;
+pub mod callback;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -2,7 +2,7 @@
 //! 4475's torture messages and a few messages of each kind the registrar meets) drives every
 //! entry point of `switchboard_registrar::fuzz` — the registrar's parser, stream framing,
 //! digest headers both ways, the proxy's parser, the outbound registrations' response parser
-//! and state machine, and the whole service. Deterministic: the same seed and iteration count
+//! and state machine, the NOTIFYs of their subscriptions, and the whole service. Deterministic: the same seed and iteration count
 //! give the same inputs, so a failure names what reproduces it.
 //!
 //! `SWITCHBOARD_FUZZ_ITERATIONS` (per target) and `SWITCHBOARD_FUZZ_SEED` make a longer or
@@ -62,6 +62,18 @@ fn extra_corpus() -> Vec<Vec<u8>> {
         "\r\n\r\nOPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabc\r\n\r\nOPTIONS sip:b SIP/2.0\r\nl: 0\r\n\r\n",
         "Digest username=\"1001\", realm=\"switchboard.local\", nonce=\"n\", uri=\"sip:x\", response=\"r\", qop=auth, nc=00000001, cnonce=\"c\"",
         "Digest realm=\"a.test\", nonce=\"abc\", qop=\"auth\", algorithm=MD5-sess, stale=TRUE",
+        "NOTIFY sip:trunk@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-6\r\n\
+         From: <sip:trunk@a.test>;tag=n\r\nTo: <sip:trunk@a.test>;tag=f\r\nCall-ID: sub-1\r\nCSeq: 1 NOTIFY\r\n\
+         Event: presence\r\nSubscription-State: active;expires=600\r\nContent-Type: application/pidf+xml\r\n\
+         Content-Length: 273\r\n\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" \
+         entity=\"sip:trunk@a.test\"><tuple id=\"t\"><status><basic>open</basic></status><note>x</note></tuple>\
+         <person><rpid:activities><rpid:on-the-phone/></rpid:activities></person></presence>",
+        "NOTIFY sip:trunk@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-7\r\n\
+         From: <sip:trunk@a.test>;tag=n\r\nTo: <sip:trunk@a.test>;tag=f\r\nCall-ID: sub-2\r\nCSeq: 2 NOTIFY\r\n\
+         Event: dialog;id=1\r\nSubscription-State: terminated;reason=timeout;retry-after=5\r\n\
+         Content-Type: application/dialog-info+xml\r\nContent-Length: 190\r\n\r\n\
+         <dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"3\" state=\"partial\" entity=\"sip:trunk@a.test\">\
+         <dialog id=\"d\" direction=\"recipient\"><state>early</state></dialog></dialog-info>",
     ];
     texts.iter().map(|t| t.as_bytes().to_vec()).collect()
 }
@@ -229,6 +241,12 @@ fn proxy_parser() {
 #[test]
 fn outbound_registration_responses() {
     run("uac", ITERATIONS, 0.01, fuzz::uac);
+}
+
+#[test]
+fn subscription_notifies() {
+    // Two of the corpus messages are NOTIFYs; the rest rarely mutate into one.
+    run("notify", ITERATIONS, 0.002, fuzz::notify);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! - [`controlplane`]: a real Kubernetes control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) per test binary, started by `scripts/controlplane.sh`, and
 //!   `kubectl` against it.
-//! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back.
+//! - [`http`]: GET against the binaries' HTTP endpoints, Prometheus text read back, a local
+//!   HTTP receiver for what they POST (callbacks).
 //! - [`https`]: GET over TLS as a phone fetching its provisioning file does it.
 //! - [`sip`]: a SIP client's side: REGISTER requests, responses read back, digest answers.
 //! - [`baresip`]: a real softphone registering headless.

@@ -349,6 +349,138 @@ fn sip_registrations_to_kamailio_succeed_or_fail_with_the_code() {
     assert!(described.contains("Warning"), "{described}");
 }
 
+/// `subscribe: true` and `spec.callback` on the real API: the registrar's status apply carries
+/// `status.presence` (both packages subscribed at Kamailio, which answers SUBSCRIBE 200) and
+/// `status.callback` (the Successful change delivered to a local receiver, signed with the key
+/// from a labelled Secret); a callback the receiver refuses (404) is given up with a Warning
+/// Event `CallbackFailed`; a callback whose Secret is not labelled is `Accepted=False` naming
+/// the field.
+#[test]
+fn sip_registration_presence_and_callbacks_show_in_status() {
+    use switchboard_registrar::callback::payload::signature;
+    use switchboard_testkit::http::HttpReceiver;
+    let Some((cp, inst)) = installation::shared() else {
+        return;
+    };
+    let ns = "journey-blf";
+    ensure_namespace(cp, ns);
+    let config = std::fs::read_to_string(repo_root().join("registrar/tests/uac_kamailio.cfg"))
+        .expect("registrar/tests/uac_kamailio.cfg");
+    let kamailio = Kamailio::start(
+        "controlplane-blf",
+        &config,
+        &[("blf", "blf-password"), ("nope", "nope-password")],
+        &[("@ALGORITHM@", "MD5"), ("@MIN_EXPIRES@", "60")],
+    );
+    let delivered = HttpReceiver::start(|_| 200);
+    let refused = HttpReceiver::start(|_| 404);
+    let secret = |name: &str, key: &str, value: &str, labelled: bool| {
+        let labels = if labelled {
+            "  labels:\n    sip.switchboard.dev/credentials: \"true\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n{labels}\
+             stringData:\n  {key}: {value}\n---\n"
+        )
+    };
+    let registration = |name: &str, user: &str, url: &str, hook_secret: &str| {
+        format!(
+            "apiVersion: sip.switchboard.dev/v1alpha1\nkind: SipRegistration\nmetadata:\n  \
+             name: {name}\n  namespace: {ns}\nspec:\n  aor: sip:{user}@example.test\n  \
+             username: \"{user}\"\n  credentials:\n    secretRef:\n      name: {user}-password\n  \
+             proxy: \"127.0.0.1:{}\"\n  expires: 300\n  subscribe: true\n  callback:\n    \
+             url: {url}\n    secretRef:\n      name: {hook_secret}\n---\n",
+            kamailio.port
+        )
+    };
+    let manifests = secret("blf-password", "password", "blf-password", true)
+        + &secret("nope-password", "password", "wrong", true)
+        + &secret("hooks", "key", "hook-key", true)
+        + &secret("unlabelled-hooks", "key", "x", false)
+        + &registration("blf", "blf", &delivered.url("/sip"), "hooks")
+        + &registration("nope", "nope", &refused.url("/sip"), "hooks")
+        + &registration(
+            "unlabelled",
+            "blf",
+            &delivered.url("/sip"),
+            "unlabelled-hooks",
+        );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+
+    let blf = wait_until_within("presence and the callback in blf's status", LIMIT, || {
+        let r = get(cp, ns, "sipregistration", "blf")?;
+        let subs = r["status"]["presence"]["subscriptions"].as_array()?;
+        let active = subs.len() == 2
+            && subs
+                .iter()
+                .all(|s| s["state"] == "Active" && s["lastStatusCode"] == 200);
+        (active && r["status"]["callback"]["lastDeliveredPhase"] == "Successful").then_some(r)
+    });
+    let events: Vec<&str> = blf["status"]["presence"]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["event"].as_str())
+        .collect();
+    assert_eq!(events, ["dialog", "presence"], "{blf}");
+    assert_eq!(blf["status"]["callback"]["attempts"], 1, "{blf}");
+    let got = delivered.received();
+    let last = got.last().expect("a callback");
+    let body: Value = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(
+        (
+            &body["registration"]["name"],
+            &body["newPhase"],
+            &body["oldPhase"]
+        ),
+        (
+            &Value::from("blf"),
+            &Value::from("Successful"),
+            &Value::from("InProgress")
+        ),
+        "{body}"
+    );
+    let ts: u64 = last.header("x-switchboard-timestamp").parse().unwrap();
+    assert_eq!(
+        last.header("x-switchboard-signature"),
+        signature(b"hook-key", ts, &last.body),
+        "signed with the key from Secret hooks"
+    );
+
+    let nope = wait_until_within("nope's callback given up", LIMIT, || {
+        let r = get(cp, ns, "sipregistration", "nope")?;
+        (r["status"]["callback"]["gaveUpPhase"] == "Failed").then_some(r)
+    });
+    assert_eq!(
+        nope["status"]["callback"]["lastError"], "HTTP 404",
+        "{nope}"
+    );
+    let described = wait_until_within("the CallbackFailed Event", LIMIT, || {
+        let d = cp.kubectl_ok(&["describe", "-n", ns, "sipregistration", "nope"], None);
+        d.contains("CallbackFailed").then_some(d)
+    });
+    assert!(described.contains("HTTP 404"), "{described}");
+
+    let unlabelled = wait_until_within("the unlabelled hook Secret refused", LIMIT, || {
+        let r = get(cp, ns, "sipregistration", "unlabelled")?;
+        (condition(&r, "Accepted")? == "False").then(|| {
+            r["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted").cloned())
+                .unwrap_or_default()
+        })
+    });
+    let message = unlabelled["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.callback.secretRef")
+            && message.contains("kubectl label secret unlabelled-hooks"),
+        "{unlabelled}\n{}",
+        inst.logs()
+    );
+}
+
 /// The API server's own verdict on the chart's RBAC for each component's ServiceAccount: what
 /// it needs is allowed, and a sample of what it must not do is refused.
 #[test]

@@ -288,6 +288,7 @@ pub fn compile(
                     subscribe: reg.spec.subscribe,
                     outbound_proxy: reg.spec.outbound_proxy.clone(),
                     target: reg.spec.target.clone(),
+                    callback: verdicts.registration_callbacks.get(key).cloned(),
                 });
                 Ok(())
             }

@@ -536,6 +536,55 @@ fn registrations_carry_the_password_and_resolved_upstream() {
 }
 
 #[test]
+fn a_callback_carries_its_url_and_the_key_from_its_secret() {
+    use switchboard_crds::registration::{CallbackSecretRef, RegistrationCallback};
+    let mut index = world();
+    index.apply(Change::secret(Op::Apply(secret(
+        NS,
+        "trunk",
+        &[("password", "s3cret")],
+    ))));
+    index.apply(Change::secret(Op::Apply(secret(
+        NS,
+        "hook",
+        &[("signing", "k3y\n")],
+    ))));
+    let with_callback = |name: &str, secret: &str| {
+        let mut reg = registration(NS, name, "sip:100@pbx.example.com", "trunk");
+        reg.spec.callback = Some(RegistrationCallback {
+            url: "https://hooks.example.com/sip".into(),
+            secret_ref: Some(CallbackSecretRef {
+                name: secret.into(),
+                key: Some("signing".into()),
+            }),
+        });
+        reg
+    };
+    index.apply(Change::Registration(Op::Apply(with_callback(
+        "signed", "hook",
+    ))));
+    index.apply(Change::Registration(Op::Apply(with_callback(
+        "nokey", "absent",
+    ))));
+    let (v, c) = run(&index);
+    assert_eq!(c.config.registrations.len(), 1);
+    let cb = c.config.registrations[0].callback.as_ref().unwrap();
+    assert_eq!(
+        (cb.url.as_str(), cb.key.as_deref()),
+        ("https://hooks.example.com/sip", Some("k3y"))
+    );
+    assert!(!format!("{cb:?}").contains("k3y"), "the key is not logged");
+    let problem = &v.registrations[&key("nokey")][0];
+    assert_eq!(problem.reason, Reason::UnknownReference);
+    assert!(
+        problem.message.starts_with("spec.callback.secretRef: ")
+            && problem.message.contains("kubectl label secret absent"),
+        "{}",
+        problem.message
+    );
+}
+
+#[test]
 fn stored_prefix_wins_over_derived() {
     let mut index = world();
     let lobby = index.devices[&key("lobby")].clone();

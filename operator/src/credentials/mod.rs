@@ -174,6 +174,30 @@ pub fn resolve_registration(index: &Index, reg: &SipRegistration) -> Result<Reso
     })
 }
 
+/// Resolves a registration's callback: its URL and, when `secretRef` is set, the HMAC key
+/// read from that Secret under the same rules as a password (labelled, present, non-empty).
+pub fn resolve_callback(
+    index: &Index,
+    reg: &SipRegistration,
+) -> Result<Option<switchboard_crds::config::CallbackTarget>, Problem> {
+    let Some(cb) = &reg.spec.callback else {
+        return Ok(None);
+    };
+    let key = match &cb.secret_ref {
+        Some(r) => Some(
+            password(index, &ObjectKey::of(reg), &r.name, r.key()).map_err(|p| Problem {
+                message: format!("spec.callback.secretRef: {}", p.message),
+                ..p
+            })?,
+        ),
+        None => None,
+    };
+    Ok(Some(switchboard_crds::config::CallbackTarget {
+        url: cb.url.clone(),
+        key,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,8 @@ pub struct Verdicts {
     pub device_credentials: BTreeMap<ObjectKey, Resolved>,
     /// Resolved registration credentials.
     pub registration_credentials: BTreeMap<ObjectKey, Resolved>,
+    /// Resolved registration callbacks (URL and HMAC key), for those that have one.
+    pub registration_callbacks: BTreeMap<ObjectKey, switchboard_crds::config::CallbackTarget>,
 }
 
 fn accepted(map: &Problems, key: &ObjectKey) -> bool {
@@ -85,6 +87,13 @@ pub fn validate(index: &Index) -> Verdicts {
                 v.registration_credentials.insert(key.clone(), c);
             }
             Err(_) if index.credentials_in_writing.contains_key(key) => {}
+            Err(p) => v.registrations.entry(key.clone()).or_default().push(p),
+        }
+        match credentials::resolve_callback(index, r) {
+            Ok(Some(cb)) => {
+                v.registration_callbacks.insert(key.clone(), cb);
+            }
+            Ok(None) => {}
             Err(p) => v.registrations.entry(key.clone()).or_default().push(p),
         }
     }

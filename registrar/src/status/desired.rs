@@ -229,6 +229,30 @@ impl Desired {
         }
     }
 
+    /// The note of a `CallbackFailed` Warning Event, when a registration's callback gave a
+    /// phase change up since `previous`.
+    pub fn callback_given_up(&self, previous: Option<&Desired>) -> Option<String> {
+        let Desired::Registration(now) = self else {
+            return None;
+        };
+        let cb = now.callback.as_ref()?;
+        let before = match previous {
+            Some(Desired::Registration(p)) => {
+                p.callback.as_ref().and_then(|c| c.gave_up_time.as_ref())
+            }
+            _ => None,
+        };
+        if cb.gave_up_time.is_none() || cb.gave_up_time.as_ref() == before {
+            return None;
+        }
+        Some(format!(
+            "callback for phase {:?} given up after {} attempt(s): {}",
+            cb.gave_up_phase.unwrap_or_default(),
+            cb.attempts,
+            cb.last_error.as_deref().unwrap_or("no answer")
+        ))
+    }
+
     /// The state a phase Event is named after, when it changed from `previous`.
     pub fn flip_from(&self, previous: Option<&Desired>) -> Option<&'static str> {
         match (self, previous) {
@@ -343,6 +367,36 @@ mod tests {
         });
         assert_eq!(failed.flip_from(Some(&ok)), Some("Failed"));
         assert_eq!(failed.flip_from(Some(&failed)), None);
+    }
+
+    #[test]
+    fn a_callback_given_up_makes_one_event() {
+        use switchboard_crds::registration::CallbackStatus;
+        let with = |cb: CallbackStatus| {
+            Desired::Registration(SipRegistrationStatus {
+                phase: Some(RegistrationPhase::Failed),
+                callback: Some(cb),
+                ..Default::default()
+            })
+        };
+        let trying = with(CallbackStatus {
+            attempts: 2,
+            last_error: Some("HTTP 503".into()),
+            ..Default::default()
+        });
+        let gave_up = with(CallbackStatus {
+            attempts: 8,
+            last_error: Some("HTTP 503".into()),
+            gave_up_phase: Some(RegistrationPhase::Failed),
+            gave_up_time: Some(t(5)),
+            ..Default::default()
+        });
+        assert_eq!(trying.callback_given_up(None), None);
+        assert_eq!(
+            gave_up.callback_given_up(Some(&trying)).as_deref(),
+            Some("callback for phase Failed given up after 8 attempt(s): HTTP 503")
+        );
+        assert_eq!(gave_up.callback_given_up(Some(&gave_up)), None);
     }
 
     fn registered(d: &Desired) -> &Condition {

@@ -228,6 +228,21 @@ impl StatusHandle {
         Ok(n)
     }
 
+    /// The latest registrar-owned status known of SipRegistration `id` (read from the API at
+    /// start, or offered since).
+    pub fn registration_status(&self, id: &str) -> Option<SipRegistrationStatus> {
+        let key = Key::parse(Kind::Registration, id)?;
+        match self.shared.queue.lock().latest(&key)? {
+            Desired::Registration(st) => Some(st.clone()),
+            Desired::Device(_) => None,
+        }
+    }
+
+    /// This replica's name, as written into statuses.
+    pub fn replica(&self) -> Option<String> {
+        self.shared.replica.clone()
+    }
+
     /// Writes waiting.
     pub fn pending(&self) -> usize {
         self.shared.queue.lock().pending_len()

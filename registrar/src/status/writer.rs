@@ -145,6 +145,19 @@ impl StatusSink for KubeSink {
             }
         };
         let mut calls = 1;
+        if let Some(note) = desired.callback_given_up(previous) {
+            calls += 1;
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "CallbackFailed".into(),
+                note: Some(note),
+                action: "Callback".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(resource = %key, error = %e, "could not publish the CallbackFailed event");
+            }
+        }
         if let Some(reason) = desired.flip_from(previous) {
             calls += 1;
             if let Err(e) = self

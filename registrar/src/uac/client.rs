@@ -1,10 +1,14 @@
 //! The I/O driver of one outbound registration: a task that owns a flow to the upstream,
 //! runs client transactions (UDP retransmissions per RFC 3261 §17.1.2, Timer F), and feeds
-//! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, the presence
-//! SUBSCRIBE leg.
+//! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, one SUBSCRIBE leg
+//! per event package (`presence`, `dialog`), started once registered. NOTIFYs arrive on the
+//! same flow (a subscription's Contact is the flow's own address, so the notifier's requests
+//! reach this task rather than the registrar's listening socket), are answered here and read by
+//! [`super::presence`].
 
 use super::flow::{Flow, FlowError, Peer};
 use super::machine::{Action, Input, Machine, Outcome, Timing};
+use super::presence::{self, Body, DialogBook, Notified, Package, SubState};
 use super::sip::{self, Method, RequestSpec};
 use crate::auth::client::{self as digest, ClientCredentials};
 use crate::location::LocationStore;
@@ -84,6 +88,8 @@ pub struct ClientSettings {
     /// Where the Contact registered upstream is recorded for the replicas: one taking a
     /// registration over removes the previous owner's Contact in its first REGISTER.
     pub store: Option<Arc<dyn LocationStore>>,
+    /// Retries of phase-change callbacks (`crate::callback`).
+    pub callback: crate::callback::retry::Policy,
 }
 
 impl Default for ClientSettings {
@@ -96,6 +102,7 @@ impl Default for ClientSettings {
             contacts: ContactAddrs::default(),
             tls: None,
             store: None,
+            callback: crate::callback::retry::Policy::default(),
         }
     }
 }
@@ -109,6 +116,7 @@ impl std::fmt::Debug for ClientSettings {
             .field("contacts", &self.contacts)
             .field("tls", &self.tls.is_some())
             .field("store", &self.store.is_some())
+            .field("callback", &self.callback)
             .finish()
     }
 }
@@ -130,8 +138,32 @@ pub struct Report {
     pub contact: Option<String>,
 }
 
+/// A NOTIFY of one of a registration's subscriptions, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyReport {
+    /// `namespace/name` of the SipRegistration.
+    pub id: String,
+    /// The subscription's package.
+    pub package: Package,
+    /// Its `Subscription-State`, when readable.
+    pub state: Option<SubState>,
+    /// The entity's state, when the body told one.
+    pub entity: Option<Notified>,
+    /// Why the body could not be used, if it could not.
+    pub body_error: Option<String>,
+}
+
+/// What a registration task tells its manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// A leg's outcome: the REGISTER phase, or the answer to a SUBSCRIBE.
+    Outcome(Report),
+    /// A NOTIFY of a subscription.
+    Notify(NotifyReport),
+}
+
 /// Where reports go.
-pub type ReportFn = Arc<dyn Fn(Report) + Send + Sync>;
+pub type ReportFn = Arc<dyn Fn(Update) + Send + Sync>;
 
 struct Tx {
     branch: String,
@@ -154,6 +186,10 @@ struct Leg {
     started: bool,
     contact: Option<String>,
     last_attempt: SystemTime,
+    /// SUBSCRIBE: the notifier's Contact, the Request-URI of requests inside the dialog.
+    remote_target: Option<String>,
+    /// SUBSCRIBE `dialog`: the dialogs notified so far.
+    book: DialogBook,
 }
 
 impl Leg {
@@ -170,7 +206,25 @@ impl Leg {
             started: false,
             contact: None,
             last_attempt: SystemTime::now(),
+            remote_target: None,
+            book: DialogBook::default(),
         }
+    }
+
+    fn package(&self) -> Option<Package> {
+        match self.method {
+            Method::Subscribe(p) => Some(p),
+            Method::Register => None,
+        }
+    }
+
+    /// Forgets the subscription dialog: the next SUBSCRIBE starts a new one (RFC 6665 §4.1.3).
+    fn reset_dialog(&mut self) {
+        self.call_id = format!("{}@switchboard", random_token(20));
+        self.from_tag = random_token(10);
+        self.to_tag = None;
+        self.remote_target = None;
+        self.book.clear();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -213,7 +267,6 @@ struct Client {
 const HANDOVER_DELAY: Duration = crate::cluster::DEAD_AFTER;
 
 const REG: usize = 0;
-const SUB: usize = 1;
 
 /// Where REGISTER goes and the Route header, from the registration and its outbound proxy.
 pub fn peer_and_route(reg: &OutboundRegistration) -> Result<(Peer, Option<String>), String> {
@@ -259,7 +312,7 @@ pub async fn run(
     let (peer, route) = match peer_and_route(&reg) {
         Ok(x) => x,
         Err(e) => {
-            report(Report {
+            report(Update::Outcome(Report {
                 id: reg.id.clone(),
                 method: Method::Register,
                 outcome: Outcome {
@@ -271,7 +324,7 @@ pub async fn run(
                 attempt_time: SystemTime::now(),
                 expires_time: None,
                 contact: None,
-            });
+            }));
             let _ = stop.wait_for(|s| *s).await;
             return;
         }
@@ -282,10 +335,17 @@ pub async fn run(
         Machine::new(reg.expires, reg.realm.clone(), timing.clone(), seed),
     )];
     if reg.subscribe {
-        legs.push(Leg::new(
-            Method::Subscribe,
-            Machine::new(reg.expires, reg.realm.clone(), timing, seed.rotate_left(17)),
-        ));
+        for (n, package) in Package::ALL.into_iter().enumerate() {
+            legs.push(Leg::new(
+                Method::Subscribe(package),
+                Machine::new(
+                    reg.expires,
+                    reg.realm.clone(),
+                    timing.clone(),
+                    seed.rotate_left(17 + 8 * n as u32),
+                ),
+            ));
+        }
     }
     let mut c = Client {
         reg,
@@ -327,7 +387,7 @@ pub async fn run(
     loop {
         if c.legs
             .iter()
-            .all(|l| l.machine.is_done() || (!l.started && l.method == Method::Subscribe))
+            .all(|l| l.machine.is_done() || (!l.started && l.package().is_some()))
         {
             break;
         }
@@ -421,6 +481,9 @@ impl Client {
     }
 
     async fn on_message(&mut self, text: &str) {
+        if !text.starts_with("SIP/2.0 ") {
+            return self.on_request(text).await;
+        }
         let resp = match sip::parse_response(text) {
             Ok(r) => r,
             Err(e) => {
@@ -446,14 +509,18 @@ impl Client {
             return;
         }
         leg.tx = None;
-        if leg.method == Method::Subscribe {
+        let reply = resp.reply(leg.method, leg.contact.as_deref());
+        if leg.package().is_some() {
             if (200..300).contains(&resp.code) {
                 leg.to_tag = resp.to_tag.clone();
-            } else if resp.code == 481 {
-                leg.to_tag = None;
+                if let Some(c) = resp.contacts.first() {
+                    leg.remote_target = Some(sip::uri_of(c).to_string());
+                }
+            } else if !matches!(resp.code, 401 | 407 | 423) {
+                // Refused, or a refresh the notifier no longer knows (481): a new dialog.
+                leg.reset_dialog();
             }
         }
-        let reply = resp.reply(leg.method, leg.contact.as_deref());
         self.feed(i, Input::Reply(reply)).await;
     }
 
@@ -495,20 +562,148 @@ impl Client {
             .map(|g| SystemTime::now() + Duration::from_secs(g.into()));
         let successful =
             outcome.phase == switchboard_crds::registration::RegistrationPhase::Successful;
-        (self.report)(Report {
+        let failed = outcome.phase == switchboard_crds::registration::RegistrationPhase::Failed;
+        (self.report)(Update::Outcome(Report {
             id: self.reg.id.clone(),
             method: leg.method,
             outcome,
             attempt_time: leg.last_attempt,
             expires_time,
             contact: leg.contact.clone(),
-        });
+        }));
+        if i != REG && failed && self.legs[i].to_tag.is_some() {
+            // A refresh that timed out or could not be sent: the dialog is not to be trusted.
+            self.legs[i].reset_dialog();
+        }
         if i == REG && successful {
             self.retire = None;
+            // Subscribe once registered.
+            for sub in 1..self.legs.len() {
+                if !self.legs[sub].started {
+                    Box::pin(self.feed(sub, Input::Start)).await;
+                }
+            }
         }
-        // Subscribe once registered.
-        if i == REG && successful && self.legs.len() > SUB && !self.legs[SUB].started {
-            Box::pin(self.feed(SUB, Input::Start)).await;
+    }
+
+    /// A request from the upstream on this flow: a NOTIFY of one of the subscriptions is
+    /// answered 200 and reported, an OPTIONS 200; anything else is answered as RFC 3261 and
+    /// 6665 ask (481 for a NOTIFY of no subscription, 489 for another package, 501).
+    async fn on_request(&mut self, text: &str) {
+        use crate::message::{self, HeaderName, Parsed};
+        let req = match message::parse(text.as_bytes()) {
+            Ok(Parsed::Request(r)) => r,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(registration = %self.reg.id, error = %e, "malformed request from upstream");
+                if let Some(headers) = e.salvage.as_deref() {
+                    self.answer(headers, e.status, "Bad Request").await;
+                }
+                return;
+            }
+        };
+        match req.method {
+            message::Method::Ack => return,
+            // An upstream's keepalive (qualify) of this flow.
+            message::Method::Options => return self.answer(&req.headers, 200, "OK").await,
+            message::Method::Notify => {}
+            _ => return self.answer(&req.headers, 501, "Not Implemented").await,
+        }
+        let to_tag = req
+            .header(&HeaderName::To)
+            .and_then(message::headers::NameAddrRef::parse)
+            .and_then(|n| n.tag());
+        let leg = self.legs.iter().position(|l| {
+            l.package().is_some()
+                && Some(l.call_id.as_str()) == req.call_id()
+                && Some(l.from_tag.as_str()) == to_tag
+        });
+        let Some(i) = leg else {
+            return self
+                .answer(&req.headers, 481, "Subscription Does Not Exist")
+                .await;
+        };
+        let package = self.legs[i].package().expect("a subscription leg");
+        let event = req.header(&HeaderName::Other("Event".into()));
+        if event.and_then(Package::from_event) != Some(package) {
+            return self.answer(&req.headers, 489, "Bad Event").await;
+        }
+        self.answer(&req.headers, 200, "OK").await;
+        self.on_notify(i, package, &req).await;
+    }
+
+    /// Reads a NOTIFY already answered: the dialog it confirms, its state, its body.
+    async fn on_notify(&mut self, i: usize, package: Package, req: &crate::message::Request) {
+        use crate::message::headers::NameAddrRef;
+        use crate::message::HeaderName;
+        let other = |n: &str| req.header(&HeaderName::Other(n.into()));
+        let leg = &mut self.legs[i];
+        if leg.to_tag.is_none() {
+            // A NOTIFY may arrive before the 200 to SUBSCRIBE (RFC 6665 §4.1.2.4).
+            leg.to_tag = req
+                .header(&HeaderName::From)
+                .and_then(NameAddrRef::parse)
+                .and_then(|n| n.tag())
+                .map(str::to_string);
+        }
+        if let Some(c) = req.header(&HeaderName::Contact) {
+            leg.remote_target = Some(sip::uri_of(c).to_string());
+        }
+        let state = other("Subscription-State").and_then(SubState::parse);
+        let (entity, body_error) =
+            match presence::parse_body(package, other("Content-Type"), &req.body) {
+                Ok(Body::Empty) => (None, None),
+                Ok(Body::Presence(n)) => (Some(n), None),
+                Ok(Body::Dialog(d)) => (Some(leg.book.apply(d)), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+        if let Some(e) = &body_error {
+            tracing::warn!(registration = %self.reg.id, event = package.event(), error = %e, "NOTIFY body not understood");
+        }
+        (self.report)(Update::Notify(NotifyReport {
+            id: self.reg.id.clone(),
+            package,
+            state: state.clone(),
+            entity,
+            body_error,
+        }));
+        // Only a subscription at rest starts anew here: one being refreshed learns from the
+        // refresh's answer (481), and one being ended (Expires: 0) gets this NOTIFY as the
+        // normal end — resetting its dialog would lose the answer to the unsubscribe.
+        if let (
+            Some(SubState::Terminated {
+                reason,
+                retry_after,
+            }),
+            true,
+        ) = (state, self.legs[i].machine.is_registered())
+        {
+            // RFC 6665 §4.1.3: after `rejected`, `noresource` or `invariant` asking again
+            // soon is pointless; otherwise subscribe again (after `retry-after`, if given).
+            let hopeless = matches!(
+                reason.as_deref(),
+                Some("rejected" | "noresource" | "invariant")
+            );
+            let max = u32::try_from(self.settings.timing.backoff_max.as_secs()).unwrap_or(u32::MAX);
+            self.legs[i].reset_dialog();
+            let retry_after = if hopeless { Some(max) } else { retry_after };
+            self.feed(i, Input::Terminated { retry_after }).await;
+        }
+    }
+
+    /// Answers a request from the upstream statelessly, on the flow it came in on.
+    async fn answer(
+        &mut self,
+        headers: &[crate::message::parse::Header],
+        code: u16,
+        reason: &'static str,
+    ) {
+        let bytes = crate::message::Response::to_request(headers, code, reason, None)
+            .encode(&self.settings.user_agent);
+        if let Some(flow) = self.flow.as_mut() {
+            if let Err(e) = flow.send(&bytes).await {
+                tracing::debug!(registration = %self.reg.id, error = %e, "answering the upstream failed");
+            }
         }
     }
 
@@ -558,6 +753,68 @@ impl Client {
         format!("sip:{}@{hostport}{param}", self.reg.username)
     }
 
+    /// Opens the flow if there is none; on failure returns the input to feed back to leg `i`.
+    async fn open_flow(&mut self, i: usize) -> Result<(), Input> {
+        if self.flow.is_some() {
+            return Ok(());
+        }
+        let opened = Flow::open(
+            &self.peer,
+            self.settings.tls.as_ref(),
+            self.settings.transaction_timeout,
+        )
+        .await;
+        match opened {
+            Ok(f) => {
+                self.flow = Some(f);
+                Ok(())
+            }
+            Err(e) => {
+                self.legs[i].last_attempt = SystemTime::now();
+                let code = match e {
+                    FlowError::Dns(_) => None,
+                    FlowError::Connect(_) => Some(503),
+                };
+                Err(Input::TransportFailed {
+                    code,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The `(Proxy-)Authorization` header answering `a` for a `method` request to `uri`,
+    /// with the registration's credentials.
+    fn authorization(
+        &self,
+        method: Method,
+        uri: &str,
+        a: &super::machine::Auth,
+    ) -> (&'static str, String) {
+        let creds = ClientCredentials {
+            username: self
+                .reg
+                .auth_username
+                .as_deref()
+                .unwrap_or(&self.reg.username),
+            password: &self.reg.password,
+        };
+        let value = digest::authorization(
+            &a.challenge,
+            &creds,
+            method.as_str(),
+            uri,
+            a.nc,
+            &random_token(16),
+        );
+        let name = if a.proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        (name, value)
+    }
+
     /// Sends a new request on leg `i`; on failure returns the input to feed back.
     async fn send(
         &mut self,
@@ -565,33 +822,17 @@ impl Client {
         expires: u32,
         auth: Option<&super::machine::Auth>,
     ) -> Result<(), Input> {
-        if self.flow.is_none() {
-            match Flow::open(
-                &self.peer,
-                self.settings.tls.as_ref(),
-                self.settings.transaction_timeout,
-            )
-            .await
-            {
-                Ok(f) => self.flow = Some(f),
-                Err(e) => {
-                    self.legs[i].last_attempt = SystemTime::now();
-                    let code = match e {
-                        FlowError::Dns(_) => None,
-                        FlowError::Connect(_) => Some(503),
-                    };
-                    return Err(Input::TransportFailed {
-                        code,
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
+        self.open_flow(i).await?;
         let flow = self.flow.as_ref().expect("flow");
         let local = flow.local_addr();
         let unreliable = flow.unreliable();
         let via_transport = flow.transport().to_string();
-        let contact = self.contact_for(local);
+        let contact = if self.legs[i].package().is_some() {
+            // NOTIFYs must reach this task: the subscription's Contact is the flow itself.
+            self.contact_at(&local.to_string())
+        } else {
+            self.contact_for(local)
+        };
         let domain = self
             .reg
             .aor
@@ -603,40 +844,17 @@ impl Client {
         if self.legs[i].method == Method::Register && expires > 0 {
             self.record_contact(&contact).await;
         }
-        let leg = &mut self.legs[i];
-        let uri = match leg.method {
+        let uri = match self.legs[i].method {
             Method::Register => format!("sip:{domain}"),
-            Method::Subscribe => self.reg.aor.clone(),
+            Method::Subscribe(_) => self.legs[i]
+                .remote_target
+                .clone()
+                .unwrap_or_else(|| self.reg.aor.clone()),
         };
+        let auth_value = auth.map(|a| self.authorization(self.legs[i].method, &uri, a));
+        let leg = &mut self.legs[i];
         leg.cseq += 1;
         let branch = format!("z9hG4bK{}", random_token(16));
-        let auth_value = auth.map(|a| {
-            let user = self
-                .reg
-                .auth_username
-                .as_deref()
-                .unwrap_or(&self.reg.username);
-            let creds = ClientCredentials {
-                username: user,
-                password: &self.reg.password,
-            };
-            let value = digest::authorization(
-                &a.challenge,
-                &creds,
-                leg.method.as_str(),
-                &uri,
-                a.nc,
-                &random_token(16),
-            );
-            (
-                if a.proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            )
-        });
         let sent_by = local.to_string();
         let text = sip::build_request(&RequestSpec {
             method: leg.method,

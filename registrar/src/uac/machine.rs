@@ -86,6 +86,12 @@ pub enum Input {
     Timer,
     /// The registration was removed from the config, or the registrar shuts down.
     Stop,
+    /// The notifier ended the subscription (NOTIFY `Subscription-State: terminated`): start
+    /// a new one after `retry_after` seconds (at once when absent).
+    Terminated {
+        /// Seconds to wait first.
+        retry_after: Option<u32>,
+    },
 }
 
 /// Credentials to put on the next request.
@@ -195,6 +201,11 @@ impl Machine {
         matches!(self.state, State::Sending | State::Unregistering)
     }
 
+    /// Whether it holds a binding (or subscription) and is only waiting to refresh it.
+    pub fn is_registered(&self) -> bool {
+        self.state == State::Registered
+    }
+
     /// Whether the machine has finished.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
@@ -220,6 +231,14 @@ impl Machine {
                 a
             }
             (State::Registered | State::Backoff, Input::Timer) => vec![self.begin(false)],
+            (State::Registered, Input::Terminated { retry_after }) => {
+                self.state = State::Backoff;
+                self.bound = false;
+                let wait = retry_after.map_or(self.timing.min_refresh, |s| {
+                    Duration::from_secs(s.into()).min(self.timing.backoff_max)
+                });
+                vec![Action::Wait(wait)]
+            }
             (State::Sending, Input::Reply(r)) => self.on_reply(r),
             (State::Sending, Input::Timeout) => self.fail(Some(408), "408 timeout".into(), None),
             (State::Sending, Input::TransportFailed { code, reason }) => {
@@ -341,6 +360,12 @@ impl Machine {
                 Ok(c) => vec![self.answer(c, r.code == 407, self.expires)],
                 Err(reason) => self.fail(Some(r.code), reason, r.retry_after),
             },
+            // RFC 6665 §8.3.2: the upstream does not offer this event package; asking again
+            // soon would not change that.
+            489 => {
+                let max = u32::try_from(self.timing.backoff_max.as_secs()).unwrap_or(u32::MAX);
+                self.fail(Some(489), r.status_text.clone(), Some(max.max(1)))
+            }
             423 => match r.min_expires {
                 Some(m) if m > self.expires && self.brief_answers < 2 => {
                     self.brief_answers += 1;
@@ -643,6 +668,30 @@ mod tests {
         m.handle(Input::Start);
         assert_eq!(sent(&m.handle(Input::Stop)).unwrap().0, 0);
         assert_eq!(m.handle(Input::Timeout), vec![Action::Finished]);
+    }
+
+    #[test]
+    fn terminated_subscription_starts_again_and_489_waits_long() {
+        let mut m = Machine::new(600, None, timing(), 3);
+        m.handle(Input::Start);
+        m.handle(ok(600));
+        let a = m.handle(Input::Terminated { retry_after: None });
+        assert_eq!(a, vec![Action::Wait(Duration::from_secs(1))]);
+        assert!(sent(&m.handle(Input::Timer)).is_some());
+        m.handle(ok(600));
+        let a = m.handle(Input::Terminated {
+            retry_after: Some(30),
+        });
+        assert_eq!(waited(&a), Some(Duration::from_secs(30)));
+        // Not bound any more: stopping sends nothing.
+        assert_eq!(m.handle(Input::Stop), vec![Action::Finished]);
+
+        let mut m = Machine::new(600, None, timing(), 3);
+        m.handle(Input::Start);
+        let a = m.handle(Input::Reply(Reply::status(489, "489 Bad Event")));
+        let o = reported(&a).unwrap();
+        assert_eq!((o.phase, o.code), (RegistrationPhase::Failed, Some(489)));
+        assert_eq!(waited(&a), Some(Duration::from_secs(300)));
     }
 
     #[test]

@@ -1,165 +1,108 @@
 //! Supervises one task per outbound registration: diffs each config reload against what
 //! runs (added → start, removed → unregister and stop, changed → unregister, then start
-//! anew), keeps an index of every registration's live state (for `/debug/registrations` and
-//! for routing calls that arrive through a registration to its target), and forwards phase
-//! changes to the status reporter (or only to the log, standalone).
+//! anew), records every registration's live state in the [`UacIndex`], forwards it to the
+//! status reporter (or only to the log, standalone), and hands phase changes to the
+//! registration's callback task (`crate::callback`), which runs beside its SIP task.
 
-use super::client::{self, ClientSettings, Report, ReportFn};
-use super::sip::Method;
+use super::client::{self, ClientSettings, NotifyReport, Report, ReportFn, Update};
+pub use super::index::{RegistrationView, UacIndex};
+use crate::callback::payload::{ObjectRef, PhaseChange};
+use crate::callback::{self, HttpClient};
 use crate::cluster::Cluster;
 use crate::status::StatusHandle;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use parking_lot::RwLock;
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use switchboard_crds::common::Transport;
 use switchboard_crds::config::OutboundRegistration;
-use switchboard_crds::registration::{
-    RegistrationPhase, RegistrationTarget, SipRegistrationStatus,
-};
-use tokio::sync::watch;
+use switchboard_crds::registration::{CallbackStatus, RegistrationPhase, SipRegistrationStatus};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// One registration as seen from outside.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RegistrationView {
-    /// `namespace/name`.
-    pub id: String,
-    /// Address of record.
-    pub aor: String,
-    /// User part registered (and of the Contact).
-    pub username: String,
-    /// `host:port`.
-    pub upstream: String,
-    /// Transport.
-    pub transport: Transport,
-    /// Where calls arriving through it go.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<RegistrationTarget>,
-    /// Phase.
-    pub phase: RegistrationPhase,
-    /// Last status code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_status_code: Option<u16>,
-    /// Last reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_reason: Option<String>,
-    /// Last attempt (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_attempt_time: Option<String>,
-    /// Expiry of the upstream binding (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_time: Option<String>,
-    /// Contact registered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// Presence subscription state (`"200 OK"`, `"489 Bad Event"`…), when subscribing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subscription: Option<String>,
+/// Where each registration's phase changes go, by id (those with a callback).
+type CallbackQueues = Arc<Mutex<HashMap<String, mpsc::Sender<PhaseChange>>>>;
+
+/// What the tasks report into: the index, the status reporter, the callback queues.
+#[derive(Clone)]
+struct Sink {
+    index: UacIndex,
+    status: Option<StatusHandle>,
+    callbacks: CallbackQueues,
+    replica: Option<String>,
 }
 
-/// The live state of every outbound registration; cheap to clone.
-#[derive(Clone, Default, Debug)]
-pub struct UacIndex {
-    inner: Arc<RwLock<BTreeMap<String, RegistrationView>>>,
-}
-
-impl UacIndex {
-    /// Every registration, by id.
-    pub fn snapshot(&self) -> Vec<RegistrationView> {
-        self.inner.read().values().cloned().collect()
-    }
-
-    /// One registration.
-    pub fn get(&self, id: &str) -> Option<RegistrationView> {
-        self.inner.read().get(id).cloned()
-    }
-
-    /// The `/debug/registrations` document.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "registrations": self.snapshot() })
-    }
-
-    /// The registration whose Contact user is `user` (a call from upstream is addressed to
-    /// it), with its target: how the proxy routes calls that arrive through a registration.
-    pub fn target_for_user(&self, user: &str) -> Option<(String, Option<RegistrationTarget>)> {
-        self.inner
-            .read()
-            .values()
-            .find(|v| v.username == user)
-            .map(|v| (v.id.clone(), v.target.clone()))
-    }
-
-    fn upsert(&self, reg: &OutboundRegistration) {
-        let mut m = self.inner.write();
-        let view = m.entry(reg.id.clone()).or_insert_with(|| RegistrationView {
-            id: reg.id.clone(),
-            aor: String::new(),
-            username: String::new(),
-            upstream: String::new(),
-            transport: reg.transport,
-            target: None,
-            phase: RegistrationPhase::InProgress,
-            last_status_code: None,
-            last_reason: None,
-            last_attempt_time: None,
-            expires_time: None,
-            contact: None,
-            subscription: None,
-        });
-        view.aor = reg.aor.clone();
-        view.username = reg.username.clone();
-        view.upstream = format!("{}:{}", reg.host, reg.port);
-        view.transport = reg.transport;
-        view.target = reg.target.clone();
-    }
-
-    fn remove(&self, id: &str) {
-        self.inner.write().remove(id);
-    }
-
-    /// Applies a report; returns the previous phase.
-    fn record(&self, r: &Report) -> Option<RegistrationPhase> {
-        let mut m = self.inner.write();
-        let v = m.get_mut(&r.id)?;
-        if r.method == Method::Subscribe {
-            v.subscription = Some(r.outcome.reason.clone());
-            return Some(v.phase);
+impl Sink {
+    fn write(&self, id: &str, st: SipRegistrationStatus) {
+        if let Some(s) = &self.status {
+            s.registration(id, st);
         }
-        let before = v.phase;
-        v.phase = r.outcome.phase;
-        v.last_status_code = r.outcome.code;
-        v.last_reason = Some(r.outcome.reason.clone());
-        v.last_attempt_time = Some(rfc3339(r.attempt_time));
-        v.expires_time = r.expires_time.map(rfc3339);
-        if r.contact.is_some() {
-            v.contact = r.contact.clone();
-        }
-        Some(before)
     }
-}
 
-fn timestamp(t: SystemTime) -> Timestamp {
-    Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH)
-}
+    fn update(&self, u: Update) {
+        match u {
+            Update::Outcome(r) => self.outcome(r),
+            Update::Notify(n) => self.notify(&n),
+        }
+    }
 
-fn rfc3339(t: SystemTime) -> String {
-    timestamp(t).to_string()
-}
+    fn outcome(&self, r: Report) {
+        let Some((before, st)) = self.index.record(&r) else {
+            return;
+        };
+        let o = &r.outcome;
+        if let super::sip::Method::Subscribe(p) = r.method {
+            if o.phase == RegistrationPhase::Failed {
+                tracing::warn!(registration = %r.id, event = p.event(), reason = %o.reason, "presence subscription failed");
+            } else {
+                tracing::debug!(registration = %r.id, event = p.event(), reason = %o.reason, "presence subscription");
+            }
+            return self.write(&r.id, st);
+        }
+        if before != o.phase {
+            match o.phase {
+                RegistrationPhase::Failed => {
+                    tracing::warn!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration phase")
+                }
+                _ => {
+                    tracing::info!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration phase")
+                }
+            }
+            self.phase_changed(&r, before);
+        } else {
+            tracing::debug!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration");
+        }
+        self.write(&r.id, st);
+    }
 
-/// The SipRegistration status fields a report stands for.
-pub fn status_of(r: &Report) -> SipRegistrationStatus {
-    SipRegistrationStatus {
-        phase: Some(r.outcome.phase),
-        last_status_code: r.outcome.code,
-        last_reason: Some(r.outcome.reason.clone()),
-        last_attempt_time: Some(Time(timestamp(r.attempt_time))),
-        expires_time: r.expires_time.map(|t| Time(timestamp(t))),
-        ..Default::default()
+    fn phase_changed(&self, r: &Report, before: RegistrationPhase) {
+        let Some(queue) = self.callbacks.lock().get(&r.id).cloned() else {
+            return;
+        };
+        let change = PhaseChange {
+            registration: ObjectRef::from_id(&r.id),
+            old_phase: Some(before),
+            new_phase: r.outcome.phase,
+            status_code: r.outcome.code,
+            reason: r.outcome.reason.clone(),
+            time: super::index::time(SystemTime::now()).0.to_string(),
+            replica: self.replica.clone(),
+        };
+        if queue.try_send(change).is_err() {
+            tracing::warn!(registration = %r.id, "callback queue full: this phase change is not delivered");
+        }
+    }
+
+    fn notify(&self, n: &NotifyReport) {
+        tracing::debug!(registration = %n.id, event = n.package.event(), state = ?n.state, entity = ?n.entity, "NOTIFY");
+        if let Some(st) = self.index.record_notify(n, SystemTime::now()) {
+            self.write(&n.id, st);
+        }
+    }
+
+    fn callback(&self, id: &str, cb: CallbackStatus) {
+        if let Some(st) = self.index.record_callback(id, cb) {
+            self.write(id, st);
+        }
     }
 }
 
@@ -167,6 +110,17 @@ struct Running {
     reg: OutboundRegistration,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Its callback delivery, if it has a callback; aborted with it.
+    callback: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn end_callback(&mut self, callbacks: &CallbackQueues) {
+        callbacks.lock().remove(&self.reg.id);
+        if let Some(t) = self.callback.take() {
+            t.abort();
+        }
+    }
 }
 
 /// The supervisor.
@@ -174,15 +128,19 @@ pub struct Manager {
     settings: Arc<ClientSettings>,
     cluster: Cluster,
     index: UacIndex,
+    sink: Sink,
     report: ReportFn,
     running: HashMap<String, Running>,
     stopping: Vec<JoinHandle<()>>,
+    http: Option<HttpClient>,
 }
 
-/// Same registration apart from where its calls go (which needs no re-registration).
+/// Same registration apart from where its calls go and its callback (which need no
+/// re-registration).
 fn same_upstream(a: &OutboundRegistration, b: &OutboundRegistration) -> bool {
     let mut a = a.clone();
     a.target = b.target.clone();
+    a.callback = b.callback.clone();
     &a == b
 }
 
@@ -190,41 +148,23 @@ impl Manager {
     /// A manager with nothing running. Reports go to the log, the index, and `status`
     /// when there is a cluster.
     pub fn new(settings: ClientSettings, status: Option<StatusHandle>, index: UacIndex) -> Manager {
-        let idx = index.clone();
-        let report: ReportFn = Arc::new(move |r: Report| {
-            let before = idx.record(&r);
-            let o = &r.outcome;
-            if r.method == Method::Subscribe {
-                if o.phase == RegistrationPhase::Failed {
-                    tracing::warn!(registration = %r.id, reason = %o.reason, "presence subscription failed");
-                } else {
-                    tracing::debug!(registration = %r.id, reason = %o.reason, "presence subscription");
-                }
-                return;
-            }
-            if before != Some(o.phase) {
-                match o.phase {
-                    RegistrationPhase::Failed => {
-                        tracing::warn!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration phase")
-                    }
-                    _ => {
-                        tracing::info!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration phase")
-                    }
-                }
-            } else {
-                tracing::debug!(registration = %r.id, phase = ?o.phase, code = ?o.code, reason = %o.reason, "outbound registration");
-            }
-            if let Some(s) = &status {
-                s.registration(&r.id, status_of(&r));
-            }
-        });
+        let sink = Sink {
+            index: index.clone(),
+            replica: status.as_ref().and_then(StatusHandle::replica),
+            status,
+            callbacks: CallbackQueues::default(),
+        };
+        let s = sink.clone();
+        let report: ReportFn = Arc::new(move |u: Update| s.update(u));
         Manager {
             settings: Arc::new(settings),
             cluster: Cluster::alone("standalone"),
             index,
+            sink,
             report,
             running: HashMap::new(),
             stopping: Vec::new(),
+            http: None,
         }
     }
 
@@ -259,13 +199,15 @@ impl Manager {
             if configured.contains_key(id.as_str()) && !self.cluster.owns(&id) {
                 // Another replica owns it now; its first REGISTER replaces our Contact, so
                 // ours is not removed (that would leave a gap, or race its REGISTER).
-                let r = self.running.remove(&id).expect("running");
+                let mut r = self.running.remove(&id).expect("running");
                 tracing::info!(registration = %id, owner = %self.cluster.owner(&id), "registration handed over to another replica");
                 r.task.abort();
+                r.end_callback(&self.sink.callbacks);
                 self.index.remove(&id);
             } else if !configured.contains_key(id.as_str()) {
-                let r = self.running.remove(&id).expect("running");
+                let mut r = self.running.remove(&id).expect("running");
                 tracing::info!(registration = %id, "registration removed from config: unregistering");
+                r.end_callback(&self.sink.callbacks);
                 let _ = r.stop.send(true);
                 self.stopping.push(r.task);
                 self.index.remove(&id);
@@ -278,12 +220,17 @@ impl Manager {
                     self.running.insert(reg.id.clone(), r);
                 }
                 Some(mut r) if same_upstream(&r.reg, reg) => {
+                    if r.reg.callback != reg.callback {
+                        r.end_callback(&self.sink.callbacks);
+                        r.callback = self.start_callback(reg);
+                    }
                     r.reg = reg.clone();
                     self.index.upsert(reg);
                     self.running.insert(reg.id.clone(), r);
                 }
-                Some(r) => {
+                Some(mut r) => {
                     tracing::info!(registration = %reg.id, "registration changed: re-registering");
+                    r.end_callback(&self.sink.callbacks);
                     let _ = r.stop.send(true);
                     // The new one starts once the old one has unregistered, or its Expires: 0
                     // could land after the new binding and remove it.
@@ -295,6 +242,17 @@ impl Manager {
 
     fn start(&mut self, reg: OutboundRegistration, previous: Option<JoinHandle<()>>) {
         self.index.upsert(&reg);
+        if let Some(known) = self
+            .sink
+            .status
+            .as_ref()
+            .and_then(|s| s.registration_status(&reg.id))
+            .and_then(|st| st.callback)
+        {
+            self.index.seed_callback(&reg.id, known);
+        }
+        // Before the SIP task, so its first phase change finds the queue.
+        let callback = self.start_callback(&reg);
         let (stop_tx, stop_rx) = watch::channel(false);
         let settings = self.settings.clone();
         let report = self.report.clone();
@@ -312,8 +270,43 @@ impl Manager {
                 reg,
                 stop: stop_tx,
                 task,
+                callback,
             },
         );
+    }
+
+    /// Starts the delivery task of `reg`'s callback, if it has one.
+    fn start_callback(&mut self, reg: &OutboundRegistration) -> Option<JoinHandle<()>> {
+        let target = reg.callback.clone()?;
+        let http = match &self.http {
+            Some(c) => c.clone(),
+            None => {
+                let tls = match &self.settings.tls {
+                    Some(t) => t.clone(),
+                    None => match super::flow::tls_client_config(&[]) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "no TLS client for callbacks");
+                            return None;
+                        }
+                    },
+                };
+                self.http.insert(callback::http_client(tls)).clone()
+            }
+        };
+        let (tx, rx) = mpsc::channel(callback::QUEUE);
+        self.sink.callbacks.lock().insert(reg.id.clone(), tx);
+        let sink = self.sink.clone();
+        let id = reg.id.clone();
+        let on_status: callback::StatusFn = Arc::new(move |st, _gave_up| sink.callback(&id, st));
+        Some(tokio::spawn(callback::run(
+            reg.id.clone(),
+            target,
+            self.settings.callback.clone(),
+            http,
+            rx,
+            on_status,
+        )))
     }
 
     /// Unregisters everything and waits for it, at most `grace`; with live siblings, hands
@@ -324,11 +317,13 @@ impl Manager {
                 registrations = self.running.len(),
                 "shutting down: outbound registrations left to the other replicas"
             );
-            for (_, r) in self.running.drain() {
+            for (_, mut r) in self.running.drain() {
                 r.task.abort();
+                r.end_callback(&self.sink.callbacks);
             }
         }
-        for (_, r) in self.running.drain() {
+        for (_, mut r) in self.running.drain() {
+            r.end_callback(&self.sink.callbacks);
             let _ = r.stop.send(true);
             self.stopping.push(r.task);
         }

@@ -3,6 +3,7 @@
 //! its own full parser in `crate::message`.
 
 use super::machine::Reply;
+use super::presence::Package;
 use crate::auth::client::Challenge;
 use std::fmt::Write as _;
 
@@ -11,8 +12,8 @@ use std::fmt::Write as _;
 pub enum Method {
     /// REGISTER (RFC 3261 §10).
     Register,
-    /// SUBSCRIBE with `Event: presence` (RFC 6665, RFC 3856).
-    Subscribe,
+    /// SUBSCRIBE to an event package (RFC 6665): `presence` (RFC 3856) or `dialog` (RFC 4235).
+    Subscribe(Package),
 }
 
 impl Method {
@@ -20,7 +21,7 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Register => "REGISTER",
-            Method::Subscribe => "SUBSCRIBE",
+            Method::Subscribe(_) => "SUBSCRIBE",
         }
     }
 }
@@ -30,7 +31,8 @@ impl Method {
 pub struct RequestSpec<'a> {
     /// REGISTER or SUBSCRIBE.
     pub method: Method,
-    /// Request-URI (`sip:domain` for REGISTER, the AOR for SUBSCRIBE).
+    /// Request-URI (`sip:domain` for REGISTER; for SUBSCRIBE the AOR, then the notifier's
+    /// Contact once the dialog exists).
     pub uri: &'a str,
     /// `SIP/2.0/UDP` etc. token: `UDP`, `TCP`, `TLS`.
     pub via_transport: &'a str,
@@ -95,9 +97,14 @@ pub fn build_request(r: &RequestSpec<'_>) -> String {
             }
             let _ = write!(s, "Contact: <{}>;expires={}\r\n", r.contact, r.expires);
         }
-        Method::Subscribe => {
+        Method::Subscribe(package) => {
             let _ = write!(s, "Contact: <{}>\r\n", r.contact);
-            s.push_str("Event: presence\r\nAccept: application/pidf+xml\r\n");
+            let _ = write!(
+                s,
+                "Event: {}\r\nAccept: {}\r\n",
+                package.event(),
+                package.accept()
+            );
         }
     }
     let _ = write!(s, "Expires: {}\r\n", r.expires);
@@ -335,7 +342,7 @@ impl Response {
         });
         let granted = match method {
             Method::Register => contact.and_then(|c| self.granted_expires(c)),
-            Method::Subscribe => self.expires,
+            Method::Subscribe(_) => self.expires,
         };
         Reply {
             code: self.code,

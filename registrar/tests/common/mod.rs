@@ -281,6 +281,21 @@ pub fn uac_settings(
     }
 }
 
+/// Polls `cond` every 25 ms until it holds (true) or `limit` passes (false), inside a tokio
+/// test.
+pub async fn wait_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Starts a program that must be installed with `args` in `cwd`, stdin closed, stdout and
 /// stderr each to a fresh `output()` (`Stdio::piped`, `Stdio::null`).
 pub fn spawn_tool(program: &str, args: &[String], cwd: &Path, output: fn() -> Stdio) -> Child {
