@@ -8,7 +8,7 @@
 use super::writer::{Job, JobKey, Writer};
 use super::Context;
 use crate::companions;
-use crate::compile::{compile, LastGood};
+use crate::compile::{compile, Compiled, LastGood};
 use crate::credentials::plan::{self as creds, OwnerKind};
 use crate::index::{Change, Index, Op};
 use crate::key::ObjectKey;
@@ -135,53 +135,13 @@ pub async fn pass(
     ctx.metrics.reconciles.inc();
     let mut report = Report::default();
     seed(memory, index, rng);
-    if !memory.labelled {
-        fenced(ctx)?;
-        let n = super::watch::label_generated_secrets(&ctx.client, &ctx.secret_namespaces).await?;
-        if n > 0 {
-            tracing::info!(
-                secrets = n,
-                "labelled generated credentials Secrets for the label-selected watch"
-            );
-        }
-        memory.labelled = true;
-    }
-
+    label_once(ctx, memory).await?;
     // 0. Companion devices the Sites keep for their users; each lands through the watch (or
     // the writer's outcome) and gets its credentials in a later pass.
-    for w in companions::plan(index) {
-        let key = JobKey::Companion(w.device());
-        if writer.is_queued(&key) {
-            continue;
-        }
-        let site = index.sites.get(w.site()).map(|s| s.object_ref(&()));
-        writer.submit(Job::Companion(Box::new(w), site));
-    }
-
+    submit_companions(index, writer);
     // 1. Credentials: planned here, written by the writer; until then the owner is "being
     // written" (not ready, not invalid).
-    for w in creds::plan(index, rng) {
-        let key = JobKey::Credentials(w.owner.clone());
-        if writer.is_queued(&key) {
-            continue;
-        }
-        index
-            .credentials_in_writing
-            .entry(w.owner.clone())
-            .or_insert(None);
-        let reference = owner_ref(index, &w);
-        writer.submit(Job::Credentials(Box::new(w), reference));
-        report.credentials += 1;
-    }
-    let owners_gone: Vec<ObjectKey> = index
-        .credentials_in_writing
-        .keys()
-        .filter(|k| !index.devices.contains_key(*k) && !index.registrations.contains_key(*k))
-        .cloned()
-        .collect();
-    for k in owners_gone {
-        index.credentials_in_writing.remove(&k);
-    }
+    report.credentials = submit_credentials(index, writer, rng);
 
     // 2-3. Validate and compile.
     let started = Instant::now();
@@ -195,55 +155,11 @@ pub async fn pass(
     ctx.metrics
         .compile_seconds
         .observe(started.elapsed().as_secs_f64());
-    let devices: usize = compiled
-        .config
-        .domains
-        .iter()
-        .map(|d| d.devices.len())
-        .sum();
-    ctx.metrics.config_devices.set(devices as i64);
     ctx.metrics.set_inventory(index, &compiled);
     report.hash = compiled.config.hash.clone();
 
     // 4. Publish.
-    if let Some(plan) = publish::plan(&mut compiled.config, index) {
-        let (bytes, count, deletes) = (plan.bytes, plan.writes.len(), plan.deletes.clone());
-        let namespace = index.config_namespace.clone();
-        fenced(ctx)?;
-        publish::execute(&ctx.client, &namespace, plan, |s| {
-            index.apply(Change::secret(Op::Apply(s)))
-        })
-        .await?;
-        for name in &deletes {
-            index.apply(Change::secret(Op::Delete(Secret {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(index.config_namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                ..Secret::default()
-            })));
-        }
-        ctx.metrics.config_generation.inc();
-        ctx.metrics.config_bytes.set(bytes as i64);
-        ctx.metrics.config_shards.set(count as i64);
-        tracing::info!(hash = %compiled.config.short_hash(), devices, bytes, shards = count, "config published");
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            name: Some(shards::secret_name(0)),
-            namespace: Some(index.config_namespace.clone()),
-            ..ObjectReference::default()
-        };
-        let note = format!(
-            "registrar config {} published: {devices} devices, {} bytes in {} shards",
-            compiled.config.short_hash(),
-            bytes,
-            count
-        );
-        publish_event(ctx, &reference, false, "ConfigPublished", "Publish", note).await;
-        report.published = true;
-    }
+    report.published = publish_config(ctx, index, &mut compiled).await?;
     for p in &compiled.config.patterns {
         memory.last_good.insert(p.id.clone(), p.clone());
     }
@@ -267,4 +183,115 @@ pub async fn pass(
         report.statuses += 1;
     }
     Ok(report)
+}
+
+/// Labels the Secrets generated before the operator watched by label, once per leadership.
+async fn label_once(ctx: &Context, memory: &mut Memory) -> Result<(), PassError> {
+    if memory.labelled {
+        return Ok(());
+    }
+    fenced(ctx)?;
+    let n = super::watch::label_generated_secrets(&ctx.client, &ctx.secret_namespaces).await?;
+    if n > 0 {
+        tracing::info!(
+            secrets = n,
+            "labelled generated credentials Secrets for the label-selected watch"
+        );
+    }
+    memory.labelled = true;
+    Ok(())
+}
+
+/// Hands the companion devices to write to the writer (one waiting or running per device).
+fn submit_companions(index: &Index, writer: &Writer) {
+    for w in companions::plan(index) {
+        let key = JobKey::Companion(w.device());
+        if writer.is_queued(&key) {
+            continue;
+        }
+        let site = index.sites.get(w.site()).map(|s| s.object_ref(&()));
+        writer.submit(Job::Companion(Box::new(w), site));
+    }
+}
+
+/// Hands the credentials Secrets to write to the writer, marking their owners as being
+/// written; forgets owners that are gone. Returns how many were submitted.
+fn submit_credentials(index: &mut Index, writer: &Writer, rng: &mut impl Rng) -> usize {
+    let mut submitted = 0;
+    for w in creds::plan(index, rng) {
+        let key = JobKey::Credentials(w.owner.clone());
+        if writer.is_queued(&key) {
+            continue;
+        }
+        index
+            .credentials_in_writing
+            .entry(w.owner.clone())
+            .or_insert(None);
+        let reference = owner_ref(index, &w);
+        writer.submit(Job::Credentials(Box::new(w), reference));
+        submitted += 1;
+    }
+    let owners_gone: Vec<ObjectKey> = index
+        .credentials_in_writing
+        .keys()
+        .filter(|k| !index.devices.contains_key(*k) && !index.registrations.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in owners_gone {
+        index.credentials_in_writing.remove(&k);
+    }
+    submitted
+}
+
+/// Publishes the compiled config when its hash changed (shard Secrets, stale ones deleted,
+/// metrics, an Event); whether it did.
+async fn publish_config(
+    ctx: &Context,
+    index: &mut Index,
+    compiled: &mut Compiled,
+) -> Result<bool, PassError> {
+    let devices: usize = compiled
+        .config
+        .domains
+        .iter()
+        .map(|d| d.devices.len())
+        .sum();
+    ctx.metrics.config_devices.set(devices as i64);
+    let Some(plan) = publish::plan(&mut compiled.config, index) else {
+        return Ok(false);
+    };
+    let (bytes, count, deletes) = (plan.bytes, plan.writes.len(), plan.deletes.clone());
+    let namespace = index.config_namespace.clone();
+    fenced(ctx)?;
+    publish::execute(&ctx.client, &namespace, plan, |s| {
+        index.apply(Change::secret(Op::Apply(s)))
+    })
+    .await?;
+    for name in &deletes {
+        index.apply(Change::secret(Op::Delete(Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        })));
+    }
+    ctx.metrics.config_generation.inc();
+    ctx.metrics.config_bytes.set(bytes as i64);
+    ctx.metrics.config_shards.set(count as i64);
+    let hash = compiled.config.short_hash();
+    tracing::info!(%hash, devices, bytes, shards = count, "config published");
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        name: Some(shards::secret_name(0)),
+        namespace: Some(namespace),
+        ..ObjectReference::default()
+    };
+    let note = format!(
+        "registrar config {hash} published: {devices} devices, {bytes} bytes in {count} shards"
+    );
+    publish_event(ctx, &reference, false, "ConfigPublished", "Publish", note).await;
+    Ok(true)
 }
