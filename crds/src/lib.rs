@@ -7,6 +7,9 @@
 //!   operator and `crdgen --check`.
 //! - [`config`]: the compiled registrar config, the one contract between operator and registrar.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod common;
 pub mod config;
 pub mod device;

@@ -18,6 +18,9 @@
 //! - [`status`]: the status each object should have, and the Events its change deserves.
 //! - [`runtime`]: watchers, debounce, the reconcile pass, leader election, metrics and HTTP.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod companions;
 pub mod compile;
 pub mod credentials;

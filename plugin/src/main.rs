@@ -6,6 +6,9 @@
 //! - `bindings DEVICE`: the device's live contacts across the registrar's replicas.
 //! - `sites`: registered/total devices per Site.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod bindings;
 mod credentials;
 mod services;

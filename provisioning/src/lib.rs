@@ -19,6 +19,9 @@
 //! | [`server`] | the HTTPS listener and its routes |
 //! | [`cli`] | command-line options |
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod cli;
 pub mod digitmap;

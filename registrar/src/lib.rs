@@ -24,6 +24,9 @@
 //! | [`uac`] | outbound registrations (and presence subscriptions) to upstream servers |
 //! | [`fuzz`] | the entry points fuzzing drives: every parser that sees network bytes, and the whole pipeline |
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod callback;
 pub mod cli;

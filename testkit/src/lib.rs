@@ -18,6 +18,9 @@
 //!
 //! Nothing here knows Switchboard's own types: it starts and talks to other programs.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod baresip;
 pub mod browser;
 pub mod controlplane;

@@ -8,6 +8,9 @@
 //!   registrar running as local processes under the chart's ServiceAccounts.
 //! - [`resources`]: resources read back through `kubectl` (conditions, Secrets, managed fields).
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod apicalls;
 pub mod chart;
 pub mod gotmpl;
