@@ -25,6 +25,7 @@ pub mod companions;
 pub mod compile;
 pub mod credentials;
 pub mod effective;
+pub mod events;
 pub mod index;
 pub mod key;
 pub mod problem;

@@ -2,10 +2,11 @@
 //! on the Site that keeps it.
 
 use super::CompanionWrite;
+use crate::events;
 use crate::MANAGER;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt};
 use switchboard_crds::SipDevice;
 
@@ -52,7 +53,7 @@ pub async fn execute(
         }
     };
     if let Some(site) = site {
-        event(recorder, site, warning, reason, note).await;
+        events::publish(recorder, site, warning, reason, "CompanionDevices", note).await;
     }
     Ok(stored)
 }
@@ -63,28 +64,4 @@ fn user_of(d: &SipDevice) -> String {
         .as_ref()
         .and_then(|a| a.user.as_ref())
         .map_or_else(|| d.name_any(), |u| u.user.clone())
-}
-
-/// Best effort: the device is what matters.
-async fn event(
-    recorder: &Recorder,
-    site: &ObjectReference,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "CompanionDevices".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, site).await {
-        tracing::warn!(error = %e, reason, "event not published");
-    }
 }

@@ -10,6 +10,7 @@ use super::Context;
 use crate::companions;
 use crate::compile::{compile, Compiled, LastGood};
 use crate::credentials::plan::{self as creds, OwnerKind};
+use crate::events;
 use crate::index::{Change, Index, Op};
 use crate::key::ObjectKey;
 use crate::validate::validate;
@@ -17,7 +18,6 @@ use crate::{publish, status};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use rand::Rng;
 use std::time::Instant;
@@ -76,30 +76,6 @@ fn owner_ref(index: &Index, w: &creds::SecretWrite) -> Option<ObjectReference> {
     match w.owner_kind {
         OwnerKind::Device => index.devices.get(&w.owner).map(|d| d.object_ref()),
         OwnerKind::Registration => index.registrations.get(&w.owner).map(|o| o.object_ref(&())),
-    }
-}
-
-async fn publish_event(
-    ctx: &Context,
-    reference: &ObjectReference,
-    warning: bool,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, object = ?reference.name, reason, "event not published");
     }
 }
 
@@ -292,6 +268,14 @@ async fn publish_config(
     let note = format!(
         "registrar config {hash} published: {devices} devices, {bytes} bytes in {count} shards"
     );
-    publish_event(ctx, &reference, false, "ConfigPublished", "Publish", note).await;
+    events::publish(
+        &ctx.recorder,
+        &reference,
+        false,
+        "ConfigPublished",
+        "Publish",
+        note,
+    )
+    .await;
     Ok(true)
 }

@@ -12,6 +12,7 @@ use super::leader::Fence;
 use super::metrics::Metrics;
 use crate::companions::{self, CompanionWrite};
 use crate::credentials::plan::SecretWrite;
+use crate::events;
 use crate::key::ObjectKey;
 use crate::status::{self, Update};
 use crate::MANAGER;
@@ -19,7 +20,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -397,36 +398,28 @@ async fn credentials_event(
         Reason::Rotated => format!("new password in Secret {name}"),
         Reason::Renamed => format!("SIP user name updated in Secret {name}"),
     };
-    let event = Event {
-        type_: EventType::Normal,
-        reason: w.reason.as_str().into(),
-        note: Some(note),
-        action: "Credentials".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, secret = %name, "event not published");
-    }
+    events::publish(
+        recorder,
+        reference,
+        false,
+        w.reason.as_str(),
+        "Credentials",
+        note,
+    )
+    .await;
 }
 
 /// A Warning Event on the owner of a credentials Secret that cannot be written; best effort (the
 /// namespace that refuses the Secret may refuse the Event too), in the background.
 fn failure_event(io: &Arc<Io>, reference: ObjectReference, w: &SecretWrite, error: &str) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "CredentialsNotWritten".into(),
-        note: Some(format!(
-            "cannot write Secret {} (retrying): {error}",
-            w.secret.name_any()
-        )),
-        action: "Credentials".into(),
-        secondary: None,
-    };
+    let note = format!(
+        "cannot write Secret {} (retrying): {error}",
+        w.secret.name_any()
+    );
     let io = io.clone();
     tokio::spawn(async move {
-        if let Err(e) = io.recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, "event not published");
-        }
+        let reason = "CredentialsNotWritten";
+        events::publish(&io.recorder, &reference, true, reason, "Credentials", note).await;
     });
 }
 

@@ -1,9 +1,10 @@
 //! Status I/O: server-side apply of the operator's fields, then the Events.
 
 use super::Update;
+use crate::events;
 use crate::MANAGER;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client};
 use switchboard_crds::{GROUP, VERSION};
 
@@ -26,20 +27,16 @@ pub async fn execute(client: &Client, recorder: &Recorder, update: &Update) -> k
     )
     .await?;
     for e in &update.events {
-        let event = Event {
-            type_: if e.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.clone(),
-            note: Some(e.note.clone()),
-            action: "Validate".into(),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&event, &update.reference).await {
-            tracing::warn!(object = %update.key, error = %err, reason = %e.reason, "event not published");
-        }
+        let (reason, note) = (&e.reason, e.note.clone());
+        events::publish(
+            recorder,
+            &update.reference,
+            e.warning,
+            reason,
+            "Validate",
+            note,
+        )
+        .await;
     }
     Ok(())
 }
