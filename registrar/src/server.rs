@@ -256,7 +256,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listeners = bind_listeners(&rt)?;
     let uac_index = UacIndex::default();
     let http = start_http(&rt, uac_index.clone()).await?;
-    let background = spawn_background(&rt, clustered, &cluster, &listeners.bound)?;
+    let mut background = spawn_background(&rt, clustered, &cluster, &listeners.bound)?;
 
     // Status reporter (cluster only), then the outbound registrations, which report to it.
     let uac_settings = uac_settings(&rt, &listeners.bound)?;
@@ -275,7 +275,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     wait_for_signal(&mut term, &mut int, &rt.config).await;
     let _ = shutdown_tx.send(true);
     drain(listeners, args.max_connections, uac_task, http).await;
-    let mut background = background;
     background.abort_all();
     tracing::info!("stopped");
     Ok(())
