@@ -88,16 +88,175 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
 }
 
-/// Registers `m`, noting its name in `names`.
-fn register(
-    registry: &Registry,
-    names: &std::cell::RefCell<Vec<String>>,
-    m: Box<dyn prometheus::core::Collector>,
-) {
-    let mut names = names.borrow_mut();
-    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
-    names.sort();
-    registry.register(m).expect("unique metric");
+/// A metric's name and help.
+type Spec = (&'static str, &'static str);
+
+/// A labelled metric's name, help and label names.
+type VecSpec = (&'static str, &'static str, &'static [&'static str]);
+
+// SIP messages.
+const REQUESTS: VecSpec = (
+    "sip_requests_total",
+    "SIP requests answered, by method and response code",
+    &["method", "code"],
+);
+const DROPPED: VecSpec = (
+    "sip_messages_dropped_total",
+    "SIP messages dropped unanswered, by reason",
+    &["reason"],
+);
+const RETRANSMISSIONS: Spec = (
+    "sip_retransmissions_total",
+    "Retransmitted requests answered from the transaction cache",
+);
+
+// Authentication.
+const AUTH_FAILURES: VecSpec = (
+    "sip_auth_failures_total",
+    "Requests not authorized, by reason",
+    &["reason"],
+);
+const AUTH_BLOCKS: VecSpec = (
+    "sip_auth_blocks_total",
+    "Blocks started after too many failed authentications, by scope (pair, source)",
+    &["scope"],
+);
+const AUTH_BLOCKED: VecSpec = (
+    "sip_auth_blocked",
+    "Keys blocked after too many failed authentications, by scope (pair, source)",
+    &["scope"],
+);
+const AUTH_LOGS_SUPPRESSED: Spec = (
+    "sip_auth_log_lines_suppressed_total",
+    "Failed-authentication log lines left out by the per-source rate limit",
+);
+
+// Registrations.
+const ACTIVE_BINDINGS: Spec = ("sip_active_bindings", "Live bindings in the location store");
+const DEVICES: VecSpec = (
+    "sip_devices",
+    "Configured devices by registration state",
+    &["state"],
+);
+const EVENTS: VecSpec = (
+    "sip_registration_events_total",
+    "Binding changes, by kind",
+    &["kind"],
+);
+const CHECK_SYNC: VecSpec = (
+    "sip_check_sync_total",
+    "check-sync NOTIFYs to phones whose credentials rotated, by result",
+    &["result"],
+);
+const STORE_ERRORS: VecSpec = (
+    "switchboard_location_store_errors_total",
+    "Location store operations that failed, by operation",
+    &["operation"],
+);
+
+// Stream connections.
+const CONNECTIONS: VecSpec = (
+    "sip_connections",
+    "Open stream connections, by transport",
+    &["transport"],
+);
+const CONNECTIONS_REFUSED: VecSpec = (
+    "sip_connections_refused_total",
+    "Stream connections refused, by the limit reached (limit, source_limit)",
+    &["reason"],
+);
+const CONNECTIONS_CLOSED: VecSpec = (
+    "sip_connections_closed_total",
+    "Stream connections closed by a timeout, by which",
+    &["reason"],
+);
+
+// Config.
+const CONFIG_GENERATION: Spec = (
+    "switchboard_config_generation",
+    "Generation of the registrar config in force",
+);
+const CONFIG_INFO: VecSpec = (
+    "switchboard_config_info",
+    "The registrar config in force (value 1), by content hash",
+    &["hash"],
+);
+const CONFIG_RELOAD_ERRORS: Spec = (
+    "switchboard_config_reload_errors_total",
+    "Config reloads refused (the previous config stays)",
+);
+
+// Proxy.
+const CALLS: VecSpec = (
+    "sip_calls_total",
+    "Calls (INVITE) and MESSAGEs through the proxy, by outcome",
+    &["outcome"],
+);
+const PROXY_TRANSACTIONS: VecSpec = (
+    "sip_proxy_transactions",
+    "Live proxy transactions, by side",
+    &["side"],
+);
+const PROXY_CALLS: Spec = (
+    "sip_proxy_calls",
+    "Calls through the proxy with a branch still open",
+);
+
+// Cluster and status reporting.
+const CLUSTER_REPLICAS: VecSpec = (
+    "switchboard_cluster_replicas",
+    "Replicas of this installation as this one sees them, by state",
+    &["state"],
+);
+const REPLICA_INFO: VecSpec = (
+    "switchboard_replica_info",
+    "Names this replica",
+    &["replica"],
+);
+const STATUS_PENDING: Spec = (
+    "switchboard_status_writes_pending",
+    "Status writes waiting for the API server",
+);
+const STATUS_WRITES: VecSpec = (
+    "switchboard_status_writes_total",
+    "Status writes by result (written, gone, failed)",
+    &["result"],
+);
+
+/// The registry being filled, and the name of every metric in it (sorted).
+#[derive(Default)]
+struct Registration {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Registration {
+    /// Registers `m`, noting its name.
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&mut self, m: M) -> M {
+        self.names
+            .extend(m.desc().iter().map(|d| d.fq_name.clone()));
+        self.names.sort();
+        self.registry
+            .register(Box::new(m.clone()))
+            .expect("unique metric");
+        m
+    }
+
+    fn counter_vec(&mut self, (name, help, labels): VecSpec) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, (name, help, labels): VecSpec) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn counter(&mut self, (name, help): Spec) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, (name, help): Spec) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("valid metric"))
+    }
 }
 
 impl Default for Metrics {
@@ -107,149 +266,38 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers the metrics.
+    /// Creates and registers the metrics (their names and help are the `Spec`s above).
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let names = std::cell::RefCell::new(Vec::new());
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            register(&registry, &names, Box::new(m.clone()));
-            m
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            register(&registry, &names, Box::new(m.clone()));
-            m
-        };
-        let counter = |name: &str, help: &str| {
-            let m = IntCounter::new(name, help).expect("valid metric");
-            register(&registry, &names, Box::new(m.clone()));
-            m
-        };
-        let gauge = |name: &str, help: &str| {
-            let m = IntGauge::new(name, help).expect("valid metric");
-            register(&registry, &names, Box::new(m.clone()));
-            m
-        };
+        let mut r = Registration::default();
         Metrics {
-            requests: counter_vec(
-                "sip_requests_total",
-                "SIP requests answered, by method and response code",
-                &["method", "code"],
-            ),
+            requests: r.counter_vec(REQUESTS),
             hot_requests: Default::default(),
-            auth_failures: counter_vec(
-                "sip_auth_failures_total",
-                "Requests not authorized, by reason",
-                &["reason"],
-            ),
-            auth_blocks: counter_vec(
-                "sip_auth_blocks_total",
-                "Blocks started after too many failed authentications, by scope (pair, source)",
-                &["scope"],
-            ),
-            auth_blocked: gauge_vec(
-                "sip_auth_blocked",
-                "Keys blocked after too many failed authentications, by scope (pair, source)",
-                &["scope"],
-            ),
-            auth_logs_suppressed: counter(
-                "sip_auth_log_lines_suppressed_total",
-                "Failed-authentication log lines left out by the per-source rate limit",
-            ),
-            dropped: counter_vec(
-                "sip_messages_dropped_total",
-                "SIP messages dropped unanswered, by reason",
-                &["reason"],
-            ),
-            retransmissions: counter(
-                "sip_retransmissions_total",
-                "Retransmitted requests answered from the transaction cache",
-            ),
-            active_bindings: gauge("sip_active_bindings", "Live bindings in the location store"),
-            devices: gauge_vec(
-                "sip_devices",
-                "Configured devices by registration state",
-                &["state"],
-            ),
-            events: counter_vec(
-                "sip_registration_events_total",
-                "Binding changes, by kind",
-                &["kind"],
-            ),
-            check_sync: counter_vec(
-                "sip_check_sync_total",
-                "check-sync NOTIFYs to phones whose credentials rotated, by result",
-                &["result"],
-            ),
-            connections: gauge_vec(
-                "sip_connections",
-                "Open stream connections, by transport",
-                &["transport"],
-            ),
-            connections_refused: counter_vec(
-                "sip_connections_refused_total",
-                "Stream connections refused, by the limit reached (limit, source_limit)",
-                &["reason"],
-            ),
-            connections_closed: counter_vec(
-                "sip_connections_closed_total",
-                "Stream connections closed by a timeout, by which",
-                &["reason"],
-            ),
-            config_generation: gauge(
-                "switchboard_config_generation",
-                "Generation of the registrar config in force",
-            ),
-            config_info: gauge_vec(
-                "switchboard_config_info",
-                "The registrar config in force (value 1), by content hash",
-                &["hash"],
-            ),
-            config_reload_errors: counter(
-                "switchboard_config_reload_errors_total",
-                "Config reloads refused (the previous config stays)",
-            ),
-            calls: counter_vec(
-                "sip_calls_total",
-                "Calls (INVITE) and MESSAGEs through the proxy, by outcome",
-                &["outcome"],
-            ),
-            proxy_transactions: gauge_vec(
-                "sip_proxy_transactions",
-                "Live proxy transactions, by side",
-                &["side"],
-            ),
-            proxy_calls: gauge(
-                "sip_proxy_calls",
-                "Calls through the proxy with a branch still open",
-            ),
-            store_errors: counter_vec(
-                "switchboard_location_store_errors_total",
-                "Location store operations that failed, by operation",
-                &["operation"],
-            ),
-            cluster_replicas: gauge_vec(
-                "switchboard_cluster_replicas",
-                "Replicas of this installation as this one sees them, by state",
-                &["state"],
-            ),
-            replica_info: gauge_vec(
-                "switchboard_replica_info",
-                "Names this replica",
-                &["replica"],
-            ),
-            status_pending: gauge(
-                "switchboard_status_writes_pending",
-                "Status writes waiting for the API server",
-            ),
-            status_writes: counter_vec(
-                "switchboard_status_writes_total",
-                "Status writes by result (written, gone, failed)",
-                &["result"],
-            ),
-            names: names.into_inner(),
-            registry,
+            auth_failures: r.counter_vec(AUTH_FAILURES),
+            auth_blocks: r.counter_vec(AUTH_BLOCKS),
+            auth_blocked: r.gauge_vec(AUTH_BLOCKED),
+            auth_logs_suppressed: r.counter(AUTH_LOGS_SUPPRESSED),
+            dropped: r.counter_vec(DROPPED),
+            retransmissions: r.counter(RETRANSMISSIONS),
+            active_bindings: r.gauge(ACTIVE_BINDINGS),
+            devices: r.gauge_vec(DEVICES),
+            events: r.counter_vec(EVENTS),
+            check_sync: r.counter_vec(CHECK_SYNC),
+            connections: r.gauge_vec(CONNECTIONS),
+            connections_refused: r.counter_vec(CONNECTIONS_REFUSED),
+            connections_closed: r.counter_vec(CONNECTIONS_CLOSED),
+            config_generation: r.gauge(CONFIG_GENERATION),
+            config_info: r.gauge_vec(CONFIG_INFO),
+            config_reload_errors: r.counter(CONFIG_RELOAD_ERRORS),
+            calls: r.counter_vec(CALLS),
+            proxy_transactions: r.gauge_vec(PROXY_TRANSACTIONS),
+            proxy_calls: r.gauge(PROXY_CALLS),
+            store_errors: r.counter_vec(STORE_ERRORS),
+            cluster_replicas: r.gauge_vec(CLUSTER_REPLICAS),
+            replica_info: r.gauge_vec(REPLICA_INFO),
+            status_pending: r.gauge(STATUS_PENDING),
+            status_writes: r.counter_vec(STATUS_WRITES),
+            names: r.names,
+            registry: r.registry,
         }
     }
 

@@ -19,21 +19,25 @@ use crate::http::{self, HttpState};
 use crate::location::{LocationStore, MemoryStore, RedisStore};
 use crate::metrics::Metrics;
 use crate::proxy::ProxySettings;
+use crate::registrar::events::RegistrationEvent;
 use crate::service::{Service, ServiceSettings};
-use crate::status::{self, StatusSettings};
+use crate::status::{self, StatusHandle, StatusSettings};
 use crate::transport;
 use crate::transport::per_source::PerSource;
 use crate::transport::tcp::{ConnectionLimits, StreamLimits};
 use crate::transport::websocket::{handshake::WebSocketPolicy, WebSocketSettings};
 use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
+use ::redis::aio::ConnectionManager;
 use anyhow::Context;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_crds::common::Transport;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for open connections to finish their message in hand.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,6 +173,49 @@ async fn serve_debug(
     }
 }
 
+/// The Kubernetes API and the namespace the registrar watches (in a cluster).
+type ClusterApi = (kube::Client, String);
+
+/// What the startup steps after the service share: the arguments, the config, the store,
+/// the service and its siblings, and the shutdown signal every task watches.
+struct Runtime<'a> {
+    args: &'a RunArgs,
+    config: Arc<ConfigHandle>,
+    store: Arc<dyn LocationStore>,
+    metrics: Arc<Metrics>,
+    service: Arc<Service>,
+    siblings: Cluster,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What was bound, per transport: the Contact of outbound registrations and the addresses
+/// the proxy record-routes with.
+#[derive(Default)]
+struct Bound {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+    ws: Vec<SocketAddr>,
+    wss: Vec<SocketAddr>,
+}
+
+/// The SIP listeners: their tasks and what the drain waits on.
+struct Listeners {
+    tasks: JoinSet<()>,
+    /// Per UDP socket with Redis: the messages in flight, each holding a permit until answered.
+    udp_inflight: Vec<Arc<Semaphore>>,
+    /// TCP, TLS and WebSocket connections share this bound; each holds a permit while open.
+    permits: Arc<Semaphore>,
+    limits: StreamLimits,
+    bound: Bound,
+}
+
+/// The HTTP servers: `/metrics` and probes, and `/debug/*` when bound.
+struct HttpTasks {
+    main: JoinHandle<()>,
+    debug: Option<JoinHandle<()>>,
+}
+
 /// Runs the registrar until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // First, so a SIGTERM that arrives while starting (readiness may already be up) still
@@ -177,6 +224,65 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(ConfigHandle::new());
+    let cluster = load_config(&args, &config).await?;
+    anyhow::ensure!(
+        args.status_rate > 0.0 && args.status_rate.is_finite(),
+        "--status-rate must be a positive number"
+    );
+    let replica = replica_name(&args);
+    let (store, shared) = location_store(&args).await?;
+    let (siblings, clustered) = siblings(&args, &replica, cluster.is_some(), &config)?;
+    metrics.replica_info.with_label_values(&[&replica]).set(1);
+    let service = Arc::new(Service::new(
+        service_settings(&args, siblings.clone(), shared),
+        config.clone(),
+        store.clone(),
+        metrics.clone(),
+    ));
+    service.config_changed().await;
+    // Subscribed before any request is served, so the reporter sees every change.
+    let status_events = cluster.as_ref().map(|_| service.subscribe());
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rt = Runtime {
+        args: &args,
+        config,
+        store,
+        metrics,
+        service,
+        siblings,
+        shutdown: shutdown_rx,
+    };
+    let listeners = bind_listeners(&rt)?;
+    let uac_index = UacIndex::default();
+    let http = start_http(&rt, uac_index.clone()).await?;
+    let mut background = spawn_background(&rt, clustered, &cluster, &listeners.bound)?;
+
+    // Status reporter (cluster only), then the outbound registrations, which report to it.
+    let uac_settings = uac_settings(&rt, &listeners.bound)?;
+    attach_outbound(&rt, &listeners, &uac_settings);
+    let status_start = match (cluster, status_events) {
+        (Some((client, _)), Some(events)) => {
+            Some(status_reporter(&rt, client, events, &replica, clustered))
+        }
+        _ => {
+            tracing::info!("status reporter disabled (no cluster)");
+            None
+        }
+    };
+    let uac_task = spawn_uac(&rt, uac_settings, status_start, uac_index);
+
+    wait_for_signal(&mut term, &mut int, &rt.config).await;
+    let _ = shutdown_tx.send(true);
+    drain(listeners, args.max_connections, uac_task, http).await;
+    background.abort_all();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the config of a file or the embedded demo into `config`; in a cluster, connects to
+/// the API instead (the config arrives later through [`kube_source`]).
+async fn load_config(args: &RunArgs, config: &ConfigHandle) -> anyhow::Result<Option<ClusterApi>> {
     let source = args.config_source(in_pod());
     let initial = match &source {
         ConfigSource::File(path) => Some((path.display().to_string(), file::load(path)?)),
@@ -192,42 +298,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         config.replace(initial);
     }
-    let cluster = match source {
-        ConfigSource::Cluster => {
-            let client = kube::Client::try_default().await.context(
-                "connecting to the Kubernetes API (--kube or KUBERNETES_SERVICE_HOST; \
-                 give --config FILE to run standalone)",
-            )?;
-            let namespace = args
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| client.default_namespace().to_string());
-            Some((client, namespace))
-        }
-        _ => None,
-    };
-    anyhow::ensure!(
-        args.status_rate > 0.0 && args.status_rate.is_finite(),
-        "--status-rate must be a positive number"
-    );
+    if !matches!(source, ConfigSource::Cluster) {
+        return Ok(None);
+    }
+    let client = kube::Client::try_default().await.context(
+        "connecting to the Kubernetes API (--kube or KUBERNETES_SERVICE_HOST; \
+         give --config FILE to run standalone)",
+    )?;
+    let namespace = args
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok(Some((client, namespace)))
+}
 
-    let replica = replica_name(&args);
-    // With Redis, the limiter and nonce-count records live there too, on the same connection.
-    let (store, shared): (Arc<dyn LocationStore>, Option<_>) = match &args.redis_url {
+/// The location store: Redis when given (then the limiter and nonce-count records live there
+/// too, on the same connection, returned beside it), else in memory.
+async fn location_store(
+    args: &RunArgs,
+) -> anyhow::Result<(Arc<dyn LocationStore>, Option<ConnectionManager>)> {
+    match &args.redis_url {
         Some(url) => {
             let store = RedisStore::connect(url, &args.redis_prefix)
                 .await
                 .with_context(|| format!("connecting to the location store at {url}"))?;
             tracing::info!(prefix = %args.redis_prefix, "bindings and authentication state kept in Redis");
             let conn = store.connection();
-            (Arc::new(store), Some(conn))
+            Ok((Arc::new(store), Some(conn)))
         }
-        None => (Arc::new(MemoryStore::new()), None),
-    };
-    // Siblings: a static list, or the registrar Service's endpoints in a cluster.
+        None => Ok((Arc::new(MemoryStore::new()), None)),
+    }
+}
+
+/// The siblings: a static list, or the registrar Service's endpoints in a cluster; and
+/// whether this replica has siblings at all.
+fn siblings(
+    args: &RunArgs,
+    replica: &str,
+    in_cluster: bool,
+    config: &ConfigHandle,
+) -> anyhow::Result<(Cluster, bool)> {
     anyhow::ensure!(
-        args.peers_service.is_none() || cluster.is_some(),
+        args.peers_service.is_none() || in_cluster,
         "--peers-service needs the cluster (--kube, or running in a pod)"
     );
     let clustered = !args.peers.is_empty() || args.peers_service.is_some();
@@ -235,9 +348,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if args.redis_url.is_none() {
             tracing::warn!("siblings without --redis-url: each replica keeps its own bindings");
         }
-        Cluster::new(replica.clone())
+        Cluster::new(replica.to_string())
     } else {
-        Cluster::alone(replica.clone())
+        Cluster::alone(replica.to_string())
     };
     siblings.set_members(&args.peers);
     if clustered
@@ -247,7 +360,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("the config has no nonceKey: this replica makes its own, so siblings refuse its challenges and Routes; give every replica the same nonceKey");
     }
-    metrics.replica_info.with_label_values(&[&replica]).set(1);
+    Ok((siblings, clustered))
+}
+
+/// The service's settings from the arguments: authentication (state in Redis when `shared`),
+/// the siblings and the proxy's ring timeout.
+fn service_settings(
+    args: &RunArgs,
+    siblings: Cluster,
+    shared: Option<ConnectionManager>,
+) -> ServiceSettings {
     let auth = AuthSettings {
         nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
         limiter: LimiterSettings {
@@ -267,8 +389,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             auth.nonce_ttl,
         ))
     });
-    let settings = ServiceSettings {
-        cluster: siblings.clone(),
+    ServiceSettings {
+        cluster: siblings,
         auth,
         auth_state,
         proxy: ProxySettings {
@@ -276,71 +398,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         ..Default::default()
-    };
-    let service = Arc::new(Service::new(
-        settings,
-        config.clone(),
-        store.clone(),
-        metrics.clone(),
-    ));
-    service.config_changed().await;
-    // Subscribed before any request is served, so the reporter sees every change.
-    let status_events = cluster.as_ref().map(|_| service.subscribe());
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut listeners = JoinSet::new();
-    // Per UDP socket with Redis: the messages in flight, each holding a permit until answered.
-    let mut udp_inflight = Vec::new();
-    // What was bound, per transport (the Contact of outbound registrations).
-    let (mut bound_udp, mut bound_tcp, mut bound_tls) = (Vec::new(), Vec::new(), Vec::new());
-
-    // UDP.
-    let workers = args
-        .udp_workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    for (addr, required) in addresses(&args.udp, 5060) {
-        match transport::bind_udp(addr) {
-            Ok(socket) => {
-                tracing::info!(%addr, workers, "listening on UDP");
-                bound_udp.push(socket.local_addr().unwrap_or(addr));
-                let socket = Arc::new(socket);
-                // The proxy sends on the first IPv4 (else IPv6) socket, advertising its
-                // address (--advertise, else a detected one for a wildcard bind).
-                if !service.proxy().is_attached() {
-                    let local = socket.local_addr().unwrap_or(addr);
-                    let ip = args
-                        .advertise
-                        .or_else(|| {
-                            (local.ip().is_unspecified())
-                                .then(|| detect_local_ip(local.is_ipv6()))
-                                .flatten()
-                        })
-                        .unwrap_or(local.ip());
-                    service
-                        .proxy()
-                        .attach_udp(socket.clone(), SocketAddr::new(ip, local.port()));
-                }
-                let inflight = args
-                    .redis_url
-                    .is_some()
-                    .then(|| Arc::new(Semaphore::new(REDIS_UDP_INFLIGHT)));
-                udp_inflight.extend(inflight.clone());
-                for _ in 0..workers {
-                    listeners.spawn(transport::udp::serve(
-                        socket.clone(),
-                        service.clone(),
-                        inflight.clone(),
-                        shutdown_rx.clone(),
-                    ));
-                }
-            }
-            Err(e) if !required => tracing::warn!(%addr, error = %e, "not listening on UDP"),
-            Err(e) => return Err(e).with_context(|| format!("binding UDP {addr}")),
-        }
     }
+}
 
-    // TCP and TLS share the connection bound.
+/// Binds UDP, then TCP and TLS, then WS and WSS, spawning their serving tasks.
+fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
+    let args = rt.args;
+    let mut tasks = JoinSet::new();
+    let mut bound = Bound::default();
+    let udp_inflight = bind_udp(rt, &mut tasks, &mut bound.udp)?;
+    // TCP, TLS and WebSocket share the connection bound.
     let permits = Arc::new(Semaphore::new(args.max_connections.max(1)));
     let limits = StreamLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout.max(1)),
@@ -351,20 +418,113 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         total: permits.clone(),
         per_source: PerSource::new(args.max_connections_per_source),
     };
+    let acceptor = bind_streams(rt, &admit, limits, &mut tasks, &mut bound)?;
+    bind_websockets(
+        rt,
+        acceptor.as_ref(),
+        &admit,
+        limits,
+        &mut tasks,
+        &mut bound,
+    )?;
+    Ok(Listeners {
+        tasks,
+        udp_inflight,
+        permits,
+        limits,
+        bound,
+    })
+}
+
+/// Binds the UDP sockets, each served by `--udp-workers` tasks; returns the in-flight bound
+/// of each socket (with Redis).
+fn bind_udp(
+    rt: &Runtime<'_>,
+    tasks: &mut JoinSet<()>,
+    bound: &mut Vec<SocketAddr>,
+) -> anyhow::Result<Vec<Arc<Semaphore>>> {
+    let args = rt.args;
+    let mut udp_inflight = Vec::new();
+    let workers = args
+        .udp_workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    for (addr, required) in addresses(&args.udp, 5060) {
+        match transport::bind_udp(addr) {
+            Ok(socket) => {
+                tracing::info!(%addr, workers, "listening on UDP");
+                bound.push(socket.local_addr().unwrap_or(addr));
+                let socket = Arc::new(socket);
+                attach_proxy_udp(rt, &socket, addr);
+                let inflight = args
+                    .redis_url
+                    .is_some()
+                    .then(|| Arc::new(Semaphore::new(REDIS_UDP_INFLIGHT)));
+                udp_inflight.extend(inflight.clone());
+                for _ in 0..workers {
+                    tasks.spawn(transport::udp::serve(
+                        socket.clone(),
+                        rt.service.clone(),
+                        inflight.clone(),
+                        rt.shutdown.clone(),
+                    ));
+                }
+            }
+            Err(e) if !required => tracing::warn!(%addr, error = %e, "not listening on UDP"),
+            Err(e) => return Err(e).with_context(|| format!("binding UDP {addr}")),
+        }
+    }
+    Ok(udp_inflight)
+}
+
+/// The proxy sends on the first IPv4 (else IPv6) socket, advertising its address
+/// (--advertise, else a detected one for a wildcard bind).
+fn attach_proxy_udp(rt: &Runtime<'_>, socket: &Arc<tokio::net::UdpSocket>, addr: SocketAddr) {
+    if rt.service.proxy().is_attached() {
+        return;
+    }
+    let local = socket.local_addr().unwrap_or(addr);
+    let ip = rt
+        .args
+        .advertise
+        .or_else(|| {
+            (local.ip().is_unspecified())
+                .then(|| detect_local_ip(local.is_ipv6()))
+                .flatten()
+        })
+        .unwrap_or(local.ip());
+    rt.service
+        .proxy()
+        .attach_udp(socket.clone(), SocketAddr::new(ip, local.port()));
+}
+
+/// Binds the TCP listeners, then the TLS ones (when a certificate is given); returns the TLS
+/// acceptor, which WSS shares.
+fn bind_streams(
+    rt: &Runtime<'_>,
+    admit: &ConnectionLimits,
+    limits: StreamLimits,
+    tasks: &mut JoinSet<()>,
+    bound: &mut Bound,
+) -> anyhow::Result<Option<TlsAcceptor>> {
+    let args = rt.args;
+    let serve = |listener, tls| {
+        transport::tcp::serve(
+            listener,
+            tls,
+            rt.service.clone(),
+            rt.metrics.clone(),
+            admit.clone(),
+            limits,
+            rt.shutdown.clone(),
+        )
+    };
     for (addr, required) in addresses(&args.tcp, 5060) {
         match transport::bind_tcp(addr) {
             Ok(listener) => {
                 tracing::info!(%addr, "listening on TCP");
-                bound_tcp.push(listener.local_addr().unwrap_or(addr));
-                listeners.spawn(transport::tcp::serve(
-                    listener,
-                    None,
-                    service.clone(),
-                    metrics.clone(),
-                    admit.clone(),
-                    limits,
-                    shutdown_rx.clone(),
-                ));
+                bound.tcp.push(listener.local_addr().unwrap_or(addr));
+                tasks.spawn(serve(listener, None));
             }
             Err(e) if !required => tracing::warn!(%addr, error = %e, "not listening on TCP"),
             Err(e) => return Err(e).with_context(|| format!("binding TCP {addr}")),
@@ -381,16 +541,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             match transport::bind_tcp(addr) {
                 Ok(listener) => {
                     tracing::info!(%addr, "listening on TLS");
-                    bound_tls.push(listener.local_addr().unwrap_or(addr));
-                    listeners.spawn(transport::tcp::serve(
-                        listener,
-                        Some(acceptor.clone()),
-                        service.clone(),
-                        metrics.clone(),
-                        admit.clone(),
-                        limits,
-                        shutdown_rx.clone(),
-                    ));
+                    bound.tls.push(listener.local_addr().unwrap_or(addr));
+                    tasks.spawn(serve(listener, Some(acceptor.clone())));
                 }
                 Err(e) if !required => {
                     tracing::warn!(%addr, error = %e, "not listening on TLS")
@@ -399,7 +551,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // WS and WSS (browser phones), only where asked for.
+    Ok(acceptor)
+}
+
+/// Binds WS and WSS (browser phones), only where asked for.
+fn bind_websockets(
+    rt: &Runtime<'_>,
+    acceptor: Option<&TlsAcceptor>,
+    admit: &ConnectionLimits,
+    limits: StreamLimits,
+    tasks: &mut JoinSet<()>,
+    bound: &mut Bound,
+) -> anyhow::Result<()> {
+    let args = rt.args;
     let ws_settings = Arc::new(WebSocketSettings {
         policy: WebSocketPolicy {
             allowed_origins: args.ws_allowed_origin.clone(),
@@ -407,120 +571,87 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ping_interval: (args.ws_ping_interval > 0)
             .then(|| Duration::from_secs(args.ws_ping_interval)),
     });
-    let (mut bound_ws, mut bound_wss) = (Vec::new(), Vec::new());
     for (tls, given, bound) in [
-        (None, &args.ws, &mut bound_ws),
-        (acceptor.as_ref(), &args.wss, &mut bound_wss),
+        (None, &args.ws, &mut bound.ws),
+        (acceptor, &args.wss, &mut bound.wss),
     ] {
         for &addr in given {
             let listener =
                 transport::bind_tcp(addr).with_context(|| format!("binding WebSocket {addr}"))?;
             tracing::info!(%addr, secure = tls.is_some(), "listening for SIP over WebSocket");
             bound.push(listener.local_addr().unwrap_or(addr));
-            listeners.spawn(transport::websocket::serve(
+            tasks.spawn(transport::websocket::serve(
                 listener,
                 tls.cloned(),
                 ws_settings.clone(),
-                service.clone(),
-                metrics.clone(),
+                rt.service.clone(),
+                rt.metrics.clone(),
                 admit.clone(),
                 limits,
-                shutdown_rx.clone(),
+                rt.shutdown.clone(),
             ));
         }
     }
+    Ok(())
+}
 
-    // HTTP.
-    let uac_index = UacIndex::default();
+/// Serves `/metrics`, `/healthz`, `/readyz` on `--http`, and `/debug/*`.
+async fn start_http(rt: &Runtime<'_>, uac: UacIndex) -> anyhow::Result<HttpTasks> {
+    let args = rt.args;
     let http_state = Arc::new(HttpState {
-        metrics: metrics.clone(),
-        config: config.clone(),
-        store: store.clone(),
-        uac: uac_index.clone(),
-        cluster: siblings.clone(),
+        metrics: rt.metrics.clone(),
+        config: rt.config.clone(),
+        store: rt.store.clone(),
+        uac,
+        cluster: rt.siblings.clone(),
         shutting_down: Default::default(),
     });
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding HTTP {}", args.http))?;
     tracing::info!(addr = %args.http, "serving /metrics, /healthz, /readyz");
-    let http_task = serve_http(
+    let main = serve_http(
         http_listener,
         http::router(http_state.clone()),
-        shutdown_rx.clone(),
+        rt.shutdown.clone(),
     );
-    let debug_task = serve_debug(&args, http_state, shutdown_rx.clone()).await?;
+    let debug = serve_debug(args, http_state, rt.shutdown.clone()).await?;
+    Ok(HttpTasks { main, debug })
+}
 
-    // Background tasks.
+/// Spawns the background tasks: the expiry sweeper, the config follower, the sibling probes
+/// and endpoint watch (with siblings), the config file watcher and the cluster config source.
+fn spawn_background(
+    rt: &Runtime<'_>,
+    clustered: bool,
+    cluster: &Option<ClusterApi>,
+    bound: &Bound,
+) -> anyhow::Result<JoinSet<()>> {
     let mut background = JoinSet::new();
-    {
-        let service = service.clone();
-        let mut shutdown = shutdown_rx.clone();
-        background.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = transport::shutdown_requested(&mut shutdown) => break,
-                    _ = tick.tick() => service.sweep().await,
-                }
-            }
-        });
-    }
-    {
-        let service = service.clone();
-        let mut changes = config.subscribe();
-        let mut shutdown = shutdown_rx.clone();
-        background.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = transport::shutdown_requested(&mut shutdown) => break,
-                    r = changes.changed() => {
-                        if r.is_err() { break; }
-                        service.config_changed().await;
-                    }
-                }
-            }
-        });
-    }
+    background.spawn(sweep(rt.service.clone(), rt.shutdown.clone()));
+    background.spawn(follow_config(
+        rt.service.clone(),
+        rt.config.subscribe(),
+        rt.shutdown.clone(),
+    ));
     if clustered {
-        // Probes leave from the family of the address we advertise to siblings.
-        let family_ip =
-            service
-                .proxy()
-                .advertised()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| match a {
-                    SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                });
-        background.spawn(cluster::probe::run(
-            siblings.clone(),
-            SocketAddr::new(family_ip, 0),
-            shutdown_rx.clone(),
-        ));
-        if let (Some(service_name), Some((client, namespace))) = (&args.peers_service, &cluster) {
-            tracing::info!(service = %service_name, "siblings from the Service's EndpointSlices");
-            siblings.own_only_when_listed();
-            background.spawn(cluster::endpoints::run(
-                client.clone(),
-                namespace.clone(),
-                service_name.clone(),
-                bound_udp.first().map_or(5060, |a| a.port()),
-                siblings.clone(),
-                shutdown_rx.clone(),
-            ));
-        }
+        spawn_sibling_tasks(rt, cluster, bound, &mut background);
     }
-    if let Some(path) = &args.config {
+    if let Some(path) = &rt.args.config {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        file::spawn_watcher(path, config.clone(), metrics.clone(), shutdown_rx.clone())?;
+        file::spawn_watcher(
+            path,
+            rt.config.clone(),
+            rt.metrics.clone(),
+            rt.shutdown.clone(),
+        )?;
     }
-    if let Some((client, namespace)) = &cluster {
+    if let Some((client, namespace)) = cluster {
         tracing::info!(
             %namespace,
             "watching the registrar config Secrets; ready once a complete config arrives"
         );
-        let handle = config.clone();
+        let handle = rt.config.clone();
         background.spawn(kube_source::run(
             client.clone(),
             namespace.clone(),
@@ -531,37 +662,111 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         ));
     }
+    Ok(background)
+}
 
-    // Status reporter (cluster only), then the outbound registrations, which report to it.
+/// Expires bindings once a second until shutdown.
+async fn sweep(service: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = transport::shutdown_requested(&mut shutdown) => break,
+            _ = tick.tick() => service.sweep().await,
+        }
+    }
+}
+
+/// Tells the service of every config change until shutdown.
+async fn follow_config(
+    service: Arc<Service>,
+    mut changes: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = transport::shutdown_requested(&mut shutdown) => break,
+            r = changes.changed() => {
+                if r.is_err() { break; }
+                service.config_changed().await;
+            }
+        }
+    }
+}
+
+/// Spawns the sibling probes and, with `--peers-service`, the EndpointSlice watch.
+fn spawn_sibling_tasks(
+    rt: &Runtime<'_>,
+    cluster: &Option<ClusterApi>,
+    bound: &Bound,
+    background: &mut JoinSet<()>,
+) {
+    // Probes leave from the family of the address we advertise to siblings.
+    let family_ip =
+        rt.service
+            .proxy()
+            .advertised()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| match a {
+                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            });
+    background.spawn(cluster::probe::run(
+        rt.siblings.clone(),
+        SocketAddr::new(family_ip, 0),
+        rt.shutdown.clone(),
+    ));
+    if let (Some(service_name), Some((client, namespace))) = (&rt.args.peers_service, cluster) {
+        tracing::info!(service = %service_name, "siblings from the Service's EndpointSlices");
+        rt.siblings.own_only_when_listed();
+        background.spawn(cluster::endpoints::run(
+            client.clone(),
+            namespace.clone(),
+            service_name.clone(),
+            bound.udp.first().map_or(5060, |a| a.port()),
+            rt.siblings.clone(),
+            rt.shutdown.clone(),
+        ));
+    }
+}
+
+/// The outbound registrations' settings: Contact addresses from what was bound, the TLS
+/// client config (`--uac-ca-file`) and the store.
+fn uac_settings(rt: &Runtime<'_>, bound: &Bound) -> anyhow::Result<ClientSettings> {
+    let args = rt.args;
     let contacts = contact_addrs(
-        &bound_udp,
-        &bound_tcp,
-        &bound_tls,
+        &bound.udp,
+        &bound.tcp,
+        &bound.tls,
         args.advertise,
         detect_local_ip,
     );
     for (t, bound) in [
-        (Transport::Udp, &bound_udp),
-        (Transport::Tcp, &bound_tcp),
-        (Transport::Tls, &bound_tls),
+        (Transport::Udp, &bound.udp),
+        (Transport::Tcp, &bound.tcp),
+        (Transport::Tls, &bound.tls),
     ] {
         if !bound.is_empty() && contacts.get(t).is_none() {
             tracing::warn!(transport = %t, "no address to advertise for outbound registrations; give --advertise");
         }
     }
     let ca_files: Vec<&std::path::Path> = args.uac_ca_file.iter().map(|p| p.as_path()).collect();
-    let uac_settings = ClientSettings {
+    let settings = ClientSettings {
         contacts,
         tls: Some(tls_client_config(&ca_files)?),
-        store: Some(store.clone()),
+        store: Some(rt.store.clone()),
         ..Default::default()
     };
-    tracing::info!(contacts = ?uac_settings.contacts, "outbound registrations follow the config");
-    // Calls to trunks over TCP/TLS: the proxy connects with the same TLS client config, and
-    // record-routes with our listening address on that transport.
+    tracing::info!(contacts = ?settings.contacts, "outbound registrations follow the config");
+    Ok(settings)
+}
+
+/// Calls to trunks over TCP/TLS: the proxy connects with the same TLS client config as the
+/// outbound registrations, and record-routes with our listening address on that transport.
+fn attach_outbound(rt: &Runtime<'_>, listeners: &Listeners, uac: &ClientSettings) {
+    let advertise = rt.args.advertise;
     let advertised = |bound: &[SocketAddr]| {
         bound.first().map(|a| {
-            let ip = args.advertise.unwrap_or_else(|| {
+            let ip = advertise.unwrap_or_else(|| {
                 if a.ip().is_unspecified() {
                     detect_local_ip(a.is_ipv6()).unwrap_or(a.ip())
                 } else {
@@ -571,71 +776,84 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             SocketAddr::new(ip, a.port())
         })
     };
-    service.proxy().attach_outbound(crate::proxy::Outbound {
+    let bound = &listeners.bound;
+    rt.service.proxy().attach_outbound(crate::proxy::Outbound {
         reader: transport::tcp::outbound_reader(
-            Arc::downgrade(&service),
-            metrics.clone(),
-            limits,
-            shutdown_rx.clone(),
+            Arc::downgrade(&rt.service),
+            rt.metrics.clone(),
+            listeners.limits,
+            rt.shutdown.clone(),
         ),
-        tls: uac_settings.tls.clone(),
-        tcp: advertised(&bound_tcp),
-        tls_addr: advertised(&bound_tls),
-        ws: advertised(&bound_ws),
-        wss: advertised(&bound_wss),
+        tls: uac.tls.clone(),
+        tcp: advertised(&bound.tcp),
+        tls_addr: advertised(&bound.tls),
+        ws: advertised(&bound.ws),
+        wss: advertised(&bound.wss),
     });
-    let status_start = match (cluster, status_events) {
-        (Some((client, _)), Some(events)) => {
-            let settings = StatusSettings {
-                rate: args.status_rate,
-                burst: args.status_burst.max(1),
-                replica: Some(replica.clone()),
-                ..Default::default()
-            };
-            let (store, metrics) = (store.clone(), metrics.clone());
-            // Alone with the in-memory store, a restart lost every binding: statuses saying
-            // otherwise are corrected as soon as the config is in force, not after the settle.
-            let after_start = status::feed::AfterStart {
-                config: config.clone(),
-                holder: status::restart::Holder::for_replica(
-                    &replica,
-                    args.redis_url.is_none(),
-                    clustered,
-                ),
-            };
-            Some(async move {
-                status::run_with_cluster(
-                    client,
-                    settings,
-                    metrics,
-                    events,
-                    store,
-                    STATUS_SETTLE,
-                    after_start,
-                )
-                .await
-            })
-        }
-        _ => {
-            tracing::info!("status reporter disabled (no cluster)");
-            None
-        }
-    };
-    let uac_task = {
-        let (index, config, shutdown) = (uac_index, config.clone(), shutdown_rx.clone());
-        let siblings = siblings.clone();
-        tokio::spawn(async move {
-            let status = match status_start {
-                Some(start) => Some(start.await),
-                None => None,
-            };
-            if !*shutdown.borrow() {
-                uac::follow_config(uac_settings, status, index, siblings, config, shutdown).await;
-            }
-        })
-    };
+}
 
-    // Wait for a signal.
+/// Starts the status reporter (cluster only); its handle is what the outbound registrations
+/// report to.
+fn status_reporter(
+    rt: &Runtime<'_>,
+    client: kube::Client,
+    events: broadcast::Receiver<RegistrationEvent>,
+    replica: &str,
+    clustered: bool,
+) -> impl Future<Output = StatusHandle> + Send + 'static {
+    let settings = StatusSettings {
+        rate: rt.args.status_rate,
+        burst: rt.args.status_burst.max(1),
+        replica: Some(replica.to_string()),
+        ..Default::default()
+    };
+    let (store, metrics) = (rt.store.clone(), rt.metrics.clone());
+    // Alone with the in-memory store, a restart lost every binding: statuses saying
+    // otherwise are corrected as soon as the config is in force, not after the settle.
+    let after_start = status::feed::AfterStart {
+        config: rt.config.clone(),
+        holder: status::restart::Holder::for_replica(
+            replica,
+            rt.args.redis_url.is_none(),
+            clustered,
+        ),
+    };
+    async move {
+        status::run_with_cluster(
+            client,
+            settings,
+            metrics,
+            events,
+            store,
+            STATUS_SETTLE,
+            after_start,
+        )
+        .await
+    }
+}
+
+/// Spawns the outbound registrations, once the status reporter (if any) has started.
+fn spawn_uac(
+    rt: &Runtime<'_>,
+    settings: ClientSettings,
+    status_start: Option<impl Future<Output = StatusHandle> + Send + 'static>,
+    index: UacIndex,
+) -> JoinHandle<()> {
+    let (config, shutdown) = (rt.config.clone(), rt.shutdown.clone());
+    let siblings = rt.siblings.clone();
+    tokio::spawn(async move {
+        let status = match status_start {
+            Some(start) => Some(start.await),
+            None => None,
+        };
+        if !*shutdown.borrow() {
+            uac::follow_config(settings, status, index, siblings, config, shutdown).await;
+        }
+    })
+}
+
+/// Says whether the registrar is ready, then waits for SIGTERM or SIGINT.
+async fn wait_for_signal(term: &mut Signal, int: &mut Signal, config: &ConfigHandle) {
     if config.is_loaded() {
         tracing::info!("registrar ready");
     } else {
@@ -645,20 +863,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+}
 
-    // Drain.
-    let _ = shutdown_tx.send(true);
-    let drain = async {
-        while listeners.join_next().await.is_some() {}
-        for inflight in &udp_inflight {
+/// After shutdown was signalled: waits (bounded) for the listeners and open connections to
+/// finish, for the outbound registrations to be removed upstream, then for the HTTP servers.
+async fn drain(
+    mut listeners: Listeners,
+    max_connections: usize,
+    uac_task: JoinHandle<()>,
+    http: HttpTasks,
+) {
+    let connections = async {
+        while listeners.tasks.join_next().await.is_some() {}
+        for inflight in &listeners.udp_inflight {
             let _ = inflight.acquire_many(REDIS_UDP_INFLIGHT as u32).await;
         }
         // Every connection holds a permit: having them all back means every connection closed.
-        let _ = permits
-            .acquire_many(args.max_connections.max(1) as u32)
+        let _ = listeners
+            .permits
+            .acquire_many(max_connections.max(1) as u32)
             .await;
     };
-    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections)
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; exiting anyway");
     }
     // The outbound registrations saw the shutdown too and are unregistering.
@@ -668,13 +897,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("outbound registrations not all removed after {UAC_SHUTDOWN_GRACE:?}");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
-    if let Some(task) = debug_task {
+    let _ = tokio::time::timeout(Duration::from_secs(2), http.main).await;
+    if let Some(task) = http.debug {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
-    background.abort_all();
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -312,23 +312,58 @@ pub async fn run(
     let (peer, route) = match peer_and_route(&reg) {
         Ok(x) => x,
         Err(e) => {
-            report(Update::Outcome(Report {
-                id: reg.id.clone(),
-                method: Method::Register,
-                outcome: Outcome {
-                    phase: switchboard_crds::registration::RegistrationPhase::Failed,
-                    code: None,
-                    reason: format!("invalid outbound proxy: {e}"),
-                    granted: None,
-                },
-                attempt_time: SystemTime::now(),
-                expires_time: None,
-                contact: None,
-            }));
+            report(invalid_proxy(&reg, &e));
             let _ = stop.wait_for(|s| *s).await;
             return;
         }
     };
+    let legs = legs(&reg, &settings, seed);
+    let mut c = Client {
+        reg,
+        settings,
+        peer,
+        route,
+        flow: None,
+        legs,
+        report,
+        warned_contact: false,
+        retire: None,
+        recorded: None,
+    };
+    c.load_recorded().await;
+    if c.retire.is_some() && c.retire != c.advertised_contact() {
+        // Taken over from another replica. If it is alive (ownership moved because this one
+        // joined), it stops once it sees this one, within a probe round or two: wait that long
+        // so its last refresh cannot land after our REGISTER replaced its Contact.
+        tokio::select! {
+            _ = tokio::time::sleep(HANDOVER_DELAY) => {}
+            _ = crate::transport::shutdown_requested(&mut stop) => {}
+        }
+    }
+    c.feed(REG, Input::Start).await;
+    c.drive(stop).await;
+}
+
+/// The report of a registration whose outbound proxy cannot be used.
+fn invalid_proxy(reg: &OutboundRegistration, error: &str) -> Update {
+    Update::Outcome(Report {
+        id: reg.id.clone(),
+        method: Method::Register,
+        outcome: Outcome {
+            phase: switchboard_crds::registration::RegistrationPhase::Failed,
+            code: None,
+            reason: format!("invalid outbound proxy: {error}"),
+            granted: None,
+        },
+        attempt_time: SystemTime::now(),
+        expires_time: None,
+        contact: None,
+    })
+}
+
+/// The legs of a registration: REGISTER first (at [`REG`]), then a SUBSCRIBE per package
+/// when it subscribes, each machine with a seed of its own.
+fn legs(reg: &OutboundRegistration, settings: &ClientSettings, seed: u64) -> Vec<Leg> {
     let timing = settings.timing.clone();
     let mut legs = vec![Leg::new(
         Method::Register,
@@ -347,68 +382,7 @@ pub async fn run(
             ));
         }
     }
-    let mut c = Client {
-        reg,
-        settings,
-        peer,
-        route,
-        flow: None,
-        legs,
-        report,
-        warned_contact: false,
-        retire: None,
-        recorded: None,
-    };
-    if let Some(store) = &c.settings.store {
-        match store.upstream_contact(&c.reg.id).await {
-            Ok(previous) => {
-                c.retire.clone_from(&previous);
-                c.recorded = previous;
-            }
-            Err(e) => {
-                tracing::warn!(registration = %c.reg.id, error = %e, "previous upstream Contact unknown: a Contact another replica registered stays until it expires");
-            }
-        }
-    }
-    if c.retire.is_some() && c.retire != c.advertised_contact() {
-        // Taken over from another replica. If it is alive (ownership moved because this one
-        // joined), it stops once it sees this one, within a probe round or two: wait that long
-        // so its last refresh cannot land after our REGISTER replaced its Contact.
-        tokio::select! {
-            _ = tokio::time::sleep(HANDOVER_DELAY) => {}
-            _ = crate::transport::shutdown_requested(&mut stop) => {}
-        }
-    }
-    c.feed(REG, Input::Start).await;
-    let mut stopping = *stop.borrow();
-    if stopping {
-        c.stop_all().await;
-    }
-    loop {
-        if c.legs
-            .iter()
-            .all(|l| l.machine.is_done() || (!l.started && l.package().is_some()))
-        {
-            break;
-        }
-        let deadline = c.legs.iter().filter_map(Leg::next_deadline).min();
-        let has_flow = c.flow.is_some();
-        tokio::select! {
-            changed = stop.changed(), if !stopping => {
-                if changed.is_err() || *stop.borrow() {
-                    stopping = true;
-                    c.stop_all().await;
-                }
-            }
-            msg = async { c.flow.as_mut().expect("flow").recv().await }, if has_flow => {
-                match msg {
-                    Ok(text) => c.on_message(&text).await,
-                    Err(e) => c.flow_lost(format!("connection to {} lost: {e}", c.peer)).await,
-                }
-            }
-            _ = sleep_until_opt(deadline) => c.on_timers().await,
-        }
-    }
+    legs
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -419,6 +393,58 @@ async fn sleep_until_opt(t: Option<Instant>) {
 }
 
 impl Client {
+    /// Reads the Contact recorded in the store (by this or a previous owner), to remove it
+    /// with the first successful REGISTER.
+    async fn load_recorded(&mut self) {
+        let Some(store) = &self.settings.store else {
+            return;
+        };
+        match store.upstream_contact(&self.reg.id).await {
+            Ok(previous) => {
+                self.retire.clone_from(&previous);
+                self.recorded = previous;
+            }
+            Err(e) => {
+                tracing::warn!(registration = %self.reg.id, error = %e, "previous upstream Contact unknown: a Contact another replica registered stays until it expires");
+            }
+        }
+    }
+
+    /// Feeds stop, messages and timers to the legs until every leg is done (or, for a
+    /// subscription, never started).
+    async fn drive(&mut self, mut stop: watch::Receiver<bool>) {
+        let mut stopping = *stop.borrow();
+        if stopping {
+            self.stop_all().await;
+        }
+        loop {
+            if self
+                .legs
+                .iter()
+                .all(|l| l.machine.is_done() || (!l.started && l.package().is_some()))
+            {
+                break;
+            }
+            let deadline = self.legs.iter().filter_map(Leg::next_deadline).min();
+            let has_flow = self.flow.is_some();
+            tokio::select! {
+                changed = stop.changed(), if !stopping => {
+                    if changed.is_err() || *stop.borrow() {
+                        stopping = true;
+                        self.stop_all().await;
+                    }
+                }
+                msg = async { self.flow.as_mut().expect("flow").recv().await }, if has_flow => {
+                    match msg {
+                        Ok(text) => self.on_message(&text).await,
+                        Err(e) => self.flow_lost(format!("connection to {} lost: {e}", self.peer)).await,
+                    }
+                }
+                _ = sleep_until_opt(deadline) => self.on_timers().await,
+            }
+        }
+    }
+
     async fn stop_all(&mut self) {
         // Unsubscribe and unregister concurrently; each ends when its answer (or timeout) comes.
         for i in (0..self.legs.len()).rev() {
@@ -833,24 +859,11 @@ impl Client {
         } else {
             self.contact_for(local)
         };
-        let domain = self
-            .reg
-            .aor
-            .split_once('@')
-            .map(|(_, d)| d.split(';').next().unwrap_or(d))
-            .unwrap_or(&self.reg.host)
-            .to_string();
         let retire = self.retire.clone().filter(|_| expires > 0);
         if self.legs[i].method == Method::Register && expires > 0 {
             self.record_contact(&contact).await;
         }
-        let uri = match self.legs[i].method {
-            Method::Register => format!("sip:{domain}"),
-            Method::Subscribe(_) => self.legs[i]
-                .remote_target
-                .clone()
-                .unwrap_or_else(|| self.reg.aor.clone()),
-        };
+        let uri = self.request_uri(i);
         let auth_value = auth.map(|a| self.authorization(self.legs[i].method, &uri, a));
         let leg = &mut self.legs[i];
         leg.cseq += 1;
@@ -875,17 +888,49 @@ impl Client {
             user_agent: &self.settings.user_agent,
         });
         leg.contact = Some(contact);
+        self.start_transaction(i, branch, &text, unreliable);
+        self.transmit(i, &text).await
+    }
+
+    /// The Request-URI of leg `i`'s next request: the AOR's domain (else the registrar host)
+    /// for REGISTER; the notifier's Contact (else the AOR) for SUBSCRIBE.
+    fn request_uri(&self, i: usize) -> String {
+        match self.legs[i].method {
+            Method::Register => {
+                let domain = self
+                    .reg
+                    .aor
+                    .split_once('@')
+                    .map(|(_, d)| d.split(';').next().unwrap_or(d))
+                    .unwrap_or(&self.reg.host);
+                format!("sip:{domain}")
+            }
+            Method::Subscribe(_) => self.legs[i]
+                .remote_target
+                .clone()
+                .unwrap_or_else(|| self.reg.aor.clone()),
+        }
+    }
+
+    /// Starts leg `i`'s client transaction for request `text`: retransmitted from T1 on an
+    /// unreliable flow, given up after the transaction timeout.
+    fn start_transaction(&mut self, i: usize, branch: String, text: &str, unreliable: bool) {
+        let leg = &mut self.legs[i];
         leg.last_attempt = SystemTime::now();
         let now = Instant::now();
         let t1 = self.settings.t1;
         leg.tx = Some(Tx {
             branch,
             cseq: leg.cseq,
-            data: text.clone().into_bytes(),
+            data: text.as_bytes().to_vec(),
             next_retransmit: unreliable.then_some(now + t1),
             interval: t1,
             deadline: now + self.settings.transaction_timeout,
         });
+    }
+
+    /// Sends leg `i`'s request on the flow; a failed send drops the flow and the transaction.
+    async fn transmit(&mut self, i: usize, text: &str) -> Result<(), Input> {
         tracing::trace!(registration = %self.reg.id, request = %text, "sending");
         let result = self
             .flow
