@@ -24,11 +24,13 @@ pub enum Frame {
 }
 
 /// Why a stream cannot be framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The message exceeds the maximum size.
+    #[error("message larger than the maximum size")]
     TooLarge,
     /// Content-Length is not a number, or given twice with different values.
+    #[error("Content-Length not a number, or given twice with different values")]
     BadContentLength,
 }
 
