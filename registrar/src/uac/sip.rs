@@ -6,7 +6,9 @@
 use super::machine::Reply;
 use super::presence::Package;
 use crate::auth::client::Challenge;
-use crate::message::headers::{long_name, split_list, NameAddrRef, Via};
+use crate::message::headers::{parse_cseq, split_list, NameAddrRef, Via};
+use crate::message::parse::split_headers;
+use crate::message::HeaderName;
 use std::fmt::Write as _;
 
 /// The method of a client transaction.
@@ -164,8 +166,7 @@ pub enum ParseError {
 /// Parses a response (headers only; a body is ignored).
 pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
     let head = msg.split("\r\n\r\n").next().unwrap_or(msg);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().ok_or(ParseError::NotResponse)?;
+    let (status, lines) = head.split_once("\r\n").unwrap_or((head, ""));
     let rest = status
         .strip_prefix("SIP/2.0 ")
         .ok_or(ParseError::NotResponse)?;
@@ -181,61 +182,51 @@ pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
         reason: reason.trim().to_string(),
         ..Default::default()
     };
-    // Unfold continuation lines.
-    let mut headers: Vec<String> = Vec::new();
-    for line in lines {
-        if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(last) = headers.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else if !line.is_empty() {
-            headers.push(line.to_string());
-        }
-    }
+    let fields = split_headers(lines.as_bytes()).map_err(ParseError::Malformed)?;
     let mut seen_via = false;
-    for h in &headers {
-        let Some((name, value)) = h.split_once(':') else {
-            return Err(ParseError::Malformed("header"));
-        };
-        let value = value.trim();
-        match long_name(name.trim()).to_ascii_lowercase().as_str() {
-            "via" if !seen_via => {
+    for h in &fields {
+        let value = h.value.as_str();
+        match &h.name {
+            HeaderName::Via if !seen_via => {
                 seen_via = true;
                 // An unreadable top Via leaves the branch empty: no transaction matches it.
                 r.branch = Via::parse_first(value)
                     .and_then(|via| via.branch().map(str::to_string))
                     .unwrap_or_default();
             }
-            "call-id" => r.call_id = value.to_string(),
-            "cseq" => {
-                let mut it = value.split_whitespace();
-                r.cseq = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or(ParseError::Malformed("CSeq"))?;
-                r.cseq_method = it.next().unwrap_or_default().to_string();
+            HeaderName::CallId => r.call_id = value.to_string(),
+            HeaderName::CSeq => {
+                let (n, method) = parse_cseq(value).ok_or(ParseError::Malformed("CSeq"))?;
+                (r.cseq, r.cseq_method) = (n, method.to_string());
             }
-            "to" => {
+            HeaderName::To => {
                 r.to_tag = NameAddrRef::parse(value).and_then(|to| to.tag().map(str::to_string))
             }
-            "www-authenticate" => r.www_authenticate.push(value.to_string()),
-            "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
-            "contact" => r
+            HeaderName::Contact => r
                 .contacts
                 .extend(split_list(value).into_iter().map(str::to_string)),
-            "expires" => r.expires = value.parse().ok(),
-            "min-expires" => r.min_expires = value.parse().ok(),
-            "retry-after" => {
-                r.retry_after = value
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|v| v.parse().ok())
-            }
+            HeaderName::Expires => r.expires = value.parse().ok(),
+            HeaderName::Other(name) => read_other(&mut r, name, value),
             _ => {}
         }
     }
     Ok(r)
+}
+
+/// The headers [`HeaderName`] has no variant for.
+fn read_other(r: &mut Response, name: &str, value: &str) {
+    match name.to_ascii_lowercase().as_str() {
+        "www-authenticate" => r.www_authenticate.push(value.to_string()),
+        "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
+        "min-expires" => r.min_expires = value.parse().ok(),
+        "retry-after" => {
+            r.retry_after = value
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|v| v.parse().ok())
+        }
+        _ => {}
+    }
 }
 
 impl Response {
@@ -366,6 +357,15 @@ mod tests {
         assert_eq!(r.granted_expires("sip:o@x"), None);
         let bad_via = parse_response("SIP/2.0 200 OK\r\nVia: garbage;branch=z9hG4bK1\r\n\r\n");
         assert_eq!(bad_via.unwrap().branch, "");
+        // Header lines as the registrar cuts them: `name: value` with a token name, a CSeq
+        // with its method.
+        for bad in ["No colon here", "Bad Name: x", "CSeq: 1"] {
+            let text = format!("SIP/2.0 200 OK\r\n{bad}\r\n\r\n");
+            assert!(
+                matches!(parse_response(&text), Err(ParseError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
