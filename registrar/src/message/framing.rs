@@ -160,4 +160,15 @@ mod tests {
             Frame::Message { len: 25 }
         );
     }
+
+    #[test]
+    fn responses_frame_as_requests() {
+        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
+        assert_eq!(next_frame(m, 1000), Frame::Message { len: m.len() - 7 });
+        assert_eq!(
+            next_frame(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab", 1000),
+            Frame::Incomplete
+        );
+        assert_eq!(next_frame(b"SIP/2.0 200 OK\r\n", 1000), Frame::Incomplete);
+    }
 }

@@ -401,16 +401,4 @@ mod tests {
         .unwrap();
         assert_eq!(r.branch, "z9hG4bKx");
     }
-
-    #[test]
-    fn stream_framing() {
-        use crate::message::framing::{next_frame, Frame};
-        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
-        assert_eq!(next_frame(m, 1000), Frame::Message { len: m.len() - 7 });
-        assert_eq!(
-            next_frame(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab", 1000),
-            Frame::Incomplete
-        );
-        assert_eq!(next_frame(b"SIP/2.0 200 OK\r\n", 1000), Frame::Incomplete);
-    }
 }
