@@ -17,15 +17,15 @@ use crate::auth::digest::Credentials;
 use crate::auth::nonce::NonceKey;
 use crate::config::ConfigHandle;
 use crate::location::MemoryStore;
+use crate::message::framing::{next_frame, Frame};
 use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUri, Via};
 use crate::message::{check, parse, HeaderName, Parsed, Response, MAX_MESSAGE_SIZE};
 use crate::metrics::Metrics;
 use crate::proxy::sip::{response_to, via_target, Msg, Start};
 use crate::service::{Service, ServiceSettings};
-use crate::transport::framing::{next_frame, Frame};
 use crate::uac::machine::{Input, Machine, Timing};
 use crate::uac::presence::{parse_body, Body, DialogBook, Package, SubState};
-use crate::uac::sip::{frame_length, parse_response, Method};
+use crate::uac::sip::{parse_response, Method};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_crds::common::Transport;
@@ -69,7 +69,7 @@ pub fn message(data: &[u8]) -> bool {
 /// Stream framing: a message cut from the front of a buffer is cut the same from exactly its
 /// bytes, and no prefix of it is one.
 pub fn framing(data: &[u8]) -> bool {
-    let framed = match next_frame(data, MAX_MESSAGE_SIZE) {
+    match next_frame(data, MAX_MESSAGE_SIZE) {
         Frame::Message { len } => {
             assert!(len <= data.len());
             assert_eq!(
@@ -90,11 +90,7 @@ pub fn framing(data: &[u8]) -> bool {
             false
         }
         Frame::Incomplete | Frame::Error(_) => false,
-    };
-    if let Ok(Some(len)) = frame_length(data) {
-        assert!(len <= data.len());
     }
-    framed
 }
 
 /// Digest headers both ways: `Authorization` as the registrar reads it, `WWW-Authenticate` as
@@ -167,9 +163,6 @@ pub fn proxy(data: &[u8]) -> bool {
 /// The outbound registrations' response parser and state machine: any response is read, and
 /// its challenge, if any, answered.
 pub fn uac(data: &[u8]) -> bool {
-    if let Ok(Some(len)) = frame_length(data) {
-        assert!(len <= data.len());
-    }
     let Ok(resp) = parse_response(&String::from_utf8_lossy(data)) else {
         return false;
     };

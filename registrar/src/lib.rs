@@ -5,8 +5,8 @@
 //!
 //! | module | what it is |
 //! | --- | --- |
-//! | [`message`] | SIP parsing, header readers, response building |
-//! | [`transport`] | UDP, TCP and TLS listeners, stream framing, `received`/`rport` (RFC 3581) |
+//! | [`message`] | SIP parsing, header readers, stream framing, response building |
+//! | [`transport`] | UDP, TCP and TLS listeners, `received`/`rport` (RFC 3581) |
 //! | [`generations`] | the bounded two-generation map behind the transaction cache and nonce-count replay |
 //! | [`transaction`] | the response cache that absorbs retransmissions |
 //! | [`auth`] | digest authentication (RFC 2617/7616/8760), stateless HMAC nonces, replay and failure limits |

@@ -9,8 +9,11 @@
 //! - [`check`]: what the header fields must satisfy before a message is acted on or
 //!   forwarded (single and mandatory fields, the grammar of addresses, Via, CSeq; RFC 4475).
 //! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
+//! - [`framing`]: where a message ends in a byte stream (TCP, TLS), for the registrar's
+//!   listeners and the UAC's flows alike.
 
 pub mod check;
+pub mod framing;
 pub mod headers;
 pub mod parse;
 pub mod response;

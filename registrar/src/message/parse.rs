@@ -442,7 +442,7 @@ const MAX_HEADERS: usize = 256;
 /// Splits the header lines (starting with the CRLF that ends the request line) into headers:
 /// `name: value`, value trimmed, continuation lines (RFC 3261 §7.3.1) folded into one space,
 /// bytes that are not UTF-8 replaced. The error is a reason phrase.
-fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
+pub(crate) fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
     let text = match std::str::from_utf8(lines) {
         Ok(t) => std::borrow::Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(lines),

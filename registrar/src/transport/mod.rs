@@ -1,9 +1,8 @@
-//! SIP transports: [`udp`], [`tcp`] (stream framing in [`framing`]), [`tls`] on top of TCP,
-//! [`websocket`] (WS and WSS, RFC 7118) on the same connection handling, and
-//! the NAT rules of RFC 3261 §18.2.1 / RFC 3581 in [`nat`]. Each hands whole messages to
+//! SIP transports: [`udp`], [`tcp`] (stream framing in [`crate::message::framing`]), [`tls`] on
+//! top of TCP, [`websocket`] (WS and WSS, RFC 7118) on the same connection handling, and the NAT
+//! rules of RFC 3261 §18.2.1 / RFC 3581 in [`nat`]. Each hands whole messages to
 //! [`crate::service::Service::handle`] and sends back what it returns.
 
-pub mod framing;
 pub mod nat;
 pub mod per_source;
 pub mod tcp;

@@ -1,12 +1,12 @@
 //! SIP over TCP and TLS: an accept loop with a bound on connections, in total and per source
 //! address ([`super::per_source`]), and per connection a read loop that frames messages
-//! ([`super::framing`]), answers keepalives, and closes idle, oversized or slow connections.
+//! ([`crate::message::framing`]), answers keepalives, and closes idle, oversized or slow connections.
 //! A connection accepted here must deliver its first whole message soon after it opens (after
 //! its TLS handshake): until then its silence is not a phone resting between refreshes but a
 //! socket held. Messages on one connection are handled in order.
 
-use super::framing::{next_frame, Frame};
 use super::per_source::{PerSource, Slot};
+use crate::message::framing::{next_frame, Frame};
 use crate::message::MAX_MESSAGE_SIZE;
 use crate::metrics::Metrics;
 use crate::proxy::{FlowGuard, StreamReader};

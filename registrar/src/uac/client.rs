@@ -539,8 +539,8 @@ impl Client {
         if leg.package().is_some() {
             if (200..300).contains(&resp.code) {
                 leg.to_tag = resp.to_tag.clone();
-                if let Some(c) = resp.contacts.first() {
-                    leg.remote_target = Some(sip::uri_of(c).to_string());
+                if let Some(uri) = resp.remote_target() {
+                    leg.remote_target = Some(uri.to_string());
                 }
             } else if !matches!(resp.code, 401 | 407 | 423) {
                 // Refused, or a refresh the notifier no longer knows (481): a new dialog.
@@ -672,8 +672,11 @@ impl Client {
                 .and_then(|n| n.tag())
                 .map(str::to_string);
         }
-        if let Some(c) = req.header(&HeaderName::Contact) {
-            leg.remote_target = Some(sip::uri_of(c).to_string());
+        if let Some(c) = req
+            .header(&HeaderName::Contact)
+            .and_then(NameAddrRef::parse)
+        {
+            leg.remote_target = Some(c.uri.to_string());
         }
         let state = other("Subscription-State").and_then(SubState::parse);
         let (entity, body_error) =

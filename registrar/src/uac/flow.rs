@@ -2,7 +2,8 @@
 //! TCP (rustls; system roots plus optional extra CAs). Resolution failures and connection
 //! failures are told apart so the status can say `DNS failure: …`.
 
-use super::sip::frame_length;
+use crate::message::framing::{next_frame, Frame};
+use crate::message::MAX_MESSAGE_SIZE;
 use bytes::{Buf, BytesMut};
 use std::io;
 use std::net::SocketAddr;
@@ -232,14 +233,19 @@ impl Flow {
                 }
             }
             Kind::Stream { io, buf } => loop {
-                while buf.first().is_some_and(|b| *b == b'\r' || *b == b'\n') {
-                    buf.advance(1);
-                }
-                if let Some(len) =
-                    frame_length(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-                {
-                    let msg = buf.split_to(len);
-                    return Ok(String::from_utf8_lossy(&msg).into_owned());
+                match next_frame(buf, MAX_MESSAGE_SIZE) {
+                    Frame::Message { len } => {
+                        let msg = buf.split_to(len);
+                        return Ok(String::from_utf8_lossy(&msg).into_owned());
+                    }
+                    // CRLF keepalives are dropped: RFC 5626 §3.5.1 asks only the server side
+                    // to answer a ping.
+                    Frame::KeepAlive { consumed, .. } => {
+                        buf.advance(consumed);
+                        continue;
+                    }
+                    Frame::Error(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                    Frame::Incomplete => {}
                 }
                 if io.read_buf(buf).await? == 0 {
                     return Err(io::Error::new(

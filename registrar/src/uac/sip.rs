@@ -1,10 +1,14 @@
 //! The SIP a UAC needs: REGISTER/SUBSCRIBE requests built as text, and responses parsed into
-//! the few fields the state machine reads. Deliberately small; the registrar's server side has
-//! its own full parser in `crate::message`.
+//! the few fields the state machine reads. The header values are read with `crate::message`'s
+//! lexer (list splitting, compact names, Via, name-addr parameters), as the registrar reads them;
+//! TCP/TLS flows are cut with `crate::message::framing`.
 
 use super::machine::Reply;
 use super::presence::Package;
 use crate::auth::client::Challenge;
+use crate::message::headers::{parse_cseq, split_list, NameAddrRef, Via};
+use crate::message::parse::split_headers;
+use crate::message::HeaderName;
 use std::fmt::Write as _;
 
 /// The method of a client transaction.
@@ -159,94 +163,10 @@ pub enum ParseError {
     Malformed(&'static str),
 }
 
-fn header_name(raw: &str) -> String {
-    let lower = raw.trim().to_ascii_lowercase();
-    match lower.as_str() {
-        "v" => "via".into(),
-        "f" => "from".into(),
-        "t" => "to".into(),
-        "i" => "call-id".into(),
-        "m" => "contact".into(),
-        "l" => "content-length".into(),
-        _ => lower,
-    }
-}
-
-/// Splits a header value on top-level commas (not inside quotes or `<…>`).
-pub fn split_top_level(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_quote = false;
-    let mut in_angle = false;
-    let mut escaped = false;
-    for ch in value.chars() {
-        if escaped {
-            cur.push(ch);
-            escaped = false;
-            continue;
-        }
-        match ch {
-            '\\' if in_quote => {
-                escaped = true;
-                cur.push(ch);
-            }
-            '"' => {
-                in_quote = !in_quote;
-                cur.push(ch);
-            }
-            '<' if !in_quote => {
-                in_angle = true;
-                cur.push(ch);
-            }
-            '>' if !in_quote => {
-                in_angle = false;
-                cur.push(ch);
-            }
-            ',' if !in_quote && !in_angle => {
-                let t = cur.trim();
-                if !t.is_empty() {
-                    out.push(t.to_string());
-                }
-                cur.clear();
-            }
-            _ => cur.push(ch),
-        }
-    }
-    let t = cur.trim();
-    if !t.is_empty() {
-        out.push(t.to_string());
-    }
-    out
-}
-
-/// The value of parameter `name` in `;name=value` parameters (after the URI for a
-/// name-addr, anywhere for a bare value).
-pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let params = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
-        None => value,
-    };
-    params.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// The URI of a name-addr (`"x" <sip:a@b>;p` → `sip:a@b`) or a bare addr-spec.
-pub fn uri_of(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if a < b => &value[a + 1..b],
-        _ => value.split(';').next().unwrap_or(value).trim(),
-    }
-}
-
 /// Parses a response (headers only; a body is ignored).
 pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
     let head = msg.split("\r\n\r\n").next().unwrap_or(msg);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().ok_or(ParseError::NotResponse)?;
+    let (status, lines) = head.split_once("\r\n").unwrap_or((head, ""));
     let rest = status
         .strip_prefix("SIP/2.0 ")
         .ok_or(ParseError::NotResponse)?;
@@ -262,58 +182,51 @@ pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
         reason: reason.trim().to_string(),
         ..Default::default()
     };
-    // Unfold continuation lines.
-    let mut headers: Vec<String> = Vec::new();
-    for line in lines {
-        if line.starts_with(' ') || line.starts_with('\t') {
-            if let Some(last) = headers.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else if !line.is_empty() {
-            headers.push(line.to_string());
-        }
-    }
+    let fields = split_headers(lines.as_bytes()).map_err(ParseError::Malformed)?;
     let mut seen_via = false;
-    for h in &headers {
-        let Some((name, value)) = h.split_once(':') else {
-            return Err(ParseError::Malformed("header"));
-        };
-        let value = value.trim();
-        match header_name(name).as_str() {
-            "via" if !seen_via => {
+    for h in &fields {
+        let value = h.value.as_str();
+        match &h.name {
+            HeaderName::Via if !seen_via => {
                 seen_via = true;
-                let first = split_top_level(value)
-                    .into_iter()
-                    .next()
+                // An unreadable top Via leaves the branch empty: no transaction matches it.
+                r.branch = Via::parse_first(value)
+                    .and_then(|via| via.branch().map(str::to_string))
                     .unwrap_or_default();
-                r.branch = param(&first, "branch").unwrap_or_default().to_string();
             }
-            "call-id" => r.call_id = value.to_string(),
-            "cseq" => {
-                let mut it = value.split_whitespace();
-                r.cseq = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or(ParseError::Malformed("CSeq"))?;
-                r.cseq_method = it.next().unwrap_or_default().to_string();
+            HeaderName::CallId => r.call_id = value.to_string(),
+            HeaderName::CSeq => {
+                let (n, method) = parse_cseq(value).ok_or(ParseError::Malformed("CSeq"))?;
+                (r.cseq, r.cseq_method) = (n, method.to_string());
             }
-            "to" => r.to_tag = param(value, "tag").map(str::to_string),
-            "www-authenticate" => r.www_authenticate.push(value.to_string()),
-            "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
-            "contact" => r.contacts.extend(split_top_level(value)),
-            "expires" => r.expires = value.parse().ok(),
-            "min-expires" => r.min_expires = value.parse().ok(),
-            "retry-after" => {
-                r.retry_after = value
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|v| v.parse().ok())
+            HeaderName::To => {
+                r.to_tag = NameAddrRef::parse(value).and_then(|to| to.tag().map(str::to_string))
             }
+            HeaderName::Contact => r
+                .contacts
+                .extend(split_list(value).into_iter().map(str::to_string)),
+            HeaderName::Expires => r.expires = value.parse().ok(),
+            HeaderName::Other(name) => read_other(&mut r, name, value),
             _ => {}
         }
     }
     Ok(r)
+}
+
+/// The headers [`HeaderName`] has no variant for.
+fn read_other(r: &mut Response, name: &str, value: &str) {
+    match name.to_ascii_lowercase().as_str() {
+        "www-authenticate" => r.www_authenticate.push(value.to_string()),
+        "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
+        "min-expires" => r.min_expires = value.parse().ok(),
+        "retry-after" => {
+            r.retry_after = value
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|v| v.parse().ok())
+        }
+        _ => {}
+    }
 }
 
 impl Response {
@@ -323,8 +236,9 @@ impl Response {
         let ours = self
             .contacts
             .iter()
-            .find(|c| same_uri(uri_of(c), contact))
-            .and_then(|c| param(c, "expires"))
+            .filter_map(|c| NameAddrRef::parse(c))
+            .find(|c| same_uri(c.uri, contact))
+            .and_then(|c| c.param("expires").flatten())
             .and_then(|v| v.parse().ok());
         ours.or(self.expires)
     }
@@ -354,6 +268,12 @@ impl Response {
         }
     }
 
+    /// The URI of the first Contact: a notifier's remote target (RFC 6665 §4.1.2.1).
+    pub fn remote_target(&self) -> Option<&str> {
+        let first = self.contacts.first()?;
+        NameAddrRef::parse(first).map(|c| c.uri)
+    }
+
     /// `"403 Forbidden"`.
     pub fn status_text(&self) -> String {
         if self.reason.is_empty() {
@@ -371,32 +291,6 @@ fn same_uri(a: &str, b: &str) -> bool {
         u.split(';').next().unwrap_or(u).trim().to_ascii_lowercase()
     }
     core(a) == core(b)
-}
-
-/// Where a stream-framed message ends: `Some(total length)` once the headers and the body
-/// (by Content-Length) are complete. Leading CRLF keep-alives must be skipped by the caller.
-pub fn frame_length(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > 64 * 1024 {
-            return Err(ParseError::Malformed("oversized header"));
-        }
-        return Ok(None);
-    };
-    let head =
-        std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::Malformed("header bytes"))?;
-    let mut len = 0usize;
-    for line in head.split("\r\n").skip(1) {
-        if let Some((n, v)) = line.split_once(':') {
-            if header_name(n) == "content-length" {
-                len = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::Malformed("Content-Length"))?;
-            }
-        }
-    }
-    let total = end + 4 + len;
-    Ok((buf.len() >= total).then_some(total))
 }
 
 #[cfg(test)]
@@ -446,6 +340,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_headers_with_the_message_lexer() {
+        // Spaces around the Via's `/` and `;` (RFC 4475 §3.1.1.1), a quoted comma in a
+        // display name, a compact Contact, a Contact that is no name-addr.
+        let r = parse_response(
+            "SIP/2.0 200 OK\r\nVia: SIP / 2.0 / TCP h:5060 ; branch = z9hG4bK7\r\n\
+             t: \"a, b\" <sip:b@x>;tag=t1\r\nCSeq: 1 SUBSCRIBE\r\n\
+             m: \"n, m\" <sip:n@10.0.0.2;transport=tcp>;expires=90, <sip:o@x\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.branch, "z9hG4bK7");
+        assert_eq!(r.to_tag.as_deref(), Some("t1"));
+        assert_eq!(r.contacts.len(), 2);
+        assert_eq!(r.remote_target(), Some("sip:n@10.0.0.2;transport=tcp"));
+        assert_eq!(r.granted_expires("sip:n@10.0.0.2"), Some(90));
+        assert_eq!(r.granted_expires("sip:o@x"), None);
+        let bad_via = parse_response("SIP/2.0 200 OK\r\nVia: garbage;branch=z9hG4bK1\r\n\r\n");
+        assert_eq!(bad_via.unwrap().branch, "");
+        // Header lines as the registrar cuts them: `name: value` with a token name, a CSeq
+        // with its method.
+        for bad in ["No colon here", "Bad Name: x", "CSeq: 1"] {
+            let text = format!("SIP/2.0 200 OK\r\n{bad}\r\n\r\n");
+            assert!(
+                matches!(parse_response(&text), Err(ParseError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn request_text() {
         let s = build_request(&RequestSpec {
             method: Method::Register,
@@ -477,16 +400,5 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.branch, "z9hG4bKx");
-    }
-
-    #[test]
-    fn stream_framing() {
-        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
-        assert_eq!(frame_length(m).unwrap(), Some(m.len() - 7));
-        assert_eq!(
-            frame_length(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab").unwrap(),
-            None
-        );
-        assert_eq!(frame_length(b"SIP/2.0 200 OK\r\n").unwrap(), None);
     }
 }

@@ -24,11 +24,13 @@ pub enum Frame {
 }
 
 /// Why a stream cannot be framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The message exceeds the maximum size.
+    #[error("message larger than the maximum size")]
     TooLarge,
     /// Content-Length is not a number, or given twice with different values.
+    #[error("Content-Length not a number, or given twice with different values")]
     BadContentLength,
 }
 
@@ -157,5 +159,16 @@ mod tests {
             next_frame(b"OPTIONS sip:a SIP/2.0\r\n\r\nXYZ", 1000),
             Frame::Message { len: 25 }
         );
+    }
+
+    #[test]
+    fn responses_frame_as_requests() {
+        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
+        assert_eq!(next_frame(m, 1000), Frame::Message { len: m.len() - 7 });
+        assert_eq!(
+            next_frame(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab", 1000),
+            Frame::Incomplete
+        );
+        assert_eq!(next_frame(b"SIP/2.0 200 OK\r\n", 1000), Frame::Incomplete);
     }
 }
