@@ -11,8 +11,10 @@ use crate::auth::state::AuthState;
 use crate::auth::{AuthSettings, Authenticator, Verdict};
 use crate::cluster::Cluster;
 use crate::config::{self, ConfigHandle};
-use crate::location::{Binding, LocationStore};
-use crate::message::headers::{parse_contacts_all, parse_expires, NameAddrRef, SipUri, Via};
+use crate::location::{Binding, LocationStore, Update};
+use crate::message::headers::{
+    parse_contacts_all, parse_expires, Contacts, NameAddrRef, SipUri, Via,
+};
 use crate::message::response::{format_q, http_date, reason_phrase};
 use crate::message::{check, parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
@@ -27,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
+use switchboard_crds::config::{DeviceConfig, DomainConfig, RegistrarConfig};
 use tokio::sync::broadcast;
 
 /// Methods this registrar answers (the call methods through its proxy), for `Allow`.
@@ -333,111 +336,111 @@ impl Service {
         source: SocketAddr,
         transport: Transport,
     ) -> Response {
+        let Some(loaded) = self.config.current() else {
+            return Response::to_request(&request.headers, 503, "Service Unavailable", Some(via))
+                .with("Retry-After", "5");
+        };
+        let ask = match RegisterAsk::read(&loaded.config, request, via, transport) {
+            Ok(ask) => ask,
+            Err(r) => return r,
+        };
+        let now = SystemTime::now();
+        let device = match self
+            .authenticate(&loaded, &ask, request, via, source, now)
+            .await
+        {
+            Ok(device) => device,
+            Err(r) => return r,
+        };
+        self.bind(request, via, &ask, device, source, transport, now)
+            .await
+    }
+
+    /// Checks the REGISTER's digest: the authorized device, or the answer (a challenge, 403,
+    /// 500). The device must be the AOR's user: third-party registration is not offered.
+    async fn authenticate<'c>(
+        &self,
+        loaded: &'c config::Loaded,
+        ask: &RegisterAsk<'c>,
+        request: &Request,
+        via: &str,
+        source: SocketAddr,
+        now: SystemTime,
+    ) -> Result<&'c DeviceConfig, Response> {
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
-        let Some(loaded) = self.config.current() else {
-            return reply(503, "Service Unavailable").with("Retry-After", "5");
-        };
-        let config = &loaded.config;
-
-        // The AOR from To; its host names the domain (else the Request-URI's does).
-        let Some(to) = request
-            .header(&HeaderName::To)
-            .and_then(NameAddrRef::parse)
-            .and_then(|n| SipUri::parse(n.uri))
-        else {
-            return reply(400, "Bad To");
-        };
-        let Some(aor_user) = to.user.as_deref() else {
-            return reply(404, "Not Found");
-        };
-        let Some(domain) = config
-            .domain(&to.host)
-            .or_else(|| SipUri::parse(&request.uri).and_then(|u| config.domain(&u.host)))
-        else {
-            return reply(404, "Domain Not Served");
-        };
-        let realm = domain.domain.as_str();
-        if !registrar::transport_allowed(&domain.registration, transport) {
-            return reply(403, "Transport Not Allowed");
-        }
-        let contacts = match parse_contacts_all(request.headers_named(&HeaderName::Contact)) {
-            Ok(c) => c,
-            Err(e) => {
-                return Response::to_request(&request.headers, 400, e.to_string(), Some(via));
-            }
-        };
-        let expires_header = match request.header(&HeaderName::Expires) {
-            None => None,
-            Some(v) => match parse_expires(v) {
-                Some(e) => Some(e),
-                None => return reply(400, "Bad Expires"),
-            },
-        };
-
-        // Digest.
-        let now = SystemTime::now();
         let now_ms = unix_ms(now);
-        let now_secs = now_ms / 1000;
         let checked = self
             .auth
             .check(
                 &loaded.nonce_key,
-                config,
-                domain,
+                &loaded.config,
+                ask.domain,
                 request.method.as_str(),
                 request.headers_named(&HeaderName::Authorization),
                 source.ip(),
                 now_ms,
             )
             .await;
-        let device = checked.device;
-        let verdict = checked.verdict;
-        let device = match verdict {
+        let device = match checked.verdict {
             Verdict::Challenge { stale } => {
                 let mut r = reply(401, "Unauthorized");
                 for ch in self.auth.challenges(
                     &loaded.nonce_key,
-                    realm,
-                    &domain.registration.digest_algorithms,
-                    now_secs,
+                    &ask.domain.domain,
+                    &ask.domain.registration.digest_algorithms,
+                    now_ms / 1000,
                     stale,
                 ) {
                     r.push("WWW-Authenticate", ch);
                 }
-                return r;
+                return Err(r);
             }
-            Verdict::Forbidden => return reply(403, "Forbidden"),
+            Verdict::Forbidden => return Err(reply(403, "Forbidden")),
             // The state lives in the location store's Redis: the same answer as its failure.
             Verdict::Unavailable => {
-                return reply(500, "Location Store Unavailable").with("Retry-After", "5");
+                return Err(reply(500, "Location Store Unavailable").with("Retry-After", "5"));
             }
-            Verdict::Authorized => match device {
+            Verdict::Authorized => match checked.device {
                 Some(d) => d,
-                None => return reply(403, "Forbidden"),
+                None => return Err(reply(403, "Forbidden")),
             },
         };
-        // Third-party registration is not offered: the AOR must be the authenticated user.
-        if device.sip_user != aor_user {
+        if device.sip_user != ask.aor_user {
             self.metrics
                 .auth_failures
                 .with_label_values(&["aor_mismatch"])
                 .inc();
-            return reply(403, "Forbidden");
+            return Err(reply(403, "Forbidden"));
         }
+        Ok(device)
+    }
 
+    /// Applies an authorized REGISTER to the device's bindings in the location store and
+    /// answers: the rejection `registrar::decide` chose, or 200 with the bindings now held.
+    #[allow(clippy::too_many_arguments)]
+    async fn bind(
+        &self,
+        request: &Request,
+        via: &str,
+        ask: &RegisterAsk<'_>,
+        device: &DeviceConfig,
+        source: SocketAddr,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Response {
         let (cseq, _) = request.cseq().expect("checked by handle");
         let req = RegisterRequest {
-            contacts: &contacts,
-            expires_header,
+            contacts: &ask.contacts,
+            expires_header: ask.expires_header,
             call_id: request.call_id().expect("checked by handle"),
             cseq,
             source,
             transport,
             user_agent: request.header(&HeaderName::UserAgent),
         };
-        let policy = &domain.registration;
+        let policy = &ask.domain.registration;
         let replica = self.cluster.me();
         let mut decision = None;
         let update = {
@@ -465,7 +468,13 @@ impl Service {
             Err(e) => {
                 self.store_failed("update");
                 tracing::error!(error = %e, device = %device.id, "location store update failed");
-                return reply(500, "Location Store Unavailable").with("Retry-After", "5");
+                return Response::to_request(
+                    &request.headers,
+                    500,
+                    "Location Store Unavailable",
+                    Some(via),
+                )
+                .with("Retry-After", "5");
             }
         };
         match decision {
@@ -480,23 +489,34 @@ impl Service {
                 }
                 r
             }
-            _ => {
-                for kind in changes(&update.before, &update.after) {
-                    self.emit(&device.id, kind, &update.after, now);
-                }
-                let mut r = reply(200, "OK");
-                for b in &update.after {
-                    let mut c = format!("<{}>;expires={}", b.contact, b.remaining(now));
-                    if let Some(q) = b.q {
-                        c.push_str(";q=");
-                        c.push_str(&format_q(q));
-                    }
-                    r.push("Contact", c);
-                }
-                r.push("Date", http_date(now));
-                r
-            }
+            _ => self.registered(request, via, &device.id, &update, now),
         }
+    }
+
+    /// The 200 for an accepted REGISTER: emits the binding changes and lists every binding
+    /// the AOR now holds with its remaining lifetime.
+    fn registered(
+        &self,
+        request: &Request,
+        via: &str,
+        device_id: &str,
+        update: &Update,
+        now: SystemTime,
+    ) -> Response {
+        for kind in changes(&update.before, &update.after) {
+            self.emit(device_id, kind, &update.after, now);
+        }
+        let mut r = Response::to_request(&request.headers, 200, "OK", Some(via));
+        for b in &update.after {
+            let mut c = format!("<{}>;expires={}", b.contact, b.remaining(now));
+            if let Some(q) = b.q {
+                c.push_str(";q=");
+                c.push_str(&format_q(q));
+            }
+            r.push("Contact", c);
+        }
+        r.push("Date", http_date(now));
+        r
     }
 
     /// Removes lapsed bindings (emitting `Expired`), prunes limiter state and refreshes the
@@ -647,6 +667,68 @@ fn refuse(request: &Request, reply: &impl Fn(u16, &'static str) -> Response) -> 
     let unknown = check::unsupported(fields, &["Require", "Proxy-Require"]);
     (!unknown.is_empty())
         .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
+}
+
+/// What a REGISTER asks for, read from its headers before authentication.
+struct RegisterAsk<'c> {
+    /// The domain served: the To host's, else the Request-URI's.
+    domain: &'c DomainConfig,
+    /// The AOR's user part, from To.
+    aor_user: String,
+    /// The Contact headers taken together.
+    contacts: Contacts,
+    /// The Expires header.
+    expires_header: Option<u32>,
+}
+
+impl<'c> RegisterAsk<'c> {
+    /// Reads the AOR, domain, Contacts and Expires, or the answer refusing them (400, 403,
+    /// 404).
+    fn read(
+        config: &'c RegistrarConfig,
+        request: &Request,
+        via: &str,
+        transport: Transport,
+    ) -> Result<Self, Response> {
+        let reply = |status: u16, reason: &'static str| {
+            Response::to_request(&request.headers, status, reason, Some(via))
+        };
+        // The AOR from To; its host names the domain (else the Request-URI's does).
+        let Some(to) = request
+            .header(&HeaderName::To)
+            .and_then(NameAddrRef::parse)
+            .and_then(|n| SipUri::parse(n.uri))
+        else {
+            return Err(reply(400, "Bad To"));
+        };
+        let Some(aor_user) = to.user else {
+            return Err(reply(404, "Not Found"));
+        };
+        let Some(domain) = config
+            .domain(&to.host)
+            .or_else(|| SipUri::parse(&request.uri).and_then(|u| config.domain(&u.host)))
+        else {
+            return Err(reply(404, "Domain Not Served"));
+        };
+        if !registrar::transport_allowed(&domain.registration, transport) {
+            return Err(reply(403, "Transport Not Allowed"));
+        }
+        let contacts = parse_contacts_all(request.headers_named(&HeaderName::Contact))
+            .map_err(|e| Response::to_request(&request.headers, 400, e.to_string(), Some(via)))?;
+        let expires_header = match request.header(&HeaderName::Expires) {
+            None => None,
+            Some(v) => match parse_expires(v) {
+                Some(e) => Some(e),
+                None => return Err(reply(400, "Bad Expires")),
+            },
+        };
+        Ok(RegisterAsk {
+            domain,
+            aor_user,
+            contacts,
+            expires_header,
+        })
+    }
 }
 
 #[cfg(test)]

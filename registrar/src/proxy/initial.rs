@@ -10,10 +10,11 @@ use crate::auth::Authenticator;
 use crate::cluster::reach::Reach;
 use crate::location::Binding;
 use crate::message::headers::{NameAddr, SipUri};
-use crate::routing::{Caller, Decision, Route};
+use crate::routing::{Caller, Decision, Route, RoutingTable};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 use switchboard_crds::common::Transport;
+use switchboard_crds::config::OutboundRegistration;
 
 impl Inner {
     pub(super) async fn initial(
@@ -37,11 +38,117 @@ impl Inner {
         let dialled = ruri.user.clone().unwrap_or_default();
         let from = req.header("From").and_then(NameAddr::parse);
         let from_uri = from.as_ref().and_then(|f| SipUri::parse(&f.uri));
-        let to = req.header("To").unwrap_or("").to_string();
-        let config = table.config();
+        let Some((decision, from_user)) = self
+            .caller(
+                auth,
+                id,
+                &mut req,
+                source,
+                now,
+                &table,
+                &ruri,
+                from_uri.as_ref(),
+            )
+            .await
+        else {
+            return;
+        };
 
-        // Who is calling: an upstream through one of our registrations, a trusted peer, or a
-        // device (digest-authenticated).
+        let mut log = CallLog {
+            from: from_user,
+            to: crate::routing::unescape(&dialled),
+            number: decision.number.clone(),
+            route: match &decision.route {
+                Route::Extension { extension, .. } => format!("extension:{extension}"),
+                Route::User { user, .. } => format!("user:{user}"),
+                Route::Trunk { registration, .. } => format!("trunk:{registration}"),
+                other => other.label().to_string(),
+            },
+            call_id: req.call_id().unwrap_or("").to_string(),
+        };
+        if let Some(cid) = &decision.caller_id {
+            assert_caller_id(&mut req, cid, from.as_ref(), from_uri.as_ref());
+        }
+
+        let invite = req.method() == Some("INVITE");
+        let Some(targets) = self
+            .targets(id, &decision.route, &table, &mut req, &log, now)
+            .await
+        else {
+            return;
+        };
+        log.number = decision.number.clone();
+        let mut st = self.state.lock();
+        self.start_call(&mut st, id, &req, targets, invite, log, now);
+    }
+
+    /// The branches a route forks to, or none when it was refused (its 4xx/5xx sent and
+    /// logged).
+    async fn targets(
+        &self,
+        id: u64,
+        route: &Route,
+        table: &RoutingTable,
+        req: &mut Msg,
+        log: &CallLog,
+        now: Instant,
+    ) -> Option<Vec<Target>> {
+        let targets = match route {
+            Route::Refused { status, reason } => {
+                self.refuse(id, *status, reason, log, now);
+                return None;
+            }
+            Route::NotFound => {
+                self.refuse(id, 404, "Not Found", log, now);
+                return None;
+            }
+            Route::Extension { devices, .. } | Route::User { devices, .. } => {
+                let targets = self.device_targets(devices, req).await;
+                if targets.is_empty() {
+                    self.refuse(id, 480, "Temporarily Unavailable", log, now);
+                    return None;
+                }
+                targets
+            }
+            Route::Trunk {
+                registration,
+                number,
+            } => {
+                let trunk = table
+                    .config()
+                    .registrations
+                    .iter()
+                    .find(|r| &r.id == registration);
+                match self.trunk_target(trunk, number, req).await {
+                    Ok(target) => vec![target],
+                    Err(reason) => {
+                        self.refuse(id, 503, reason, log, now);
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(targets)
+    }
+
+    /// Who is calling and where the call goes: an upstream through one of our registrations,
+    /// a trusted peer, or a device (digest-authenticated; our realm's credentials are
+    /// consumed here, §22.3). The routing decision and the caller's user, or none when the
+    /// request was answered (403, a challenge).
+    #[allow(clippy::too_many_arguments)]
+    async fn caller(
+        &self,
+        auth: &Authenticator,
+        id: u64,
+        req: &mut Msg,
+        source: SocketAddr,
+        now: Instant,
+        table: &RoutingTable,
+        ruri: &SipUri,
+        from_uri: Option<&SipUri>,
+    ) -> Option<(Decision, String)> {
+        let dialled = ruri.user.clone().unwrap_or_default();
+        let config = table.config();
         let candidate = table
             .registration_for_user(&dialled)
             .and_then(|id| config.registrations.iter().find(|r| r.id == id));
@@ -54,167 +161,106 @@ impl Inner {
         } else {
             table.any_trusting_domain(source.ip()).map(str::to_string)
         };
-        let mut from_user = from_uri
-            .as_ref()
-            .and_then(|u| u.user.clone())
-            .unwrap_or_default();
-        let caller_domain;
-        let decision: Decision = if let Some(reg) = &upstream {
-            table.route(Caller::Upstream { registration: reg }, &dialled)
-        } else if let Some(domain) = &peer_domain {
-            table.route(Caller::Peer { domain }, &dialled)
-        } else {
-            let Some(domain) = from_uri
-                .as_ref()
-                .and_then(|u| config.domain(&u.host))
-                .or_else(|| config.domain(&ruri.host))
-            else {
+        let from_user = from_uri.and_then(|u| u.user.clone()).unwrap_or_default();
+        if let Some(reg) = &upstream {
+            let decision = table.route(Caller::Upstream { registration: reg }, &dialled);
+            return Some((decision, from_user));
+        }
+        if let Some(domain) = &peer_domain {
+            return Some((table.route(Caller::Peer { domain }, &dialled), from_user));
+        }
+        let Some(domain) = from_uri
+            .and_then(|u| config.domain(&u.host))
+            .or_else(|| config.domain(&ruri.host))
+        else {
+            let mut st = self.state.lock();
+            self.reply(&mut st, id, 403, "Domain Not Served", now);
+            return None;
+        };
+        let caller_domain = domain.domain.clone();
+        let from_user = match self.authenticate(auth, req, &caller_domain, source).await {
+            Ok(user) => user,
+            Err((resp, extra)) => {
                 let mut st = self.state.lock();
-                self.reply(&mut st, id, 403, "Domain Not Served", now);
-                return;
-            };
-            caller_domain = domain.domain.clone();
-            match self.authenticate(auth, &req, &caller_domain, source).await {
-                Ok(user) => from_user = user,
-                Err((resp, extra)) => {
-                    let mut st = self.state.lock();
-                    let Some(s) = st.servers.get(&id) else { return };
-                    let r = response_to(&s.req, resp.0, resp.1, Some(&s.to_tag.clone()));
-                    self.reply_with(&mut st, id, r, extra);
-                    return;
-                }
+                let s = st.servers.get(&id)?;
+                let r = response_to(&s.req, resp.0, resp.1, Some(&s.to_tag.clone()));
+                self.reply_with(&mut st, id, r, extra);
+                return None;
             }
-            // Our realm's credentials are consumed here (§22.3).
-            req.headers.retain(|(n, v)| {
-                n != "Proxy-Authorization"
-                    || !Credentials::parse(v)
-                        .is_some_and(|c| c.realm.eq_ignore_ascii_case(&caller_domain))
-            });
-            table.route(
-                Caller::Device {
-                    domain: &caller_domain,
-                    sip_user: &from_user,
-                },
-                &dialled,
-            )
         };
+        req.headers.retain(|(n, v)| {
+            n != "Proxy-Authorization"
+                || !Credentials::parse(v)
+                    .is_some_and(|c| c.realm.eq_ignore_ascii_case(&caller_domain))
+        });
+        let caller = Caller::Device {
+            domain: &caller_domain,
+            sip_user: &from_user,
+        };
+        let decision = table.route(caller, &dialled);
+        Some((decision, from_user))
+    }
 
-        let mut log = CallLog {
-            from: from_user.clone(),
-            to: crate::routing::unescape(&dialled),
-            number: decision.number.clone(),
-            route: match &decision.route {
-                Route::Extension { extension, .. } => format!("extension:{extension}"),
-                Route::User { user, .. } => format!("user:{user}"),
-                Route::Trunk { registration, .. } => format!("trunk:{registration}"),
-                other => other.label().to_string(),
-            },
-            call_id: req.call_id().unwrap_or("").to_string(),
-        };
-        if let Some(cid) = &decision.caller_id {
-            req.set(
-                "P-Asserted-Identity",
-                format!(
-                    "\"{cid}\" <sip:{cid}@{}>",
-                    from_uri.as_ref().map_or("", |u| u.host.as_str())
-                ),
-            );
-            if let Some(f) = &from {
-                let mut v = format!("\"{cid}\" <{}>", f.uri);
-                for (k, val) in &f.params {
-                    v.push(';');
-                    v.push_str(k);
-                    if let Some(val) = val {
-                        v.push('=');
-                        v.push_str(val);
+    /// The branches to every live binding of these devices; a failed lookup is counted and
+    /// logged, and leaves that device out.
+    async fn device_targets(&self, devices: &[String], req: &Msg) -> Vec<Target> {
+        let mut targets = Vec::new();
+        let wall = SystemTime::now();
+        for d in devices {
+            match self.store.lookup(d, wall).await {
+                Ok(bindings) => {
+                    let call_id = req.call_id().unwrap_or("");
+                    for b in bindings.into_iter().filter(|b| b.is_live(wall)) {
+                        if let Some(t) = self.target_of(&b, call_id) {
+                            targets.push(t);
+                        }
                     }
                 }
-                req.set("From", v);
+                Err(e) => {
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&["lookup"])
+                        .inc();
+                    tracing::warn!(device = %d, error = %e, "location lookup failed");
+                }
             }
         }
-        let _ = to;
+        targets
+    }
 
-        let invite = req.method() == Some("INVITE");
-        let targets: Vec<Target> = match &decision.route {
-            Route::Refused { status, reason } => {
-                self.refuse(id, *status, reason, &log, now);
-                return;
-            }
-            Route::NotFound => {
-                self.refuse(id, 404, "Not Found", &log, now);
-                return;
-            }
-            Route::Extension { devices, .. } | Route::User { devices, .. } => {
-                let mut targets = Vec::new();
-                let wall = SystemTime::now();
-                for d in devices {
-                    match self.store.lookup(d, wall).await {
-                        Ok(bindings) => {
-                            let call_id = req.call_id().unwrap_or("");
-                            for b in bindings.into_iter().filter(|b| b.is_live(wall)) {
-                                if let Some(t) = self.target_of(&b, call_id) {
-                                    targets.push(t);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            self.metrics
-                                .store_errors
-                                .with_label_values(&["lookup"])
-                                .inc();
-                            tracing::warn!(device = %d, error = %e, "location lookup failed");
-                        }
-                    }
-                }
-                if targets.is_empty() {
-                    self.refuse(id, 480, "Temporarily Unavailable", &log, now);
-                    return;
-                }
-                targets
-            }
-            Route::Trunk {
-                registration,
-                number,
-            } => {
-                let Some(reg) = config.registrations.iter().find(|r| &r.id == registration) else {
-                    self.refuse(id, 503, "Trunk Not Configured", &log, now);
-                    return;
-                };
-                // The registration's host, or its outbound proxy (with a Route to it).
-                let Ok((peer, route)) = crate::uac::client::peer_and_route(reg) else {
-                    self.refuse(id, 503, "Trunk Unreachable", &log, now);
-                    return;
-                };
-                let dest = match peer.transport {
-                    Transport::Udp => resolve(&peer.host, peer.port).await.map(|addr| Hop {
-                        addr,
-                        transport: Transport::Udp,
-                    }),
-                    _ => self.stream_to(&peer).await,
-                };
-                let Some(dest) = dest else {
-                    self.refuse(id, 503, "Trunk Unreachable", &log, now);
-                    return;
-                };
-                if let Some(route) = route {
-                    req.push_front("Route", route);
-                }
-                let param = match reg.transport {
-                    Transport::Udp => String::new(),
-                    t => format!(";transport={}", t.as_sip_param()),
-                };
-                let uri = format!("sip:{number}@{}:{}{param}", reg.host, reg.port);
-                vec![Target {
-                    uri: Some(uri),
-                    hop: dest,
-                    trunk: Some(reg.id.clone()),
-                    route: None,
-                }]
-            }
+    /// The branch to a trunk: the registration's host, or its outbound proxy (with a Route
+    /// to it pushed onto the request), with `number` in the Request-URI; else the reason
+    /// phrase of the 503.
+    async fn trunk_target(
+        &self,
+        reg: Option<&OutboundRegistration>,
+        number: &str,
+        req: &mut Msg,
+    ) -> Result<Target, &'static str> {
+        let reg = reg.ok_or("Trunk Not Configured")?;
+        let (peer, route) =
+            crate::uac::client::peer_and_route(reg).map_err(|_| "Trunk Unreachable")?;
+        let dest = match peer.transport {
+            Transport::Udp => resolve(&peer.host, peer.port).await.map(|addr| Hop {
+                addr,
+                transport: Transport::Udp,
+            }),
+            _ => self.stream_to(&peer).await,
         };
-        log.number = decision.number.clone();
-        let mut st = self.state.lock();
-        self.start_call(&mut st, id, &req, targets, invite, log, now);
+        let dest = dest.ok_or("Trunk Unreachable")?;
+        if let Some(route) = route {
+            req.push_front("Route", route);
+        }
+        let param = match reg.transport {
+            Transport::Udp => String::new(),
+            t => format!(";transport={}", t.as_sip_param()),
+        };
+        Ok(Target {
+            uri: Some(format!("sip:{number}@{}:{}{param}", reg.host, reg.port)),
+            hop: dest,
+            trunk: Some(reg.id.clone()),
+            route: None,
+        })
     }
 
     /// The branch to a binding: from here when its flow is here (UDP, or the TCP/TLS
@@ -263,5 +309,29 @@ impl Inner {
         log.record(&self.metrics, status, outcome, Some(reason));
         let mut st = self.state.lock();
         self.reply(&mut st, id, status, reason, now);
+    }
+}
+
+/// The route's caller ID: a P-Asserted-Identity in the caller's host, and the From display
+/// name (its URI and parameters kept).
+fn assert_caller_id(req: &mut Msg, cid: &str, from: Option<&NameAddr>, from_uri: Option<&SipUri>) {
+    req.set(
+        "P-Asserted-Identity",
+        format!(
+            "\"{cid}\" <sip:{cid}@{}>",
+            from_uri.map_or("", |u| u.host.as_str())
+        ),
+    );
+    if let Some(f) = from {
+        let mut v = format!("\"{cid}\" <{}>", f.uri);
+        for (k, val) in &f.params {
+            v.push(';');
+            v.push_str(k);
+            if let Some(val) = val {
+                v.push('=');
+                v.push_str(val);
+            }
+        }
+        req.set("From", v);
     }
 }
