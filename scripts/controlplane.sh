@@ -21,7 +21,8 @@
 # service-account signing keys, so `kubectl create token` works.
 # With --watch PID everything is stopped once process PID has gone (a test binary that exits
 # without running destructors leaves nothing behind), and so is every process whose pid a test
-# wrote into DIR/procs/NAME.pid.
+# wrote into DIR/procs/NAME.pid; then DIR itself (etcd's data and the logs, ~60 MB) is removed,
+# unless SWITCHBOARD_KEEP_CONTROLPLANE is set (to read the logs after a run).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -197,7 +198,8 @@ watchdog() { # DIR PID
   local dir="$1" pid="$2"
   ( trap '' HUP
     while kill -0 "$pid" 2>/dev/null && [ -f "$dir/kube-apiserver.args" ]; do sleep 1; done
-    "$here/controlplane.sh" down "$dir" >/dev/null 2>&1 ) </dev/null >/dev/null 2>&1 &
+    "$here/controlplane.sh" down "$dir" >/dev/null 2>&1
+    [ -n "${SWITCHBOARD_KEEP_CONTROLPLANE:-}" ] || rm -rf "$dir" ) </dev/null >/dev/null 2>&1 &
   disown
 }
 
