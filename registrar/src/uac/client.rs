@@ -1,5 +1,5 @@
 //! The I/O driver of one outbound registration: a task that owns a flow to the upstream,
-//! runs client transactions (UDP retransmissions per RFC 3261 §17.1.2, Timer F), and feeds
+//! drives client transactions (`transaction::machine`: Timer E on UDP, F, K), and feeds
 //! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, one SUBSCRIBE leg
 //! per event package (`presence`, `dialog`), started once registered. NOTIFYs arrive on the
 //! same flow (a subscription's Contact is the flow's own address, so the notifier's requests
@@ -8,13 +8,13 @@
 
 use super::flow::{Flow, FlowError, Peer};
 use super::machine::{Action, Input, Machine, Outcome, Timing};
-use crate::transaction::machine::{
-    Action as TxAction, Machine as TxMachine, State as TxState, Timers,
-};
 use super::presence::{self, Body, DialogBook, Notified, Package, SubState};
 use super::sip::{self, Method, RequestSpec};
 use crate::auth::client::{self as digest, ClientCredentials};
 use crate::location::LocationStore;
+use crate::transaction::machine::{
+    Action as TxAction, Machine as TxMachine, State as TxState, Timers,
+};
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -241,6 +241,7 @@ impl Leg {
         let tx = self
             .tx
             .as_ref()
+            // The machine keeps std time; tokio's (paused in tests) maps onto it both ways.
             .and_then(|t| t.machine.deadline())
             .map(Instant::from_std);
         match (tx, self.timer) {
