@@ -49,13 +49,15 @@ async fn next(sock: &UdpSocket, limit: Duration) -> (String, std::net::SocketAdd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisional_keeps_retransmitting_until_the_final_response() {
     let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let settings = common::uac_settings(
+    let mut settings = common::uac_settings(
         Duration::from_secs(10),
         ContactAddrs {
             udp: Some("127.0.0.1:15996".into()),
             ..Default::default()
         },
     );
+    // T1 of 1 s leaves the 100 Trying ample time to arrive before Timer E first fires.
+    settings.t1 = Duration::from_secs(1);
     let index = UacIndex::default();
     let mut m = Manager::new(settings, None, index.clone());
     m.apply(&[OutboundRegistration {
@@ -75,12 +77,22 @@ async fn provisional_keeps_retransmitting_until_the_final_response() {
         .send_to(response(&first, "100 Trying", "").as_bytes(), from)
         .await
         .unwrap();
-    // T1 is 100 ms: Timer E, armed before the 100, fires next, then every T2 (4 s).
-    let (again, _) = next(&upstream, Duration::from_secs(2)).await;
-    assert_eq!(
-        (header(&again, "Via"), header(&again, "CSeq")),
-        (header(&first, "Via"), header(&first, "CSeq")),
-        "the same request retransmitted in Proceeding: {again}"
+    // Timer E, armed at T1 before the 100, fires next, then every T2 (4 s; in Trying it
+    // would have doubled to 2 s).
+    let (again, _) = next(&upstream, Duration::from_secs(3)).await;
+    let at = std::time::Instant::now();
+    let (third, _) = next(&upstream, Duration::from_secs(6)).await;
+    for r in [&again, &third] {
+        assert_eq!(
+            (header(r, "Via"), header(r, "CSeq")),
+            (header(&first, "Via"), header(&first, "CSeq")),
+            "the same request retransmitted in Proceeding: {r}"
+        );
+    }
+    assert!(
+        at.elapsed() >= Duration::from_secs(3),
+        "retransmitted at T2 once proceeding, not {:?} later",
+        at.elapsed()
     );
     let contact = header(&first, "Contact");
     upstream
