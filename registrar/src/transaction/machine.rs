@@ -136,6 +136,18 @@ impl Machine {
         timers: Timers,
         now: Instant,
     ) -> (Machine, Vec<Action>) {
+        Machine::client_with_timeout(invite, reliable, timers, timers.t1 * 64, now)
+    }
+
+    /// [`Machine::client`] with Timer B or F at `timeout` instead of 64·T1: the UAC lets its
+    /// operator choose the transaction timeout apart from T1.
+    pub fn client_with_timeout(
+        invite: bool,
+        reliable: bool,
+        timers: Timers,
+        timeout: Duration,
+        now: Instant,
+    ) -> (Machine, Vec<Action>) {
         let kind = if invite {
             Kind::ClientInvite
         } else {
@@ -154,7 +166,7 @@ impl Machine {
             armed: Vec::with_capacity(2),
             responded: false,
         };
-        let (retransmit, timeout) = if invite {
+        let (retransmit, timeout_timer) = if invite {
             (TimerName::A, TimerName::B)
         } else {
             (TimerName::E, TimerName::F)
@@ -162,7 +174,7 @@ impl Machine {
         if !reliable {
             m.arm(retransmit, now + timers.t1);
         }
-        m.arm(timeout, now + timers.t1 * 64);
+        m.arm(timeout_timer, now + timeout);
         (m, vec![Action::Transmit])
     }
 
@@ -508,6 +520,29 @@ mod tests {
         assert_eq!(
             events,
             vec![(32_000, Action::Timeout), (32_000, Action::Terminated)]
+        );
+    }
+
+    #[test]
+    fn client_timeout_can_be_chosen_apart_from_t1() {
+        let t0 = Instant::now();
+        let timers = Timers {
+            t1: ms(100),
+            ..Timers::default()
+        };
+        let (mut m, first) = Machine::client_with_timeout(false, false, timers, ms(1_000), t0);
+        assert_eq!(first, vec![Action::Transmit]);
+        let events = run(&mut m, t0, 0, 2_000);
+        let sends: Vec<u64> = events
+            .iter()
+            .filter(|(_, a)| *a == Action::Transmit)
+            .map(|&(t, _)| t)
+            .collect();
+        assert_eq!(sends, vec![100, 300, 700], "E doubles from T1 until F");
+        assert_eq!(
+            &events[events.len() - 2..],
+            &[(1_000, Action::Timeout), (1_000, Action::Terminated)],
+            "F at the chosen timeout, not 64·T1"
         );
     }
 

@@ -1,5 +1,5 @@
 //! The I/O driver of one outbound registration: a task that owns a flow to the upstream,
-//! runs client transactions (UDP retransmissions per RFC 3261 §17.1.2, Timer F), and feeds
+//! drives client transactions (`transaction::machine`: Timer E on UDP, F, K), and feeds
 //! the pure [`Machine`]s of the REGISTER leg and, when `subscribe` is set, one SUBSCRIBE leg
 //! per event package (`presence`, `dialog`), started once registered. NOTIFYs arrive on the
 //! same flow (a subscription's Contact is the flow's own address, so the notifier's requests
@@ -12,6 +12,9 @@ use super::presence::{self, Body, DialogBook, Notified, Package, SubState};
 use super::sip::{self, Method, RequestSpec};
 use crate::auth::client::{self as digest, ClientCredentials};
 use crate::location::LocationStore;
+use crate::transaction::machine::{
+    Action as TxAction, Machine as TxMachine, State as TxState, Timers,
+};
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -165,13 +168,20 @@ pub enum Update {
 /// Where reports go.
 pub type ReportFn = Arc<dyn Fn(Update) + Send + Sync>;
 
+/// A client transaction of a leg: the request's identity and bytes; its states and timers
+/// (E, F, K) are `transaction::machine`'s.
 struct Tx {
     branch: String,
     cseq: u32,
     data: Vec<u8>,
-    next_retransmit: Option<Instant>,
-    interval: Duration,
-    deadline: Instant,
+    machine: TxMachine,
+}
+
+impl Tx {
+    /// Still waiting for a final response (not absorbing retransmissions in Completed).
+    fn pending(&self) -> bool {
+        matches!(self.machine.state(), TxState::Trying | TxState::Proceeding)
+    }
 }
 
 struct Leg {
@@ -231,7 +241,9 @@ impl Leg {
         let tx = self
             .tx
             .as_ref()
-            .map(|t| t.next_retransmit.map_or(t.deadline, |r| r.min(t.deadline)));
+            // The machine keeps std time; tokio's (paused in tests) maps onto it both ways.
+            .and_then(|t| t.machine.deadline())
+            .map(Instant::from_std);
         match (tx, self.timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -459,7 +471,7 @@ impl Client {
         tracing::debug!(registration = %self.reg.id, %reason, "flow closed");
         self.flow = None;
         for i in 0..self.legs.len() {
-            if self.legs[i].tx.take().is_some() {
+            if self.legs[i].tx.take().is_some_and(|t| t.pending()) {
                 self.feed(
                     i,
                     Input::TransportFailed {
@@ -475,23 +487,22 @@ impl Client {
     async fn on_timers(&mut self) {
         let now = Instant::now();
         for i in 0..self.legs.len() {
-            // Transaction timers.
+            // Transaction timers: E retransmits, F times out, K ends Completed.
             let mut timed_out = false;
             let mut resend = None;
             if let Some(tx) = self.legs[i].tx.as_mut() {
-                if tx.deadline <= now {
-                    timed_out = true;
-                } else if let Some(r) = tx.next_retransmit {
-                    if r <= now {
-                        tx.interval =
-                            (tx.interval * 2).min(Duration::from_secs(4).max(self.settings.t1));
-                        tx.next_retransmit = Some(now + tx.interval);
-                        resend = Some(tx.data.clone());
+                for action in tx.machine.on_timer(now.into_std()) {
+                    match action {
+                        TxAction::Transmit => resend = Some(tx.data.clone()),
+                        TxAction::Timeout => timed_out = true,
+                        _ => {}
                     }
+                }
+                if tx.machine.is_terminated() {
+                    self.legs[i].tx = None;
                 }
             }
             if timed_out {
-                self.legs[i].tx = None;
                 self.feed(i, Input::Timeout).await;
             } else if let Some(data) = resend {
                 if let Some(flow) = self.flow.as_mut() {
@@ -521,20 +532,27 @@ impl Client {
             return;
         };
         let leg = &mut self.legs[i];
-        let matches = leg
+        let Some(tx) = leg
             .tx
-            .as_ref()
-            .is_some_and(|t| t.cseq == resp.cseq && t.branch == resp.branch);
-        if !matches || resp.cseq_method != leg.method.as_str() {
+            .as_mut()
+            .filter(|t| t.cseq == resp.cseq && t.branch == resp.branch)
+        else {
+            return;
+        };
+        if resp.cseq_method != leg.method.as_str() {
             return;
         }
-        if resp.code < 200 {
-            if let Some(tx) = leg.tx.as_mut() {
-                tx.next_retransmit = None; // a provisional stops retransmissions (Timer E)
-            }
+        let delivered = tx
+            .machine
+            .on_response(resp.code, Instant::now().into_std())
+            .contains(&TxAction::Deliver(resp.code));
+        if tx.machine.is_terminated() {
+            leg.tx = None;
+        }
+        // Provisionals only move the transaction (E at T2); retransmitted finals are absorbed.
+        if resp.code < 200 || !delivered {
             return;
         }
-        leg.tx = None;
         let reply = resp.reply(leg.method, leg.contact.as_deref());
         if leg.package().is_some() {
             if (200..300).contains(&resp.code) {
@@ -915,20 +933,31 @@ impl Client {
         }
     }
 
-    /// Starts leg `i`'s client transaction for request `text`: retransmitted from T1 on an
-    /// unreliable flow, given up after the transaction timeout.
+    /// Starts leg `i`'s client transaction for request `text` (`transaction::machine`'s
+    /// non-INVITE client: Timer E from T1 on an unreliable flow, F at the transaction timeout).
+    /// The first transmission is `transmit`'s, so the machine's initial `Transmit` is done there.
     fn start_transaction(&mut self, i: usize, branch: String, text: &str, unreliable: bool) {
         let leg = &mut self.legs[i];
         leg.last_attempt = SystemTime::now();
-        let now = Instant::now();
         let t1 = self.settings.t1;
+        // T2 is 4 s, or T1 when T1 is longer, so E never shrinks below T1.
+        let timers = Timers {
+            t1,
+            t2: Duration::from_secs(4).max(t1),
+            ..Timers::default()
+        };
+        let (machine, _transmit) = TxMachine::client_with_timeout(
+            false,
+            !unreliable,
+            timers,
+            self.settings.transaction_timeout,
+            Instant::now().into_std(),
+        );
         leg.tx = Some(Tx {
             branch,
             cseq: leg.cseq,
             data: text.as_bytes().to_vec(),
-            next_retransmit: unreliable.then_some(now + t1),
-            interval: t1,
-            deadline: now + self.settings.transaction_timeout,
+            machine,
         });
     }
 
