@@ -4,9 +4,8 @@ use crate::profile::{Ports, SipServer};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 use switchboard_crds::common::Transport;
-use switchboard_registrar::auth::limiter::LimiterSettings;
+use switchboard_registrar::cli::LimiterArgs;
 
 /// Switchboard provisioning service: desk phones fetch their files by MAC over HTTPS.
 ///
@@ -62,15 +61,9 @@ pub struct Cli {
     /// Outbound proxy phones send everything through, `host[:port]`.
     #[arg(long)]
     pub outbound_proxy: Option<String>,
-    /// Failed fetches of one (source, user) within a minute before that pair is blocked.
-    #[arg(long, default_value_t = 10)]
-    pub auth_failure_limit: u32,
-    /// Failed fetches of one source, every user together, within a minute before it is blocked.
-    #[arg(long, default_value_t = 200)]
-    pub auth_source_failure_limit: u32,
-    /// How long a first block lasts, seconds (doubling at each further block, up to an hour).
-    #[arg(long, default_value_t = 60)]
-    pub auth_cooldown: u64,
+    /// The failed-login limiter (the registrar's flags and limiter).
+    #[command(flatten)]
+    pub limiter: LimiterArgs,
     /// This replica's name, for Events.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
@@ -94,16 +87,6 @@ impl Cli {
                 tls: self.sip_tls_port,
             },
             outbound_proxy: self.outbound_proxy.clone(),
-        }
-    }
-
-    /// The failure limiter's settings.
-    pub fn limiter(&self) -> LimiterSettings {
-        LimiterSettings {
-            pair_failures: self.auth_failure_limit,
-            source_failures: self.auth_source_failure_limit,
-            cooldown: Duration::from_secs(self.auth_cooldown),
-            ..LimiterSettings::default()
         }
     }
 }

@@ -63,7 +63,11 @@ async fn main() -> anyhow::Result<()> {
             tracing::warn!(address = %http, error = %e, "no /metrics, /healthz, /readyz");
         }
     });
-    let provisioner = Provisioner::new(source, Limiter::new(cli.limiter()), cli.sip_server());
+    let provisioner = Provisioner::new(
+        source,
+        Limiter::new(cli.limiter.settings()),
+        cli.sip_server(),
+    );
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;

@@ -1,9 +1,11 @@
 //! Command-line options.
 
+use crate::auth::limiter::LimiterSettings;
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Switchboard SIP registrar.
 #[derive(Parser, Debug)]
@@ -117,22 +119,9 @@ pub struct RunArgs {
     /// Digest nonce lifetime in seconds; older nonces are answered with stale=true.
     #[arg(long, default_value_t = 300)]
     pub nonce_ttl: u64,
-    /// Failed authentications of one user from one source address within a minute before
-    /// that (source, user) pair is refused: a phone with a wrong password blocks itself, not
-    /// the phones sharing its NAT address. An unknown user name counts as a user of its own.
-    #[arg(long, default_value_t = 10)]
-    pub auth_failure_limit: u32,
-    /// Failed authentications from one source address, all users together, within a minute
-    /// before the whole address is refused (a guesser trying many users).
-    #[arg(long, default_value_t = 200)]
-    pub auth_source_failure_limit: u32,
-    /// Seconds a first block lasts; each further block of the same pair or address doubles it.
-    #[arg(long, default_value_t = 60)]
-    pub auth_cooldown: u64,
-    /// The longest block, in seconds; a pair or address forgets its blocks after this long
-    /// without one.
-    #[arg(long, default_value_t = 3600)]
-    pub auth_max_cooldown: u64,
+    /// The failed-authentication limiter.
+    #[command(flatten)]
+    pub limiter: LimiterArgs,
     /// Open TCP/TLS/WS/WSS connections at most.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -226,6 +215,41 @@ impl RunArgs {
 /// Whether this process runs in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is set).
 pub fn in_pod() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
+}
+
+/// The failed-authentication limiter's flags, the same for every binary that authenticates
+/// (the registrar's SIP digest, the provisioning service's HTTP logins).
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LimiterArgs {
+    /// Failed authentications of one user from one source address within a minute before
+    /// that (source, user) pair is refused: a phone with a wrong password blocks itself, not
+    /// the phones sharing its NAT address. An unknown user name counts as a user of its own.
+    #[arg(long, default_value_t = 10)]
+    pub auth_failure_limit: u32,
+    /// Failed authentications from one source address, all users together, within a minute
+    /// before the whole address is refused (a guesser trying many users).
+    #[arg(long, default_value_t = 200)]
+    pub auth_source_failure_limit: u32,
+    /// Seconds a first block lasts; each further block of the same pair or address doubles it.
+    #[arg(long, default_value_t = 60)]
+    pub auth_cooldown: u64,
+    /// The longest block, in seconds; a pair or address forgets its blocks after this long
+    /// without one.
+    #[arg(long, default_value_t = 3600)]
+    pub auth_max_cooldown: u64,
+}
+
+impl LimiterArgs {
+    /// The limiter's settings (limits of at least one, the longest block at least the first).
+    pub fn settings(&self) -> LimiterSettings {
+        LimiterSettings {
+            pair_failures: self.auth_failure_limit.max(1),
+            source_failures: self.auth_source_failure_limit.max(1),
+            cooldown: Duration::from_secs(self.auth_cooldown),
+            max_cooldown: Duration::from_secs(self.auth_max_cooldown.max(self.auth_cooldown)),
+            ..LimiterSettings::default()
+        }
+    }
 }
 
 /// The `ha1` subcommand: password from stdin (one line; the trailing newline is not part of it).

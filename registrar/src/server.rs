@@ -8,7 +8,6 @@
 //! reporter), or, in a cluster, the operator's Secrets through [`kube_source`]; then the
 //! registrar is ready only once the first complete config has arrived.
 
-use crate::auth::limiter::LimiterSettings;
 use crate::auth::redis::RedisAuthState;
 use crate::auth::state::AuthState;
 use crate::auth::AuthSettings;
@@ -372,13 +371,7 @@ fn service_settings(
 ) -> ServiceSettings {
     let auth = AuthSettings {
         nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
-        limiter: LimiterSettings {
-            pair_failures: args.auth_failure_limit.max(1),
-            source_failures: args.auth_source_failure_limit.max(1),
-            cooldown: Duration::from_secs(args.auth_cooldown),
-            max_cooldown: Duration::from_secs(args.auth_max_cooldown.max(args.auth_cooldown)),
-            ..Default::default()
-        },
+        limiter: args.limiter.settings(),
         ..Default::default()
     };
     let auth_state = shared.map(|conn| -> Arc<dyn AuthState> {
