@@ -16,7 +16,7 @@ use switchboard_crds::config::OutboundRegistration;
 use switchboard_crds::registration::{
     EntityState, PresenceStatus, RegistrationPhase, SubscriptionState,
 };
-use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
+use switchboard_registrar::uac::{Manager, UacIndex};
 
 const ID: &str = "default/blf";
 
@@ -98,15 +98,7 @@ fn registration(port: u16, password: &str) -> OutboundRegistration {
 }
 
 fn manager() -> (Manager, UacIndex) {
-    let settings = common::uac_settings(
-        Duration::from_millis(1500),
-        ContactAddrs {
-            udp: Some("127.0.0.1:15998".into()),
-            ..Default::default()
-        },
-    );
-    let index = UacIndex::default();
-    (Manager::new(settings, None, index.clone()), index)
+    common::uac_manager("127.0.0.1:15998")
 }
 
 fn presence(index: &UacIndex) -> PresenceStatus {

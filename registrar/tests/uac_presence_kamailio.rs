@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_crds::config::OutboundRegistration;
 use switchboard_crds::registration::{EntityState, PresenceStatus, SubscriptionState};
-use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
+use switchboard_registrar::uac::{Manager, UacIndex};
 
 const CONFIG: &str = include_str!("uac_presence_kamailio.cfg");
 const ID: &str = "default/blf";
@@ -126,15 +126,7 @@ fn registration(port: u16) -> OutboundRegistration {
 }
 
 fn manager() -> (Manager, UacIndex) {
-    let settings = common::uac_settings(
-        Duration::from_millis(1500),
-        ContactAddrs {
-            udp: Some("127.0.0.1:15996".into()),
-            ..Default::default()
-        },
-    );
-    let index = UacIndex::default();
-    (Manager::new(settings, None, index.clone()), index)
+    common::uac_manager("127.0.0.1:15996")
 }
 
 fn presence(index: &UacIndex) -> PresenceStatus {

@@ -281,6 +281,24 @@ pub fn uac_settings(
     }
 }
 
+/// A manager of outbound registrations on [`uac_settings`] (transactions time out after 1.5 s)
+/// advertising `udp_contact`, and the index it reports its state into.
+pub fn uac_manager(
+    udp_contact: &str,
+) -> (
+    switchboard_registrar::uac::Manager,
+    switchboard_registrar::uac::UacIndex,
+) {
+    use switchboard_registrar::uac::{ContactAddrs, Manager, UacIndex};
+    let contacts = ContactAddrs {
+        udp: Some(udp_contact.into()),
+        ..Default::default()
+    };
+    let settings = uac_settings(Duration::from_millis(1500), contacts);
+    let index = UacIndex::default();
+    (Manager::new(settings, None, index.clone()), index)
+}
+
 /// Polls `cond` every 25 ms until it holds (true) or `limit` passes (false), inside a tokio
 /// test.
 pub async fn wait_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
