@@ -117,9 +117,20 @@ pub fn wait_registration_state(
     name: &str,
     state: &str,
 ) -> Value {
+    wait_registration_state_within(cp, namespace, name, state, LIMIT)
+}
+
+/// [`wait_registration_state`] with a deadline of `limit`.
+pub fn wait_registration_state_within(
+    cp: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    state: &str,
+    limit: Duration,
+) -> Value {
     wait_until_within(
         &format!("{namespace}/{name} to show {state}"),
-        LIMIT,
+        limit,
         || {
             let d = get(cp, namespace, "sipdevice", name)?;
             (d["status"]["registration"]["state"] == state).then_some(d)
