@@ -2,7 +2,7 @@
 //! chosen (§16.7), and the call log.
 
 use super::client::Cancel;
-use super::core::{new_branch, Hop, Inner, State, TimerKey};
+use super::core::{Action, Branch, CallRecord, Challenge, Core, TimerKey};
 use super::sip::{Msg, Start};
 use crate::transaction::machine::State as TxState;
 use std::time::Instant;
@@ -18,31 +18,6 @@ pub(super) struct Call {
     pub(super) timed_out: bool,
     best: Option<Msg>,
     pub(super) log: CallLog,
-}
-
-/// Where one branch of a call goes.
-#[derive(Clone, Debug)]
-pub(super) struct Target {
-    /// The Request-URI to set, or None to keep the request's.
-    pub(super) uri: Option<String>,
-    /// The next hop.
-    pub(super) hop: Hop,
-    /// The outbound registration when the branch goes to a trunk (answers its challenges).
-    pub(super) trunk: Option<String>,
-    /// A Route to push on top: the sibling replica that holds the target's flow.
-    pub(super) route: Option<String>,
-}
-
-impl Target {
-    /// A branch to `hop`, the Request-URI kept.
-    pub(super) fn hop(hop: Hop) -> Target {
-        Target {
-            uri: None,
-            hop,
-            trunk: None,
-            route: None,
-        }
-    }
 }
 
 /// Who called whom, through which route: the call-log line and `sip_calls_total`.
@@ -79,6 +54,22 @@ impl CallLog {
     }
 }
 
+impl CallRecord {
+    /// Counts the call (a MESSAGE by whether it was delivered) and logs a call's line.
+    pub(super) fn record(&self, metrics: &crate::metrics::Metrics) {
+        if !self.invite {
+            let outcome = if (200..300).contains(&self.status) {
+                "message_delivered"
+            } else {
+                "message_failed"
+            };
+            metrics.calls.with_label_values(&[outcome]).inc();
+            return;
+        }
+        self.log.record(metrics, self.status, self.outcome, None);
+    }
+}
+
 /// §16.7 step 6: the best of the final responses received (lowest class; 6xx first).
 fn better(candidate: &Msg, current: Option<&Msg>) -> bool {
     let rank = |m: &Msg| {
@@ -97,41 +88,36 @@ fn better(candidate: &Msg, current: Option<&Msg>) -> bool {
     }
 }
 
-impl Inner {
-    /// Creates the call and its branches.
-    #[allow(clippy::too_many_arguments)]
+impl Core {
+    /// Creates the call of server transaction `server` and sends its branches (built by the
+    /// driver: our Via on top, Record-Route when wanted); an INVITE gets its ring timeout.
     pub(super) fn start_call(
-        &self,
-        st: &mut State,
+        &mut self,
         server: u64,
-        req: &Msg,
-        targets: Vec<Target>,
-        record_route: bool,
+        branches: Vec<Branch>,
         log: CallLog,
         now: Instant,
     ) {
-        if !st.servers.contains_key(&server) {
-            return; // cancelled and gone meanwhile
-        }
-        let cancelled = st
+        // Gone meanwhile, or cancelled (answered 487) while the driver was routing it.
+        let live = self
             .servers
             .get(&server)
-            .is_some_and(|s| s.m.state() != TxState::Proceeding && s.m.state() != TxState::Trying);
-        if cancelled {
+            .is_some_and(|s| matches!(s.m.state(), TxState::Proceeding | TxState::Trying));
+        if !live {
             return;
         }
-        // The caller's side, which the bottom Record-Route faces.
-        let caller = st.servers.get(&server).map(|s| s.reply_to);
-        st.next += 1;
-        let call_id = st.next;
-        let invite = req.method() == Some("INVITE");
-        st.calls.insert(
+        self.next += 1;
+        let call_id = self.next;
+        let invite = branches
+            .first()
+            .is_some_and(|b| b.req.method() == Some("INVITE"));
+        self.calls.insert(
             call_id,
             Call {
                 server,
                 invite,
-                branches: Vec::new(),
-                outstanding: targets.len(),
+                branches: Vec::with_capacity(branches.len()),
+                outstanding: branches.len(),
                 answered: false,
                 finished: false,
                 cancelled: false,
@@ -140,89 +126,92 @@ impl Inner {
                 log,
             },
         );
-        if let Some(s) = st.servers.get_mut(&server) {
+        if let Some(s) = self.servers.get_mut(&server) {
             s.call = Some(call_id);
         }
-        for Target {
-            uri,
-            hop: dest,
-            trunk,
-            route,
-        } in targets
-        {
-            let mut fwd = req.clone();
-            if let Some(u) = uri {
-                fwd.set_uri(u);
-            }
-            if let Some(r) = route {
-                fwd.push_front("Route", r);
-            }
-            if let (true, Some(caller)) = (record_route, caller) {
-                let call = req.call_id().unwrap_or("");
-                let (bottom, top) = self.record_routes(call, caller, dest, trunk.is_some());
-                fwd.push_front("Record-Route", bottom);
-                if let Some(rr) = top {
-                    fwd.push_front("Record-Route", rr);
-                }
-            }
-            fwd.push_front("Via", self.via(&new_branch(), dest.transport));
-            let b = self.new_client(st, fwd, dest, Some(call_id), trunk, now);
-            if let Some(c) = st.calls.get_mut(&call_id) {
+        for branch in branches {
+            let b = self.new_client(branch, Some(call_id), now);
+            if let Some(c) = self.calls.get_mut(&call_id) {
                 c.branches.push(b);
             }
         }
         if invite {
             let at = now + self.settings.ring_timeout;
-            self.schedule(st, TimerKey::Ring(call_id), Some(at));
+            self.schedule(TimerKey::Ring(call_id), Some(at));
         }
     }
 
     /// A response from a branch, for the TU (the call), with our Via still on top.
-    pub(super) fn branch_response(&self, st: &mut State, id: u64, mut resp: Msg, now: Instant) {
+    pub(super) fn branch_response(&mut self, id: u64, resp: Msg, now: Instant) {
         let status = resp.status().unwrap_or(500);
-        let Some(c) = st.clients.get_mut(&id) else {
+        let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
         let Some(call_id) = c.call else { return };
-        let mut cancel_now = false;
         if status < 200 {
             c.provisional = true;
-            cancel_now = c.cancel == Cancel::Pending;
-        }
-        // A trunk's challenge: answer it once with the registration's credentials.
-        let retry = if matches!(status, 401 | 407) && !c.auth_tried {
-            c.trunk.clone().and_then(|reg| {
-                self.authenticated_retry(&c.req, &resp, &reg, c.dest.transport)
-                    .map(|r| (r, reg, c.dest))
-            })
-        } else {
-            None
-        };
-        if cancel_now {
-            self.cancel_branch(st, id, now);
-        }
-        if let Some((retry, reg, dest)) = retry {
-            if let Some(c) = st.clients.get_mut(&id) {
-                c.auth_tried = true;
+            if c.cancel == Cancel::Pending {
+                self.cancel_branch(id, now);
             }
-            let new = self.new_client(st, retry, dest, Some(call_id), Some(reg), now);
-            if let Some(n) = st.clients.get_mut(&new) {
-                n.auth_tried = true;
-            }
-            let mut cancel_new = false;
-            if let Some(call) = st.calls.get_mut(&call_id) {
-                call.branches.push(new);
-                call.outstanding += 1;
-                cancel_new = call.cancelled || call.answered || call.timed_out;
-            }
-            if cancel_new {
-                self.cancel_branch(st, new, now);
-            }
-            self.branch_done(st, call_id, None, now);
+        } else if matches!(status, 401 | 407) && !c.auth_tried && c.trunk.is_some() {
+            // A trunk's challenge: the driver answers it once with the registration's
+            // credentials; the branch stays outstanding until it has.
+            c.auth_tried = true;
+            self.out.push(Action::Challenged(Challenge {
+                branch: id,
+                call: call_id,
+                req: c.req.clone(),
+                resp,
+                dest: c.dest,
+                registration: c.trunk.clone().unwrap_or_default(),
+            }));
             return;
         }
+        self.relay_branch_response(id, call_id, resp, now);
+    }
+
+    /// The driver's answer to a [`Challenge`]: the retry (a new branch, same CSeq), or none
+    /// (the challenge stands as the branch's final response).
+    pub(super) fn reauth(&mut self, challenge: Challenge, retry: Option<Msg>, now: Instant) {
+        let Challenge {
+            branch: id,
+            call: call_id,
+            resp,
+            dest,
+            registration,
+            ..
+        } = challenge;
+        let Some(retry) = retry else {
+            self.relay_branch_response(id, call_id, resp, now);
+            return;
+        };
+        let branch = Branch {
+            req: retry,
+            dest,
+            trunk: Some(registration),
+        };
+        let new = self.new_client(branch, Some(call_id), now);
+        if let Some(n) = self.clients.get_mut(&new) {
+            n.auth_tried = true;
+        }
+        let mut cancel_new = false;
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.branches.push(new);
+            call.outstanding += 1;
+            cancel_new = call.cancelled || call.answered || call.timed_out;
+        }
+        if cancel_new {
+            self.cancel_branch(new, now);
+        }
+        self.branch_done(call_id, None, now);
+    }
+
+    /// A branch's response relayed or kept (§16.7): `id` is the branch, left out when the
+    /// others are cancelled.
+    fn relay_branch_response(&mut self, id: u64, call_id: u64, mut resp: Msg, now: Instant) {
+        let status = resp.status().unwrap_or(500);
         resp.pop_first("Via");
-        let Some(call) = st.calls.get_mut(&call_id) else {
+        let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
         let server = call.server;
@@ -231,48 +220,55 @@ impl Inner {
         }
         if status < 200 {
             if !call.finished {
-                self.respond(st, server, resp, now);
+                self.respond(server, resp, now);
             }
             return;
         }
         if status < 300 {
-            let first = !call.answered;
-            call.answered = true;
-            call.finished = true;
-            let invite = call.invite;
-            let others: Vec<u64> = call.branches.iter().copied().filter(|&b| b != id).collect();
-            if first {
-                self.log_call(call, status, "answered");
-            }
-            self.respond(st, server, resp, now);
-            if first && invite {
-                for b in others {
-                    self.cancel_branch(st, b, now);
-                }
-            }
-            if first {
-                self.branch_done(st, call_id, None, now);
-            }
+            self.answered(id, call_id, resp, now);
             return;
         }
         if status >= 600 && !call.answered && call.invite {
             let others: Vec<u64> = call.branches.iter().copied().filter(|&b| b != id).collect();
             for b in others {
-                self.cancel_branch(st, b, now);
+                self.cancel_branch(b, now);
             }
         }
-        self.branch_done(st, call_id, Some(resp), now);
+        self.branch_done(call_id, Some(resp), now);
+    }
+
+    /// A 2xx from branch `id`: relayed; the first one ends the call and cancels the other
+    /// branches of an INVITE.
+    fn answered(&mut self, id: u64, call_id: u64, resp: Msg, now: Instant) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let server = call.server;
+        let status = resp.status().unwrap_or(200);
+        let first = !call.answered;
+        call.answered = true;
+        call.finished = true;
+        let invite = call.invite;
+        let others: Vec<u64> = call.branches.iter().copied().filter(|&b| b != id).collect();
+        if first {
+            // Nothing logs the call after its first 2xx: the log moves out.
+            let log = std::mem::take(&mut call.log);
+            self.log_call(log, invite, status, "answered");
+        }
+        self.respond(server, resp, now);
+        if first && invite {
+            for b in others {
+                self.cancel_branch(b, now);
+            }
+        }
+        if first {
+            self.branch_done(call_id, None, now);
+        }
     }
 
     /// A branch finished with `resp` (None: answered, or replaced by an authenticated retry).
-    pub(super) fn branch_done(
-        &self,
-        st: &mut State,
-        call_id: u64,
-        resp: Option<Msg>,
-        now: Instant,
-    ) {
-        let Some(call) = st.calls.get_mut(&call_id) else {
+    pub(super) fn branch_done(&mut self, call_id: u64, resp: Option<Msg>, now: Instant) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
         call.outstanding = call.outstanding.saturating_sub(1);
@@ -283,12 +279,20 @@ impl Inner {
         }
         if call.outstanding > 0 || call.finished {
             if call.finished && call.outstanding == 0 {
-                st.calls.remove(&call_id);
+                self.calls.remove(&call_id);
             }
             return;
         }
+        // Every branch is done: nothing refers to the call any more.
+        let mut call = self.calls.remove(&call_id).expect("present");
+        self.finish(&mut call, now);
+    }
+
+    /// The final response of a call whose branches are all done without a 2xx: 487 (sent
+    /// when the CANCEL came), 480 after the ring timeout, else the best one received (503
+    /// becomes 500), or 408 when none was.
+    fn finish(&mut self, call: &mut Call, now: Instant) {
         call.finished = true;
-        let server = call.server;
         let (status, reason) = if call.cancelled {
             (487, "Request Terminated")
         } else if call.timed_out {
@@ -309,11 +313,8 @@ impl Inner {
         } else {
             best.as_ref().and_then(Msg::status).unwrap_or(408)
         };
-        self.log_call(call, code, outcome);
-        // Every branch is done: nothing refers to the call any more.
-        let call = st.calls.remove(&call_id).expect("present");
+        self.log_call(std::mem::take(&mut call.log), call.invite, code, outcome);
         if call.cancelled {
-            // The 487 went out when the CANCEL came.
             return;
         }
         match best {
@@ -324,35 +325,23 @@ impl Inner {
                         reason: "Server Internal Error".into(),
                     };
                 }
-                self.respond(st, server, b, now);
+                self.respond(call.server, b, now);
             }
-            _ => {
-                let (s, r) = if status != 0 {
-                    (status, reason)
-                } else {
-                    (408, "Request Timeout")
-                };
-                self.reply(st, server, s, r, now);
-            }
+            _ if status != 0 => self.reply(call.server, status, reason, now),
+            _ => self.reply(call.server, 408, "Request Timeout", now),
         }
     }
 
-    fn log_call(&self, call: &Call, status: u16, outcome: &str) {
-        if call.log.call_id.is_empty() {
+    fn log_call(&mut self, log: CallLog, invite: bool, status: u16, outcome: &'static str) {
+        if log.call_id.is_empty() {
             return; // a request inside a dialog, not a call
         }
-        if !call.invite {
-            self.metrics
-                .calls
-                .with_label_values(&[if (200..300).contains(&status) {
-                    "message_delivered"
-                } else {
-                    "message_failed"
-                }])
-                .inc();
-            return;
-        }
-        call.log.record(&self.metrics, status, outcome, None);
+        self.out.push(Action::Call(CallRecord {
+            log,
+            invite,
+            status,
+            outcome,
+        }));
     }
 }
 

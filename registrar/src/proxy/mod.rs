@@ -31,7 +31,8 @@ mod auth;
 mod calls;
 mod cancel;
 mod client;
-pub mod core;
+mod core;
+mod driver;
 pub mod flows;
 mod initial;
 mod notify;
@@ -42,7 +43,8 @@ pub mod sip;
 mod timers;
 mod trunk;
 
-pub use self::core::{Hop, Outbound, Proxy, ProxySettings, StreamReader};
+pub use self::core::{Hop, ProxySettings};
+pub use driver::{Outbound, Proxy, StreamReader};
 pub use flows::{FlowGuard, Flows};
 
 /// Whether the proxy takes this message (a response, or a request of a method the proxy

@@ -1,7 +1,9 @@
-//! Server transactions: the caller's side of a request, and the responses sent through it.
+//! Server transactions: the caller's side of a request, a request arriving (ACK,
+//! retransmission, CANCEL, Max-Forwards, Proxy-Require), and the responses sent through it.
 
-use super::core::{new_tag, Hop, Inner, State};
+use super::core::{new_tag, Action as Out, Core, Hop};
 use super::sip::{response_to, via_target, Msg};
+use crate::message::check;
 use crate::message::headers::Via;
 use crate::transaction::machine::{Action, Machine, State as TxState};
 use bytes::Bytes;
@@ -32,15 +34,119 @@ pub(super) fn server_key(via: &Via, method: &str) -> String {
     )
 }
 
-impl Inner {
-    pub(super) fn new_server(&self, st: &mut State, req: &Msg, reply_to: Hop) -> u64 {
-        st.next += 1;
-        let id = st.next;
+/// What became of a request handed to [`Core::request`].
+#[derive(Debug)]
+pub(super) enum Arrival {
+    /// The core dealt with it: absorbed, answered, or a CANCEL.
+    Done,
+    /// An ACK outside any transaction (for a 2xx): the driver relays it statelessly.
+    Stateless(Msg),
+    /// A new request, its server transaction created (100 Trying sent for an INVITE) and
+    /// Max-Forwards decremented: the driver routes it and starts its call or answers it.
+    Route(u64, Msg),
+}
+
+impl Core {
+    /// A request from the caller whose top Via (`top`, as received) has been given its
+    /// `received`/`rport`; responses go to `reply_to`. Call-ID, CSeq and its method were
+    /// checked by the driver.
+    pub(super) fn request(
+        &mut self,
+        mut req: Msg,
+        top: &Via,
+        reply_to: Hop,
+        now: Instant,
+    ) -> Arrival {
+        let method = req.method().unwrap_or("");
+        let key = server_key(top, method);
+        if method == "ACK" {
+            return self.ack(req, &key, now);
+        }
+        if self.retransmitted(&key, now) {
+            return Arrival::Done;
+        }
+        if method == "CANCEL" {
+            self.on_cancel(&req, top, reply_to, now);
+            return Arrival::Done;
+        }
+        let invite = method == "INVITE";
+        let id = self.new_server(&req, reply_to);
+        if invite {
+            self.reply(id, 100, "Trying", now);
+        }
+        if !self.validate(id, &mut req, now) {
+            return Arrival::Done;
+        }
+        Arrival::Route(id, req)
+    }
+
+    /// ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
+    /// relayed on its own.
+    fn ack(&mut self, req: Msg, key: &str, now: Instant) -> Arrival {
+        if let Some(&id) = self.server_keys.get(key) {
+            let absorbed = self.servers.get_mut(&id).map(|s| {
+                let a = s.m.on_request(true, now);
+                (
+                    s.m.state() == TxState::Confirmed || a.contains(&Action::AbsorbAck),
+                    a,
+                )
+            });
+            if let Some((true, a)) = absorbed {
+                self.server_actions(id, &a);
+                return Arrival::Done;
+            }
+        }
+        Arrival::Stateless(req)
+    }
+
+    /// A retransmission of a request in a live server transaction goes to that transaction
+    /// (which answers again with its last response); true if it was one.
+    fn retransmitted(&mut self, key: &str, now: Instant) -> bool {
+        let Some(&id) = self.server_keys.get(key) else {
+            return false;
+        };
+        let a = self
+            .servers
+            .get_mut(&id)
+            .map(|s| s.m.on_request(false, now))
+            .unwrap_or_default();
+        self.server_actions(id, &a);
+        true
+    }
+
+    /// Max-Forwards (§16.3 step 3, decremented here) and Proxy-Require (step 5); false when
+    /// the request was answered (483, 420).
+    fn validate(&mut self, id: u64, req: &mut Msg, now: Instant) -> bool {
+        let mf = req
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if mf == 0 {
+            self.reply(id, 483, "Too Many Hops", now);
+            return false;
+        }
+        req.set("Max-Forwards", (mf - 1).min(70).to_string());
+
+        // RFC 4475 §3.3.5: this proxy implements no extension.
+        let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let unknown = check::unsupported(fields, &["Proxy-Require"]);
+        if unknown.is_empty() {
+            return true;
+        }
+        let unsupported = unknown.join(", ");
+        let extra = vec![("Unsupported".into(), unsupported)];
+        self.reply_with(id, (420, "Bad Extension"), extra, now);
+        false
+    }
+
+    pub(super) fn new_server(&mut self, req: &Msg, reply_to: Hop) -> u64 {
+        self.next += 1;
+        let id = self.next;
         let via = req.top_via().expect("checked");
         let key = server_key(&via, req.method().unwrap_or(""));
         let invite = req.method() == Some("INVITE");
-        st.server_keys.insert(key.clone(), id);
-        st.servers.insert(
+        self.server_keys.insert(key.clone(), id);
+        self.servers.insert(
             id,
             ServerTx {
                 m: Machine::server(
@@ -61,11 +167,14 @@ impl Inner {
     }
 
     /// Sends a response through a server transaction (it keeps it for retransmissions).
-    pub(super) fn respond(&self, st: &mut State, id: u64, resp: Msg, now: Instant) {
-        let Some(s) = st.servers.get_mut(&id) else {
+    pub(super) fn respond(&mut self, id: u64, resp: Msg, now: Instant) {
+        let Some(s) = self.servers.get_mut(&id) else {
             // The transaction is gone (a 2xx retransmission after Timer L): stateless.
-            if let Some(to) = resp.top_via().as_ref().and_then(via_target) {
-                self.send(&resp.encode(), self.hop(to));
+            if let Some(addr) = resp.top_via().as_ref().and_then(via_target) {
+                self.out.push(Out::SendTo {
+                    data: resp.encode(),
+                    addr,
+                });
             }
             return;
         };
@@ -75,10 +184,10 @@ impl Inner {
         if actions.contains(&Action::Transmit) {
             s.last = Some(data);
         }
-        self.server_actions(st, id, &actions, now);
+        self.server_actions(id, &actions);
         // Accepted (a 2xx went out): retransmitted INVITEs are absorbed and the 2xx's own
         // retransmissions are relayed as they come; nothing to keep.
-        if let Some(s) = st.servers.get_mut(&id) {
+        if let Some(s) = self.servers.get_mut(&id) {
             if s.m.state() == TxState::Accepted {
                 s.last = None;
             }
@@ -90,46 +199,49 @@ impl Inner {
     }
 
     /// A locally generated response to the server transaction's request.
-    pub(super) fn reply(&self, st: &mut State, id: u64, status: u16, reason: &str, now: Instant) {
-        let Some(s) = st.servers.get(&id) else { return };
+    pub(super) fn reply(&mut self, id: u64, status: u16, reason: &str, now: Instant) {
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
         let tag = (status > 100).then_some(s.to_tag.as_str());
         let resp = response_to(&s.req, status, reason, tag);
-        self.respond(st, id, resp, now);
+        self.respond(id, resp, now);
     }
 
+    /// A locally generated final response with these extra headers (a challenge, Unsupported,
+    /// Retry-After).
     pub(super) fn reply_with(
-        &self,
-        st: &mut State,
+        &mut self,
         id: u64,
-        mut resp: Msg,
+        (status, reason): (u16, &str),
         extra: Vec<(String, String)>,
+        now: Instant,
     ) {
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
+        let mut resp = response_to(&s.req, status, reason, Some(&s.to_tag));
         resp.headers.extend(extra);
-        self.respond(st, id, resp, Instant::now());
+        self.respond(id, resp, now);
     }
 
-    pub(super) fn server_actions(
-        &self,
-        st: &mut State,
-        id: u64,
-        actions: &[Action],
-        _now: Instant,
-    ) {
+    pub(super) fn server_actions(&mut self, id: u64, actions: &[Action]) {
         for a in actions {
             match a {
                 Action::Transmit => {
-                    if let Some(s) = st.servers.get(&id) {
+                    if let Some(s) = self.servers.get(&id) {
                         if let Some(d) = &s.last {
-                            self.send(d, s.reply_to);
+                            let (data, hop) = (d.clone(), s.reply_to);
+                            self.send(data, hop);
                         }
                     }
                 }
                 Action::Terminated => {
-                    if let Some(s) = st.servers.remove(&id) {
-                        st.server_keys.remove(&s.key);
+                    if let Some(s) = self.servers.remove(&id) {
+                        self.server_keys.remove(&s.key);
                         if let Some(c) = s.call {
-                            if st.calls.get(&c).is_some_and(|c| c.finished) {
-                                st.calls.remove(&c);
+                            if self.calls.get(&c).is_some_and(|c| c.finished) {
+                                self.calls.remove(&c);
                             }
                         }
                     }
@@ -138,7 +250,7 @@ impl Inner {
                 _ => {}
             }
         }
-        self.schedule_tx(st, id);
+        self.schedule_tx(id);
     }
 }
 
