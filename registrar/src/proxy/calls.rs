@@ -30,46 +30,6 @@ pub(super) struct CallLog {
     pub(super) call_id: String,
 }
 
-impl CallLog {
-    /// Counts the call by `outcome` and logs its line (with the reason of a refusal).
-    pub(super) fn record(
-        &self,
-        metrics: &crate::metrics::Metrics,
-        status: u16,
-        outcome: &str,
-        reason: Option<&str>,
-    ) {
-        metrics.calls.with_label_values(&[outcome]).inc();
-        tracing::info!(
-            call_id = %self.call_id,
-            from = %self.from,
-            to = %self.to,
-            number = %self.number,
-            route = %self.route,
-            status,
-            outcome,
-            reason,
-            "call"
-        );
-    }
-}
-
-impl CallRecord {
-    /// Counts the call (a MESSAGE by whether it was delivered) and logs a call's line.
-    pub(super) fn record(&self, metrics: &crate::metrics::Metrics) {
-        if !self.invite {
-            let outcome = if (200..300).contains(&self.status) {
-                "message_delivered"
-            } else {
-                "message_failed"
-            };
-            metrics.calls.with_label_values(&[outcome]).inc();
-            return;
-        }
-        self.log.record(metrics, self.status, self.outcome, None);
-    }
-}
-
 /// §16.7 step 6: the best of the final responses received (lowest class; 6xx first).
 fn better(candidate: &Msg, current: Option<&Msg>) -> bool {
     let rank = |m: &Msg| {

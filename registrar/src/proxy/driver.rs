@@ -17,7 +17,7 @@
 //! Record-Route (built here, as they need the configuration and our addresses).
 
 use super::calls::CallLog;
-use super::core::{new_branch, Action, Branch, Core, Hop, ProxySettings};
+use super::core::{new_branch, Action, Branch, CallRecord, Core, Hop, ProxySettings};
 use super::flows::Flows;
 use super::sip::{self, Msg, Start};
 use crate::auth::Authenticator;
@@ -111,6 +111,47 @@ impl Target {
             trunk: None,
             route: None,
         }
+    }
+}
+
+// The call log is written here: the core only decides what goes in it.
+impl CallLog {
+    /// Counts the call by `outcome` and logs its line (with the reason of a refusal).
+    pub(super) fn record(
+        &self,
+        metrics: &Metrics,
+        status: u16,
+        outcome: &str,
+        reason: Option<&str>,
+    ) {
+        metrics.calls.with_label_values(&[outcome]).inc();
+        tracing::info!(
+            call_id = %self.call_id,
+            from = %self.from,
+            to = %self.to,
+            number = %self.number,
+            route = %self.route,
+            status,
+            outcome,
+            reason,
+            "call"
+        );
+    }
+}
+
+impl CallRecord {
+    /// Counts the call (a MESSAGE by whether it was delivered) and logs a call's line.
+    pub(super) fn record(&self, metrics: &Metrics) {
+        if !self.invite {
+            let outcome = if (200..300).contains(&self.status) {
+                "message_delivered"
+            } else {
+                "message_failed"
+            };
+            metrics.calls.with_label_values(&[outcome]).inc();
+            return;
+        }
+        self.log.record(metrics, self.status, self.outcome, None);
     }
 }
 

@@ -1,6 +1,8 @@
-//! A request arriving: ACK, retransmissions, CANCEL, Max-Forwards (§16.3), loose routing
-//! (§16.4) and requests inside a dialog; an initial INVITE or MESSAGE goes on to
-//! [`super::initial`].
+//! A request arriving, the driver's side: its top Via given `received`/`rport` and handed to
+//! the core (which absorbs an ACK or a retransmission, answers a CANCEL, checks Max-Forwards
+//! and Proxy-Require, §16.3); a new one is then routed here: loose routing (§16.4), a branch a
+//! sibling relays through us, requests inside a dialog; an initial INVITE or MESSAGE goes on
+//! to [`super::initial`]. An ACK for a 2xx comes back for the stateless relay.
 
 use super::calls::CallLog;
 use super::core::Hop;
