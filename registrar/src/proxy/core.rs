@@ -7,7 +7,7 @@
 //! location store, Record-Route, DNS, opening a connection) is done by the driver before it
 //! hands the core the branches of a call; the core never waits.
 //!
-//! The sibling files each add their part of `impl Core`:
+//! Its files each add their part of `impl Core`:
 //! - `server.rs`: server transactions, the responses sent through them, and a request arriving
 //!   (ACK, retransmission, CANCEL, Max-Forwards, Proxy-Require).
 //! - `client.rs`: client transactions (one per branch and per CANCEL), the responses they
@@ -23,20 +23,29 @@
 //! 401/407 is handed to the driver ([`Action::Challenged`]), which retries it once with the
 //! registration's credentials (same CSeq, new branch) through [`Core::reauth`].
 
-use super::calls::{Call, CallLog};
-use super::client::ClientTx;
-use super::server::ServerTx;
-use super::sip::Msg;
+// The core's files name the message type through this, as the driver's do.
+use super::sip::{self, Msg};
 use crate::transaction::machine::Timers;
 use bytes::Bytes;
+use calls::Call;
+use client::ClientTx;
+use server::ServerTx;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
 
+mod calls;
+mod cancel;
+mod client;
+mod server;
 #[cfg(test)]
 mod tests;
+mod timers;
+
+pub(super) use calls::CallLog;
+pub(super) use server::Arrival;
 
 /// Proxy settings.
 #[derive(Clone, Debug)]
@@ -128,15 +137,15 @@ pub(super) enum TimerKey {
 
 /// The proxy core: every transaction and call, the deadline heap and the outbox.
 pub(super) struct Core {
-    pub(super) settings: ProxySettings,
-    pub(super) next: u64,
-    pub(super) server_keys: HashMap<String, u64>,
-    pub(super) client_keys: HashMap<String, u64>,
-    pub(super) servers: HashMap<u64, ServerTx>,
-    pub(super) clients: HashMap<u64, ClientTx>,
-    pub(super) calls: HashMap<u64, Call>,
-    pub(super) timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
-    pub(super) out: Vec<Action>,
+    settings: ProxySettings,
+    next: u64,
+    server_keys: HashMap<String, u64>,
+    client_keys: HashMap<String, u64>,
+    servers: HashMap<u64, ServerTx>,
+    clients: HashMap<u64, ClientTx>,
+    calls: HashMap<u64, Call>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    out: Vec<Action>,
 }
 
 impl Core {
@@ -165,7 +174,7 @@ impl Core {
         (self.servers.len(), self.clients.len(), self.calls.len())
     }
 
-    pub(super) fn send(&mut self, data: Bytes, hop: Hop) {
+    fn send(&mut self, data: Bytes, hop: Hop) {
         self.out.push(Action::Send { data, hop });
     }
 }

@@ -16,8 +16,7 @@
 //! parallel, or sent to the trunk. Each branch gets our Via on top and, for INVITE, our
 //! Record-Route (built here, as they need the configuration and our addresses).
 
-use super::calls::CallLog;
-use super::core::{new_branch, Action, Branch, CallRecord, Core, Hop, ProxySettings};
+use super::core::{new_branch, Action, Branch, CallLog, CallRecord, Core, Hop, ProxySettings};
 use super::flows::Flows;
 use super::sip::{self, Msg, Start};
 use crate::auth::Authenticator;

@@ -1,8 +1,7 @@
 //! An initial INVITE or MESSAGE: who is calling (upstream, trusted peer or authenticated
 //! device), the route ([`crate::routing`]), and the targets the call is forked to.
 
-use super::calls::CallLog;
-use super::core::Hop;
+use super::core::{CallLog, Hop};
 use super::driver::{Inner, Target};
 use super::sip::Msg;
 use super::trunk::{from_upstream, resolve};

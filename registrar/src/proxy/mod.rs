@@ -9,7 +9,8 @@
 //!   and call and is fed inputs (a request with where to answer it, a response, the time for
 //!   due timers, the branches of a call the driver routed, the answer to a trunk's challenge);
 //!   it leaves actions in an outbox (send, wake the timer task, log a call, count a drop, answer
-//!   a challenge). Table tests in `core/tests.rs` drive it with a fake clock. Its files:
+//!   a challenge). Table tests in `core/tests.rs` drive it with a fake clock. Its files, under
+//!   `core/`:
 //!   - `server.rs`: server transactions, a request arriving (ACK, retransmission, CANCEL,
 //!     Max-Forwards, Proxy-Require), the responses sent through them.
 //!   - `client.rs`: client transactions (one per branch and per CANCEL), the responses they
@@ -41,9 +42,6 @@
 //! trunk on TCP/TLS is reached through a connection the proxy opens (or reuses) itself.
 
 mod auth;
-mod calls;
-mod cancel;
-mod client;
 mod core;
 mod driver;
 pub mod flows;
@@ -51,9 +49,7 @@ mod initial;
 mod notify;
 mod request;
 mod routes;
-mod server;
 pub mod sip;
-mod timers;
 mod trunk;
 
 pub use self::core::{Hop, ProxySettings};

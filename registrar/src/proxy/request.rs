@@ -4,11 +4,9 @@
 //! sibling relays through us, requests inside a dialog; an initial INVITE or MESSAGE goes on
 //! to [`super::initial`]. An ACK for a 2xx comes back for the stateless relay.
 
-use super::calls::CallLog;
-use super::core::Hop;
+use super::core::{Arrival, CallLog, Hop};
 use super::driver::{Inner, Target};
 use super::routes::{next_hop, next_hop_transport};
-use super::server::Arrival;
 use super::sip::{addr_uri, Msg};
 use crate::auth::Authenticator;
 use std::net::SocketAddr;

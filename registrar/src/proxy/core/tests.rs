@@ -2,9 +2,7 @@
 //! retransmissions, the ACK of a non-2xx and Timers B/F, driven by messages and a fake clock
 //! (the `Instant`s passed in), with no socket and no runtime.
 
-use super::{Action, Branch, Challenge, Core, Hop, ProxySettings};
-use crate::proxy::calls::CallLog;
-use crate::proxy::server::Arrival;
+use super::{Action, Arrival, Branch, CallLog, Challenge, Core, Hop, ProxySettings};
 use crate::proxy::sip::{response_to, Msg};
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;

@@ -1,7 +1,7 @@
 //! Client transactions: one per branch (and per CANCEL), and the responses they receive.
 
-use super::core::{Action as Out, Branch, Core, Hop};
 use super::sip::{response_to, via_target, Msg, Start};
+use super::{Action as Out, Branch, Core, Hop};
 use crate::transaction::machine::{Action, Machine};
 use bytes::Bytes;
 use std::time::Instant;
@@ -124,7 +124,7 @@ impl Core {
 
     /// A response from downstream: to its client transaction, or (a 2xx retransmission after
     /// the transaction ended, §16.7 step 5) forwarded statelessly when the top Via is ours.
-    pub(super) fn on_response(&mut self, mut resp: Msg, now: Instant) {
+    pub(in crate::proxy) fn on_response(&mut self, mut resp: Msg, now: Instant) {
         let Some(via) = resp.top_via() else { return };
         let Some((_, method)) = resp.cseq() else {
             return;
@@ -187,7 +187,7 @@ fn build_ack(req: &Msg, resp: &Msg) -> Msg {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures::{resp, INVITE};
+    use super::super::fixtures::{resp, INVITE};
     use super::*;
 
     #[test]

@@ -2,8 +2,8 @@
 //! chosen (§16.7), and the call log.
 
 use super::client::Cancel;
-use super::core::{Action, Branch, CallRecord, Challenge, Core, TimerKey};
 use super::sip::{Msg, Start};
+use super::{Action, Branch, CallRecord, Challenge, Core, TimerKey};
 use crate::transaction::machine::State as TxState;
 use std::time::Instant;
 
@@ -22,12 +22,12 @@ pub(super) struct Call {
 
 /// Who called whom, through which route: the call-log line and `sip_calls_total`.
 #[derive(Clone, Debug, Default)]
-pub(super) struct CallLog {
-    pub(super) from: String,
-    pub(super) to: String,
-    pub(super) number: String,
-    pub(super) route: String,
-    pub(super) call_id: String,
+pub(in crate::proxy) struct CallLog {
+    pub(in crate::proxy) from: String,
+    pub(in crate::proxy) to: String,
+    pub(in crate::proxy) number: String,
+    pub(in crate::proxy) route: String,
+    pub(in crate::proxy) call_id: String,
 }
 
 /// §16.7 step 6: the best of the final responses received (lowest class; 6xx first).
@@ -51,7 +51,7 @@ fn better(candidate: &Msg, current: Option<&Msg>) -> bool {
 impl Core {
     /// Creates the call of server transaction `server` and sends its branches (built by the
     /// driver: our Via on top, Record-Route when wanted); an INVITE gets its ring timeout.
-    pub(super) fn start_call(
+    pub(in crate::proxy) fn start_call(
         &mut self,
         server: u64,
         branches: Vec<Branch>,
@@ -132,7 +132,12 @@ impl Core {
 
     /// The driver's answer to a [`Challenge`]: the retry (a new branch, same CSeq), or none
     /// (the challenge stands as the branch's final response).
-    pub(super) fn reauth(&mut self, challenge: Challenge, retry: Option<Msg>, now: Instant) {
+    pub(in crate::proxy) fn reauth(
+        &mut self,
+        challenge: Challenge,
+        retry: Option<Msg>,
+        now: Instant,
+    ) {
         let Challenge {
             branch: id,
             call: call_id,
@@ -307,7 +312,7 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures::resp;
+    use super::super::fixtures::resp;
     use super::*;
 
     #[test]

@@ -1,9 +1,9 @@
 //! Cancelling: a CANCEL from the caller, a branch's CANCEL, and the ring timeout.
 
 use super::client::Cancel;
-use super::core::{Branch, Core, Hop};
 use super::server::server_key;
 use super::sip::{Msg, Start};
+use super::{Branch, Core, Hop};
 use crate::message::headers::Via;
 use crate::transaction::machine::State as TxState;
 use bytes::Bytes;
@@ -119,9 +119,9 @@ fn build_cancel(req: &Msg) -> Msg {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures::INVITE;
-    use super::super::routes::next_hop;
+    use super::super::fixtures::INVITE;
     use super::*;
+    use crate::proxy::routes::next_hop;
 
     #[test]
     fn cancel_matches_the_invite_branch() {

@@ -2,7 +2,7 @@
 //! task sleeps until [`Core::next_deadline`] (woken by [`Action::Wake`] when an earlier one
 //! is queued) and calls [`Core::on_timers`].
 
-use super::core::{Action, Core, TimerKey};
+use super::{Action, Core, TimerKey};
 use std::cmp::Reverse;
 use std::time::Instant;
 
@@ -18,12 +18,12 @@ impl Core {
     }
 
     /// The earliest deadline queued.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    pub(in crate::proxy) fn next_deadline(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Fires every deadline due at `now`.
-    pub(super) fn on_timers(&mut self, now: Instant) {
+    pub(in crate::proxy) fn on_timers(&mut self, now: Instant) {
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
                 break;

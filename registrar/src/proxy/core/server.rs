@@ -1,8 +1,8 @@
 //! Server transactions: the caller's side of a request, a request arriving (ACK,
 //! retransmission, CANCEL, Max-Forwards, Proxy-Require), and the responses sent through it.
 
-use super::core::{new_tag, Action as Out, Core, Hop};
 use super::sip::{response_to, via_target, Msg};
+use super::{new_tag, Action as Out, Core, Hop};
 use crate::message::check;
 use crate::message::headers::Via;
 use crate::transaction::machine::{Action, Machine, State as TxState};
@@ -36,7 +36,7 @@ pub(super) fn server_key(via: &Via, method: &str) -> String {
 
 /// What became of a request handed to [`Core::request`].
 #[derive(Debug)]
-pub(super) enum Arrival {
+pub(in crate::proxy) enum Arrival {
     /// The core dealt with it: absorbed, answered, or a CANCEL.
     Done,
     /// An ACK outside any transaction (for a 2xx): the driver relays it statelessly.
@@ -50,7 +50,7 @@ impl Core {
     /// A request from the caller whose top Via (`top`, as received) has been given its
     /// `received`/`rport`; responses go to `reply_to`. Call-ID, CSeq and its method were
     /// checked by the driver.
-    pub(super) fn request(
+    pub(in crate::proxy) fn request(
         &mut self,
         mut req: Msg,
         top: &Via,
@@ -199,7 +199,7 @@ impl Core {
     }
 
     /// A locally generated response to the server transaction's request.
-    pub(super) fn reply(&mut self, id: u64, status: u16, reason: &str, now: Instant) {
+    pub(in crate::proxy) fn reply(&mut self, id: u64, status: u16, reason: &str, now: Instant) {
         let Some(s) = self.servers.get(&id) else {
             return;
         };
@@ -210,7 +210,7 @@ impl Core {
 
     /// A locally generated final response with these extra headers (a challenge, Unsupported,
     /// Retry-After).
-    pub(super) fn reply_with(
+    pub(in crate::proxy) fn reply_with(
         &mut self,
         id: u64,
         (status, reason): (u16, &str),
@@ -277,7 +277,7 @@ fn response_headers(req: &Msg) -> Msg {
 #[cfg(test)]
 mod tests {
     use super::super::client::client_key;
-    use super::super::core::fixtures::INVITE;
+    use super::super::fixtures::INVITE;
     use super::*;
 
     #[test]
