@@ -1,7 +1,8 @@
 //! Digest authentication both ways: a device's Proxy-Authorization checked with the
 //! registrar's nonces (407), and a trunk's 401/407 answered with the registration's credentials.
 
-use super::core::{new_branch, Inner};
+use super::core::new_branch;
+use super::driver::Inner;
 use super::sip::Msg;
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::{Authenticator, Verdict};

@@ -1,9 +1,9 @@
 //! An initial INVITE or MESSAGE: who is calling (upstream, trusted peer or authenticated
 //! device), the route ([`crate::routing`]), and the targets the call is forked to.
 
-use super::calls::{CallLog, Target};
-use super::core::{Hop, Inner};
-use super::sip::{response_to, Msg};
+use super::core::{CallLog, Hop};
+use super::driver::{Inner, Target};
+use super::sip::Msg;
 use super::trunk::{from_upstream, resolve};
 use crate::auth::digest::Credentials;
 use crate::auth::Authenticator;
@@ -22,17 +22,15 @@ impl Inner {
         auth: &Authenticator,
         id: u64,
         mut req: Msg,
-        source: SocketAddr,
+        (source, reply_to): (SocketAddr, Hop),
         now: Instant,
     ) {
         let Some(table) = self.table() else {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 503, "Service Unavailable", now);
+            self.reply(id, 503, "Service Unavailable", now);
             return;
         };
         let Some(ruri) = req.request_uri() else {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 416, "Unsupported URI Scheme", now);
+            self.reply(id, 416, "Unsupported URI Scheme", now);
             return;
         };
         let dialled = ruri.user.clone().unwrap_or_default();
@@ -78,8 +76,8 @@ impl Inner {
             return;
         };
         log.number = decision.number.clone();
-        let mut st = self.state.lock();
-        self.start_call(&mut st, id, &req, targets, invite, log, now);
+        let caller = invite.then_some(reply_to);
+        self.start_call(id, req, targets, caller, log, now);
     }
 
     /// The branches a route forks to, or none when it was refused (its 4xx/5xx sent and
@@ -173,18 +171,14 @@ impl Inner {
             .and_then(|u| config.domain(&u.host))
             .or_else(|| config.domain(&ruri.host))
         else {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 403, "Domain Not Served", now);
+            self.reply(id, 403, "Domain Not Served", now);
             return None;
         };
         let caller_domain = domain.domain.clone();
         let from_user = match self.authenticate(auth, req, &caller_domain, source).await {
             Ok(user) => user,
-            Err((resp, extra)) => {
-                let mut st = self.state.lock();
-                let s = st.servers.get(&id)?;
-                let r = response_to(&s.req, resp.0, resp.1, Some(&s.to_tag.clone()));
-                self.reply_with(&mut st, id, r, extra);
+            Err((status, extra)) => {
+                self.with_core(|core| core.reply_with(id, status, extra, now));
                 return None;
             }
         };
@@ -307,8 +301,7 @@ impl Inner {
             _ => "failed",
         };
         log.record(&self.metrics, status, outcome, Some(reason));
-        let mut st = self.state.lock();
-        self.reply(&mut st, id, status, reason, now);
+        self.reply(id, status, reason, now);
     }
 }
 

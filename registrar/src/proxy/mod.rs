@@ -1,24 +1,38 @@
 //! The stateful proxy (RFC 3261 §16) over the transaction machines of
 //! [`crate::transaction::machine`].
 //!
-//! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
-//! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
-//! - [`core`]: the proxy core's state (one mutex over every transaction and call) and the
-//!   dispatch of a message; the files below each add their part of `impl Inner`:
-//!   - `timers.rs`: the deadline heap and its task (transaction timers, ring timeouts).
-//!   - `server.rs`: server transactions, the responses sent through them.
-//!   - `client.rs`: client transactions (one per branch), the responses they receive.
+//! The proxy is split in two: a sans-IO core that takes every decision, and a driver that does
+//! the I/O and the lookups around it (as [`crate::transaction::machine`] and
+//! [`crate::uac::machine`] do for their layers).
+//!
+//! - [`core`]: decisions only, no socket, task, lock or clock: `Core` holds every transaction
+//!   and call and is fed inputs (a request with where to answer it, a response, the time for
+//!   due timers, the branches of a call the driver routed, the answer to a trunk's challenge);
+//!   it leaves actions in an outbox (send, wake the timer task, log a call, count a drop, answer
+//!   a challenge). Table tests in `core/tests.rs` drive it with a fake clock. Its files, under
+//!   `core/`:
+//!   - `server.rs`: server transactions, a request arriving (ACK, retransmission, CANCEL,
+//!     Max-Forwards, Proxy-Require), the responses sent through them.
+//!   - `client.rs`: client transactions (one per branch and per CANCEL), the responses they
+//!     receive, the ACK for a non-2xx.
 //!   - `calls.rs`: a call (a forked INVITE or MESSAGE) and its branches, the response choice
 //!     of §16.7, the call log.
 //!   - `cancel.rs`: CANCEL from the caller, CANCEL of a branch, the ring timeout.
-//!   - `request.rs`: a request arriving: ACK, retransmissions, Max-Forwards, loose routing,
-//!     requests inside a dialog.
+//!   - `timers.rs`: the deadline heap (transaction timers and ring timeouts).
+//! - `driver.rs`: [`Proxy`], the async side: the UDP socket, the flows, the location store,
+//!   digest checks, DNS and trunk connections, the timer task, metrics. It does the async work
+//!   of a message first, then locks the core for one input, releases it, and carries out the
+//!   actions (never awaiting or sending with the core locked). Its files add to `impl Inner`:
+//!   - `request.rs`: a request arriving: handed to the core, then loose routing, requests
+//!     inside a dialog.
 //!   - `initial.rs`: an initial INVITE or MESSAGE: who is calling, routing, the targets.
 //!   - `routes.rs`: our Record-Route and its token, Route popping, the next hop, the
 //!     stateless ACK relay.
 //!   - `auth.rs`: a device's digest (407), a trunk's challenge answered.
 //!   - `trunk.rs`: TCP/TLS connections the proxy opens to trunks, calls from an upstream.
 //!   - `notify.rs`: the check-sync `NOTIFY` that makes a phone fetch its configuration again.
+//! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
+//! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
 //!
 //! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
@@ -28,21 +42,18 @@
 //! trunk on TCP/TLS is reached through a connection the proxy opens (or reuses) itself.
 
 mod auth;
-mod calls;
-mod cancel;
-mod client;
-pub mod core;
+mod core;
+mod driver;
 pub mod flows;
 mod initial;
 mod notify;
 mod request;
 mod routes;
-mod server;
 pub mod sip;
-mod timers;
 mod trunk;
 
-pub use self::core::{Hop, Outbound, Proxy, ProxySettings, StreamReader};
+pub use self::core::{Hop, ProxySettings};
+pub use driver::{Outbound, Proxy, StreamReader};
 pub use flows::{FlowGuard, Flows};
 
 /// Whether the proxy takes this message (a response, or a request of a method the proxy

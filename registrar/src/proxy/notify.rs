@@ -5,9 +5,11 @@
 //! with the other responses to requests we did not keep, and a lost one leaves the phone to
 //! its next periodic check.
 
-use super::core::{new_branch, new_tag, Hop, Inner};
+use super::core::{new_branch, new_tag, Hop};
+use super::driver::Inner;
 use crate::cluster::reach::Reach;
 use crate::location::Binding;
+use bytes::Bytes;
 use std::net::SocketAddr;
 use switchboard_crds::common::Transport;
 
@@ -33,7 +35,7 @@ impl Inner {
         let via = self.via(&new_branch(), b.transport);
         let call_id = format!("{}-cs@{}", new_tag(), self.local().ip());
         let msg = request(&b.contact, aor, &via, &call_id, &new_tag(), self.local());
-        self.send(msg.as_bytes(), hop);
+        self.send(Bytes::from(msg), hop);
         true
     }
 }

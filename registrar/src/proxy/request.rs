@@ -1,15 +1,14 @@
-//! A request arriving: ACK, retransmissions, CANCEL, Max-Forwards (§16.3), loose routing
-//! (§16.4) and requests inside a dialog; an initial INVITE or MESSAGE goes on to
-//! [`super::initial`].
+//! A request arriving, the driver's side: its top Via given `received`/`rport` and handed to
+//! the core (which absorbs an ACK or a retransmission, answers a CANCEL, checks Max-Forwards
+//! and Proxy-Require, §16.3); a new one is then routed here: loose routing (§16.4), a branch a
+//! sibling relays through us, requests inside a dialog; an initial INVITE or MESSAGE goes on
+//! to [`super::initial`]. An ACK for a 2xx comes back for the stateless relay.
 
-use super::calls::{CallLog, Target};
-use super::core::{Hop, Inner};
+use super::core::{Arrival, CallLog, Hop};
+use super::driver::{Inner, Target};
 use super::routes::{next_hop, next_hop_transport};
-use super::server::server_key;
-use super::sip::{addr_uri, response_to, Msg};
+use super::sip::{addr_uri, Msg};
 use crate::auth::Authenticator;
-use crate::message::check;
-use crate::transaction::machine::{Action, State as TxState};
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_crds::common::Transport;
@@ -23,7 +22,6 @@ impl Inner {
         transport: Transport,
     ) {
         let now = Instant::now();
-        let method = req.method().unwrap_or("").to_string();
         let Some(top) = req.top_via() else {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return;
@@ -41,99 +39,14 @@ impl Inner {
                 transport,
             },
         };
-        // Call-ID, CSeq and its method were checked by `Proxy::handle`.
-        let key = server_key(&top, &method);
-        if method == "ACK" {
-            self.on_ack(req, &key, now);
-            return;
-        }
-        if self.retransmitted(&key, now) {
-            return;
-        }
-        if method == "CANCEL" {
-            self.on_cancel(req, &top, reply_to, now);
-            return;
-        }
-
-        let id = {
-            let mut st = self.state.lock();
-            let id = self.new_server(&mut st, &req, reply_to);
-            if method == "INVITE" {
-                self.reply(&mut st, id, 100, "Trying", now);
-            }
-            id
-        };
-        if !self.validate(id, &mut req, now) {
-            return;
-        }
-        self.route_request(auth, id, req, &method, source, now)
-            .await;
-    }
-
-    /// ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
-    /// relayed on its own.
-    fn on_ack(&self, req: Msg, key: &str, now: Instant) {
-        let mut st = self.state.lock();
-        if let Some(&id) = st.server_keys.get(key) {
-            let absorbed = st.servers.get_mut(&id).map(|s| {
-                let a = s.m.on_request(true, now);
-                (
-                    s.m.state() == TxState::Confirmed || a.contains(&Action::AbsorbAck),
-                    a,
-                )
-            });
-            if let Some((true, a)) = absorbed {
-                self.server_actions(&mut st, id, &a, now);
-                return;
+        match self.with_core(|core| core.request(req, &top, reply_to, now)) {
+            Arrival::Done => {}
+            Arrival::Stateless(ack) => self.relay_stateless(ack),
+            Arrival::Route(id, req) => {
+                self.route_request(auth, id, req, (source, reply_to), now)
+                    .await
             }
         }
-        drop(st);
-        self.relay_stateless(req);
-    }
-
-    /// A retransmission of a request in a live server transaction goes to that transaction
-    /// (which answers again with its last response); true if it was one.
-    fn retransmitted(&self, key: &str, now: Instant) -> bool {
-        let mut st = self.state.lock();
-        let Some(&id) = st.server_keys.get(key) else {
-            return false;
-        };
-        let a = st
-            .servers
-            .get_mut(&id)
-            .map(|s| s.m.on_request(false, now))
-            .unwrap_or_default();
-        self.server_actions(&mut st, id, &a, now);
-        true
-    }
-
-    /// Max-Forwards (§16.3 step 3, decremented here) and Proxy-Require (step 5); false when
-    /// the request was answered (483, 420).
-    fn validate(&self, id: u64, req: &mut Msg, now: Instant) -> bool {
-        let mf = req
-            .header("Max-Forwards")
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .unwrap_or(70);
-        if mf == 0 {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 483, "Too Many Hops", now);
-            return false;
-        }
-        req.set("Max-Forwards", (mf - 1).min(70).to_string());
-
-        // RFC 4475 §3.3.5: this proxy implements no extension.
-        let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        let unknown = check::unsupported(fields, &["Proxy-Require"]);
-        if unknown.is_empty() {
-            return true;
-        }
-        let unsupported = unknown.join(", ");
-        let mut st = self.state.lock();
-        if let Some(s) = st.servers.get(&id) {
-            let resp = response_to(&s.req, 420, "Bad Extension", Some(&s.to_tag));
-            self.reply_with(&mut st, id, resp, vec![("Unsupported".into(), unsupported)]);
-        }
-        false
     }
 
     /// Loose routing (§16.4): a Route naming us is ours to remove. Then a branch relayed into
@@ -143,8 +56,7 @@ impl Inner {
         auth: &Authenticator,
         id: u64,
         mut req: Msg,
-        method: &str,
-        source: SocketAddr,
+        (source, reply_to): (SocketAddr, Hop),
         now: Instant,
     ) {
         let top_route = req
@@ -164,24 +76,16 @@ impl Inner {
             .as_deref()
             .and_then(|u| self.relayed_flow(u, req.call_id().unwrap_or("")))
         {
-            let mut st = self.state.lock();
             if flow.transport != Transport::Udp
                 && self.flows.transport_of(flow.addr) != Some(flow.transport)
             {
-                self.reply(&mut st, id, 480, "Flow Closed", now);
+                self.reply(id, 480, "Flow Closed", now);
                 return;
             }
-            let record_route = method == "INVITE" && req.to_tag().is_none();
+            let record_route = req.method() == Some("INVITE") && req.to_tag().is_none();
             let target = vec![Target::hop(flow)];
-            self.start_call(
-                &mut st,
-                id,
-                &req,
-                target,
-                record_route,
-                CallLog::default(),
-                now,
-            );
+            let caller = record_route.then_some(reply_to);
+            self.start_call(id, req, target, caller, CallLog::default(), now);
             return;
         }
 
@@ -189,12 +93,11 @@ impl Inner {
             self.in_dialog(id, req, top_route, dialog_flow, now).await;
             return;
         }
-        if !matches!(method, "INVITE" | "MESSAGE") {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 481, "Call/Transaction Does Not Exist", now);
+        if !matches!(req.method(), Some("INVITE" | "MESSAGE")) {
+            self.reply(id, 481, "Call/Transaction Does Not Exist", now);
             return;
         }
-        self.initial(auth, id, req, source, now).await;
+        self.initial(auth, id, req, (source, reply_to), now).await;
     }
 
     /// A request inside a dialog: it must come through our Record-Route, with its token, and
@@ -210,24 +113,21 @@ impl Inner {
     ) {
         let call_id = req.call_id().unwrap_or("");
         if !top_route.is_some_and(|u| self.route_token_valid(&u, call_id)) {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 403, "Not Routed Through This Proxy", now);
+            self.reply(id, 403, "Not Routed Through This Proxy", now);
             return;
         }
         if let Some(flow) = dialog_flow {
-            let mut st = self.state.lock();
             if self.flows.transport_of(flow.addr) != Some(flow.transport) {
                 // RFC 5626 §5.3: the flow named is gone.
-                self.reply(&mut st, id, 430, "Flow Failed", now);
+                self.reply(id, 430, "Flow Failed", now);
                 return;
             }
             let target = vec![Target::hop(flow)];
-            self.start_call(&mut st, id, &req, target, false, CallLog::default(), now);
+            self.start_call(id, req, target, None, CallLog::default(), now);
             return;
         }
         let Some(dest) = next_hop(&req) else {
-            let mut st = self.state.lock();
-            self.reply(&mut st, id, 404, "No Route To Target", now);
+            self.reply(id, 404, "No Route To Target", now);
             return;
         };
         let hop = match next_hop_transport(&req) {
@@ -246,8 +146,7 @@ impl Inner {
             }
             _ => self.hop(dest),
         };
-        let mut st = self.state.lock();
         let target = vec![Target::hop(hop)];
-        self.start_call(&mut st, id, &req, target, false, CallLog::default(), now);
+        self.start_call(id, req, target, None, CallLog::default(), now);
     }
 }

@@ -7,7 +7,8 @@
 //! is a `*.invalid` host (RFC 7118 §5), so a request of the dialog toward it finds its
 //! connection through the second Route, the one facing it.
 
-use super::core::{new_branch, Hop, Inner};
+use super::core::{new_branch, Hop};
+use super::driver::Inner;
 use super::sip::{addr_uri, uri_target, Msg};
 use crate::auth::nonce::NonceStatus;
 use crate::message::headers::SipUri;
@@ -217,7 +218,7 @@ impl Inner {
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
         if let Some(hop) = flow.or_else(|| next_hop(&req).map(|dest| self.hop(dest))) {
             req.push_front("Via", self.via(&new_branch(), hop.transport));
-            self.send(&req.encode(), hop);
+            self.send(req.encode(), hop);
         }
     }
 }
@@ -285,7 +286,7 @@ fn parse_flow_param(v: &str) -> Option<Hop> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures;
+    use super::super::driver::fixtures;
     use super::*;
 
     fn hop(addr: &str, transport: Transport) -> Hop {
@@ -297,7 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_crossing_into_a_websocket_gets_a_record_route_naming_its_connection() {
-        let inner = fixtures::core().await;
+        let inner = fixtures::inner().await;
         let udp = hop("127.0.0.1:5071", Transport::Udp);
         let ws = hop("127.0.0.1:40000", Transport::Ws);
         // Both sides alike: one Record-Route.

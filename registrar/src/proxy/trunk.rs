@@ -1,7 +1,8 @@
 //! Trunks: the TCP/TLS connections the proxy opens to them, and recognising a call from a
 //! registration's upstream.
 
-use super::core::{Hop, Inner};
+use super::core::Hop;
+use super::driver::Inner;
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchboard_crds::config::OutboundRegistration;

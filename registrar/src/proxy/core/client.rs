@@ -1,7 +1,7 @@
 //! Client transactions: one per branch (and per CANCEL), and the responses they receive.
 
-use super::core::{Hop, Inner, State};
 use super::sip::{response_to, via_target, Msg, Start};
+use super::{Action as Out, Branch, Core, Hop};
 use crate::transaction::machine::{Action, Machine};
 use bytes::Bytes;
 use std::time::Instant;
@@ -34,24 +34,18 @@ pub(super) fn client_key(branch: &str, method: &str) -> String {
     format!("{branch}|{method}")
 }
 
-impl Inner {
-    pub(super) fn new_client(
-        &self,
-        st: &mut State,
-        req: Msg,
-        dest: Hop,
-        call: Option<u64>,
-        trunk: Option<String>,
-        now: Instant,
-    ) -> u64 {
-        st.next += 1;
-        let id = st.next;
-        let branch = req
+impl Core {
+    /// Starts a client transaction sending `branch` (for `call`, if any); its id.
+    pub(super) fn new_client(&mut self, branch: Branch, call: Option<u64>, now: Instant) -> u64 {
+        let Branch { req, dest, trunk } = branch;
+        self.next += 1;
+        let id = self.next;
+        let via_branch = req
             .top_via()
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
-        let method = req.method().unwrap_or("").to_string();
-        let key = client_key(&branch, &method);
+        let method = req.method().unwrap_or("");
+        let key = client_key(&via_branch, method);
         let (m, actions) = Machine::client(
             method == "INVITE",
             dest.transport != Transport::Udp,
@@ -59,8 +53,8 @@ impl Inner {
             now,
         );
         let data = req.encode();
-        st.client_keys.insert(key.clone(), id);
-        st.clients.insert(
+        self.client_keys.insert(key.clone(), id);
+        self.clients.insert(
             id,
             ClientTx {
                 m,
@@ -76,13 +70,12 @@ impl Inner {
                 armed: None,
             },
         );
-        self.client_actions(st, id, &actions, None, now);
+        self.client_actions(id, &actions, None, now);
         id
     }
 
     pub(super) fn client_actions(
-        &self,
-        st: &mut State,
+        &mut self,
         id: u64,
         actions: &[Action],
         resp: Option<&Msg>,
@@ -91,81 +84,77 @@ impl Inner {
         for a in actions {
             match *a {
                 Action::Transmit => {
-                    if let Some(c) = st.clients.get(&id) {
-                        self.send(&c.data, c.dest);
+                    if let Some(c) = self.clients.get(&id) {
+                        let (data, hop) = (c.data.clone(), c.dest);
+                        self.send(data, hop);
                     }
                 }
                 Action::SendAck => {
-                    if let (Some(c), Some(r)) = (st.clients.get(&id), resp) {
-                        let ack = build_ack(&c.req, r);
-                        self.send(&ack.encode(), c.dest);
+                    if let (Some(c), Some(r)) = (self.clients.get(&id), resp) {
+                        let (ack, hop) = (build_ack(&c.req, r).encode(), c.dest);
+                        self.send(ack, hop);
                     }
                 }
                 Action::Deliver(_) => {
                     if let Some(r) = resp {
-                        self.branch_response(st, id, r.clone(), now);
+                        self.branch_response(id, r.clone(), now);
                     }
                 }
                 Action::Timeout => {
-                    let timeout = st.clients.get(&id).map(|c| {
+                    let timeout = self.clients.get(&id).map(|c| {
                         let mut r = response_to(&c.req, 408, "Request Timeout", None);
                         r.headers.retain(|(n, _)| n != "Record-Route");
                         r
                     });
                     if let Some(r) = timeout {
-                        self.branch_response(st, id, r, now);
+                        self.branch_response(id, r, now);
                     }
                 }
                 Action::Terminated => {
-                    if let Some(c) = st.clients.remove(&id) {
-                        st.client_keys.remove(&c.key);
+                    if let Some(c) = self.clients.remove(&id) {
+                        self.client_keys.remove(&c.key);
                     }
                     return;
                 }
                 Action::AbsorbAck => {}
             }
         }
-        self.schedule_tx(st, id);
+        self.schedule_tx(id);
     }
 
-    pub(super) fn on_response(&self, mut resp: Msg) {
-        let now = Instant::now();
+    /// A response from downstream: to its client transaction, or (a 2xx retransmission after
+    /// the transaction ended, §16.7 step 5) forwarded statelessly when the top Via is ours.
+    pub(in crate::proxy) fn on_response(&mut self, mut resp: Msg, now: Instant) {
         let Some(via) = resp.top_via() else { return };
         let Some((_, method)) = resp.cseq() else {
             return;
         };
         let key = client_key(via.branch().unwrap_or(""), &method);
-        let mut st = self.state.lock();
-        match st.client_keys.get(&key).copied() {
-            Some(id) => {
-                let status = resp.status().unwrap_or(500);
-                let actions = st
-                    .clients
-                    .get_mut(&id)
-                    .map(|c| c.m.on_response(status, now))
-                    .unwrap_or_default();
-                self.client_actions(&mut st, id, &actions, Some(&resp), now);
+        if let Some(id) = self.client_keys.get(&key).copied() {
+            let status = resp.status().unwrap_or(500);
+            let actions = self
+                .clients
+                .get_mut(&id)
+                .map(|c| c.m.on_response(status, now))
+                .unwrap_or_default();
+            self.client_actions(id, &actions, Some(&resp), now);
+            return;
+        }
+        let ours = via
+            .param("branch")
+            .flatten()
+            .is_some_and(|b| b.starts_with("z9hG4bK-sb"))
+            && via_target(&via).is_some();
+        if ours && resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            resp.pop_first("Via");
+            if let Some(addr) = resp.top_via().as_ref().and_then(via_target) {
+                self.out.push(Out::SendTo {
+                    data: resp.encode(),
+                    addr,
+                });
             }
-            None => {
-                // A 2xx retransmission after the client transaction ended (§16.7 step 5:
-                // forwarded statelessly), when the top Via is ours.
-                let ours = via
-                    .param("branch")
-                    .flatten()
-                    .is_some_and(|b| b.starts_with("z9hG4bK-sb"))
-                    && via_target(&via).is_some();
-                if ours && resp.status().is_some_and(|s| (200..300).contains(&s)) {
-                    resp.pop_first("Via");
-                    if let Some(to) = resp.top_via().as_ref().and_then(via_target) {
-                        self.send(&resp.encode(), self.hop(to));
-                    }
-                } else {
-                    self.metrics
-                        .dropped
-                        .with_label_values(&["stray_response"])
-                        .inc();
-                }
-            }
+        } else {
+            self.out.push(Out::Dropped("stray_response"));
         }
     }
 }
@@ -198,7 +187,7 @@ fn build_ack(req: &Msg, resp: &Msg) -> Msg {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures::{resp, INVITE};
+    use super::super::fixtures::{resp, INVITE};
     use super::*;
 
     #[test]

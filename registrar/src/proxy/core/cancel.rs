@@ -1,36 +1,31 @@
 //! Cancelling: a CANCEL from the caller, a branch's CANCEL, and the ring timeout.
 
 use super::client::Cancel;
-use super::core::{Hop, Inner, State};
 use super::server::server_key;
 use super::sip::{Msg, Start};
+use super::{Branch, Core, Hop};
 use crate::message::headers::Via;
 use crate::transaction::machine::State as TxState;
 use bytes::Bytes;
 use std::time::Instant;
 
-impl Inner {
-    pub(super) fn on_cancel(&self, req: Msg, top: &Via, reply_to: Hop, now: Instant) {
+impl Core {
+    /// A CANCEL from the caller (`top` its Via): 200 to it, 481 when its INVITE is unknown;
+    /// the INVITE answered 487 and its branches cancelled, unless it was answered already.
+    pub(super) fn on_cancel(&mut self, req: &Msg, top: &Via, reply_to: Hop, now: Instant) {
         let invite_key = server_key(top, "INVITE");
-        let mut st = self.state.lock();
-        let cancel_id = self.new_server(&mut st, &req, reply_to);
-        let Some(&inv) = st.server_keys.get(&invite_key) else {
-            self.reply(
-                &mut st,
-                cancel_id,
-                481,
-                "Call/Transaction Does Not Exist",
-                now,
-            );
+        let cancel_id = self.new_server(req, reply_to);
+        let Some(&inv) = self.server_keys.get(&invite_key) else {
+            self.reply(cancel_id, 481, "Call/Transaction Does Not Exist", now);
             return;
         };
-        self.reply(&mut st, cancel_id, 200, "OK", now);
-        let Some(call_id) = st.servers.get(&inv).and_then(|s| s.call) else {
+        self.reply(cancel_id, 200, "OK", now);
+        let Some(call_id) = self.servers.get(&inv).and_then(|s| s.call) else {
             // Not routed yet: answer 487 now; the call is dropped when it is.
-            self.reply(&mut st, inv, 487, "Request Terminated", now);
+            self.reply(inv, 487, "Request Terminated", now);
             return;
         };
-        let Some(call) = st.calls.get_mut(&call_id) else {
+        let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
         if call.answered || call.finished {
@@ -39,13 +34,15 @@ impl Inner {
         call.cancelled = true;
         let branches = call.branches.clone();
         for b in branches {
-            self.cancel_branch(&mut st, b, now);
+            self.cancel_branch(b, now);
         }
-        self.reply(&mut st, inv, 487, "Request Terminated", now);
+        self.reply(inv, 487, "Request Terminated", now);
     }
 
-    pub(super) fn cancel_branch(&self, st: &mut State, id: u64, now: Instant) {
-        let Some(c) = st.clients.get_mut(&id) else {
+    /// Cancels an INVITE branch: now if it has had a provisional response, else once it has
+    /// (§9.1).
+    pub(super) fn cancel_branch(&mut self, id: u64, now: Instant) {
+        let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
         if c.req.method() != Some("INVITE") || c.cancel == Cancel::Sent {
@@ -59,13 +56,18 @@ impl Inner {
             return;
         }
         c.cancel = Cancel::Sent;
-        let cancel = build_cancel(&c.req);
-        let dest = c.dest;
-        self.new_client(st, cancel, dest, None, None, now);
+        let cancel = Branch {
+            req: build_cancel(&c.req),
+            dest: c.dest,
+            trunk: None,
+        };
+        self.new_client(cancel, None, now);
     }
 
-    pub(super) fn ring_timeout(&self, st: &mut State, call_id: u64, now: Instant) {
-        let Some(call) = st.calls.get_mut(&call_id) else {
+    /// The ring timeout of an INVITE call: every branch cancelled, the call ended (480) once
+    /// they are done.
+    pub(super) fn ring_timeout(&mut self, call_id: u64, now: Instant) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
         if call.finished || call.answered {
@@ -74,18 +76,18 @@ impl Inner {
         call.timed_out = true;
         let branches = call.branches.clone();
         for b in &branches {
-            self.cancel_branch(st, *b, now);
+            self.cancel_branch(*b, now);
         }
         // Branches that never answered anything cannot be cancelled: give up on them now.
         let silent: Vec<u64> = branches
             .into_iter()
-            .filter(|b| st.clients.get(b).is_some_and(|c| !c.provisional))
+            .filter(|b| self.clients.get(b).is_some_and(|c| !c.provisional))
             .collect();
         for b in silent {
-            if let Some(c) = st.clients.get_mut(&b) {
+            if let Some(c) = self.clients.get_mut(&b) {
                 c.call = None;
             }
-            self.branch_done(st, call_id, None, now);
+            self.branch_done(call_id, None, now);
         }
     }
 }
@@ -117,9 +119,9 @@ fn build_cancel(req: &Msg) -> Msg {
 
 #[cfg(test)]
 mod tests {
-    use super::super::core::fixtures::INVITE;
-    use super::super::routes::next_hop;
+    use super::super::fixtures::INVITE;
     use super::*;
+    use crate::proxy::routes::next_hop;
 
     #[test]
     fn cancel_matches_the_invite_branch() {

@@ -1,0 +1,291 @@
+//! Server transactions: the caller's side of a request, a request arriving (ACK,
+//! retransmission, CANCEL, Max-Forwards, Proxy-Require), and the responses sent through it.
+
+use super::sip::{response_to, via_target, Msg};
+use super::{new_tag, Action as Out, Core, Hop};
+use crate::message::check;
+use crate::message::headers::Via;
+use crate::transaction::machine::{Action, Machine, State as TxState};
+use bytes::Bytes;
+use std::time::Instant;
+use switchboard_crds::common::Transport;
+
+pub(super) struct ServerTx {
+    pub(super) m: Machine,
+    key: String,
+    /// The request as received (top Via with received/rport).
+    pub(super) req: Msg,
+    pub(super) reply_to: Hop,
+    last: Option<Bytes>,
+    pub(super) call: Option<u64>,
+    pub(super) to_tag: String,
+    /// The deadline queued in the timer heap for it, if any.
+    pub(super) armed: Option<Instant>,
+}
+
+pub(super) fn server_key(via: &Via, method: &str) -> String {
+    let method = if method == "ACK" { "INVITE" } else { method };
+    format!(
+        "{}|{}:{}|{}",
+        via.branch().unwrap_or(""),
+        via.host,
+        via.port.unwrap_or(5060),
+        method
+    )
+}
+
+/// What became of a request handed to [`Core::request`].
+#[derive(Debug)]
+pub(in crate::proxy) enum Arrival {
+    /// The core dealt with it: absorbed, answered, or a CANCEL.
+    Done,
+    /// An ACK outside any transaction (for a 2xx): the driver relays it statelessly.
+    Stateless(Msg),
+    /// A new request, its server transaction created (100 Trying sent for an INVITE) and
+    /// Max-Forwards decremented: the driver routes it and starts its call or answers it.
+    Route(u64, Msg),
+}
+
+impl Core {
+    /// A request from the caller whose top Via (`top`, as received) has been given its
+    /// `received`/`rport`; responses go to `reply_to`. Call-ID, CSeq and its method were
+    /// checked by the driver.
+    pub(in crate::proxy) fn request(
+        &mut self,
+        mut req: Msg,
+        top: &Via,
+        reply_to: Hop,
+        now: Instant,
+    ) -> Arrival {
+        let method = req.method().unwrap_or("");
+        let key = server_key(top, method);
+        if method == "ACK" {
+            return self.ack(req, &key, now);
+        }
+        if self.retransmitted(&key, now) {
+            return Arrival::Done;
+        }
+        if method == "CANCEL" {
+            self.on_cancel(&req, top, reply_to, now);
+            return Arrival::Done;
+        }
+        let invite = method == "INVITE";
+        let id = self.new_server(&req, reply_to);
+        if invite {
+            self.reply(id, 100, "Trying", now);
+        }
+        if !self.validate(id, &mut req, now) {
+            return Arrival::Done;
+        }
+        Arrival::Route(id, req)
+    }
+
+    /// ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
+    /// relayed on its own.
+    fn ack(&mut self, req: Msg, key: &str, now: Instant) -> Arrival {
+        if let Some(&id) = self.server_keys.get(key) {
+            let absorbed = self.servers.get_mut(&id).map(|s| {
+                let a = s.m.on_request(true, now);
+                (
+                    s.m.state() == TxState::Confirmed || a.contains(&Action::AbsorbAck),
+                    a,
+                )
+            });
+            if let Some((true, a)) = absorbed {
+                self.server_actions(id, &a);
+                return Arrival::Done;
+            }
+        }
+        Arrival::Stateless(req)
+    }
+
+    /// A retransmission of a request in a live server transaction goes to that transaction
+    /// (which answers again with its last response); true if it was one.
+    fn retransmitted(&mut self, key: &str, now: Instant) -> bool {
+        let Some(&id) = self.server_keys.get(key) else {
+            return false;
+        };
+        let a = self
+            .servers
+            .get_mut(&id)
+            .map(|s| s.m.on_request(false, now))
+            .unwrap_or_default();
+        self.server_actions(id, &a);
+        true
+    }
+
+    /// Max-Forwards (§16.3 step 3, decremented here) and Proxy-Require (step 5); false when
+    /// the request was answered (483, 420).
+    fn validate(&mut self, id: u64, req: &mut Msg, now: Instant) -> bool {
+        let mf = req
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if mf == 0 {
+            self.reply(id, 483, "Too Many Hops", now);
+            return false;
+        }
+        req.set("Max-Forwards", (mf - 1).min(70).to_string());
+
+        // RFC 4475 §3.3.5: this proxy implements no extension.
+        let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let unknown = check::unsupported(fields, &["Proxy-Require"]);
+        if unknown.is_empty() {
+            return true;
+        }
+        let unsupported = unknown.join(", ");
+        let extra = vec![("Unsupported".into(), unsupported)];
+        self.reply_with(id, (420, "Bad Extension"), extra, now);
+        false
+    }
+
+    pub(super) fn new_server(&mut self, req: &Msg, reply_to: Hop) -> u64 {
+        self.next += 1;
+        let id = self.next;
+        let via = req.top_via().expect("checked");
+        let key = server_key(&via, req.method().unwrap_or(""));
+        let invite = req.method() == Some("INVITE");
+        self.server_keys.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerTx {
+                m: Machine::server(
+                    invite,
+                    reply_to.transport != Transport::Udp,
+                    self.settings.timers,
+                ),
+                key,
+                req: response_headers(req),
+                reply_to,
+                last: None,
+                call: None,
+                to_tag: new_tag(),
+                armed: None,
+            },
+        );
+        id
+    }
+
+    /// Sends a response through a server transaction (it keeps it for retransmissions).
+    pub(super) fn respond(&mut self, id: u64, resp: Msg, now: Instant) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            // The transaction is gone (a 2xx retransmission after Timer L): stateless.
+            if let Some(addr) = resp.top_via().as_ref().and_then(via_target) {
+                self.out.push(Out::SendTo {
+                    data: resp.encode(),
+                    addr,
+                });
+            }
+            return;
+        };
+        let status = resp.status().unwrap_or(500);
+        let data = resp.encode();
+        let actions = s.m.on_send(status, now);
+        if actions.contains(&Action::Transmit) {
+            s.last = Some(data);
+        }
+        self.server_actions(id, &actions);
+        // Accepted (a 2xx went out): retransmitted INVITEs are absorbed and the 2xx's own
+        // retransmissions are relayed as they come; nothing to keep.
+        if let Some(s) = self.servers.get_mut(&id) {
+            if s.m.state() == TxState::Accepted {
+                s.last = None;
+            }
+            if status >= 200 {
+                // Final: no response is built from the request any more.
+                s.req.headers = Vec::new();
+            }
+        }
+    }
+
+    /// A locally generated response to the server transaction's request.
+    pub(in crate::proxy) fn reply(&mut self, id: u64, status: u16, reason: &str, now: Instant) {
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
+        let tag = (status > 100).then_some(s.to_tag.as_str());
+        let resp = response_to(&s.req, status, reason, tag);
+        self.respond(id, resp, now);
+    }
+
+    /// A locally generated final response with these extra headers (a challenge, Unsupported,
+    /// Retry-After).
+    pub(in crate::proxy) fn reply_with(
+        &mut self,
+        id: u64,
+        (status, reason): (u16, &str),
+        extra: Vec<(String, String)>,
+        now: Instant,
+    ) {
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
+        let mut resp = response_to(&s.req, status, reason, Some(&s.to_tag));
+        resp.headers.extend(extra);
+        self.respond(id, resp, now);
+    }
+
+    pub(super) fn server_actions(&mut self, id: u64, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::Transmit => {
+                    if let Some(s) = self.servers.get(&id) {
+                        if let Some(d) = &s.last {
+                            let (data, hop) = (d.clone(), s.reply_to);
+                            self.send(data, hop);
+                        }
+                    }
+                }
+                Action::Terminated => {
+                    if let Some(s) = self.servers.remove(&id) {
+                        self.server_keys.remove(&s.key);
+                        if let Some(c) = s.call {
+                            if self.calls.get(&c).is_some_and(|c| c.finished) {
+                                self.calls.remove(&c);
+                            }
+                        }
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.schedule_tx(id);
+    }
+}
+
+/// What a server transaction keeps of its request: the start line and the headers a response
+/// copies (§8.2.6.2), no body.
+fn response_headers(req: &Msg) -> Msg {
+    Msg {
+        start: req.start.clone(),
+        headers: req
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                matches!(
+                    n.as_str(),
+                    "Via" | "From" | "To" | "Call-ID" | "CSeq" | "Record-Route"
+                )
+            })
+            .cloned()
+            .collect(),
+        body: Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::client_key;
+    use super::super::fixtures::INVITE;
+    use super::*;
+
+    #[test]
+    fn keys_match_retransmissions_ack_and_cancel_to_the_invite() {
+        let req = Msg::parse(INVITE.as_bytes()).unwrap();
+        let via = req.top_via().unwrap();
+        assert_eq!(server_key(&via, "ACK"), server_key(&via, "INVITE"));
+        assert_ne!(server_key(&via, "CANCEL"), server_key(&via, "INVITE"));
+        assert_eq!(client_key("z9hG4bK-sb1", "INVITE"), "z9hG4bK-sb1|INVITE");
+    }
+}
