@@ -25,7 +25,7 @@ use crate::proxy::sip::{response_to, via_target, Msg, Start};
 use crate::service::{Service, ServiceSettings};
 use crate::uac::machine::{Input, Machine, Timing};
 use crate::uac::presence::{parse_body, Body, DialogBook, Package, SubState};
-use crate::uac::sip::{parse_response, Method};
+use crate::uac::sip::{parse_response, Method, ResponseExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_crds::common::Transport;
