@@ -264,20 +264,38 @@ impl Service {
             }
         }
 
-        let response = if let Some(refusal) = refuse(&request, &reply) {
-            refusal
-        } else {
-            match handler {
-                Handler::Registrar => self.register(&request, &via_value, source, transport).await,
-                Handler::Options => options::answer(reply),
-                Handler::Notify => notify::answer(reply),
-                // A call method while the proxy has no socket yet, or a method nobody here serves.
-                Handler::Proxy | Handler::Unsupported => {
-                    reply(405, "Method Not Allowed").with("Allow", ALLOW)
-                }
+        let response = match refuse(&request, &reply) {
+            Some(refusal) => refusal,
+            None => {
+                self.dispatch(handler, &request, &via_value, source, transport)
+                    .await
             }
         };
         Some(self.finish(&request, Some(&key), response, target))
+    }
+
+    /// The answer of the request's handler, once it passed the checks every request passes
+    /// (`via` is its top Via with `received`/`rport`).
+    async fn dispatch(
+        &self,
+        handler: Handler,
+        request: &Request,
+        via: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Response {
+        let reply = |status: u16, reason: &'static str| {
+            Response::to_request(&request.headers, status, reason, Some(via))
+        };
+        match handler {
+            Handler::Registrar => self.register(request, via, source, transport).await,
+            Handler::Options => options::answer(reply),
+            Handler::Notify => notify::answer(reply),
+            // A call method while the proxy has no socket yet, or a method nobody here serves.
+            Handler::Proxy | Handler::Unsupported => {
+                reply(405, "Method Not Allowed").with("Allow", ALLOW)
+            }
+        }
     }
 
     /// Encodes, caches (unless a 5xx the client should retry) and counts a response.

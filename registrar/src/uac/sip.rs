@@ -340,6 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn drops_what_msg_parse_refuses() {
+        // Where `Msg::parse` is stricter than the UAC's former reader: no empty line ending
+        // the head, a Content-Length that is no number or exceeds the body received.
+        let ok = "SIP/2.0 200 OK\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n";
+        for bad in [
+            ok.to_string(),
+            format!("{ok}Content-Length: x\r\n\r\n"),
+            format!("{ok}Content-Length: 5\r\n\r\nab"),
+        ] {
+            assert_eq!(
+                parse_response(&bad),
+                Err(ParseError::Malformed("message")),
+                "{bad:?}"
+            );
+        }
+        let r = parse_response(&format!("{ok}Content-Length: 2\r\n\r\nab")).unwrap();
+        assert_eq!((r.code(), r.call_id()), (200, Some("c")));
+    }
+
+    #[test]
     fn request_text() {
         let s = build_request(&RequestSpec {
             method: Method::Register,
