@@ -2,9 +2,9 @@
 //! registrar's nonces (407), and a trunk's 401/407 answered with the registration's credentials.
 
 use super::core::{new_branch, Inner};
-use super::sip::Msg;
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::{Authenticator, Verdict};
+use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;

@@ -3,7 +3,7 @@
 
 use super::client::Cancel;
 use super::core::{new_branch, Hop, Inner, State, TimerKey};
-use super::sip::{Msg, Start};
+use crate::message::{Msg, Start};
 use crate::transaction::machine::State as TxState;
 use std::time::Instant;
 

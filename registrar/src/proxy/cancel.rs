@@ -3,8 +3,8 @@
 use super::client::Cancel;
 use super::core::{Hop, Inner, State};
 use super::server::server_key;
-use super::sip::{Msg, Start};
 use crate::message::headers::Via;
+use crate::message::{Msg, Start};
 use crate::transaction::machine::State as TxState;
 use bytes::Bytes;
 use std::time::Instant;

@@ -25,13 +25,14 @@ use super::calls::Call;
 use super::client::ClientTx;
 use super::flows::Flows;
 use super::server::ServerTx;
-use super::sip::{self, Msg, Start};
 use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::LocationStore;
 use crate::message::check::{self, Fault};
+use crate::message::owned as sip;
 use crate::message::ParseError;
+use crate::message::{Msg, Start};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::transaction::machine::Timers;
@@ -349,7 +350,8 @@ impl Inner {
 /// responses to it, for the unit tests of the proxy's modules.
 #[cfg(test)]
 pub(super) mod fixtures {
-    use super::super::sip::{response_to, Msg};
+    use crate::message::owned::response_to;
+    use crate::message::Msg;
 
     pub(in crate::proxy) const INVITE: &str = "INVITE sip:1002@127.0.0.1:5070 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sb1;rport\r\n\

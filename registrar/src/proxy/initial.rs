@@ -3,13 +3,14 @@
 
 use super::calls::{CallLog, Target};
 use super::core::{Hop, Inner};
-use super::sip::{response_to, Msg};
 use super::trunk::{from_upstream, resolve};
 use crate::auth::digest::Credentials;
 use crate::auth::Authenticator;
 use crate::cluster::reach::Reach;
 use crate::location::Binding;
 use crate::message::headers::{NameAddr, SipUri};
+use crate::message::owned::response_to;
+use crate::message::Msg;
 use crate::routing::{Caller, Decision, Route, RoutingTable};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};

@@ -1,7 +1,6 @@
 //! The stateful proxy (RFC 3261 §16) over the transaction machines of
 //! [`crate::transaction::machine`].
 //!
-//! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
 //! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
 //! - [`core`]: the proxy core's state (one mutex over every transaction and call) and the
 //!   dispatch of a message; the files below each add their part of `impl Inner`:
@@ -38,11 +37,11 @@ mod notify;
 mod request;
 mod routes;
 mod server;
-pub mod sip;
 mod timers;
 mod trunk;
 
 pub use self::core::{Hop, Outbound, Proxy, ProxySettings, StreamReader};
+use crate::message::owned as sip;
 pub use flows::{FlowGuard, Flows};
 
 /// Whether the proxy takes this message (a response, or a request of a method the proxy

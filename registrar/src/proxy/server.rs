@@ -1,8 +1,10 @@
 //! Server transactions: the caller's side of a request, and the responses sent through it.
 
 use super::core::{new_tag, Hop, Inner, State};
-use super::sip::{response_to, via_target, Msg};
+use crate::message::headers::via_target;
 use crate::message::headers::Via;
+use crate::message::owned::response_to;
+use crate::message::Msg;
 use crate::transaction::machine::{Action, Machine, State as TxState};
 use bytes::Bytes;
 use std::time::Instant;

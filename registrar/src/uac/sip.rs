@@ -11,8 +11,9 @@ use super::machine::Reply;
 use super::presence::Package;
 use crate::auth::client::Challenge;
 use crate::message::headers::NameAddrRef;
+use crate::message::owned::is_response;
 use crate::message::parse::split_headers;
-use crate::proxy::sip::{is_response, Msg, Start};
+use crate::message::{Msg, Start};
 use bytes::Bytes;
 
 /// The method of a client transaction.
