@@ -7,7 +7,7 @@
 //!
 //! Unknown header fields are not looked at: a proxy relays them as they are (RFC 4475
 //! §3.1.1.1's `UnknownHeaderWithUnusualValue`). Pure and allocation-free; both the registrar's
-//! parser ([`super::parse`]) and the proxy's ([`crate::proxy::sip`]) feed it `(name, value)`
+//! parser ([`super::parse`]) and the proxy's ([`super::owned`]) feed it `(name, value)`
 //! pairs, names in any case or compact form.
 
 use super::headers::{is_token_char, list_items, long_name, SipUri, SipUriParts};

@@ -1,6 +1,7 @@
 //! Parsers for header values: Via, name-addr (From/To/Contact), Contact lists, CSeq, Expires
 //! and q-values. Each takes the untyped text and returns `None` when it cannot be read.
 
+use std::net::{IpAddr, SocketAddr};
 use switchboard_crds::common::Transport;
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
@@ -624,6 +625,51 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
     Ok(Contacts::List(list))
 }
 
+/// Where a response to this Via goes: `received`/`rport` when present, else sent-by. Never a
+/// broadcast, multicast or unspecified address (RFC 4475 §3.3.10: a response must not be
+/// relayed to one).
+pub fn via_target(via: &Via) -> Option<SocketAddr> {
+    let ip: IpAddr = match via.param("received").flatten() {
+        Some(r) => r.parse().ok()?,
+        None => via
+            .host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .ok()?,
+    };
+    let port = via
+        .param("rport")
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .or(via.port)
+        .unwrap_or(5060);
+    let unroutable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if unroutable {
+        return None;
+    }
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The address a SIP URI names (`host:port`, an IP literal only: no DNS here).
+pub fn uri_target(uri: &SipUri) -> Option<SocketAddr> {
+    let ip: IpAddr = uri
+        .host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+}
+
+/// The URI inside a name-addr or a bare URI (`<sip:a@b;lr>` → `sip:a@b;lr`).
+pub fn addr_uri(value: &str) -> String {
+    match NameAddr::parse(value) {
+        Some(n) => n.uri,
+        None => value.trim().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -756,5 +802,15 @@ mod tests {
         assert_eq!(parse_cseq("12 REGISTER"), Some((12, "REGISTER")));
         assert_eq!(parse_cseq("REGISTER"), None);
         assert_eq!(parse_cseq("1 REGISTER extra"), None);
+    }
+
+    #[test]
+    fn responses_never_go_to_broadcast_or_multicast() {
+        for host in ["255.255.255.255", "224.0.0.1", "0.0.0.0", "[ff02::1]"] {
+            let via = Via::parse_first(&format!("SIP/2.0/UDP {host};branch=z9hG4bK1")).unwrap();
+            assert_eq!(via_target(&via), None, "{host}");
+        }
+        let via = Via::parse_first("SIP/2.0/UDP 192.0.2.1;received=255.255.255.255").unwrap();
+        assert_eq!(via_target(&via), None);
     }
 }

@@ -11,13 +11,18 @@
 //! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
 //! - [`framing`]: where a message ends in a byte stream (TCP, TLS), for the registrar's
 //!   listeners and the UAC's flows alike.
+//! - [`owned`]: the owned message ([`Msg`]: headers verbatim, body opaque) that the proxy relays
+//!   and rewrites and the UAC builds and reads; [`Request`] is the zero-copy view the REGISTER
+//!   hot path reads instead.
 
 pub mod check;
 pub mod framing;
 pub mod headers;
+pub mod owned;
 pub mod parse;
 pub mod response;
 
+pub use owned::{Msg, Start};
 pub use parse::{parse, HeaderName, Method, ParseError, Parsed, Request};
 pub use response::Response;
 

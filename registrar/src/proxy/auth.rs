@@ -3,9 +3,9 @@
 
 use super::core::new_branch;
 use super::driver::Inner;
-use super::sip::Msg;
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::{Authenticator, Verdict};
+use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;

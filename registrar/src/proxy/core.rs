@@ -24,7 +24,7 @@
 //! registration's credentials (same CSeq, new branch) through [`Core::reauth`].
 
 // The core's files name the message type through this, as the driver's do.
-use super::sip::{self, Msg};
+use crate::message::Msg;
 use crate::transaction::machine::Timers;
 use bytes::Bytes;
 use calls::Call;
@@ -191,7 +191,7 @@ pub(super) fn new_tag() -> String {
 /// responses to it, for the unit tests of the proxy's modules.
 #[cfg(test)]
 pub(super) mod fixtures {
-    use super::super::sip::{response_to, Msg};
+    use crate::message::owned::{response_to, Msg};
 
     pub(in crate::proxy) const INVITE: &str = "INVITE sip:1002@127.0.0.1:5070 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-sb1;rport\r\n\

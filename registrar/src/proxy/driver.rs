@@ -18,12 +18,12 @@
 
 use super::core::{new_branch, Action, Branch, CallLog, CallRecord, Core, Hop, ProxySettings};
 use super::flows::Flows;
-use super::sip::{self, Msg, Start};
 use crate::auth::Authenticator;
 use crate::cluster::Cluster;
 use crate::config::ConfigHandle;
 use crate::location::LocationStore;
 use crate::message::check::{self, Fault};
+use crate::message::owned::{self as sip, Msg, Start};
 use crate::message::ParseError;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;

@@ -3,13 +3,13 @@
 
 use super::core::{CallLog, Hop};
 use super::driver::{Inner, Target};
-use super::sip::Msg;
 use super::trunk::{from_upstream, resolve};
 use crate::auth::digest::Credentials;
 use crate::auth::Authenticator;
 use crate::cluster::reach::Reach;
 use crate::location::Binding;
 use crate::message::headers::{NameAddr, SipUri};
+use crate::message::Msg;
 use crate::routing::{Caller, Decision, Route, RoutingTable};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};

@@ -31,8 +31,9 @@
 //!   - `auth.rs`: a device's digest (407), a trunk's challenge answered.
 //!   - `trunk.rs`: TCP/TLS connections the proxy opens to trunks, calls from an upstream.
 //!   - `notify.rs`: the check-sync `NOTIFY` that makes a phone fetch its configuration again.
-//! - [`sip`]: the message as a proxy sees it (headers kept verbatim, body untouched).
 //! - [`flows`]: the open TCP/TLS connections by peer, so the proxy can send into them.
+//!
+//! The message relayed is [`crate::message::Msg`] (headers kept verbatim, body untouched).
 //!
 //! What arrives here: every response, and INVITE, ACK, BYE, CANCEL, MESSAGE, UPDATE, INFO,
 //! REFER and PRACK (see [`claims`]); REGISTER, OPTIONS, NOTIFY and unknown methods stay with
@@ -49,10 +50,10 @@ mod initial;
 mod notify;
 mod request;
 mod routes;
-pub mod sip;
 mod trunk;
 
 pub use self::core::{Hop, ProxySettings};
+use crate::message::owned as sip;
 pub use driver::{Outbound, Proxy, StreamReader};
 pub use flows::{FlowGuard, Flows};
 

@@ -7,8 +7,9 @@
 use super::core::{Arrival, CallLog, Hop};
 use super::driver::{Inner, Target};
 use super::routes::{next_hop, next_hop_transport};
-use super::sip::{addr_uri, Msg};
 use crate::auth::Authenticator;
+use crate::message::headers::addr_uri;
+use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchboard_crds::common::Transport;

@@ -9,9 +9,10 @@
 
 use super::core::{new_branch, Hop};
 use super::driver::Inner;
-use super::sip::{addr_uri, uri_target, Msg};
 use crate::auth::nonce::NonceStatus;
 use crate::message::headers::SipUri;
+use crate::message::headers::{addr_uri, uri_target};
+use crate::message::Msg;
 use std::net::SocketAddr;
 use switchboard_crds::common::Transport;
 

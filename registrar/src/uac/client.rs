@@ -9,12 +9,13 @@
 use super::flow::{Flow, FlowError, Peer};
 use super::machine::{Action, Input, Machine, Outcome, Timing};
 use super::presence::{self, Body, DialogBook, Notified, Package, SubState};
-use super::sip::{self, Method, RequestSpec};
+use super::sip::{self, Method, RequestSpec, ResponseExt};
 use crate::auth::client::{self as digest, ClientCredentials};
 use crate::location::LocationStore;
 use crate::transaction::machine::{
     Action as TxAction, Machine as TxMachine, State as TxState, Timers,
 };
+use bytes::Bytes;
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -173,7 +174,7 @@ pub type ReportFn = Arc<dyn Fn(Update) + Send + Sync>;
 struct Tx {
     branch: String,
     cseq: u32,
-    data: Vec<u8>,
+    data: Bytes,
     machine: TxMachine,
 }
 
@@ -528,39 +529,47 @@ impl Client {
                 return;
             }
         };
-        let Some(i) = self.legs.iter().position(|l| l.call_id == resp.call_id) else {
+        let (code, branch) = (resp.code(), resp.branch());
+        let Some((cseq, cseq_method)) = resp.cseq() else {
+            return;
+        };
+        let Some(i) = self
+            .legs
+            .iter()
+            .position(|l| Some(l.call_id.as_str()) == resp.call_id())
+        else {
             return;
         };
         let leg = &mut self.legs[i];
         let Some(tx) = leg
             .tx
             .as_mut()
-            .filter(|t| t.cseq == resp.cseq && t.branch == resp.branch)
+            .filter(|t| t.cseq == cseq && t.branch == branch)
         else {
             return;
         };
-        if resp.cseq_method != leg.method.as_str() {
+        if cseq_method != leg.method.as_str() {
             return;
         }
         let delivered = tx
             .machine
-            .on_response(resp.code, Instant::now().into_std())
-            .contains(&TxAction::Deliver(resp.code));
+            .on_response(code, Instant::now().into_std())
+            .contains(&TxAction::Deliver(code));
         if tx.machine.is_terminated() {
             leg.tx = None;
         }
         // Provisionals only move the transaction (E at T2); retransmitted finals are absorbed.
-        if resp.code < 200 || !delivered {
+        if code < 200 || !delivered {
             return;
         }
         let reply = resp.reply(leg.method, leg.contact.as_deref());
         if leg.package().is_some() {
-            if (200..300).contains(&resp.code) {
-                leg.to_tag = resp.to_tag.clone();
+            if (200..300).contains(&code) {
+                leg.to_tag = resp.to_tag();
                 if let Some(uri) = resp.remote_target() {
-                    leg.remote_target = Some(uri.to_string());
+                    leg.remote_target = Some(uri);
                 }
-            } else if !matches!(resp.code, 401 | 407 | 423) {
+            } else if !matches!(code, 401 | 407 | 423) {
                 // Refused, or a refresh the notifier no longer knows (481): a new dialog.
                 leg.reset_dialog();
             }
@@ -890,7 +899,7 @@ impl Client {
         leg.cseq += 1;
         let branch = format!("z9hG4bK{}", random_token(16));
         let sent_by = local.to_string();
-        let text = sip::build_request(&RequestSpec {
+        let request = sip::build_request(&RequestSpec {
             method: leg.method,
             uri: &uri,
             via_transport: &via_transport,
@@ -907,10 +916,11 @@ impl Client {
             route: self.route.as_deref(),
             auth: auth_value.as_ref().map(|(n, v)| (*n, v.as_str())),
             user_agent: &self.settings.user_agent,
-        });
+        })
+        .encode();
         leg.contact = Some(contact);
-        self.start_transaction(i, branch, &text, unreliable);
-        self.transmit(i, &text).await
+        self.start_transaction(i, branch, request.clone(), unreliable);
+        self.transmit(i, &request).await
     }
 
     /// The Request-URI of leg `i`'s next request: the AOR's domain (else the registrar host)
@@ -933,10 +943,10 @@ impl Client {
         }
     }
 
-    /// Starts leg `i`'s client transaction for request `text` (`transaction::machine`'s
+    /// Starts leg `i`'s client transaction for request `data` (`transaction::machine`'s
     /// non-INVITE client: Timer E from T1 on an unreliable flow, F at the transaction timeout).
     /// The first transmission is `transmit`'s, so the machine's initial `Transmit` is done there.
-    fn start_transaction(&mut self, i: usize, branch: String, text: &str, unreliable: bool) {
+    fn start_transaction(&mut self, i: usize, branch: String, data: Bytes, unreliable: bool) {
         let leg = &mut self.legs[i];
         leg.last_attempt = SystemTime::now();
         let t1 = self.settings.t1;
@@ -956,20 +966,15 @@ impl Client {
         leg.tx = Some(Tx {
             branch,
             cseq: leg.cseq,
-            data: text.as_bytes().to_vec(),
+            data,
             machine,
         });
     }
 
     /// Sends leg `i`'s request on the flow; a failed send drops the flow and the transaction.
-    async fn transmit(&mut self, i: usize, text: &str) -> Result<(), Input> {
-        tracing::trace!(registration = %self.reg.id, request = %text, "sending");
-        let result = self
-            .flow
-            .as_mut()
-            .expect("flow")
-            .send(text.as_bytes())
-            .await;
+    async fn transmit(&mut self, i: usize, data: &[u8]) -> Result<(), Input> {
+        tracing::trace!(registration = %self.reg.id, request = %String::from_utf8_lossy(data), "sending");
+        let result = self.flow.as_mut().expect("flow").send(data).await;
         if let Err(e) = result {
             self.flow = None;
             self.legs[i].tx = None;

@@ -1,15 +1,20 @@
-//! The SIP a UAC needs: REGISTER/SUBSCRIBE requests built as text, and responses parsed into
-//! the few fields the state machine reads. The header values are read with `crate::message`'s
-//! lexer (list splitting, compact names, Via, name-addr parameters), as the registrar reads them;
-//! TCP/TLS flows are cut with `crate::message::framing`.
+//! The SIP a UAC needs, over the one owned message type ([`Msg`]): REGISTER/SUBSCRIBE requests
+//! built as a `Msg` (written by its `encode`), and responses parsed by `Msg::parse` with the
+//! reading the state machine needs on top (the branch matched on, the challenge, the expiry
+//! granted, a notifier's remote target). Header values are read with `crate::message`'s lexer
+//! (list splitting, compact names, Via, name-addr parameters), as the registrar and the proxy
+//! read them; TCP/TLS flows are cut with `crate::message::framing`. A NOTIFY or OPTIONS from
+//! the upstream is a request, read by the registrar's parser (`crate::message::parse`) so a
+//! malformed one can be answered 400.
 
 use super::machine::Reply;
 use super::presence::Package;
 use crate::auth::client::Challenge;
-use crate::message::headers::{parse_cseq, split_list, NameAddrRef, Via};
+use crate::message::headers::NameAddrRef;
+use crate::message::owned::is_response;
 use crate::message::parse::split_headers;
-use crate::message::HeaderName;
-use std::fmt::Write as _;
+use crate::message::{Msg, Start};
+use bytes::Bytes;
 
 /// The method of a client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,86 +75,58 @@ pub struct RequestSpec<'a> {
 }
 
 /// Writes the request.
-pub fn build_request(r: &RequestSpec<'_>) -> String {
-    let mut s = String::with_capacity(640);
+pub fn build_request(r: &RequestSpec<'_>) -> Msg {
     let m = r.method.as_str();
-    let _ = write!(s, "{m} {} SIP/2.0\r\n", r.uri);
-    let _ = write!(
-        s,
-        "Via: SIP/2.0/{} {};branch={};rport\r\n",
-        r.via_transport, r.via_sent_by, r.branch
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(14);
+    let mut add = |name: &str, value: String| headers.push((name.to_string(), value));
+    add(
+        "Via",
+        format!(
+            "SIP/2.0/{} {};branch={};rport",
+            r.via_transport, r.via_sent_by, r.branch
+        ),
     );
-    s.push_str("Max-Forwards: 70\r\n");
+    add("Max-Forwards", "70".into());
     if let Some(route) = r.route {
-        let _ = write!(s, "Route: {route}\r\n");
+        add("Route", route.into());
     }
-    let _ = write!(s, "From: <{}>;tag={}\r\n", r.aor, r.from_tag);
-    match r.to_tag {
-        Some(t) => {
-            let _ = write!(s, "To: <{}>;tag={t}\r\n", r.aor);
-        }
-        None => {
-            let _ = write!(s, "To: <{}>\r\n", r.aor);
-        }
-    }
-    let _ = write!(s, "Call-ID: {}\r\n", r.call_id);
-    let _ = write!(s, "CSeq: {} {m}\r\n", r.cseq);
+    add("From", format!("<{}>;tag={}", r.aor, r.from_tag));
+    add(
+        "To",
+        match r.to_tag {
+            Some(t) => format!("<{}>;tag={t}", r.aor),
+            None => format!("<{}>", r.aor),
+        },
+    );
+    add("Call-ID", r.call_id.into());
+    add("CSeq", format!("{} {m}", r.cseq));
     match r.method {
         Method::Register => {
             if let Some(old) = r.retire.filter(|old| *old != r.contact) {
-                let _ = write!(s, "Contact: <{old}>;expires=0\r\n");
+                add("Contact", format!("<{old}>;expires=0"));
             }
-            let _ = write!(s, "Contact: <{}>;expires={}\r\n", r.contact, r.expires);
+            add("Contact", format!("<{}>;expires={}", r.contact, r.expires));
         }
         Method::Subscribe(package) => {
-            let _ = write!(s, "Contact: <{}>\r\n", r.contact);
-            let _ = write!(
-                s,
-                "Event: {}\r\nAccept: {}\r\n",
-                package.event(),
-                package.accept()
-            );
+            add("Contact", format!("<{}>", r.contact));
+            add("Event", package.event().into());
+            add("Accept", package.accept().into());
         }
     }
-    let _ = write!(s, "Expires: {}\r\n", r.expires);
+    add("Expires", r.expires.to_string());
     if let Some((name, value)) = r.auth {
-        let _ = write!(s, "{name}: {value}\r\n");
+        add(name, value.into());
     }
-    s.push_str("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY\r\n");
-    let _ = write!(s, "User-Agent: {}\r\n", r.user_agent);
-    s.push_str("Content-Length: 0\r\n\r\n");
-    s
-}
-
-/// A parsed response, with only what a UAC reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub code: u16,
-    /// Reason phrase.
-    pub reason: String,
-    /// Call-ID.
-    pub call_id: String,
-    /// CSeq number.
-    pub cseq: u32,
-    /// CSeq method.
-    pub cseq_method: String,
-    /// Branch of the top Via.
-    pub branch: String,
-    /// Tag of the To header.
-    pub to_tag: Option<String>,
-    /// `WWW-Authenticate` values.
-    pub www_authenticate: Vec<String>,
-    /// `Proxy-Authenticate` values.
-    pub proxy_authenticate: Vec<String>,
-    /// Contact entries (one per binding, split on commas).
-    pub contacts: Vec<String>,
-    /// `Expires`.
-    pub expires: Option<u32>,
-    /// `Min-Expires`.
-    pub min_expires: Option<u32>,
-    /// `Retry-After` seconds.
-    pub retry_after: Option<u32>,
+    add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY".into());
+    add("User-Agent", r.user_agent.into());
+    Msg {
+        start: Start::Request {
+            method: m.into(),
+            uri: r.uri.into(),
+        },
+        headers,
+        body: Bytes::new(),
+    }
 }
 
 /// A message that is not a response this client can use.
@@ -163,123 +140,109 @@ pub enum ParseError {
     Malformed(&'static str),
 }
 
-/// Parses a response (headers only; a body is ignored).
-pub fn parse_response(msg: &str) -> Result<Response, ParseError> {
-    let head = msg.split("\r\n\r\n").next().unwrap_or(msg);
-    let (status, lines) = head.split_once("\r\n").unwrap_or((head, ""));
-    let rest = status
-        .strip_prefix("SIP/2.0 ")
-        .ok_or(ParseError::NotResponse)?;
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    let code: u16 = code
-        .parse()
-        .map_err(|_| ParseError::Malformed("status line"))?;
-    if !(100..700).contains(&code) {
-        return Err(ParseError::Malformed("status code"));
+/// Parses a response. Beyond what `Msg::parse` refuses, the header lines must be as the
+/// registrar cuts them (`token: value`, at most 256, no continuation before the first) and a
+/// CSeq must carry its method: such a response is dropped rather than half read.
+pub fn parse_response(text: &str) -> Result<Msg, ParseError> {
+    if !is_response(text.as_bytes()) {
+        return Err(ParseError::NotResponse);
     }
-    let mut r = Response {
-        code,
-        reason: reason.trim().to_string(),
-        ..Default::default()
-    };
-    let fields = split_headers(lines.as_bytes()).map_err(ParseError::Malformed)?;
-    let mut seen_via = false;
-    for h in &fields {
-        let value = h.value.as_str();
-        match &h.name {
-            HeaderName::Via if !seen_via => {
-                seen_via = true;
-                // An unreadable top Via leaves the branch empty: no transaction matches it.
-                r.branch = Via::parse_first(value)
-                    .and_then(|via| via.branch().map(str::to_string))
-                    .unwrap_or_default();
-            }
-            HeaderName::CallId => r.call_id = value.to_string(),
-            HeaderName::CSeq => {
-                let (n, method) = parse_cseq(value).ok_or(ParseError::Malformed("CSeq"))?;
-                (r.cseq, r.cseq_method) = (n, method.to_string());
-            }
-            HeaderName::To => {
-                r.to_tag = NameAddrRef::parse(value).and_then(|to| to.tag().map(str::to_string))
-            }
-            HeaderName::Contact => r
-                .contacts
-                .extend(split_list(value).into_iter().map(str::to_string)),
-            HeaderName::Expires => r.expires = value.parse().ok(),
-            HeaderName::Other(name) => read_other(&mut r, name, value),
-            _ => {}
-        }
+    let msg = Msg::parse(text.as_bytes()).ok_or(ParseError::Malformed("message"))?;
+    let head = text.split("\r\n\r\n").next().unwrap_or(text);
+    let lines = head.split_once("\r\n").map_or("", |(_, lines)| lines);
+    split_headers(lines.as_bytes()).map_err(ParseError::Malformed)?;
+    if msg.header("CSeq").is_some() && msg.cseq().is_none() {
+        return Err(ParseError::Malformed("CSeq"));
     }
-    Ok(r)
+    Ok(msg)
 }
 
-/// The headers [`HeaderName`] has no variant for.
-fn read_other(r: &mut Response, name: &str, value: &str) {
-    match name.to_ascii_lowercase().as_str() {
-        "www-authenticate" => r.www_authenticate.push(value.to_string()),
-        "proxy-authenticate" => r.proxy_authenticate.push(value.to_string()),
-        "min-expires" => r.min_expires = value.parse().ok(),
-        "retry-after" => {
-            r.retry_after = value
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|v| v.parse().ok())
-        }
-        _ => {}
-    }
-}
-
-impl Response {
+/// What a UAC reads of a response, over the owned message.
+pub trait ResponseExt {
+    /// The status code.
+    fn code(&self) -> u16;
+    /// The branch of the top Via; empty when the top Via is no via-parm (no transaction
+    /// matches it).
+    fn branch(&self) -> String;
     /// The expiry the registrar granted to `contact`: its `expires` parameter in the 200's
     /// Contact list, else the `Expires` header.
-    pub fn granted_expires(&self, contact: &str) -> Option<u32> {
+    fn granted_expires(&self, contact: &str) -> Option<u32>;
+    /// What the state machine reads of this final response to a `method` request whose
+    /// Contact was `contact`: the challenge of a 401/407 (the strongest one offered), the
+    /// expiry granted.
+    fn reply(&self, method: Method, contact: Option<&str>) -> Reply;
+    /// The URI of the first Contact: a notifier's remote target (RFC 6665 §4.1.2.1).
+    fn remote_target(&self) -> Option<String>;
+    /// `"403 Forbidden"`.
+    fn status_text(&self) -> String;
+}
+
+/// A header whose value is a number of seconds.
+fn seconds(msg: &Msg, name: &str) -> Option<u32> {
+    msg.header(name)?.parse().ok()
+}
+
+impl ResponseExt for Msg {
+    fn code(&self) -> u16 {
+        self.status().unwrap_or(0)
+    }
+
+    fn branch(&self) -> String {
+        self.top_via()
+            .and_then(|via| via.branch().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn granted_expires(&self, contact: &str) -> Option<u32> {
         let ours = self
-            .contacts
+            .header_list("Contact")
             .iter()
             .filter_map(|c| NameAddrRef::parse(c))
             .find(|c| same_uri(c.uri, contact))
             .and_then(|c| c.param("expires").flatten())
             .and_then(|v| v.parse().ok());
-        ours.or(self.expires)
+        ours.or(seconds(self, "Expires"))
     }
 
-    /// What the state machine reads of this final response to a `method` request whose Contact
-    /// was `contact`: the challenge of a 401/407 (the strongest one offered), the expiry granted.
-    pub fn reply(&self, method: Method, contact: Option<&str>) -> Reply {
-        let offered = match self.code {
-            401 => Some(&self.www_authenticate),
-            407 => Some(&self.proxy_authenticate),
+    fn reply(&self, method: Method, contact: Option<&str>) -> Reply {
+        let code = self.code();
+        let offered = match code {
+            401 => Some("WWW-Authenticate"),
+            407 => Some("Proxy-Authenticate"),
             _ => None,
         };
-        let challenge = offered.map(|values| {
-            Challenge::pick(values.iter().map(String::as_str)).map_err(|e| e.to_string())
-        });
+        let challenge =
+            offered.map(|name| Challenge::pick(self.headers_raw(name)).map_err(|e| e.to_string()));
         let granted = match method {
             Method::Register => contact.and_then(|c| self.granted_expires(c)),
-            Method::Subscribe(_) => self.expires,
+            Method::Subscribe(_) => seconds(self, "Expires"),
         };
+        let retry_after = self.header("Retry-After").and_then(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|v| v.parse().ok())
+        });
         Reply {
-            code: self.code,
+            code,
             status_text: self.status_text(),
             challenge,
             granted,
-            min_expires: self.min_expires,
-            retry_after: self.retry_after,
+            min_expires: seconds(self, "Min-Expires"),
+            retry_after,
         }
     }
 
-    /// The URI of the first Contact: a notifier's remote target (RFC 6665 §4.1.2.1).
-    pub fn remote_target(&self) -> Option<&str> {
-        let first = self.contacts.first()?;
-        NameAddrRef::parse(first).map(|c| c.uri)
+    fn remote_target(&self) -> Option<String> {
+        let contacts = self.header_list("Contact");
+        NameAddrRef::parse(contacts.first()?).map(|c| c.uri.to_string())
     }
 
-    /// `"403 Forbidden"`.
-    pub fn status_text(&self) -> String {
-        if self.reason.is_empty() {
-            self.code.to_string()
-        } else {
-            format!("{} {}", self.code, self.reason)
+    fn status_text(&self) -> String {
+        match &self.start {
+            Start::Response { status, reason } if !reason.trim().is_empty() => {
+                format!("{status} {}", reason.trim())
+            }
+            _ => self.code().to_string(),
         }
     }
 }
@@ -310,13 +273,13 @@ mod tests {
     #[test]
     fn parses_200_and_finds_our_contact() {
         let r = parse_response(OK).unwrap();
-        assert_eq!(r.code, 200);
+        assert_eq!(r.code(), 200);
         assert_eq!(r.status_text(), "200 OK");
-        assert_eq!(r.call_id, "cid-1");
-        assert_eq!((r.cseq, r.cseq_method.as_str()), (2, "REGISTER"));
-        assert_eq!(r.branch, "z9hG4bKabc");
-        assert_eq!(r.to_tag.as_deref(), Some("srv"));
-        assert_eq!(r.contacts.len(), 2);
+        assert_eq!(r.call_id(), Some("cid-1"));
+        assert_eq!(r.cseq(), Some((2, "REGISTER".into())));
+        assert_eq!(r.branch(), "z9hG4bKabc");
+        assert_eq!(r.to_tag().as_deref(), Some("srv"));
+        assert_eq!(r.header_list("Contact").len(), 2);
         assert_eq!(
             r.granted_expires("sip:trunk@127.0.0.1:5060;transport=tcp"),
             Some(1800)
@@ -330,9 +293,15 @@ mod tests {
             WWW-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\"\r\n\
             WWW-Authenticate: Digest realm=\"r\", nonce=\"m\", algorithm=SHA-256\r\nl: 0\r\n\r\n";
         let r = parse_response(c).unwrap();
-        assert_eq!(r.www_authenticate.len(), 2);
+        assert_eq!(r.headers_raw("WWW-Authenticate").count(), 2);
         let t = "SIP/2.0 423 Interval Too Brief\r\nCSeq: 3 REGISTER\r\nMin-Expires: 600\r\n\r\n";
-        assert_eq!(parse_response(t).unwrap().min_expires, Some(600));
+        assert_eq!(
+            parse_response(t)
+                .unwrap()
+                .reply(Method::Register, None)
+                .min_expires,
+            Some(600)
+        );
         assert_eq!(
             parse_response("REGISTER sip:x SIP/2.0\r\n\r\n"),
             Err(ParseError::NotResponse)
@@ -349,14 +318,17 @@ mod tests {
              m: \"n, m\" <sip:n@10.0.0.2;transport=tcp>;expires=90, <sip:o@x\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(r.branch, "z9hG4bK7");
-        assert_eq!(r.to_tag.as_deref(), Some("t1"));
-        assert_eq!(r.contacts.len(), 2);
-        assert_eq!(r.remote_target(), Some("sip:n@10.0.0.2;transport=tcp"));
+        assert_eq!(r.branch(), "z9hG4bK7");
+        assert_eq!(r.to_tag().as_deref(), Some("t1"));
+        assert_eq!(r.header_list("Contact").len(), 2);
+        assert_eq!(
+            r.remote_target().as_deref(),
+            Some("sip:n@10.0.0.2;transport=tcp")
+        );
         assert_eq!(r.granted_expires("sip:n@10.0.0.2"), Some(90));
         assert_eq!(r.granted_expires("sip:o@x"), None);
         let bad_via = parse_response("SIP/2.0 200 OK\r\nVia: garbage;branch=z9hG4bK1\r\n\r\n");
-        assert_eq!(bad_via.unwrap().branch, "");
+        assert_eq!(bad_via.unwrap().branch(), "");
         // Header lines as the registrar cuts them: `name: value` with a token name, a CSeq
         // with its method.
         for bad in ["No colon here", "Bad Name: x", "CSeq: 1"] {
@@ -366,6 +338,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn drops_what_msg_parse_refuses() {
+        // Where `Msg::parse` is stricter than the UAC's former reader: no empty line ending
+        // the head, a Content-Length that is no number or exceeds the body received.
+        let ok = "SIP/2.0 200 OK\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n";
+        for bad in [
+            ok.to_string(),
+            format!("{ok}Content-Length: x\r\n\r\n"),
+            format!("{ok}Content-Length: 5\r\n\r\nab"),
+        ] {
+            assert_eq!(
+                parse_response(&bad),
+                Err(ParseError::Malformed("message")),
+                "{bad:?}"
+            );
+        }
+        let r = parse_response(&format!("{ok}Content-Length: 2\r\n\r\nab")).unwrap();
+        assert_eq!((r.code(), r.call_id()), (200, Some("c")));
     }
 
     #[test]
@@ -387,7 +379,9 @@ mod tests {
             route: Some("<sip:proxy.test:5070;lr>"),
             auth: Some(("Authorization", "Digest x")),
             user_agent: "switchboard",
-        });
+        })
+        .encode();
+        let s = String::from_utf8(s.to_vec()).unwrap();
         assert!(s.starts_with("REGISTER sip:example.test SIP/2.0\r\n"));
         assert!(s.contains("Contact: <sip:trunk@127.0.0.1:5060>;expires=0\r\n"));
         assert!(s.contains("Expires: 0\r\n"));
@@ -399,6 +393,6 @@ mod tests {
             s.split_once("\r\n").unwrap().1
         ))
         .unwrap();
-        assert_eq!(r.branch, "z9hG4bKx");
+        assert_eq!(r.branch(), "z9hG4bKx");
     }
 }

@@ -2,8 +2,8 @@
 //! chosen (§16.7), and the call log.
 
 use super::client::Cancel;
-use super::sip::{Msg, Start};
 use super::{Action, Branch, CallRecord, Challenge, Core, TimerKey};
+use crate::message::{Msg, Start};
 use crate::transaction::machine::State as TxState;
 use std::time::Instant;
 

@@ -2,9 +2,9 @@
 
 use super::client::Cancel;
 use super::server::server_key;
-use super::sip::{Msg, Start};
 use super::{Branch, Core, Hop};
 use crate::message::headers::Via;
+use crate::message::{Msg, Start};
 use crate::transaction::machine::State as TxState;
 use bytes::Bytes;
 use std::time::Instant;

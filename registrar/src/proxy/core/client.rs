@@ -1,7 +1,9 @@
 //! Client transactions: one per branch (and per CANCEL), and the responses they receive.
 
-use super::sip::{response_to, via_target, Msg, Start};
 use super::{Action as Out, Branch, Core, Hop};
+use crate::message::headers::via_target;
+use crate::message::owned::response_to;
+use crate::message::{Msg, Start};
 use crate::transaction::machine::{Action, Machine};
 use bytes::Bytes;
 use std::time::Instant;

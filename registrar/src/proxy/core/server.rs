@@ -1,10 +1,12 @@
 //! Server transactions: the caller's side of a request, a request arriving (ACK,
 //! retransmission, CANCEL, Max-Forwards, Proxy-Require), and the responses sent through it.
 
-use super::sip::{response_to, via_target, Msg};
 use super::{new_tag, Action as Out, Core, Hop};
 use crate::message::check;
+use crate::message::headers::via_target;
 use crate::message::headers::Via;
+use crate::message::owned::response_to;
+use crate::message::Msg;
 use crate::transaction::machine::{Action, Machine, State as TxState};
 use bytes::Bytes;
 use std::time::Instant;

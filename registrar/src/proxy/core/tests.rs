@@ -3,7 +3,7 @@
 //! (the `Instant`s passed in), with no socket and no runtime.
 
 use super::{Action, Arrival, Branch, CallLog, Challenge, Core, Hop, ProxySettings};
-use crate::proxy::sip::{response_to, Msg};
+use crate::message::owned::{response_to, Msg};
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
 

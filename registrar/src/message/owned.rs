@@ -1,13 +1,12 @@
-//! The message as a proxy sees it: a start line, headers in order (name as received, value
-//! untouched) and an opaque body. A proxy relays what it does not understand, so this keeps
-//! every header and only reads and rewrites the few it owns (Via, Route, Record-Route,
-//! Max-Forwards, the Request-URI, From display, P-Asserted-Identity, Content-Length). SDP is
-//! never looked at.
+//! The owned message: a start line, headers in order (canonical name, value untouched) and an
+//! opaque body. The proxy relays what it does not understand, so this keeps every header and
+//! only reads and rewrites the few it owns (Via, Route, Record-Route, Max-Forwards, the
+//! Request-URI, From display, P-Asserted-Identity, Content-Length); the UAC builds its requests
+//! with it and reads its responses into it. SDP is never looked at.
 
 use crate::message::headers::{split_list, NameAddr, SipUri, Via};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
-use std::net::{IpAddr, SocketAddr};
 
 /// Request or response line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -346,51 +345,6 @@ impl Msg {
     }
 }
 
-/// Where a response to this Via goes: `received`/`rport` when present, else sent-by. Never a
-/// broadcast, multicast or unspecified address (RFC 4475 §3.3.10: a response must not be
-/// relayed to one).
-pub fn via_target(via: &Via) -> Option<SocketAddr> {
-    let ip: IpAddr = match via.param("received").flatten() {
-        Some(r) => r.parse().ok()?,
-        None => via
-            .host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .ok()?,
-    };
-    let port = via
-        .param("rport")
-        .flatten()
-        .and_then(|p| p.parse().ok())
-        .or(via.port)
-        .unwrap_or(5060);
-    let unroutable = ip.is_unspecified()
-        || ip.is_multicast()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    if unroutable {
-        return None;
-    }
-    Some(SocketAddr::new(ip, port))
-}
-
-/// The address a SIP URI names (`host:port`, an IP literal only: no DNS here).
-pub fn uri_target(uri: &SipUri) -> Option<SocketAddr> {
-    let ip: IpAddr = uri
-        .host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse()
-        .ok()?;
-    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
-}
-
-/// The URI inside a name-addr or a bare URI (`<sip:a@b;lr>` → `sip:a@b;lr`).
-pub fn addr_uri(value: &str) -> String {
-    match NameAddr::parse(value) {
-        Some(n) => n.uri,
-        None => value.trim().to_string(),
-    }
-}
-
 /// A response to a request: Via, From, To (with `to_tag` added when it has none), Call-ID and
 /// CSeq copied (RFC 3261 §8.2.6.2).
 pub fn response_to(req: &Msg, status: u16, reason: &str, to_tag: Option<&str>) -> Msg {
@@ -425,6 +379,7 @@ pub fn response_to(req: &Msg, status: u16, reason: &str, to_tag: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::headers::{addr_uri, via_target};
 
     const INVITE: &str = "INVITE sip:1002@switchboard.local SIP/2.0\r\n\
         v: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK1;rport, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
@@ -474,16 +429,6 @@ mod tests {
         assert!(!text.contains("Route"));
         let via = m.top_via().unwrap();
         assert_eq!(via_target(&via), Some("127.0.0.1:5071".parse().unwrap()));
-    }
-
-    #[test]
-    fn responses_never_go_to_broadcast_or_multicast() {
-        for host in ["255.255.255.255", "224.0.0.1", "0.0.0.0", "[ff02::1]"] {
-            let via = Via::parse_first(&format!("SIP/2.0/UDP {host};branch=z9hG4bK1")).unwrap();
-            assert_eq!(via_target(&via), None, "{host}");
-        }
-        let via = Via::parse_first("SIP/2.0/UDP 192.0.2.1;received=255.255.255.255").unwrap();
-        assert_eq!(via_target(&via), None);
     }
 
     #[test]
