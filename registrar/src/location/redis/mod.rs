@@ -448,6 +448,7 @@ impl RedisStore {
         keep: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<usize, StoreError> {
         let now = SystemTime::now();
+        self.seen.retain(keep);
         let mut removed = 0;
         let mut cursor = 0;
         loop {

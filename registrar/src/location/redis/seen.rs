@@ -52,6 +52,12 @@ impl Seen {
     pub fn forget(&self, aor: &str) {
         self.values.lock().remove(aor);
     }
+
+    /// Forgets every AOR for which `keep` is false (devices gone from the config), including
+    /// those another replica emptied, so entries never outlive their device.
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        self.values.lock().retain(|aor, _| keep(aor));
+    }
 }
 
 #[cfg(test)]
@@ -77,5 +83,10 @@ mod tests {
         seen.put("ns/b", value(b"3"));
         seen.forget("ns/b");
         assert!(seen.get("ns/b").is_none());
+        seen.put("ns/c", value(b"4"));
+        seen.put("ns/d", value(b"5"));
+        seen.retain(&|aor| aor == "ns/d");
+        assert!(seen.get("ns/c").is_none());
+        assert_eq!(seen.get("ns/d").unwrap().raw, b"5");
     }
 }
