@@ -44,7 +44,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
 /// How long an AOR's key outlives its latest binding, so the sweeper can still report it.
 const GRACE: Duration = Duration::from_secs(60);
-/// Read-decide-write rounds before an update gives up on a contended AOR.
+/// Lost compare-and-set races (a wrong guess of the current value is not one) before an
+/// update gives up on a contended AOR.
 const MAX_ATTEMPTS: usize = 16;
 /// AORs handled per sweep, and keys per SCAN page.
 const BATCH: usize = 1000;
