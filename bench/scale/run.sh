@@ -24,8 +24,9 @@
 # microseconds, from /proc/PID/stat utime+stime), redis_us (redis-server's CPU per successful
 # registration), cmds/reg (Redis commands per successful registration, from INFO stats).
 # Then per case the best sustained rate (highest achieved with < MAX_FAIL_PCT % failures) with
-# the median CPU figures over those runs, and the ratios: each Redis case to memory-1, and
-# redis-2 / redis-3 to redis-1.
+# the median CPU figures over those runs, m_cmds and m_rtt (Redis commands and round trips per
+# registration counted under MONITOR on a slow probe run, see PROBE_RATE) and the ratios: each
+# Redis case's rate and reg_us to memory-1's, and redis-2 / redis-3's rate to redis-1's.
 # Raw data: results.txt (one line per run), summary.txt, and per-run sipp files, logs and
 # configs in the run directory (kept by default; its path is printed at the end).
 #
@@ -56,6 +57,10 @@
 #   READY_TIMEOUT=20     seconds a replica (or redis-server) gets to answer after it is started
 #   BUSY_OTHER_PCT=40    flag a run when CPU not used by the registrars, redis or sipp exceeds
 #                        this (% of one core)
+#   PROBE_RATE=200       after a Redis case's rates, PROBE_RATE registrations/s for PROBE_SECS
+#   PROBE_SECS=3         seconds through replica 1 under Redis MONITOR (redis_monitor.py), and
+#                        as long idle (the sweepers' background commands, subtracted): the
+#                        commands and round trips per registration, by command (0: no probe)
 #   KEEP=1               0: delete the run directory at exit
 #   WORKDIR=             use this directory instead of a new temp dir
 #
@@ -92,6 +97,8 @@ REGISTRAR_ARGS=${REGISTRAR_ARGS:-}
 REGISTRAR_LOG=${REGISTRAR_LOG:-info}
 READY_TIMEOUT=${READY_TIMEOUT:-20}
 BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
+PROBE_RATE=${PROBE_RATE:-200}
+PROBE_SECS=${PROBE_SECS:-3}
 KEEP=${KEEP:-1}
 REALM=bench.test
 # Shared by every replica, so any of them accepts a challenge another issued (as in a cluster).
@@ -100,6 +107,7 @@ NONCE_KEY=7e1f2a9c4b6d8e0f1a3c5e7092b4d6f8
 IP=127.0.0.1
 
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 9 ]] || die "USERS must be an integer >= 9"
+[[ "$PROBE_RATE" =~ ^[1-9][0-9]*$ && "$PROBE_SECS" =~ ^[0-9]+$ ]] || die "bad PROBE_RATE or PROBE_SECS"
 check_duration_rates
 for n in $REPLICAS; do [[ "$n" =~ ^[1-9]$ ]] || die "bad replica count '$n' in REPLICAS (1..9)"; done
 for p in "$PORT" "$HTTP_BASE" "$SIPP_PORT_BASE" "$REDIS_PORT"; do
@@ -306,16 +314,44 @@ run_rate() {
 		}'
 }
 
-declare -A BEST REGUS REDUS CMDS
+declare -A BEST REGUS REDUS CMDS PROBE
 STATUS=0
 BUSY_RUNS=0
 FMT='%-9s %7s %10s %8s %7s %6s %6s %7s %5s %6s %5s %6s %7s %8s %8s\n'
+
+# probe_commands CASE N: PROBE_RATE registrations/s for PROBE_SECS through replica 1 (its
+# slice of the users, registered by the rates before: refreshes) while redis_monitor.py counts
+# what Redis executes, then as long idle; prints "cmds/reg round_trips/reg breakdown", the
+# breakdown being origin:COMMAND=per-registration (client commands are round trips).
+probe_commands() {
+	local case=$1 n=$2 dir="$RUN/$1/probe" calls mon stats
+	mkdir -p "$dir"
+	calls=$((PROBE_RATE * PROBE_SECS))
+	python3 "$HERE/redis_monitor.py" "$REDIS_PORT" "$((PROBE_SECS + 2))" "$dir/monitor-load.txt" &
+	mon=$!
+	sleep 0.5
+	sipp_register "$dir" "127.0.0.1:$PORT" "$RUN/users/slice-$n-1.csv" 127.0.0.1 "$((SIPP_PORT_BASE + 1))" \
+		"$PROBE_RATE" "$calls"
+	wait "$mon"
+	python3 "$HERE/redis_monitor.py" "$REDIS_PORT" "$((PROBE_SECS + 2))" "$dir/monitor-idle.txt"
+	stats=$(sipp_final_stats "$dir/stat.csv" "$calls")
+	awk -v ok="${stats%% *}" '
+		FNR == NR { idle[$1 ":" $2] = $3; next }
+		{ n[$1 ":" $2] = $3 - idle[$1 ":" $2] }
+		END {
+			if (ok + 0 <= 0) { print "NA NA -"; exit }
+			for (k in n) { per = n[k] / ok; if (per < 0.005) continue
+				tot += per; if (k ~ /^client:/) rt += per
+				b = b (b ? "," : "") sprintf("%s=%.2f", k, per) }
+			printf "%.2f %.2f %s\n", tot, rt, b
+		}' "$dir/monitor-idle.txt" "$dir/monitor-load.txt"
+}
 
 # bench_case CASE: starts the case's replicas (and flushes Redis), runs every rate, stops them.
 bench_case() {
 	local case=$1 store=${1%%-*} n=${1##*-} rate line
 	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=0 regs=() reds=() cmdss=()
-	BEST[$case]=NA REGUS[$case]=NA REDUS[$case]=NA CMDS[$case]=NA
+	BEST[$case]=NA REGUS[$case]=NA REDUS[$case]=NA CMDS[$case]=NA PROBE[$case]="- - -"
 	echo >&2
 	echo "# === $case: $n replica(s), $store store" >&2
 	mkdir -p "$RUN/$case"
@@ -354,6 +390,10 @@ bench_case() {
 	done
 	BEST[$case]=$best
 	REGUS[$case]=$(median "${regs[@]}") REDUS[$case]=$(median "${reds[@]}") CMDS[$case]=$(median "${cmdss[@]}")
+	if [[ "$store" == redis ]] && ((PROBE_SECS > 0)); then
+		PROBE[$case]=$(probe_commands "$case" "$n")
+		echo "# $case under MONITOR, per registration (cmds rtt breakdown): ${PROBE[$case]}" >&2
+	fi
 	stop_replicas
 }
 
@@ -379,16 +419,21 @@ for c in "${CASES[@]}"; do bench_case "$c"; done
 	echo
 	echo "== best sustained REGISTER rate (digest, < ${MAX_FAIL_PCT}% failures, sum over the replicas' sipps), $NCPU CPUs,"
 	echo "== sipp, every replica and redis-server on this machine; CPU per registration: median over those runs"
-	printf '%-9s %10s %8s %9s %9s   %s\n' case best/s reg_us redis_us cmds/reg ratios
+	printf '%-9s %10s %8s %9s %9s %6s %6s   %s\n' case best/s reg_us redis_us cmds/reg m_cmds m_rtt ratios
 	for c in "${CASES[@]}"; do
 		r=""
+		read -r pc pr pb <<<"${PROBE[$c]}"
 		if [[ "$c" == redis-* ]]; then
-			[[ -n "${BEST[memory-1]:-}" ]] && r+="to memory-1: $(ratio "${BEST[$c]}" "${BEST[memory-1]}")"
+			[[ -n "${BEST[memory-1]:-}" ]] && r+="rate to memory-1: $(ratio "${BEST[$c]}" "${BEST[memory-1]}"), reg_us to memory-1: $(ratio "${REGUS[$c]}" "${REGUS[memory-1]}")"
 			if [[ "$c" != redis-1 && -n "${BEST[redis-1]:-}" ]]; then
-				r+="${r:+, }to redis-1: $(ratio "${BEST[$c]}" "${BEST[redis-1]}")"
+				r+="${r:+, }rate to redis-1: $(ratio "${BEST[$c]}" "${BEST[redis-1]}")"
 			fi
 		fi
-		printf '%-9s %10s %8s %9s %9s   %s\n' "$c" "${BEST[$c]}" "${REGUS[$c]}" "${REDUS[$c]}" "${CMDS[$c]}" "$r"
+		printf '%-9s %10s %8s %9s %9s %6s %6s   %s\n' "$c" "${BEST[$c]}" "${REGUS[$c]}" "${REDUS[$c]}" "${CMDS[$c]}" "$pc" "$pr" "$r"
+	done
+	for c in "${CASES[@]}"; do
+		read -r pc pr pb <<<"${PROBE[$c]}"
+		[[ "$pb" == - ]] || echo "$c under MONITOR, per registration: $pb"
 	done
 	busy_warning
 } | tee "$RUN/summary.txt"

@@ -7,7 +7,7 @@
 mod common;
 
 use common::RedisServer;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
@@ -215,6 +215,108 @@ async fn redis_store_conforms() {
     // A second prefix on the same server is a separate store.
     let other = RedisStore::connect(&redis.url(), "other").await.unwrap();
     assert!(other.snapshot(epoch()).await.unwrap().is_empty());
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT` (commands run by scripts included).
+async fn command_calls(url: &str) -> HashMap<String, u64> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A decision adding (or refreshing) one contact.
+fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
+    let mine = binding(contact, now, 3600);
+    move |cur: &[Binding]| {
+        let mut next: Vec<Binding> = cur
+            .iter()
+            .filter(|b| b.contact != mine.contact)
+            .cloned()
+            .collect();
+        next.push(mine.clone());
+        Some(next)
+    }
+}
+
+/// A replica decides from the value it last saw and writes it with one script call; a value
+/// another replica wrote meanwhile comes back with the failed compare-and-set and is decided
+/// from, and a decision that writes nothing reads first.
+#[tokio::test]
+async fn one_round_trip_per_refresh_and_stale_guesses_corrected() {
+    let redis = RedisServer::start("redis-guess");
+    let a = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let b = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let now = now_ms();
+    a.update("ns/x", now, &mut add("sip:x@1", now))
+        .await
+        .unwrap();
+
+    assert_eq!(redis.command("CONFIG RESETSTAT").unwrap(), "+OK");
+    let u = a
+        .update("ns/x", now, &mut add("sip:x@1", now))
+        .await
+        .unwrap();
+    assert_eq!(contacts(&u.before), ["sip:x@1"]);
+    let calls = command_calls(&redis.url()).await;
+    // One EVALSHA; its script's own GET is the only read.
+    assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("get"), Some(&1), "{calls:?}");
+
+    b.update("ns/x", now, &mut add("sip:x@2", now))
+        .await
+        .unwrap();
+    let q = a
+        .update("ns/x", now, &mut |_: &[Binding]| None)
+        .await
+        .unwrap();
+    assert_eq!(contacts(&q.after), ["sip:x@1", "sip:x@2"]);
+    b.update("ns/x", now, &mut add("sip:x@3", now))
+        .await
+        .unwrap();
+    let u = a
+        .update("ns/x", now, &mut add("sip:x@4", now))
+        .await
+        .unwrap();
+    assert_eq!(contacts(&u.before), ["sip:x@1", "sip:x@2", "sip:x@3"]);
+    assert_eq!(
+        contacts(&u.after),
+        ["sip:x@1", "sip:x@2", "sip:x@3", "sip:x@4"]
+    );
+    assert_eq!(
+        b.stats(now).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 4
+        }
+    );
+
+    // Emptied elsewhere: a's guess still has bindings.
+    b.update("ns/x", now, &mut |_: &[Binding]| Some(Vec::new()))
+        .await
+        .unwrap();
+    let u = a
+        .update("ns/x", now, &mut add("sip:x@5", now))
+        .await
+        .unwrap();
+    assert!(u.before.is_empty(), "{:?}", u.before);
+    assert_eq!(contacts(&b.lookup("ns/x", now).await.unwrap()), ["sip:x@5"]);
+    assert_eq!(
+        a.stats(now).await.unwrap(),
+        StoreStats {
+            aors: 1,
+            bindings: 1
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

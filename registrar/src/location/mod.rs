@@ -18,11 +18,12 @@
 //!
 //! **Atomic updates.** A REGISTER is decided from the AOR's current bindings, so the store takes
 //! the decision as a closure ([`LocationStore::update`]) and runs it under the AOR's lock (memory)
-//! or in an optimistic read-decide-write loop (Redis): the write is a Lua compare-and-set that
-//! applies only if the AOR's value is still the one read, otherwise the store reads again and
-//! calls the closure again. (`WATCH`/`MULTI` is connection state, unusable on the multiplexed
-//! connection every caller shares.) The closure is therefore `FnMut` and must be a pure function
-//! of the bindings it is given.
+//! or in an optimistic decide-write loop (Redis): the closure decides from the AOR's value as
+//! the replica last saw it, and the write is a Lua compare-and-set that applies only if the
+//! value is still that one, otherwise it answers the current value and the closure is called
+//! again. (`WATCH`/`MULTI` is connection state, unusable on the multiplexed connection every
+//! caller shares.) The closure is therefore `FnMut` and must be a pure function of the bindings
+//! it is given.
 
 pub mod memory;
 pub mod redis;

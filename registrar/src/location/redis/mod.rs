@@ -11,19 +11,30 @@
 //!   [`LocationStore::stats`] is two O(1) reads.
 //! - `{prefix}:upstream` — hash outbound registration → Contact registered upstream.
 //!
-//! **Compare-and-set.** A [`ConnectionManager`] multiplexes every caller over one connection,
-//! so `WATCH`/`MULTI` (connection state) cannot be used. An update instead reads the AOR's
-//! value, decides, and writes with one Lua script (`CAS_SCRIPT`) that applies the new value,
-//! the expiry set and the counts only if the value is still the one read; on conflict the store
-//! reads again and decides again (at most `MAX_ATTEMPTS` times).
+//! **Compare-and-set in one round trip.** A [`ConnectionManager`] multiplexes every caller over
+//! one connection, so `WATCH`/`MULTI` (connection state) cannot be used. An update instead
+//! decides from the AOR's value as this replica last saw it ([`seen`]) and writes with one Lua
+//! script (`CAS_SCRIPT`, `EVALSHA`) that applies the new value, the expiry set and the counts
+//! only if the value is still that one. On conflict (another replica wrote the AOR, or this one
+//! never saw it) the script answers the current value and the store decides again from it (at
+//! most `MAX_ATTEMPTS` real conflicts). A REGISTER refreshing a binding this replica wrote is
+//! thus one round trip; a decision that writes nothing (a query, a rejection) is checked
+//! against a fresh read first, since it answers from the stored bindings.
+//!
+//! The stored value ([`stored`]) and the keys are those of earlier versions, which read and
+//! write the same keys with a GET and the same compare-and-set: replicas of both versions can
+//! run side by side during a rolling upgrade.
+
+mod seen;
+mod stored;
 
 use super::{Binding, Decide, Expired, LocationStore, StoreError, StoreFuture, StoreStats, Update};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, FromRedisValue, Script};
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use switchboard_crds::common::Transport;
+use ::redis::{Cmd, FromRedisValue, Script, Value as Reply};
+use seen::{Seen, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use stored::{decode, encode, to_millis};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,7 +44,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
 /// How long an AOR's key outlives its latest binding, so the sweeper can still report it.
 const GRACE: Duration = Duration::from_secs(60);
-/// Read-decide-write rounds before an update gives up on a contended AOR.
+/// Lost compare-and-set races (a wrong guess of the current value is not one) before an
+/// update gives up on a contended AOR.
 const MAX_ATTEMPTS: usize = 16;
 /// AORs handled per sweep, and keys per SCAN page.
 const BATCH: usize = 1000;
@@ -43,111 +55,35 @@ const BATCH: usize = 1000;
 /// KEYS: aor key, expiry set, counts hash, bindings counter.
 /// ARGV: aor, expected present (`1`/`0`), expected value, new value (empty: delete), TTL (ms),
 /// earliest expiry (ms), new binding count.
-/// Returns 1 when applied, 0 when the value was not the expected one.
+/// Returns `{1}` when applied; `{0, current}` (`{0}` when the key is absent) when the value was
+/// not the expected one, so the caller decides again without reading. The count is written
+/// only when it changes (not on a refresh).
 const CAS_SCRIPT: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if ARGV[2] == '1' then
-  if cur ~= ARGV[3] then return 0 end
+  if cur ~= ARGV[3] then
+    if cur then return {0, cur} end
+    return {0}
+  end
 elseif cur then
-  return 0
+  return {0, cur}
 end
 local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local new = tonumber(ARGV[7])
 if new == 0 then
-  redis.call('DEL', KEYS[1])
+  if cur then redis.call('DEL', KEYS[1]) end
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
 else
   redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-  redis.call('HSET', KEYS[3], ARGV[1], new)
+  if new ~= old then redis.call('HSET', KEYS[3], ARGV[1], new) end
 end
 if new ~= old then
   redis.call('INCRBY', KEYS[4], new - old)
 end
-return 1
+return {1}
 "#;
-
-/// A binding as stored in Redis ([`Binding`]'s own `Serialize` is the `/debug` view).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Stored {
-    contact: String,
-    q: Option<u16>,
-    /// Unix milliseconds.
-    expires_at: u64,
-    /// Unix milliseconds.
-    registered_at: u64,
-    /// Unix milliseconds.
-    updated_at: u64,
-    call_id: String,
-    cseq: u32,
-    source: SocketAddr,
-    transport: Transport,
-    user_agent: Option<String>,
-    replica: String,
-}
-
-fn to_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
-}
-
-fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-impl From<&Binding> for Stored {
-    fn from(b: &Binding) -> Stored {
-        Stored {
-            contact: b.contact.clone(),
-            q: b.q,
-            expires_at: to_millis(b.expires_at),
-            registered_at: to_millis(b.registered_at),
-            updated_at: to_millis(b.updated_at),
-            call_id: b.call_id.clone(),
-            cseq: b.cseq,
-            source: b.source,
-            transport: b.transport,
-            user_agent: b.user_agent.clone(),
-            replica: b.replica.clone(),
-        }
-    }
-}
-
-impl From<Stored> for Binding {
-    fn from(s: Stored) -> Binding {
-        Binding {
-            contact: s.contact,
-            q: s.q,
-            expires_at: from_millis(s.expires_at),
-            registered_at: from_millis(s.registered_at),
-            updated_at: from_millis(s.updated_at),
-            call_id: s.call_id,
-            cseq: s.cseq,
-            source: s.source,
-            transport: s.transport,
-            user_agent: s.user_agent,
-            replica: s.replica,
-        }
-    }
-}
-
-fn encode(bindings: &[Binding]) -> Vec<u8> {
-    let stored: Vec<Stored> = bindings.iter().map(Stored::from).collect();
-    serde_json::to_vec(&stored).expect("bindings serialize")
-}
-
-/// Decodes a stored value. A value that does not parse (written by an incompatible version)
-/// reads as no bindings, so the next REGISTER replaces it instead of failing forever.
-fn decode(key: &str, raw: &[u8]) -> Vec<Binding> {
-    match serde_json::from_slice::<Vec<Stored>>(raw) {
-        Ok(stored) => stored.into_iter().map(Binding::from).collect(),
-        Err(e) => {
-            tracing::warn!(key, error = %e, "unreadable bindings in redis, treated as none");
-            Vec::new()
-        }
-    }
-}
 
 /// The key names under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,9 +127,36 @@ impl Keys {
 }
 
 /// The outcome of one compare-and-set write.
+#[derive(Debug, PartialEq, Eq)]
 enum Cas {
     Applied,
-    Conflict,
+    /// The value held instead of the expected one (`None`: no value).
+    Conflict(Option<Vec<u8>>),
+}
+
+impl Cas {
+    /// Reads `CAS_SCRIPT`'s answer.
+    fn from_reply(reply: Vec<Reply>) -> Result<Cas, StoreError> {
+        match reply.as_slice() {
+            [Reply::Int(1)] => Ok(Cas::Applied),
+            [Reply::Int(0)] => Ok(Cas::Conflict(None)),
+            [Reply::Int(0), Reply::BulkString(cur)] => Ok(Cas::Conflict(Some(cur.clone()))),
+            other => Err(StoreError(format!(
+                "redis CAS script: unexpected answer {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The live bindings of a value (`None`: no value).
+fn live(value: Option<&Value>, now: SystemTime) -> Vec<Binding> {
+    value.map_or_else(Vec::new, |v| {
+        v.bindings
+            .iter()
+            .filter(|b| b.is_live(now))
+            .cloned()
+            .collect()
+    })
 }
 
 /// Bindings in Redis, shared by every replica using the same server and prefix.
@@ -205,6 +168,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     cas: Script,
+    seen: Seen,
 }
 
 impl RedisStore {
@@ -233,6 +197,7 @@ impl RedisStore {
             conn,
             keys: Keys::new(prefix),
             cas: Script::new(CAS_SCRIPT),
+            seen: Seen::default(),
         })
     }
 
@@ -252,19 +217,28 @@ impl RedisStore {
         self.query("GET", ::redis::cmd("GET").arg(key)).await
     }
 
-    /// Writes `new` for `aor` if its key still holds `expected` (`None`: still absent).
+    /// The value of an AOR's key, decoded, and recorded as seen.
+    async fn read(&self, aor: &str, key: &str) -> Result<Option<Arc<Value>>, StoreError> {
+        let value = self.get(key).await?.map(|raw| {
+            Arc::new(Value {
+                bindings: decode(key, &raw),
+                raw,
+            })
+        });
+        self.seen.put(aor, value.clone());
+        Ok(value)
+    }
+
+    /// Writes `new` (encoded: `value`, empty when `new` is) for `aor` if its key still holds
+    /// `expected` (`None`: still absent).
     async fn cas(
         &self,
         aor: &str,
         expected: Option<&[u8]>,
         new: &[Binding],
+        value: &[u8],
         now: SystemTime,
     ) -> Result<Cas, StoreError> {
-        let value = if new.is_empty() {
-            Vec::new()
-        } else {
-            encode(new)
-        };
         let latest = new.iter().map(|b| b.expires_at).max().unwrap_or(now);
         let ttl = latest.duration_since(now).unwrap_or(Duration::ZERO) + GRACE;
         let earliest = new.iter().map(|b| b.expires_at).min().unwrap_or(now);
@@ -282,12 +256,21 @@ impl RedisStore {
             .arg(to_millis(earliest))
             .arg(new.len());
         let mut conn = self.conn.clone();
-        let applied: i64 = bounded("CAS script", invocation.invoke_async(&mut conn)).await?;
-        Ok(if applied == 1 {
-            Cas::Applied
-        } else {
-            Cas::Conflict
-        })
+        Cas::from_reply(bounded("CAS script", invocation.invoke_async(&mut conn)).await?)
+    }
+
+    /// Deletes `aor`'s bindings if its key still holds `expected`.
+    async fn cas_delete(
+        &self,
+        aor: &str,
+        expected: Option<&[u8]>,
+        now: SystemTime,
+    ) -> Result<Cas, StoreError> {
+        let cas = self.cas(aor, expected, &[], &[], now).await?;
+        if cas == Cas::Applied {
+            self.seen.forget(aor);
+        }
+        Ok(cas)
     }
 
     async fn update_inner(
@@ -297,26 +280,62 @@ impl RedisStore {
         decide: &mut Decide<'_>,
     ) -> Result<Update, StoreError> {
         let key = self.keys.aor_key(aor);
-        for attempt in 0..MAX_ATTEMPTS {
-            let raw = self.get(&key).await?;
-            let before: Vec<Binding> = raw
-                .as_deref()
-                .map(|r| decode(&key, r))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|b| b.is_live(now))
-                .collect();
+        // Decided from the value last seen until Redis has answered with the current one.
+        let mut current = self.seen.get(aor);
+        let mut verified = false;
+        let mut conflicts = 0;
+        while conflicts < MAX_ATTEMPTS {
+            let before = live(current.as_deref(), now);
             let Some(after) = decide(&before) else {
+                if !verified {
+                    // Nothing written to check the guess against, and the answer shows the
+                    // bindings (or rejects because of them): decide from a fresh read.
+                    current = self.read(aor, &key).await?;
+                    verified = true;
+                    continue;
+                }
                 return Ok(Update {
                     after: before.clone(),
                     before,
                 });
             };
             let after: Vec<Binding> = after.into_iter().filter(|b| b.is_live(now)).collect();
-            if let Cas::Applied = self.cas(aor, raw.as_deref(), &after, now).await? {
-                return Ok(Update { before, after });
+            let value = if after.is_empty() {
+                Vec::new()
+            } else {
+                encode(&after)
+            };
+            let expected = current.as_ref().map(|v| v.raw.as_slice());
+            match self.cas(aor, expected, &after, &value, now).await? {
+                Cas::Applied => {
+                    let stored = (!after.is_empty()).then(|| {
+                        Arc::new(Value {
+                            raw: value,
+                            bindings: after.clone(),
+                        })
+                    });
+                    self.seen.put(aor, stored);
+                    return Ok(Update { before, after });
+                }
+                Cas::Conflict(_) if verified => {
+                    // A lost race: the answered value is outdated by the time the backoff
+                    // (which spreads the writers) is over, so read afresh after it.
+                    backoff(conflicts).await;
+                    conflicts += 1;
+                    current = self.read(aor, &key).await?;
+                }
+                Cas::Conflict(raw) => {
+                    // A wrong guess: decide again at once from the value answered.
+                    current = raw.map(|raw| {
+                        Arc::new(Value {
+                            bindings: decode(&key, &raw),
+                            raw,
+                        })
+                    });
+                    self.seen.put(aor, current.clone());
+                    verified = true;
+                }
             }
-            backoff(attempt).await;
         }
         Err(StoreError(format!(
             "{aor}: still contended after {MAX_ATTEMPTS} attempts"
@@ -326,30 +345,45 @@ impl RedisStore {
     /// Removes the lapsed bindings of one AOR due in the expiry set; `Some` when this call did.
     async fn expire_aor(&self, aor: &str, now: SystemTime) -> Result<Option<Expired>, StoreError> {
         let key = self.keys.aor_key(aor);
+        let mut raw = self.get(&key).await?;
         for attempt in 0..MAX_ATTEMPTS {
-            let Some(raw) = self.get(&key).await? else {
+            let Some(cur) = raw.as_deref() else {
                 // The key outlived its TTL (no sweeper ran in time): drop its expiry entry and
                 // count. Nothing to report, the bindings are gone.
-                match self.cas(aor, None, &[], now).await? {
+                match self.cas_delete(aor, None, now).await? {
                     Cas::Applied => return Ok(None),
-                    Cas::Conflict => {
-                        backoff(attempt).await;
-                        continue;
-                    }
+                    Cas::Conflict(held) => raw = held,
                 }
+                backoff(attempt).await;
+                continue;
             };
             let (remaining, expired): (Vec<Binding>, Vec<Binding>) =
-                decode(&key, &raw).into_iter().partition(|b| b.is_live(now));
+                decode(&key, cur).into_iter().partition(|b| b.is_live(now));
             if expired.is_empty() {
                 // Refreshed since the expiry set was read.
                 return Ok(None);
             }
-            if let Cas::Applied = self.cas(aor, Some(&raw), &remaining, now).await? {
-                return Ok(Some(Expired {
-                    aor: aor.to_string(),
-                    expired,
-                    remaining,
-                }));
+            let value = if remaining.is_empty() {
+                Vec::new()
+            } else {
+                encode(&remaining)
+            };
+            match self.cas(aor, Some(cur), &remaining, &value, now).await? {
+                Cas::Applied => {
+                    let stored = (!remaining.is_empty()).then(|| {
+                        Arc::new(Value {
+                            raw: value,
+                            bindings: remaining.clone(),
+                        })
+                    });
+                    self.seen.put(aor, stored);
+                    return Ok(Some(Expired {
+                        aor: aor.to_string(),
+                        expired,
+                        remaining,
+                    }));
+                }
+                Cas::Conflict(held) => raw = held,
             }
             backoff(attempt).await;
         }
@@ -397,12 +431,11 @@ impl RedisStore {
 
     /// Deletes an AOR (through the CAS path, so the counts follow); whether this call did.
     async fn remove_aor(&self, aor: &str, now: SystemTime) -> Result<bool, StoreError> {
-        let key = self.keys.aor_key(aor);
+        let mut raw = self.get(&self.keys.aor_key(aor)).await?;
         for attempt in 0..MAX_ATTEMPTS {
-            let raw = self.get(&key).await?;
-            let existed = raw.is_some();
-            if let Cas::Applied = self.cas(aor, raw.as_deref(), &[], now).await? {
-                return Ok(existed);
+            match self.cas_delete(aor, raw.as_deref(), now).await? {
+                Cas::Applied => return Ok(raw.is_some()),
+                Cas::Conflict(held) => raw = held,
             }
             backoff(attempt).await;
         }
@@ -416,6 +449,7 @@ impl RedisStore {
         keep: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<usize, StoreError> {
         let now = SystemTime::now();
+        self.seen.retain(keep);
         let mut removed = 0;
         let mut cursor = 0;
         loop {
@@ -610,48 +644,19 @@ impl LocationStore for RedisStore {
 mod tests {
     use super::*;
 
-    fn binding(now: SystemTime) -> Binding {
-        Binding {
-            contact: "sip:alice@192.0.2.1:5062;transport=tcp".into(),
-            q: Some(500),
-            expires_at: now + Duration::from_millis(3_600_123),
-            registered_at: now,
-            updated_at: now + Duration::from_millis(7),
-            call_id: "abc@host".into(),
-            cseq: 42,
-            source: "192.0.2.1:5062".parse().unwrap(),
-            transport: Transport::Tcp,
-            user_agent: Some("phone/1.0".into()),
-            replica: "registrar-0".into(),
-        }
-    }
-
     #[test]
-    fn stored_round_trips_with_millisecond_times() {
-        let now = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
-        let b = binding(now);
-        let raw = encode(std::slice::from_ref(&b));
-        let text = String::from_utf8(raw.clone()).unwrap();
-        assert!(text.contains("\"expires_at\":1764003600246"), "{text}");
-        assert!(text.contains("\"registered_at\":1764000000123"), "{text}");
-        assert!(text.contains("\"transport\":\"TCP\""), "{text}");
-        assert_eq!(decode("k", &raw), vec![b]);
-    }
-
-    #[test]
-    fn sub_millisecond_precision_is_dropped() {
-        let now = UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
-        let back = decode("k", &encode(&[binding(now)]));
+    fn cas_answers() {
+        assert_eq!(Cas::from_reply(vec![Reply::Int(1)]).unwrap(), Cas::Applied);
         assert_eq!(
-            back[0].registered_at,
-            UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)
+            Cas::from_reply(vec![Reply::Int(0)]).unwrap(),
+            Cas::Conflict(None)
         );
-        assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
-    }
-
-    #[test]
-    fn unreadable_value_reads_as_no_bindings() {
-        assert!(decode("k", b"not json").is_empty());
+        assert_eq!(
+            Cas::from_reply(vec![Reply::Int(0), Reply::BulkString(b"[]".to_vec())]).unwrap(),
+            Cas::Conflict(Some(b"[]".to_vec()))
+        );
+        assert!(Cas::from_reply(vec![Reply::Int(2)]).is_err());
+        assert!(Cas::from_reply(Vec::new()).is_err());
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! The last value of each AOR this replica wrote or was answered by Redis: its guess of the
+//! current value, so a REGISTER is decided and written in one round trip (the compare-and-set
+//! script) instead of a read and a write.
+//!
+//! Only a guess: the script applies a write only if Redis still holds the value guessed, and
+//! answers the current value otherwise, so a stale entry (another replica wrote the AOR) costs
+//! one more round trip, never a wrong write. Entries exist for AORs this replica updated (the
+//! devices of the config it serves) and go when the AOR's bindings do.
+
+use crate::location::Binding;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One AOR's stored value, raw (what the script compares) and decoded (what is decided from).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Value {
+    pub raw: Vec<u8>,
+    /// Every stored binding, lapsed ones included.
+    pub bindings: Vec<Binding>,
+}
+
+/// AOR → last value seen.
+#[derive(Default)]
+pub(super) struct Seen {
+    values: Mutex<HashMap<String, Arc<Value>>>,
+}
+
+impl Seen {
+    /// The last value seen of `aor`; `None` guesses that it has none.
+    pub fn get(&self, aor: &str) -> Option<Arc<Value>> {
+        self.values.lock().get(aor).cloned()
+    }
+
+    /// Records what Redis holds for `aor` (`None`: nothing).
+    pub fn put(&self, aor: &str, value: Option<Arc<Value>>) {
+        let mut values = self.values.lock();
+        match value {
+            Some(v) => match values.get_mut(aor) {
+                Some(slot) => *slot = v,
+                None => {
+                    values.insert(aor.to_string(), v);
+                }
+            },
+            None => {
+                values.remove(aor);
+            }
+        }
+    }
+
+    /// Forgets `aor` (its value changed in a way not worth recording here).
+    pub fn forget(&self, aor: &str) {
+        self.values.lock().remove(aor);
+    }
+
+    /// Forgets every AOR for which `keep` is false (devices gone from the config), including
+    /// those another replica emptied, so entries never outlive their device.
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        self.values.lock().retain(|aor, _| keep(aor));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(raw: &[u8]) -> Option<Arc<Value>> {
+        Some(Arc::new(Value {
+            raw: raw.to_vec(),
+            bindings: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn keeps_the_last_value_and_forgets_emptied_aors() {
+        let seen = Seen::default();
+        assert!(seen.get("ns/a").is_none());
+        seen.put("ns/a", value(b"1"));
+        seen.put("ns/a", value(b"2"));
+        assert_eq!(seen.get("ns/a").unwrap().raw, b"2");
+        seen.put("ns/a", None);
+        assert!(seen.get("ns/a").is_none());
+        seen.put("ns/b", value(b"3"));
+        seen.forget("ns/b");
+        assert!(seen.get("ns/b").is_none());
+        seen.put("ns/c", value(b"4"));
+        seen.put("ns/d", value(b"5"));
+        seen.retain(&|aor| aor == "ns/d");
+        assert!(seen.get("ns/c").is_none());
+        assert_eq!(seen.get("ns/d").unwrap().raw, b"5");
+    }
+}

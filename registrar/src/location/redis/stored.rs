@@ -1,0 +1,152 @@
+//! How an AOR's bindings are written in Redis: a JSON array of [`Stored`], times in unix
+//! milliseconds. Every replica of a cluster reads what the others wrote, including replicas of
+//! the previous version during a rolling upgrade, so this format changes only with a migration.
+
+use crate::location::Binding;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
+
+/// A binding as stored in Redis ([`Binding`]'s own `Serialize` is the `/debug` view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Stored {
+    contact: String,
+    q: Option<u16>,
+    /// Unix milliseconds.
+    expires_at: u64,
+    /// Unix milliseconds.
+    registered_at: u64,
+    /// Unix milliseconds.
+    updated_at: u64,
+    call_id: String,
+    cseq: u32,
+    source: SocketAddr,
+    transport: Transport,
+    user_agent: Option<String>,
+    replica: String,
+}
+
+/// Unix milliseconds of `t` (0 before the epoch).
+pub(super) fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl From<&Binding> for Stored {
+    fn from(b: &Binding) -> Stored {
+        Stored {
+            contact: b.contact.clone(),
+            q: b.q,
+            expires_at: to_millis(b.expires_at),
+            registered_at: to_millis(b.registered_at),
+            updated_at: to_millis(b.updated_at),
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+            source: b.source,
+            transport: b.transport,
+            user_agent: b.user_agent.clone(),
+            replica: b.replica.clone(),
+        }
+    }
+}
+
+impl From<Stored> for Binding {
+    fn from(s: Stored) -> Binding {
+        Binding {
+            contact: s.contact,
+            q: s.q,
+            expires_at: from_millis(s.expires_at),
+            registered_at: from_millis(s.registered_at),
+            updated_at: from_millis(s.updated_at),
+            call_id: s.call_id,
+            cseq: s.cseq,
+            source: s.source,
+            transport: s.transport,
+            user_agent: s.user_agent,
+            replica: s.replica,
+        }
+    }
+}
+
+/// The stored value of a non-empty set of bindings.
+pub(super) fn encode(bindings: &[Binding]) -> Vec<u8> {
+    let stored: Vec<Stored> = bindings.iter().map(Stored::from).collect();
+    serde_json::to_vec(&stored).expect("bindings serialize")
+}
+
+/// Decodes a stored value. A value that does not parse (written by an incompatible version)
+/// reads as no bindings, so the next REGISTER replaces it instead of failing forever.
+pub(super) fn decode(key: &str, raw: &[u8]) -> Vec<Binding> {
+    match serde_json::from_slice::<Vec<Stored>>(raw) {
+        Ok(stored) => stored.into_iter().map(Binding::from).collect(),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "unreadable bindings in redis, treated as none");
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(now: SystemTime) -> Binding {
+        Binding {
+            contact: "sip:alice@192.0.2.1:5062;transport=tcp".into(),
+            q: Some(500),
+            expires_at: now + Duration::from_millis(3_600_123),
+            registered_at: now,
+            updated_at: now + Duration::from_millis(7),
+            call_id: "abc@host".into(),
+            cseq: 42,
+            source: "192.0.2.1:5062".parse().unwrap(),
+            transport: Transport::Tcp,
+            user_agent: Some("phone/1.0".into()),
+            replica: "registrar-0".into(),
+        }
+    }
+
+    #[test]
+    fn stored_round_trips_with_millisecond_times() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let b = binding(now);
+        let raw = encode(std::slice::from_ref(&b));
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert!(text.contains("\"expires_at\":1764003600246"), "{text}");
+        assert!(text.contains("\"registered_at\":1764000000123"), "{text}");
+        assert!(text.contains("\"transport\":\"TCP\""), "{text}");
+        assert_eq!(decode("k", &raw), vec![b]);
+    }
+
+    /// The exact value earlier versions wrote still reads (rolling upgrades mix versions).
+    #[test]
+    fn reads_the_format_of_earlier_versions() {
+        let raw = br#"[{"contact":"sip:a@192.0.2.1","q":null,"expires_at":1764003600000,"registered_at":1764000000000,"updated_at":1764000000000,"call_id":"c","cseq":1,"source":"192.0.2.1:5060","transport":"UDP","user_agent":null,"replica":"r1"}]"#;
+        let back = decode("k", raw);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].contact, "sip:a@192.0.2.1");
+        assert_eq!(back[0].transport, Transport::Udp);
+        assert_eq!(encode(&back), raw.to_vec());
+    }
+
+    #[test]
+    fn sub_millisecond_precision_is_dropped() {
+        let now = UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
+        let back = decode("k", &encode(&[binding(now)]));
+        assert_eq!(
+            back[0].registered_at,
+            UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)
+        );
+        assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn unreadable_value_reads_as_no_bindings() {
+        assert!(decode("k", b"not json").is_empty());
+    }
+}
