@@ -6,18 +6,24 @@
 //! passed since its last rotation, or early when the current generation is full. An entry
 //! therefore lives at least one lifetime after it was last stored, unless the map is at
 //! capacity, and the map never holds more than about twice its capacity.
+//!
+//! Both maps sit on the path of every request, so they hash with foldhash (randomly seeded, so
+//! keys a client picks cannot be aimed at one bucket) rather than SipHash, and a rotation
+//! reuses the forgotten generation's table for the new one: under steady load the maps stop
+//! allocating once they have grown to their size.
 
+use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
 /// Shards per map.
 pub const SHARDS: usize = 16;
 
 /// One shard's two generations.
 pub struct Generations<V> {
-    current: HashMap<String, V>,
-    previous: HashMap<String, V>,
+    current: HashMap<String, V, RandomState>,
+    previous: HashMap<String, V, RandomState>,
     rotated_at: u64,
 }
 
@@ -29,6 +35,12 @@ impl<V> Generations<V> {
 
     /// Stores an entry in the current generation, dropping an older copy.
     pub fn insert(&mut self, key: &str, value: V) {
+        // Replacing in place keeps the key's allocation (a response completing its pending
+        // entry); an entry in `current` is never also in `previous`.
+        if let Some(v) = self.current.get_mut(key) {
+            *v = value;
+            return;
+        }
         self.previous.remove(key);
         self.current.insert(key.to_string(), value);
     }
@@ -48,6 +60,7 @@ impl<V> Generations<V> {
 /// of `lifetime`, passed in by the caller so tests control it.
 pub struct GenerationalMap<V> {
     shards: Vec<Mutex<Generations<V>>>,
+    /// Picks the shard; seeded apart from the shards' own maps.
     hasher: RandomState,
     lifetime: u64,
     per_shard_cap: usize,
@@ -61,13 +74,13 @@ impl<V> GenerationalMap<V> {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Generations {
-                        current: HashMap::new(),
-                        previous: HashMap::new(),
+                        current: HashMap::default(),
+                        previous: HashMap::default(),
                         rotated_at: 0,
                     })
                 })
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             lifetime: lifetime.max(1),
             per_shard_cap: (capacity / SHARDS).max(16),
         }
@@ -85,7 +98,10 @@ impl<V> GenerationalMap<V> {
         if now.saturating_sub(s.rotated_at) >= self.lifetime
             || s.current.len() >= self.per_shard_cap
         {
-            s.previous = std::mem::take(&mut s.current);
+            // The previous generation is forgotten, and its table becomes the new current.
+            let s = &mut *s;
+            std::mem::swap(&mut s.current, &mut s.previous);
+            s.current.clear();
             s.rotated_at = now;
         }
         f(&mut s)

@@ -45,7 +45,8 @@ pub struct TransactionCache {
 }
 
 /// The key of a request: RFC 3261 §17.2.3 matching (branch + sent-by via the source, method),
-/// with Call-ID and CSeq added so pre-3261 branches still work.
+/// with Call-ID and CSeq added so pre-3261 branches still work. Built on every request, so
+/// without `format!`: the text fields NUL-separated, then CSeq and source address in hex.
 pub fn key(
     branch: Option<&str>,
     call_id: &str,
@@ -53,10 +54,28 @@ pub fn key(
     method: &str,
     source: SocketAddr,
 ) -> String {
-    format!(
-        "{}\u{0}{call_id}\u{0}{cseq}\u{0}{method}\u{0}{source}",
-        branch.unwrap_or("")
-    )
+    let branch = branch.unwrap_or("");
+    let mut k = String::with_capacity(branch.len() + call_id.len() + method.len() + 56);
+    for field in [branch, call_id, method] {
+        k.push_str(field);
+        k.push('\u{0}');
+    }
+    push_hex(&mut k, &cseq.to_be_bytes());
+    k.push('\u{0}');
+    match source.ip() {
+        std::net::IpAddr::V4(ip) => push_hex(&mut k, &ip.octets()),
+        std::net::IpAddr::V6(ip) => push_hex(&mut k, &ip.octets()),
+    }
+    push_hex(&mut k, &source.port().to_be_bytes());
+    k
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }
 
 impl TransactionCache {
@@ -141,6 +160,24 @@ mod tests {
         );
         c.abandon(&k2);
         assert_eq!(c.begin(&k2, t), Lookup::New);
+    }
+
+    #[test]
+    fn keys_tell_sources_and_fields_apart() {
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let k = |branch, call_id, cseq, source| key(branch, call_id, cseq, "REGISTER", source);
+        let base = k(Some("z9hG4bK1"), "cid", 2, a);
+        assert_eq!(base, k(Some("z9hG4bK1"), "cid", 2, a));
+        for other in [
+            k(Some("z9hG4bK1"), "cid", 2, "192.0.2.1:5061".parse().unwrap()),
+            k(Some("z9hG4bK1"), "cid", 2, "192.0.2.2:5060".parse().unwrap()),
+            k(Some("z9hG4bK1"), "cid", 2, "[2001:db8::1]:5060".parse().unwrap()),
+            k(Some("z9hG4bK1"), "cid", 258, a),
+            k(Some("z9hG4bK"), "1cid", 2, a),
+            k(None, "cid", 2, a),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     #[test]
