@@ -185,7 +185,10 @@ pub fn http_date(t: std::time::SystemTime) -> String {
     } else {
         let _ = write!(out, "{year}");
     }
-    for (i, n) in [rem / 3600, rem % 3600 / 60, rem % 60].into_iter().enumerate() {
+    for (i, n) in [rem / 3600, rem % 3600 / 60, rem % 60]
+        .into_iter()
+        .enumerate()
+    {
         out.push(if i == 0 { ' ' } else { ':' });
         push_two_digits(&mut out, n);
     }
