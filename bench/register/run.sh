@@ -37,6 +37,8 @@
 #   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
 #   IP=127.0.0.1         loopback address every server listens on and sipp sends from
 #   KAM_PORT=25060       Kamailio's UDP port
+#   KAM_MEM=tlsf         Kamailio's memory manager (-x): tlsf, as production runs it; qm is its
+#                        debugging-friendly default and costs it about twice the CPU per registration
 #   OUR_PORT=25070       UDP port given to REGISTRAR_CMD
 #   SIPP_PORT=25100      sipp's local UDP port
 #   SKIP_KAMAILIO=0      1: do not benchmark Kamailio
@@ -89,6 +91,7 @@ DURATION=${DURATION:-10}
 MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
 IP=${IP:-127.0.0.1}
 KAM_PORT=${KAM_PORT:-25060}
+KAM_MEM=${KAM_MEM:-tlsf}
 OUR_PORT=${OUR_PORT:-25070}
 SIPP_PORT=${SIPP_PORT:-25100}
 SKIP_KAMAILIO=${SKIP_KAMAILIO:-0}
@@ -108,6 +111,7 @@ BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 KEEP=${KEEP:-0}
 REALM=bench.test
 
+case "$KAM_MEM" in tlsf | qm | fm) ;; *) die "KAM_MEM must be tlsf, qm or fm, got $KAM_MEM" ;; esac
 case "$IP" in 127.*) ;; *) die "IP must be a loopback address (127.x.y.z), got $IP" ;; esac
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 1 ]] || die "USERS must be a positive integer"
 check_duration_rates
@@ -160,7 +164,7 @@ start_kamailio() {
 	fi
 	SERVER_LOG="$dir/kamailio.log"
 	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" kamailio -f "$dir/kamailio.cfg" -DD -E -m 512 -M 16 \
-		-Y "$dir" -w "$dir" -P "$dir/kamailio.pid"
+		-x "$KAM_MEM" -Y "$dir" -w "$dir" -P "$dir/kamailio.pid"
 	SERVER_PID=$SPAWNED_PID
 }
 
@@ -254,6 +258,8 @@ sipp_run() {
 }
 
 declare -A BEST USREG
+# USREG_AT[NAME@RATE]: server CPU per registration of the run at target RATE (sustained or not).
+declare -A USREG_AT
 SERVER_ORDER=()
 BUSY_RUNS=0
 STATUS=0
@@ -296,6 +302,7 @@ bench_server() {
 		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
 			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
 		echo "$name $line" >>"$RUN/results.txt"
+		USREG_AT[$name@$rate]=$usreg
 		note_busy "$ocpu"
 		if [[ "$ach" != NA ]] && below_max_fail "$pct"; then
 			((ach > best)) && best=$ach
@@ -317,6 +324,7 @@ bench_server() {
 	((died == 0))
 }
 
+echo "# Kamailio memory manager: -x $KAM_MEM" >&2
 echo "# rates: $RATES; ${DURATION}s of calls each; $USERS users; sipp from $IP:$SIPP_PORT; $(nproc) CPUs" >&2
 echo "# load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 if others=$(pgrep -x 'sipp|kamailio'); then
@@ -355,5 +363,23 @@ for name in "${SERVER_ORDER[@]}"; do
 	fi
 	echo "$line"
 done
+# CPU per registration at equal target rates: the comparison that holds on a busy machine.
+if [[ -n "${USREG_AT[*]}" && "${#SERVER_ORDER[@]}" -gt 1 && " ${SERVER_ORDER[*]} " == *" kamailio "* ]]; then
+	echo
+	echo "== server CPU per registration (us) at each target rate, and the ratio to kamailio (-x $KAM_MEM)"
+	for rate in $RATES; do
+		k=${USREG_AT[kamailio@$rate]:-NA}
+		line=$(printf '%7s  kamailio %7s' "$rate" "$k")
+		for name in "${SERVER_ORDER[@]}"; do
+			[[ "$name" == kamailio ]] && continue
+			u=${USREG_AT[$name@$rate]:-NA}
+			line+=$(printf '   %s %7s' "$name" "$u")
+			if [[ "$k" != NA && "$u" != NA ]]; then
+				line+=$(awk -v a="$u" -v k="$k" 'BEGIN { printf " (ratio %.2f)", a / k }')
+			fi
+		done
+		echo "$line"
+	done
+fi
 busy_warning
 exit "$STATUS"

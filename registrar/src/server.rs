@@ -429,8 +429,8 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
     })
 }
 
-/// Binds the UDP sockets, each served by `--udp-workers` tasks; returns the in-flight bound
-/// of each socket (with Redis).
+/// Binds `--udp-workers` UDP sockets per address (`SO_REUSEPORT`), each served by its own
+/// task; returns the in-flight bound of each address (with Redis).
 fn bind_udp(
     rt: &Runtime<'_>,
     tasks: &mut JoinSet<()>,
@@ -443,20 +443,20 @@ fn bind_udp(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     for (addr, required) in addresses(&args.udp, 5060) {
-        match transport::bind_udp(addr) {
-            Ok(socket) => {
+        match transport::bind_udp(addr, workers) {
+            Ok(sockets) => {
                 tracing::info!(%addr, workers, "listening on UDP");
-                bound.push(socket.local_addr().unwrap_or(addr));
-                let socket = Arc::new(socket);
-                attach_proxy_udp(rt, &socket, addr);
+                let sockets: Vec<_> = sockets.into_iter().map(Arc::new).collect();
+                bound.push(sockets[0].local_addr().unwrap_or(addr));
+                attach_proxy_udp(rt, &sockets[0], addr);
                 let inflight = args
                     .redis_url
                     .is_some()
                     .then(|| Arc::new(Semaphore::new(REDIS_UDP_INFLIGHT)));
                 udp_inflight.extend(inflight.clone());
-                for _ in 0..workers {
+                for socket in sockets {
                     tasks.spawn(transport::udp::serve(
-                        socket.clone(),
+                        socket,
                         rt.service.clone(),
                         inflight.clone(),
                         rt.shutdown.clone(),

@@ -10,7 +10,7 @@ use crate::generations::GenerationalMap;
 
 /// Highest nonce-count per nonce.
 pub struct NonceCounts {
-    map: GenerationalMap<u32>,
+    map: GenerationalMap<String, u32>,
 }
 
 impl NonceCounts {

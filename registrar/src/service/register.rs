@@ -198,7 +198,11 @@ impl Service {
         }
         let mut r = Response::to_request(&request.headers, 200, "OK", Some(via));
         for b in &update.after {
-            let mut c = format!("<{}>;expires={}", b.contact, b.remaining(now));
+            let mut c = String::with_capacity(b.contact.len() + 24);
+            c.push('<');
+            c.push_str(&b.contact);
+            c.push_str(">;expires=");
+            c.push_str(itoa::Buffer::new().format(b.remaining(now)));
             if let Some(q) = b.q {
                 c.push_str(";q=");
                 c.push_str(&format_q(q));

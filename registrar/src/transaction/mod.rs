@@ -6,6 +6,11 @@
 //!
 //! Bounded: two generations per shard, rotated every 32 s or when a shard is full, so an entry
 //! lives 32–64 s under normal load and less only when the cache is at capacity.
+//!
+//! Entries are stored under a 128-bit hash of the key (xxh3, seeded at random per cache), not
+//! the key itself: a lookup in a cache of 100 000s of entries then compares 16 bytes held in
+//! the table instead of following each candidate's string elsewhere in memory, and an entry
+//! allocates nothing for its key. Two live requests sharing a hash would need 2^64 of them.
 
 //!
 //! The proxy's transactions (RFC 3261 §17: client and server, INVITE and non-INVITE, timers
@@ -39,13 +44,16 @@ pub enum Lookup {
 
 /// Responses by request.
 pub struct TransactionCache {
-    map: GenerationalMap<Entry>,
+    map: GenerationalMap<u128, Entry>,
+    /// The seed of the keys' hash.
+    seed: u64,
     /// Time zero of the map's millisecond clock.
     base: Instant,
 }
 
 /// The key of a request: RFC 3261 §17.2.3 matching (branch + sent-by via the source, method),
-/// with Call-ID and CSeq added so pre-3261 branches still work.
+/// with Call-ID and CSeq added so pre-3261 branches still work. Built on every request, so
+/// without `format!`: the text fields NUL-separated, then CSeq and source address in hex.
 pub fn key(
     branch: Option<&str>,
     call_id: &str,
@@ -53,10 +61,28 @@ pub fn key(
     method: &str,
     source: SocketAddr,
 ) -> String {
-    format!(
-        "{}\u{0}{call_id}\u{0}{cseq}\u{0}{method}\u{0}{source}",
-        branch.unwrap_or("")
-    )
+    let branch = branch.unwrap_or("");
+    let mut k = String::with_capacity(branch.len() + call_id.len() + method.len() + 56);
+    for field in [branch, call_id, method] {
+        k.push_str(field);
+        k.push('\u{0}');
+    }
+    push_hex(&mut k, &cseq.to_be_bytes());
+    k.push('\u{0}');
+    match source.ip() {
+        std::net::IpAddr::V4(ip) => push_hex(&mut k, &ip.octets()),
+        std::net::IpAddr::V6(ip) => push_hex(&mut k, &ip.octets()),
+    }
+    push_hex(&mut k, &source.port().to_be_bytes());
+    k
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }
 
 impl TransactionCache {
@@ -64,8 +90,13 @@ impl TransactionCache {
     pub fn new(capacity: usize) -> TransactionCache {
         TransactionCache {
             map: GenerationalMap::new(LIFETIME.as_millis() as u64, capacity),
+            seed: rand::random(),
             base: Instant::now(),
         }
+    }
+
+    fn digest(&self, key: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_seed(key.as_bytes(), self.seed)
     }
 
     fn millis(&self, now: Instant) -> u64 {
@@ -74,27 +105,31 @@ impl TransactionCache {
 
     /// Looks a request up, marking it pending when new.
     pub fn begin(&self, key: &str, now: Instant) -> Lookup {
-        self.map.with(key, self.millis(now), |g| match g.get(key) {
-            Some(Entry::Pending) => Lookup::Pending,
-            Some(Entry::Done(b)) => Lookup::Done(b.clone()),
-            None => {
-                g.insert(key, Entry::Pending);
-                Lookup::New
-            }
-        })
+        let key = self.digest(key);
+        self.map
+            .with(&key, self.millis(now), |g| match g.get(&key) {
+                Some(Entry::Pending) => Lookup::Pending,
+                Some(Entry::Done(b)) => Lookup::Done(b.clone()),
+                None => {
+                    g.insert(&key, Entry::Pending);
+                    Lookup::New
+                }
+            })
     }
 
     /// Stores the response to a request.
     pub fn complete(&self, key: &str, response: Bytes, now: Instant) {
-        self.map.with(key, self.millis(now), |g| {
-            g.insert(key, Entry::Done(response))
+        let key = self.digest(key);
+        self.map.with(&key, self.millis(now), |g| {
+            g.insert(&key, Entry::Done(response))
         });
     }
 
     /// Forgets a request that got no response (so a retransmission is processed afresh).
     pub fn abandon(&self, key: &str) {
+        let key = self.digest(key);
         self.map
-            .with(key, self.millis(Instant::now()), |g| g.remove(key));
+            .with(&key, self.millis(Instant::now()), |g| g.remove(&key));
     }
 
     /// Requests remembered.
@@ -141,6 +176,39 @@ mod tests {
         );
         c.abandon(&k2);
         assert_eq!(c.begin(&k2, t), Lookup::New);
+    }
+
+    #[test]
+    fn keys_tell_sources_and_fields_apart() {
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let k = |branch, call_id, cseq, source| key(branch, call_id, cseq, "REGISTER", source);
+        let base = k(Some("z9hG4bK1"), "cid", 2, a);
+        assert_eq!(base, k(Some("z9hG4bK1"), "cid", 2, a));
+        for other in [
+            k(
+                Some("z9hG4bK1"),
+                "cid",
+                2,
+                "192.0.2.1:5061".parse().unwrap(),
+            ),
+            k(
+                Some("z9hG4bK1"),
+                "cid",
+                2,
+                "192.0.2.2:5060".parse().unwrap(),
+            ),
+            k(
+                Some("z9hG4bK1"),
+                "cid",
+                2,
+                "[2001:db8::1]:5060".parse().unwrap(),
+            ),
+            k(Some("z9hG4bK1"), "cid", 258, a),
+            k(Some("z9hG4bK"), "1cid", 2, a),
+            k(None, "cid", 2, a),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     #[test]

@@ -30,13 +30,24 @@ fn socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Soc
     Ok(socket)
 }
 
-/// A UDP socket bound to `addr` (IPv6 sockets are IPv6-only), with large buffers.
-pub fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
-    let s = socket(addr, Type::DGRAM, Protocol::UDP)?;
-    let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
-    let _ = s.set_send_buffer_size(4 * 1024 * 1024);
-    s.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(s.into())
+/// `count` (at least one) UDP sockets bound to `addr` with `SO_REUSEPORT` (IPv6 ones
+/// IPv6-only), with large buffers; a port of 0 is the one the first got. The kernel hands each
+/// datagram to one of them by its source address and port, so each socket gets a receive task
+/// of its own and no two tasks wake for one datagram (tasks sharing a socket all do).
+pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<tokio::net::UdpSocket>> {
+    let mut addr = addr;
+    let mut sockets = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        let s = socket(addr, Type::DGRAM, Protocol::UDP)?;
+        s.set_reuse_port(true)?;
+        let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
+        let _ = s.set_send_buffer_size(4 * 1024 * 1024);
+        s.bind(&addr.into())?;
+        let s = tokio::net::UdpSocket::from_std(s.into())?;
+        addr = s.local_addr()?;
+        sockets.push(s);
+    }
+    Ok(sockets)
 }
 
 /// A listening TCP socket bound to `addr`.
