@@ -35,6 +35,7 @@ fn socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Soc
 /// datagram to one of them by its source address and port, so each socket gets a receive task
 /// of its own and no two tasks wake for one datagram (tasks sharing a socket all do).
 pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<tokio::net::UdpSocket>> {
+    ensure_udp_port_free(addr)?;
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count.max(1));
     for _ in 0..count.max(1) {
@@ -50,6 +51,23 @@ pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<tokio::ne
     Ok(sockets)
 }
 
+/// Fails with `AddrInUse` when another socket holds `addr` (a second registrar on the same
+/// port): the sockets of [`bind_udp`] share their port by design (`SO_REUSEPORT`, and Linux
+/// lets UDP sockets with `SO_REUSEADDR` share one too), so their own bind would succeed and
+/// silently split the traffic. A plain bind, released at once, refuses instead.
+fn ensure_udp_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe
+        .bind(&addr.into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("UDP {addr} is already in use ({e})")))
+}
+
 /// A listening TCP socket bound to `addr`.
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let s = socket(addr, Type::STREAM, Protocol::TCP)?;
@@ -57,4 +75,25 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     s.bind(&addr.into())?;
     s.listen(1024)?;
     tokio::net::TcpListener::from_std(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_udp;
+
+    #[tokio::test]
+    async fn a_second_bind_of_a_udp_port_fails_instead_of_sharing_it() {
+        let first = bind_udp("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert_eq!(
+            first[1].local_addr().unwrap(),
+            addr,
+            "one port for the workers"
+        );
+        let err = bind_udp(addr, 1).expect_err("the port is held");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("already in use"), "{err}");
+        drop(first);
+        assert!(bind_udp(addr, 2).is_ok(), "free again once released");
+    }
 }

@@ -183,7 +183,11 @@ impl Registrar {
 
     /// `/debug/bindings` as JSON.
     pub fn bindings(&self) -> serde_json::Value {
-        let (status, body) = self.debug_get("/debug/bindings").expect("HTTP reachable");
+        // Waited for, not expected at once: on a loaded machine an answer can take longer
+        // than one GET's read timeout.
+        let (status, body) = wait_until("/debug/bindings to answer", || {
+            self.debug_get("/debug/bindings")
+        });
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
