@@ -31,7 +31,8 @@ use calls::Call;
 use client::ClientTx;
 use server::ServerTx;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use foldhash::HashMap;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
@@ -154,11 +155,11 @@ impl Core {
         Core {
             settings,
             next: 0,
-            server_keys: HashMap::new(),
-            client_keys: HashMap::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            calls: HashMap::new(),
+            server_keys: HashMap::default(),
+            client_keys: HashMap::default(),
+            servers: HashMap::default(),
+            clients: HashMap::default(),
+            calls: HashMap::default(),
             timers: BinaryHeap::new(),
             out: Vec::new(),
         }
