@@ -295,15 +295,12 @@ impl Msg {
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let parts: Vec<String> = split_list(&self.headers[i].1)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let first = parts.first()?.clone();
-        if parts.len() > 1 {
-            self.headers[i].1 = parts[1..].join(", ");
-        } else {
-            self.headers.remove(i);
+        let parts = split_list(&self.headers[i].1);
+        let first = parts.first()?.to_string();
+        let rest = (parts.len() > 1).then(|| parts[1..].join(", "));
+        match rest {
+            Some(rest) => self.headers[i].1 = rest,
+            None => drop(self.headers.remove(i)),
         }
         Some(first)
     }
@@ -322,14 +319,17 @@ impl Msg {
         else {
             return;
         };
-        let mut parts: Vec<String> = split_list(&self.headers[i].1)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        if let Some(p) = parts.first_mut() {
-            *p = via.to_header_value();
+        let parts = split_list(&self.headers[i].1);
+        let Some((_, rest)) = parts.split_first() else {
+            self.headers[i].1 = String::new();
+            return;
+        };
+        let mut value = via.to_header_value();
+        for p in rest {
+            value.push_str(", ");
+            value.push_str(p);
         }
-        self.headers[i].1 = parts.join(", ");
+        self.headers[i].1 = value;
     }
 
     /// The Call-ID.
