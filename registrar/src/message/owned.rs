@@ -171,7 +171,11 @@ impl Msg {
             Start::Request { method, uri } => method.len() + uri.len() + 10,
             Start::Response { reason, .. } => reason.len() + 14,
         };
-        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
         let mut out = Vec::with_capacity(status + headers + 40 + self.body.len());
         match &self.start {
             Start::Request { method, uri } => {
