@@ -7,6 +7,8 @@
 use crate::message::headers::{split_list, NameAddr, SipUri, Via};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
+use std::borrow::Cow;
+use std::io::Write;
 
 /// Request or response line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,28 +40,44 @@ pub struct Msg {
     pub body: Bytes,
 }
 
+/// Header names written in their usual case, whatever case they arrive in.
+const CANONICAL: [&str; 16] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "Contact",
+    "Content-Length",
+    "Content-Type",
+    "Supported",
+    "CSeq",
+    "Route",
+    "Record-Route",
+    "Max-Forwards",
+    "Proxy-Authorization",
+    "Proxy-Authenticate",
+    "WWW-Authenticate",
+    "Authorization",
+];
+
 fn canonical(name: &str) -> String {
     let name = crate::message::headers::long_name(name);
-    let long = match name.to_ascii_lowercase().as_str() {
-        "via" => "Via",
-        "from" => "From",
-        "to" => "To",
-        "call-id" => "Call-ID",
-        "contact" => "Contact",
-        "content-length" => "Content-Length",
-        "content-type" => "Content-Type",
-        "supported" => "Supported",
-        "cseq" => "CSeq",
-        "route" => "Route",
-        "record-route" => "Record-Route",
-        "max-forwards" => "Max-Forwards",
-        "proxy-authorization" => "Proxy-Authorization",
-        "proxy-authenticate" => "Proxy-Authenticate",
-        "www-authenticate" => "WWW-Authenticate",
-        "authorization" => "Authorization",
-        _ => return name.to_string(),
-    };
-    long.to_string()
+    CANONICAL
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(name))
+        .map_or(name, |c| c)
+        .to_string()
+}
+
+/// The lines of a message head, split at CRLF only (a bare CR or LF stays in its line).
+fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
+    let mut from = 0;
+    let ends = memchr::memmem::find_iter(head.as_bytes(), b"\r\n").chain([head.len()]);
+    ends.map(move |end| {
+        let line = &head[from..end];
+        from = end + 2;
+        line
+    })
 }
 
 /// Whether these bytes are a response (start with the SIP version).
@@ -81,17 +99,18 @@ impl Msg {
         }
         let start = data.iter().position(|&b| b != b'\r' && b != b'\n')?;
         let data = &data[start..];
-        let head_end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head_end = memchr::memmem::find(data, b"\r\n\r\n")?;
         let head = std::str::from_utf8(&data[..head_end]).ok()?;
         let rest = &data[head_end + 4..];
-        let mut lines: Vec<String> = Vec::new();
-        for line in head.split("\r\n") {
+        // Borrowed lines; only a folded one is copied to be joined.
+        let mut lines: Vec<Cow<str>> = Vec::with_capacity(24);
+        for line in crlf_lines(head) {
             if line.starts_with(' ') || line.starts_with('\t') {
-                let last = lines.last_mut()?;
+                let last = lines.last_mut()?.to_mut();
                 last.push(' ');
                 last.push_str(line.trim());
             } else {
-                lines.push(line.to_string());
+                lines.push(Cow::Borrowed(line));
             }
         }
         let mut it = lines.into_iter();
@@ -145,39 +164,42 @@ impl Msg {
         Some(msg)
     }
 
-    /// Writes the message, with Content-Length set to the body's length.
+    /// Writes the message, with Content-Length set to the body's length, into one buffer of
+    /// the exact size.
     pub fn encode(&self) -> Bytes {
-        let mut out = String::with_capacity(512 + self.headers.len() * 48);
+        let status = match &self.start {
+            Start::Request { method, uri } => method.len() + uri.len() + 10,
+            Start::Response { reason, .. } => reason.len() + 14,
+        };
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(status + headers + 40 + self.body.len());
         match &self.start {
             Start::Request { method, uri } => {
-                out.push_str(method);
-                out.push(' ');
-                out.push_str(uri);
-                out.push_str(" SIP/2.0\r\n");
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
             }
             Start::Response { status, reason } => {
-                out.push_str("SIP/2.0 ");
-                out.push_str(&status.to_string());
-                out.push(' ');
-                out.push_str(reason);
-                out.push_str("\r\n");
+                let _ = write!(out, "SIP/2.0 {status} {reason}\r\n");
             }
         }
         for (n, v) in &self.headers {
             if n == "Content-Length" {
                 continue;
             }
-            out.push_str(n);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        out.push_str("Content-Length: ");
-        out.push_str(&self.body.len().to_string());
-        out.push_str("\r\n\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        Bytes::from(bytes)
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
     }
 
     /// The method of a request.
@@ -277,15 +299,12 @@ impl Msg {
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let parts: Vec<String> = split_list(&self.headers[i].1)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let first = parts.first()?.clone();
-        if parts.len() > 1 {
-            self.headers[i].1 = parts[1..].join(", ");
-        } else {
-            self.headers.remove(i);
+        let parts = split_list(&self.headers[i].1);
+        let first = parts.first()?.to_string();
+        let rest = (parts.len() > 1).then(|| parts[1..].join(", "));
+        match rest {
+            Some(rest) => self.headers[i].1 = rest,
+            None => drop(self.headers.remove(i)),
         }
         Some(first)
     }
@@ -304,14 +323,17 @@ impl Msg {
         else {
             return;
         };
-        let mut parts: Vec<String> = split_list(&self.headers[i].1)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        if let Some(p) = parts.first_mut() {
-            *p = via.to_header_value();
+        let parts = split_list(&self.headers[i].1);
+        let Some((_, rest)) = parts.split_first() else {
+            self.headers[i].1 = String::new();
+            return;
+        };
+        let mut value = via.to_header_value();
+        for p in rest {
+            value.push_str(", ");
+            value.push_str(p);
         }
-        self.headers[i].1 = parts.join(", ");
+        self.headers[i].1 = value;
     }
 
     /// The Call-ID.
@@ -429,6 +451,15 @@ mod tests {
         assert!(!text.contains("Route"));
         let via = m.top_via().unwrap();
         assert_eq!(via_target(&via), Some("127.0.0.1:5071".parse().unwrap()));
+    }
+
+    #[test]
+    fn lines_split_at_crlf_only() {
+        let lines: Vec<&str> = crlf_lines("a\nb\r\n\rc\r\n").collect();
+        assert_eq!(lines, ["a\nb", "\rc", ""]);
+        let m = Msg::parse(b"SIP/2.0 200 OK\r\nXy: a\nb\r\nVIA: v\r\n\r\n").unwrap();
+        assert_eq!(m.headers[0], ("Xy".to_string(), "a\nb".to_string()));
+        assert_eq!(m.headers[1].0, "Via");
     }
 
     #[test]

@@ -29,9 +29,10 @@ use crate::transaction::machine::Timers;
 use bytes::Bytes;
 use calls::Call;
 use client::ClientTx;
+use foldhash::HashMap;
 use server::ServerTx;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
@@ -154,11 +155,11 @@ impl Core {
         Core {
             settings,
             next: 0,
-            server_keys: HashMap::new(),
-            client_keys: HashMap::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            calls: HashMap::new(),
+            server_keys: HashMap::default(),
+            client_keys: HashMap::default(),
+            servers: HashMap::default(),
+            clients: HashMap::default(),
+            calls: HashMap::default(),
             timers: BinaryHeap::new(),
             out: Vec::new(),
         }

@@ -127,8 +127,13 @@ impl Inner {
                 None
             }
         };
-        let bottom = facing(caller, false).unwrap_or_else(|| self.record_route(call_id));
-        let top = facing(callee, trunk).unwrap_or_else(|| self.record_route(call_id));
+        let (bottom, top) = (facing(caller, false), facing(callee, trunk));
+        if bottom.is_none() && top.is_none() {
+            // The usual case: one ordinary Record-Route serves both sides (one MAC, not two).
+            return (self.record_route(call_id), None);
+        }
+        let bottom = bottom.unwrap_or_else(|| self.record_route(call_id));
+        let top = top.unwrap_or_else(|| self.record_route(call_id));
         let double = top != bottom;
         (bottom, double.then_some(top))
     }

@@ -72,7 +72,7 @@ impl Core {
             return Arrival::Done;
         }
         let invite = method == "INVITE";
-        let id = self.new_server(&req, reply_to);
+        let id = self.new_server(&req, key, reply_to);
         if invite {
             self.reply(id, 100, "Trying", now);
         }
@@ -141,11 +141,11 @@ impl Core {
         false
     }
 
-    pub(super) fn new_server(&mut self, req: &Msg, reply_to: Hop) -> u64 {
+    /// A server transaction for `req`, under its key (see [`server_key`]: the caller has
+    /// the top Via parsed already).
+    pub(super) fn new_server(&mut self, req: &Msg, key: String, reply_to: Hop) -> u64 {
         self.next += 1;
         let id = self.next;
-        let via = req.top_via().expect("checked");
-        let key = server_key(&via, req.method().unwrap_or(""));
         let invite = req.method() == Some("INVITE");
         self.server_keys.insert(key.clone(), id);
         self.servers.insert(
