@@ -59,7 +59,8 @@ impl Service {
         self.bind(&at, &ask, device, pending).await
     }
 
-    /// The answer to a request not authorized: a 401 with challenges, 403 or 500.
+    /// The answer to a request not authorized: a 401 with challenges, 403 or 500 (403 too for
+    /// `Authorized`: a device registering an AOR not its own).
     fn refuse(
         &self,
         loaded: &config::Loaded,
