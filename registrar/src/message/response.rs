@@ -4,6 +4,7 @@
 
 use super::headers::{split_list, NameAddrRef};
 use super::parse::{Header, HeaderName};
+use super::scan::Scan;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
@@ -57,7 +58,7 @@ impl Response {
             if first_via {
                 first_via = false;
                 if let Some(top) = top_via {
-                    if !h.value.contains(',') {
+                    if !h.value.has_byte(b',') {
                         headers.push(("Via".into(), top.to_string()));
                         continue;
                     }
