@@ -165,10 +165,10 @@ fn field(kind: Kind, value: &str) -> bool {
         Kind::CallId => call_id(value),
         Kind::MaxForwards | Kind::ContentLength | Kind::Expires => digits(value),
         Kind::Date => date(value),
-        Kind::Require | Kind::ProxyRequire => value.split(',').all(|t| token(t.sip_trim())),
+        Kind::Require | Kind::ProxyRequire => value.split_each(b',').all(|t| token(t.sip_trim())),
         // May be empty (RFC 3261 §20.37).
         Kind::Supported => {
-            value.sip_trim().is_empty() || value.split(',').all(|t| token(t.sip_trim()))
+            value.sip_trim().is_empty() || value.split_each(b',').all(|t| token(t.sip_trim()))
         }
         Kind::ContentType | Kind::Other => true,
     }
@@ -215,7 +215,11 @@ pub fn unsupported<'a>(
         if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             continue;
         }
-        for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        for tag in value
+            .split_each(b',')
+            .map(<str>::sip_trim)
+            .filter(|t| !t.is_empty())
+        {
             let known = SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag));
             if !known && !out.iter().any(|o| o.eq_ignore_ascii_case(tag)) {
                 out.push(tag);
@@ -436,7 +440,7 @@ fn date(value: &str) -> bool {
         && num(year, 4)
         && time.len() == 8
         && time
-            .split(':')
+            .split_each(b':')
             .all(|t| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()))
         && *zone == "GMT"
 }

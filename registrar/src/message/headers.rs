@@ -8,7 +8,7 @@ use switchboard_crds::common::Transport;
 /// Splits a header value on commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
     list_items(value)
-        .map(str::trim)
+        .map(<str>::sip_trim)
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -17,17 +17,18 @@ pub fn split_list(value: &str) -> Vec<&str> {
 /// inside quotes (with `\` escapes) and angle brackets do not separate.
 pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
     let (mut depth, mut quoted, mut escaped) = (0u32, false, false);
-    let mut cuts = value.char_indices().filter_map(move |(i, c)| {
+    // By byte: every delimiter is ASCII, and no byte of a multi-byte character is.
+    let mut cuts = value.bytes().enumerate().filter_map(move |(i, c)| {
         if escaped {
             escaped = false;
             return None;
         }
         match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth = depth.saturating_sub(1),
-            ',' if !quoted && depth == 0 => return Some(i),
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => depth += 1,
+            b'>' if !quoted => depth = depth.saturating_sub(1),
+            b',' if !quoted && depth == 0 => return Some(i),
             _ => {}
         }
         None
@@ -50,8 +51,8 @@ pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
 
 /// `name[=value]` parameters after `;`, in order; names lower-cased.
 pub fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
-    s.split(';')
-        .map(str::trim)
+    s.split_each(b';')
+        .map(<str>::sip_trim)
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_byte(b'=') {
             Some((n, v)) => (
@@ -193,8 +194,8 @@ impl<'a> NameAddrRef<'a> {
     /// flag, `Some(Some(v))` for a value (trimmed, quotes removed), as [`NameAddr::param`].
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
         self.params
-            .split(';')
-            .map(str::trim)
+            .split_each(b';')
+            .map(<str>::sip_trim)
             .filter(|p| !p.is_empty())
             .find_map(|p| match p.split_byte(b'=') {
                 Some((n, v)) if n.sip_trim().eq_ignore_ascii_case(name) => {
@@ -257,7 +258,7 @@ impl SipUri {
             scheme: parts.scheme.to_ascii_lowercase(),
             user: parts
                 .userinfo
-                .map(|u| u.split(':').next().unwrap_or("").to_string())
+                .map(|u| u.split_each(b':').next().unwrap_or("").to_string())
                 .filter(|u| !u.is_empty()),
             host,
             port,
@@ -344,7 +345,7 @@ fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    let (host, port) = match s.rsplit_once(':') {
+    let (host, port) = match s.rsplit_byte(b':') {
         Some((h, p)) => (h, Some(p.parse().ok()?)),
         None => (s, None),
     };
@@ -374,7 +375,11 @@ pub struct Via {
 impl Via {
     /// Parses the first via-parm of a Via header value.
     pub fn parse_first(value: &str) -> Option<Via> {
-        Via::parse_parm(split_list(value).into_iter().next()?)
+        Via::parse_parm(
+            list_items(value)
+                .map(<str>::sip_trim)
+                .find(|s| !s.is_empty())?,
+        )
     }
 
     /// Parses one via-parm, as leniently as a response can still be routed by it: whitespace

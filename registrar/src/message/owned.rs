@@ -127,7 +127,7 @@ impl Msg {
                 reason: reason.to_string(),
             }
         } else {
-            let mut p = first.split(' ');
+            let mut p = first.split_each(b' ');
             let (Some(method), Some(uri), Some(version), None) =
                 (p.next(), p.next(), p.next(), p.next())
             else {

@@ -325,7 +325,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
         return Err(bad_line());
     };
-    let mut parts = line.split(' ');
+    let mut parts = line.split_each(b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -426,7 +426,7 @@ pub(crate) fn valid_hostport(s: &str) -> bool {
         let after = &rest[end + 1..];
         return after.is_empty() || after.strip_prefix(':').is_some_and(port_ok);
     }
-    let host = match s.rsplit_once(':') {
+    let host = match s.rsplit_byte(b':') {
         Some((h, p)) if port_ok(p) => h,
         Some(_) => return false,
         None => s,

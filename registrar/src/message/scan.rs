@@ -13,6 +13,10 @@ pub trait Scan {
     fn find_byte(&self, byte: u8) -> Option<usize>;
     /// `str::split_once` at an ASCII byte.
     fn split_byte(&self, byte: u8) -> Option<(&str, &str)>;
+    /// `str::rsplit_once` at an ASCII byte.
+    fn rsplit_byte(&self, byte: u8) -> Option<(&str, &str)>;
+    /// `str::split` at each ASCII byte.
+    fn split_each(&self, byte: u8) -> impl Iterator<Item = &str>;
     /// `str::contains` of an ASCII byte.
     fn has_byte(&self, byte: u8) -> bool;
     /// `str::trim`: ASCII whitespace without the Unicode table, which is consulted only when
@@ -31,6 +35,30 @@ impl Scan for str {
     fn split_byte(&self, byte: u8) -> Option<(&str, &str)> {
         let i = self.find_byte(byte)?;
         Some((&self[..i], &self[i + 1..]))
+    }
+
+    #[inline]
+    fn rsplit_byte(&self, byte: u8) -> Option<(&str, &str)> {
+        debug_assert!(byte.is_ascii());
+        let i = memchr::memrchr(byte, self.as_bytes())?;
+        Some((&self[..i], &self[i + 1..]))
+    }
+
+    fn split_each(&self, byte: u8) -> impl Iterator<Item = &str> {
+        let mut rest = Some(self);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            match r.split_byte(byte) {
+                Some((piece, after)) => {
+                    rest = Some(after);
+                    Some(piece)
+                }
+                None => {
+                    rest = None;
+                    Some(r)
+                }
+            }
+        })
     }
 
     #[inline]
@@ -61,6 +89,7 @@ mod tests {
             "",
             " ",
             "sip:alice@example.com;transport=tcp?h=v",
+            "[::1]:5060:x;y@z",
             "  <sip:a@b>;tag=1 \t",
             "\u{a0}value\u{3000}",
             "\x0b x \x0b",
@@ -73,6 +102,13 @@ mod tests {
                 let c = b as char;
                 assert_eq!(s.find_byte(b), s.find(c), "find {c:?} in {s:?}");
                 assert_eq!(s.split_byte(b), s.split_once(c), "split {c:?} in {s:?}");
+                assert_eq!(s.rsplit_byte(b), s.rsplit_once(c), "rsplit {c:?} in {s:?}");
+                let each: Vec<&str> = s.split_each(b).collect();
+                assert_eq!(
+                    each,
+                    s.split(c).collect::<Vec<_>>(),
+                    "split_each {c:?} in {s:?}"
+                );
                 assert_eq!(s.has_byte(b), s.contains(c), "contains {c:?} in {s:?}");
             }
         }
