@@ -65,7 +65,7 @@ impl Service {
             .auth
             .check(
                 &loaded.nonce_key,
-                &loaded.config,
+                loaded,
                 ask.domain,
                 request.method.as_str(),
                 request.headers_named(&HeaderName::Authorization),
