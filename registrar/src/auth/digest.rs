@@ -1,6 +1,7 @@
 //! HTTP digest as SIP uses it (RFC 2617, RFC 7616, RFC 8760): the `Authorization` header
 //! parser, the response computation from a stored HA1, and the `WWW-Authenticate` challenge.
 
+use crate::message::scan::Scan;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -27,7 +28,7 @@ impl Algorithm {
 
     /// Reads an `algorithm=` token (case-insensitive); `-sess` variants are not offered.
     pub fn from_name(s: &str) -> Option<Algorithm> {
-        let s = s.trim();
+        let s = s.sip_trim();
         if s.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if s.eq_ignore_ascii_case("SHA-256") {
@@ -91,7 +92,7 @@ impl Credentials {
     /// Parses the value of an Authorization header; `None` unless it is Digest with at least
     /// username, realm, nonce, uri and response.
     pub fn parse(value: &str) -> Option<Credentials> {
-        let value = value.trim();
+        let value = value.sip_trim();
         let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
         if !scheme.eq_ignore_ascii_case("Digest") {
             return None;
@@ -201,7 +202,7 @@ fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
         if i >= bytes.len() || bytes[i] != b'=' {
             return None;
         }
-        let name = s[name_start..i].trim();
+        let name = s[name_start..i].sip_trim();
         i += 1;
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
@@ -250,7 +251,7 @@ fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
             while i < bytes.len() && bytes[i] != b',' {
                 i += 1;
             }
-            Cow::Borrowed(s[start..i].trim())
+            Cow::Borrowed(s[start..i].sip_trim())
         };
         out.push((name, val));
     }

@@ -239,15 +239,28 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Where the devices are found by realm and SIP user: the config in force indexes them
+/// ([`crate::config::Loaded`]); a bare [`RegistrarConfig`] searches its sorted lists.
+pub trait Directory {
+    /// The device with SIP user `user` in the domain `realm`.
+    fn device(&self, realm: &str, user: &str) -> Option<&DeviceConfig>;
+}
+
+impl Directory for RegistrarConfig {
+    fn device(&self, realm: &str, user: &str) -> Option<&DeviceConfig> {
+        RegistrarConfig::device(self, realm, user).map(|(_, d)| d)
+    }
+}
+
 /// The device an auth name names, with the HA1 values its digest is checked against: `user`
 /// against the device's HA1, `user@realm` (as Zoiper and others send it) against its HA1 of
 /// that name. Another domain after the `@` names nobody.
 fn named_device<'c>(
-    config: &'c RegistrarConfig,
+    config: &'c (impl Directory + ?Sized),
     realm: &str,
     name: &str,
 ) -> Option<(&'c DeviceConfig, Ha1<'c>)> {
-    if let Some((_, d)) = config.device(realm, name) {
+    if let Some(d) = config.device(realm, name) {
         let ha1 = Ha1 {
             md5: &d.ha1_md5,
             sha256: &d.ha1_sha256,
@@ -258,7 +271,7 @@ fn named_device<'c>(
     if !domain.eq_ignore_ascii_case(realm) {
         return None;
     }
-    let (_, d) = config.device(realm, user)?;
+    let d = config.device(realm, user)?;
     let ha1 = Ha1 {
         md5: d.ha1b_md5.as_deref()?,
         sha256: d.ha1b_sha256.as_deref()?,
@@ -321,7 +334,7 @@ impl Authenticator {
     pub async fn check<'c, 'h>(
         &self,
         key: &NonceKey,
-        config: &'c RegistrarConfig,
+        config: &'c (impl Directory + ?Sized),
         domain: &DomainConfig,
         method: &str,
         headers: impl IntoIterator<Item = &'h str>,
@@ -345,7 +358,7 @@ impl Authenticator {
     pub async fn check_digest<'c, 'h>(
         &self,
         key: &NonceKey,
-        config: &'c RegistrarConfig,
+        config: &'c (impl Directory + ?Sized),
         domain: &DomainConfig,
         method: &str,
         headers: impl IntoIterator<Item = &'h str>,

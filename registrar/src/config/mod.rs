@@ -17,7 +17,7 @@ use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use switchboard_crds::config::RegistrarConfig;
+use switchboard_crds::config::{DeviceConfig, DomainConfig, RegistrarConfig};
 use tokio::sync::watch;
 
 /// The standalone config compiled into the binary (`examples/registrar/standalone.yaml`).
@@ -56,6 +56,43 @@ pub struct Loaded {
     pub nonce_key: NonceKey,
     /// Number of devices across domains.
     pub devices: usize,
+    /// Per domain (in `config.domains` order), SIP user → index in its `devices`: a REGISTER
+    /// finds its device with one hash instead of a binary search over 10 000s of heap
+    /// strings (a cache miss per step; 4 % of the CPU per registration in a profile).
+    by_user: Vec<foldhash::HashMap<Box<str>, usize>>,
+}
+
+impl Loaded {
+    /// The device with SIP user `sip_user` in `domain`, as [`RegistrarConfig::device`].
+    pub fn device(&self, domain: &str, sip_user: &str) -> Option<(&DomainConfig, &DeviceConfig)> {
+        let i = self
+            .config
+            .domains
+            .binary_search_by(|d| d.domain.as_str().cmp(domain))
+            .ok()?;
+        let d = &self.config.domains[i];
+        Some((d, &d.devices[*self.by_user[i].get(sip_user)?]))
+    }
+}
+
+impl crate::auth::Directory for Loaded {
+    fn device(&self, realm: &str, user: &str) -> Option<&DeviceConfig> {
+        Loaded::device(self, realm, user).map(|(_, d)| d)
+    }
+}
+
+fn index_by_user(config: &RegistrarConfig) -> Vec<foldhash::HashMap<Box<str>, usize>> {
+    config
+        .domains
+        .iter()
+        .map(|d| {
+            d.devices
+                .iter()
+                .enumerate()
+                .map(|(i, dev)| (dev.sip_user.as_str().into(), i))
+                .collect()
+        })
+        .collect()
 }
 
 /// The current config, shared by every task.
@@ -93,11 +130,13 @@ impl ConfigHandle {
             _ => self.random_key.clone(),
         };
         let devices = config.domains.iter().map(|d| d.devices.len()).sum();
+        let by_user = index_by_user(&config);
         self.current.store(Some(Arc::new(Loaded {
             config,
             generation,
             nonce_key,
             devices,
+            by_user,
         })));
         self.notify.send_replace(generation);
         generation
@@ -160,6 +199,25 @@ mod tests {
                 "the password of {user} is documented in the file"
             );
         }
+    }
+
+    #[test]
+    fn the_index_finds_what_the_sorted_lists_find() {
+        let h = ConfigHandle::new();
+        h.replace(embedded());
+        let loaded = h.current().unwrap();
+        for (domain, user) in [
+            ("switchboard.local", "1001"),
+            ("switchboard.local", "1003"),
+            ("switchboard.local", "1004"),
+            ("switchboard.local", ""),
+            ("other.test", "1001"),
+        ] {
+            let indexed = loaded.device(domain, user).map(|(_, d)| &d.id);
+            let searched = loaded.config.device(domain, user).map(|(_, d)| &d.id);
+            assert_eq!(indexed, searched, "{user}@{domain}");
+        }
+        assert!(loaded.device("switchboard.local", "1002").is_some());
     }
 
     #[test]

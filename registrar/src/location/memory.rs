@@ -1,9 +1,11 @@
-//! The in-memory location store: AOR → bindings in sharded maps, one lock per shard.
+//! The in-memory location store: AOR → bindings in sharded maps, one lock per shard. The
+//! maps hash with foldhash (seeded per map), not SipHash: AORs are device ids from the config.
 
 use super::{Binding, Decide, Expired, LocationStore, StoreFuture, StoreStats, Update};
+use foldhash::fast::RandomState;
+use foldhash::{HashMap, HashMapExt};
 use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::time::SystemTime;
 
 const SHARDS: usize = 32;
@@ -27,7 +29,7 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             upstream: Mutex::new(HashMap::new()),
         }
     }

@@ -12,6 +12,7 @@
 
 use super::headers::{is_token_char, list_items, long_name, SipUri, SipUriParts};
 use super::parse::valid_hostport;
+use super::scan::Scan;
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,16 +158,18 @@ pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Resu
 fn field(kind: Kind, value: &str) -> bool {
     match kind {
         Kind::From | Kind::To => name_addr(value, false),
-        Kind::Contact => value.trim() == "*" || list(value, |v| name_addr(v, false)),
+        Kind::Contact => value.sip_trim() == "*" || list(value, |v| name_addr(v, false)),
         Kind::Route | Kind::RecordRoute => list(value, |v| name_addr(v, true)),
         Kind::Via => list(value, via_parm),
         Kind::CSeq => cseq(value),
         Kind::CallId => call_id(value),
         Kind::MaxForwards | Kind::ContentLength | Kind::Expires => digits(value),
         Kind::Date => date(value),
-        Kind::Require | Kind::ProxyRequire => value.split(',').all(|t| token(t.trim())),
+        Kind::Require | Kind::ProxyRequire => value.split_each(b',').all(|t| token(t.sip_trim())),
         // May be empty (RFC 3261 §20.37).
-        Kind::Supported => value.trim().is_empty() || value.split(',').all(|t| token(t.trim())),
+        Kind::Supported => {
+            value.sip_trim().is_empty() || value.split_each(b',').all(|t| token(t.sip_trim()))
+        }
         Kind::ContentType | Kind::Other => true,
     }
 }
@@ -175,7 +178,7 @@ fn field(kind: Kind, value: &str) -> bool {
 /// a readable host and port, and no headers (RFC 3261 §19.1.1: not allowed in a Request-URI;
 /// RFC 4475 §3.1.2.11, and §3.1.2.7's `<>` around it).
 pub fn request_uri(uri: &str) -> Result<(), Fault> {
-    let Some((scheme, rest)) = uri.split_once(':') else {
+    let Some((scheme, rest)) = uri.split_byte(b':') else {
         return Err(bad("Bad Request-URI"));
     };
     let mut b = scheme.bytes();
@@ -212,7 +215,11 @@ pub fn unsupported<'a>(
         if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             continue;
         }
-        for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        for tag in value
+            .split_each(b',')
+            .map(<str>::sip_trim)
+            .filter(|t| !t.is_empty())
+        {
             let known = SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag));
             if !known && !out.iter().any(|o| o.eq_ignore_ascii_case(tag)) {
                 out.push(tag);
@@ -229,17 +236,17 @@ fn token(s: &str) -> bool {
 }
 
 fn digits(s: &str) -> bool {
-    let s = s.trim();
+    let s = s.sip_trim();
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether every element of a comma-separated list (commas inside quotes and angle brackets
 /// do not count) satisfies `item`; an empty element (`a,,b`, a trailing comma) does not.
 fn list(value: &str, item: impl Fn(&str) -> bool) -> bool {
-    if !value.contains(',') {
-        return item(value.trim()); // the usual single element, without the scan
+    if !value.has_byte(b',') {
+        return item(value.sip_trim()); // the usual single element, without the scan
     }
-    list_items(value).all(|v| item(v.trim()))
+    list_items(value).all(|v| item(v.sip_trim()))
 }
 
 /// The length of a quoted string's content, `s` starting after the opening quote: the
@@ -269,7 +276,7 @@ fn display_word(w: &str) -> bool {
 /// `name-addr` (`[display] <uri> params`) or, unless `brackets` is required, `addr-spec`
 /// (`uri params`, the URI without `,` `?` `;`), with strict header parameters.
 fn name_addr(value: &str, brackets: bool) -> bool {
-    let v = value.trim();
+    let v = value.sip_trim();
     let (uri, after) = if let Some(rest) = v.strip_prefix('"') {
         let Some(end) = quoted_end(rest) else {
             return false;
@@ -277,16 +284,16 @@ fn name_addr(value: &str, brackets: bool) -> bool {
         let Some(rest) = rest[end + 1..].trim_start().strip_prefix('<') else {
             return false;
         };
-        let Some(gt) = rest.find('>') else {
+        let Some(gt) = rest.find_byte(b'>') else {
             return false;
         };
         (&rest[..gt], &rest[gt + 1..])
-    } else if let Some(lt) = v.find('<') {
+    } else if let Some(lt) = v.find_byte(b'<') {
         if !v[..lt].split_whitespace().all(display_word) {
             return false;
         }
         let rest = &v[lt + 1..];
-        let Some(gt) = rest.find('>') else {
+        let Some(gt) = rest.find_byte(b'>') else {
             return false;
         };
         (&rest[..gt], &rest[gt + 1..])
@@ -294,7 +301,7 @@ fn name_addr(value: &str, brackets: bool) -> bool {
         if brackets {
             return false;
         }
-        let (uri, after) = v.split_at(v.find(';').unwrap_or(v.len()));
+        let (uri, after) = v.split_at(v.find_byte(b';').unwrap_or(v.len()));
         let uri = uri.trim_end();
         if uri.contains(['?', ',', '>', '"']) {
             return false;
@@ -307,7 +314,7 @@ fn name_addr(value: &str, brackets: bool) -> bool {
 /// An absolute URI with no whitespace, controls, quotes or angle brackets; a `sip:`/`sips:`
 /// one must also have a readable host and port.
 fn absolute_uri(uri: &str) -> bool {
-    let Some((scheme, rest)) = uri.split_once(':') else {
+    let Some((scheme, rest)) = uri.split_byte(b':') else {
         return false;
     };
     let mut b = scheme.bytes();
@@ -330,7 +337,7 @@ fn absolute_uri(uri: &str) -> bool {
 /// Header (or Via) parameters: `*( SEMI token [ EQUAL ( token / host / quoted-string ) ] )`
 /// with optional whitespace around `;` and `=`; empty parameters (`;;`) are errors.
 fn params(s: &str) -> bool {
-    let mut s = s.trim();
+    let mut s = s.sip_trim();
     while !s.is_empty() {
         let Some(rest) = s.strip_prefix(';') else {
             return false;
@@ -351,7 +358,7 @@ fn params(s: &str) -> bool {
                         None => return false,
                     }
                 } else if v.starts_with('[') {
-                    match v.find(']') {
+                    match v.find_byte(b']') {
                         Some(e) => e + 1,
                         None => return false,
                     }
@@ -376,7 +383,7 @@ fn via_parm(parm: &str) -> bool {
     let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+    if !name.sip_trim().eq_ignore_ascii_case("SIP") || version.sip_trim() != "2.0" {
         return false;
     }
     let rest = rest.trim_start();
@@ -386,7 +393,7 @@ fn via_parm(parm: &str) -> bool {
         return false;
     }
     let after = after.trim_start();
-    let (sent_by, rest) = after.split_at(after.find(';').unwrap_or(after.len()));
+    let (sent_by, rest) = after.split_at(after.find_byte(b';').unwrap_or(after.len()));
     let sent_by = sent_by.trim_end();
     let readable = if sent_by.contains(char::is_whitespace) {
         valid_hostport(&sent_by.split_whitespace().collect::<String>())
@@ -413,8 +420,8 @@ fn call_id(value: &str) -> bool {
             && w.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b',' && b != b'@')
     };
-    let v = value.trim();
-    match v.split_once('@') {
+    let v = value.sip_trim();
+    match v.split_byte(b'@') {
         Some((a, b)) => word(a) && word(b),
         None => word(v),
     }
@@ -433,7 +440,7 @@ fn date(value: &str) -> bool {
         && num(year, 4)
         && time.len() == 8
         && time
-            .split(':')
+            .split_each(b':')
             .all(|t| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()))
         && *zone == "GMT"
 }

@@ -1,13 +1,14 @@
 //! Parsers for header values: Via, name-addr (From/To/Contact), Contact lists, CSeq, Expires
 //! and q-values. Each takes the untyped text and returns `None` when it cannot be read.
 
+use super::scan::Scan;
 use std::net::{IpAddr, SocketAddr};
 use switchboard_crds::common::Transport;
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
     list_items(value)
-        .map(str::trim)
+        .map(<str>::sip_trim)
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -16,17 +17,18 @@ pub fn split_list(value: &str) -> Vec<&str> {
 /// inside quotes (with `\` escapes) and angle brackets do not separate.
 pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
     let (mut depth, mut quoted, mut escaped) = (0u32, false, false);
-    let mut cuts = value.char_indices().filter_map(move |(i, c)| {
+    // By byte: every delimiter is ASCII, and no byte of a multi-byte character is.
+    let mut cuts = value.bytes().enumerate().filter_map(move |(i, c)| {
         if escaped {
             escaped = false;
             return None;
         }
         match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth = depth.saturating_sub(1),
-            ',' if !quoted && depth == 0 => return Some(i),
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => depth += 1,
+            b'>' if !quoted => depth = depth.saturating_sub(1),
+            b',' if !quoted && depth == 0 => return Some(i),
             _ => {}
         }
         None
@@ -49,13 +51,13 @@ pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
 
 /// `name[=value]` parameters after `;`, in order; names lower-cased.
 pub fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
-    s.split(';')
-        .map(str::trim)
+    s.split_each(b';')
+        .map(<str>::sip_trim)
         .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
+        .map(|p| match p.split_byte(b'=') {
             Some((n, v)) => (
-                n.trim().to_ascii_lowercase(),
-                Some(v.trim().trim_matches('"').to_string()),
+                n.sip_trim().to_ascii_lowercase(),
+                Some(v.sip_trim().trim_matches('"').to_string()),
             ),
             None => (p.to_ascii_lowercase(), None),
         })
@@ -131,7 +133,7 @@ pub struct NameAddrRef<'a> {
 impl<'a> NameAddrRef<'a> {
     /// Reads one name-addr / addr-spec.
     pub fn parse(s: &'a str) -> Option<NameAddrRef<'a>> {
-        let s = s.trim();
+        let s = s.sip_trim();
         if s.is_empty() {
             return None;
         }
@@ -157,14 +159,14 @@ impl<'a> NameAddrRef<'a> {
                 return None;
             }
         }
-        if let Some(lt) = rest.find('<') {
-            let before = rest[..lt].trim();
+        if let Some(lt) = rest.find_byte(b'<') {
+            let before = rest[..lt].sip_trim();
             if display.is_none() && !before.is_empty() {
                 display = Some(before);
             }
-            let gt = rest[lt..].find('>')? + lt;
-            let uri = rest[lt + 1..gt].trim();
-            if uri.is_empty() || uri.contains('<') {
+            let gt = rest[lt..].find_byte(b'>')? + lt;
+            let uri = rest[lt + 1..gt].sip_trim();
+            if uri.is_empty() || uri.has_byte(b'<') {
                 return None;
             }
             Some(NameAddrRef {
@@ -173,10 +175,10 @@ impl<'a> NameAddrRef<'a> {
                 params: &rest[gt + 1..],
             })
         } else {
-            if rest.contains('>') || rest.contains(' ') {
+            if rest.has_byte(b'>') || rest.has_byte(b' ') {
                 return None;
             }
-            let (uri, params) = rest.split_once(';').unwrap_or((rest, ""));
+            let (uri, params) = rest.split_byte(b';').unwrap_or((rest, ""));
             if uri.is_empty() {
                 return None;
             }
@@ -192,12 +194,12 @@ impl<'a> NameAddrRef<'a> {
     /// flag, `Some(Some(v))` for a value (trimmed, quotes removed), as [`NameAddr::param`].
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
         self.params
-            .split(';')
-            .map(str::trim)
+            .split_each(b';')
+            .map(<str>::sip_trim)
             .filter(|p| !p.is_empty())
-            .find_map(|p| match p.split_once('=') {
-                Some((n, v)) if n.trim().eq_ignore_ascii_case(name) => {
-                    Some(Some(v.trim().trim_matches('"')))
+            .find_map(|p| match p.split_byte(b'=') {
+                Some((n, v)) if n.sip_trim().eq_ignore_ascii_case(name) => {
+                    Some(Some(v.sip_trim().trim_matches('"')))
                 }
                 None if p.eq_ignore_ascii_case(name) => Some(None),
                 _ => None,
@@ -256,7 +258,7 @@ impl SipUri {
             scheme: parts.scheme.to_ascii_lowercase(),
             user: parts
                 .userinfo
-                .map(|u| u.split(':').next().unwrap_or("").to_string())
+                .map(|u| u.split_each(b':').next().unwrap_or("").to_string())
                 .filter(|u| !u.is_empty()),
             host,
             port,
@@ -297,19 +299,19 @@ pub struct SipUriParts<'a> {
 impl<'a> SipUriParts<'a> {
     /// Cuts a `sip:`/`sips:` URI into its parts; `None` for another scheme.
     pub fn split(s: &'a str) -> Option<SipUriParts<'a>> {
-        let (scheme, rest) = s.trim().split_once(':')?;
+        let (scheme, rest) = s.sip_trim().split_byte(b':')?;
         if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
             return None;
         }
-        let (userinfo, hostpart) = match rest.find('@') {
+        let (userinfo, hostpart) = match rest.find_byte(b'@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
             None => (None, rest),
         };
-        let (hostpart, headers) = match hostpart.split_once('?') {
+        let (hostpart, headers) = match hostpart.split_byte(b'?') {
             Some((h, q)) => (h, Some(q)),
             None => (hostpart, None),
         };
-        let (hostport, params) = match hostpart.split_once(';') {
+        let (hostport, params) = match hostpart.split_byte(b';') {
             Some((h, p)) => (h, Some(p)),
             None => (hostpart, None),
         };
@@ -330,9 +332,9 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
 
 /// [`split_host_port`] without copying: the host as written.
 fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let s = s.trim();
+    let s = s.sip_trim();
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
+        let end = rest.find_byte(b']')?;
         let host = &rest[..end];
         host.parse::<std::net::Ipv6Addr>().ok()?;
         let after = &rest[end + 1..];
@@ -343,7 +345,7 @@ fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    let (host, port) = match s.rsplit_once(':') {
+    let (host, port) = match s.rsplit_byte(b':') {
         Some((h, p)) => (h, Some(p.parse().ok()?)),
         None => (s, None),
     };
@@ -373,7 +375,11 @@ pub struct Via {
 impl Via {
     /// Parses the first via-parm of a Via header value.
     pub fn parse_first(value: &str) -> Option<Via> {
-        Via::parse_parm(split_list(value).into_iter().next()?)
+        Via::parse_parm(
+            list_items(value)
+                .map(<str>::sip_trim)
+                .find(|s| !s.is_empty())?,
+        )
     }
 
     /// Parses one via-parm, as leniently as a response can still be routed by it: whitespace
@@ -381,9 +387,9 @@ impl Via {
     /// protocol version (so a 505 can still be sent back), empty parameters skipped. The
     /// strict grammar is [`super::check`]'s.
     pub fn parse_parm(parm: &str) -> Option<Via> {
-        let (name, rest) = parm.split_once('/')?;
-        let (version, rest) = rest.split_once('/')?;
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim().is_empty() {
+        let (name, rest) = parm.split_byte(b'/')?;
+        let (version, rest) = rest.split_byte(b'/')?;
+        if !name.sip_trim().eq_ignore_ascii_case("SIP") || version.sip_trim().is_empty() {
             return None;
         }
         let rest = rest.trim_start();
@@ -393,8 +399,8 @@ impl Via {
         if transport.is_empty() || !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
             return None;
         }
-        let rest = rest.trim();
-        let (sent_by, params) = match rest.split_once(';') {
+        let rest = rest.sip_trim();
+        let (sent_by, params) = match rest.split_byte(b';') {
             Some((s, p)) => (s, parse_params(p)),
             None => (rest, Vec::new()),
         };
@@ -425,7 +431,7 @@ impl Via {
     /// Writes the via-parm back, e.g. after `received`/`rport` were set.
     pub fn to_header_value(&self) -> String {
         let mut s = format!("SIP/2.0/{} ", self.transport);
-        if self.host.contains(':') {
+        if self.host.has_byte(b':') {
             s.push('[');
             s.push_str(&self.host);
             s.push(']');
@@ -470,7 +476,7 @@ pub fn parse_cseq(value: &str) -> Option<(u32, &str)> {
 /// Parses a delta-seconds Expires value; values above 2³²−1 are taken as 2³²−1 (RFC 3261
 /// §20.19 / §10.2.1.1 leaves big values to the registrar, which clamps them anyway).
 pub fn parse_expires(value: &str) -> Option<u32> {
-    let v = value.trim();
+    let v = value.sip_trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -482,8 +488,8 @@ pub fn parse_expires(value: &str) -> Option<u32> {
 
 /// Parses a q-value (`0`…`1` with up to three decimals) into thousandths.
 pub fn parse_q(value: &str) -> Option<u16> {
-    let v = value.trim();
-    let (int, frac) = match v.split_once('.') {
+    let v = value.sip_trim();
+    let (int, frac) = match v.split_byte(b'.') {
         Some((i, f)) => (i, f),
         None => (v, ""),
     };
@@ -594,7 +600,7 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
     for item in items {
         let na = NameAddrRef::parse(item).ok_or(ContactError::Syntax)?;
         // Any absolute URI may be a contact; sip/sips ones must also read as such.
-        let scheme_ok = match na.uri.split_once(':') {
+        let scheme_ok = match na.uri.split_byte(b':') {
             Some((scheme, _))
                 if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
             {
@@ -666,7 +672,7 @@ pub fn uri_target(uri: &SipUri) -> Option<SocketAddr> {
 pub fn addr_uri(value: &str) -> String {
     match NameAddr::parse(value) {
         Some(n) => n.uri,
-        None => value.trim().to_string(),
+        None => value.sip_trim().to_string(),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod headers;
 pub mod owned;
 pub mod parse;
 pub mod response;
+pub mod scan;
 
 pub use owned::{Msg, Start};
 pub use parse::{parse, HeaderName, Method, ParseError, Parsed, Request};

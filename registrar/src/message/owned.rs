@@ -4,6 +4,7 @@
 //! Request-URI, From display, P-Asserted-Identity, Content-Length); the UAC builds its requests
 //! with it and reads its responses into it. SDP is never looked at.
 
+use super::scan::Scan;
 use crate::message::headers::{split_list, NameAddr, SipUri, Via};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
@@ -108,7 +109,7 @@ impl Msg {
             if line.starts_with(' ') || line.starts_with('\t') {
                 let last = lines.last_mut()?.to_mut();
                 last.push(' ');
-                last.push_str(line.trim());
+                last.push_str(line.sip_trim());
             } else {
                 lines.push(Cow::Borrowed(line));
             }
@@ -116,7 +117,7 @@ impl Msg {
         let mut it = lines.into_iter();
         let first = it.next()?;
         let start = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
-            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (code, reason) = rest.split_byte(b' ').unwrap_or((rest, ""));
             let status: u16 = code.parse().ok()?;
             if !(100..700).contains(&status) {
                 return None;
@@ -126,7 +127,7 @@ impl Msg {
                 reason: reason.to_string(),
             }
         } else {
-            let mut p = first.split(' ');
+            let mut p = first.split_each(b' ');
             let (Some(method), Some(uri), Some(version), None) =
                 (p.next(), p.next(), p.next(), p.next())
             else {
@@ -145,8 +146,8 @@ impl Msg {
         };
         let mut headers = Vec::with_capacity(16);
         for line in it {
-            let (name, value) = line.split_once(':')?;
-            headers.push((canonical(name.trim()), value.trim().to_string()));
+            let (name, value) = line.split_byte(b':')?;
+            headers.push((canonical(name.sip_trim()), value.sip_trim().to_string()));
         }
         let mut msg = Msg {
             start,
@@ -154,7 +155,7 @@ impl Msg {
             body: Bytes::new(),
         };
         let len = match msg.header("Content-Length") {
-            Some(v) => v.trim().parse::<usize>().ok()?,
+            Some(v) => v.sip_trim().parse::<usize>().ok()?,
             None => rest.len(),
         };
         if len > rest.len() {

@@ -10,6 +10,7 @@
 //! Nothing here panics on any input: the unit tests feed it a corpus of malformed messages and
 //! the fuzz target `parse_message` calls [`parse`] directly.
 
+use super::scan::Scan;
 use super::MAX_MESSAGE_SIZE;
 use std::fmt;
 
@@ -126,7 +127,7 @@ pub enum HeaderName {
 impl HeaderName {
     /// Maps a header name (any case, compact or long) to a variant.
     pub fn from_name(name: &str) -> HeaderName {
-        let n = name.trim();
+        let n = name.sip_trim();
         let eq = |s: &str| n.eq_ignore_ascii_case(s);
         // By length first: one comparison at most for the usual names.
         let known = match n.len() {
@@ -324,7 +325,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
         return Err(bad_line());
     };
-    let mut parts = line.split(' ');
+    let mut parts = line.split_each(b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -369,7 +370,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, ParseError> {
     // make the request an error.
     let body_len = match request.header(&HeaderName::ContentLength) {
         None => body.len(),
-        Some(v) => match v.trim().parse::<usize>() {
+        Some(v) => match v.sip_trim().parse::<usize>() {
             Ok(n) if n <= body.len() => n,
             Ok(_) => {
                 return Err(ParseError::new(
@@ -407,7 +408,7 @@ fn is_sip_version(v: &str) -> bool {
         return false;
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    num.split_once('.')
+    num.split_byte(b'.')
         .is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
@@ -416,7 +417,7 @@ fn is_sip_version(v: &str) -> bool {
 pub(crate) fn valid_hostport(s: &str) -> bool {
     let port_ok = |p: &str| p.parse::<u16>().is_ok();
     if let Some(rest) = s.strip_prefix('[') {
-        let Some(end) = rest.find(']') else {
+        let Some(end) = rest.find_byte(b']') else {
             return false;
         };
         if rest[..end].parse::<std::net::Ipv6Addr>().is_err() {
@@ -425,7 +426,7 @@ pub(crate) fn valid_hostport(s: &str) -> bool {
         let after = &rest[end + 1..];
         return after.is_empty() || after.strip_prefix(':').is_some_and(port_ok);
     }
-    let host = match s.rsplit_once(':') {
+    let host = match s.rsplit_byte(b':') {
         Some((h, p)) if port_ok(p) => h,
         Some(_) => return false,
         None => s,
@@ -466,7 +467,7 @@ pub(crate) fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
             let Some(last) = headers.last_mut() else {
                 return Err("Bad Header Line");
             };
-            let more = line.trim();
+            let more = line.sip_trim();
             if !more.is_empty() {
                 if !last.value.is_empty() {
                     last.value.push(' ');
@@ -475,7 +476,7 @@ pub(crate) fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
             }
             continue;
         }
-        let Some((name, value)) = line.split_once(':') else {
+        let Some((name, value)) = line.split_byte(b':') else {
             return Err("Bad Header Line");
         };
         let name = name.trim_end_matches([' ', '\t']);
@@ -487,7 +488,7 @@ pub(crate) fn split_headers(lines: &[u8]) -> Result<Vec<Header>, &'static str> {
         }
         headers.push(Header {
             name: HeaderName::from_name(name),
-            value: value.trim().to_string(),
+            value: value.sip_trim().to_string(),
         });
     }
     Ok(headers)
@@ -508,11 +509,11 @@ pub(crate) fn salvage(data: &[u8]) -> Option<Vec<Header>> {
         if line.starts_with([' ', '\t']) {
             if let Some(last) = headers.last_mut().filter(|_| last_kept) {
                 last.value.push(' ');
-                last.value.push_str(line.trim());
+                last.value.push_str(line.sip_trim());
             }
             continue;
         }
-        let Some((name, value)) = line.split_once(':') else {
+        let Some((name, value)) = line.split_byte(b':') else {
             last_kept = false;
             continue;
         };
@@ -521,7 +522,7 @@ pub(crate) fn salvage(data: &[u8]) -> Option<Vec<Header>> {
         if last_kept {
             headers.push(Header {
                 name,
-                value: value.trim().to_string(),
+                value: value.sip_trim().to_string(),
             });
         }
     }

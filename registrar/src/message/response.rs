@@ -4,9 +4,9 @@
 
 use super::headers::{split_list, NameAddrRef};
 use super::parse::{Header, HeaderName};
+use super::scan::Scan;
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
 
 /// A response under construction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Response {
             if first_via {
                 first_via = false;
                 if let Some(top) = top_via {
-                    if !h.value.contains(',') {
+                    if !h.value.has_byte(b',') {
                         headers.push(("Via".into(), top.to_string()));
                         continue;
                     }
@@ -212,14 +212,17 @@ pub fn format_q(thousandths: u16) -> String {
 }
 
 /// Appends a To-tag that is the same for every retransmission of a request (derived from
-/// Call-ID and From), so a response rebuilt after the cache forgot it still matches.
+/// Call-ID and From's tag), so a response rebuilt after the cache forgot it, or by another
+/// replica, still matches. xxh3, not SipHash: this runs for every response.
 fn push_to_tag(out: &mut String, call_id: Option<&str>, from: Option<&str>) {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    call_id.hash(&mut h);
-    from.and_then(NameAddrRef::parse)
-        .and_then(|n| n.tag())
-        .hash(&mut h);
-    let _ = write!(out, "sb{:016x}", h.finish());
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let tag = from.and_then(NameAddrRef::parse).and_then(|n| n.tag());
+    for part in [call_id, tag] {
+        // A presence byte keeps (None, "x") apart from ("x", None).
+        h.update(&[u8::from(part.is_some())]);
+        h.update(part.unwrap_or("").as_bytes());
+    }
+    let _ = write!(out, "sb{:016x}", h.digest());
 }
 
 #[cfg(test)]

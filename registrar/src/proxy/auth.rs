@@ -40,7 +40,7 @@ impl Inner {
         let checked = auth
             .check(
                 &loaded.nonce_key,
-                &loaded.config,
+                &*loaded,
                 domain,
                 req.method().unwrap_or(""),
                 req.headers

@@ -112,7 +112,7 @@ impl Service {
             .auth
             .check_digest(
                 &loaded.nonce_key,
-                &loaded.config,
+                loaded,
                 ask.domain,
                 request.method.as_str(),
                 request.headers_named(&HeaderName::Authorization),

@@ -1,12 +1,11 @@
 //! Cancelling: a CANCEL from the caller, a branch's CANCEL, and the ring timeout.
 
-use super::client::Cancel;
+use super::client::{same_branch, Cancel};
 use super::server::server_key;
 use super::{Branch, Core, Hop};
 use crate::message::headers::Via;
-use crate::message::{Msg, Start};
+use crate::message::Msg;
 use crate::transaction::machine::State as TxState;
-use bytes::Bytes;
 use std::time::Instant;
 
 impl Core {
@@ -95,26 +94,7 @@ impl Core {
 /// The CANCEL for a branch's INVITE (§9.1): same Request-URI, top Via, Route, From, To,
 /// Call-ID and CSeq number.
 fn build_cancel(req: &Msg) -> Msg {
-    let mut headers = Vec::with_capacity(8);
-    if let Some(v) = req.header_list("Via").first() {
-        headers.push(("Via".to_string(), v.clone()));
-    }
-    for (n, v) in &req.headers {
-        if matches!(n.as_str(), "Route" | "From" | "To" | "Call-ID") {
-            headers.push((n.clone(), v.clone()));
-        }
-    }
-    headers.push(("Max-Forwards".into(), "70".into()));
-    let n = req.cseq().map_or(1, |c| c.0);
-    headers.push(("CSeq".into(), format!("{n} CANCEL")));
-    Msg {
-        start: Start::Request {
-            method: "CANCEL".into(),
-            uri: req.uri().unwrap_or("").to_string(),
-        },
-        headers,
-        body: Bytes::new(),
-    }
+    same_branch(req, "CANCEL", None, "70")
 }
 
 #[cfg(test)]

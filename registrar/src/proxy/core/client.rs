@@ -161,25 +161,35 @@ impl Core {
     }
 }
 
-/// The ACK for a non-2xx final response (§17.1.1.3).
+/// The ACK for a branch's non-2xx final response (§17.1.1.3): the To of the response, the
+/// rest as the INVITE had it.
 fn build_ack(req: &Msg, resp: &Msg) -> Msg {
+    let max_forwards = req.header("Max-Forwards").unwrap_or("70");
+    same_branch(req, "ACK", resp.header("To"), max_forwards)
+}
+
+/// A request on an INVITE's branch, as CANCEL (§9.1) and the ACK of a failure (§17.1.1.3)
+/// are: the INVITE's Request-URI, top Via, Route, From, Call-ID and CSeq number, with this
+/// method, To (the INVITE's when `None`) and Max-Forwards.
+pub(super) fn same_branch(req: &Msg, method: &str, to: Option<&str>, max_forwards: &str) -> Msg {
     let mut headers = Vec::with_capacity(8);
     if let Some(v) = req.header_list("Via").first() {
         headers.push(("Via".to_string(), v.clone()));
     }
     for (n, v) in &req.headers {
-        if matches!(n.as_str(), "Route" | "From" | "Call-ID" | "Max-Forwards") {
+        if matches!(n.as_str(), "Route" | "From" | "Call-ID") || (n == "To" && to.is_none()) {
             headers.push((n.clone(), v.clone()));
         }
     }
-    if let Some(to) = resp.header("To") {
+    if let Some(to) = to {
         headers.push(("To".into(), to.to_string()));
     }
+    headers.push(("Max-Forwards".into(), max_forwards.to_string()));
     let n = req.cseq().map_or(1, |c| c.0);
-    headers.push(("CSeq".into(), format!("{n} ACK")));
+    headers.push(("CSeq".into(), format!("{n} {method}")));
     Msg {
         start: Start::Request {
-            method: "ACK".into(),
+            method: method.to_string(),
             uri: req.uri().unwrap_or("").to_string(),
         },
         headers,
