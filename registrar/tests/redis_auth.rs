@@ -11,11 +11,15 @@ use common::{
     authorization, header_values, password, register_request, status_of, wait_until, RedisServer,
     Replica, ReplicaSpec, UdpClient, DEMO_CONFIG, DOMAIN,
 };
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_crds::common::Transport;
 use switchboard_registrar::auth::limiter::LimiterSettings;
+use switchboard_registrar::auth::limiter::{PairKey, Scope};
 use switchboard_registrar::auth::redis::RedisAuthState;
 use switchboard_registrar::auth::state::conformance;
-use switchboard_registrar::location::RedisStore;
+use switchboard_registrar::auth::state::{Admission, AuthState};
+use switchboard_registrar::location::{Binding, Guard, Guarded, LocationStore, RedisStore};
 
 const NONCE_KEY: &str = "00112233445566778899aabbccddeeff";
 
@@ -144,4 +148,196 @@ fn a_pair_blocked_through_one_replica_is_blocked_on_the_other() {
             (r.registrar.metric("sip_auth_blocked{scope=\"pair\"}") == 1.0).then_some(())
         });
     }
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT` (commands run by scripts included).
+async fn command_calls(url: &str) -> HashMap<String, u64> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A decision adding (or refreshing) `contact`.
+fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
+    let mine = Binding {
+        contact: contact.into(),
+        q: None,
+        expires_at: now + Duration::from_secs(3600),
+        registered_at: now,
+        updated_at: now,
+        call_id: "guard".into(),
+        cseq: 1,
+        source: "192.0.2.7:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        user_agent: None,
+        replica: "r".into(),
+    };
+    move |cur: &[Binding]| {
+        let mut next: Vec<Binding> = cur
+            .iter()
+            .filter(|b| b.contact != mine.contact)
+            .cloned()
+            .collect();
+        next.push(mine.clone());
+        Some(next)
+    }
+}
+
+fn contacts(b: &[Binding]) -> Vec<&str> {
+    b.iter().map(|b| b.contact.as_str()).collect()
+}
+
+/// `store` adds `contact` to `ns/x` behind `guard`.
+async fn guarded(store: &RedisStore, guard: &Guard, contact: &str, now: SystemTime) -> Guarded {
+    store
+        .update_guarded("ns/x", now, guard, &mut add(contact, now))
+        .await
+        .unwrap()
+}
+
+/// The nonce-count recorded for `nonce` under the prefix `sb`.
+fn nc_of(redis: &RedisServer, nonce: &str) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("GET")
+        .arg(format!("sb:nc:{nonce}"))
+        .query(&mut conn)
+        .unwrap()
+}
+
+/// The admission of a REGISTER rides in its bindings write: one `EVALSHA` for a refresh; a
+/// replayed nonce-count or a blocked pair refused with nothing written; a compare-and-set
+/// conflict retried without taking its own nonce-count for a replay.
+#[tokio::test]
+async fn the_admission_guards_the_bindings_write() {
+    let redis = RedisServer::start("redis-auth-guard");
+    let a = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let b = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let limits = LimiterSettings {
+        pair_failures: 3,
+        cooldown: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let state = RedisAuthState::new(a.connection(), "sb", limits, Duration::from_secs(300));
+    let pair = PairKey {
+        source: "192.0.2.7".parse().unwrap(),
+        user: "alice".into(),
+        known: true,
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+    let guard = |nc| {
+        state
+            .guard(&pair, "n1", nc, now_ms)
+            .expect("a Redis state guards")
+    };
+    let applied = |g: Guarded| match g {
+        Guarded::Applied(u) => contacts(&u.after)
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+        other => panic!("not applied: {other:?}"),
+    };
+
+    assert_eq!(
+        applied(guarded(&a, &guard(1), "sip:x@1", now).await),
+        ["sip:x@1"]
+    );
+    assert_eq!(redis.command("CONFIG RESETSTAT").unwrap(), "+OK");
+    assert_eq!(
+        applied(guarded(&a, &guard(2), "sip:x@1", now).await),
+        ["sip:x@1"]
+    );
+    let calls = command_calls(&redis.url()).await;
+    // One EVALSHA: the admission's GET of the nonce-count and the bindings' GET inside it.
+    assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("get"), Some(&2), "{calls:?}");
+    assert_eq!(nc_of(&redis, "n1"), 2);
+
+    // The same nonce-count again: refused, nothing written.
+    match guarded(&a, &guard(2), "sip:x@9", now).await {
+        Guarded::Refused(r) => assert_eq!(Admission::from(r), Admission::Replay),
+        other => panic!("a replay was let through: {other:?}"),
+    }
+    assert_eq!(contacts(&b.lookup("ns/x", now).await.unwrap()), ["sip:x@1"]);
+
+    // Another replica writes the AOR: a's guess conflicts, the retry runs the guard again
+    // and is not refused as a replay of its own count.
+    let mut other = add("sip:x@2", now);
+    b.update("ns/x", now, &mut other).await.unwrap();
+    assert_eq!(
+        applied(guarded(&a, &guard(3), "sip:x@3", now).await),
+        ["sip:x@1", "sip:x@2", "sip:x@3"]
+    );
+    assert_eq!(nc_of(&redis, "n1"), 3);
+
+    // A blocked pair: refused, the count not recorded.
+    for _ in 0..3 {
+        state.fail(&pair, now_ms).await.unwrap();
+    }
+    match guarded(&a, &guard(4), "sip:x@4", now).await {
+        Guarded::Refused(r) => assert_eq!(Admission::from(r), Admission::Blocked(Scope::Pair)),
+        other => panic!("a blocked pair was let through: {other:?}"),
+    }
+    assert_eq!(nc_of(&redis, "n1"), 3);
+    assert_eq!(contacts(&b.lookup("ns/x", now).await.unwrap()).len(), 3);
+}
+
+/// Through a registrar: a REGISTER refreshing its binding on the nonce it already holds costs
+/// one round trip to Redis (one `EVALSHA`: admission and bindings together), and replaying it
+/// is still re-challenged.
+#[test]
+fn a_refresh_register_is_one_round_trip() {
+    let redis = RedisServer::start("redis-auth-one-trip");
+    let (a, _b) = two_replicas(&redis);
+    let phone = UdpClient::new(a.spec.sip_addr());
+    let first = phone.exchange(&register_request(
+        "UDP",
+        &phone.local,
+        "1001",
+        1,
+        "trip",
+        "",
+    ));
+    assert_eq!(status_of(&first), 401, "{first}");
+    let challenge = header_values(&first, "WWW-Authenticate")[0].to_string();
+    let uri = format!("sip:{DOMAIN}");
+    let signed = |nc: u32, cseq: u32| {
+        let auth = authorization(&challenge, "1001", &password("1001"), &uri, nc);
+        register_request("UDP", &phone.local, "1001", cseq, "trip", &auth)
+    };
+    assert_eq!(status_of(&phone.exchange(&signed(1, 2))), 200);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(redis.command("CONFIG RESETSTAT").unwrap(), "+OK");
+    let refresh = signed(2, 3);
+    let answer = phone.exchange(&refresh);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    // The sweepers' reads run meanwhile; none of them is a script call.
+    let calls = rt.block_on(command_calls(&redis.url()));
+    assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("eval"), None, "{calls:?}");
+
+    let replay = refresh.replace("z9hG4bK-trip-3", "z9hG4bK-trip-replayed");
+    assert_ne!(replay, refresh, "a new branch");
+    let answer = phone.exchange(&replay);
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    assert_eq!(
+        a.registrar
+            .metric("sip_auth_failures_total{reason=\"replay\"}"),
+        1.0
+    );
 }

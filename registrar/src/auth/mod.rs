@@ -11,6 +11,12 @@
 //! [`Authenticator::verify`] takes the time as an argument and its state as a trait object, so
 //! every branch is unit-tested.
 //!
+//! **Two steps.** A request is first checked on its own (nonce, digest; a wrong digest counted
+//! by the limiter), then admitted by the state (blocked? replayed? else its nonce-count
+//! recorded). [`Authenticator::check`] does both; a REGISTER takes them apart
+//! ([`Authenticator::check_digest`], then a [`Pending`] admission) so that with the state in
+//! Redis the admission rides in the bindings write ([`Authenticator::guard`]): one round trip.
+//!
 //! **Answers.** No or unusable credentials → 401 with a fresh challenge per algorithm the
 //! domain offers (its `registration.digestAlgorithms`, in that order; MD5 alone by default, a
 //! site opting in to RFC 8760 lists SHA-256 first, §2.4). A digest that verifies against an
@@ -32,12 +38,13 @@ pub mod redis;
 pub mod replay;
 pub mod state;
 
+use crate::location::Guard;
 use crate::metrics::Metrics;
 use digest::{Algorithm, Credentials};
 use limiter::{LimiterSettings, PairKey, Scope, Strike};
 use log_gate::LogGate;
 use nonce::{NonceKey, NonceStatus};
-use state::{Admission, AuthState, MemoryAuthState};
+use state::{Admission, AuthState, MemoryAuthState, StateError};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -205,6 +212,20 @@ pub struct Checked<'c> {
     pub credentials: Option<Credentials>,
     /// The device the credentials name, if it exists.
     pub device: Option<&'c DeviceConfig>,
+    /// From [`Authenticator::check_digest`] only: the digest is right (`verdict` is
+    /// `Authorized`) but the request is not admitted yet; the caller must, through
+    /// [`Authenticator::admit`] or a write behind [`Authenticator::guard`].
+    pub pending: Option<Pending>,
+}
+
+/// A request whose digest verified, still to be admitted by the state.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pair: PairKey,
+    realm: String,
+    nonce: String,
+    nc: u32,
+    now_ms: u64,
 }
 
 const DUMMY_HA1: Ha1<'static> = Ha1 {
@@ -258,6 +279,23 @@ fn named_device<'c>(
     Some((d, ha1))
 }
 
+/// The outcome of an admission.
+fn admitted(admission: Result<Admission, StateError>) -> Outcome {
+    match admission {
+        Ok(Admission::Admitted) => Outcome {
+            verdict: Verdict::Authorized,
+            failure: None,
+            blocked: None,
+        },
+        Ok(Admission::Blocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
+        Ok(Admission::Replay) => Outcome::challenge(Failure::Replay),
+        Err(e) => {
+            tracing::warn!(error = %e, "checking an authentication");
+            Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
+        }
+    }
+}
+
 /// Verifies digests and issues challenges.
 pub struct Authenticator {
     settings: AuthSettings,
@@ -289,11 +327,35 @@ impl Authenticator {
 
     /// Checks a request's digest credentials for `domain`: `headers` are its `Authorization`
     /// (REGISTER) or `Proxy-Authorization` (calls) values; the ones for the domain's realm are
-    /// taken, the device they name looked up and the digest verified. REGISTER and the proxy
-    /// share this; each answers a challenge with its own header. Failures are counted and
-    /// logged (at most a few lines a minute per source) here.
+    /// taken, the device they name looked up, the digest verified and the request admitted.
+    /// REGISTER and the proxy share this; each answers a challenge with its own header.
+    /// Failures are counted and logged (at most a few lines a minute per source) here.
     #[allow(clippy::too_many_arguments)]
     pub async fn check<'c, 'h>(
+        &self,
+        key: &NonceKey,
+        config: &'c (impl Directory + ?Sized),
+        domain: &DomainConfig,
+        method: &str,
+        headers: impl IntoIterator<Item = &'h str>,
+        source: IpAddr,
+        now_ms: u64,
+    ) -> Checked<'c> {
+        let mut checked = self
+            .check_digest(key, config, domain, method, headers, source, now_ms)
+            .await;
+        if let Some(pending) = checked.pending.take() {
+            let outcome = self.admit(&pending).await;
+            checked.verdict = outcome.verdict;
+            checked.failure = outcome.failure;
+        }
+        checked
+    }
+
+    /// [`Authenticator::check`] short of the admission: a right digest comes back `Authorized`
+    /// with [`Checked::pending`] set.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_digest<'c, 'h>(
         &self,
         key: &NonceKey,
         config: &'c (impl Directory + ?Sized),
@@ -312,8 +374,8 @@ impl Authenticator {
             .as_ref()
             .and_then(|c| named_device(config, realm, &c.username));
         let device = named.map(|(d, _)| d);
-        let outcome = self
-            .verify(
+        let examined = self
+            .examine(
                 key,
                 &Attempt {
                     realm,
@@ -326,21 +388,60 @@ impl Authenticator {
                 },
             )
             .await;
+        let outcome = match examined {
+            Ok(pending) => {
+                return Checked {
+                    verdict: Verdict::Authorized,
+                    failure: None,
+                    credentials,
+                    device,
+                    pending: Some(pending),
+                }
+            }
+            Err(outcome) => outcome,
+        };
         let failure = outcome.failure.filter(|f| *f != Failure::NoCredentials);
-        self.record(
-            &outcome,
-            failure,
-            realm,
-            credentials.as_ref(),
-            source,
-            now_ms,
-        );
+        let user = credentials.as_ref().map(|c| c.username.as_str());
+        self.record(&outcome, failure, realm, user, source, now_ms);
         Checked {
             verdict: outcome.verdict,
             failure,
             credentials,
             device,
+            pending: None,
         }
+    }
+
+    /// Admits a request whose digest verified (one round trip for the Redis state); a refusal
+    /// is counted and logged as by [`Authenticator::check`].
+    pub async fn admit(&self, pending: &Pending) -> Outcome {
+        let p = pending;
+        let admission = self.state.admit(&p.pair, &p.nonce, p.nc, p.now_ms).await;
+        self.conclude(p, admission)
+    }
+
+    /// The admission of `pending` as a [`Guard`] for the Redis bindings write, when the state
+    /// is in Redis (`None`: admit it with [`Authenticator::admit`]).
+    pub fn guard(&self, pending: &Pending) -> Option<Guard> {
+        let p = pending;
+        self.state.guard(&p.pair, &p.nonce, p.nc, p.now_ms)
+    }
+
+    /// The outcome of `pending`'s admission, decided by [`Authenticator::admit`] or by a write
+    /// behind its guard; a refusal counted and logged.
+    pub fn conclude(&self, pending: &Pending, admission: Result<Admission, StateError>) -> Outcome {
+        let outcome = admitted(admission);
+        let p = pending;
+        let user = Some(p.pair.user.as_str());
+        self.record(
+            &outcome,
+            outcome.failure,
+            &p.realm,
+            user,
+            p.pair.source,
+            p.now_ms,
+        );
+        outcome
     }
 
     /// Counts a failure and a block in the metrics, and logs what a person should see.
@@ -349,7 +450,7 @@ impl Authenticator {
         outcome: &Outcome,
         failure: Option<Failure>,
         realm: &str,
-        credentials: Option<&Credentials>,
+        user: Option<&str>,
         source: IpAddr,
         now_ms: u64,
     ) {
@@ -378,7 +479,6 @@ impl Authenticator {
             self.metrics.auth_logs_suppressed.inc();
             return;
         };
-        let user = credentials.map(|c| c.username.as_str());
         match outcome.blocked {
             Some((scope, until)) => tracing::warn!(
                 %source, realm, user, scope = scope.as_str(),
@@ -392,16 +492,25 @@ impl Authenticator {
         }
     }
 
-    /// Decides on an attempt.
+    /// Decides on an attempt: [`Authenticator::examine`], then the admission.
     pub async fn verify(&self, key: &NonceKey, a: &Attempt<'_>) -> Outcome {
+        match self.examine(key, a).await {
+            Ok(p) => admitted(self.state.admit(&p.pair, &p.nonce, p.nc, p.now_ms).await),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Checks an attempt short of its admission: the request to admit when its digest is
+    /// right on a fresh nonce, else the outcome (a wrong digest counted by the limiter).
+    async fn examine(&self, key: &NonceKey, a: &Attempt<'_>) -> Result<Pending, Outcome> {
         let Some(c) = a.credentials else {
-            return Outcome::challenge(Failure::NoCredentials);
+            return Err(Outcome::challenge(Failure::NoCredentials));
         };
         let Some(algorithm) = c
             .algorithm()
             .filter(|&al| a.algorithms.iter().any(|&o| Algorithm::from(o) == al))
         else {
-            return Outcome::challenge(Failure::Unusable);
+            return Err(Outcome::challenge(Failure::Unusable));
         };
         let qop_ok = c
             .qop
@@ -413,7 +522,7 @@ impl Authenticator {
                 .and_then(|n| u32::from_str_radix(n, 16).ok())
                 .filter(|&n| n > 0);
         let (true, Some(nc), Some(cnonce)) = (qop_ok, nc, c.cnonce.as_deref()) else {
-            return Outcome::challenge(Failure::Unusable);
+            return Err(Outcome::challenge(Failure::Unusable));
         };
         let now_secs = a.now_ms / 1000;
         let status = key.check(
@@ -423,7 +532,7 @@ impl Authenticator {
             self.settings.nonce_ttl.as_secs(),
         );
         if status == NonceStatus::Invalid {
-            return Outcome::challenge(Failure::BadNonce);
+            return Err(Outcome::challenge(Failure::BadNonce));
         }
         let ha1 = a.ha1.unwrap_or(DUMMY_HA1).for_algorithm(algorithm);
         let expected = digest::expected_hex(
@@ -447,39 +556,41 @@ impl Authenticator {
             if status == NonceStatus::Stale {
                 // Not counted: the phone may just have kept an old nonce; it gets a fresh
                 // challenge and fails properly next time if the password is wrong.
-                return Outcome::challenge(Failure::WrongPassword);
+                return Err(Outcome::challenge(Failure::WrongPassword));
             }
             let why = if a.ha1.is_some() {
                 Failure::WrongPassword
             } else {
                 Failure::UnknownUser
             };
-            return match self.state.fail(&pair, a.now_ms).await {
-                Ok(Strike::AlreadyBlocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
-                Ok(Strike::Blocked { scope, until }) => Outcome {
-                    blocked: Some((scope, until)),
-                    ..Outcome::of(Verdict::Forbidden, why)
-                },
-                Ok(Strike::Counted) => Outcome::of(Verdict::Forbidden, why),
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording a failed authentication");
-                    Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
-                }
-            };
+            return Err(self.strike(&pair, a.now_ms, why).await);
         }
         if status == NonceStatus::Stale {
-            return Outcome::of(Verdict::Challenge { stale: true }, Failure::Stale);
+            return Err(Outcome::of(
+                Verdict::Challenge { stale: true },
+                Failure::Stale,
+            ));
         }
-        match self.state.admit(&pair, &c.nonce, nc, a.now_ms).await {
-            Ok(Admission::Admitted) => Outcome {
-                verdict: Verdict::Authorized,
-                failure: None,
-                blocked: None,
+        Ok(Pending {
+            pair,
+            realm: a.realm.to_string(),
+            nonce: c.nonce.clone(),
+            nc,
+            now_ms: a.now_ms,
+        })
+    }
+
+    /// Counts a wrong digest (`why`) against `pair` in the limiter.
+    async fn strike(&self, pair: &PairKey, now_ms: u64, why: Failure) -> Outcome {
+        match self.state.fail(pair, now_ms).await {
+            Ok(Strike::AlreadyBlocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
+            Ok(Strike::Blocked { scope, until }) => Outcome {
+                blocked: Some((scope, until)),
+                ..Outcome::of(Verdict::Forbidden, why)
             },
-            Ok(Admission::Blocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
-            Ok(Admission::Replay) => Outcome::challenge(Failure::Replay),
+            Ok(Strike::Counted) => Outcome::of(Verdict::Forbidden, why),
             Err(e) => {
-                tracing::warn!(error = %e, "checking an authentication");
+                tracing::warn!(error = %e, "recording a failed authentication");
                 Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
             }
         }

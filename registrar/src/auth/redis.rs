@@ -15,8 +15,12 @@
 //!   registration for the nonce lifetime.
 //!
 //! Each question is one Lua script, so one round trip and atomic: `FAIL_SCRIPT` is
-//! [`Record::fail`] applied to the pair and the source; `ADMIT_SCRIPT` checks both blocks
-//! and records the nonce-count.
+//! [`Record::fail`] applied to the pair and the source; the admit script checks both blocks
+//! and the nonce-count and records it. A REGISTER that writes bindings does not send the
+//! admit script: [`AuthState::guard`] gives the same keys and arguments as a [`Guard`] to the
+//! bindings write, whose script runs the same Lua ([`GUARD_LUA`]) first, so the refresh of a
+//! registration is one round trip (one `EVALSHA`). Calls and REGISTERs that write nothing
+//! still take the admit script, then their own reads.
 //!
 //! [`Record`]: super::limiter::Record
 //! [`Record::fail`]: super::limiter::Record::fail
@@ -24,7 +28,8 @@
 
 use super::limiter::{LimiterSettings, PairKey, Scope, Strike};
 use super::state::{Admission, AuthState, Blocked, StateError, StateFuture};
-use crate::location::redis::bounded;
+use crate::location::redis::{bounded, GUARD_LUA};
+use crate::location::{Guard, Refusal};
 use ::redis::aio::ConnectionManager;
 use ::redis::Script;
 use std::time::Duration;
@@ -76,18 +81,19 @@ if su then return {2, su} end
 return {0, 0}
 "#;
 
-/// A request whose digest verified.
+/// A request whose digest verified: [`GUARD_LUA`] on its own.
 ///
 /// KEYS: pair hash, source hash, nonce-count key. ARGV: now (ms), nc, nonce lifetime (ms).
 /// Returns 0 admitted (nc recorded), 1 pair blocked, 2 source blocked, 3 replay.
-const ADMIT_SCRIPT: &str = r#"
-local now = tonumber(ARGV[1])
-if (tonumber(redis.call('HGET', KEYS[1], 'until')) or 0) > now then return 1 end
-if (tonumber(redis.call('HGET', KEYS[2], 'until')) or 0) > now then return 2 end
-if tonumber(ARGV[2]) <= (tonumber(redis.call('GET', KEYS[3])) or 0) then return 3 end
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-return 0
-"#;
+fn admit_script() -> Script {
+    Script::new(&format!(
+        "{GUARD_LUA}\
+local refused = guard(1, 1)
+if refused == 0 then record(1, 1) end
+return refused
+"
+    ))
+}
 
 /// The limiter and replay records in Redis.
 pub struct RedisAuthState {
@@ -121,7 +127,7 @@ impl RedisAuthState {
             blocked_pairs: format!("{prefix}:auth:blocked:pairs"),
             blocked_sources: format!("{prefix}:auth:blocked:sources"),
             fail: Script::new(FAIL_SCRIPT),
-            admit: Script::new(ADMIT_SCRIPT),
+            admit: admit_script(),
         }
     }
 
@@ -174,6 +180,18 @@ impl RedisAuthState {
         })
     }
 
+    /// The admission's keys and arguments: the one place they are named.
+    fn make_guard(&self, pair: &PairKey, nonce: &str, nc: u32, now: u64) -> Guard {
+        let member = Self::pair_member(pair);
+        Guard {
+            blocks: [self.pair_key(&member), self.source_key(pair)],
+            counter: format!("{}:nc:{nonce}", self.prefix),
+            count: nc,
+            now_ms: now,
+            ttl_ms: self.nonce_ttl_ms,
+        }
+    }
+
     async fn run_admit(
         &self,
         pair: &PairKey,
@@ -181,25 +199,13 @@ impl RedisAuthState {
         nc: u32,
         now: u64,
     ) -> Result<Admission, StateError> {
-        let member = Self::pair_member(pair);
         let mut invocation = self.admit.prepare_invoke();
-        invocation
-            .key(self.pair_key(&member))
-            .key(self.source_key(pair))
-            .key(format!("{}:nc:{nonce}", self.prefix))
-            .arg(now)
-            .arg(nc)
-            .arg(self.nonce_ttl_ms);
+        self.make_guard(pair, nonce, nc, now).push(&mut invocation);
         let mut conn = self.conn.clone();
         let code: i64 = bounded("auth admit script", invocation.invoke_async(&mut conn))
             .await
             .map_err(|e| StateError(e.0))?;
-        Ok(match code {
-            0 => Admission::Admitted,
-            1 => Admission::Blocked(Scope::Pair),
-            2 => Admission::Blocked(Scope::Source),
-            _ => Admission::Replay,
-        })
+        Ok(Refusal::from_code(code).map_or(Admission::Admitted, Admission::from))
     }
 
     async fn count_blocked(&self, now: u64) -> Result<Blocked, StateError> {
@@ -245,6 +251,10 @@ impl AuthState for RedisAuthState {
         now: u64,
     ) -> StateFuture<'a, Admission> {
         Box::pin(self.run_admit(pair, nonce, nc, now))
+    }
+
+    fn guard(&self, pair: &PairKey, nonce: &str, nc: u32, now: u64) -> Option<Guard> {
+        Some(self.make_guard(pair, nonce, nc, now))
     }
 
     fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike> {

@@ -6,10 +6,13 @@
 //!
 //! Both take the same two questions, each one round trip for Redis: [`AuthState::admit`] for
 //! a request whose digest verified (blocked? replayed? else record its nonce-count) and
-//! [`AuthState::fail`] for one whose digest did not.
+//! [`AuthState::fail`] for one whose digest did not. A REGISTER writing bindings to Redis
+//! spares the first: [`AuthState::guard`] hands the admission to the bindings write, which
+//! checks and records it in its own script, so a refresh is one round trip in all.
 
 use super::limiter::{Limiter, LimiterSettings, PairKey, Scope, Strike};
 use super::replay::NonceCounts;
+use crate::location::{Guard, Refusal};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -32,6 +35,18 @@ pub enum Admission {
     Replay,
 }
 
+impl From<Refusal> for Admission {
+    /// A [`Guard`] built by [`AuthState::guard`] refused: its blocks are the pair's, then the
+    /// source's.
+    fn from(refusal: Refusal) -> Admission {
+        match refusal {
+            Refusal::Blocked(0) => Admission::Blocked(Scope::Pair),
+            Refusal::Blocked(_) => Admission::Blocked(Scope::Source),
+            Refusal::Counted => Admission::Replay,
+        }
+    }
+}
+
 /// Blocked keys, for the gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Blocked {
@@ -52,6 +67,14 @@ pub trait AuthState: Send + Sync + 'static {
         nc: u32,
         now: u64,
     ) -> StateFuture<'a, Admission>;
+
+    /// The checks of [`AuthState::admit`] as a [`Guard`] for the Redis bindings write to run in
+    /// its own script (the same keys, the same answers through `Admission::from`), where the
+    /// state lives in Redis; `None` for the memory state, whose caller admits first.
+    fn guard(&self, pair: &PairKey, nonce: &str, nc: u32, now: u64) -> Option<Guard> {
+        let _ = (pair, nonce, nc, now);
+        None
+    }
 
     /// A request of `pair` whose digest did not verify, at `now` (unix ms).
     fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike>;

@@ -215,6 +215,28 @@ mod tests {
             .unwrap()
     }
 
+    /// The memory store runs no guard: it decides and writes nothing, so the caller admits
+    /// through the authentication state and updates as usual.
+    #[test]
+    fn a_guarded_update_is_skipped() {
+        let s = MemoryStore::new();
+        let now = SystemTime::now();
+        let guard = crate::location::Guard {
+            blocks: ["p".into(), "s".into()],
+            counter: "n".into(),
+            count: 1,
+            now_ms: 0,
+            ttl_ms: 1,
+        };
+        let mut decide = |_: &[Binding]| -> Option<Vec<Binding>> { panic!("not decided") };
+        let done = block(s.update_guarded("ns/a", now, &guard, &mut decide));
+        assert!(
+            matches!(done, crate::location::Guarded::Skipped),
+            "{done:?}"
+        );
+        assert!(block(s.lookup("ns/a", now)).is_empty());
+    }
+
     #[test]
     fn update_lookup_expire() {
         let s = MemoryStore::new();

@@ -2,11 +2,17 @@
 //! (AOR from To, domain, transport, Contacts, Expires), `authenticate` (the digest), `bind`
 //! (`registrar::decide` inside the location store's update) and `registered` (change events,
 //! the 200 listing the bindings).
+//!
+//! The admission of a right digest (blocked? nonce-count replayed?) is left to `bind`: with
+//! the authentication state in Redis it is the guard of the bindings write, so a REGISTER that
+//! writes is one round trip; otherwise (memory, or a decision that writes nothing) it is asked
+//! of the state before the answer, as [`crate::auth::Authenticator::check`] does.
 
 use super::{unix_ms, Service};
-use crate::auth::Verdict;
+use crate::auth::state::{Admission, StateError};
+use crate::auth::{Pending, Verdict};
 use crate::config;
-use crate::location::{Binding, Update};
+use crate::location::{Binding, Decide, Guarded, StoreError, Update};
 use crate::message::headers::{parse_contacts_all, parse_expires, Contacts, NameAddrRef, SipUri};
 use crate::message::response::{format_q, http_date};
 use crate::message::{HeaderName, Request, Response};
@@ -35,45 +41,39 @@ impl Service {
             Err(r) => return r,
         };
         let now = SystemTime::now();
-        let device = match self
+        let (device, pending) = match self
             .authenticate(&loaded, &ask, request, via, source, now)
             .await
         {
-            Ok(device) => device,
+            Ok(authorized) => authorized,
             Err(r) => return r,
         };
-        self.bind(request, via, &ask, device, source, transport, now)
-            .await
+        let at = Bind {
+            loaded: &loaded,
+            request,
+            via,
+            source,
+            transport,
+            now,
+        };
+        self.bind(&at, &ask, device, pending).await
     }
 
-    /// Checks the REGISTER's digest: the authorized device, or the answer (a challenge, 403,
-    /// 500). The device must be the AOR's user: third-party registration is not offered.
-    async fn authenticate<'c>(
+    /// The answer to a request not authorized: a 401 with challenges, 403 or 500 (403 too for
+    /// `Authorized`: a device registering an AOR not its own).
+    fn refuse(
         &self,
-        loaded: &'c config::Loaded,
-        ask: &RegisterAsk<'c>,
+        loaded: &config::Loaded,
+        ask: &RegisterAsk<'_>,
         request: &Request,
         via: &str,
-        source: SocketAddr,
-        now: SystemTime,
-    ) -> Result<&'c DeviceConfig, Response> {
+        verdict: Verdict,
+        now_ms: u64,
+    ) -> Response {
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
-        let now_ms = unix_ms(now);
-        let checked = self
-            .auth
-            .check(
-                &loaded.nonce_key,
-                loaded,
-                ask.domain,
-                request.method.as_str(),
-                request.headers_named(&HeaderName::Authorization),
-                source.ip(),
-                now_ms,
-            )
-            .await;
-        let device = match checked.verdict {
+        match verdict {
             Verdict::Challenge { stale } => {
                 let mut r = reply(401, "Unauthorized");
                 for ch in self.auth.challenges(
@@ -85,53 +85,89 @@ impl Service {
                 ) {
                     r.push("WWW-Authenticate", ch);
                 }
-                return Err(r);
+                r
             }
-            Verdict::Forbidden => return Err(reply(403, "Forbidden")),
             // The state lives in the location store's Redis: the same answer as its failure.
             Verdict::Unavailable => {
-                return Err(reply(500, "Location Store Unavailable").with("Retry-After", "5"));
+                reply(500, "Location Store Unavailable").with("Retry-After", "5")
             }
-            Verdict::Authorized => match checked.device {
-                Some(d) => d,
-                None => return Err(reply(403, "Forbidden")),
-            },
-        };
-        if device.sip_user != ask.aor_user {
+            Verdict::Forbidden | Verdict::Authorized => reply(403, "Forbidden"),
+        }
+    }
+
+    /// Checks the REGISTER's digest: the device it names with its admission still to do
+    /// (`None` once done), or the answer (a challenge, 403, 500). The device must be the AOR's
+    /// user: third-party registration is not offered.
+    async fn authenticate<'c>(
+        &self,
+        loaded: &'c config::Loaded,
+        ask: &RegisterAsk<'c>,
+        request: &Request,
+        via: &str,
+        source: SocketAddr,
+        now: SystemTime,
+    ) -> Result<(&'c DeviceConfig, Option<Pending>), Response> {
+        let now_ms = unix_ms(now);
+        let mut checked = self
+            .auth
+            .check_digest(
+                &loaded.nonce_key,
+                loaded,
+                ask.domain,
+                request.method.as_str(),
+                request.headers_named(&HeaderName::Authorization),
+                source.ip(),
+                now_ms,
+            )
+            .await;
+        let refuse = |verdict| self.refuse(loaded, ask, request, via, verdict, now_ms);
+        if checked.verdict != Verdict::Authorized {
+            return Err(refuse(checked.verdict));
+        }
+        if let Some(device) = checked.device.filter(|d| d.sip_user == ask.aor_user) {
+            return Ok((device, checked.pending));
+        }
+        // Refused whatever the state says, but admitted first, as a blocked pair or a replay
+        // is counted as such before the mismatch.
+        if let Some(pending) = checked.pending.take() {
+            let verdict = self.auth.admit(&pending).await.verdict;
+            if verdict != Verdict::Authorized {
+                return Err(refuse(verdict));
+            }
+        }
+        if checked.device.is_some() {
             self.metrics
                 .auth_failures
                 .with_label_values(&["aor_mismatch"])
                 .inc();
-            return Err(reply(403, "Forbidden"));
         }
-        Ok(device)
+        Err(refuse(Verdict::Forbidden))
     }
 
     /// Applies an authorized REGISTER to the device's bindings in the location store and
-    /// answers: the rejection `registrar::decide` chose, or 200 with the bindings now held.
-    #[allow(clippy::too_many_arguments)]
+    /// answers: the refusal of its admission (`pending`), the rejection `registrar::decide`
+    /// chose, or 200 with the bindings now held.
     async fn bind(
         &self,
-        request: &Request,
-        via: &str,
+        at: &Bind<'_>,
         ask: &RegisterAsk<'_>,
         device: &DeviceConfig,
-        source: SocketAddr,
-        transport: Transport,
-        now: SystemTime,
+        pending: Option<Pending>,
     ) -> Response {
+        let request = at.request;
         let (cseq, _) = request.cseq().expect("checked by handle");
         let req = RegisterRequest {
             contacts: &ask.contacts,
             expires_header: ask.expires_header,
             call_id: request.call_id().expect("checked by handle"),
             cseq,
-            source,
-            transport,
+            source: at.source,
+            transport: at.transport,
             user_agent: request.header(&HeaderName::UserAgent),
         };
         let policy = &ask.domain.registration;
         let replica = self.cluster.me();
+        let now = at.now;
         let mut decision = None;
         let update = {
             let mut decide = |current: &[Binding]| {
@@ -151,21 +187,12 @@ impl Service {
                 decision = Some(d);
                 next
             };
-            self.store.update(&device.id, now, &mut decide).await
+            self.write(at, ask, &device.id, pending.as_ref(), &mut decide)
+                .await
         };
         let update = match update {
             Ok(u) => u,
-            Err(e) => {
-                self.store_failed("update");
-                tracing::error!(error = %e, device = %device.id, "location store update failed");
-                return Response::to_request(
-                    &request.headers,
-                    500,
-                    "Location Store Unavailable",
-                    Some(via),
-                )
-                .with("Retry-After", "5");
-            }
+            Err(r) => return r,
         };
         match decision {
             Some(Decision::Reject {
@@ -173,14 +200,87 @@ impl Service {
                 reason,
                 min_expires,
             }) => {
-                let mut r = Response::to_request(&request.headers, status, reason, Some(via));
+                let mut r = Response::to_request(&request.headers, status, reason, Some(at.via));
                 if let Some(m) = min_expires {
                     r.push("Min-Expires", m.to_string());
                 }
                 r
             }
-            _ => self.registered(request, via, &device.id, &update, now),
+            _ => self.registered(request, at.via, &device.id, &update, now),
         }
+    }
+
+    /// The store's update of `aor` with `pending`'s admission: checked in the write itself
+    /// when the state gives a guard and the store takes it (one round trip to Redis), else
+    /// asked of the state first; a decision that wrote nothing is admitted after it. The
+    /// update, or the answer refusing the request.
+    async fn write(
+        &self,
+        at: &Bind<'_>,
+        ask: &RegisterAsk<'_>,
+        aor: &str,
+        pending: Option<&Pending>,
+        decide: &mut Decide<'_>,
+    ) -> Result<Update, Response> {
+        let guarded = pending.and_then(|p| Some((p, self.auth.guard(p)?)));
+        if let Some((p, guard)) = &guarded {
+            let refused = |admission| Err(self.concluded(at, ask, p, admission));
+            match self.store.update_guarded(aor, at.now, guard, decide).await {
+                Ok(Guarded::Applied(u)) => return Ok(u),
+                Ok(Guarded::Unwritten(u)) => return self.admit(at, ask, p).await.map(|()| u),
+                Ok(Guarded::Refused(r)) => return refused(Ok(r.into())),
+                Ok(Guarded::Unreached(StoreError(e))) => return refused(Err(StateError(e))),
+                Ok(Guarded::Skipped) => {}
+                Err(e) => return Err(self.update_failed(at, aor, e)),
+            }
+        }
+        if let Some(p) = pending {
+            self.admit(at, ask, p).await?;
+        }
+        self.store
+            .update(aor, at.now, decide)
+            .await
+            .map_err(|e| self.update_failed(at, aor, e))
+    }
+
+    /// Admits a request whose digest verified, through the state; the refusal's answer.
+    async fn admit(
+        &self,
+        at: &Bind<'_>,
+        ask: &RegisterAsk<'_>,
+        pending: &Pending,
+    ) -> Result<(), Response> {
+        match self.auth.admit(pending).await.verdict {
+            Verdict::Authorized => Ok(()),
+            verdict => {
+                Err(self.refuse(at.loaded, ask, at.request, at.via, verdict, unix_ms(at.now)))
+            }
+        }
+    }
+
+    /// The answer to an admission a guarded write refused (or could not check).
+    fn concluded(
+        &self,
+        at: &Bind<'_>,
+        ask: &RegisterAsk<'_>,
+        pending: &Pending,
+        admission: Result<Admission, StateError>,
+    ) -> Response {
+        let verdict = self.auth.conclude(pending, admission).verdict;
+        self.refuse(at.loaded, ask, at.request, at.via, verdict, unix_ms(at.now))
+    }
+
+    /// Counts and logs a failed update; its answer.
+    fn update_failed(&self, at: &Bind<'_>, aor: &str, e: StoreError) -> Response {
+        self.store_failed("update");
+        tracing::error!(error = %e, device = %aor, "location store update failed");
+        Response::to_request(
+            &at.request.headers,
+            500,
+            "Location Store Unavailable",
+            Some(at.via),
+        )
+        .with("Retry-After", "5")
     }
 
     /// The 200 for an accepted REGISTER: emits the binding changes and lists every binding
@@ -212,6 +312,16 @@ impl Service {
         r.push("Date", http_date(now));
         r
     }
+}
+
+/// The REGISTER being bound: its config, message, source and time.
+struct Bind<'a> {
+    loaded: &'a config::Loaded,
+    request: &'a Request,
+    via: &'a str,
+    source: SocketAddr,
+    transport: Transport,
+    now: SystemTime,
 }
 
 /// What a REGISTER asks for, read from its headers before authentication.

@@ -17,18 +17,30 @@
 //! script (`CAS_SCRIPT`, `EVALSHA`) that applies the new value, the expiry set and the counts
 //! only if the value is still that one. On conflict (another replica wrote the AOR, or this one
 //! never saw it) the script answers the current value and the store decides again from it (at
-//! most `MAX_ATTEMPTS` real conflicts). A REGISTER refreshing a binding this replica wrote is
-//! thus one round trip; a decision that writes nothing (a query, a rejection) is checked
-//! against a fresh read first, since it answers from the stored bindings.
+//! most `MAX_ATTEMPTS` real conflicts). A decision that writes nothing (a query, a rejection)
+//! is checked against a fresh read first, since it answers from the stored bindings.
+//!
+//! **The admission in the same script.** A REGISTER's write carries a [`Guard`] from the
+//! authentication state ([`LocationStore::update_guarded`]): the script checks it first (pair
+//! or source blocked? nonce-count not above the recorded one? then it answers the refusal and
+//! writes nothing), then compares and sets, and records the nonce-count only with an applied
+//! write, so a conflict's retry is not taken for a replay of itself. A REGISTER refreshing a
+//! binding this replica wrote is thus one round trip in all, authentication included.
 //!
 //! The stored value ([`stored`]) and the keys are those of earlier versions, which read and
 //! write the same keys with a GET and the same compare-and-set: replicas of both versions can
 //! run side by side during a rolling upgrade.
 
+mod guard;
 mod seen;
 mod stored;
 
-use super::{Binding, Decide, Expired, LocationStore, StoreError, StoreFuture, StoreStats, Update};
+pub(crate) use guard::GUARD_LUA;
+pub use guard::{Guard, Refusal};
+
+use super::{
+    Binding, Decide, Expired, Guarded, LocationStore, StoreError, StoreFuture, StoreStats, Update,
+};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, FromRedisValue, Script, Value as Reply};
 use seen::{Seen, Value};
@@ -50,7 +62,7 @@ const MAX_ATTEMPTS: usize = 16;
 /// AORs handled per sweep, and keys per SCAN page.
 const BATCH: usize = 1000;
 
-/// The compare-and-set write of one AOR.
+/// The compare-and-set write of one AOR, as the Lua function `cas()`.
 ///
 /// KEYS: aor key, expiry set, counts hash, bindings counter.
 /// ARGV: aor, expected present (`1`/`0`), expected value, new value (empty: delete), TTL (ms),
@@ -58,32 +70,55 @@ const BATCH: usize = 1000;
 /// Returns `{1}` when applied; `{0, current}` (`{0}` when the key is absent) when the value was
 /// not the expected one, so the caller decides again without reading. The count is written
 /// only when it changes (not on a refresh).
-const CAS_SCRIPT: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if ARGV[2] == '1' then
-  if cur ~= ARGV[3] then
-    if cur then return {0, cur} end
-    return {0}
+const CAS_LUA: &str = r#"
+local function cas()
+  local cur = redis.call('GET', KEYS[1])
+  if ARGV[2] == '1' then
+    if cur ~= ARGV[3] then
+      if cur then return {0, cur} end
+      return {0}
+    end
+  elseif cur then
+    return {0, cur}
   end
-elseif cur then
-  return {0, cur}
+  local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  local new = tonumber(ARGV[7])
+  if new == 0 then
+    if cur then redis.call('DEL', KEYS[1]) end
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('HDEL', KEYS[3], ARGV[1])
+  else
+    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+    redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+    if new ~= old then redis.call('HSET', KEYS[3], ARGV[1], new) end
+  end
+  if new ~= old then
+    redis.call('INCRBY', KEYS[4], new - old)
+  end
+  return {1}
 end
-local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-local new = tonumber(ARGV[7])
-if new == 0 then
-  if cur then redis.call('DEL', KEYS[1]) end
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-  if new ~= old then redis.call('HSET', KEYS[3], ARGV[1], new) end
-end
-if new ~= old then
-  redis.call('INCRBY', KEYS[4], new - old)
-end
-return {1}
 "#;
+
+/// The compare-and-set script: `cas()` alone.
+fn cas_script() -> Script {
+    Script::new(&format!("{CAS_LUA}return cas()\n"))
+}
+
+/// The compare-and-set behind a [`Guard`] (KEYS 5–7, ARGV 8–10): the guard first, answering
+/// `{2, code}` and writing nothing when it refuses; then `cas()`, whose conflict records
+/// nothing either (the retry runs the guard again and must not take its own count for a
+/// replay); the guard's count is recorded only with the applied write.
+fn guarded_cas_script() -> Script {
+    Script::new(&format!(
+        "{GUARD_LUA}{CAS_LUA}\
+local refused = guard(5, 8)
+if refused ~= 0 then return {{2, refused}} end
+local done = cas()
+if done[1] == 1 then record(5, 8) end
+return done
+"
+    ))
+}
 
 /// The key names under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,12 +170,15 @@ enum Cas {
 }
 
 impl Cas {
-    /// Reads `CAS_SCRIPT`'s answer.
-    fn from_reply(reply: Vec<Reply>) -> Result<Cas, StoreError> {
+    /// Reads the CAS script's answer, or the guarded one's (`Err`: the guard refused).
+    fn from_reply(reply: Vec<Reply>) -> Result<Result<Cas, Refusal>, StoreError> {
         match reply.as_slice() {
-            [Reply::Int(1)] => Ok(Cas::Applied),
-            [Reply::Int(0)] => Ok(Cas::Conflict(None)),
-            [Reply::Int(0), Reply::BulkString(cur)] => Ok(Cas::Conflict(Some(cur.clone()))),
+            [Reply::Int(1)] => Ok(Ok(Cas::Applied)),
+            [Reply::Int(2), Reply::Int(code)] if *code != 0 => {
+                Ok(Err(Refusal::from_code(*code).expect("not 0")))
+            }
+            [Reply::Int(0)] => Ok(Ok(Cas::Conflict(None))),
+            [Reply::Int(0), Reply::BulkString(cur)] => Ok(Ok(Cas::Conflict(Some(cur.clone())))),
             other => Err(StoreError(format!(
                 "redis CAS script: unexpected answer {other:?}"
             ))),
@@ -168,6 +206,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     cas: Script,
+    guarded_cas: Script,
     seen: Seen,
 }
 
@@ -196,7 +235,8 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             keys: Keys::new(prefix),
-            cas: Script::new(CAS_SCRIPT),
+            cas: cas_script(),
+            guarded_cas: guarded_cas_script(),
             seen: Seen::default(),
         })
     }
@@ -235,14 +275,32 @@ impl RedisStore {
         &self,
         aor: &str,
         expected: Option<&[u8]>,
-        new: &[Binding],
-        value: &[u8],
+        new: (&[Binding], &[u8]),
         now: SystemTime,
     ) -> Result<Cas, StoreError> {
+        self.guarded_cas(aor, expected, new, None, now)
+            .await?
+            .map_err(|r| StoreError(format!("redis CAS script: refused {r:?} without a guard")))
+    }
+
+    /// [`Self::cas`] behind `guard` when given (`Err`: it refused, nothing written).
+    async fn guarded_cas(
+        &self,
+        aor: &str,
+        expected: Option<&[u8]>,
+        (new, value): (&[Binding], &[u8]),
+        guard: Option<&Guard>,
+        now: SystemTime,
+    ) -> Result<Result<Cas, Refusal>, StoreError> {
         let latest = new.iter().map(|b| b.expires_at).max().unwrap_or(now);
         let ttl = latest.duration_since(now).unwrap_or(Duration::ZERO) + GRACE;
         let earliest = new.iter().map(|b| b.expires_at).min().unwrap_or(now);
-        let mut invocation = self.cas.prepare_invoke();
+        let script = if guard.is_some() {
+            &self.guarded_cas
+        } else {
+            &self.cas
+        };
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(self.keys.aor_key(aor))
             .key(&self.keys.expiry)
@@ -255,6 +313,9 @@ impl RedisStore {
             .arg(ttl.as_millis().max(1) as u64)
             .arg(to_millis(earliest))
             .arg(new.len());
+        if let Some(guard) = guard {
+            guard.push(&mut invocation);
+        }
         let mut conn = self.conn.clone();
         Cas::from_reply(bounded("CAS script", invocation.invoke_async(&mut conn)).await?)
     }
@@ -266,19 +327,42 @@ impl RedisStore {
         expected: Option<&[u8]>,
         now: SystemTime,
     ) -> Result<Cas, StoreError> {
-        let cas = self.cas(aor, expected, &[], &[], now).await?;
+        let cas = self.cas(aor, expected, (&[], &[]), now).await?;
         if cas == Cas::Applied {
             self.seen.forget(aor);
         }
         Ok(cas)
     }
 
+    /// [`LocationStore::update`], behind `guard` when given; an error before the guard answered
+    /// is [`Guarded::Unreached`], so the caller can tell it from a failed write.
     async fn update_inner(
         &self,
         aor: &str,
         now: SystemTime,
+        guard: Option<&Guard>,
         decide: &mut Decide<'_>,
-    ) -> Result<Update, StoreError> {
+    ) -> Result<Guarded, StoreError> {
+        let mut passed = false;
+        match self
+            .decide_write(aor, now, guard, decide, &mut passed)
+            .await
+        {
+            Err(e) if guard.is_some() && !passed => Ok(Guarded::Unreached(e)),
+            done => done,
+        }
+    }
+
+    /// The decide-write loop; `passed` is set once the guard has let a write through to its
+    /// compare-and-set (a conflict).
+    async fn decide_write(
+        &self,
+        aor: &str,
+        now: SystemTime,
+        guard: Option<&Guard>,
+        decide: &mut Decide<'_>,
+        passed: &mut bool,
+    ) -> Result<Guarded, StoreError> {
         let key = self.keys.aor_key(aor);
         // Decided from the value last seen until Redis has answered with the current one.
         let mut current = self.seen.get(aor);
@@ -294,10 +378,10 @@ impl RedisStore {
                     verified = true;
                     continue;
                 }
-                return Ok(Update {
+                return Ok(Guarded::Unwritten(Update {
                     after: before.clone(),
                     before,
-                });
+                }));
             };
             let after: Vec<Binding> = after.into_iter().filter(|b| b.is_live(now)).collect();
             let value = if after.is_empty() {
@@ -306,8 +390,12 @@ impl RedisStore {
                 encode(&after)
             };
             let expected = current.as_ref().map(|v| v.raw.as_slice());
-            match self.cas(aor, expected, &after, &value, now).await? {
-                Cas::Applied => {
+            match self
+                .guarded_cas(aor, expected, (&after, &value), guard, now)
+                .await?
+            {
+                Err(refusal) => return Ok(Guarded::Refused(refusal)),
+                Ok(Cas::Applied) => {
                     let stored = (!after.is_empty()).then(|| {
                         Arc::new(Value {
                             raw: value,
@@ -315,17 +403,19 @@ impl RedisStore {
                         })
                     });
                     self.seen.put(aor, stored);
-                    return Ok(Update { before, after });
+                    return Ok(Guarded::Applied(Update { before, after }));
                 }
-                Cas::Conflict(_) if verified => {
+                Ok(Cas::Conflict(_)) if verified => {
                     // A lost race: the answered value is outdated by the time the backoff
                     // (which spreads the writers) is over, so read afresh after it.
+                    *passed = true;
                     backoff(conflicts).await;
                     conflicts += 1;
                     current = self.read(aor, &key).await?;
                 }
-                Cas::Conflict(raw) => {
+                Ok(Cas::Conflict(raw)) => {
                     // A wrong guess: decide again at once from the value answered.
+                    *passed = true;
                     current = raw.map(|raw| {
                         Arc::new(Value {
                             bindings: decode(&key, &raw),
@@ -368,7 +458,7 @@ impl RedisStore {
             } else {
                 encode(&remaining)
             };
-            match self.cas(aor, Some(cur), &remaining, &value, now).await? {
+            match self.cas(aor, Some(cur), (&remaining, &value), now).await? {
                 Cas::Applied => {
                     let stored = (!remaining.is_empty()).then(|| {
                         Arc::new(Value {
@@ -575,7 +665,24 @@ impl LocationStore for RedisStore {
         now: SystemTime,
         decide: &'a mut Decide<'_>,
     ) -> StoreFuture<'a, Update> {
-        Box::pin(self.update_inner(aor, now, decide))
+        Box::pin(async move {
+            match self.update_inner(aor, now, None, decide).await? {
+                Guarded::Applied(u) | Guarded::Unwritten(u) => Ok(u),
+                other => Err(StoreError(format!(
+                    "{aor}: unguarded update answered {other:?}"
+                ))),
+            }
+        })
+    }
+
+    fn update_guarded<'a>(
+        &'a self,
+        aor: &'a str,
+        now: SystemTime,
+        guard: &'a Guard,
+        decide: &'a mut Decide<'_>,
+    ) -> StoreFuture<'a, Guarded> {
+        Box::pin(self.update_inner(aor, now, Some(guard), decide))
     }
 
     fn expire(&self, now: SystemTime) -> StoreFuture<'_, Vec<Expired>> {
@@ -646,15 +753,27 @@ mod tests {
 
     #[test]
     fn cas_answers() {
-        assert_eq!(Cas::from_reply(vec![Reply::Int(1)]).unwrap(), Cas::Applied);
+        assert_eq!(
+            Cas::from_reply(vec![Reply::Int(1)]).unwrap(),
+            Ok(Cas::Applied)
+        );
         assert_eq!(
             Cas::from_reply(vec![Reply::Int(0)]).unwrap(),
-            Cas::Conflict(None)
+            Ok(Cas::Conflict(None))
         );
         assert_eq!(
             Cas::from_reply(vec![Reply::Int(0), Reply::BulkString(b"[]".to_vec())]).unwrap(),
-            Cas::Conflict(Some(b"[]".to_vec()))
+            Ok(Cas::Conflict(Some(b"[]".to_vec())))
         );
+        assert_eq!(
+            Cas::from_reply(vec![Reply::Int(2), Reply::Int(3)]).unwrap(),
+            Err(Refusal::Counted)
+        );
+        assert_eq!(
+            Cas::from_reply(vec![Reply::Int(2), Reply::Int(1)]).unwrap(),
+            Err(Refusal::Blocked(0))
+        );
+        assert!(Cas::from_reply(vec![Reply::Int(2), Reply::Int(0)]).is_err());
         assert!(Cas::from_reply(vec![Reply::Int(2)]).is_err());
         assert!(Cas::from_reply(Vec::new()).is_err());
     }
