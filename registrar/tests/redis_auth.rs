@@ -11,7 +11,6 @@ use common::{
     authorization, header_values, password, register_request, status_of, wait_until, RedisServer,
     Replica, ReplicaSpec, UdpClient, DEMO_CONFIG, DOMAIN,
 };
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 use switchboard_registrar::auth::limiter::LimiterSettings;
@@ -150,23 +149,6 @@ fn a_pair_blocked_through_one_replica_is_blocked_on_the_other() {
     }
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT` (commands run by scripts included).
-async fn command_calls(url: &str) -> HashMap<String, u64> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
-        })
-        .collect()
-}
-
 /// A decision adding (or refreshing) `contact`.
 fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
     let mine = Binding {
@@ -261,7 +243,7 @@ async fn the_admission_guards_the_bindings_write() {
         applied(guarded(&a, &guard(2), "sip:x@1", now).await),
         ["sip:x@1"]
     );
-    let calls = command_calls(&redis.url()).await;
+    let calls = redis.command_calls().await;
     // One EVALSHA: the admission's GET of the nonce-count and the bindings' GET inside it.
     assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("get"), Some(&2), "{calls:?}");
@@ -327,7 +309,7 @@ fn a_refresh_register_is_one_round_trip() {
     let answer = phone.exchange(&refresh);
     assert_eq!(status_of(&answer), 200, "{answer}");
     // The sweepers' reads run meanwhile; none of them is a script call.
-    let calls = rt.block_on(command_calls(&redis.url()));
+    let calls = rt.block_on(redis.command_calls());
     assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("eval"), None, "{calls:?}");
 

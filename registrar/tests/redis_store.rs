@@ -7,7 +7,7 @@
 mod common;
 
 use common::RedisServer;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
@@ -217,23 +217,6 @@ async fn redis_store_conforms() {
     assert!(other.snapshot(epoch()).await.unwrap().is_empty());
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT` (commands run by scripts included).
-async fn command_calls(url: &str) -> HashMap<String, u64> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
-        })
-        .collect()
-}
-
 /// A decision adding (or refreshing) one contact.
 fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
     let mine = binding(contact, now, 3600);
@@ -267,7 +250,7 @@ async fn one_round_trip_per_refresh_and_stale_guesses_corrected() {
         .await
         .unwrap();
     assert_eq!(contacts(&u.before), ["sip:x@1"]);
-    let calls = command_calls(&redis.url()).await;
+    let calls = redis.command_calls().await;
     // One EVALSHA; its script's own GET is the only read.
     assert_eq!(calls.get("evalsha"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("get"), Some(&1), "{calls:?}");
