@@ -7,18 +7,18 @@
 
 mod common;
 
+use common::bindings::{add, contacts};
 use common::{
     authorization, header_values, password, register_request, status_of, wait_until, RedisServer,
     Replica, ReplicaSpec, UdpClient, DEMO_CONFIG, DOMAIN,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use switchboard_crds::common::Transport;
 use switchboard_registrar::auth::limiter::LimiterSettings;
 use switchboard_registrar::auth::limiter::{PairKey, Scope};
 use switchboard_registrar::auth::redis::RedisAuthState;
 use switchboard_registrar::auth::state::conformance;
 use switchboard_registrar::auth::state::{Admission, AuthState};
-use switchboard_registrar::location::{Binding, Guard, Guarded, LocationStore, RedisStore};
+use switchboard_registrar::location::{Guard, Guarded, LocationStore, RedisStore};
 
 const NONCE_KEY: &str = "00112233445566778899aabbccddeeff";
 
@@ -147,36 +147,6 @@ fn a_pair_blocked_through_one_replica_is_blocked_on_the_other() {
             (r.registrar.metric("sip_auth_blocked{scope=\"pair\"}") == 1.0).then_some(())
         });
     }
-}
-
-/// A decision adding (or refreshing) `contact`.
-fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
-    let mine = Binding {
-        contact: contact.into(),
-        q: None,
-        expires_at: now + Duration::from_secs(3600),
-        registered_at: now,
-        updated_at: now,
-        call_id: "guard".into(),
-        cseq: 1,
-        source: "192.0.2.7:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        user_agent: None,
-        replica: "r".into(),
-    };
-    move |cur: &[Binding]| {
-        let mut next: Vec<Binding> = cur
-            .iter()
-            .filter(|b| b.contact != mine.contact)
-            .cloned()
-            .collect();
-        next.push(mine.clone());
-        Some(next)
-    }
-}
-
-fn contacts(b: &[Binding]) -> Vec<&str> {
-    b.iter().map(|b| b.contact.as_str()).collect()
 }
 
 /// `store` adds `contact` to `ns/x` behind `guard`.

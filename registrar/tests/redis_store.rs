@@ -6,11 +6,11 @@
 
 mod common;
 
+use common::bindings::{add, binding, contacts};
 use common::RedisServer;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchboard_crds::common::Transport;
 use switchboard_registrar::location::{
     Binding, Expired, LocationStore, MemoryStore, RedisStore, StoreStats,
 };
@@ -24,26 +24,6 @@ fn epoch() -> SystemTime {
 fn now_ms() -> SystemTime {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     UNIX_EPOCH + Duration::from_millis(d.as_millis() as u64)
-}
-
-fn binding(contact: &str, now: SystemTime, secs: u64) -> Binding {
-    Binding {
-        contact: contact.into(),
-        q: Some(1000),
-        expires_at: now + Duration::from_secs(secs),
-        registered_at: now,
-        updated_at: now,
-        call_id: format!("{contact}-call"),
-        cseq: 7,
-        source: "192.0.2.10:5060".parse().unwrap(),
-        transport: Transport::Udp,
-        user_agent: Some("test".into()),
-        replica: "r0".into(),
-    }
-}
-
-fn contacts(b: &[Binding]) -> Vec<&str> {
-    b.iter().map(|b| b.contact.as_str()).collect()
 }
 
 /// What every store must do.
@@ -215,20 +195,6 @@ async fn redis_store_conforms() {
     // A second prefix on the same server is a separate store.
     let other = RedisStore::connect(&redis.url(), "other").await.unwrap();
     assert!(other.snapshot(epoch()).await.unwrap().is_empty());
-}
-
-/// A decision adding (or refreshing) one contact.
-fn add(contact: &str, now: SystemTime) -> impl FnMut(&[Binding]) -> Option<Vec<Binding>> {
-    let mine = binding(contact, now, 3600);
-    move |cur: &[Binding]| {
-        let mut next: Vec<Binding> = cur
-            .iter()
-            .filter(|b| b.contact != mine.contact)
-            .cloned()
-            .collect();
-        next.push(mine.clone());
-        Some(next)
-    }
 }
 
 /// A replica decides from the value it last saw and writes it with one script call; a value

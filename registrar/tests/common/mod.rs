@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod bindings;
 pub mod sipp;
 pub mod torture;
 
