@@ -242,14 +242,14 @@ impl Service {
             return Some(self.finish(&request, None, reply(400, "CSeq Method Mismatch"), target));
         }
 
-        let key = transaction::key(
+        let key = self.cache.key(
             top_via.branch(),
             call_id,
             cseq,
             request.method.as_str(),
             source,
         );
-        match self.cache.begin(&key, Instant::now()) {
+        match self.cache.begin(key, Instant::now()) {
             Lookup::New => {}
             Lookup::Pending => {
                 self.metrics
@@ -271,7 +271,7 @@ impl Service {
                     .await
             }
         };
-        Some(self.finish(&request, Some(&key), response, target))
+        Some(self.finish(&request, Some(key), response, target))
     }
 
     /// The answer of the request's handler, once it passed the checks every request passes
@@ -302,7 +302,7 @@ impl Service {
     fn finish(
         &self,
         request: &Request,
-        key: Option<&str>,
+        key: Option<transaction::Key>,
         response: Response,
         target: SocketAddr,
     ) -> Outgoing {

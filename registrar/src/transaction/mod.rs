@@ -11,6 +11,8 @@
 //! the key itself: a lookup in a cache of 100 000s of entries then compares 16 bytes held in
 //! the table instead of following each candidate's string elsewhere in memory, and an entry
 //! allocates nothing for its key. Two live requests sharing a hash would need 2^64 of them.
+//! The hash is taken once per request ([`TransactionCache::key`]) and the [`Key`] carried to
+//! [`TransactionCache::complete`].
 
 //!
 //! The proxy's transactions (RFC 3261 §17: client and server, INVITE and non-INVITE, timers
@@ -42,6 +44,10 @@ pub enum Lookup {
     Done(Bytes),
 }
 
+/// A request's key as the cache holds it: the seeded hash of [`key_text`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(u128);
+
 /// Responses by request.
 pub struct TransactionCache {
     map: GenerationalMap<u128, Entry>,
@@ -54,7 +60,7 @@ pub struct TransactionCache {
 /// The key of a request: RFC 3261 §17.2.3 matching (branch + sent-by via the source, method),
 /// with Call-ID and CSeq added so pre-3261 branches still work. Built on every request, so
 /// without `format!`: the text fields NUL-separated, then CSeq and source address in hex.
-pub fn key(
+pub fn key_text(
     branch: Option<&str>,
     call_id: &str,
     cseq: u32,
@@ -95,8 +101,20 @@ impl TransactionCache {
         }
     }
 
-    fn digest(&self, key: &str) -> u128 {
-        xxhash_rust::xxh3::xxh3_128_with_seed(key.as_bytes(), self.seed)
+    /// The key of a request ([`key_text`]'s fields), hashed with this cache's seed.
+    pub fn key(
+        &self,
+        branch: Option<&str>,
+        call_id: &str,
+        cseq: u32,
+        method: &str,
+        source: SocketAddr,
+    ) -> Key {
+        let text = key_text(branch, call_id, cseq, method, source);
+        Key(xxhash_rust::xxh3::xxh3_128_with_seed(
+            text.as_bytes(),
+            self.seed,
+        ))
     }
 
     fn millis(&self, now: Instant) -> u64 {
@@ -104,8 +122,7 @@ impl TransactionCache {
     }
 
     /// Looks a request up, marking it pending when new.
-    pub fn begin(&self, key: &str, now: Instant) -> Lookup {
-        let key = self.digest(key);
+    pub fn begin(&self, Key(key): Key, now: Instant) -> Lookup {
         self.map
             .with(&key, self.millis(now), |g| match g.get(&key) {
                 Some(Entry::Pending) => Lookup::Pending,
@@ -118,16 +135,14 @@ impl TransactionCache {
     }
 
     /// Stores the response to a request.
-    pub fn complete(&self, key: &str, response: Bytes, now: Instant) {
-        let key = self.digest(key);
+    pub fn complete(&self, Key(key): Key, response: Bytes, now: Instant) {
         self.map.with(&key, self.millis(now), |g| {
             g.insert(&key, Entry::Done(response))
         });
     }
 
     /// Forgets a request that got no response (so a retransmission is processed afresh).
-    pub fn abandon(&self, key: &str) {
-        let key = self.digest(key);
+    pub fn abandon(&self, Key(key): Key) {
         self.map
             .with(&key, self.millis(Instant::now()), |g| g.remove(&key));
     }
@@ -152,36 +167,38 @@ mod tests {
     fn pending_then_done_then_forgotten() {
         let c = TransactionCache::new(1000);
         let src: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let k = key(Some("z9hG4bK1"), "cid", 2, "REGISTER", src);
+        let k = c.key(Some("z9hG4bK1"), "cid", 2, "REGISTER", src);
         let t = Instant::now();
-        assert_eq!(c.begin(&k, t), Lookup::New);
-        assert_eq!(c.begin(&k, t), Lookup::Pending);
-        c.complete(&k, Bytes::from_static(b"SIP/2.0 200 OK"), t);
+        assert_eq!(c.begin(k, t), Lookup::New);
+        assert_eq!(c.begin(k, t), Lookup::Pending);
+        c.complete(k, Bytes::from_static(b"SIP/2.0 200 OK"), t);
         assert_eq!(
-            c.begin(&k, t + Duration::from_secs(31)),
+            c.begin(k, t + Duration::from_secs(31)),
             Lookup::Done(Bytes::from_static(b"SIP/2.0 200 OK"))
         );
         assert_eq!(
-            c.begin(&k, t + Duration::from_secs(40)),
+            c.begin(k, t + Duration::from_secs(40)),
             Lookup::Done(Bytes::from_static(b"SIP/2.0 200 OK"))
         );
         // After two rotations it is gone.
-        let _ = c.begin("other", t + Duration::from_secs(70));
-        let _ = c.begin("other2", t + Duration::from_secs(140));
-        let k2 = key(Some("z9hG4bK1"), "cid", 3, "REGISTER", src);
+        let other = |call_id| c.key(None, call_id, 1, "REGISTER", src);
+        let _ = c.begin(other("other"), t + Duration::from_secs(70));
+        let _ = c.begin(other("other2"), t + Duration::from_secs(140));
+        let k2 = c.key(Some("z9hG4bK1"), "cid", 3, "REGISTER", src);
         assert_eq!(
-            c.begin(&k2, t),
+            c.begin(k2, t),
             Lookup::New,
             "another CSeq is another transaction"
         );
-        c.abandon(&k2);
-        assert_eq!(c.begin(&k2, t), Lookup::New);
+        c.abandon(k2);
+        assert_eq!(c.begin(k2, t), Lookup::New);
     }
 
     #[test]
     fn keys_tell_sources_and_fields_apart() {
         let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
-        let k = |branch, call_id, cseq, source| key(branch, call_id, cseq, "REGISTER", source);
+        let c = TransactionCache::new(10);
+        let k = |branch, call_id, cseq, source| c.key(branch, call_id, cseq, "REGISTER", source);
         let base = k(Some("z9hG4bK1"), "cid", 2, a);
         assert_eq!(base, k(Some("z9hG4bK1"), "cid", 2, a));
         for other in [
@@ -215,8 +232,9 @@ mod tests {
     fn bounded() {
         let c = TransactionCache::new(320);
         let t = Instant::now();
+        let src: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         for i in 0..10_000 {
-            c.begin(&format!("k{i}"), t);
+            c.begin(c.key(None, &format!("k{i}"), 1, "REGISTER", src), t);
         }
         assert!(c.len() <= 2 * 320 + 2 * SHARDS);
     }
