@@ -495,7 +495,7 @@ impl Authenticator {
     /// Decides on an attempt: [`Authenticator::examine`], then the admission.
     pub async fn verify(&self, key: &NonceKey, a: &Attempt<'_>) -> Outcome {
         match self.examine(key, a).await {
-            Ok(p) => admitted(self.state.admit(&p.pair, &p.nonce, p.nc, p.now_ms).await),
+            Ok(p) => self.admit(&p).await,
             Err(outcome) => outcome,
         }
     }
