@@ -298,7 +298,8 @@ impl Service {
         }
     }
 
-    /// Encodes, caches (unless a 5xx the client should retry) and counts a response.
+    /// Encodes, caches (unless a 5xx the client should retry, or a challenge a retransmission
+    /// may as well get afresh) and counts a response.
     fn finish(
         &self,
         request: &Request,
@@ -308,7 +309,7 @@ impl Service {
     ) -> Outgoing {
         let data = Bytes::from(response.encode(&self.server_header));
         if let Some(key) = key {
-            if response.status >= 500 {
+            if response.status >= 500 || first_challenge(request, &response) {
                 self.cache.abandon(key);
             } else {
                 self.cache.complete(key, data.clone(), Instant::now());
@@ -506,6 +507,14 @@ fn refuse(request: &Request, reply: &impl Fn(u16, &'static str) -> Response) -> 
         .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
 }
 
+/// Whether a response is the challenge to a request that carried no credentials: answering a
+/// retransmission of it afresh (with a new nonce) changes nothing, so it is not kept for 32 s.
+/// A stateless registrar answers every first REGISTER this way; keeping them doubled what the
+/// transaction cache holds under load.
+fn first_challenge(request: &Request, response: &Response) -> bool {
+    response.status == 401 && request.header(&HeaderName::Authorization).is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +654,25 @@ mod tests {
         assert_eq!(send(&s, &msg).await, ok);
         let snap = s.store().snapshot(SystemTime::now()).await.unwrap();
         assert_eq!(snap[0].0, "default/desk-1001");
+    }
+
+    #[tokio::test]
+    async fn a_first_challenge_is_answered_afresh_not_kept() {
+        let s = service();
+        let first = register("1001", 1, "");
+        let r = send(&s, &first).await;
+        assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+        assert!(s.cache.is_empty(), "the challenge was kept");
+        // Its retransmission gets a challenge of its own (a new nonce), as the first did.
+        let again = send(&s, &first).await;
+        assert!(again.starts_with("SIP/2.0 401 "), "{again}");
+        assert_ne!(header(&again, "WWW-Authenticate"), header(&r, "WWW-Authenticate"));
+        // The 200 of an answered challenge is kept, for its retransmissions.
+        let ch = header(&r, "WWW-Authenticate");
+        let auth = authorization("1001", "switchboard-1001", ch[0], Algorithm::Sha256, 1);
+        let ok = send(&s, &register("1001", 2, &auth)).await;
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+        assert_eq!(s.cache.len(), 1);
     }
 
     #[tokio::test]
