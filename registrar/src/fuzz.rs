@@ -46,7 +46,7 @@ pub fn message(data: &[u8]) -> bool {
                 }
             }
             let _ = parse_contacts_all(r.headers_named(&HeaderName::Contact));
-            let _ = SipUri::parse(&r.uri);
+            let _ = SipUri::parse(r.uri);
             let resp = Response::to_request(&r.headers, 200, "OK", None).encode("fuzz");
             let msg = Msg::parse(&resp).expect("a response to an accepted request parses");
             assert_eq!(msg.status(), Some(200));
@@ -197,14 +197,14 @@ pub fn notify(data: &[u8]) -> bool {
     let Ok(Parsed::Request(req)) = parse(data) else {
         return false;
     };
-    let other = |n: &str| req.header(&HeaderName::Other(n.into()));
+    let other = |n: &str| req.header(&HeaderName::Other(n));
     if let Some(state) = other("Subscription-State") {
         let _ = SubState::parse(state);
     }
     let Some(package) = other("Event").and_then(Package::from_event) else {
         return false;
     };
-    let _ = parse_body(package, other("Content-Type"), &req.body);
+    let _ = parse_body(package, other("Content-Type"), req.body);
     true
 }
 

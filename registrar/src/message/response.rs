@@ -8,15 +8,17 @@ use super::scan::Scan;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// A response under construction.
+/// A response under construction. Its header values borrow from the request they answer
+/// where they are copied unchanged (Via, From, Call-ID, CSeq), so building one allocates for
+/// what is new only.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
+pub struct Response<'a> {
     /// Status code.
     pub status: u16,
     /// Reason phrase.
     pub reason: Cow<'static, str>,
     /// Headers in order, the copied ones first.
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub headers: Vec<(Cow<'static, str>, Cow<'a, str>)>,
 }
 
 /// The default reason phrase of the codes this registrar sends.
@@ -42,63 +44,51 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-impl Response {
+impl<'a> Response<'a> {
     /// A response to the request whose headers are given; `top_via` replaces the first via-parm
     /// (with `received`/`rport` set by the transport).
     pub fn to_request(
-        request_headers: &[Header],
+        request_headers: &'a [Header<'_>],
         status: u16,
         reason: impl Into<Cow<'static, str>>,
-        top_via: Option<&str>,
-    ) -> Response {
-        let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(12);
-        let mut first_via = true;
-        for h in request_headers.iter().filter(|h| h.name == HeaderName::Via) {
-            if first_via {
-                first_via = false;
-                if let Some(top) = top_via {
-                    if !h.value.has_byte(b',') {
-                        headers.push(("Via".into(), top.to_string()));
-                        continue;
-                    }
-                    let mut parts = split_list(&h.value);
-                    if !parts.is_empty() {
-                        parts[0] = top;
-                    }
-                    headers.push(("Via".into(), parts.join(", ")));
-                    continue;
-                }
-            }
-            headers.push(("Via".into(), h.value.clone()));
+        top_via: Option<&'a str>,
+    ) -> Response<'a> {
+        let mut headers: Vec<(Cow<'static, str>, Cow<'a, str>)> = Vec::with_capacity(12);
+        let mut vias = request_headers.iter().filter(|h| h.name == HeaderName::Via);
+        if let Some(first) = vias.next() {
+            headers.push(("Via".into(), top_via_value(&first.value, top_via)));
+        }
+        for h in vias {
+            headers.push(("Via".into(), Cow::Borrowed(h.value.as_ref())));
         }
         let get = |n: HeaderName| {
             request_headers
                 .iter()
                 .find(|h| h.name == n)
-                .map(|h| h.value.as_str())
+                .map(|h| h.value.as_ref())
         };
         if let Some(from) = get(HeaderName::From) {
-            headers.push(("From".into(), from.to_string()));
+            headers.push(("From".into(), Cow::Borrowed(from)));
         }
         if let Some(to) = get(HeaderName::To) {
             let tagged = match NameAddrRef::parse(to) {
-                Some(na) if na.tag().is_some() => to.to_string(),
+                Some(na) if na.tag().is_some() => Cow::Borrowed(to),
                 _ if status > 100 => {
                     let mut t = String::with_capacity(to.len() + 24);
                     t.push_str(to);
                     t.push_str(";tag=");
                     push_to_tag(&mut t, get(HeaderName::CallId), get(HeaderName::From));
-                    t
+                    Cow::Owned(t)
                 }
-                _ => to.to_string(),
+                _ => Cow::Borrowed(to),
             };
             headers.push(("To".into(), tagged));
         }
         if let Some(call_id) = get(HeaderName::CallId) {
-            headers.push(("Call-ID".into(), call_id.to_string()));
+            headers.push(("Call-ID".into(), Cow::Borrowed(call_id)));
         }
         if let Some(cseq) = get(HeaderName::CSeq) {
-            headers.push(("CSeq".into(), cseq.to_string()));
+            headers.push(("CSeq".into(), Cow::Borrowed(cseq)));
         }
         Response {
             status,
@@ -108,13 +98,13 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with(mut self, name: &'static str, value: impl Into<Cow<'a, str>>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Adds a header in place.
-    pub fn push(&mut self, name: &'static str, value: impl Into<String>) {
+    pub fn push(&mut self, name: &'static str, value: impl Into<Cow<'a, str>>) {
         self.headers.push((name.into(), value.into()));
     }
 
@@ -123,14 +113,35 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
-    /// The wire form, with `Server` and `Content-Length: 0` appended.
+    /// The wire form, with `Server` and `Content-Length: 0` appended, in one buffer of its
+    /// exact length (a response the transaction cache keeps holds no spare capacity).
     pub fn encode(&self, server: &str) -> Vec<u8> {
-        let mut s = String::with_capacity(512);
+        const END: &str = "Content-Length: 0\r\n\r\n";
+        let mut status = itoa::Buffer::new();
+        let status = status.format(self.status);
+        let server_line = if server.is_empty() {
+            0
+        } else {
+            server.len() + 10
+        };
+        let len = 8
+            + status.len()
+            + 1
+            + self.reason.len()
+            + 2
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + server_line
+            + END.len();
+        let mut s = String::with_capacity(len);
         s.push_str("SIP/2.0 ");
-        let _ = write!(s, "{}", self.status);
+        s.push_str(status);
         s.push(' ');
         s.push_str(&self.reason);
         s.push_str("\r\n");
@@ -145,9 +156,26 @@ impl Response {
             s.push_str(server);
             s.push_str("\r\n");
         }
-        s.push_str("Content-Length: 0\r\n\r\n");
+        s.push_str(END);
+        debug_assert_eq!(s.len(), len);
         s.into_bytes()
     }
+}
+
+/// The top Via of a response: the request's first via-parm replaced by `top` (with `received`
+/// and `rport`), the rest of that header line kept.
+fn top_via_value<'a>(value: &'a str, top: Option<&'a str>) -> Cow<'a, str> {
+    let Some(top) = top else {
+        return Cow::Borrowed(value);
+    };
+    if !value.has_byte(b',') {
+        return Cow::Borrowed(top);
+    }
+    let mut parts = split_list(value);
+    if !parts.is_empty() {
+        parts[0] = top;
+    }
+    Cow::Owned(parts.join(", "))
 }
 
 /// An RFC 1123 date (`Sat, 13 Nov 2010 23:29:00 GMT`) for the `Date` header (RFC 3261 §20.17).

@@ -276,14 +276,14 @@ impl Service {
 
     /// The answer of the request's handler, once it passed the checks every request passes
     /// (`via` is its top Via with `received`/`rport`).
-    async fn dispatch(
+    async fn dispatch<'r>(
         &self,
         handler: Handler,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         source: SocketAddr,
         transport: Transport,
-    ) -> Response {
+    ) -> Response<'r> {
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
@@ -341,8 +341,8 @@ impl Service {
             .and_then(|h| Via::parse_first(&h.value))?;
         let (via, target) = nat::fix_top_via(&via, source, transport);
         let reason: String = e.reason.chars().filter(|c| !c.is_control()).collect();
-        let mut resp =
-            Response::to_request(&headers, e.status, reason, Some(&via.to_header_value()));
+        let via_value = via.to_header_value();
+        let mut resp = Response::to_request(&headers, e.status, reason, Some(&via_value));
         if e.status == 501 {
             resp.push("Allow", ALLOW);
         }
@@ -494,14 +494,17 @@ impl Service {
 /// OPTIONS and NOTIFY and the edge proxy in front of itself: a Request-URI that is not a SIP
 /// URI (416, RFC 3261 §8.2.2.1; RFC 4475 §3.3.2), option tags it does not implement in
 /// `Require` or `Proxy-Require` (420 with `Unsupported`, §8.2.2.3, §16.3; RFC 4475 §3.3.5).
-fn refuse(request: &Request, reply: &impl Fn(u16, &'static str) -> Response) -> Option<Response> {
-    if !SipUri::is_valid(&request.uri) {
+fn refuse<'r>(
+    request: &Request<'_>,
+    reply: &impl Fn(u16, &'static str) -> Response<'r>,
+) -> Option<Response<'r>> {
+    if !SipUri::is_valid(request.uri) {
         return Some(reply(416, "Unsupported URI Scheme"));
     }
     let fields = request
         .headers
         .iter()
-        .map(|h| (h.name.as_str(), h.value.as_str()));
+        .map(|h| (h.name.as_str(), h.value.as_ref()));
     let unknown = check::unsupported(fields, &["Require", "Proxy-Require"]);
     (!unknown.is_empty())
         .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
@@ -666,7 +669,10 @@ mod tests {
         // Its retransmission gets a challenge of its own (a new nonce), as the first did.
         let again = send(&s, &first).await;
         assert!(again.starts_with("SIP/2.0 401 "), "{again}");
-        assert_ne!(header(&again, "WWW-Authenticate"), header(&r, "WWW-Authenticate"));
+        assert_ne!(
+            header(&again, "WWW-Authenticate"),
+            header(&r, "WWW-Authenticate")
+        );
         // The 200 of an answered challenge is kept, for its retransmissions.
         let ch = header(&r, "WWW-Authenticate");
         let auth = authorization("1001", "switchboard-1001", ch[0], Algorithm::Sha256, 1);

@@ -8,6 +8,6 @@
 use crate::message::Response;
 
 /// 200.
-pub(super) fn answer(reply: impl Fn(u16, &'static str) -> Response) -> Response {
+pub(super) fn answer<'r>(reply: impl Fn(u16, &'static str) -> Response<'r>) -> Response<'r> {
     reply(200, "OK")
 }

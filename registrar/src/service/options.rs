@@ -5,7 +5,7 @@ use super::ALLOW;
 use crate::message::Response;
 
 /// 200 with the methods this registrar answers and the body it accepts.
-pub(super) fn answer(reply: impl Fn(u16, &'static str) -> Response) -> Response {
+pub(super) fn answer<'r>(reply: impl Fn(u16, &'static str) -> Response<'r>) -> Response<'r> {
     reply(200, "OK")
         .with("Allow", ALLOW)
         .with("Accept", "application/sdp")

@@ -25,13 +25,13 @@ use switchboard_crds::config::{DeviceConfig, DomainConfig, RegistrarConfig};
 
 impl Service {
     /// The REGISTER handler: the answer to an authorized, bound or refused registration.
-    pub(super) async fn register(
+    pub(super) async fn register<'r>(
         &self,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         source: SocketAddr,
         transport: Transport,
-    ) -> Response {
+    ) -> Response<'r> {
         let Some(loaded) = self.config.current() else {
             return Response::to_request(&request.headers, 503, "Service Unavailable", Some(via))
                 .with("Retry-After", "5");
@@ -61,15 +61,15 @@ impl Service {
 
     /// The answer to a request not authorized: a 401 with challenges, 403 or 500 (403 too for
     /// `Authorized`: a device registering an AOR not its own).
-    fn refuse(
+    fn refuse<'r>(
         &self,
         loaded: &config::Loaded,
         ask: &RegisterAsk<'_>,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         verdict: Verdict,
         now_ms: u64,
-    ) -> Response {
+    ) -> Response<'r> {
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
@@ -98,15 +98,15 @@ impl Service {
     /// Checks the REGISTER's digest: the device it names with its admission still to do
     /// (`None` once done), or the answer (a challenge, 403, 500). The device must be the AOR's
     /// user: third-party registration is not offered.
-    async fn authenticate<'c>(
+    async fn authenticate<'c, 'r>(
         &self,
         loaded: &'c config::Loaded,
         ask: &RegisterAsk<'c>,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         source: SocketAddr,
         now: SystemTime,
-    ) -> Result<(&'c DeviceConfig, Option<Pending>), Response> {
+    ) -> Result<(&'c DeviceConfig, Option<Pending>), Response<'r>> {
         let now_ms = unix_ms(now);
         let mut checked = self
             .auth
@@ -147,13 +147,13 @@ impl Service {
     /// Applies an authorized REGISTER to the device's bindings in the location store and
     /// answers: the refusal of its admission (`pending`), the rejection `registrar::decide`
     /// chose, or 200 with the bindings now held.
-    async fn bind(
+    async fn bind<'r>(
         &self,
-        at: &Bind<'_>,
+        at: &Bind<'_, 'r>,
         ask: &RegisterAsk<'_>,
         device: &DeviceConfig,
         pending: Option<Pending>,
-    ) -> Response {
+    ) -> Response<'r> {
         let request = at.request;
         let (cseq, _) = request.cseq().expect("checked by handle");
         let req = RegisterRequest {
@@ -214,14 +214,14 @@ impl Service {
     /// when the state gives a guard and the store takes it (one round trip to Redis), else
     /// asked of the state first; a decision that wrote nothing is admitted after it. The
     /// update, or the answer refusing the request.
-    async fn write(
+    async fn write<'r>(
         &self,
-        at: &Bind<'_>,
+        at: &Bind<'_, 'r>,
         ask: &RegisterAsk<'_>,
         aor: &str,
         pending: Option<&Pending>,
         decide: &mut Decide<'_>,
-    ) -> Result<Update, Response> {
+    ) -> Result<Update, Response<'r>> {
         let guarded = pending.and_then(|p| Some((p, self.auth.guard(p)?)));
         if let Some((p, guard)) = &guarded {
             let refused = |admission| Err(self.concluded(at, ask, p, admission));
@@ -244,12 +244,12 @@ impl Service {
     }
 
     /// Admits a request whose digest verified, through the state; the refusal's answer.
-    async fn admit(
+    async fn admit<'r>(
         &self,
-        at: &Bind<'_>,
+        at: &Bind<'_, 'r>,
         ask: &RegisterAsk<'_>,
         pending: &Pending,
-    ) -> Result<(), Response> {
+    ) -> Result<(), Response<'r>> {
         match self.auth.admit(pending).await.verdict {
             Verdict::Authorized => Ok(()),
             verdict => {
@@ -259,19 +259,19 @@ impl Service {
     }
 
     /// The answer to an admission a guarded write refused (or could not check).
-    fn concluded(
+    fn concluded<'r>(
         &self,
-        at: &Bind<'_>,
+        at: &Bind<'_, 'r>,
         ask: &RegisterAsk<'_>,
         pending: &Pending,
         admission: Result<Admission, StateError>,
-    ) -> Response {
+    ) -> Response<'r> {
         let verdict = self.auth.conclude(pending, admission).verdict;
         self.refuse(at.loaded, ask, at.request, at.via, verdict, unix_ms(at.now))
     }
 
     /// Counts and logs a failed update; its answer.
-    fn update_failed(&self, at: &Bind<'_>, aor: &str, e: StoreError) -> Response {
+    fn update_failed<'r>(&self, at: &Bind<'_, 'r>, aor: &str, e: StoreError) -> Response<'r> {
         self.store_failed("update");
         tracing::error!(error = %e, device = %aor, "location store update failed");
         Response::to_request(
@@ -285,14 +285,14 @@ impl Service {
 
     /// The 200 for an accepted REGISTER: emits the binding changes and lists every binding
     /// the AOR now holds with its remaining lifetime.
-    fn registered(
+    fn registered<'r>(
         &self,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         device_id: &str,
         update: &Update,
         now: SystemTime,
-    ) -> Response {
+    ) -> Response<'r> {
         for kind in changes(&update.before, &update.after) {
             self.emit(device_id, kind, &update.after, now);
         }
@@ -315,10 +315,10 @@ impl Service {
 }
 
 /// The REGISTER being bound: its config, message, source and time.
-struct Bind<'a> {
-    loaded: &'a config::Loaded,
-    request: &'a Request,
-    via: &'a str,
+struct Bind<'l, 'r> {
+    loaded: &'l config::Loaded,
+    request: &'r Request<'r>,
+    via: &'r str,
     source: SocketAddr,
     transport: Transport,
     now: SystemTime,
@@ -339,12 +339,12 @@ struct RegisterAsk<'c> {
 impl<'c> RegisterAsk<'c> {
     /// Reads the AOR, domain, Contacts and Expires, or the answer refusing them (400, 403,
     /// 404).
-    fn read(
+    fn read<'r>(
         config: &'c RegistrarConfig,
-        request: &Request,
-        via: &str,
+        request: &'r Request<'r>,
+        via: &'r str,
         transport: Transport,
-    ) -> Result<Self, Response> {
+    ) -> Result<Self, Response<'r>> {
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
@@ -361,7 +361,7 @@ impl<'c> RegisterAsk<'c> {
         };
         let Some(domain) = config
             .domain(&to.host)
-            .or_else(|| SipUri::parse(&request.uri).and_then(|u| config.domain(&u.host)))
+            .or_else(|| SipUri::parse(request.uri).and_then(|u| config.domain(&u.host)))
         else {
             return Err(reply(404, "Domain Not Served"));
         };

@@ -677,7 +677,7 @@ impl Client {
                 .await;
         };
         let package = self.legs[i].package().expect("a subscription leg");
-        let event = req.header(&HeaderName::Other("Event".into()));
+        let event = req.header(&HeaderName::Other("Event"));
         if event.and_then(Package::from_event) != Some(package) {
             return self.answer(&req.headers, 489, "Bad Event").await;
         }
@@ -686,10 +686,10 @@ impl Client {
     }
 
     /// Reads a NOTIFY already answered: the dialog it confirms, its state, its body.
-    async fn on_notify(&mut self, i: usize, package: Package, req: &crate::message::Request) {
+    async fn on_notify(&mut self, i: usize, package: Package, req: &crate::message::Request<'_>) {
         use crate::message::headers::NameAddrRef;
         use crate::message::HeaderName;
-        let other = |n: &str| req.header(&HeaderName::Other(n.into()));
+        let other = |n: &str| req.header(&HeaderName::Other(n));
         let leg = &mut self.legs[i];
         if leg.to_tag.is_none() {
             // A NOTIFY may arrive before the 200 to SUBSCRIBE (RFC 6665 §4.1.2.4).
@@ -707,7 +707,7 @@ impl Client {
         }
         let state = other("Subscription-State").and_then(SubState::parse);
         let (entity, body_error) =
-            match presence::parse_body(package, other("Content-Type"), &req.body) {
+            match presence::parse_body(package, other("Content-Type"), req.body) {
                 Ok(Body::Empty) => (None, None),
                 Ok(Body::Presence(n)) => (Some(n), None),
                 Ok(Body::Dialog(d)) => (Some(leg.book.apply(d)), None),
@@ -750,7 +750,7 @@ impl Client {
     /// Answers a request from the upstream statelessly, on the flow it came in on.
     async fn answer(
         &mut self,
-        headers: &[crate::message::parse::Header],
+        headers: &[crate::message::parse::Header<'_>],
         code: u16,
         reason: &'static str,
     ) {
