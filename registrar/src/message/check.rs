@@ -10,9 +10,9 @@
 //! parser ([`super::parse`]) and the proxy's ([`super::owned`]) feed it `(name, value)`
 //! pairs, names in any case or compact form.
 
-use super::headers::{is_token_char, list_items, long_name, SipUri, SipUriParts};
+use super::headers::{list_items, long_name, SipUri, SipUriParts};
 use super::parse::valid_hostport;
-use super::scan::Scan;
+use super::scan::{is_token as token, is_token_byte, token_len, Scan};
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,12 +229,6 @@ pub fn unsupported<'a>(
     out
 }
 
-fn token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
 fn digits(s: &str) -> bool {
     let s = s.sip_trim();
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -270,7 +264,7 @@ fn quoted_end(s: &str) -> Option<usize> {
 /// A word of an unquoted display name: a token, or UTF-8 beyond ASCII (which RFC 3261 allows
 /// only quoted, but phones send; separators such as `,` are what break a parser).
 fn display_word(w: &str) -> bool {
-    !w.is_empty() && w.chars().all(|c| is_token_char(c) || !c.is_ascii())
+    !w.is_empty() && w.bytes().all(|b| is_token_byte(b) || !b.is_ascii())
 }
 
 /// `name-addr` (`[display] <uri> params`) or, unless `brackets` is required, `addr-spec`
@@ -343,7 +337,7 @@ fn params(s: &str) -> bool {
             return false;
         };
         let rest = rest.trim_start();
-        let n = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        let n = token_len(rest);
         if n == 0 {
             return false;
         }
@@ -364,7 +358,8 @@ fn params(s: &str) -> bool {
                     }
                 } else {
                     // token / host (an IPv6 `received` may come without brackets)
-                    v.find(|c: char| !(is_token_char(c) || c == ':'))
+                    v.bytes()
+                        .position(|b| !(is_token_byte(b) || b == b':'))
                         .unwrap_or(v.len())
                 };
                 if end == 0 {
@@ -387,7 +382,7 @@ fn via_parm(parm: &str) -> bool {
         return false;
     }
     let rest = rest.trim_start();
-    let n = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+    let n = token_len(rest);
     let after = &rest[n..];
     if n == 0 || !after.starts_with(char::is_whitespace) {
         return false;

@@ -1,7 +1,7 @@
 //! Parsers for header values: Via, name-addr (From/To/Contact), Contact lists, CSeq, Expires
 //! and q-values. Each takes the untyped text and returns `None` when it cannot be read.
 
-use super::scan::Scan;
+use super::scan::{is_host_byte, token_len, Scan};
 use std::net::{IpAddr, SocketAddr};
 use switchboard_crds::common::Transport;
 
@@ -100,11 +100,6 @@ pub fn long_name(name: &str) -> &str {
         b'y' => "Identity",
         _ => name,
     }
-}
-
-/// Whether `c` may appear in a token (RFC 3261 §25.1).
-pub fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
 }
 
 /// A `name-addr` or `addr-spec` with its header parameters (RFC 3261 §20.10, §25.1).
@@ -349,11 +344,7 @@ fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
         Some((h, p)) => (h, Some(p.parse().ok()?)),
         None => (s, None),
     };
-    if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-    {
+    if host.is_empty() || !host.bytes().all(is_host_byte) {
         return None;
     }
     Some((host, port))
@@ -393,8 +384,7 @@ impl Via {
             return None;
         }
         let rest = rest.trim_start();
-        let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
-        let (transport, rest) = rest.split_at(end);
+        let (transport, rest) = rest.split_at(token_len(rest));
         // The transport and the sent-by are separated by LWS.
         if transport.is_empty() || !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
             return None;

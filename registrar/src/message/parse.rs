@@ -12,7 +12,7 @@
 //! Nothing here panics on any input: the unit tests feed it a corpus of malformed messages and
 //! the fuzz target `parse_message` calls [`parse`] directly.
 
-use super::scan::Scan;
+use super::scan::{is_host_byte, is_token, Scan};
 use super::MAX_MESSAGE_SIZE;
 use std::borrow::Cow;
 use std::fmt;
@@ -416,12 +416,6 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
     Ok(Parsed::Request(request))
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
 /// `SIP/` 1*DIGIT `.` 1*DIGIT, any version (RFC 3261 §7.1).
 fn is_sip_version(v: &str) -> bool {
     let Some(num) = v
@@ -455,10 +449,7 @@ pub(crate) fn valid_hostport(s: &str) -> bool {
         Some(_) => return false,
         None => s,
     };
-    !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    !host.is_empty() && host.bytes().all(is_host_byte)
 }
 
 /// Most headers a request may carry; more is refused (the datagram limit bounds it anyway).
