@@ -1,5 +1,5 @@
 //! REGISTER (RFC 3261 §10.3): [`Service::register`] reads as its steps, `RegisterAsk::read`
-//! (AOR from To, domain, transport, Contacts, Expires), `authenticate` (the digest), `bind`
+//! (AOR from To, domain, transport), `authenticate` (the digest), `contacts_and_expires`, `bind`
 //! (`registrar::decide` inside the location store's update) and `registered` (change events,
 //! the 200 listing the bindings).
 //!
@@ -48,6 +48,12 @@ impl Service {
             Ok(authorized) => authorized,
             Err(r) => return r,
         };
+        // Read once the request is authenticated (RFC 3261 §10.3 steps 3-7): a challenge
+        // costs no Contact parsing.
+        let (contacts, expires_header) = match contacts_and_expires(request, via) {
+            Ok(asked) => asked,
+            Err(r) => return r,
+        };
         let at = Bind {
             loaded: &loaded,
             request,
@@ -55,6 +61,8 @@ impl Service {
             source,
             transport,
             now,
+            contacts,
+            expires_header,
         };
         self.bind(&at, &ask, device, pending).await
     }
@@ -157,8 +165,8 @@ impl Service {
         let request = at.request;
         let (cseq, _) = request.cseq().expect("checked by handle");
         let req = RegisterRequest {
-            contacts: &ask.contacts,
-            expires_header: ask.expires_header,
+            contacts: &at.contacts,
+            expires_header: at.expires_header,
             call_id: request.call_id().expect("checked by handle"),
             cseq,
             source: at.source,
@@ -314,7 +322,7 @@ impl Service {
     }
 }
 
-/// The REGISTER being bound: its config, message, source and time.
+/// The REGISTER being bound: its config, message, source, time, and the bindings it asks for.
 struct Bind<'l, 'r> {
     loaded: &'l config::Loaded,
     request: &'r Request<'r>,
@@ -322,23 +330,42 @@ struct Bind<'l, 'r> {
     source: SocketAddr,
     transport: Transport,
     now: SystemTime,
-}
-
-/// What a REGISTER asks for, read from its headers before authentication.
-struct RegisterAsk<'c> {
-    /// The domain served: the To host's, else the Request-URI's.
-    domain: &'c DomainConfig,
-    /// The AOR's user part, from To.
-    aor_user: String,
     /// The Contact headers taken together.
     contacts: Contacts,
     /// The Expires header.
     expires_header: Option<u32>,
 }
 
+/// Whom a REGISTER is for, read from its headers before authentication.
+struct RegisterAsk<'c> {
+    /// The domain served: the To host's, else the Request-URI's.
+    domain: &'c DomainConfig,
+    /// The AOR's user part, from To.
+    aor_user: String,
+}
+
+/// The Contacts and Expires of a REGISTER, or the 400 refusing them.
+fn contacts_and_expires<'r>(
+    request: &'r Request<'r>,
+    via: &'r str,
+) -> Result<(Contacts, Option<u32>), Response<'r>> {
+    let contacts = parse_contacts_all(request.headers_named(&HeaderName::Contact))
+        .map_err(|e| Response::to_request(&request.headers, 400, e.to_string(), Some(via)))?;
+    let expires_header = match request.header(&HeaderName::Expires) {
+        None => None,
+        Some(v) => match parse_expires(v) {
+            Some(e) => Some(e),
+            None => {
+                let r = Response::to_request(&request.headers, 400, "Bad Expires", Some(via));
+                return Err(r);
+            }
+        },
+    };
+    Ok((contacts, expires_header))
+}
+
 impl<'c> RegisterAsk<'c> {
-    /// Reads the AOR, domain, Contacts and Expires, or the answer refusing them (400, 403,
-    /// 404).
+    /// Reads the AOR and its domain, or the answer refusing them (400, 403, 404).
     fn read<'r>(
         config: &'c RegistrarConfig,
         request: &'r Request<'r>,
@@ -368,20 +395,6 @@ impl<'c> RegisterAsk<'c> {
         if !registrar::transport_allowed(&domain.registration, transport) {
             return Err(reply(403, "Transport Not Allowed"));
         }
-        let contacts = parse_contacts_all(request.headers_named(&HeaderName::Contact))
-            .map_err(|e| Response::to_request(&request.headers, 400, e.to_string(), Some(via)))?;
-        let expires_header = match request.header(&HeaderName::Expires) {
-            None => None,
-            Some(v) => match parse_expires(v) {
-                Some(e) => Some(e),
-                None => return Err(reply(400, "Bad Expires")),
-            },
-        };
-        Ok(RegisterAsk {
-            domain,
-            aor_user,
-            contacts,
-            expires_header,
-        })
+        Ok(RegisterAsk { domain, aor_user })
     }
 }
