@@ -302,13 +302,17 @@ impl<'a> SipUriParts<'a> {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
             None => (None, rest),
         };
-        let (hostpart, headers) = match hostpart.split_byte(b'?') {
-            Some((h, q)) => (h, Some(q)),
-            None => (hostpart, None),
-        };
-        let (hostport, params) = match hostpart.split_byte(b';') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostpart, None),
+        // One scan to the first `;` or `?`: every URI of a message is cut here, some twice.
+        let cut = hostpart.bytes().position(|b| b == b';' || b == b'?');
+        let (hostport, params, headers) = match cut {
+            None => (hostpart, None, None),
+            Some(i) if hostpart.as_bytes()[i] == b'?' => {
+                (&hostpart[..i], None, Some(&hostpart[i + 1..]))
+            }
+            Some(i) => match hostpart[i + 1..].split_byte(b'?') {
+                Some((p, h)) => (&hostpart[..i], Some(p), Some(h)),
+                None => (&hostpart[..i], Some(&hostpart[i + 1..]), None),
+            },
         };
         Some(SipUriParts {
             scheme,
@@ -394,7 +398,12 @@ impl Via {
             Some((s, p)) => (s, parse_params(p)),
             None => (rest, Vec::new()),
         };
-        let (host, port) = if sent_by.contains(char::is_whitespace) {
+        // LWS inside sent-by (RFC 4475 §3.1.1.1) is rare: looked for by byte first.
+        let spaced = sent_by
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || !b.is_ascii())
+            && sent_by.contains(char::is_whitespace);
+        let (host, port) = if spaced {
             let joined: String = sent_by.split_whitespace().collect();
             split_host_port(&joined)?
         } else {
@@ -420,7 +429,15 @@ impl Via {
 
     /// Writes the via-parm back, e.g. after `received`/`rport` were set.
     pub fn to_header_value(&self) -> String {
-        let mut s = format!("SIP/2.0/{} ", self.transport);
+        let params: usize = self
+            .params
+            .iter()
+            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len() + 1) + 1)
+            .sum();
+        let mut s = String::with_capacity(8 + self.transport.len() + self.host.len() + 9 + params);
+        s.push_str("SIP/2.0/");
+        s.push_str(&self.transport);
+        s.push(' ');
         if self.host.has_byte(b':') {
             s.push('[');
             s.push_str(&self.host);
@@ -430,7 +447,7 @@ impl Via {
         }
         if let Some(p) = self.port {
             s.push(':');
-            s.push_str(&p.to_string());
+            s.push_str(itoa::Buffer::new().format(p));
         }
         for (n, v) in &self.params {
             s.push(';');
@@ -669,6 +686,30 @@ pub fn addr_uri(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sip_uris_are_cut_at_the_first_semicolon_or_question_mark_after_the_user() {
+        let cut = |s| {
+            let p = SipUriParts::split(s).unwrap();
+            (p.userinfo, p.hostport, p.params, p.headers)
+        };
+        assert_eq!(cut("sip:a.test"), (None, "a.test", None, None));
+        assert_eq!(
+            cut("sip:u;x=1?y@h.test:5060;lr;t=u?h=v?w"),
+            (
+                Some("u;x=1?y"),
+                "h.test:5060",
+                Some("lr;t=u"),
+                Some("h=v?w")
+            )
+        );
+        assert_eq!(
+            cut("sips:h.test?a=b;c"),
+            (None, "h.test", None, Some("a=b;c"))
+        );
+        assert_eq!(cut("sip:h.test;p"), (None, "h.test", Some("p"), None));
+        assert!(SipUriParts::split("tel:+1;x").is_none());
+    }
 
     #[test]
     fn via_with_ipv6_and_params() {

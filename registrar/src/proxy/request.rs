@@ -27,7 +27,7 @@ impl Inner {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return;
         };
-        let (fixed, target) = crate::transport::nat::fix_top_via(&top, source, transport);
+        let (fixed, target) = crate::transport::nat::fix_top_via(top.clone(), source, transport);
         req.set_top_via(&fixed);
         // Over TCP/TLS the responses go back into the connection whatever the Via says.
         let reply_to = match transport {

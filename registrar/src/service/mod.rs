@@ -213,7 +213,7 @@ impl Service {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return None;
         };
-        let (via, target) = nat::fix_top_via(&top_via, source, transport);
+        let (via, target) = nat::fix_top_via(top_via, source, transport);
         let via_value = via.to_header_value();
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(&via_value))
@@ -242,13 +242,9 @@ impl Service {
             return Some(self.finish(&request, None, reply(400, "CSeq Method Mismatch"), target));
         }
 
-        let key = self.cache.key(
-            top_via.branch(),
-            call_id,
-            cseq,
-            request.method.as_str(),
-            source,
-        );
+        let key = self
+            .cache
+            .key(via.branch(), call_id, cseq, request.method.as_str(), source);
         match self.cache.begin(key, Instant::now()) {
             Lookup::New => {}
             Lookup::Pending => {
@@ -339,7 +335,7 @@ impl Service {
             .iter()
             .find(|h| h.name == HeaderName::Via)
             .and_then(|h| Via::parse_first(&h.value))?;
-        let (via, target) = nat::fix_top_via(&via, source, transport);
+        let (via, target) = nat::fix_top_via(via, source, transport);
         let reason: String = e.reason.chars().filter(|c| !c.is_control()).collect();
         let via_value = via.to_header_value();
         let mut resp = Response::to_request(&headers, e.status, reason, Some(&via_value));

@@ -23,9 +23,8 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 ///   sent-by port (or the transport's default port).
 ///
 /// For TCP/TLS the response goes back over the connection whatever the target says.
-pub fn fix_top_via(via: &Via, source: SocketAddr, transport: Transport) -> (Via, SocketAddr) {
+pub fn fix_top_via(mut via: Via, source: SocketAddr, transport: Transport) -> (Via, SocketAddr) {
     let source = canonical(source);
-    let mut via = via.clone();
     let rport = via.param("rport").is_some();
     let same_ip = via
         .host
@@ -55,7 +54,7 @@ mod tests {
     #[test]
     fn same_host_no_rport_changes_nothing() {
         let (v, t) = fix_top_via(
-            &via("SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1"),
+            via("SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1"),
             "192.0.2.1:5070".parse().unwrap(),
             Transport::Udp,
         );
@@ -70,14 +69,14 @@ mod tests {
     fn nat_without_rport_gets_received_and_sent_by_port() {
         // RFC 3261 §18.2.1 example.
         let (v, t) = fix_top_via(
-            &via("SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bK1"),
+            via("SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bK1"),
             "192.0.2.4:9999".parse().unwrap(),
             Transport::Udp,
         );
         assert_eq!(v.param("received"), Some(Some("192.0.2.4")));
         assert_eq!(t, "192.0.2.4:5060".parse().unwrap());
         let (_, t) = fix_top_via(
-            &via("SIP/2.0/TLS host;branch=z9hG4bK1"),
+            via("SIP/2.0/TLS host;branch=z9hG4bK1"),
             "192.0.2.4:9999".parse().unwrap(),
             Transport::Tls,
         );
@@ -88,7 +87,7 @@ mod tests {
     fn rport_sends_back_to_the_source_port() {
         // RFC 3581 §4 example.
         let (v, t) = fix_top_via(
-            &via("SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKkjshdyff"),
+            via("SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKkjshdyff"),
             "192.0.2.1:9988".parse().unwrap(),
             Transport::Udp,
         );
@@ -99,7 +98,7 @@ mod tests {
         assert_eq!(t, "192.0.2.1:9988".parse().unwrap());
         // rport asked from a client that is not behind NAT: received is still added.
         let (v, _) = fix_top_via(
-            &via("SIP/2.0/UDP 192.0.2.1:9988;rport"),
+            via("SIP/2.0/UDP 192.0.2.1:9988;rport"),
             "192.0.2.1:9988".parse().unwrap(),
             Transport::Udp,
         );
@@ -109,14 +108,14 @@ mod tests {
     #[test]
     fn ipv6_and_mapped_sources() {
         let (v, t) = fix_top_via(
-            &via("SIP/2.0/UDP [2001:db8::9]:5060;rport"),
+            via("SIP/2.0/UDP [2001:db8::9]:5060;rport"),
             "[2001:db8::1]:6000".parse().unwrap(),
             Transport::Udp,
         );
         assert_eq!(v.param("received"), Some(Some("2001:db8::1")));
         assert_eq!(t, "[2001:db8::1]:6000".parse().unwrap());
         let (v, t) = fix_top_via(
-            &via("SIP/2.0/UDP 192.0.2.1:5060"),
+            via("SIP/2.0/UDP 192.0.2.1:5060"),
             "[::ffff:192.0.2.1]:5060".parse().unwrap(),
             Transport::Udp,
         );
