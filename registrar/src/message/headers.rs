@@ -370,6 +370,9 @@ pub struct Via {
 impl Via {
     /// Parses the first via-parm of a Via header value.
     pub fn parse_first(value: &str) -> Option<Via> {
+        if !value.has_byte(b',') {
+            return Via::parse_parm(value.sip_trim()); // one via-parm, without the list scan
+        }
         Via::parse_parm(
             list_items(value)
                 .map(<str>::sip_trim)
