@@ -25,14 +25,14 @@ pub enum Given {
         password: String,
     },
     /// `Authorization: Digest …`.
-    Digest(Credentials),
+    Digest(Credentials<'static>),
 }
 
 impl Given {
     /// The credentials of an `Authorization` header; `None` for another scheme or garbage.
     pub fn parse(header: &str) -> Option<Given> {
         if let Some(c) = Credentials::parse(header) {
-            return Some(Given::Digest(c));
+            return Some(Given::Digest(c.into_owned()));
         }
         let (scheme, value) = header.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -96,7 +96,7 @@ pub fn check(
 
 fn check_digest(
     logins: &[SiteLogin],
-    c: &Credentials,
+    c: &Credentials<'_>,
     path: &str,
     key: &NonceKey,
     now_secs: u64,

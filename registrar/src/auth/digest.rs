@@ -63,35 +63,36 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The parameters of an `Authorization: Digest …` header.
+/// The parameters of an `Authorization: Digest …` header, borrowed from it (but for a quoted
+/// value with escapes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Credentials {
+pub struct Credentials<'a> {
     /// `username`.
-    pub username: String,
+    pub username: Cow<'a, str>,
     /// `realm`.
-    pub realm: String,
+    pub realm: Cow<'a, str>,
     /// `nonce`.
-    pub nonce: String,
+    pub nonce: Cow<'a, str>,
     /// `uri`.
-    pub uri: String,
+    pub uri: Cow<'a, str>,
     /// `response`.
-    pub response: String,
+    pub response: Cow<'a, str>,
     /// `algorithm` (absent means MD5).
-    pub algorithm: Option<String>,
+    pub algorithm: Option<Cow<'a, str>>,
     /// `cnonce`.
-    pub cnonce: Option<String>,
+    pub cnonce: Option<Cow<'a, str>>,
     /// `qop`.
-    pub qop: Option<String>,
+    pub qop: Option<Cow<'a, str>>,
     /// `nc`, as written (8 hex digits).
-    pub nc: Option<String>,
+    pub nc: Option<Cow<'a, str>>,
     /// `opaque`.
-    pub opaque: Option<String>,
+    pub opaque: Option<Cow<'a, str>>,
 }
 
-impl Credentials {
+impl<'a> Credentials<'a> {
     /// Parses the value of an Authorization header; `None` unless it is Digest with at least
     /// username, realm, nonce, uri and response.
-    pub fn parse(value: &str) -> Option<Credentials> {
+    pub fn parse(value: &'a str) -> Option<Credentials<'a>> {
         let value = value.sip_trim();
         let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
         if !scheme.eq_ignore_ascii_case("Digest") {
@@ -102,7 +103,6 @@ impl Credentials {
             (false, false, false, false, false);
         for (name, val) in auth_params_ref(rest)? {
             let name = Lowered::new(name);
-            let val = val.into_owned();
             match name.as_str() {
                 "username" => {
                     c.username = val;
@@ -133,6 +133,23 @@ impl Credentials {
             }
         }
         (has_user && has_realm && has_nonce && has_uri && has_resp).then_some(c)
+    }
+
+    /// A copy that owns its values, to keep past the header it was read from.
+    pub fn into_owned(self) -> Credentials<'static> {
+        let own = |v: Cow<'_, str>| Cow::Owned(v.into_owned());
+        Credentials {
+            username: own(self.username),
+            realm: own(self.realm),
+            nonce: own(self.nonce),
+            uri: own(self.uri),
+            response: own(self.response),
+            algorithm: self.algorithm.map(own),
+            cnonce: self.cnonce.map(own),
+            qop: self.qop.map(own),
+            nc: self.nc.map(own),
+            opaque: self.opaque.map(own),
+        }
     }
 
     /// The algorithm asked for (`MD5` when absent); `None` if it is not one this build knows.
@@ -455,7 +472,7 @@ mod tests {
              X-Unknown-Longer-Than-Sixteen=1",
         )
         .unwrap();
-        assert_eq!((c.username.as_str(), c.realm.as_str()), ("a\"b\\", "r"));
+        assert_eq!((c.username.as_ref(), c.realm.as_ref()), ("a\"b\\", "r"));
         assert!(Credentials::parse("Digest username=\"a\\\"b, realm=r").is_none());
         assert!(Credentials::parse("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").is_none());
         assert!(Credentials::parse("Digest username=\"a").is_none());

@@ -167,7 +167,7 @@ pub struct Attempt<'a> {
     /// The request method.
     pub method: &'a str,
     /// Credentials for this realm, if the request carried them.
-    pub credentials: Option<&'a Credentials>,
+    pub credentials: Option<&'a Credentials<'a>>,
     /// The HA1 values of the device named by the credentials' username, if it exists.
     pub ha1: Option<Ha1<'a>>,
     /// The source address (for the failure limiter).
@@ -208,8 +208,6 @@ pub struct Checked<'c> {
     pub verdict: Verdict,
     /// Why it failed, worth counting (a request without credentials is not a failure).
     pub failure: Option<Failure>,
-    /// The credentials for the realm, if the request carried them.
-    pub credentials: Option<Credentials>,
     /// The device the credentials name, if it exists.
     pub device: Option<&'c DeviceConfig>,
     /// From [`Authenticator::check_digest`] only: the digest is right (`verdict` is
@@ -393,7 +391,6 @@ impl Authenticator {
                 return Checked {
                     verdict: Verdict::Authorized,
                     failure: None,
-                    credentials,
                     device,
                     pending: Some(pending),
                 }
@@ -401,12 +398,11 @@ impl Authenticator {
             Err(outcome) => outcome,
         };
         let failure = outcome.failure.filter(|f| *f != Failure::NoCredentials);
-        let user = credentials.as_ref().map(|c| c.username.as_str());
+        let user = credentials.as_ref().map(|c| c.username.as_ref());
         self.record(&outcome, failure, realm, user, source, now_ms);
         Checked {
             verdict: outcome.verdict,
             failure,
-            credentials,
             device,
             pending: None,
         }
@@ -549,7 +545,7 @@ impl Authenticator {
             && a.ha1.is_some();
         let pair = PairKey {
             source: a.source,
-            user: c.username.clone(),
+            user: c.username.to_string(),
             known: a.ha1.is_some(),
         };
         if !right {
@@ -574,7 +570,7 @@ impl Authenticator {
         Ok(Pending {
             pair,
             realm: a.realm.to_string(),
-            nonce: c.nonce.clone(),
+            nonce: c.nonce.to_string(),
             nc,
             now_ms: a.now_ms,
         })
@@ -675,15 +671,21 @@ mod tests {
     }
 
     /// What a client computes from the password.
-    fn answer(alg: Algorithm, user: &str, password: &str, nonce: &str, nc: u32) -> Credentials {
+    fn answer(
+        alg: Algorithm,
+        user: &str,
+        password: &str,
+        nonce: &str,
+        nc: u32,
+    ) -> Credentials<'static> {
         let (md5, sha) = ha1(user, REALM, password);
         let h = if alg == Algorithm::Md5 { md5 } else { sha };
         let nc = format!("{nc:08x}");
         let uri = "sip:switchboard.local";
         Credentials {
-            username: user.into(),
+            username: user.to_string().into(),
             realm: REALM.into(),
-            nonce: nonce.into(),
+            nonce: nonce.to_string().into(),
             uri: uri.into(),
             response: digest::expected_response(
                 alg,
@@ -694,18 +696,19 @@ mod tests {
                 Some(&nc),
                 Some("c0ffee"),
                 Some("auth"),
-            ),
+            )
+            .into(),
             algorithm: Some(alg.name().into()),
             cnonce: Some("c0ffee".into()),
             qop: Some("auth".into()),
-            nc: Some(nc),
+            nc: Some(nc.into()),
             opaque: None,
         }
     }
 
     fn attempt<'a>(
         f: &'a Fixture,
-        c: Option<&'a Credentials>,
+        c: Option<&'a Credentials<'a>>,
         known: bool,
         now_secs: u64,
     ) -> Attempt<'a> {
