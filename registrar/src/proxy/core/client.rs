@@ -1,10 +1,10 @@
 //! Client transactions: one per branch (and per CANCEL), and the responses they receive.
 
-use super::{Action as Out, Branch, Core, Hop};
+use super::{Action as Out, Branch, Core, Hop, TxKey};
 use crate::message::headers::via_target;
 use crate::message::owned::response_to;
 use crate::message::{Msg, Start};
-use crate::transaction::machine::{Action, Machine};
+use crate::transaction::machine::{Action, Kind, Machine, State};
 use bytes::Bytes;
 use std::time::Instant;
 use switchboard_crds::common::Transport;
@@ -19,8 +19,11 @@ pub(super) enum Cancel {
 
 pub(super) struct ClientTx {
     pub(super) m: Machine,
-    key: String,
+    key: TxKey,
+    /// The request as sent: CANCEL, the ACK of a failure and a 408 are built from it; only its
+    /// start line is kept once a non-INVITE is completed (Timer K).
     pub(super) req: Msg,
+    /// The request encoded, for retransmissions (none once a final response arrived).
     data: Bytes,
     pub(super) dest: Hop,
     pub(super) call: Option<u64>,
@@ -47,7 +50,7 @@ impl Core {
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
         let method = req.method().unwrap_or("");
-        let key = client_key(&via_branch, method);
+        let key = self.tx_key(&client_key(&via_branch, method));
         let (m, actions) = Machine::client(
             method == "INVITE",
             dest.transport != Transport::Udp,
@@ -55,10 +58,10 @@ impl Core {
             now,
         );
         let data = req.encode();
-        self.client_keys.insert(key.clone(), id);
+        self.client_keys.insert(key, id);
         self.clients.insert(
             id,
-            ClientTx {
+            Box::new(ClientTx {
                 m,
                 key,
                 req,
@@ -70,7 +73,7 @@ impl Core {
                 trunk,
                 auth_tried: false,
                 armed: None,
-            },
+            }),
         );
         self.client_actions(id, &actions, None, now);
         id
@@ -131,7 +134,7 @@ impl Core {
         let Some((_, method)) = resp.cseq() else {
             return;
         };
-        let key = client_key(via.branch().unwrap_or(""), &method);
+        let key = self.tx_key(&client_key(via.branch().unwrap_or(""), &method));
         if let Some(id) = self.client_keys.get(&key).copied() {
             let status = resp.status().unwrap_or(500);
             let actions = self
@@ -140,6 +143,7 @@ impl Core {
                 .map(|c| c.m.on_response(status, now))
                 .unwrap_or_default();
             self.client_actions(id, &actions, Some(&resp), now);
+            self.completed(id);
             return;
         }
         let ours = via
@@ -157,6 +161,22 @@ impl Core {
             }
         } else {
             self.out.push(Out::Dropped("stray_response"));
+        }
+    }
+
+    /// A completed transaction (Timer D or K running) only absorbs retransmitted responses
+    /// (and ACKs a failure again, from the INVITE): what it kept to send is freed.
+    fn completed(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.m.state() != State::Completed {
+            return;
+        }
+        c.data = Bytes::new();
+        if c.m.kind() == Kind::ClientNonInvite {
+            c.req.headers = Vec::new();
+            c.req.body = Bytes::new();
         }
     }
 }
