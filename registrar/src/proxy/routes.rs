@@ -80,11 +80,11 @@ impl Inner {
     /// config's nonce key (shared by every replica), so only requests of dialogs this proxy
     /// (or a sibling replica) record-routed are relayed by their Request-URI.
     pub(super) fn record_route(&self, call_id: &str) -> String {
-        let local = self.local();
+        let local = self.local_text();
         match self.config.current() {
             Some(loaded) => {
                 let token = loaded.nonce_key.issue(call_id, 0, [0; 8]);
-                format!("<sip:{local};lr;sbp={token}>")
+                ["<sip:", local, ";lr;sbp=", &token, ">"].concat()
             }
             None => format!("<sip:{local};lr;sbp>"),
         }

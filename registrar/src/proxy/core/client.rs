@@ -36,7 +36,7 @@ pub(super) struct ClientTx {
 }
 
 pub(super) fn client_key(branch: &str, method: &str) -> String {
-    format!("{branch}|{method}")
+    [branch, method].join("|")
 }
 
 impl Core {

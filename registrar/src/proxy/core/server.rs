@@ -28,14 +28,17 @@ pub(super) struct ServerTx {
 }
 
 pub(super) fn server_key(via: &Via, method: &str) -> String {
+    use std::fmt::Write;
     let method = if method == "ACK" { "INVITE" } else { method };
-    format!(
-        "{}|{}:{}|{}",
-        via.branch().unwrap_or(""),
-        via.host,
-        via.port.unwrap_or(5060),
-        method
-    )
+    let branch = via.branch().unwrap_or("");
+    // Built on every request, so without format!.
+    let mut k = String::with_capacity(branch.len() + via.host.len() + method.len() + 8);
+    k.push_str(branch);
+    k.push('|');
+    k.push_str(&via.host);
+    let _ = write!(k, ":{}|", via.port.unwrap_or(5060));
+    k.push_str(method);
+    k
 }
 
 /// What became of a request handed to [`Core::request`].
