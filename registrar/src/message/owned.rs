@@ -345,6 +345,16 @@ impl Msg {
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
         let value = &self.headers[i].1;
+        if !value.has_byte(b',') {
+            // One element (the usual Via or Route line): nothing to cut.
+            let first = value.sip_trim();
+            if first.is_empty() {
+                return None;
+            }
+            let first = first.to_string();
+            self.headers.remove(i);
+            return Some(first);
+        }
         // As split_list would cut it, without collecting the elements.
         let mut parts = list_items(value)
             .map(<str>::sip_trim)
@@ -380,6 +390,17 @@ impl Msg {
         else {
             return;
         };
+        let old = &self.headers[i].1;
+        if !old.has_byte(b',') {
+            // One element: replaced whole (or emptied, as split_list finds none in blanks).
+            let value = if old.sip_trim().is_empty() {
+                String::new()
+            } else {
+                via.to_header_value()
+            };
+            self.headers[i].1 = value;
+            return;
+        }
         let value = {
             let mut parts = list_items(&self.headers[i].1)
                 .map(<str>::sip_trim)
