@@ -128,6 +128,25 @@ pub(super) struct Branch {
     pub(super) req: Msg,
     pub(super) dest: Hop,
     pub(super) trunk: Option<String>,
+    /// The branch parameter of our Via on top (its client transaction's key).
+    pub(super) via_branch: String,
+}
+
+impl Branch {
+    /// A branch whose Via branch is read back from its request's top Via (the driver, which
+    /// wrote that Via, gives it without the parse).
+    pub(super) fn new(req: Msg, dest: Hop, trunk: Option<String>) -> Branch {
+        let via_branch = req
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        Branch {
+            req,
+            dest,
+            trunk,
+            via_branch,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

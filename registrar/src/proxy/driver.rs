@@ -414,11 +414,13 @@ impl Inner {
                     fwd.push_front("Record-Route", rr);
                 }
             }
-            fwd.push_front("Via", self.via(&new_branch(), dest.transport));
+            let via_branch = new_branch();
+            fwd.push_front("Via", self.via(&via_branch, dest.transport));
             branches.push(Branch {
                 req: fwd,
                 dest,
                 trunk,
+                via_branch,
             });
         }
         branches

@@ -56,11 +56,7 @@ impl Core {
             return;
         }
         c.cancel = Cancel::Sent;
-        let cancel = Branch {
-            req: build_cancel(&c.req),
-            dest: c.dest,
-            trunk: None,
-        };
+        let cancel = Branch::new(build_cancel(&c.req), c.dest, None);
         self.new_client(cancel, None, now);
     }
 

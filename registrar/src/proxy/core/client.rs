@@ -42,13 +42,14 @@ pub(super) fn client_key(branch: &str, method: &str) -> String {
 impl Core {
     /// Starts a client transaction sending `branch` (for `call`, if any); its id.
     pub(super) fn new_client(&mut self, branch: Branch, call: Option<u64>, now: Instant) -> u64 {
-        let Branch { req, dest, trunk } = branch;
+        let Branch {
+            req,
+            dest,
+            trunk,
+            via_branch,
+        } = branch;
         self.next += 1;
         let id = self.next;
-        let via_branch = req
-            .top_via()
-            .and_then(|v| v.branch().map(str::to_string))
-            .unwrap_or_default();
         let method = req.method().unwrap_or("");
         let key = self.tx_key(&client_key(&via_branch, method));
         let (m, actions) = Machine::client(

@@ -93,11 +93,7 @@ impl Fork {
                 let mut fwd = req.clone();
                 let via = format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-sb{i};rport");
                 fwd.push_front("Via", via);
-                Branch {
-                    req: fwd,
-                    dest: hop(to),
-                    trunk: trunk.map(str::to_string),
-                }
+                Branch::new(fwd, hop(to), trunk.map(str::to_string))
             })
             .collect();
         let forwarded: Vec<Msg> = branches.iter().map(|b| b.req.clone()).collect();
