@@ -80,14 +80,15 @@ impl Core {
         id
     }
 
+    /// Carries out a client transaction's actions; `resp` is the response that caused them.
     pub(super) fn client_actions(
         &mut self,
         id: u64,
         actions: &[Action],
-        resp: Option<&Msg>,
+        mut resp: Option<Msg>,
         now: Instant,
     ) {
-        for a in actions {
+        for (i, a) in actions.iter().enumerate() {
             match *a {
                 Action::Transmit => {
                     if let Some(c) = self.clients.get(&id) {
@@ -96,14 +97,18 @@ impl Core {
                     }
                 }
                 Action::SendAck => {
-                    if let (Some(c), Some(r)) = (self.clients.get(&id), resp) {
+                    if let (Some(c), Some(r)) = (self.clients.get(&id), resp.as_ref()) {
                         let (ack, hop) = (build_ack(&c.req, r).encode(), c.dest);
                         self.send(ack, hop);
                     }
                 }
                 Action::Deliver(_) => {
-                    if let Some(r) = resp {
-                        self.branch_response(id, r.clone(), now);
+                    // The response moves on to the call (copied only if an ACK is still to
+                    // be built from it; the machine ACKs first).
+                    let ack_later = actions[i + 1..].contains(&Action::SendAck);
+                    let r = if ack_later { resp.clone() } else { resp.take() };
+                    if let Some(r) = r {
+                        self.branch_response(id, r, now);
                     }
                 }
                 Action::Timeout => {
@@ -143,7 +148,7 @@ impl Core {
                 .get_mut(&id)
                 .map(|c| c.m.on_response(status, now))
                 .unwrap_or_default();
-            self.client_actions(id, &actions, Some(&resp), now);
+            self.client_actions(id, &actions, Some(resp), now);
             self.completed(id);
             return;
         }
