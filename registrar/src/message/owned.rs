@@ -62,6 +62,10 @@ const CANONICAL: [&str; 16] = [
 
 fn canonical(name: &str) -> String {
     let name = crate::message::headers::long_name(name);
+    // Most arrive in their usual case already: a length and memcmp each, not a fold.
+    if CANONICAL.contains(&name) {
+        return name.to_string();
+    }
     CANONICAL
         .iter()
         .find(|c| c.eq_ignore_ascii_case(name))
