@@ -299,6 +299,14 @@ impl Msg {
             .collect()
     }
 
+    /// The first element of a header (`header_list(name).first()`), borrowed.
+    pub fn first_element<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers_raw(name)
+            .flat_map(list_items)
+            .map(<str>::sip_trim)
+            .find(|p| !p.is_empty())
+    }
+
     /// Every value of a header as written (one per header line, commas untouched: for
     /// headers such as WWW-Authenticate whose values contain commas).
     pub fn headers_raw<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -527,6 +535,20 @@ mod tests {
         let again = Msg::parse(&m.encode()).unwrap();
         assert_eq!(again.body, m.body);
         assert_eq!(again.header("Content-Length"), Some("4"));
+    }
+
+    #[test]
+    fn first_element_is_the_first_of_the_header_list() {
+        let m = Msg::parse(
+            b"BYE sip:x SIP/2.0\r\nRoute: ,  \r\nRoute: \"a,b\" <sip:r1;lr>, <sip:r2>\r\n\
+              Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
+        )
+        .unwrap();
+        for name in ["Route", "Via", "Contact"] {
+            let list = m.header_list(name);
+            assert_eq!(m.first_element(name), list.first().map(String::as_str));
+        }
+        assert_eq!(m.first_element("Route"), Some("\"a,b\" <sip:r1;lr>"));
     }
 
     #[test]

@@ -199,8 +199,8 @@ fn build_ack(req: &Msg, resp: &Msg) -> Msg {
 /// method, To (the INVITE's when `None`) and Max-Forwards.
 pub(super) fn same_branch(req: &Msg, method: &str, to: Option<&str>, max_forwards: &str) -> Msg {
     let mut headers = Vec::with_capacity(8);
-    if let Some(v) = req.header_list("Via").first() {
-        headers.push(("Via".to_string(), v.clone()));
+    if let Some(v) = req.first_element("Via") {
+        headers.push(("Via".to_string(), v.to_string()));
     }
     for (n, v) in &req.headers {
         if matches!(n.as_str(), "Route" | "From" | "Call-ID") || (n == "To" && to.is_none()) {
