@@ -5,11 +5,10 @@
 //! with it and reads its responses into it. SDP is never looked at.
 
 use super::scan::Scan;
-use crate::message::headers::{split_list, NameAddr, SipUri, Via};
+use crate::message::headers::{list_items, split_list, NameAddr, SipUri, Via};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::io::Write;
 
 /// Request or response line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +62,10 @@ const CANONICAL: [&str; 16] = [
 
 fn canonical(name: &str) -> String {
     let name = crate::message::headers::long_name(name);
+    // Most arrive in their usual case already: a length and memcmp each, not a fold.
+    if CANONICAL.contains(&name) {
+        return name.to_string();
+    }
     CANONICAL
         .iter()
         .find(|c| c.eq_ignore_ascii_case(name))
@@ -72,13 +75,45 @@ fn canonical(name: &str) -> String {
 
 /// The lines of a message head, split at CRLF only (a bare CR or LF stays in its line).
 fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
+    let bytes = head.as_bytes();
     let mut from = 0;
-    let ends = memchr::memmem::find_iter(head.as_bytes(), b"\r\n").chain([head.len()]);
+    // Each CRLF found by its LF: memchr builds no searcher per message, as memmem does.
+    let ends = memchr::memchr_iter(b'\n', bytes)
+        .filter(move |&i| i > 0 && bytes[i - 1] == b'\r')
+        .map(|i| i - 1)
+        .chain([head.len()]);
     ends.map(move |end| {
         let line = &head[from..end];
         from = end + 2;
         line
     })
+}
+
+/// Where the head ends: the first CRLFCRLF (found by its last LF, as [`crlf_lines`] does).
+fn head_end(data: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data)
+        .find(|&i| i >= 3 && &data[i - 3..=i] == b"\r\n\r\n")
+        .map(|i| i - 3)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// How many digits `n` has in decimal.
+fn decimal_len(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
 /// Whether these bytes are a response (start with the SIP version).
@@ -100,7 +135,7 @@ impl Msg {
         }
         let start = data.iter().position(|&b| b != b'\r' && b != b'\n')?;
         let data = &data[start..];
-        let head_end = memchr::memmem::find(data, b"\r\n\r\n")?;
+        let head_end = head_end(data)?;
         let head = std::str::from_utf8(&data[..head_end]).ok()?;
         let rest = &data[head_end + 4..];
         // Borrowed lines; only a folded one is copied to be joined.
@@ -166,18 +201,24 @@ impl Msg {
     }
 
     /// Writes the message, with Content-Length set to the body's length, into one buffer of
-    /// the exact size.
+    /// the exact size (so that `Bytes` takes it over without an allocation of its own).
     pub fn encode(&self) -> Bytes {
         let status = match &self.start {
-            Start::Request { method, uri } => method.len() + uri.len() + 10,
-            Start::Response { reason, .. } => reason.len() + 14,
+            Start::Request { method, uri } => method.len() + uri.len() + 11,
+            Start::Response { status, reason } => {
+                decimal_len(usize::from(*status)) + reason.len() + 11
+            }
         };
         let headers: usize = self
             .headers
             .iter()
+            .filter(|(n, _)| n != "Content-Length")
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum();
-        let mut out = Vec::with_capacity(status + headers + 40 + self.body.len());
+        let body = self.body.len();
+        let length = "Content-Length: ".len() + decimal_len(body) + 4;
+        let size = status + headers + length + body;
+        let mut out = Vec::with_capacity(size);
         match &self.start {
             Start::Request { method, uri } => {
                 out.extend_from_slice(method.as_bytes());
@@ -186,7 +227,11 @@ impl Msg {
                 out.extend_from_slice(b" SIP/2.0\r\n");
             }
             Start::Response { status, reason } => {
-                let _ = write!(out, "SIP/2.0 {status} {reason}\r\n");
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_decimal(&mut out, usize::from(*status));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
         for (n, v) in &self.headers {
@@ -198,8 +243,11 @@ impl Msg {
             out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, body);
+        out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
+        debug_assert_eq!(out.len(), size);
         Bytes::from(out)
     }
 
@@ -251,6 +299,14 @@ impl Msg {
             .collect()
     }
 
+    /// The first element of a header (`header_list(name).first()`), borrowed.
+    pub fn first_element<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers_raw(name)
+            .flat_map(list_items)
+            .map(<str>::sip_trim)
+            .find(|p| !p.is_empty())
+    }
+
     /// Every value of a header as written (one per header line, commas untouched: for
     /// headers such as WWW-Authenticate whose values contain commas).
     pub fn headers_raw<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -300,9 +356,31 @@ impl Msg {
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let parts = split_list(&self.headers[i].1);
-        let first = parts.first()?.to_string();
-        let rest = (parts.len() > 1).then(|| parts[1..].join(", "));
+        let value = &self.headers[i].1;
+        if !value.has_byte(b',') {
+            // One element (the usual Via or Route line): nothing to cut.
+            let first = value.sip_trim();
+            if first.is_empty() {
+                return None;
+            }
+            let first = first.to_string();
+            self.headers.remove(i);
+            return Some(first);
+        }
+        // As split_list would cut it, without collecting the elements.
+        let mut parts = list_items(value)
+            .map(<str>::sip_trim)
+            .filter(|p| !p.is_empty());
+        let first = parts.next()?.to_string();
+        let rest = parts.next().map(|second| {
+            let mut rest = String::with_capacity(value.len());
+            rest.push_str(second);
+            for p in parts {
+                rest.push_str(", ");
+                rest.push_str(p);
+            }
+            rest
+        });
         match rest {
             Some(rest) => self.headers[i].1 = rest,
             None => drop(self.headers.remove(i)),
@@ -324,16 +402,33 @@ impl Msg {
         else {
             return;
         };
-        let parts = split_list(&self.headers[i].1);
-        let Some((_, rest)) = parts.split_first() else {
-            self.headers[i].1 = String::new();
+        let old = &self.headers[i].1;
+        if !old.has_byte(b',') {
+            // One element: replaced whole (or emptied, as split_list finds none in blanks).
+            let value = if old.sip_trim().is_empty() {
+                String::new()
+            } else {
+                via.to_header_value()
+            };
+            self.headers[i].1 = value;
             return;
-        };
-        let mut value = via.to_header_value();
-        for p in rest {
-            value.push_str(", ");
-            value.push_str(p);
         }
+        let value = {
+            let mut parts = list_items(&self.headers[i].1)
+                .map(<str>::sip_trim)
+                .filter(|p| !p.is_empty());
+            match parts.next() {
+                None => String::new(),
+                Some(_) => {
+                    let mut value = via.to_header_value();
+                    for p in parts {
+                        value.push_str(", ");
+                        value.push_str(p);
+                    }
+                    value
+                }
+            }
+        };
         self.headers[i].1 = value;
     }
 
@@ -440,6 +535,20 @@ mod tests {
         let again = Msg::parse(&m.encode()).unwrap();
         assert_eq!(again.body, m.body);
         assert_eq!(again.header("Content-Length"), Some("4"));
+    }
+
+    #[test]
+    fn first_element_is_the_first_of_the_header_list() {
+        let m = Msg::parse(
+            b"BYE sip:x SIP/2.0\r\nRoute: ,  \r\nRoute: \"a,b\" <sip:r1;lr>, <sip:r2>\r\n\
+              Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
+        )
+        .unwrap();
+        for name in ["Route", "Via", "Contact"] {
+            let list = m.header_list(name);
+            assert_eq!(m.first_element(name), list.first().map(String::as_str));
+        }
+        assert_eq!(m.first_element("Route"), Some("\"a,b\" <sip:r1;lr>"));
     }
 
     #[test]

@@ -128,6 +128,25 @@ pub(super) struct Branch {
     pub(super) req: Msg,
     pub(super) dest: Hop,
     pub(super) trunk: Option<String>,
+    /// The branch parameter of our Via on top (its client transaction's key).
+    pub(super) via_branch: String,
+}
+
+impl Branch {
+    /// A branch whose Via branch is read back from its request's top Via (the driver, which
+    /// wrote that Via, gives it without the parse).
+    pub(super) fn new(req: Msg, dest: Hop, trunk: Option<String>) -> Branch {
+        let via_branch = req
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        Branch {
+            req,
+            dest,
+            trunk,
+            via_branch,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -136,14 +155,25 @@ pub(super) enum TimerKey {
     Ring(u64),
 }
 
+/// A transaction's key as the core holds it: a 128-bit hash of its text ([`server::server_key`],
+/// [`client::client_key`]), seeded at random per core. A transaction lives 32 s after its
+/// final response (Timers J, L) and keeps 16 bytes for its key instead of a string of its own;
+/// two live keys sharing a hash would need 2^64 of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct TxKey(u128);
+
 /// The proxy core: every transaction and call, the deadline heap and the outbox.
 pub(super) struct Core {
     settings: ProxySettings,
     next: u64,
-    server_keys: HashMap<String, u64>,
-    client_keys: HashMap<String, u64>,
-    servers: HashMap<u64, ServerTx>,
-    clients: HashMap<u64, ClientTx>,
+    /// The seed of [`TxKey`]s.
+    seed: u64,
+    server_keys: HashMap<TxKey, u64>,
+    client_keys: HashMap<TxKey, u64>,
+    // Boxed: a table of 100 000s of transactions then holds 16 bytes per slot, not a whole
+    // transaction in every slot, free or not, and moves no transaction when it grows.
+    servers: HashMap<u64, Box<ServerTx>>,
+    clients: HashMap<u64, Box<ClientTx>>,
     calls: HashMap<u64, Call>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     out: Vec<Action>,
@@ -155,6 +185,7 @@ impl Core {
         Core {
             settings,
             next: 0,
+            seed: rand::random(),
             server_keys: HashMap::default(),
             client_keys: HashMap::default(),
             servers: HashMap::default(),
@@ -178,6 +209,14 @@ impl Core {
     fn send(&mut self, data: Bytes, hop: Hop) {
         self.out.push(Action::Send { data, hop });
     }
+
+    /// The key of a transaction by its text.
+    fn tx_key(&self, text: &str) -> TxKey {
+        TxKey(xxhash_rust::xxh3::xxh3_128_with_seed(
+            text.as_bytes(),
+            self.seed,
+        ))
+    }
 }
 
 pub(super) fn new_branch() -> String {
@@ -185,7 +224,12 @@ pub(super) fn new_branch() -> String {
 }
 
 pub(super) fn new_tag() -> String {
-    format!("sb{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+    tag_text(rand::random())
+}
+
+/// A To tag of ours from 48 random bits.
+fn tag_text(bits: u64) -> String {
+    format!("sb{:012x}", bits & 0xffff_ffff_ffff)
 }
 
 /// A forwarded INVITE (our Via and Record-Route on top, a Route, the caller's Via) and

@@ -48,7 +48,9 @@ pub(super) struct Inner {
     pub(super) metrics: Arc<Metrics>,
     pub(super) cluster: Cluster,
     table: Mutex<Option<Arc<RoutingTable>>>,
-    udp: OnceLock<(Arc<UdpSocket>, SocketAddr)>,
+    /// The UDP socket, the address we advertise and that address as text (for Via and
+    /// Record-Route, written on every request relayed).
+    udp: OnceLock<(Arc<UdpSocket>, SocketAddr, String)>,
     pub(super) flows: Flows,
     pub(super) outbound: OnceLock<Outbound>,
     /// Every transaction and call; locked only to feed it one input.
@@ -182,7 +184,8 @@ impl Proxy {
     /// Gives the proxy the UDP socket it sends on and the address it puts in Via and
     /// Record-Route, and starts the timer task. Only the first call counts.
     pub fn attach_udp(&self, socket: Arc<UdpSocket>, advertised: SocketAddr) {
-        if self.inner.udp.set((socket, advertised)).is_ok() {
+        let text = advertised.to_string();
+        if self.inner.udp.set((socket, advertised, text)).is_ok() {
             let inner = self.inner.clone();
             tokio::spawn(async move { inner.run_timers().await });
         }
@@ -306,6 +309,11 @@ impl Inner {
         self.udp.get().map(|u| u.1).expect("attached")
     }
 
+    /// [`Inner::local`] as text.
+    pub(super) fn local_text(&self) -> &str {
+        self.udp.get().map(|u| u.2.as_str()).expect("attached")
+    }
+
     pub(super) fn send(&self, data: Bytes, to: Hop) {
         if to.transport.is_stream() {
             if !self.flows.send(to.addr, data) {
@@ -313,7 +321,7 @@ impl Inner {
             }
             return;
         }
-        let Some((socket, _)) = self.udp.get() else {
+        let Some((socket, ..)) = self.udp.get() else {
             return;
         };
         if let Err(e) = socket.try_send_to(&data, to.addr) {
@@ -406,11 +414,13 @@ impl Inner {
                     fwd.push_front("Record-Route", rr);
                 }
             }
-            fwd.push_front("Via", self.via(&new_branch(), dest.transport));
+            let via_branch = new_branch();
+            fwd.push_front("Via", self.via(&via_branch, dest.transport));
             branches.push(Branch {
                 req: fwd,
                 dest,
                 trunk,
+                via_branch,
             });
         }
         branches
@@ -471,7 +481,14 @@ impl Inner {
     }
 
     pub(super) fn via(&self, branch: &str, transport: Transport) -> String {
-        format!("SIP/2.0/{transport} {};branch={branch};rport", self.local())
+        use std::fmt::Write;
+        let local = self.local_text();
+        let mut via = String::with_capacity(local.len() + branch.len() + 32);
+        let _ = write!(via, "SIP/2.0/{transport} ");
+        for part in [local, ";branch=", branch, ";rport"] {
+            via.push_str(part);
+        }
+        via
     }
 }
 

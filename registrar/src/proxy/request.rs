@@ -61,9 +61,8 @@ impl Inner {
         now: Instant,
     ) {
         let top_route = req
-            .header_list("Route")
-            .first()
-            .map(|r| addr_uri(r))
+            .first_element("Route")
+            .map(addr_uri)
             .filter(|u| self.is_ours(u));
         // The connection to a browser the dialog's Route names (its Contact reaches nothing).
         let mut dialog_flow = None;

@@ -80,11 +80,11 @@ impl Inner {
     /// config's nonce key (shared by every replica), so only requests of dialogs this proxy
     /// (or a sibling replica) record-routed are relayed by their Request-URI.
     pub(super) fn record_route(&self, call_id: &str) -> String {
-        let local = self.local();
+        let local = self.local_text();
         match self.config.current() {
             Some(loaded) => {
                 let token = loaded.nonce_key.issue(call_id, 0, [0; 8]);
-                format!("<sip:{local};lr;sbp={token}>")
+                ["<sip:", local, ";lr;sbp=", &token, ">"].concat()
             }
             None => format!("<sip:{local};lr;sbp>"),
         }
@@ -191,7 +191,7 @@ impl Inner {
     /// too, and goes as well. Returns the WebSocket flow it names (the way to the side it
     /// faces), if any.
     pub(super) fn pop_second_route(&self, req: &mut Msg) -> Option<Hop> {
-        let second = addr_uri(req.header_list("Route").first()?);
+        let second = addr_uri(req.first_element("Route")?);
         if !self.is_ours(&second) {
             return None;
         }
@@ -204,9 +204,8 @@ impl Inner {
     pub(super) fn relay_stateless(&self, mut req: Msg) {
         let call_id = req.call_id().unwrap_or("").to_string();
         if req
-            .header_list("Route")
-            .first()
-            .map(|r| addr_uri(r))
+            .first_element("Route")
+            .map(addr_uri)
             .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
         {
             req.pop_first("Route");
@@ -258,7 +257,7 @@ impl FlowUse {
 
 /// Where a request goes next: its first Route, else its Request-URI.
 pub(super) fn next_hop(req: &Msg) -> Option<SocketAddr> {
-    let uri = match req.header_list("Route").first() {
+    let uri = match req.first_element("Route") {
         Some(r) => addr_uri(r),
         None => req.uri()?.to_string(),
     };
@@ -268,7 +267,7 @@ pub(super) fn next_hop(req: &Msg) -> Option<SocketAddr> {
 /// The `transport` parameter of where a request goes next (its first Route, else its
 /// Request-URI), if given.
 pub(super) fn next_hop_transport(req: &Msg) -> Option<Transport> {
-    let uri = match req.header_list("Route").first() {
+    let uri = match req.first_element("Route") {
         Some(r) => addr_uri(r),
         None => req.uri()?.to_string(),
     };

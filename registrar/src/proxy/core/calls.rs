@@ -150,11 +150,7 @@ impl Core {
             self.relay_branch_response(id, call_id, resp, now);
             return;
         };
-        let branch = Branch {
-            req: retry,
-            dest,
-            trunk: Some(registration),
-        };
+        let branch = Branch::new(retry, dest, Some(registration));
         let new = self.new_client(branch, Some(call_id), now);
         if let Some(n) = self.clients.get_mut(&new) {
             n.auth_tried = true;

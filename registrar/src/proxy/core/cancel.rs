@@ -12,8 +12,9 @@ impl Core {
     /// A CANCEL from the caller (`top` its Via): 200 to it, 481 when its INVITE is unknown;
     /// the INVITE answered 487 and its branches cancelled, unless it was answered already.
     pub(super) fn on_cancel(&mut self, req: &Msg, top: &Via, reply_to: Hop, now: Instant) {
-        let invite_key = server_key(top, "INVITE");
-        let cancel_id = self.new_server(req, server_key(top, "CANCEL"), reply_to);
+        let invite_key = self.tx_key(&server_key(top, "INVITE"));
+        let cancel_key = self.tx_key(&server_key(top, "CANCEL"));
+        let cancel_id = self.new_server(req, cancel_key, reply_to);
         let Some(&inv) = self.server_keys.get(&invite_key) else {
             self.reply(cancel_id, 481, "Call/Transaction Does Not Exist", now);
             return;
@@ -55,11 +56,7 @@ impl Core {
             return;
         }
         c.cancel = Cancel::Sent;
-        let cancel = Branch {
-            req: build_cancel(&c.req),
-            dest: c.dest,
-            trunk: None,
-        };
+        let cancel = Branch::new(build_cancel(&c.req), c.dest, None);
         self.new_client(cancel, None, now);
     }
 

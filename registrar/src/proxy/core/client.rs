@@ -1,10 +1,10 @@
 //! Client transactions: one per branch (and per CANCEL), and the responses they receive.
 
-use super::{Action as Out, Branch, Core, Hop};
+use super::{Action as Out, Branch, Core, Hop, TxKey};
 use crate::message::headers::via_target;
 use crate::message::owned::response_to;
 use crate::message::{Msg, Start};
-use crate::transaction::machine::{Action, Machine};
+use crate::transaction::machine::{Action, Kind, Machine, State};
 use bytes::Bytes;
 use std::time::Instant;
 use switchboard_crds::common::Transport;
@@ -19,8 +19,11 @@ pub(super) enum Cancel {
 
 pub(super) struct ClientTx {
     pub(super) m: Machine,
-    key: String,
+    key: TxKey,
+    /// The request as sent: CANCEL, the ACK of a failure and a 408 are built from it; only its
+    /// start line is kept once a non-INVITE is completed (Timer K).
     pub(super) req: Msg,
+    /// The request encoded, for retransmissions (none once a final response arrived).
     data: Bytes,
     pub(super) dest: Hop,
     pub(super) call: Option<u64>,
@@ -33,21 +36,22 @@ pub(super) struct ClientTx {
 }
 
 pub(super) fn client_key(branch: &str, method: &str) -> String {
-    format!("{branch}|{method}")
+    [branch, method].join("|")
 }
 
 impl Core {
     /// Starts a client transaction sending `branch` (for `call`, if any); its id.
     pub(super) fn new_client(&mut self, branch: Branch, call: Option<u64>, now: Instant) -> u64 {
-        let Branch { req, dest, trunk } = branch;
+        let Branch {
+            req,
+            dest,
+            trunk,
+            via_branch,
+        } = branch;
         self.next += 1;
         let id = self.next;
-        let via_branch = req
-            .top_via()
-            .and_then(|v| v.branch().map(str::to_string))
-            .unwrap_or_default();
         let method = req.method().unwrap_or("");
-        let key = client_key(&via_branch, method);
+        let key = self.tx_key(&client_key(&via_branch, method));
         let (m, actions) = Machine::client(
             method == "INVITE",
             dest.transport != Transport::Udp,
@@ -55,10 +59,10 @@ impl Core {
             now,
         );
         let data = req.encode();
-        self.client_keys.insert(key.clone(), id);
+        self.client_keys.insert(key, id);
         self.clients.insert(
             id,
-            ClientTx {
+            Box::new(ClientTx {
                 m,
                 key,
                 req,
@@ -70,20 +74,21 @@ impl Core {
                 trunk,
                 auth_tried: false,
                 armed: None,
-            },
+            }),
         );
         self.client_actions(id, &actions, None, now);
         id
     }
 
+    /// Carries out a client transaction's actions; `resp` is the response that caused them.
     pub(super) fn client_actions(
         &mut self,
         id: u64,
         actions: &[Action],
-        resp: Option<&Msg>,
+        mut resp: Option<Msg>,
         now: Instant,
     ) {
-        for a in actions {
+        for (i, a) in actions.iter().enumerate() {
             match *a {
                 Action::Transmit => {
                     if let Some(c) = self.clients.get(&id) {
@@ -92,14 +97,18 @@ impl Core {
                     }
                 }
                 Action::SendAck => {
-                    if let (Some(c), Some(r)) = (self.clients.get(&id), resp) {
+                    if let (Some(c), Some(r)) = (self.clients.get(&id), resp.as_ref()) {
                         let (ack, hop) = (build_ack(&c.req, r).encode(), c.dest);
                         self.send(ack, hop);
                     }
                 }
                 Action::Deliver(_) => {
-                    if let Some(r) = resp {
-                        self.branch_response(id, r.clone(), now);
+                    // The response moves on to the call (copied only if an ACK is still to
+                    // be built from it; the machine ACKs first).
+                    let ack_later = actions[i + 1..].contains(&Action::SendAck);
+                    let r = if ack_later { resp.clone() } else { resp.take() };
+                    if let Some(r) = r {
+                        self.branch_response(id, r, now);
                     }
                 }
                 Action::Timeout => {
@@ -131,7 +140,7 @@ impl Core {
         let Some((_, method)) = resp.cseq() else {
             return;
         };
-        let key = client_key(via.branch().unwrap_or(""), &method);
+        let key = self.tx_key(&client_key(via.branch().unwrap_or(""), &method));
         if let Some(id) = self.client_keys.get(&key).copied() {
             let status = resp.status().unwrap_or(500);
             let actions = self
@@ -139,7 +148,8 @@ impl Core {
                 .get_mut(&id)
                 .map(|c| c.m.on_response(status, now))
                 .unwrap_or_default();
-            self.client_actions(id, &actions, Some(&resp), now);
+            self.client_actions(id, &actions, Some(resp), now);
+            self.completed(id);
             return;
         }
         let ours = via
@@ -159,6 +169,22 @@ impl Core {
             self.out.push(Out::Dropped("stray_response"));
         }
     }
+
+    /// A completed transaction (Timer D or K running) only absorbs retransmitted responses
+    /// (and ACKs a failure again, from the INVITE): what it kept to send is freed.
+    fn completed(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.m.state() != State::Completed {
+            return;
+        }
+        c.data = Bytes::new();
+        if c.m.kind() == Kind::ClientNonInvite {
+            c.req.headers = Vec::new();
+            c.req.body = Bytes::new();
+        }
+    }
 }
 
 /// The ACK for a branch's non-2xx final response (§17.1.1.3): the To of the response, the
@@ -173,8 +199,8 @@ fn build_ack(req: &Msg, resp: &Msg) -> Msg {
 /// method, To (the INVITE's when `None`) and Max-Forwards.
 pub(super) fn same_branch(req: &Msg, method: &str, to: Option<&str>, max_forwards: &str) -> Msg {
     let mut headers = Vec::with_capacity(8);
-    if let Some(v) = req.header_list("Via").first() {
-        headers.push(("Via".to_string(), v.clone()));
+    if let Some(v) = req.first_element("Via") {
+        headers.push(("Via".to_string(), v.to_string()));
     }
     for (n, v) in &req.headers {
         if matches!(n.as_str(), "Route" | "From" | "Call-ID") || (n == "To" && to.is_none()) {

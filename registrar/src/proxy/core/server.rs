@@ -1,7 +1,7 @@
 //! Server transactions: the caller's side of a request, a request arriving (ACK,
 //! retransmission, CANCEL, Max-Forwards, Proxy-Require), and the responses sent through it.
 
-use super::{new_tag, Action as Out, Core, Hop};
+use super::{tag_text, Action as Out, Core, Hop, TxKey};
 use crate::message::check;
 use crate::message::headers::via_target;
 use crate::message::headers::Via;
@@ -14,26 +14,31 @@ use switchboard_crds::common::Transport;
 
 pub(super) struct ServerTx {
     pub(super) m: Machine,
-    key: String,
-    /// The request as received (top Via with received/rport).
-    pub(super) req: Msg,
+    key: TxKey,
+    /// What a response copies of the request as received (top Via with received/rport), until
+    /// the final response: nothing builds one from it after that.
+    req: Option<Box<Msg>>,
     pub(super) reply_to: Hop,
     last: Option<Bytes>,
     pub(super) call: Option<u64>,
-    pub(super) to_tag: String,
+    /// The To tag of our own responses (see [`tag_text`]), written out only when one is sent.
+    tag: u64,
     /// The deadline queued in the timer heap for it, if any.
     pub(super) armed: Option<Instant>,
 }
 
 pub(super) fn server_key(via: &Via, method: &str) -> String {
+    use std::fmt::Write;
     let method = if method == "ACK" { "INVITE" } else { method };
-    format!(
-        "{}|{}:{}|{}",
-        via.branch().unwrap_or(""),
-        via.host,
-        via.port.unwrap_or(5060),
-        method
-    )
+    let branch = via.branch().unwrap_or("");
+    // Built on every request, so without format!.
+    let mut k = String::with_capacity(branch.len() + via.host.len() + method.len() + 8);
+    k.push_str(branch);
+    k.push('|');
+    k.push_str(&via.host);
+    let _ = write!(k, ":{}|", via.port.unwrap_or(5060));
+    k.push_str(method);
+    k
 }
 
 /// What became of a request handed to [`Core::request`].
@@ -60,11 +65,11 @@ impl Core {
         now: Instant,
     ) -> Arrival {
         let method = req.method().unwrap_or("");
-        let key = server_key(top, method);
+        let key = self.tx_key(&server_key(top, method));
         if method == "ACK" {
-            return self.ack(req, &key, now);
+            return self.ack(req, key, now);
         }
-        if self.retransmitted(&key, now) {
+        if self.retransmitted(key, now) {
             return Arrival::Done;
         }
         if method == "CANCEL" {
@@ -84,8 +89,8 @@ impl Core {
 
     /// ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it is
     /// relayed on its own.
-    fn ack(&mut self, req: Msg, key: &str, now: Instant) -> Arrival {
-        if let Some(&id) = self.server_keys.get(key) {
+    fn ack(&mut self, req: Msg, key: TxKey, now: Instant) -> Arrival {
+        if let Some(&id) = self.server_keys.get(&key) {
             let absorbed = self.servers.get_mut(&id).map(|s| {
                 let a = s.m.on_request(true, now);
                 (
@@ -103,8 +108,8 @@ impl Core {
 
     /// A retransmission of a request in a live server transaction goes to that transaction
     /// (which answers again with its last response); true if it was one.
-    fn retransmitted(&mut self, key: &str, now: Instant) -> bool {
-        let Some(&id) = self.server_keys.get(key) else {
+    fn retransmitted(&mut self, key: TxKey, now: Instant) -> bool {
+        let Some(&id) = self.server_keys.get(&key) else {
             return false;
         };
         let a = self
@@ -143,27 +148,27 @@ impl Core {
 
     /// A server transaction for `req`, under its key (see [`server_key`]: the caller has
     /// the top Via parsed already).
-    pub(super) fn new_server(&mut self, req: &Msg, key: String, reply_to: Hop) -> u64 {
+    pub(super) fn new_server(&mut self, req: &Msg, key: TxKey, reply_to: Hop) -> u64 {
         self.next += 1;
         let id = self.next;
         let invite = req.method() == Some("INVITE");
-        self.server_keys.insert(key.clone(), id);
+        self.server_keys.insert(key, id);
         self.servers.insert(
             id,
-            ServerTx {
+            Box::new(ServerTx {
                 m: Machine::server(
                     invite,
                     reply_to.transport != Transport::Udp,
                     self.settings.timers,
                 ),
                 key,
-                req: response_headers(req),
+                req: Some(Box::new(response_headers(req))),
                 reply_to,
                 last: None,
                 call: None,
-                to_tag: new_tag(),
+                tag: rand::random(),
                 armed: None,
-            },
+            }),
         );
         id
     }
@@ -195,18 +200,22 @@ impl Core {
             }
             if status >= 200 {
                 // Final: no response is built from the request any more.
-                s.req.headers = Vec::new();
+                s.req = None;
             }
         }
     }
 
     /// A locally generated response to the server transaction's request.
     pub(in crate::proxy) fn reply(&mut self, id: u64, status: u16, reason: &str, now: Instant) {
-        let Some(s) = self.servers.get(&id) else {
+        let Some((s, req)) = self
+            .servers
+            .get(&id)
+            .and_then(|s| Some((s, s.req.as_ref()?)))
+        else {
             return;
         };
-        let tag = (status > 100).then_some(s.to_tag.as_str());
-        let resp = response_to(&s.req, status, reason, tag);
+        let tag = (status > 100).then(|| tag_text(s.tag));
+        let resp = response_to(req, status, reason, tag.as_deref());
         self.respond(id, resp, now);
     }
 
@@ -219,10 +228,14 @@ impl Core {
         extra: Vec<(String, String)>,
         now: Instant,
     ) {
-        let Some(s) = self.servers.get(&id) else {
+        let Some((s, req)) = self
+            .servers
+            .get(&id)
+            .and_then(|s| Some((s, s.req.as_ref()?)))
+        else {
             return;
         };
-        let mut resp = response_to(&s.req, status, reason, Some(&s.to_tag));
+        let mut resp = response_to(req, status, reason, Some(&tag_text(s.tag)));
         resp.headers.extend(extra);
         self.respond(id, resp, now);
     }

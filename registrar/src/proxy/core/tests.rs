@@ -93,11 +93,7 @@ impl Fork {
                 let mut fwd = req.clone();
                 let via = format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-sb{i};rport");
                 fwd.push_front("Via", via);
-                Branch {
-                    req: fwd,
-                    dest: hop(to),
-                    trunk: trunk.map(str::to_string),
-                }
+                Branch::new(fwd, hop(to), trunk.map(str::to_string))
             })
             .collect();
         let forwarded: Vec<Msg> = branches.iter().map(|b| b.req.clone()).collect();
@@ -320,6 +316,31 @@ fn a_retransmitted_invite_is_absorbed_and_gets_the_last_response_again() {
     f.answer(0, 180);
     let (_, out) = f.caller_sends(from_caller("INVITE", "INVITE"));
     assert_eq!(to_caller(&out), vec![180]);
+}
+
+#[test]
+fn a_completed_bye_answers_its_retransmissions_until_timer_j_and_absorbs_the_200s() {
+    let mut f = Fork::new("BYE", &[A]);
+    // Unanswered, the branch retransmits its request (Timer E).
+    let out = f.wait(Duration::from_millis(500));
+    assert_eq!(requests_to(&out, "BYE", A), vec![f.branches[0].clone()]);
+    let out = f.answer(0, 200);
+    let first = sent(&out);
+    assert_eq!(to_caller(&out), vec![200]);
+    // Completed: a retransmitted 200 from the callee is absorbed, the branch is not sent again.
+    assert!(sent(&f.answer(0, 200)).is_empty());
+    assert!(requests_to(&f.wait(Duration::from_secs(5)), "BYE", A).is_empty());
+    // The caller's retransmission gets the same 200 again, until Timer J (64·T1).
+    let (arrival, out) = f.caller_sends(from_caller("BYE", "BYE"));
+    assert!(matches!(arrival, Arrival::Done));
+    assert_eq!(sent(&out), first);
+    assert_eq!(f.core.load(), (1, 0, 0), "the branch went with Timer K");
+    f.wait(Duration::from_secs(28));
+    assert_eq!(
+        f.core.load(),
+        (0, 0, 0),
+        "Timer J ended the server transaction"
+    );
 }
 
 #[test]
