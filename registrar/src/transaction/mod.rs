@@ -2,7 +2,9 @@
 //! (branch, Call-ID, CSeq, method, source), kept about 32 s (64·T1, Timer J of RFC 3261
 //! §17.2.2), so a retransmitted REGISTER gets the same answer and never reaches the digest check
 //! twice (its nonce-count would look like a replay). A request being processed is marked
-//! pending; its retransmissions are dropped until the answer is cached.
+//! pending; its retransmissions are dropped until the answer is cached. The service may
+//! abandon a request instead of completing it, when answering a retransmission afresh is as
+//! good (a 5xx the client should retry; the challenge to a REGISTER without credentials).
 //!
 //! Bounded: two generations per shard, rotated every 32 s or when a shard is full, so an entry
 //! lives 32–64 s under normal load and less only when the cache is at capacity.
