@@ -7,10 +7,15 @@ use switchboard_crds::common::Transport;
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
+    list_elements(value).collect()
+}
+
+/// The elements of a comma-separated header value, trimmed, empty ones skipped: what
+/// [`split_list`] collects, for a reader that wants the first or goes through them once.
+pub fn list_elements(value: &str) -> impl Iterator<Item = &str> {
     list_items(value)
         .map(<str>::sip_trim)
         .filter(|s| !s.is_empty())
-        .collect()
 }
 
 /// The elements of a comma-separated header value, untrimmed and empty ones included: commas
@@ -388,14 +393,7 @@ pub struct Via {
 impl Via {
     /// Parses the first via-parm of a Via header value.
     pub fn parse_first(value: &str) -> Option<Via> {
-        if !value.has_byte(b',') {
-            return Via::parse_parm(value.sip_trim()); // one via-parm, without the list scan
-        }
-        Via::parse_parm(
-            list_items(value)
-                .map(<str>::sip_trim)
-                .find(|s| !s.is_empty())?,
-        )
+        Via::parse_parm(list_elements(value).next()?)
     }
 
     /// Parses one via-parm, as leniently as a response can still be routed by it: whitespace

@@ -5,7 +5,7 @@
 //! with it and reads its responses into it. SDP is never looked at.
 
 use super::scan::Scan;
-use crate::message::headers::{list_items, split_list, NameAddr, SipUri, Via};
+use crate::message::headers::{list_elements, split_list, NameAddr, SipUri, Via};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -291,10 +291,7 @@ impl Msg {
 
     /// The first element of a header (`header_list(name).first()`), borrowed.
     pub fn first_element<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        self.headers_raw(name)
-            .flat_map(list_items)
-            .map(<str>::sip_trim)
-            .find(|p| !p.is_empty())
+        self.headers_raw(name).flat_map(list_elements).next()
     }
 
     /// Every value of a header as written (one per header line, commas untouched: for
@@ -346,34 +343,13 @@ impl Msg {
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let value = &self.headers[i].1;
-        if !value.has_byte(b',') {
-            // One element (the usual Via or Route line): nothing to cut.
-            let first = value.sip_trim();
-            if first.is_empty() {
-                return None;
-            }
-            let first = first.to_string();
-            self.headers.remove(i);
-            return Some(first);
-        }
-        // As split_list would cut it, without collecting the elements.
-        let mut parts = list_items(value)
-            .map(<str>::sip_trim)
-            .filter(|p| !p.is_empty());
+        let mut parts = list_elements(&self.headers[i].1);
         let first = parts.next()?.to_string();
-        let rest = parts.next().map(|second| {
-            let mut rest = String::with_capacity(value.len());
-            rest.push_str(second);
-            for p in parts {
-                rest.push_str(", ");
-                rest.push_str(p);
-            }
-            rest
-        });
-        match rest {
-            Some(rest) => self.headers[i].1 = rest,
-            None => drop(self.headers.remove(i)),
+        let rest = parts.collect::<Vec<_>>().join(", ");
+        if rest.is_empty() {
+            self.headers.remove(i);
+        } else {
+            self.headers[i].1 = rest;
         }
         Some(first)
     }
@@ -392,21 +368,9 @@ impl Msg {
         else {
             return;
         };
-        let old = &self.headers[i].1;
-        if !old.has_byte(b',') {
-            // One element: replaced whole (or emptied, as split_list finds none in blanks).
-            let value = if old.sip_trim().is_empty() {
-                String::new()
-            } else {
-                via.to_header_value()
-            };
-            self.headers[i].1 = value;
-            return;
-        }
+        // The first element replaced; no element at all (a blank line) leaves it empty.
         let value = {
-            let mut parts = list_items(&self.headers[i].1)
-                .map(<str>::sip_trim)
-                .filter(|p| !p.is_empty());
+            let mut parts = list_elements(&self.headers[i].1);
             match parts.next() {
                 None => String::new(),
                 Some(_) => {
