@@ -114,7 +114,7 @@ fn addresses(given: &[SocketAddr], port: u16) -> Vec<(SocketAddr, bool)> {
 }
 
 /// Messages in flight per UDP socket with the Redis store, each waiting on its round trips.
-const REDIS_UDP_INFLIGHT: usize = 1024;
+const REDIS_UDP_IN_FLIGHT: usize = 1024;
 
 fn replica_name(args: &RunArgs) -> String {
     args.replica
@@ -200,9 +200,8 @@ struct Bound {
 
 /// The SIP listeners: their tasks and what the drain waits on.
 struct Listeners {
+    /// Every listener's task; a UDP socket's task ends once its messages in hand are answered.
     tasks: JoinSet<()>,
-    /// Per UDP socket with Redis: the messages in flight, each holding a permit until answered.
-    udp_inflight: Vec<Arc<Semaphore>>,
     /// TCP, TLS and WebSocket connections share this bound; each holds a permit while open.
     permits: Arc<Semaphore>,
     limits: StreamLimits,
@@ -399,7 +398,7 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
     let args = rt.args;
     let mut tasks = JoinSet::new();
     let mut bound = Bound::default();
-    let udp_inflight = bind_udp(rt, &mut tasks, &mut bound.udp)?;
+    bind_udp(rt, &mut tasks, &mut bound.udp)?;
     // TCP, TLS and WebSocket share the connection bound.
     let permits = Arc::new(Semaphore::new(args.max_connections.max(1)));
     let limits = StreamLimits {
@@ -422,7 +421,6 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
     )?;
     Ok(Listeners {
         tasks,
-        udp_inflight,
         permits,
         limits,
         bound,
@@ -430,14 +428,19 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
 }
 
 /// Binds `--udp-workers` UDP sockets per address (`SO_REUSEPORT`), each served by its own
-/// task; returns the in-flight bound of each address (with Redis).
+/// task.
 fn bind_udp(
     rt: &Runtime<'_>,
     tasks: &mut JoinSet<()>,
     bound: &mut Vec<SocketAddr>,
-) -> anyhow::Result<Vec<Arc<Semaphore>>> {
+) -> anyhow::Result<()> {
     let args = rt.args;
-    let mut udp_inflight = Vec::new();
+    // With Redis a message waits for its round trip: several are handled at once.
+    let in_flight = if args.redis_url.is_some() {
+        REDIS_UDP_IN_FLIGHT
+    } else {
+        1
+    };
     let workers = args
         .udp_workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -449,16 +452,11 @@ fn bind_udp(
                 let sockets: Vec<_> = sockets.into_iter().map(Arc::new).collect();
                 bound.push(sockets[0].local_addr().unwrap_or(addr));
                 attach_proxy_udp(rt, &sockets[0], addr);
-                let inflight = args
-                    .redis_url
-                    .is_some()
-                    .then(|| Arc::new(Semaphore::new(REDIS_UDP_INFLIGHT)));
-                udp_inflight.extend(inflight.clone());
                 for socket in sockets {
                     tasks.spawn(transport::udp::serve(
                         socket,
                         rt.service.clone(),
-                        inflight.clone(),
+                        in_flight,
                         rt.shutdown.clone(),
                     ));
                 }
@@ -467,7 +465,7 @@ fn bind_udp(
             Err(e) => return Err(e).with_context(|| format!("binding UDP {addr}")),
         }
     }
-    Ok(udp_inflight)
+    Ok(())
 }
 
 /// The proxy sends on the first IPv4 (else IPv6) socket, advertising its address
@@ -868,9 +866,6 @@ async fn drain(
 ) {
     let connections = async {
         while listeners.tasks.join_next().await.is_some() {}
-        for inflight in &listeners.udp_inflight {
-            let _ = inflight.acquire_many(REDIS_UDP_INFLIGHT as u32).await;
-        }
         // Every connection holds a permit: having them all back means every connection closed.
         let _ = listeners
             .permits

@@ -9,64 +9,116 @@
 //! between two messages.
 //!
 //! With the store in memory a message is handled inline: it never waits. With Redis a REGISTER
-//! waits two round trips, so each message is handled in a task of its own, at most
-//! [`Inflight`] at once per address (then the loop waits for one to finish, and the kernel's
-//! buffer holds the rest).
+//! waits for its round trip, so up to [`InFlight`] messages of the socket are handled at once,
+//! all within the receiving task (then the loop stops reading, and the kernel's buffer holds
+//! the rest). A task spawned per message cost more than the round trip itself: a ~1 KB
+//! task allocation and a hand-over to another worker thread per message, and each message's
+//! data moved between the cores (`bench/scale`). Within one task, the messages read in one
+//! go also send their commands before the Redis connection's task runs, which writes them in
+//! one go.
 
 use crate::service::Service;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_crds::common::Transport;
 use tokio::net::UdpSocket;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-/// Messages of one socket handled concurrently, each in a task of its own (see the module
-/// doc); `None` handles each inline.
-pub type Inflight = Option<Arc<Semaphore>>;
+/// Messages of one socket handled at once (see the module doc); 1 handles each inline.
+pub type InFlight = usize;
 
-/// Receives and answers on `socket` until shutdown; the message in hand is finished first.
+/// Receives and answers on `socket` until shutdown; the messages in hand are finished first.
 pub async fn serve(
     socket: Arc<UdpSocket>,
     service: Arc<Service>,
-    inflight: Inflight,
-    mut shutdown: watch::Receiver<bool>,
+    in_flight: InFlight,
+    shutdown: watch::Receiver<bool>,
 ) {
+    if in_flight > 1 {
+        serve_concurrently(&socket, &service, in_flight, shutdown).await;
+    } else {
+        serve_inline(&socket, &service, shutdown).await;
+    }
+}
+
+/// One message at a time, each answered before the next is read.
+async fn serve_inline(socket: &UdpSocket, service: &Service, mut shutdown: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65_536];
     loop {
         if *shutdown.borrow() {
             break;
         }
         match socket.try_recv_from(&mut buf) {
-            Ok((n, source)) => match &inflight {
-                None => answer(&socket, &service, &buf[..n], source).await,
-                Some(limit) => {
-                    let Ok(permit) = limit.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let (socket, service) = (socket.clone(), service.clone());
-                    let data = buf[..n].to_vec();
-                    tokio::spawn(async move {
-                        answer(&socket, &service, &data, source).await;
-                        drop(permit);
-                    });
-                }
-            },
+            Ok((n, source)) => answer(socket, service, &buf[..n], source).await,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                tokio::select! {
-                    biased;
-                    _ = super::shutdown_requested(&mut shutdown) => break,
-                    r = socket.readable() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "UDP readiness error");
-                        }
-                    }
+                if !wait_readable(socket, &mut shutdown).await {
+                    break;
                 }
             }
-            // ICMP errors from earlier sends surface here on Linux; nothing to do but go on.
-            Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+            Err(e) => receive_error(&e),
         }
     }
+}
+
+/// Up to `limit` messages at once, each polled by this task.
+async fn serve_concurrently(
+    socket: &UdpSocket,
+    service: &Service,
+    limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    let mut handling = FuturesUnordered::new();
+    while !*shutdown.borrow() {
+        // Take what has arrived while there is room (no system call once the socket is known
+        // to be drained: tokio keeps its readiness).
+        while handling.len() < limit {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    let data = buf[..n].to_vec();
+                    handling.push(async move { answer(socket, service, &data, source).await });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => receive_error(&e),
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = super::shutdown_requested(&mut shutdown) => break,
+            Some(()) = handling.next(), if !handling.is_empty() => {
+                // The others answered by now too, before reading again.
+                while let Some(Some(())) = handling.next().now_or_never() {}
+            }
+            r = socket.readable(), if handling.len() < limit => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "UDP readiness error");
+                }
+            }
+        }
+    }
+    while handling.next().await.is_some() {}
+}
+
+/// Waits until `socket` is readable; `false` once shutdown is requested.
+async fn wait_readable(socket: &UdpSocket, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        biased;
+        _ = super::shutdown_requested(shutdown) => false,
+        r = socket.readable() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "UDP readiness error");
+            }
+            true
+        }
+    }
+}
+
+/// ICMP errors from earlier sends surface on receive on Linux; nothing to do but go on.
+fn receive_error(e: &std::io::Error) {
+    tracing::debug!(error = %e, "UDP receive error");
 }
 
 async fn answer(socket: &UdpSocket, service: &Service, data: &[u8], source: SocketAddr) {
