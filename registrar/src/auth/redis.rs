@@ -111,6 +111,15 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
+/// A pair's records in Redis: its member in the blocked set (`k|u:{ip}:{user}`), the keys of
+/// its hash and of its source's, and the source's address as text.
+struct PairNames {
+    member: String,
+    pair_key: String,
+    source_key: String,
+    source: String,
+}
+
 impl RedisAuthState {
     /// The state on `conn`, keys under `prefix`, with these limits and nonce lifetime.
     pub fn new(
@@ -131,25 +140,26 @@ impl RedisAuthState {
         }
     }
 
-    fn pair_member(pair: &PairKey) -> String {
-        let kind = if pair.known { 'k' } else { 'u' };
-        format!("{kind}:{}:{}", pair.source, pair.user)
-    }
-
-    fn pair_key(&self, member: &str) -> String {
-        format!("{}:auth:pair:{member}", self.prefix)
-    }
-
-    fn source_key(&self, pair: &PairKey) -> String {
-        format!("{}:auth:src:{}", self.prefix, pair.source)
+    /// The names of a pair's records (the source's address written once: this is on the path
+    /// of every REGISTER).
+    fn pair_names(&self, pair: &PairKey) -> PairNames {
+        let source = pair.source.to_string();
+        let kind = if pair.known { "k:" } else { "u:" };
+        let member = [kind, &source, ":", &pair.user].concat();
+        PairNames {
+            pair_key: [&self.prefix, ":auth:pair:", &member].concat(),
+            source_key: [&self.prefix, ":auth:src:", &source].concat(),
+            member,
+            source,
+        }
     }
 
     async fn run_fail(&self, pair: &PairKey, now: u64) -> Result<Strike, StateError> {
-        let member = Self::pair_member(pair);
+        let names = self.pair_names(pair);
         let mut invocation = self.fail.prepare_invoke();
         invocation
-            .key(self.pair_key(&member))
-            .key(self.source_key(pair))
+            .key(&names.pair_key)
+            .key(&names.source_key)
             .key(&self.blocked_pairs)
             .key(&self.blocked_sources)
             .arg(now)
@@ -158,8 +168,8 @@ impl RedisAuthState {
             .arg(self.limits.source_failures)
             .arg(ms(self.limits.cooldown))
             .arg(ms(self.limits.max_cooldown))
-            .arg(&member)
-            .arg(pair.source.to_string());
+            .arg(&names.member)
+            .arg(&names.source);
         let mut conn = self.conn.clone();
         let (code, until): (i64, u64) =
             bounded("auth fail script", invocation.invoke_async(&mut conn))
@@ -182,10 +192,10 @@ impl RedisAuthState {
 
     /// The admission's keys and arguments: the one place they are named.
     fn make_guard(&self, pair: &PairKey, nonce: &str, nc: u32, now: u64) -> Guard {
-        let member = Self::pair_member(pair);
+        let names = self.pair_names(pair);
         Guard {
-            blocks: [self.pair_key(&member), self.source_key(pair)],
-            counter: format!("{}:nc:{nonce}", self.prefix),
+            blocks: [names.pair_key, names.source_key],
+            counter: [&self.prefix, ":nc:", nonce].concat(),
             count: nc,
             now_ms: now,
             ttl_ms: self.nonce_ttl_ms,
