@@ -10,12 +10,12 @@
 //!
 //! With the store in memory a message is handled inline: it never waits. With Redis a REGISTER
 //! waits for its round trip, so up to [`InFlight`] messages of the socket are handled at once,
-//! all within the receiving task (then the loop stops reading, and the kernel's buffer holds
-//! the rest). A task spawned per message cost more than the round trip itself: a ~1 KB
-//! task allocation and a hand-over to another worker thread per message, and each message's
-//! data moved between the cores (`bench/scale`). Within one task, the messages read in one
-//! go also send their commands before the Redis connection's task runs, which writes them in
-//! one go.
+//! all polled by the receiving task (beyond that the loop stops reading, and the kernel's
+//! buffer holds the rest). A task per message, as before, cost a task allocation and a
+//! hand-over to another worker thread per message; within one task, the messages read in one
+//! go also send their commands before the Redis connection's task runs, which then writes them
+//! with one `writev` (in 5 s at 5 000 registrations/s: 3 654 `writev` instead of 18 605, and a
+//! quarter of the `futex` calls).
 
 use crate::service::Service;
 use futures::stream::{FuturesUnordered, StreamExt};
