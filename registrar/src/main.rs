@@ -16,9 +16,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Tells mimalloc never to return freed memory to the system, unless `MIMALLOC_PURGE_DELAY`
 /// says otherwise. The transaction cache forgets a generation of answers at a time and fills
 /// the next over the following 32 s: with mimalloc's default (purge 1 s after a page empties)
-/// those pages went back to the kernel and were faulted in and zeroed again, 11 % of the CPU
-/// per registration at 20 000/s (bench/register/README.md). The process stays at its peak
-/// size instead, which the cache's bound limits.
+/// those pages went back to the kernel and were faulted in and zeroed again, about a tenth of
+/// the CPU per registration at 20 000/s (bench/register/README.md). The process stays at its
+/// peak size instead, which the cache's bound limits.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: called before any other thread exists (mi_option_set is not thread-safe).
