@@ -12,7 +12,7 @@
 
 use super::headers::{list_items, long_name, SipUri, SipUriParts};
 use super::parse::valid_hostport;
-use super::scan::{is_token as token, is_token_byte, token_len, Scan};
+use super::scan::{is_token, is_token_byte, token_len, Scan};
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Resu
     let mut counts = [0u8; SINGLE];
     let mut vias = 0usize;
     for (name, value) in fields {
-        if !token(name) {
+        if !is_token(name) {
             return Err(bad("Bad Header Name"));
         }
         let kind = Kind::of(name);
@@ -165,10 +165,12 @@ fn field(kind: Kind, value: &str) -> bool {
         Kind::CallId => call_id(value),
         Kind::MaxForwards | Kind::ContentLength | Kind::Expires => digits(value),
         Kind::Date => date(value),
-        Kind::Require | Kind::ProxyRequire => value.split_each(b',').all(|t| token(t.sip_trim())),
+        Kind::Require | Kind::ProxyRequire => {
+            value.split_each(b',').all(|t| is_token(t.sip_trim()))
+        }
         // May be empty (RFC 3261 §20.37).
         Kind::Supported => {
-            value.sip_trim().is_empty() || value.split_each(b',').all(|t| token(t.sip_trim()))
+            value.sip_trim().is_empty() || value.split_each(b',').all(|t| is_token(t.sip_trim()))
         }
         Kind::ContentType | Kind::Other => true,
     }
@@ -404,7 +406,7 @@ fn cseq(value: &str) -> bool {
     let (Some(n), Some(m), None) = (it.next(), it.next(), it.next()) else {
         return false;
     };
-    n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok() && token(m)
+    n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok() && is_token(m)
 }
 
 /// `word [ "@" word ]`, read liberally: any visible characters but the comma that would make

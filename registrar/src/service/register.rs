@@ -349,17 +349,12 @@ fn contacts_and_expires<'r>(
     request: &'r Request<'r>,
     via: &'r str,
 ) -> Result<(Contacts, Option<u32>), Response<'r>> {
+    let bad = |reason: String| Response::to_request(&request.headers, 400, reason, Some(via));
     let contacts = parse_contacts_all(request.headers_named(&HeaderName::Contact))
-        .map_err(|e| Response::to_request(&request.headers, 400, e.to_string(), Some(via)))?;
+        .map_err(|e| bad(e.to_string()))?;
     let expires_header = match request.header(&HeaderName::Expires) {
+        Some(v) => Some(parse_expires(v).ok_or_else(|| bad("Bad Expires".into()))?),
         None => None,
-        Some(v) => match parse_expires(v) {
-            Some(e) => Some(e),
-            None => {
-                let r = Response::to_request(&request.headers, 400, "Bad Expires", Some(via));
-                return Err(r);
-            }
-        },
     };
     Ok((contacts, expires_header))
 }
