@@ -15,7 +15,7 @@ use crate::cli::{in_pod, ConfigSource, RunArgs};
 use crate::cluster::{self, Cluster};
 use crate::config::{self, file, kube_source, ConfigHandle};
 use crate::http::{self, HttpState};
-use crate::location::{LocationStore, MemoryStore, RedisStore};
+use crate::location::{Connections, LocationStore, MemoryStore, RedisStore};
 use crate::metrics::Metrics;
 use crate::proxy::ProxySettings;
 use crate::registrar::events::RegistrationEvent;
@@ -24,9 +24,9 @@ use crate::status::{self, StatusHandle, StatusSettings};
 use crate::transport;
 use crate::transport::per_source::PerSource;
 use crate::transport::tcp::{ConnectionLimits, StreamLimits};
+use crate::transport::udp_thread;
 use crate::transport::websocket::{handshake::WebSocketPolicy, WebSocketSettings};
 use crate::uac::{self, flow::tls_client_config, ClientSettings, ContactAddrs, UacIndex};
-use ::redis::aio::ConnectionManager;
 use anyhow::Context;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -206,6 +206,8 @@ struct Listeners {
     permits: Arc<Semaphore>,
     limits: StreamLimits,
     bound: Bound,
+    /// With Redis, the UDP sockets' threads: they end when this is dropped, after the drain.
+    udp_threads: Vec<udp_thread::Release>,
 }
 
 /// The HTTP servers: `/metrics` and probes, and `/debug/*` when bound.
@@ -315,15 +317,15 @@ async fn load_config(args: &RunArgs, config: &ConfigHandle) -> anyhow::Result<Op
 /// too, on the same connection, returned beside it), else in memory.
 async fn location_store(
     args: &RunArgs,
-) -> anyhow::Result<(Arc<dyn LocationStore>, Option<ConnectionManager>)> {
+) -> anyhow::Result<(Arc<dyn LocationStore>, Option<Connections>)> {
     match &args.redis_url {
         Some(url) => {
             let store = RedisStore::connect(url, &args.redis_prefix)
                 .await
                 .with_context(|| format!("connecting to the location store at {url}"))?;
             tracing::info!(prefix = %args.redis_prefix, "bindings and authentication state kept in Redis");
-            let conn = store.connection();
-            Ok((Arc::new(store), Some(conn)))
+            let conns = store.connections();
+            Ok((Arc::new(store), Some(conns)))
         }
         None => Ok((Arc::new(MemoryStore::new()), None)),
     }
@@ -366,16 +368,16 @@ fn siblings(
 fn service_settings(
     args: &RunArgs,
     siblings: Cluster,
-    shared: Option<ConnectionManager>,
+    shared: Option<Connections>,
 ) -> ServiceSettings {
     let auth = AuthSettings {
         nonce_ttl: Duration::from_secs(args.nonce_ttl.max(1)),
         limiter: args.limiter.settings(),
         ..Default::default()
     };
-    let auth_state = shared.map(|conn| -> Arc<dyn AuthState> {
+    let auth_state = shared.map(|conns| -> Arc<dyn AuthState> {
         Arc::new(RedisAuthState::new(
-            conn,
+            conns,
             &args.redis_prefix,
             auth.limiter,
             auth.nonce_ttl,
@@ -398,7 +400,7 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
     let args = rt.args;
     let mut tasks = JoinSet::new();
     let mut bound = Bound::default();
-    bind_udp(rt, &mut tasks, &mut bound.udp)?;
+    let udp_threads = bind_udp(rt, &mut tasks, &mut bound.udp)?;
     // TCP, TLS and WebSocket share the connection bound.
     let permits = Arc::new(Semaphore::new(args.max_connections.max(1)));
     let limits = StreamLimits {
@@ -424,48 +426,76 @@ fn bind_listeners(rt: &Runtime<'_>) -> anyhow::Result<Listeners> {
         permits,
         limits,
         bound,
+        udp_threads,
     })
 }
 
 /// Binds `--udp-workers` UDP sockets per address (`SO_REUSEPORT`), each served by its own
-/// task.
+/// task: on the shared runtime with the store in memory, on a thread of its own with Redis
+/// ([`udp_thread`]; their releases are returned).
 fn bind_udp(
     rt: &Runtime<'_>,
     tasks: &mut JoinSet<()>,
     bound: &mut Vec<SocketAddr>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<udp_thread::Release>> {
     let args = rt.args;
-    // With Redis a message waits for its round trip: several are handled at once.
-    let in_flight = if args.redis_url.is_some() {
-        REDIS_UDP_IN_FLIGHT
-    } else {
-        1
-    };
     let workers = args
         .udp_workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
+    let mut threads = Vec::new();
     for (addr, required) in addresses(&args.udp, 5060) {
-        match transport::bind_udp(addr, workers) {
-            Ok(sockets) => {
-                tracing::info!(%addr, workers, "listening on UDP");
-                let sockets: Vec<_> = sockets.into_iter().map(Arc::new).collect();
-                bound.push(sockets[0].local_addr().unwrap_or(addr));
-                attach_proxy_udp(rt, &sockets[0], addr);
-                for socket in sockets {
-                    tasks.spawn(transport::udp::serve(
-                        socket,
-                        rt.service.clone(),
-                        in_flight,
-                        rt.shutdown.clone(),
-                    ));
-                }
+        let sockets = match transport::bind_udp(addr, workers) {
+            Ok(sockets) => sockets,
+            Err(e) if !required => {
+                tracing::warn!(%addr, error = %e, "not listening on UDP");
+                continue;
             }
-            Err(e) if !required => tracing::warn!(%addr, error = %e, "not listening on UDP"),
             Err(e) => return Err(e).with_context(|| format!("binding UDP {addr}")),
+        };
+        tracing::info!(%addr, workers, "listening on UDP");
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let socket = serve_udp(rt, socket, tasks, &mut threads)
+                .with_context(|| format!("serving UDP {addr}"))?;
+            if i == 0 {
+                bound.push(socket.local_addr().unwrap_or(addr));
+                attach_proxy_udp(rt, &socket, addr);
+            }
         }
     }
-    Ok(())
+    Ok(threads)
+}
+
+/// Serves one UDP socket: its messages one at a time on the shared runtime with the store in
+/// memory; with Redis, where a message waits for its round trip, several at once on a thread
+/// of its own (whose release is added to `threads`).
+fn serve_udp(
+    rt: &Runtime<'_>,
+    socket: std::net::UdpSocket,
+    tasks: &mut JoinSet<()>,
+    threads: &mut Vec<udp_thread::Release>,
+) -> std::io::Result<Arc<tokio::net::UdpSocket>> {
+    if rt.args.redis_url.is_none() {
+        let socket = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
+        tasks.spawn(transport::udp::serve(
+            socket.clone(),
+            rt.service.clone(),
+            1,
+            rt.shutdown.clone(),
+        ));
+        return Ok(socket);
+    }
+    let name = format!("udp-{}", threads.len());
+    let thread = udp_thread::spawn(
+        socket,
+        rt.service.clone(),
+        REDIS_UDP_IN_FLIGHT,
+        rt.shutdown.clone(),
+        name,
+    )?;
+    tasks.spawn(thread.served);
+    threads.push(thread.release);
+    Ok(thread.socket)
 }
 
 /// The proxy sends on the first IPv4 (else IPv6) socket, advertising its address
@@ -889,6 +919,8 @@ async fn drain(
     if let Some(task) = http.debug {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
+    // What was spawned on a UDP thread (a connection opened by the proxy) lived until now.
+    drop(listeners.udp_threads);
 }
 
 #[cfg(test)]

@@ -32,14 +32,14 @@ async fn redis_auth_state_conforms_and_is_shared() {
         ..Default::default()
     };
     let ttl = Duration::from_secs(300);
-    let a = RedisAuthState::new(store.connection(), "conform", limits, ttl);
+    let a = RedisAuthState::new(store.connections(), "conform", limits, ttl);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     conformance(&a, &limits, now).await;
     // Another replica's state on the same Redis sees the same records.
-    let b = RedisAuthState::new(store.connection(), "conform", limits, ttl);
+    let b = RedisAuthState::new(store.connections(), "conform", limits, ttl);
     let pair = switchboard_registrar::auth::limiter::PairKey {
         source: "192.0.2.7".parse().unwrap(),
         user: "alice".into(),
@@ -180,7 +180,7 @@ async fn the_admission_guards_the_bindings_write() {
         cooldown: Duration::from_secs(10),
         ..Default::default()
     };
-    let state = RedisAuthState::new(a.connection(), "sb", limits, Duration::from_secs(300));
+    let state = RedisAuthState::new(a.connections(), "sb", limits, Duration::from_secs(300));
     let pair = PairKey {
         source: "192.0.2.7".parse().unwrap(),
         user: "alice".into(),

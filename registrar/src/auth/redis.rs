@@ -1,5 +1,5 @@
 //! The authentication state in Redis, shared by every replica using the same server and
-//! prefix (the location store's connection, [`crate::location::RedisStore::connection`]).
+//! prefix (the location store's connections, [`crate::location::RedisStore::connections`]).
 //!
 //! Keys (under the store's prefix):
 //!
@@ -28,10 +28,8 @@
 
 use super::limiter::{LimiterSettings, PairKey, Scope, Strike};
 use super::state::{Admission, AuthState, Blocked, StateError, StateFuture};
-use crate::location::redis::{bounded, GUARD_LUA};
-use crate::location::{Guard, Refusal};
-use ::redis::aio::ConnectionManager;
-use ::redis::Script;
+use crate::location::redis::{bounded, Lua, GUARD_LUA};
+use crate::location::{Connections, Guard, Refusal};
 use std::time::Duration;
 
 /// How long past its lifetime a nonce's count is kept (clock skew between replicas).
@@ -85,26 +83,29 @@ return {0, 0}
 ///
 /// KEYS: pair hash, source hash, nonce-count key. ARGV: now (ms), nc, nonce lifetime (ms).
 /// Returns 0 admitted (nc recorded), 1 pair blocked, 2 source blocked, 3 replay.
-fn admit_script() -> Script {
-    Script::new(&format!(
-        "{GUARD_LUA}\
+fn admit_script() -> Lua {
+    Lua::new(
+        &format!(
+            "{GUARD_LUA}\
 local refused = guard(1, 1)
 if refused == 0 then record(1, 1) end
 return refused
 "
-    ))
+        ),
+        3,
+    )
 }
 
 /// The limiter and replay records in Redis.
 pub struct RedisAuthState {
-    conn: ConnectionManager,
+    conns: Connections,
     limits: LimiterSettings,
     nonce_ttl_ms: u64,
     prefix: String,
     blocked_pairs: String,
     blocked_sources: String,
-    fail: Script,
-    admit: Script,
+    fail: Lua,
+    admit: Lua,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -121,23 +122,28 @@ struct PairNames {
 }
 
 impl RedisAuthState {
-    /// The state on `conn`, keys under `prefix`, with these limits and nonce lifetime.
+    /// The state on `conns`, keys under `prefix`, with these limits and nonce lifetime.
     pub fn new(
-        conn: ConnectionManager,
+        conns: Connections,
         prefix: &str,
         limits: LimiterSettings,
         nonce_ttl: Duration,
     ) -> RedisAuthState {
         RedisAuthState {
-            conn,
+            conns,
             limits,
             nonce_ttl_ms: ms(nonce_ttl + NONCE_SLACK),
             prefix: prefix.to_string(),
             blocked_pairs: format!("{prefix}:auth:blocked:pairs"),
             blocked_sources: format!("{prefix}:auth:blocked:sources"),
-            fail: Script::new(FAIL_SCRIPT),
+            fail: Lua::new(FAIL_SCRIPT, 4),
             admit: admit_script(),
         }
+    }
+
+    /// The current runtime's connection.
+    fn conn(&self) -> Result<::redis::aio::ConnectionManager, StateError> {
+        self.conns.get().map_err(|e| StateError(e.0))
     }
 
     /// The names of a pair's records (the source's address written once: this is on the path
@@ -156,12 +162,11 @@ impl RedisAuthState {
 
     async fn run_fail(&self, pair: &PairKey, now: u64) -> Result<Strike, StateError> {
         let names = self.pair_names(pair);
-        let mut invocation = self.fail.prepare_invoke();
-        invocation
-            .key(&names.pair_key)
-            .key(&names.source_key)
-            .key(&self.blocked_pairs)
-            .key(&self.blocked_sources)
+        let mut call = self.fail.call(256);
+        call.arg(&names.pair_key)
+            .arg(&names.source_key)
+            .arg(&self.blocked_pairs)
+            .arg(&self.blocked_sources)
             .arg(now)
             .arg(ms(self.limits.window))
             .arg(self.limits.pair_failures)
@@ -170,9 +175,9 @@ impl RedisAuthState {
             .arg(ms(self.limits.max_cooldown))
             .arg(&names.member)
             .arg(&names.source);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let (code, until): (i64, u64) =
-            bounded("auth fail script", invocation.invoke_async(&mut conn))
+            bounded("auth fail script", self.fail.run(&call, &mut conn))
                 .await
                 .map_err(|e| StateError(e.0))?;
         Ok(match code {
@@ -209,10 +214,12 @@ impl RedisAuthState {
         nc: u32,
         now: u64,
     ) -> Result<Admission, StateError> {
-        let mut invocation = self.admit.prepare_invoke();
-        self.make_guard(pair, nonce, nc, now).push(&mut invocation);
-        let mut conn = self.conn.clone();
-        let code: i64 = bounded("auth admit script", invocation.invoke_async(&mut conn))
+        let guard = self.make_guard(pair, nonce, nc, now);
+        let mut call = self.admit.call(256);
+        guard.push_keys(&mut call);
+        guard.push_args(&mut call);
+        let mut conn = self.conn()?;
+        let code: i64 = bounded("auth admit script", self.admit.run(&call, &mut conn))
             .await
             .map_err(|e| StateError(e.0))?;
         Ok(Refusal::from_code(code).map_or(Admission::Admitted, Admission::from))
@@ -229,7 +236,7 @@ impl RedisAuthState {
             .arg(&self.blocked_sources)
             .arg(&after_now)
             .arg("+inf");
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let (pairs, sources): (u64, u64) = bounded("ZCOUNT", pipe.query_async(&mut conn))
             .await
             .map_err(|e| StateError(e.0))?;
@@ -245,7 +252,7 @@ impl RedisAuthState {
                 .arg(now)
                 .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         bounded::<()>("ZREMRANGEBYSCORE", pipe.query_async(&mut conn))
             .await
             .map_err(|e| StateError(e.0))

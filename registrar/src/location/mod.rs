@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 
-pub use self::redis::{Guard, RedisStore, Refusal};
+pub use self::redis::{Connections, Guard, RedisStore, Refusal};
 pub use memory::MemoryStore;
 
 /// A future returned by the store.

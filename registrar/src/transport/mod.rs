@@ -8,6 +8,7 @@ pub mod per_source;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod udp_thread;
 pub mod websocket;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -34,7 +35,10 @@ fn socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Soc
 /// IPv6-only), with large buffers; a port of 0 is the one the first got. The kernel hands each
 /// datagram to one of them by its source address and port, so each socket gets a receive task
 /// of its own and no two tasks wake for one datagram (tasks sharing a socket all do).
-pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<tokio::net::UdpSocket>> {
+///
+/// The sockets are non-blocking and not yet registered with a runtime: the one that serves a
+/// socket registers it ([`udp_thread`] on a thread of its own).
+pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     ensure_udp_port_free(addr)?;
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count.max(1));
@@ -44,7 +48,7 @@ pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<tokio::ne
         let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
         let _ = s.set_send_buffer_size(4 * 1024 * 1024);
         s.bind(&addr.into())?;
-        let s = tokio::net::UdpSocket::from_std(s.into())?;
+        let s = std::net::UdpSocket::from(s);
         addr = s.local_addr()?;
         sockets.push(s);
     }
@@ -81,8 +85,8 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 mod tests {
     use super::bind_udp;
 
-    #[tokio::test]
-    async fn a_second_bind_of_a_udp_port_fails_instead_of_sharing_it() {
+    #[test]
+    fn a_second_bind_of_a_udp_port_fails_instead_of_sharing_it() {
         let first = bind_udp("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let addr = first[0].local_addr().unwrap();
         assert_eq!(

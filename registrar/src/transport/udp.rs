@@ -12,11 +12,10 @@
 //! waits for its round trip, so up to [`InFlight`] messages of the socket are in hand at once
 //! (beyond that the loop stops reading, and the kernel's buffer holds the rest): what has
 //! arrived is read in batches of at most [`BATCH`], each handled by a task of its own that
-//! polls its messages concurrently. A batch's commands reach the Redis connection's task
-//! together and go out in one write; the batches' tasks spread over the worker threads, which
-//! one task for all (tried) did not: it capped one socket at one core. Against a task per
-//! message, in 5 s at 5 000 registrations/s: 4 921 `writev` instead of 18 605; at 15 000/s,
-//! 14 383 registrations/s with no retransmission instead of 14 183 with 2 405 (`bench/scale`).
+//! polls its messages concurrently, and a batch's commands go out to Redis in one write.
+//! Against a task per message, in 5 s at 5 000 registrations/s: 4 921 `writev` instead of
+//! 18 605 (`bench/scale`). Such a socket is served on a thread of its own, with that thread's
+//! Redis connection ([`super::udp_thread`]).
 
 use crate::service::Service;
 use futures::stream::{FuturesUnordered, StreamExt};

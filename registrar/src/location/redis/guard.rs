@@ -40,15 +40,17 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Appends the guard's keys and arguments (three each, in `GUARD_LUA`'s order).
-    pub(crate) fn push(&self, invocation: &mut ::redis::ScriptInvocation<'_>) {
-        invocation
-            .key(&self.blocks[0])
-            .key(&self.blocks[1])
-            .key(&self.counter)
-            .arg(self.now_ms)
-            .arg(self.count)
-            .arg(self.ttl_ms);
+    /// Appends the guard's keys (three, in `GUARD_LUA`'s order) to a script's call.
+    pub(crate) fn push_keys(&self, call: &mut ::redis::Cmd) {
+        call.arg(&self.blocks[0])
+            .arg(&self.blocks[1])
+            .arg(&self.counter);
+    }
+
+    /// Appends the guard's arguments (three, in `GUARD_LUA`'s order), after the call's other
+    /// arguments.
+    pub(crate) fn push_args(&self, call: &mut ::redis::Cmd) {
+        call.arg(self.now_ms).arg(self.count).arg(self.ttl_ms);
     }
 }
 

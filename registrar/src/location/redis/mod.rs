@@ -11,8 +11,8 @@
 //!   [`LocationStore::stats`] is two O(1) reads.
 //! - `{prefix}:upstream` — hash outbound registration → Contact registered upstream.
 //!
-//! **Compare-and-set in one round trip.** A [`ConnectionManager`] multiplexes every caller over
-//! one connection, so `WATCH`/`MULTI` (connection state) cannot be used. An update instead
+//! **Compare-and-set in one round trip.** A connection ([`Connections`]: one per runtime)
+//! multiplexes every caller of its runtime, so `WATCH`/`MULTI` (connection state) cannot be used. An update instead
 //! decides from the AOR's value as this replica last saw it ([`seen`]) and writes with one Lua
 //! script (`CAS_SCRIPT`, `EVALSHA`) that applies the new value, the expiry set and the counts
 //! only if the value is still that one. On conflict (another replica wrote the AOR, or this one
@@ -31,18 +31,22 @@
 //! write the same keys with a GET and the same compare-and-set: replicas of both versions can
 //! run side by side during a rolling upgrade.
 
+mod connections;
 mod guard;
+mod lua;
 mod seen;
 mod stored;
 
+pub use connections::Connections;
 pub(crate) use guard::GUARD_LUA;
 pub use guard::{Guard, Refusal};
+pub(crate) use lua::Lua;
 
 use super::{
     Binding, Decide, Expired, Guarded, LocationStore, StoreError, StoreFuture, StoreStats, Update,
 };
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, FromRedisValue, Script, Value as Reply};
+use ::redis::aio::ConnectionManagerConfig;
+use ::redis::{Cmd, FromRedisValue, Value as Reply};
 use seen::{Seen, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -100,24 +104,27 @@ end
 "#;
 
 /// The compare-and-set script: `cas()` alone.
-fn cas_script() -> Script {
-    Script::new(&format!("{CAS_LUA}return cas()\n"))
+fn cas_script() -> Lua {
+    Lua::new(&format!("{CAS_LUA}return cas()\n"), 4)
 }
 
 /// The compare-and-set behind a [`Guard`] (KEYS 5–7, ARGV 8–10): the guard first, answering
 /// `{2, code}` and writing nothing when it refuses; then `cas()`, whose conflict records
 /// nothing either (the retry runs the guard again and must not take its own count for a
 /// replay); the guard's count is recorded only with the applied write.
-fn guarded_cas_script() -> Script {
-    Script::new(&format!(
-        "{GUARD_LUA}{CAS_LUA}\
+fn guarded_cas_script() -> Lua {
+    Lua::new(
+        &format!(
+            "{GUARD_LUA}{CAS_LUA}\
 local refused = guard(5, 8)
 if refused ~= 0 then return {{2, refused}} end
 local done = cas()
 if done[1] == 1 then record(5, 8) end
 return done
 "
-    ))
+        ),
+        7,
+    )
 }
 
 /// The key names under one prefix.
@@ -203,10 +210,10 @@ fn live(value: Option<&Value>, now: SystemTime) -> Vec<Binding> {
 /// is counted until the sweeper ([`LocationStore::expire`], every second) removes it, where the
 /// memory store counts live bindings only.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conns: Connections,
     keys: Keys,
-    cas: Script,
-    guarded_cas: Script,
+    cas: Lua,
+    guarded_cas: Lua,
     seen: Seen,
 }
 
@@ -230,10 +237,10 @@ impl RedisStore {
             // the next attempt, instead of a long backoff in front of a REGISTER.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(format!("redis {url:?}: {e}")))?;
+        let conns = Connections::new(client, config)
+            .map_err(|e| StoreError(format!("redis {url:?}: {}", e.0)))?;
         Ok(RedisStore {
-            conn,
+            conns,
             keys: Keys::new(prefix),
             cas: cas_script(),
             guarded_cas: guarded_cas_script(),
@@ -241,14 +248,14 @@ impl RedisStore {
         })
     }
 
-    /// The connection (cheap to clone), for the authentication state kept in the same Redis
+    /// The connections (cheap to clone), for the authentication state kept in the same Redis
     /// ([`crate::auth::redis::RedisAuthState`]).
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub fn connections(&self) -> Connections {
+        self.conns.clone()
     }
 
     async fn query<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get()?;
         bounded(what, cmd.query_async(&mut conn)).await
     }
 
@@ -300,24 +307,27 @@ impl RedisStore {
         } else {
             &self.cas
         };
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.keys.aor_key(aor))
-            .key(&self.keys.expiry)
-            .key(&self.keys.counts)
-            .key(&self.keys.bindings)
-            .arg(aor)
+        let expected_value = expected.unwrap_or_default();
+        let mut call = script.call(expected_value.len() + value.len() + 2 * aor.len() + 256);
+        call.arg(self.keys.aor_key(aor))
+            .arg(&self.keys.expiry)
+            .arg(&self.keys.counts)
+            .arg(&self.keys.bindings);
+        if let Some(guard) = guard {
+            guard.push_keys(&mut call);
+        }
+        call.arg(aor)
             .arg(if expected.is_some() { "1" } else { "0" })
-            .arg(expected.unwrap_or_default())
+            .arg(expected_value)
             .arg(value)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(to_millis(earliest))
             .arg(new.len());
         if let Some(guard) = guard {
-            guard.push(&mut invocation);
+            guard.push_args(&mut call);
         }
-        let mut conn = self.conn.clone();
-        Cas::from_reply(bounded("CAS script", invocation.invoke_async(&mut conn)).await?)
+        let mut conn = self.conns.get()?;
+        Cas::from_reply(bounded("CAS script", script.run(&call, &mut conn)).await?)
     }
 
     /// Deletes `aor`'s bindings if its key still holds `expected`.
@@ -600,7 +610,7 @@ impl RedisStore {
     }
 
     async fn stats_inner(&self) -> Result<StoreStats, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get()?;
         let (aors, bindings): (usize, Option<i64>) = bounded(
             "HLEN/GET",
             ::redis::pipe()

@@ -1,0 +1,69 @@
+//! One Redis connection per tokio runtime.
+//!
+//! A [`ConnectionManager`] runs its connection as a task on the runtime it was made on, and
+//! every command crosses to that task and back. With Redis, each UDP socket is served on a
+//! runtime of its own (a thread, see `transport::udp_thread`), and a command crossing from that
+//! thread to a connection on another woke a second thread twice per REGISTER: with the
+//! connection on the caller's runtime the datagram, its script call and its answer stay on one
+//! thread (`bench/scale`, "A runtime per UDP socket").
+
+use super::StoreError;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::Client;
+use std::sync::{Arc, Mutex};
+use tokio::runtime::{Handle, Id};
+
+/// Connections to one Redis, one per runtime that uses it, made lazily on first use (cheap to
+/// clone: the clones share them).
+#[derive(Clone)]
+pub struct Connections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// A handful of runtimes at most: the main one and one per UDP socket.
+    by_runtime: Mutex<Vec<(Id, ConnectionManager)>>,
+}
+
+impl Connections {
+    /// Connections made with `client` and `config`; the current runtime's is made now (lazily:
+    /// this fails only on a config the manager refuses, never because Redis is down).
+    pub(super) fn new(
+        client: Client,
+        config: ConnectionManagerConfig,
+    ) -> Result<Connections, StoreError> {
+        let connections = Connections {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                by_runtime: Mutex::new(Vec::new()),
+            }),
+        };
+        connections.get()?;
+        Ok(connections)
+    }
+
+    /// The connection of the current runtime (made now if it has none).
+    pub fn get(&self) -> Result<ConnectionManager, StoreError> {
+        let runtime = Handle::try_current()
+            .map_err(|e| StoreError(format!("redis: used outside a tokio runtime: {e}")))?
+            .id();
+        let mut all = self
+            .inner
+            .by_runtime
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, conn)) = all.iter().find(|(id, _)| *id == runtime) {
+            return Ok(conn.clone());
+        }
+        let conn = ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        )
+        .map_err(|e| StoreError(format!("redis: {e}")))?;
+        all.push((runtime, conn.clone()));
+        Ok(conn)
+    }
+}
