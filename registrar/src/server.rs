@@ -314,7 +314,7 @@ async fn load_config(args: &RunArgs, config: &ConfigHandle) -> anyhow::Result<Op
 }
 
 /// The location store: Redis when given (then the limiter and nonce-count records live there
-/// too, on the same connection, returned beside it), else in memory.
+/// too, on the same connections, returned beside them), else in memory.
 async fn location_store(
     args: &RunArgs,
 ) -> anyhow::Result<(Arc<dyn LocationStore>, Option<Connections>)> {

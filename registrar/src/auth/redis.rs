@@ -93,6 +93,7 @@ return refused
 "
         ),
         3,
+        3,
     )
 }
 
@@ -136,7 +137,7 @@ impl RedisAuthState {
             prefix: prefix.to_string(),
             blocked_pairs: format!("{prefix}:auth:blocked:pairs"),
             blocked_sources: format!("{prefix}:auth:blocked:sources"),
-            fail: Lua::new(FAIL_SCRIPT, 4),
+            fail: Lua::new(FAIL_SCRIPT, 4, 8),
             admit: admit_script(),
         }
     }

@@ -2,10 +2,9 @@
 //!
 //! A [`ConnectionManager`] runs its connection as a task on the runtime it was made on, and
 //! every command crosses to that task and back. With Redis, each UDP socket is served on a
-//! runtime of its own (a thread, see `transport::udp_thread`), and a command crossing from that
-//! thread to a connection on another woke a second thread twice per REGISTER: with the
-//! connection on the caller's runtime the datagram, its script call and its answer stay on one
-//! thread (`bench/scale`, "A runtime per UDP socket").
+//! runtime of its own (a thread, see `transport::udp_thread`): with the connection on the
+//! caller's runtime, a REGISTER's datagram, its script call and Redis's answer stay on that
+//! thread instead of crossing to another and back (`bench/scale`, "A runtime per UDP socket").
 
 use super::StoreError;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -7,25 +7,27 @@
 use ::redis::aio::ConnectionManager;
 use ::redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
-/// A Lua script with a fixed number of keys, called by its SHA-1.
+/// A Lua script taking a fixed number of keys and arguments, called by its SHA-1.
 pub(crate) struct Lua {
     script: Script,
     keys: usize,
+    args: usize,
 }
 
 impl Lua {
-    /// The script `code`, taking `keys` keys.
-    pub(crate) fn new(code: &str, keys: usize) -> Lua {
+    /// The script `code`, taking `keys` keys and `args` arguments.
+    pub(crate) fn new(code: &str, keys: usize, args: usize) -> Lua {
         Lua {
             script: Script::new(code),
             keys,
+            args,
         }
     }
 
     /// `EVALSHA`, the hash and the number of keys, with room for `bytes` of keys and arguments:
     /// the caller appends the keys, then the arguments.
     pub(crate) fn call(&self, bytes: usize) -> Cmd {
-        let mut cmd = Cmd::with_capacity(self.keys + 12, bytes + 64);
+        let mut cmd = Cmd::with_capacity(3 + self.keys + self.args, bytes + 64);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
             .arg(self.keys);

@@ -12,8 +12,8 @@
 //! - `{prefix}:upstream` — hash outbound registration → Contact registered upstream.
 //!
 //! **Compare-and-set in one round trip.** A connection ([`Connections`]: one per runtime)
-//! multiplexes every caller of its runtime, so `WATCH`/`MULTI` (connection state) cannot be used. An update instead
-//! decides from the AOR's value as this replica last saw it ([`seen`]) and writes with one Lua
+//! multiplexes every caller of its runtime, so `WATCH`/`MULTI` (connection state) cannot be
+//! used. An update instead decides from the AOR's value as this replica last saw it ([`seen`]) and writes with one Lua
 //! script (`CAS_SCRIPT`, `EVALSHA`) that applies the new value, the expiry set and the counts
 //! only if the value is still that one. On conflict (another replica wrote the AOR, or this one
 //! never saw it) the script answers the current value and the store decides again from it (at
@@ -105,7 +105,7 @@ end
 
 /// The compare-and-set script: `cas()` alone.
 fn cas_script() -> Lua {
-    Lua::new(&format!("{CAS_LUA}return cas()\n"), 4)
+    Lua::new(&format!("{CAS_LUA}return cas()\n"), 4, 7)
 }
 
 /// The compare-and-set behind a [`Guard`] (KEYS 5–7, ARGV 8–10): the guard first, answering
@@ -124,6 +124,7 @@ return done
 "
         ),
         7,
+        10,
     )
 }
 
