@@ -85,11 +85,27 @@ impl Daemon {
     }
 }
 
+/// Lines of a daemon's log shown when a test fails while it runs.
+const TAIL_ON_FAILURE: usize = 80;
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // A failing test shows what each of its programs said last (a phone's SIP trace).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(TAIL_ON_FAILURE)..];
+            eprintln!(
+                "--- {} (the last {} lines of {}):\n{}",
+                self.name,
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
         }
     }
 }

@@ -6,10 +6,11 @@
 //! answers the current value otherwise, so a stale entry (another replica wrote the AOR) costs
 //! one more round trip, never a wrong write. Entries exist for AORs this replica updated (the
 //! devices of the config it serves) and go when the AOR's bindings do.
+//! Hashed with foldhash (seeded per map), as the memory store's maps are.
 
 use crate::location::Binding;
+use foldhash::HashMap;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One AOR's stored value, raw (what the script compares) and decoded (what is decided from).
