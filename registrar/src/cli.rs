@@ -137,8 +137,9 @@ pub struct RunArgs {
     /// complete message; a silent one is closed (the idle timeout applies after it).
     #[arg(long, default_value_t = 10)]
     pub tcp_first_message_timeout: u64,
-    /// UDP sockets per address (`SO_REUSEPORT`), each with its receive task (default: the
-    /// number of CPUs). The kernel spreads datagrams over them by source address and port.
+    /// UDP sockets per address (`SO_REUSEPORT`), each with its receive task, with Redis on a
+    /// thread of its own (default: the number of CPUs). The kernel spreads datagrams over them
+    /// by source address and port.
     #[arg(long)]
     pub udp_workers: Option<usize>,
     /// Seconds a call may ring before the proxy cancels every branch and answers 480.

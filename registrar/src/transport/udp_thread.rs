@@ -5,9 +5,9 @@
 //!
 //! On the shared multi-thread runtime the same work crossed threads several times per REGISTER
 //! (the UDP task, the connection's task, a worker woken to steal each spawned task), and the
-//! wake-ups, the cross-thread frees and the cache misses cost more than the work: with Redis,
-//! one worker thread spent 39 µs per registration where two spent 56 (`bench/scale`, "A
-//! runtime per UDP socket"). The sockets of an address (`SO_REUSEPORT`) spread the phones
+//! wake-ups and cross-thread frees that came with it cost more than a second core gave: with
+//! Redis, one worker thread spent 39 µs per registration where two spent 56 (`bench/scale`,
+//! "A runtime per UDP socket"). The sockets of an address (`SO_REUSEPORT`) spread the phones
 //! over the threads by their source; the rest of the server (streams, HTTP, timers, the
 //! sweeper) stays on the shared runtime.
 
