@@ -13,12 +13,13 @@
 //!
 //! **Compare-and-set in one round trip.** A connection ([`Connections`]: one per runtime)
 //! multiplexes every caller of its runtime, so `WATCH`/`MULTI` (connection state) cannot be
-//! used. An update instead decides from the AOR's value as this replica last saw it ([`seen`]) and writes with one Lua
-//! script (`CAS_SCRIPT`, `EVALSHA`) that applies the new value, the expiry set and the counts
-//! only if the value is still that one. On conflict (another replica wrote the AOR, or this one
-//! never saw it) the script answers the current value and the store decides again from it (at
-//! most `MAX_ATTEMPTS` real conflicts). A decision that writes nothing (a query, a rejection)
-//! is checked against a fresh read first, since it answers from the stored bindings.
+//! used. An update instead decides from the AOR's value as this replica last saw it
+//! ([`seen`]) and writes with one Lua script (`CAS_SCRIPT`, `EVALSHA`) that applies the new
+//! value, the expiry set and the counts only if the value is still that one. On conflict
+//! (another replica wrote the AOR, or this one never saw it) the script answers the current
+//! value and the store decides again from it (at most `MAX_ATTEMPTS` real conflicts). A
+//! decision that writes nothing (a query, a rejection) is checked against a fresh read
+//! first, since it answers from the stored bindings.
 //!
 //! **The admission in the same script.** A REGISTER's write carries a [`Guard`] from the
 //! authentication state ([`LocationStore::update_guarded`]): the script checks it first (pair
@@ -225,8 +226,8 @@ impl RedisStore {
     ///
     /// The connection is made lazily: this fails only on a malformed URL, never because Redis
     /// is down at start-up. While Redis is unreachable or silent every operation fails within
-    /// 1.5 s ([`COMMAND_DEADLINE`]) with a [`StoreError`], and the connection is re-established in the background
-    /// once it is back.
+    /// 1.5 s ([`COMMAND_DEADLINE`]) with a [`StoreError`], and the connection is
+    /// re-established in the background once it is back.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let client = ::redis::Client::open(url)
             .map_err(|e| StoreError(format!("redis url {url:?}: {e}")))?;
