@@ -161,7 +161,7 @@ impl Keys {
     }
 
     fn aor_key(&self, aor: &str) -> String {
-        format!("{}{aor}", self.aor)
+        [self.aor.as_str(), aor].concat()
     }
 
     fn aor_of<'k>(&self, key: &'k str) -> Option<&'k str> {
@@ -281,16 +281,17 @@ impl RedisStore {
         Ok(value)
     }
 
-    /// Writes `new` (encoded: `value`, empty when `new` is) for `aor` if its key still holds
-    /// `expected` (`None`: still absent).
+    /// Writes `new` (encoded: `value`, empty when `new` is) for `aor` if its key (`key`) still
+    /// holds `expected` (`None`: still absent).
     async fn cas(
         &self,
         aor: &str,
+        key: &str,
         expected: Option<&[u8]>,
         new: (&[Binding], &[u8]),
         now: SystemTime,
     ) -> Result<Cas, StoreError> {
-        self.guarded_cas(aor, expected, new, None, now)
+        self.guarded_cas(aor, key, expected, new, None, now)
             .await?
             .map_err(|r| StoreError(format!("redis CAS script: refused {r:?} without a guard")))
     }
@@ -299,6 +300,7 @@ impl RedisStore {
     async fn guarded_cas(
         &self,
         aor: &str,
+        key: &str,
         expected: Option<&[u8]>,
         (new, value): (&[Binding], &[u8]),
         guard: Option<&Guard>,
@@ -313,8 +315,8 @@ impl RedisStore {
             &self.cas
         };
         let expected_value = expected.unwrap_or_default();
-        let mut call = script.call(expected_value.len() + value.len() + 2 * aor.len() + 256);
-        call.arg(self.keys.aor_key(aor))
+        let mut call = script.call(expected_value.len() + value.len() + key.len() + 256);
+        call.arg(key)
             .arg(&self.keys.expiry)
             .arg(&self.keys.counts)
             .arg(&self.keys.bindings);
@@ -335,14 +337,15 @@ impl RedisStore {
         Cas::from_reply(bounded("CAS script", script.run(&call, &mut conn)).await?)
     }
 
-    /// Deletes `aor`'s bindings if its key still holds `expected`.
+    /// Deletes `aor`'s bindings if its key (`key`) still holds `expected`.
     async fn cas_delete(
         &self,
         aor: &str,
+        key: &str,
         expected: Option<&[u8]>,
         now: SystemTime,
     ) -> Result<Cas, StoreError> {
-        let cas = self.cas(aor, expected, (&[], &[]), now).await?;
+        let cas = self.cas(aor, key, expected, (&[], &[]), now).await?;
         if cas == Cas::Applied {
             self.seen.forget(aor);
         }
@@ -406,7 +409,7 @@ impl RedisStore {
             };
             let expected = current.as_ref().map(|v| v.raw.as_slice());
             match self
-                .guarded_cas(aor, expected, (&after, &value), guard, now)
+                .guarded_cas(aor, &key, expected, (&after, &value), guard, now)
                 .await?
             {
                 Err(refusal) => return Ok(Guarded::Refused(refusal)),
@@ -455,7 +458,7 @@ impl RedisStore {
             let Some(cur) = raw.as_deref() else {
                 // The key outlived its TTL (no sweeper ran in time): drop its expiry entry and
                 // count. Nothing to report, the bindings are gone.
-                match self.cas_delete(aor, None, now).await? {
+                match self.cas_delete(aor, &key, None, now).await? {
                     Cas::Applied => return Ok(None),
                     Cas::Conflict(held) => raw = held,
                 }
@@ -473,7 +476,10 @@ impl RedisStore {
             } else {
                 encode(&remaining)
             };
-            match self.cas(aor, Some(cur), (&remaining, &value), now).await? {
+            match self
+                .cas(aor, &key, Some(cur), (&remaining, &value), now)
+                .await?
+            {
                 Cas::Applied => {
                     let stored = (!remaining.is_empty()).then(|| {
                         Arc::new(Value {
@@ -536,9 +542,10 @@ impl RedisStore {
 
     /// Deletes an AOR (through the CAS path, so the counts follow); whether this call did.
     async fn remove_aor(&self, aor: &str, now: SystemTime) -> Result<bool, StoreError> {
-        let mut raw = self.get(&self.keys.aor_key(aor)).await?;
+        let key = self.keys.aor_key(aor);
+        let mut raw = self.get(&key).await?;
         for attempt in 0..MAX_ATTEMPTS {
-            match self.cas_delete(aor, raw.as_deref(), now).await? {
+            match self.cas_delete(aor, &key, raw.as_deref(), now).await? {
                 Cas::Applied => return Ok(raw.is_some()),
                 Cas::Conflict(held) => raw = held,
             }
