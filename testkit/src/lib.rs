@@ -34,4 +34,6 @@ pub mod process;
 pub mod sip;
 
 pub use http::{http_get, metric_sum};
-pub use process::{free_port, repo_root, temp_dir, wait_until, wait_until_within, DEADLINE};
+pub use process::{
+    free_port, free_port_on, repo_root, temp_dir, wait_until, wait_until_within, DEADLINE,
+};

@@ -16,11 +16,12 @@ pub mod torture;
 pub use switchboard_testkit::kamailio;
 #[allow(unused_imports)]
 pub use switchboard_testkit::{
-    free_port, http_get, metric_sum, temp_dir, wait_until, wait_until_within, DEADLINE,
+    free_port, free_port_on, http_get, metric_sum, temp_dir, wait_until, wait_until_within,
+    DEADLINE,
 };
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -619,18 +620,6 @@ impl UdpClient {
 // Several replicas on one Redis (redis_cluster.rs): a redis-server process, replicas started at
 // fixed addresses (so they can be restarted on the same ones), deadlines of any length, and
 // requests that may go unanswered.
-
-/// A port free for both UDP and TCP on the loopback address `ip` (`127.0.0.2`) right now.
-pub fn free_port_on(ip: &str) -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind((ip, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((ip, port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port found on {ip}");
-}
 
 /// A `redis-server` on 127.0.0.1 in a temporary directory, without persistence
 /// (`--save "" --appendonly no`); killed on drop.
