@@ -382,14 +382,18 @@ pub fn expected_hex(
 
 /// A `WWW-Authenticate` value.
 pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
-    let mut s = format!(
-        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
-        algorithm.name()
-    );
-    if stale {
-        s.push_str(", stale=true");
-    }
-    s
+    // Concatenated, not `format!`: one is written for every REGISTER without credentials.
+    [
+        "Digest realm=\"",
+        realm,
+        "\", nonce=\"",
+        nonce,
+        "\", algorithm=",
+        algorithm.name(),
+        ", qop=\"auth\"",
+        if stale { ", stale=true" } else { "" },
+    ]
+    .concat()
 }
 
 /// [`constant_time_eq`] with ASCII letters compared case-insensitively (hex digests may come

@@ -30,6 +30,7 @@ use super::limiter::{LimiterSettings, PairKey, Scope, Strike};
 use super::state::{Admission, AuthState, Blocked, StateError, StateFuture};
 use crate::location::redis::{bounded, Lua, GUARD_LUA};
 use crate::location::{Connections, Guard, Refusal};
+use crate::message::address::ip_text;
 use std::time::Duration;
 
 /// How long past its lifetime a nonce's count is kept (clock skew between replicas).
@@ -150,7 +151,7 @@ impl RedisAuthState {
     /// The names of a pair's records (the source's address written once: this is on the path
     /// of every REGISTER).
     fn pair_names(&self, pair: &PairKey) -> PairNames {
-        let source = pair.source.to_string();
+        let source = ip_text(pair.source);
         let kind = if pair.known { "k:" } else { "u:" };
         let member = [kind, &source, ":", &pair.user].concat();
         PairNames {

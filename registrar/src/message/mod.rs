@@ -11,10 +11,13 @@
 //! - [`response`]: a response built from a request (RFC 3261 §8.2.6).
 //! - [`framing`]: where a message ends in a byte stream (TCP, TLS), for the registrar's
 //!   listeners and the UAC's flows alike.
+//! - [`address`]: IP and socket addresses as text, without the formatter (the source's
+//!   address is written on every REGISTER).
 //! - [`owned`]: the owned message ([`Msg`]: headers verbatim, body opaque) that the proxy relays
 //!   and rewrites and the UAC builds and reads; [`Request`] is the zero-copy view the REGISTER
 //!   hot path reads instead.
 
+pub mod address;
 pub mod check;
 pub mod framing;
 pub mod headers;

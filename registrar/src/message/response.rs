@@ -250,7 +250,10 @@ fn push_to_tag(out: &mut String, call_id: Option<&str>, from: Option<&str>) {
     let present = u64::from(call_id.is_some()) | u64::from(tag.is_some()) << 1;
     let h = xxh3_64_with_seed(call_id.unwrap_or("").as_bytes(), present);
     let h = xxh3_64_with_seed(tag.unwrap_or("").as_bytes(), h);
-    let _ = write!(out, "sb{h:016x}");
+    let mut hex = [0u8; 16];
+    hex::encode_to_slice(h.to_be_bytes(), &mut hex).expect("16 hex digits");
+    out.push_str("sb");
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `received` and `rport` (RFC 3261 §18.2.1, RFC 3581): what the server writes into the top Via
 //! of a response, and where a response over UDP goes, given the packet's source address.
 
+use crate::message::address::ip_text;
 use crate::message::headers::Via;
 use std::net::{IpAddr, SocketAddr};
 use switchboard_crds::common::Transport;
@@ -32,10 +33,13 @@ pub fn fix_top_via(mut via: Via, source: SocketAddr, transport: Transport) -> (V
         .map(|ip| ip == source.ip())
         .unwrap_or(false);
     if !same_ip || rport {
-        via.set_param("received", Some(source.ip().to_string()));
+        via.set_param("received", Some(ip_text(source.ip())));
     }
     let target = if rport {
-        via.set_param("rport", Some(source.port().to_string()));
+        via.set_param(
+            "rport",
+            Some(itoa::Buffer::new().format(source.port()).to_owned()),
+        );
         source
     } else {
         SocketAddr::new(source.ip(), via.port.unwrap_or(transport.default_port()))

@@ -3,15 +3,19 @@
 //! the previous version during a rolling upgrade, so this format changes only with a migration.
 
 use crate::location::Binding;
-use serde::{Deserialize, Serialize};
+use crate::message::address::socket_addr_text;
+use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_crds::common::Transport;
 
-/// A binding as stored in Redis ([`Binding`]'s own `Serialize` is the `/debug` view).
+/// A binding as stored in Redis ([`Binding`]'s own `Serialize` is the `/debug` view). Its text
+/// borrows: from the binding when written, from the value read when nothing is escaped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Stored {
-    contact: String,
+struct Stored<'a> {
+    #[serde(borrow)]
+    contact: Cow<'a, str>,
     q: Option<u16>,
     /// Unix milliseconds.
     expires_at: u64,
@@ -19,12 +23,21 @@ struct Stored {
     registered_at: u64,
     /// Unix milliseconds.
     updated_at: u64,
-    call_id: String,
+    #[serde(borrow)]
+    call_id: Cow<'a, str>,
     cseq: u32,
+    #[serde(serialize_with = "source_text")]
     source: SocketAddr,
     transport: Transport,
-    user_agent: Option<String>,
-    replica: String,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    replica: Cow<'a, str>,
+}
+
+/// The source as serde writes a `SocketAddr`, without the formatter (written on every refresh).
+fn source_text<S: Serializer>(source: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&socket_addr_text(*source))
 }
 
 /// Unix milliseconds of `t` (0 before the epoch).
@@ -37,38 +50,38 @@ fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-impl From<&Binding> for Stored {
-    fn from(b: &Binding) -> Stored {
+impl<'a> From<&'a Binding> for Stored<'a> {
+    fn from(b: &'a Binding) -> Stored<'a> {
         Stored {
-            contact: b.contact.clone(),
+            contact: Cow::Borrowed(&b.contact),
             q: b.q,
             expires_at: to_millis(b.expires_at),
             registered_at: to_millis(b.registered_at),
             updated_at: to_millis(b.updated_at),
-            call_id: b.call_id.clone(),
+            call_id: Cow::Borrowed(&b.call_id),
             cseq: b.cseq,
             source: b.source,
             transport: b.transport,
-            user_agent: b.user_agent.clone(),
-            replica: b.replica.clone(),
+            user_agent: b.user_agent.as_deref().map(Cow::Borrowed),
+            replica: Cow::Borrowed(&b.replica),
         }
     }
 }
 
-impl From<Stored> for Binding {
-    fn from(s: Stored) -> Binding {
+impl From<Stored<'_>> for Binding {
+    fn from(s: Stored<'_>) -> Binding {
         Binding {
-            contact: s.contact,
+            contact: s.contact.into_owned(),
             q: s.q,
             expires_at: from_millis(s.expires_at),
             registered_at: from_millis(s.registered_at),
             updated_at: from_millis(s.updated_at),
-            call_id: s.call_id,
+            call_id: s.call_id.into_owned(),
             cseq: s.cseq,
             source: s.source,
             transport: s.transport,
-            user_agent: s.user_agent,
-            replica: s.replica,
+            user_agent: s.user_agent.map(Cow::into_owned),
+            replica: s.replica.into_owned(),
         }
     }
 }
@@ -132,6 +145,17 @@ mod tests {
         assert_eq!(back[0].contact, "sip:a@192.0.2.1");
         assert_eq!(back[0].transport, Transport::Udp);
         assert_eq!(encode(&back), raw.to_vec());
+    }
+
+    /// Text with escapes is not borrowed from the value read, but reads back the same.
+    #[test]
+    fn escaped_text_round_trips() {
+        let mut b = binding(UNIX_EPOCH + Duration::from_millis(1_764_000_000_000));
+        b.user_agent = Some("say \"hi\" \\ é\u{1}".into());
+        b.source = "[2001:db8::1]:5060".parse().unwrap();
+        let raw = encode(std::slice::from_ref(&b));
+        assert!(String::from_utf8_lossy(&raw).contains(r#""source":"[2001:db8::1]:5060""#));
+        assert_eq!(decode("k", &raw), vec![b]);
     }
 
     #[test]
