@@ -25,7 +25,7 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::cluster::Cluster;
 use crate::config::{self, ConfigHandle};
 use crate::location::{Binding, LocationStore};
-use crate::message::headers::{NameAddrRef, SipUri, Via};
+use crate::message::headers::{SipUri, Via};
 use crate::message::response::reason_phrase;
 use crate::message::{check, parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
@@ -219,18 +219,8 @@ impl Service {
             Response::to_request(&request.headers, status, reason, Some(&via_value))
         };
 
-        let (Some(call_id), Some((cseq, cseq_method)), true, true) = (
-            request.call_id(),
-            request.cseq(),
-            request
-                .header(&HeaderName::From)
-                .and_then(NameAddrRef::parse)
-                .is_some(),
-            request
-                .header(&HeaderName::To)
-                .and_then(NameAddrRef::parse)
-                .is_some(),
-        ) else {
+        // From and To are there and read: `parse` checked them (`message::check`).
+        let (Some(call_id), Some((cseq, cseq_method))) = (request.call_id(), request.cseq()) else {
             return Some(self.finish(
                 &request,
                 None,
