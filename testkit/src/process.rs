@@ -32,8 +32,8 @@ pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
-/// Where [`free_port_on`] looks next: an even port, so that each one handed out keeps the
-/// odd one after it too.
+/// [`free_port_on`]'s cursor: it looks next at `LOWEST_PORT + 2 * NEXT_PORT` (modulo its span),
+/// so each port handed out keeps the one after it too.
 static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
 
 /// The lowest port [`free_port_on`] hands out.
@@ -48,7 +48,7 @@ const LOWEST_PORT: u32 = 10_000;
 /// keeps one test binary's ports apart; its start depends on the process id. Where the
 /// ephemeral range leaves no room below it, the kernel picks (the port after is still checked).
 pub fn free_port_on(ip: &str) -> u16 {
-    let (low, _) = ephemeral_range();
+    let low = lowest_ephemeral_port();
     for _ in 0..1000 {
         let port = if low > LOWEST_PORT + 2_000 {
             next_low_port(low)
@@ -89,16 +89,13 @@ fn port_pair_is_free(ip: &str, port: u16) -> bool {
         && TcpListener::bind(("127.0.0.1", next)).is_ok()
 }
 
-/// The kernel's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), or Linux's
-/// default when it cannot be read.
-fn ephemeral_range() -> (u32, u32) {
-    let text =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let mut numbers = text.split_whitespace().filter_map(|n| n.parse().ok());
-    match (numbers.next(), numbers.next()) {
-        (Some(low), Some(high)) => (low, high),
-        _ => (32_768, 60_999),
-    }
+/// The lowest port of the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`),
+/// or Linux's default when it cannot be read.
+fn lowest_ephemeral_port() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls `f` until it returns `Some`, or panics after [`DEADLINE`] with `what`.
