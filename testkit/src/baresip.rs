@@ -97,8 +97,9 @@ fn config(port: u16, control: u16, account: &Account) -> String {
 }
 
 impl Baresip {
-    /// Starts baresip (`-f DIR -s`: SIP trace on stdout) with `account`. Panics when baresip
-    /// is not installed (scripts/install-test-deps.sh installs it).
+    /// Starts baresip (`-f DIR -s`: SIP trace on stdout) with `account` and waits until it is
+    /// ready. Panics when baresip is not installed (scripts/install-test-deps.sh installs it)
+    /// or exits at start (its output says why).
     pub fn start(account: &Account) -> Baresip {
         let dir = temp_dir(&format!("baresip-{}", account.transport));
         let control = free_port();
@@ -107,10 +108,9 @@ impl Baresip {
         std::fs::write(dir.join("accounts"), account.line()).expect("baresip accounts");
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(&dir).arg("-s");
-        Baresip {
-            daemon: Daemon::spawn("baresip", cmd, &dir),
-            control,
-        }
+        let mut daemon = Daemon::spawn("baresip", cmd, &dir);
+        daemon.wait_for_output("baresip is ready");
+        Baresip { daemon, control }
     }
 
     /// Runs a command through `ctrl_tcp` (`dial` with a number or URI, `hangup`) and returns

@@ -53,6 +53,24 @@ impl Daemon {
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
+    /// Waits until it has printed `marker` (deadline: [`crate::DEADLINE`]). Panics with its
+    /// output if it exits first: a daemon that could not start (a port taken, say) fails the
+    /// test at once, with the reason, instead of at the deadline of whatever waited on it.
+    pub fn wait_for_output(&mut self, marker: &str) {
+        crate::wait_until(&format!("{} to print {marker:?}", self.name), || {
+            if self.output().contains(marker) {
+                return Some(());
+            }
+            assert!(
+                self.running(),
+                "{} exited before printing {marker:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            None
+        });
+    }
+
     /// Sends `signal` (`TERM`, `HUP`, `STOP`, `CONT`, …).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
