@@ -10,7 +10,7 @@
 //! parser ([`super::parse`]) and the proxy's ([`super::owned`]) feed it `(name, value)`
 //! pairs, names in any case or compact form.
 
-use super::headers::{list_items, long_name, SipUri, SipUriParts};
+use super::headers::{is_sip_scheme, list_items, long_name, SipUri, SipUriParts};
 use super::parse::valid_hostport;
 use super::scan::{is_token, is_token_byte, token_len, Scan};
 
@@ -324,7 +324,7 @@ fn absolute_uri(uri: &str) -> bool {
     {
         return false;
     }
-    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+    if is_sip_scheme(scheme) {
         return SipUri::is_valid(uri);
     }
     true

@@ -318,7 +318,7 @@ impl<'a> SipUriParts<'a> {
     /// Cuts a `sip:`/`sips:` URI into its parts; `None` for another scheme.
     pub fn split(s: &'a str) -> Option<SipUriParts<'a>> {
         let (scheme, rest) = s.sip_trim().split_byte(b':')?;
-        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        if !is_sip_scheme(scheme) {
             return None;
         }
         let (userinfo, hostpart) = match rest.find_byte(b'@') {
@@ -345,6 +345,11 @@ impl<'a> SipUriParts<'a> {
             headers,
         })
     }
+}
+
+/// Whether a URI scheme is `sip` or `sips` (any case).
+pub fn is_sip_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
 }
 
 /// Splits `host[:port]` / `[v6][:port]`, lower-casing the host. `None` if malformed.
@@ -627,11 +632,7 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
         let na = NameAddrRef::parse(item).ok_or(ContactError::Syntax)?;
         // Any absolute URI may be a contact; sip/sips ones must also read as such.
         let scheme_ok = match na.uri.split_byte(b':') {
-            Some((scheme, _))
-                if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
-            {
-                SipUri::is_valid(na.uri)
-            }
+            Some((scheme, _)) if is_sip_scheme(scheme) => SipUri::is_valid(na.uri),
             Some((scheme, rest)) => is_scheme(scheme) && !rest.is_empty(),
             None => false,
         };

@@ -25,8 +25,9 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::cluster::Cluster;
 use crate::config::{self, ConfigHandle};
 use crate::location::{Binding, LocationStore};
-use crate::message::headers::{SipUri, Via};
+use crate::message::headers::{is_sip_scheme, Via};
 use crate::message::response::reason_phrase;
+use crate::message::scan::Scan;
 use crate::message::{check, parse, HeaderName, Method, Parsed, Request, Response};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxySettings};
@@ -484,7 +485,13 @@ fn refuse<'r>(
     request: &Request<'_>,
     reply: &impl Fn(u16, &'static str) -> Response<'r>,
 ) -> Option<Response<'r>> {
-    if !SipUri::is_valid(request.uri) {
+    // `parse` checked a sip:/sips: Request-URI whole (`check::request_uri`); another scheme is
+    // not served here.
+    if !request
+        .uri
+        .split_byte(b':')
+        .is_some_and(|(scheme, _)| is_sip_scheme(scheme))
+    {
         return Some(reply(416, "Unsupported URI Scheme"));
     }
     let fields = request
