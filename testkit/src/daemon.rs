@@ -114,7 +114,7 @@ impl Drop for Daemon {
         }
         // A failing test shows what each of its programs said last (a phone's SIP trace).
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = self.output();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(TAIL_ON_FAILURE)..];
             eprintln!(

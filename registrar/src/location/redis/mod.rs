@@ -242,8 +242,9 @@ impl RedisStore {
             // the next attempt, instead of a long backoff in front of a REGISTER.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
+        // Its error already names Redis; the URL says which.
         let conns = Connections::new(client, config)
-            .map_err(|e| StoreError(format!("redis {url:?}: {}", e.0)))?;
+            .map_err(|e| StoreError(format!("{} ({url:?})", e.0)))?;
         Ok(RedisStore {
             conns,
             keys: Keys::new(prefix),
