@@ -3,18 +3,20 @@
 #
 # Every "call" is one registration with digest auth, driven by sipp (register_auth.xml):
 #   REGISTER -> 401 (challenge) -> REGISTER with Authorization -> 200.
-# For each server the script runs sipp at each target rate in RATES for DURATION seconds' worth
-# of calls (-m RATE*DURATION), reads sipp's final statistics and prints, per rate: target rate,
-# achieved successful registrations/s, failures and failure %. The "best" rate of a server is
+# It starts every server (each on its own port) and warms it up (WARMUP), then runs sipp at each
+# target rate in RATES for DURATION seconds' worth of calls (-m RATE*DURATION), server after
+# server, ROUNDS times over: rate by rate, the servers' runs alternate, so a disturbance of the
+# machine lands on every server alike. It reads sipp's final statistics and prints, per run:
+# target rate, round, achieved successful registrations/s, failures and failure %. The "best" rate of a server is
 # the highest achieved rate among the runs with fewer than MAX_FAIL_PCT % failures. At the end
 # it prints every server's best rate and the ratio of each to Kamailio's, and the server CPU time
 # per successful registration (a figure that, unlike the rate, hardly moves when other programs
-# share the machine).
+# share the machine), the median over the rounds at each rate.
 #
 # By default it builds (cargo build --release -p switchboard-registrar) and runs our registrar
 # after Kamailio, on a config generated from the same users (registrar_config.py).
 #
-# Output columns per rate: server, target (calls/s asked of sipp), achieved/s (successful
+# Output columns per run: server, target (calls/s asked of sipp), round, achieved/s (successful
 # registrations / elapsed seconds), ok, failed (failed + never completed), fail%, secs (sipp's
 # elapsed time), retrans (sipp UDP retransmissions: a sign of overload / dropped datagrams),
 # srv% / sipp% / other% (CPU, % of one core, averaged over the run; other% = the rest of the
@@ -26,18 +28,22 @@
 # Usage:
 #   bench/register/run.sh                        # Kamailio, then Switchboard, and the ratio
 #   RATES="10000 20000 30000" DURATION=10 USERS=10000 bench/register/run.sh
+#   WARMUP=70 ROUNDS=3 RATES=20000 bench/register/run.sh   # at steady size, median of 3 rounds
 #   SKIP_KAMAILIO=1 BUILD=0 bench/register/run.sh  # only ours, binary already built
 #   REGISTRAR_CMD='my-registrar --udp $BENCH_IP:$BENCH_PORT --users $BENCH_USERS_TSV' \
 #       bench/register/run.sh                    # some other registrar instead of ours
 #
 # Environment (all optional):
 #   USERS=10000          number of users, user00000.. (users.py, deterministic passwords)
-#   RATES="5000 10000 15000 20000"   target rates (registrations/s), each run once, in order
+#   RATES="5000 10000 15000 20000"   target rates (registrations/s), each run once per round, in order
 #   DURATION=10          seconds' worth of calls per rate (sipp -m RATE*DURATION)
 #   WARMUP=0             seconds' worth of calls at the first rate before the measured runs, not
-#                        counted: our registrar keeps each answer 32-64 s (its transaction cache),
-#                        so it grows, and the kernel faults its memory in, for the first minute
-#                        under load; WARMUP=40 measures it at its steady size (and Kamailio alike)
+#                        counted: our registrar keeps each answer 32-64 s (its transaction cache, two
+#                        generations of 32 s), so it grows, and the kernel faults its memory in, for
+#                        the first 64 s under load; WARMUP=70 measures it at its steady size (and
+#                        Kamailio alike)
+#   ROUNDS=1             measured runs per rate and server (1..20), alternating between servers;
+#                        the per-rate figures are the medians over the rounds
 #   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
 #   IP=127.0.0.1         loopback address every server listens on and sipp sends from
 #   KAM_PORT=25060       Kamailio's UDP port
@@ -93,6 +99,7 @@ USERS=${USERS:-10000}
 RATES=${RATES:-"5000 10000 15000 20000"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-0}
+ROUNDS=${ROUNDS:-1}
 MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
 IP=${IP:-127.0.0.1}
 KAM_PORT=${KAM_PORT:-25060}
@@ -120,6 +127,7 @@ case "$KAM_MEM" in tlsf | qm | fm) ;; *) die "KAM_MEM must be tlsf, qm or fm, go
 case "$IP" in 127.*) ;; *) die "IP must be a loopback address (127.x.y.z), got $IP" ;; esac
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 1 ]] || die "USERS must be a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds"
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 20 ]] || die "ROUNDS must be 1..20"
 check_duration_rates
 require_tools sipp sipsak python3 timeout setsid awk /usr/bin/time
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then require_tools kamailio; fi
@@ -130,8 +138,10 @@ NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
 # Upper bound for one sipp run: the calls themselves, plus calls that wait for retransmissions
 # (-recv_timeout 5 s) and a margin.
 SIPP_MAX_SECS=$((DURATION * 3 + 20))
-# Upper bound for a server's lifetime: start-up plus every rate.
-SERVER_MAX_SECS=$((READY_TIMEOUT + NRATES * (SIPP_MAX_SECS + 5) + 30))
+# Upper bound for a server's lifetime: every server runs from its start to the end, through
+# every server's start-up, warm-up and runs.
+NSERVERS=$(( (SKIP_KAMAILIO != 1) + (SKIP_SWITCHBOARD != 1 || ${#REGISTRAR_CMD} > 0) + $(wc -w <<<"$TARGETS") ))
+SERVER_MAX_SECS=$((NSERVERS * (READY_TIMEOUT + WARMUP * 3 + 25 + ROUNDS * NRATES * (SIPP_MAX_SECS + 5)) + 30))
 
 make_run_dir register
 bench_traps
@@ -206,14 +216,14 @@ start_switchboard() {
 }
 
 # ---------------------------------------------------------------- sipp
-# sipp_run NAME HOST PORT RATE: one bounded sipp run; prints
+# sipp_run NAME HOST PORT RATE [SUFFIX]: one bounded sipp run (files in NAME/sipp-RATE-SUFFIX); prints
 # "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu% us_per_reg"
 # (CPU figures in % of one core, averaged over the run, approximate; "other" is the rest of the
 # machine: kernel softirq work for loopback UDP, and any other program running at the same time).
 sipp_run() {
 	local name=$1 host=$2 port=$3 rate=$4 calls dir
 	calls=$((rate * DURATION))
-	dir="$RUN/$name/sipp-$rate"
+	dir="$RUN/$name/sipp-$rate${5:-}"
 	mkdir -p "$dir"
 	local m0 s0 m1 s1 t0 t1 rc wall
 	m0=$(machine_ticks); s0=$(session_ticks "$SERVER_PID"); t0=$EPOCHREALTIME
@@ -264,20 +274,20 @@ sipp_run() {
 }
 
 declare -A BEST USREG
-# USREG_AT[NAME@RATE]: server CPU per registration of the run at target RATE (sustained or not).
-declare -A USREG_AT
+# PID/LOG/HOST/PORT[NAME]: a started server; USREG_RUNS[NAME@RATE]: its CPU per registration in
+# each round at target RATE (sustained or not); USREG_AT[NAME@RATE]: their median; SUSTAINED[NAME]:
+# its CPU per registration in the sustained runs; DEAD[NAME]: set once it died.
+declare -A PID LOG HOST PORT USREG_RUNS USREG_AT SUSTAINED DEAD
 SERVER_ORDER=()
 BUSY_RUNS=0
 STATUS=0
 
-# bench_server NAME HOST PORT [START_FUNCTION ARGS...]
-#   Starts the server with START_FUNCTION (if given), waits until it answers, runs every rate,
-#   stops it, and records its best sustained rate in BEST[NAME].
-bench_server() {
+# start_server NAME HOST PORT [START_FUNCTION ARGS...]
+#   Starts the server with START_FUNCTION (if given), waits until it answers and warms it up
+#   (WARMUP); it then runs until the end, idle while the others are measured.
+start_server() {
 	local name=$1 host=$2 port=$3; shift 3
 	SERVER_PID="" SERVER_LOG=""
-	SERVER_ORDER+=("$name")
-	BEST[$name]=NA USREG[$name]=NA
 	echo >&2
 	echo "# === $name ($host:$port)" >&2
 	mkdir -p "$RUN/$name"
@@ -299,45 +309,41 @@ bench_server() {
 		STATUS=1; return 1
 	fi
 	echo "$name: answering on $host:$port" >&2
-	printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
-		server target achieved/s ok failed fail% secs retrans srv% sipp% other% us/reg
-	local rate line best=0 died=0 r ach ok ko pct el rtx scpu pcpu ocpu usreg usregs=()
+	SERVER_ORDER+=("$name")
+	PID[$name]=$SERVER_PID LOG[$name]=$SERVER_LOG HOST[$name]=$host PORT[$name]=$port
+	BEST[$name]=0 USREG[$name]=NA
 	if ((WARMUP > 0)); then
-		rate=${RATES%% *}
-		echo "$name: warming up, ${WARMUP}s of calls at $rate/s (not counted)" >&2
-		DURATION=$WARMUP sipp_run "$name/warmup" "$host" "$port" "$rate" >/dev/null
+		echo "$name: warming up, ${WARMUP}s of calls at ${RATES%% *}/s (not counted)" >&2
+		DURATION=$WARMUP sipp_run "$name/warmup" "$host" "$port" "${RATES%% *}" >/dev/null
 		sleep 1
 	fi
-	for rate in $RATES; do
-		line=$(sipp_run "$name" "$host" "$port" "$rate")
-		read -r r ach ok ko pct el rtx scpu pcpu ocpu usreg <<<"$line"
-		printf '%-12s %7s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
-			"$name" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
-		echo "$name $line" >>"$RUN/results.txt"
-		USREG_AT[$name@$rate]=$usreg
-		note_busy "$ocpu"
-		if [[ "$ach" != NA ]] && below_max_fail "$pct"; then
-			((ach > best)) && best=$ach
-			[[ "$usreg" != NA ]] && usregs+=("$usreg")
-		fi
-		if [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
-			echo "$name: server died during the run at rate $rate" >&2
-			[[ -n "$SERVER_LOG" ]] && tail -n 20 "$SERVER_LOG" >&2
-			died=1; STATUS=1; break
-		fi
-		sleep 1 # let queues drain between rates
-	done
-	BEST[$name]=$best
-	# The median CPU per registration over the sustained runs.
-	((${#usregs[@]} > 0)) && USREG[$name]=$(median "${usregs[@]}")
-	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): $best registrations/s;" \
-		"server CPU per registration (median of those runs): ${USREG[$name]} us" >&2
-	[[ -n "$SERVER_PID" ]] && stop_pgid "$SERVER_PID"
-	((died == 0))
+}
+
+# measure NAME RATE ROUND: one measured run of a started server; prints its row, records its
+# figures; false if the server died.
+measure() {
+	local name=$1 rate=$2 round=$3 line r ach ok ko pct el rtx scpu pcpu ocpu usreg
+	SERVER_PID=${PID[$name]}
+	line=$(sipp_run "$name" "${HOST[$name]}" "${PORT[$name]}" "$rate" "-r$round")
+	read -r r ach ok ko pct el rtx scpu pcpu ocpu usreg <<<"$line"
+	printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
+		"$name" "$r" "$round" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
+	echo "$name $round $line" >>"$RUN/results.txt"
+	USREG_RUNS[$name@$rate]+=" $usreg"
+	note_busy "$ocpu"
+	if [[ "$ach" != NA ]] && below_max_fail "$pct"; then
+		((ach > BEST[$name])) && BEST[$name]=$ach
+		[[ "$usreg" != NA ]] && SUSTAINED[$name]+=" $usreg"
+	fi
+	if [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+		echo "$name: server died during the run at rate $rate" >&2
+		[[ -n "${LOG[$name]}" ]] && tail -n 20 "${LOG[$name]}" >&2
+		return 1
+	fi
 }
 
 echo "# Kamailio memory manager: -x $KAM_MEM" >&2
-echo "# rates: $RATES; ${DURATION}s of calls each; $USERS users; sipp from $IP:$SIPP_PORT; $(nproc) CPUs" >&2
+echo "# rates: $RATES; ${DURATION}s of calls each; $ROUNDS round(s); $USERS users; sipp from $IP:$SIPP_PORT; $(nproc) CPUs" >&2
 echo "# load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 if others=$(pgrep -x 'sipp|kamailio'); then
 	echo "# WARNING: other sipp/kamailio processes are running on this machine (pids: $(echo $others));" \
@@ -345,18 +351,44 @@ if others=$(pgrep -x 'sipp|kamailio'); then
 fi
 
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then
-	bench_server kamailio "$IP" "$KAM_PORT" start_kamailio "$KAM_PORT"
+	start_server kamailio "$IP" "$KAM_PORT" start_kamailio "$KAM_PORT"
 fi
 if [[ -n "$REGISTRAR_CMD" ]]; then
-	bench_server "$REGISTRAR_NAME" "$IP" "$OUR_PORT" start_cmd "$OUR_PORT"
+	start_server "$REGISTRAR_NAME" "$IP" "$OUR_PORT" start_cmd "$OUR_PORT"
 elif [[ "$SKIP_SWITCHBOARD" != 1 ]]; then
-	bench_server switchboard "$IP" "$OUR_PORT" start_switchboard "$OUR_PORT"
+	start_server switchboard "$IP" "$OUR_PORT" start_switchboard "$OUR_PORT"
 fi
 for t in $TARGETS; do
 	tname=${t%%=*} taddr=${t#*=}
 	[[ "$tname" != "$t" && "$taddr" == *:* ]] || die "TARGETS entry must be name=IP:PORT, got '$t'"
 	case "$taddr" in 127.*) ;; *) die "TARGETS must be loopback addresses, got '$taddr'" ;; esac
-	bench_server "$tname" "${taddr%:*}" "${taddr##*:}"
+	start_server "$tname" "${taddr%:*}" "${taddr##*:}"
+done
+
+# ---------------------------------------------------------------- measured runs
+# Round by round, rate by rate, server after server: a disturbance of the machine (another
+# program, the host) lands on neighbouring runs of every server alike.
+printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
+	server target round achieved/s ok failed fail% secs retrans srv% sipp% other% us/reg
+for round in $(seq 1 "$ROUNDS"); do
+	for rate in $RATES; do
+		for name in "${SERVER_ORDER[@]}"; do
+			[[ -n "${DEAD[$name]:-}" ]] && continue
+			measure "$name" "$rate" "$round" || { DEAD[$name]=1; STATUS=1; }
+			sleep 1 # let queues drain between runs
+		done
+	done
+done
+for name in "${SERVER_ORDER[@]}"; do
+	[[ -n "${PID[$name]}" ]] && stop_pgid "${PID[$name]}"
+	# shellcheck disable=SC2086 # lists of words
+	USREG[$name]=$(median ${SUSTAINED[$name]:-})
+	for rate in $RATES; do
+		# shellcheck disable=SC2086
+		USREG_AT[$name@$rate]=$(median $(tr ' ' '\n' <<<"${USREG_RUNS[$name@$rate]:-}" | grep -v '^NA$\|^$'))
+	done
+	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): ${BEST[$name]} registrations/s;" \
+		"server CPU per registration (median of those runs): ${USREG[$name]} us" >&2
 done
 
 # ---------------------------------------------------------------- summary
@@ -376,10 +408,10 @@ for name in "${SERVER_ORDER[@]}"; do
 	echo "$line"
 done
 # CPU per registration at equal target rates: the comparison that holds on a busy machine.
-if [[ -n "${USREG_AT[*]}" && "${#SERVER_ORDER[@]}" -gt 1 && " ${SERVER_ORDER[*]} " == *" kamailio "* ]]; then
+if [[ "${#SERVER_ORDER[@]}" -gt 1 && " ${SERVER_ORDER[*]} " == *" kamailio "* ]]; then
 	echo
-	echo "== server CPU per registration (us) at each target rate, and the ratio to kamailio (-x $KAM_MEM)"
-	for rate in $RATES; do
+	echo "== server CPU per registration (us, median over $ROUNDS round(s)) at each target rate, and the ratio to kamailio (-x $KAM_MEM)"
+	for rate in $(tr ' ' '\n' <<<"$RATES" | awk 'NF && !seen[$1]++'); do
 		k=${USREG_AT[kamailio@$rate]:-NA}
 		line=$(printf '%7s  kamailio %7s' "$rate" "$k")
 		for name in "${SERVER_ORDER[@]}"; do
