@@ -30,6 +30,8 @@
 #   RATES="10000 20000 30000" DURATION=10 USERS=10000 bench/register/run.sh
 #   WARMUP=70 ROUNDS=3 RATES=20000 bench/register/run.sh   # at steady size, median of 3 rounds
 #   SKIP_KAMAILIO=1 BUILD=0 bench/register/run.sh  # only ours, binary already built
+#   SKIP_KAMAILIO=1 BASE_BIN=/tmp/before/switchboard-registrar ROUNDS=5 bench/register/run.sh
+#                                                # this build against an earlier one
 #   REGISTRAR_CMD='my-registrar --udp $BENCH_IP:$BENCH_PORT --users $BENCH_USERS_TSV' \
 #       bench/register/run.sh                    # some other registrar instead of ours
 #
@@ -38,10 +40,12 @@
 #   RATES="5000 10000 15000 20000"   target rates (registrations/s), each run once per round, in order
 #   DURATION=10          seconds' worth of calls per rate (sipp -m RATE*DURATION)
 #   WARMUP=0             seconds' worth of calls at the first rate before the measured runs, not
-#                        counted: our registrar keeps each answer 32-64 s (its transaction cache, two
-#                        generations of 32 s), so it grows, and the kernel faults its memory in, for
-#                        the first 64 s under load; WARMUP=70 measures it at its steady size (and
-#                        Kamailio alike)
+#                        counted: our registrar's memory grows under load until its transaction
+#                        cache (two generations of at most 100 000 answers, each kept 32-64 s, less
+#                        when full) and the allocator's pages reach their steady size: at 20 000/s
+#                        its RSS went from 112 MB at 5 s to 200 MB at 18 s and 208 MB at 25 s, and
+#                        the kernel's page zeroing still showed in a profile at 50 s, no longer at
+#                        80 s. WARMUP=70 measures every server at its steady size.
 #   ROUNDS=1             measured runs per rate and server (1..20), alternating between servers;
 #                        the per-rate figures are the medians over the rounds
 #   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
@@ -56,6 +60,9 @@
 #   BUILD=1              0: do not run `cargo build --release -p switchboard-registrar` first
 #   REGISTRAR_BIN=<target dir>/release/switchboard-registrar   our registrar's binary
 #   REGISTRAR_ARGS=      extra arguments for it (e.g. "--udp-workers 1")
+#   BASE_BIN=            an earlier build of our registrar, measured too (as "base", on BASE_PORT=25080
+#                        and its /metrics on BASE_PORT+1), its runs alternating with the others':
+#                        before and after a change in one run (SKIP_KAMAILIO=1: ratios to base)
 #   REGISTRAR_LOG=info   its RUST_LOG
 #   DIGEST_ALGORITHMS=MD5  the site's digestAlgorithms in the generated config (sipp 3.6 answers
 #                        only MD5 challenges)
@@ -112,6 +119,8 @@ BUILD=${BUILD:-1}
 REPO=$(cd "$HERE/../.." && pwd)
 REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchboard-registrar}
 REGISTRAR_ARGS=${REGISTRAR_ARGS:-}
+BASE_BIN=${BASE_BIN:-}
+BASE_PORT=${BASE_PORT:-25080}
 REGISTRAR_LOG=${REGISTRAR_LOG:-info}
 DIGEST_ALGORITHMS=${DIGEST_ALGORITHMS:-MD5}
 OUR_HTTP_PORT=${OUR_HTTP_PORT:-25071}
@@ -140,7 +149,7 @@ NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
 SIPP_MAX_SECS=$((DURATION * 3 + 20))
 # Upper bound for a server's lifetime: every server runs from its start to the end, through
 # every server's start-up, warm-up and runs.
-NSERVERS=$(( (SKIP_KAMAILIO != 1) + (SKIP_SWITCHBOARD != 1 || ${#REGISTRAR_CMD} > 0) + $(wc -w <<<"$TARGETS") ))
+NSERVERS=$(( (SKIP_KAMAILIO != 1) + (SKIP_SWITCHBOARD != 1 || ${#REGISTRAR_CMD} > 0) + (${#BASE_BIN} > 0) + $(wc -w <<<"$TARGETS") ))
 SERVER_MAX_SECS=$((NSERVERS * (READY_TIMEOUT + WARMUP * 3 + 25 + ROUNDS * NRATES * (SIPP_MAX_SECS + 5)) + 30))
 
 make_run_dir register
@@ -194,23 +203,23 @@ start_cmd() {
 	SERVER_PID=$SPAWNED_PID
 }
 
-# start_switchboard PORT: our registrar on a config generated from users.tsv; sets SERVER_PID,
-# SERVER_LOG.
+# start_switchboard NAME BIN PORT HTTP_PORT: our registrar (the build BIN) on a config generated
+# from users.tsv; sets SERVER_PID, SERVER_LOG.
 start_switchboard() {
-	local port=$1 dir="$RUN/switchboard" extra=()
+	local name=$1 bin=$2 port=$3 http_port=$4 dir="$RUN/$1" extra=()
 	# The config in a directory of its own: the registrar watches the config's directory, and a
 	# log file written next to it would make it re-read the file.
 	mkdir -p "$dir/config" || return 1
 	python3 "$HERE/registrar_config.py" --users "$RUN/users/users.tsv" --out "$dir/config/registrar.yaml" \
 		--realm "$REALM" --algorithms "$DIGEST_ALGORITHMS" || return 1
 	# Builds from before the per-site digestAlgorithms took the global flag instead.
-	if "$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
+	if "$bin" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
 		extra+=(--digest-algorithms "$DIGEST_ALGORITHMS")
 	fi
 	SERVER_LOG="$dir/registrar.log"
 	# shellcheck disable=SC2086 # REGISTRAR_ARGS is a list of words
-	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" env RUST_LOG="$REGISTRAR_LOG" "$REGISTRAR_BIN" --config "$dir/config/registrar.yaml" \
-		--udp "$IP:$port" --tcp "$IP:$port" --http "$IP:$OUR_HTTP_PORT" --replica bench \
+	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" env RUST_LOG="$REGISTRAR_LOG" "$bin" --config "$dir/config/registrar.yaml" \
+		--udp "$IP:$port" --tcp "$IP:$port" --http "$IP:$http_port" --replica bench \
 		"${extra[@]}" $REGISTRAR_ARGS
 	SERVER_PID=$SPAWNED_PID
 }
@@ -314,7 +323,8 @@ start_server() {
 	BEST[$name]=0 USREG[$name]=NA
 	if ((WARMUP > 0)); then
 		echo "$name: warming up, ${WARMUP}s of calls at ${RATES%% *}/s (not counted)" >&2
-		DURATION=$WARMUP sipp_run "$name/warmup" "$host" "$port" "${RATES%% *}" >/dev/null
+		DURATION=$WARMUP SIPP_MAX_SECS=$((WARMUP * 3 + 20)) \
+			sipp_run "$name/warmup" "$host" "$port" "${RATES%% *}" >/dev/null
 		sleep 1
 	fi
 }
@@ -356,7 +366,10 @@ fi
 if [[ -n "$REGISTRAR_CMD" ]]; then
 	start_server "$REGISTRAR_NAME" "$IP" "$OUR_PORT" start_cmd "$OUR_PORT"
 elif [[ "$SKIP_SWITCHBOARD" != 1 ]]; then
-	start_server switchboard "$IP" "$OUR_PORT" start_switchboard "$OUR_PORT"
+	if [[ -n "$BASE_BIN" ]]; then
+		start_server base "$IP" "$BASE_PORT" start_switchboard base "$BASE_BIN" "$BASE_PORT" "$((BASE_PORT + 1))"
+	fi
+	start_server switchboard "$IP" "$OUR_PORT" start_switchboard switchboard "$REGISTRAR_BIN" "$OUR_PORT" "$OUR_HTTP_PORT"
 fi
 for t in $TARGETS; do
 	tname=${t%%=*} taddr=${t#*=}
@@ -395,12 +408,14 @@ done
 echo
 echo "== best sustained REGISTER rate (digest auth, <${MAX_FAIL_PCT}% failures), $(nproc) CPUs, sipp on the same machine;"
 echo "== server CPU time per registration (median over those runs)"
-kbest=${BEST[kamailio]:-NA} kus=${USREG[kamailio]:-NA}
+# Ratios are to the first server started: Kamailio, else the base build, else the only one.
+ref=${SERVER_ORDER[0]:-}
+kbest=${BEST[$ref]:-NA} kus=${USREG[$ref]:-NA}
 for name in "${SERVER_ORDER[@]}"; do
 	b=${BEST[$name]} u=${USREG[$name]}
 	line=$(printf '%-12s %8s /s  %7s us/reg' "$name" "$b" "$u")
-	if [[ "$name" != kamailio && "$kbest" != NA && "$kbest" -gt 0 && "$b" != NA ]]; then
-		line+=$(printf '   rate ratio to kamailio: %s' "$(awk -v a="$b" -v k="$kbest" 'BEGIN{printf "%.2f", a / k}')")
+	if [[ "$name" != "$ref" && "$kbest" != NA && "$kbest" -gt 0 && "$b" != NA ]]; then
+		line+=$(printf '   rate ratio to %s: %s' "$ref" "$(awk -v a="$b" -v k="$kbest" 'BEGIN{printf "%.2f", a / k}')")
 		if [[ "$kus" != NA && "$u" != NA ]]; then
 			line+=$(printf ', CPU ratio: %s' "$(awk -v a="$u" -v k="$kus" 'BEGIN{printf "%.2f", a / k}')")
 		fi
@@ -408,14 +423,15 @@ for name in "${SERVER_ORDER[@]}"; do
 	echo "$line"
 done
 # CPU per registration at equal target rates: the comparison that holds on a busy machine.
-if [[ "${#SERVER_ORDER[@]}" -gt 1 && " ${SERVER_ORDER[*]} " == *" kamailio "* ]]; then
+if [[ "${#SERVER_ORDER[@]}" -gt 1 ]]; then
 	echo
-	echo "== server CPU per registration (us, median over $ROUNDS round(s)) at each target rate, and the ratio to kamailio (-x $KAM_MEM)"
+	[[ "$ref" == kamailio ]] && refnote=" (-x $KAM_MEM)" || refnote=""
+	echo "== server CPU per registration (us, median over $ROUNDS round(s)) at each target rate, and the ratio to $ref$refnote"
 	for rate in $(tr ' ' '\n' <<<"$RATES" | awk 'NF && !seen[$1]++'); do
-		k=${USREG_AT[kamailio@$rate]:-NA}
-		line=$(printf '%7s  kamailio %7s' "$rate" "$k")
+		k=${USREG_AT[$ref@$rate]:-NA}
+		line=$(printf '%7s  %s %7s' "$rate" "$ref" "$k")
 		for name in "${SERVER_ORDER[@]}"; do
-			[[ "$name" == kamailio ]] && continue
+			[[ "$name" == "$ref" ]] && continue
 			u=${USREG_AT[$name@$rate]:-NA}
 			line+=$(printf '   %s %7s' "$name" "$u")
 			if [[ "$k" != NA && "$u" != NA ]]; then
