@@ -2,6 +2,7 @@
 //! and q-values. Each takes the untyped text and returns `None` when it cannot be read.
 
 use super::scan::{is_host_byte, token_len, Scan};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use switchboard_crds::common::Transport;
 
@@ -271,14 +272,11 @@ impl SipUri {
     /// Parses `sip:user:pw@host:port;params?headers`.
     pub fn parse(s: &str) -> Option<SipUri> {
         let parts = SipUriParts::split(s)?;
-        let (host, port) = split_host_port(parts.hostport)?;
+        let (host, port) = parts.host_port()?;
         Some(SipUri {
             scheme: parts.scheme.to_ascii_lowercase(),
-            user: parts
-                .userinfo
-                .map(|u| u.split_each(b':').next().unwrap_or("").to_string())
-                .filter(|u| !u.is_empty()),
-            host,
+            user: parts.user().map(str::to_string),
+            host: host.into_owned(),
             port,
             params: parts.params.map(parse_params).unwrap_or_default(),
         })
@@ -344,6 +342,25 @@ impl<'a> SipUriParts<'a> {
             params,
             headers,
         })
+    }
+
+    /// The user part (without any `:password`), unless empty.
+    pub fn user(&self) -> Option<&'a str> {
+        self.userinfo
+            .map(|u| u.split_each(b':').next().unwrap_or(""))
+            .filter(|u| !u.is_empty())
+    }
+
+    /// The host, lower-cased (borrowed when it is already), and the port; `None` when the host
+    /// part does not read.
+    pub fn host_port(&self) -> Option<(Cow<'a, str>, Option<u16>)> {
+        let (host, port) = host_port(self.hostport)?;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        Some((host, port))
     }
 }
 

@@ -13,7 +13,9 @@ use crate::auth::state::{Admission, StateError};
 use crate::auth::{Pending, Verdict};
 use crate::config;
 use crate::location::{Binding, Decide, Guarded, StoreError, Update};
-use crate::message::headers::{parse_contacts_all, parse_expires, Contacts, NameAddrRef, SipUri};
+use crate::message::headers::{
+    parse_contacts_all, parse_expires, Contacts, NameAddrRef, SipUriParts,
+};
 use crate::message::response::{format_q, http_date};
 use crate::message::{HeaderName, Request, Response};
 use crate::registrar::events::changes;
@@ -341,7 +343,7 @@ struct RegisterAsk<'c> {
     /// The domain served: the To host's, else the Request-URI's.
     domain: &'c DomainConfig,
     /// The AOR's user part, from To.
-    aor_user: String,
+    aor_user: &'c str,
 }
 
 /// The Contacts and Expires of a REGISTER, or the 400 refusing them.
@@ -361,7 +363,7 @@ fn contacts_and_expires<'r>(
 
 impl<'c> RegisterAsk<'c> {
     /// Reads the AOR and its domain, or the answer refusing them (400, 403, 404).
-    fn read<'r>(
+    fn read<'r: 'c>(
         config: &'c RegistrarConfig,
         request: &'r Request<'r>,
         via: &'r str,
@@ -371,19 +373,21 @@ impl<'c> RegisterAsk<'c> {
             Response::to_request(&request.headers, status, reason, Some(via))
         };
         // The AOR from To; its host names the domain (else the Request-URI's does).
-        let Some(to) = request
+        let Some((to, to_host)) = request
             .header(&HeaderName::To)
             .and_then(NameAddrRef::parse)
-            .and_then(|n| SipUri::parse(n.uri))
+            .and_then(|n| SipUriParts::split(n.uri))
+            .and_then(|to| Some((to, to.host_port()?.0)))
         else {
             return Err(reply(400, "Bad To"));
         };
-        let Some(aor_user) = to.user else {
+        let Some(aor_user) = to.user() else {
             return Err(reply(404, "Not Found"));
         };
+        let request_host = || SipUriParts::split(request.uri)?.host_port();
         let Some(domain) = config
-            .domain(&to.host)
-            .or_else(|| SipUri::parse(request.uri).and_then(|u| config.domain(&u.host)))
+            .domain(&to_host)
+            .or_else(|| config.domain(&request_host()?.0))
         else {
             return Err(reply(404, "Domain Not Served"));
         };
