@@ -89,7 +89,7 @@
 # during the run); 2 on a usage error / missing tool.
 #
 # To add another server started by this script, write start_<name> (see start_kamailio and
-# start_cmd) and call:   bench_server NAME HOST PORT [start_function args...]
+# start_cmd) and call:   start_server NAME HOST PORT [start_function args...]
 #
 # Every process this script starts runs in its own process group, under `timeout`, and is
 # killed (TERM, then KILL) on exit by the trap. sipp runs are bounded by -m, -recv_timeout and
@@ -101,6 +101,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
+# shellcheck source=kamailio.sh
+. "$HERE/kamailio.sh"
 
 USERS=${USERS:-10000}
 RATES=${RATES:-"5000 10000 15000 20000"}
@@ -177,19 +179,13 @@ echo "# generating $USERS users in $RUN/users" >&2
 python3 "$HERE/users.py" --out "$RUN/users" --count "$USERS" --realm "$REALM" || die "users.py failed"
 
 # ---------------------------------------------------------------- servers
-# start_kamailio PORT: Kamailio from kamailio.cfg.tmpl; sets SERVER_PID, SERVER_LOG.
+# start_kamailio PORT: Kamailio from kamailio.cfg.tmpl (kamailio.sh); sets SERVER_PID, SERVER_LOG.
 start_kamailio() {
 	local port=$1 dir="$RUN/kamailio"
-	mkdir -p "$dir" && cp -r "$RUN/users/dbtext" "$dir/" || return 1
-	sed -e "s|@IP@|$IP|g; s|@PORT@|$port|g; s|@DIR@|$dir|g" \
-		"$HERE/kamailio.cfg.tmpl" >"$dir/kamailio.cfg" || return 1
-	if ! kamailio -f "$dir/kamailio.cfg" -c >"$dir/check.log" 2>&1; then
-		cat "$dir/check.log" >&2
-		return 1
-	fi
+	kamailio_config "$dir" "$IP" "$port" "$RUN/users" || return 1
+	kamailio_args "$dir" "$KAM_MEM"
 	SERVER_LOG="$dir/kamailio.log"
-	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" kamailio -f "$dir/kamailio.cfg" -DD -E -m 512 -M 16 \
-		-x "$KAM_MEM" -Y "$dir" -w "$dir" -P "$dir/kamailio.pid"
+	spawn "$SERVER_LOG" "$SERVER_MAX_SECS" "${KAMAILIO_ARGS[@]}"
 	SERVER_PID=$SPAWNED_PID
 }
 
