@@ -4,6 +4,7 @@
 use super::scan::{is_host_byte, token_len, Scan};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use switchboard_crds::common::Transport;
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
@@ -75,17 +76,26 @@ fn next_comma(b: &[u8], mut i: usize, depth: &mut u32, quoted: &mut bool) -> Opt
 
 /// `name[=value]` parameters after `;`, in order; names lower-cased.
 pub fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
+    params_ref(s)
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.map(str::to_string)))
+        .collect()
+}
+
+/// The `name[=value]` parameters of `s` (the text after a `;`), borrowed, in order: name and
+/// value trimmed, the value's quotes removed, empty parameters skipped.
+fn params_ref(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     s.split_each(b';')
         .map(<str>::sip_trim)
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_byte(b'=') {
-            Some((n, v)) => (
-                n.sip_trim().to_ascii_lowercase(),
-                Some(v.sip_trim().trim_matches('"').to_string()),
-            ),
-            None => (p.to_ascii_lowercase(), None),
+            Some((n, v)) => (n.sip_trim(), Some(v.sip_trim().trim_matches('"'))),
+            None => (p, None),
         })
-        .collect()
+}
+
+/// The first parameter of `params` named `name` (any case): `Some(None)` for a flag.
+fn find_param<'a>(params: &'a str, name: &str) -> Option<Option<&'a str>> {
+    params_ref(params).find_map(|(n, v)| n.eq_ignore_ascii_case(name).then_some(v))
 }
 
 fn param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Option<&'a str>> {
@@ -212,17 +222,7 @@ impl<'a> NameAddrRef<'a> {
     /// A header parameter (name case-insensitive, the first of that name): `Some(None)` for a
     /// flag, `Some(Some(v))` for a value (trimmed, quotes removed), as [`NameAddr::param`].
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
-        self.params
-            .split_each(b';')
-            .map(<str>::sip_trim)
-            .filter(|p| !p.is_empty())
-            .find_map(|p| match p.split_byte(b'=') {
-                Some((n, v)) if n.sip_trim().eq_ignore_ascii_case(name) => {
-                    Some(Some(v.sip_trim().trim_matches('"')))
-                }
-                None if p.eq_ignore_ascii_case(name) => Some(None),
-                _ => None,
-            })
+        find_param(self.params, name)
     }
 
     /// The `tag` parameter.
@@ -423,6 +423,50 @@ impl Via {
     /// protocol version (so a 505 can still be sent back), empty parameters skipped. The
     /// strict grammar is [`super::check`]'s.
     pub fn parse_parm(parm: &str) -> Option<Via> {
+        ViaRef::parse_parm(parm).map(|r| Via::from(&r))
+    }
+
+    /// A parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        param(&self.params, name)
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+}
+
+/// A via-parm borrowed from its message: what [`Via::parse_parm`] reads, copying nothing unless
+/// its sent-by holds LWS (rare). The service reads every request's top Via this way: its branch
+/// and where its `rport` and `received` stand are found in the one pass over the parameters,
+/// and the response's Via is the text as written with those two spliced in
+/// ([`Self::written_back`]). The owned [`Via`] cost a dozen allocations per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViaRef<'a> {
+    /// `UDP`, `TCP`, `TLS`, … as written.
+    pub transport: &'a str,
+    /// sent-by host as written (IPv6 without brackets).
+    pub host: Cow<'a, str>,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// The parameters after the sent-by's `;`, as written.
+    pub params: &'a str,
+    /// The first `branch` parameter (`Some(None)`: a flag).
+    branch: Option<Option<&'a str>>,
+    /// Where the first `rport` and the first `received` parameter stand in `params`.
+    rport: Option<Range<usize>>,
+    received: Option<Range<usize>>,
+}
+
+impl<'a> ViaRef<'a> {
+    /// The first via-parm of a Via header value.
+    pub fn parse_first(value: &'a str) -> Option<ViaRef<'a>> {
+        ViaRef::parse_parm(list_elements(value).next()?)
+    }
+
+    /// One via-parm, as leniently as [`Via::parse_parm`] says.
+    pub fn parse_parm(parm: &'a str) -> Option<ViaRef<'a>> {
         let (name, rest) = parm.split_byte(b'/')?;
         let (version, rest) = rest.split_byte(b'/')?;
         if !name.sip_trim().eq_ignore_ascii_case("SIP") || version.sip_trim().is_empty() {
@@ -435,10 +479,7 @@ impl Via {
             return None;
         }
         let rest = rest.sip_trim();
-        let (sent_by, params) = match rest.split_byte(b';') {
-            Some((s, p)) => (s, parse_params(p)),
-            None => (rest, Vec::new()),
-        };
+        let (sent_by, params) = rest.split_byte(b';').unwrap_or((rest, ""));
         // LWS inside sent-by (RFC 4475 §3.1.1.1) is rare: looked for by byte first.
         let spaced = sent_by
             .bytes()
@@ -446,38 +487,64 @@ impl Via {
             && sent_by.contains(char::is_whitespace);
         let (host, port) = if spaced {
             let joined: String = sent_by.split_whitespace().collect();
-            split_host_port(&joined)?
+            let (host, port) = host_port(&joined)?;
+            (Cow::Owned(host.to_string()), port)
         } else {
-            split_host_port(sent_by)?
+            let (host, port) = host_port(sent_by)?;
+            (Cow::Borrowed(host), port)
         };
-        Some(Via {
-            transport: transport.to_ascii_uppercase(),
+        let mut via = ViaRef {
+            transport,
             host,
             port,
             params,
-        })
+            branch: None,
+            rport: None,
+            received: None,
+        };
+        via.find_own_params();
+        Some(via)
     }
 
-    /// A parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
-    pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        param(&self.params, name)
+    /// Finds `branch`, `rport` and `received` (the first of each) in one pass.
+    fn find_own_params(&mut self) {
+        let mut start = 0;
+        for p in self.params.split_each(b';') {
+            let range = start..start + p.len();
+            start = range.end + 1;
+            let (name, value) = match p.split_byte(b'=') {
+                Some((n, v)) => (n.sip_trim(), Some(v.sip_trim().trim_matches('"'))),
+                None => (p.sip_trim(), None),
+            };
+            if name.eq_ignore_ascii_case("branch") {
+                self.branch.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("rport") {
+                self.rport.get_or_insert(range);
+            } else if name.eq_ignore_ascii_case("received") {
+                self.received.get_or_insert(range);
+            }
+        }
     }
 
     /// The branch parameter.
-    pub fn branch(&self) -> Option<&str> {
-        self.param("branch").flatten()
+    pub fn branch(&self) -> Option<&'a str> {
+        self.branch.flatten()
     }
 
-    /// Writes the via-parm back, e.g. after `received`/`rport` were set.
-    pub fn to_header_value(&self) -> String {
-        let params: usize = self
-            .params
-            .iter()
-            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len() + 1) + 1)
-            .sum();
-        let mut s = String::with_capacity(8 + self.transport.len() + self.host.len() + 9 + params);
+    /// Whether the client asked for `rport` (RFC 3581).
+    pub fn has_rport(&self) -> bool {
+        self.rport.is_some()
+    }
+
+    /// The via-parm written back with `received` and `rport` given values, each in place of the
+    /// first parameter of its name, else appended: the top Via of a response. The rest is as
+    /// the client wrote it (RFC 3261 §8.2.6.2: the response's Via is the request's).
+    pub fn written_back(&self, received: Option<&str>, rport: Option<&str>) -> String {
+        let mut s = String::with_capacity(
+            12 + self.transport.len() + self.host.len() + self.params.len() + 48,
+        );
         s.push_str("SIP/2.0/");
-        s.push_str(&self.transport);
+        s.push_str(self.transport);
         s.push(' ');
         if self.host.has_byte(b':') {
             s.push('[');
@@ -490,23 +557,57 @@ impl Via {
             s.push(':');
             s.push_str(itoa::Buffer::new().format(p));
         }
-        for (n, v) in &self.params {
+        // The values given, in the order their parameters stand (appended ones last).
+        let mut edits = [
+            ("received", received, self.received.clone()),
+            ("rport", rport, self.rport.clone()),
+        ];
+        edits.sort_by_key(|(_, _, at)| at.as_ref().map_or(usize::MAX, |r| r.start));
+        let mut copied = 0;
+        if !self.params.is_empty() {
             s.push(';');
-            s.push_str(n);
-            if let Some(v) = v {
-                s.push('=');
-                s.push_str(v);
+        }
+        for (name, value, at) in edits {
+            let Some(value) = value else { continue };
+            match at {
+                Some(at) => {
+                    s.push_str(&self.params[copied..at.start]);
+                    copied = at.end;
+                    s.push_str(name);
+                    s.push('=');
+                    s.push_str(value);
+                }
+                None => {
+                    s.push_str(&self.params[copied..]);
+                    copied = self.params.len();
+                    push_param(&mut s, name, Some(value));
+                }
             }
         }
+        s.push_str(&self.params[copied..]);
         s
     }
+}
 
-    /// Sets (or replaces) a parameter.
-    pub fn set_param(&mut self, name: &str, value: Option<String>) {
-        match self.params.iter_mut().find(|(n, _)| n == name) {
-            Some(p) => p.1 = value,
-            None => self.params.push((name.to_string(), value)),
+impl From<&ViaRef<'_>> for Via {
+    /// The owned via-parm: transport upper-cased, host and parameter names lower-cased.
+    fn from(r: &ViaRef<'_>) -> Via {
+        Via {
+            transport: r.transport.to_ascii_uppercase(),
+            host: r.host.to_ascii_lowercase(),
+            port: r.port,
+            params: parse_params(r.params),
         }
+    }
+}
+
+/// Appends `;name[=value]`.
+fn push_param(s: &mut String, name: &str, value: Option<&str>) {
+    s.push(';');
+    s.push_str(name);
+    if let Some(v) = value {
+        s.push('=');
+        s.push_str(v);
     }
 }
 
@@ -821,9 +922,17 @@ mod tests {
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.branch(), Some("z9hG4bKx"));
         assert_eq!(v.param("rport"), Some(None));
+        let r = ViaRef::parse_first("SIP/2.0/tcp [2001:DB8::1]:5070 ;Branch=z9hG4bKx;rport, b")
+            .unwrap();
+        assert_eq!((r.transport, r.port), ("tcp", Some(5070)));
         assert_eq!(
-            v.to_header_value(),
-            "SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport"
+            (r.host.as_ref(), r.branch()),
+            ("2001:DB8::1", Some("z9hG4bKx"))
+        );
+        assert_eq!(Via::from(&r), v);
+        assert_eq!(
+            r.written_back(None, None),
+            "SIP/2.0/tcp [2001:DB8::1]:5070;Branch=z9hG4bKx;rport"
         );
         assert!(Via::parse_first("SIP/2.0/UDP").is_none());
         assert!(Via::parse_first("HTTP/1.1 host").is_none());

@@ -359,8 +359,8 @@ impl Msg {
         Via::parse_first(self.header("Via")?)
     }
 
-    /// Replaces the top via-parm.
-    pub fn set_top_via(&mut self, via: &Via) {
+    /// Replaces the top via-parm with `via` (a via-parm's text).
+    pub fn set_top_via(&mut self, via: &str) {
         let Some(i) = self
             .headers
             .iter()
@@ -374,7 +374,7 @@ impl Msg {
             match parts.next() {
                 None => String::new(),
                 Some(_) => {
-                    let mut value = via.to_header_value();
+                    let mut value = via.to_string();
                     for p in parts {
                         value.push_str(", ");
                         value.push_str(p);

@@ -8,7 +8,7 @@ use super::core::{Arrival, CallLog, Hop};
 use super::driver::{Inner, Target};
 use super::routes::{next_hop, next_hop_transport};
 use crate::auth::Authenticator;
-use crate::message::headers::addr_uri;
+use crate::message::headers::{addr_uri, Via, ViaRef};
 use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -23,11 +23,12 @@ impl Inner {
         transport: Transport,
     ) {
         let now = Instant::now();
-        let Some(top) = req.top_via() else {
+        let Some(via) = req.header("Via").and_then(ViaRef::parse_first) else {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return;
         };
-        let (fixed, target) = crate::transport::nat::fix_top_via(top.clone(), source, transport);
+        let top = Via::from(&via);
+        let (fixed, target) = crate::transport::nat::fix_top_via(&via, source, transport);
         req.set_top_via(&fixed);
         // Over TCP/TLS the responses go back into the connection whatever the Via says.
         let reply_to = match transport {

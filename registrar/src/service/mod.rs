@@ -25,7 +25,7 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::cluster::Cluster;
 use crate::config::{self, ConfigHandle};
 use crate::location::{Binding, LocationStore};
-use crate::message::headers::{is_sip_scheme, Via};
+use crate::message::headers::{is_sip_scheme, ViaRef};
 use crate::message::response::reason_phrase;
 use crate::message::scan::Scan;
 use crate::message::{check, parse, HeaderName, Method, Parsed, Request, Response};
@@ -210,12 +210,14 @@ impl Service {
         if request.method == Method::Ack {
             return None;
         }
-        let Some(top_via) = request.header(&HeaderName::Via).and_then(Via::parse_first) else {
+        let Some(via) = request
+            .header(&HeaderName::Via)
+            .and_then(ViaRef::parse_first)
+        else {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return None;
         };
-        let (via, target) = nat::fix_top_via(top_via, source, transport);
-        let via_value = via.to_header_value();
+        let (via_value, target) = nat::fix_top_via(&via, source, transport);
         let reply = |status: u16, reason: &'static str| {
             Response::to_request(&request.headers, status, reason, Some(&via_value))
         };
@@ -325,10 +327,9 @@ impl Service {
         let via = headers
             .iter()
             .find(|h| h.name == HeaderName::Via)
-            .and_then(|h| Via::parse_first(&h.value))?;
-        let (via, target) = nat::fix_top_via(via, source, transport);
+            .and_then(|h| ViaRef::parse_first(&h.value))?;
+        let (via_value, target) = nat::fix_top_via(&via, source, transport);
         let reason: String = e.reason.chars().filter(|c| !c.is_control()).collect();
-        let via_value = via.to_header_value();
         let mut resp = Response::to_request(&headers, e.status, reason, Some(&via_value));
         if e.status == 501 {
             resp.push("Allow", ALLOW);
