@@ -913,6 +913,24 @@ mod tests {
     }
 
     #[test]
+    fn uri_parts_user_and_host() {
+        let p = SipUriParts::split("sip:Alice:secret@Example.COM:5070;transport=tcp").unwrap();
+        assert_eq!(p.user(), Some("Alice"));
+        assert_eq!(p.host_port(), Some(("example.com".into(), Some(5070))));
+        let p = SipUriParts::split("sips:bob@h.test").unwrap();
+        assert!(matches!(
+            p.host_port(),
+            Some((Cow::Borrowed("h.test"), None))
+        ));
+        let p = SipUriParts::split("sip::pw@h.test").unwrap();
+        assert_eq!(p.user(), None, "an empty user is none");
+        assert_eq!(
+            SipUriParts::split("sip:a@h:port").unwrap().host_port(),
+            None
+        );
+    }
+
+    #[test]
     fn via_with_ipv6_and_params() {
         let v =
             Via::parse_first("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport, SIP/2.0/UDP b")
