@@ -102,33 +102,32 @@ impl<'a> Credentials<'a> {
         let (mut has_user, mut has_realm, mut has_nonce, mut has_uri, mut has_resp) =
             (false, false, false, false, false);
         for (name, val) in auth_params_ref(rest)? {
-            let name = Lowered::new(name);
-            match name.as_str() {
-                "username" => {
+            match Lowered::new(name).as_bytes() {
+                b"username" => {
                     c.username = val;
                     has_user = true
                 }
-                "realm" => {
+                b"realm" => {
                     c.realm = val;
                     has_realm = true
                 }
-                "nonce" => {
+                b"nonce" => {
                     c.nonce = val;
                     has_nonce = true
                 }
-                "uri" => {
+                b"uri" => {
                     c.uri = val;
                     has_uri = true
                 }
-                "response" => {
+                b"response" => {
                     c.response = val;
                     has_resp = true
                 }
-                "algorithm" => c.algorithm = Some(val),
-                "cnonce" => c.cnonce = Some(val),
-                "qop" => c.qop = Some(val),
-                "nc" => c.nc = Some(val),
-                "opaque" => c.opaque = Some(val),
+                b"algorithm" => c.algorithm = Some(val),
+                b"cnonce" => c.cnonce = Some(val),
+                b"qop" => c.qop = Some(val),
+                b"nc" => c.nc = Some(val),
+                b"opaque" => c.opaque = Some(val),
                 _ => {}
             }
         }
@@ -182,9 +181,8 @@ impl Lowered {
         Lowered { buf, len }
     }
 
-    fn as_str(&self) -> &str {
-        // ASCII lower-casing keeps UTF-8 valid, but a cut could fall inside a character.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -213,9 +211,7 @@ fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
             break;
         }
         let name_start = i;
-        while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b',' {
-            i += 1;
-        }
+        i += memchr::memchr2(b'=', b',', &bytes[i..]).unwrap_or(bytes.len() - i);
         if i >= bytes.len() || bytes[i] != b'=' {
             return None;
         }
@@ -228,9 +224,7 @@ fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
             i += 1;
             let start = i;
             // `"` and `\` are ASCII, so they never sit inside a multi-byte character.
-            while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\\' {
-                i += 1;
-            }
+            i += memchr::memchr2(b'"', b'\\', &bytes[i..]).unwrap_or(bytes.len() - i);
             if i < bytes.len() && bytes[i] == b'"' {
                 i += 1;
                 Cow::Borrowed(&s[start..i - 1])
@@ -265,9 +259,7 @@ fn auth_params_ref(s: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
             }
         } else {
             let start = i;
-            while i < bytes.len() && bytes[i] != b',' {
-                i += 1;
-            }
+            i += s[i..].find_byte(b',').unwrap_or(bytes.len() - i);
             Cow::Borrowed(s[start..i].sip_trim())
         };
         out.push((name, val));
