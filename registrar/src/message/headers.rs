@@ -84,13 +84,22 @@ pub fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
 /// The `name[=value]` parameters of `s` (the text after a `;`), borrowed, in order: name and
 /// value trimmed, the value's quotes removed, empty parameters skipped.
 fn params_ref(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    param_spans(s).map(|(_, name, value)| (name, value))
+}
+
+/// [`params_ref`] with where each parameter stands in `s` (its text between the `;`s).
+fn param_spans(s: &str) -> impl Iterator<Item = (Range<usize>, &str, Option<&str>)> {
+    let mut start = 0;
     s.split_each(b';')
-        .map(<str>::sip_trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_byte(b'=') {
-            Some((n, v)) => (n.sip_trim(), Some(v.sip_trim().trim_matches('"'))),
-            None => (p, None),
+        .map(move |p| {
+            let at = start..start + p.len();
+            start = at.end + 1;
+            match p.sip_trim().split_byte(b'=') {
+                Some((n, v)) => (at, n.sip_trim(), Some(v.sip_trim().trim_matches('"'))),
+                None => (at, p.sip_trim(), None),
+            }
         })
+        .filter(|(_, name, value)| !name.is_empty() || value.is_some())
 }
 
 /// The first parameter of `params` named `name` (any case): `Some(None)` for a flag.
@@ -508,20 +517,13 @@ impl<'a> ViaRef<'a> {
 
     /// Finds `branch`, `rport` and `received` (the first of each) in one pass.
     fn find_own_params(&mut self) {
-        let mut start = 0;
-        for p in self.params.split_each(b';') {
-            let range = start..start + p.len();
-            start = range.end + 1;
-            let (name, value) = match p.split_byte(b'=') {
-                Some((n, v)) => (n.sip_trim(), Some(v.sip_trim().trim_matches('"'))),
-                None => (p.sip_trim(), None),
-            };
+        for (at, name, value) in param_spans(self.params) {
             if name.eq_ignore_ascii_case("branch") {
                 self.branch.get_or_insert(value);
             } else if name.eq_ignore_ascii_case("rport") {
-                self.rport.get_or_insert(range);
+                self.rport.get_or_insert(at);
             } else if name.eq_ignore_ascii_case("received") {
-                self.received.get_or_insert(range);
+                self.received.get_or_insert(at);
             }
         }
     }

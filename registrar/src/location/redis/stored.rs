@@ -64,8 +64,8 @@ impl From<Stored<'_>> for Binding {
 }
 
 /// The stored value of a non-empty set of bindings: a JSON array of [`Stored`] objects, the
-/// fields in their order, as serde writes them (`reads_the_format_of_earlier_versions` holds
-/// the two to the same bytes).
+/// fields in their order, as serde writes them (`writes_what_serde_wrote` and
+/// `reads_the_format_of_earlier_versions` hold the two to the same bytes).
 ///
 /// Written by hand because it is written on every refresh: serde's writer escaped each key
 /// and each string byte by byte through a table, and an encoding took 5 300 instructions per
