@@ -144,7 +144,7 @@ impl RedisAuthState {
     }
 
     /// The current runtime's connection.
-    fn conn(&self) -> Result<::redis::aio::ConnectionManager, StateError> {
+    fn conn(&self) -> Result<crate::location::redis::Pipe, StateError> {
         self.conns.get().map_err(|e| StateError(e.0))
     }
 

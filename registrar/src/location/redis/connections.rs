@@ -1,14 +1,14 @@
 //! One Redis connection per tokio runtime.
 //!
-//! A [`ConnectionManager`] runs its connection as a task on the runtime it was made on, and
-//! every command crosses to that task and back. With Redis, each UDP socket is served on a
-//! runtime of its own (a thread, see `transport::udp_thread`): with the connection on the
-//! caller's runtime, a REGISTER's datagram, its script call and Redis's answer stay on that
-//! thread instead of crossing to another and back (`bench/scale`, "A runtime per UDP socket").
+//! A connection ([`Pipe`]) runs its task on the runtime that made it, and every command
+//! crosses to that task and back. With Redis, each UDP socket is served on a runtime of its
+//! own (a thread, see `transport::udp_thread`): with the connection on the caller's runtime, a
+//! REGISTER's datagram, its script call and Redis's answer stay on that thread instead of
+//! crossing to another and back (`bench/scale`, "A runtime per UDP socket").
 
+use super::pipe::{Pipe, Timing};
 use super::StoreError;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::Client;
+use ::redis::ConnectionInfo;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::{Handle, Id};
 
@@ -20,23 +20,20 @@ pub struct Connections {
 }
 
 struct Inner {
-    client: Client,
-    config: ConnectionManagerConfig,
+    info: ConnectionInfo,
+    timing: Timing,
     /// A handful of runtimes at most: the main one and one per UDP socket.
-    by_runtime: Mutex<Vec<(Id, ConnectionManager)>>,
+    by_runtime: Mutex<Vec<(Id, Pipe)>>,
 }
 
 impl Connections {
-    /// Connections made with `client` and `config`; the current runtime's is made now (lazily:
-    /// this fails only on a config the manager refuses, never because Redis is down).
-    pub(super) fn new(
-        client: Client,
-        config: ConnectionManagerConfig,
-    ) -> Result<Connections, StoreError> {
+    /// Connections to `info`'s Redis; the current runtime's is made now (lazily: this fails
+    /// only on an address that cannot be spoken to, never because Redis is down).
+    pub(super) fn new(info: ConnectionInfo, timing: Timing) -> Result<Connections, StoreError> {
         let connections = Connections {
             inner: Arc::new(Inner {
-                client,
-                config,
+                info,
+                timing,
                 by_runtime: Mutex::new(Vec::new()),
             }),
         };
@@ -45,7 +42,7 @@ impl Connections {
     }
 
     /// The connection of the current runtime (made now if it has none).
-    pub fn get(&self) -> Result<ConnectionManager, StoreError> {
+    pub fn get(&self) -> Result<Pipe, StoreError> {
         let runtime = Handle::try_current()
             .map_err(|e| StoreError(format!("redis: used outside a tokio runtime: {e}")))?
             .id();
@@ -57,11 +54,8 @@ impl Connections {
         if let Some((_, conn)) = all.iter().find(|(id, _)| *id == runtime) {
             return Ok(conn.clone());
         }
-        let conn = ConnectionManager::new_lazy_with_config(
-            self.inner.client.clone(),
-            self.inner.config.clone(),
-        )
-        .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let conn = Pipe::new(self.inner.info.clone(), self.inner.timing)
+            .map_err(|e| StoreError(format!("redis: {e}")))?;
         all.push((runtime, conn.clone()));
         Ok(conn)
     }

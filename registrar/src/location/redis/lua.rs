@@ -4,7 +4,7 @@
 //! of them into the command: for a REGISTER's write, 14 allocations more and the bindings'
 //! JSON (sent twice: expected and new) copied twice more.
 
-use ::redis::aio::ConnectionManager;
+use super::Pipe;
 use ::redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
 /// A Lua script taking a fixed number of keys and arguments, called by its SHA-1.
@@ -39,7 +39,7 @@ impl Lua {
     pub(crate) async fn run<T: FromRedisValue>(
         &self,
         call: &Cmd,
-        conn: &mut ConnectionManager,
+        conn: &mut Pipe,
     ) -> RedisResult<T> {
         match call.query_async(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {

@@ -35,6 +35,8 @@
 mod connections;
 mod guard;
 mod lua;
+mod pipe;
+mod resp;
 mod seen;
 mod stored;
 
@@ -42,19 +44,23 @@ pub use connections::Connections;
 pub(crate) use guard::GUARD_LUA;
 pub use guard::{Guard, Refusal};
 pub(crate) use lua::Lua;
+pub use pipe::Pipe;
 
 use super::{
     Binding, Decide, Expired, Guarded, LocationStore, StoreError, StoreFuture, StoreStats, Update,
 };
-use ::redis::aio::ConnectionManagerConfig;
-use ::redis::{Cmd, FromRedisValue, Value as Reply};
+use ::redis::{Cmd, FromRedisValue, IntoConnectionInfo, Value as Reply};
 use seen::{Seen, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use stored::{decode, encode, to_millis};
 
-/// How long a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection attempt may take, and how long a connection may answer nothing while
+/// commands wait before it is given up (see [`pipe`]).
+const TIMING: pipe::Timing = pipe::Timing {
+    connect: Duration::from_secs(1),
+    stalled: Duration::from_secs(3),
+};
 /// Upper bound on one command, its answer and any (re)connecting included, whatever the manager
 /// does inside (a REGISTER must not hang while Redis is down or silent).
 const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
@@ -224,27 +230,17 @@ impl RedisStore {
 
     /// A store on the Redis at `url` (`redis://host:port/db`), keys under `prefix`.
     ///
-    /// The connection is made lazily: this fails only on a malformed URL, never because Redis
-    /// is down at start-up. While Redis is unreachable or silent every operation fails within
-    /// 1.5 s ([`COMMAND_DEADLINE`]) with a [`StoreError`], and the connection is
-    /// re-established in the background once it is back.
+    /// The connection is made lazily: this fails only on a malformed URL (or one that is not
+    /// `redis://`), never because Redis is down at start-up. While Redis is unreachable or
+    /// silent every operation fails within 1.5 s ([`COMMAND_DEADLINE`]) with a [`StoreError`],
+    /// and the next operation after Redis is back connects again.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = ::redis::Client::open(url)
+        let info = url
+            .into_connection_info()
             .map_err(|e| StoreError(format!("redis url {url:?}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            // No timer of the manager's own: `bounded` gives every command its deadline. Two
-            // timers per command cost the UDP thread twice the eventfd writes (tokio wakes its
-            // driver when a new timer is due before every pending one): 0.54 `write` per
-            // registration at 10 000/s, 0.31 with one.
-            .set_response_timeout(None)
-            // One quick retry per (re)connect: callers fail fast and the next operation triggers
-            // the next attempt, instead of a long backoff in front of a REGISTER.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
         // Its error already names Redis; the URL says which.
-        let conns = Connections::new(client, config)
-            .map_err(|e| StoreError(format!("{} ({url:?})", e.0)))?;
+        let conns =
+            Connections::new(info, TIMING).map_err(|e| StoreError(format!("{} ({url:?})", e.0)))?;
         Ok(RedisStore {
             conns,
             keys: Keys::new(prefix),

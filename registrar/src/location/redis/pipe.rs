@@ -1,0 +1,582 @@
+//! One connection to Redis, pipelined: every caller on a runtime appends its command to one
+//! buffer and waits for its reply; a task of the connection's own writes what has been
+//! appended in one system call and hands the replies, which Redis sends in order, to the
+//! callers in the order they wrote.
+//!
+//! Written here rather than taken from the `redis` crate's `ConnectionManager` (which this
+//! replaces; the crate still packs the commands and defines the values and errors): the
+//! manager's multiplexed connection passes each command through a channel, a `Sink`, a codec
+//! and a `combine` parser, about 13 000 instructions per command against about 3 000 here, and
+//! that was most of what a REGISTER cost the registrar more with Redis than with the memory
+//! store (`bench/scale`, "A connection of our own").
+//!
+//! The connection is made on first use and made again on the next use after it failed; callers
+//! that arrive while an attempt is under way share its outcome instead of each making one. A
+//! connection
+//! that answers nothing for [`Timing::stalled`] while commands wait is given up (Redis hung, or
+//! its host gone without a reset): the next command connects afresh.
+
+use super::resp;
+use redis::aio::ConnectionLike;
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
+    Value,
+};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+
+/// The connection's time limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Connecting, the handshake included.
+    pub connect: Duration,
+    /// Without a reply for this long while commands wait, the connection is given up.
+    pub stalled: Duration,
+}
+
+/// A connection to one Redis (cheap to clone: the clones share it). Used from one runtime: its
+/// task runs on the runtime that first needed it connected.
+#[derive(Clone)]
+pub struct Pipe {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    info: ConnectionInfo,
+    timing: Timing,
+    state: parking_lot::Mutex<State>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+struct State {
+    /// The live connection, if any (its task ends once this is another or none).
+    live: Option<Live>,
+    /// The number of the latest connection made.
+    made: u64,
+    /// Commands appended and not yet taken by the task.
+    out: Vec<u8>,
+    /// Callers waiting, in the order their commands were appended.
+    waiting: VecDeque<Waiter>,
+    /// When a reply last arrived, or the first of the waiting callers appended its command.
+    progress: Instant,
+    /// The last failed attempt: when it ended, and why.
+    failed: Option<(Instant, String)>,
+}
+
+/// A connection's number and what wakes its task (commands to write, or the connection given
+/// up): each connection has its own, so a task still ending cannot take another's wake-up.
+struct Live {
+    id: u64,
+    wake: Arc<Notify>,
+}
+
+/// A caller waiting for its replies.
+struct Waiter {
+    wants: Wants,
+    reply: oneshot::Sender<RedisResult<Value>>,
+}
+
+/// The replies a caller waits for.
+enum Wants {
+    /// One command's reply, as it is.
+    One,
+    /// A pipeline's: `left` replies still to come, of which the first `skip` (a transaction's
+    /// `OK` and `QUEUED`s) are not kept; the kept ones go back as one array.
+    Many {
+        skip: usize,
+        left: usize,
+        got: Vec<Value>,
+    },
+}
+
+impl Pipe {
+    /// A connection to `info`'s Redis, made on first use. Only plain TCP is spoken (`redis://`).
+    pub fn new(info: ConnectionInfo, timing: Timing) -> RedisResult<Pipe> {
+        if !matches!(info.addr(), ConnectionAddr::Tcp(..)) {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "only redis://host:port/db is supported",
+                format!("{}", info.addr()),
+            )));
+        }
+        Ok(Pipe {
+            shared: Arc::new(Shared {
+                info,
+                timing,
+                state: parking_lot::Mutex::new(State {
+                    live: None,
+                    made: 0,
+                    out: Vec::new(),
+                    waiting: VecDeque::new(),
+                    progress: Instant::now(),
+                    failed: None,
+                }),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Appends a command (written by `write`) and waits for its replies.
+    async fn send(&self, write: impl FnOnce(&mut Vec<u8>), wants: Wants) -> RedisResult<Value> {
+        self.connected().await?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut state = self.shared.state.lock();
+            let Some(wake) = state.live.as_ref().map(|live| live.wake.clone()) else {
+                return Err(closed("the connection to Redis was lost"));
+            };
+            let now = Instant::now();
+            if state.waiting.is_empty() {
+                state.progress = now;
+            } else if now.duration_since(state.progress) > self.shared.timing.stalled {
+                let stalled = self.shared.timing.stalled;
+                let waiting = state.give_up();
+                drop(state);
+                fail(waiting, || {
+                    closed(&format!("Redis answered nothing for {stalled:?}"))
+                });
+                return Err(closed("Redis stopped answering; reconnecting"));
+            }
+            write(&mut state.out);
+            state.waiting.push_back(Waiter { wants, reply });
+            wake.notify_one();
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(closed("the connection to Redis was lost")))
+    }
+
+    /// Makes the connection if none is live: one attempt at a time, and a caller that waited
+    /// for another's attempt takes its outcome.
+    async fn connected(&self) -> RedisResult<()> {
+        if self.shared.state.lock().live.is_some() {
+            return Ok(());
+        }
+        let arrived = Instant::now();
+        let _one = self.shared.connecting.lock().await;
+        {
+            let state = self.shared.state.lock();
+            if state.live.is_some() {
+                return Ok(());
+            }
+            if let Some((at, why)) = &state.failed {
+                if *at >= arrived {
+                    return Err(closed(&format!("Redis unreachable: {why}")));
+                }
+            }
+        }
+        let made = tokio::time::timeout(self.shared.timing.connect, connect(&self.shared.info))
+            .await
+            .unwrap_or_else(|_| {
+                Err(closed(&format!(
+                    "no connection within {:?}",
+                    self.shared.timing.connect
+                )))
+            });
+        let mut state = self.shared.state.lock();
+        match made {
+            Ok(stream) => {
+                state.made += 1;
+                let live = Live {
+                    id: state.made,
+                    wake: Arc::new(Notify::new()),
+                };
+                tokio::spawn(run(self.shared.clone(), stream, live.id, live.wake.clone()));
+                state.live = Some(live);
+                state.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                state.failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Pipe {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.send(|out| cmd.write_packed_command(out), Wants::One))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            if offset + count == 0 {
+                return Ok(Vec::new());
+            }
+            let wants = Wants::Many {
+                skip: offset,
+                left: offset + count,
+                got: Vec::with_capacity(count),
+            };
+            let write = |out: &mut Vec<u8>| out.extend_from_slice(&pipeline.get_packed_pipeline());
+            match self.send(write, wants).await? {
+                Value::Array(replies) => Ok(replies),
+                _ => unreachable!("a pipeline's replies come back as an array"),
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.info.redis_settings().db()
+    }
+}
+
+impl State {
+    /// Whether connection `id` is the live one.
+    fn is_live(&self, id: u64) -> bool {
+        self.live.as_ref().is_some_and(|live| live.id == id)
+    }
+
+    /// Forgets the live connection (its task is woken to end) and what was waiting on it.
+    fn give_up(&mut self) -> VecDeque<Waiter> {
+        if let Some(live) = self.live.take() {
+            live.wake.notify_one();
+        }
+        self.out.clear();
+        std::mem::take(&mut self.waiting)
+    }
+}
+
+/// Tells every waiting caller the connection failed.
+fn fail(waiting: VecDeque<Waiter>, error: impl Fn() -> RedisError) {
+    for w in waiting {
+        let _ = w.reply.send(Err(error()));
+    }
+}
+
+fn closed(why: &str) -> RedisError {
+    RedisError::from(io::Error::new(io::ErrorKind::ConnectionAborted, why))
+}
+
+/// A new connection, authenticated and on its database.
+async fn connect(info: &ConnectionInfo) -> RedisResult<TcpStream> {
+    let ConnectionAddr::Tcp(host, port) = info.addr() else {
+        unreachable!("Pipe::new admits TCP only");
+    };
+    let mut stream = TcpStream::connect((host.as_str(), *port)).await?;
+    stream.set_nodelay(true)?;
+    let settings = info.redis_settings();
+    if let Some(password) = settings.password() {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
+        }
+        handshake(&mut stream, auth.arg(password)).await?;
+    }
+    if settings.db() != 0 {
+        handshake(&mut stream, redis::cmd("SELECT").arg(settings.db())).await?;
+    }
+    Ok(stream)
+}
+
+/// Sends one command on a connection not yet shared and reads its reply.
+async fn handshake(stream: &mut TcpStream, cmd: &Cmd) -> RedisResult<()> {
+    stream.write_all(&cmd.get_packed_command()).await?;
+    let mut input = Vec::with_capacity(256);
+    loop {
+        if let Some((value, _)) = resp::reply(&input)? {
+            return value.extract_error().map(drop);
+        }
+        if stream.read_buf(&mut input).await? == 0 {
+            return Err(closed("Redis closed the connection during the handshake"));
+        }
+    }
+}
+
+/// The connection's task: writes and reads until the connection fails or is given up.
+async fn run(shared: Arc<Shared>, stream: TcpStream, id: u64, wake: Arc<Notify>) {
+    let Err(e) = pump(&shared, &stream, id, &wake).await else {
+        return;
+    };
+    let mut state = shared.state.lock();
+    if !state.is_live(id) {
+        return;
+    }
+    tracing::warn!(error = %e, "connection to Redis lost; reconnecting on the next command");
+    let waiting = state.give_up();
+    drop(state);
+    let why = e.to_string();
+    fail(waiting, || closed(&why));
+}
+
+/// Bytes read at once at least.
+const READ_SPACE: usize = 16 * 1024;
+
+/// Writes what callers appended and hands out the replies read, until an error (`Err`) or
+/// until the connection is no longer the live one (`Ok`).
+async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> RedisResult<()> {
+    let mut input = Vec::with_capacity(READ_SPACE);
+    let (mut output, mut written) = (Vec::new(), 0);
+    loop {
+        if written == output.len() {
+            output.clear();
+            written = 0;
+            let mut state = shared.state.lock();
+            if !state.is_live(id) {
+                return Ok(());
+            }
+            std::mem::swap(&mut state.out, &mut output);
+        }
+        let mut busy = false;
+        if written < output.len() {
+            match stream.try_write(&output[written..]) {
+                Ok(n) => (written, busy) = (written + n, true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if input.capacity() - input.len() < READ_SPACE / 4 {
+            input.reserve(READ_SPACE);
+        }
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => return Err(closed("Redis closed the connection")),
+            Ok(_) => {
+                busy = true;
+                deliver(shared, id, &mut input)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !busy {
+            let interest = if written < output.len() {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            tokio::select! {
+                biased;
+                ready = stream.ready(interest) => drop(ready?),
+                () = wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// Hands every complete reply in `input` to its caller and drops its bytes.
+fn deliver(shared: &Shared, id: u64, input: &mut Vec<u8>) -> RedisResult<()> {
+    let mut at = 0;
+    while let Some((value, used)) = resp::reply(&input[at..])? {
+        at += used;
+        shared.answer(id, value)?;
+    }
+    input.drain(..at);
+    Ok(())
+}
+
+impl Shared {
+    /// Gives a reply to the caller it belongs to (the first waiting).
+    fn answer(&self, id: u64, value: Value) -> RedisResult<()> {
+        let mut state = self.state.lock();
+        if !state.is_live(id) {
+            return Ok(());
+        }
+        state.progress = Instant::now();
+        let Some(first) = state.waiting.front_mut() else {
+            return Err(RedisError::from((
+                ErrorKind::Parse,
+                "Redis sent a reply to no command",
+            )));
+        };
+        let done = match &mut first.wants {
+            Wants::One => Some(value),
+            Wants::Many { skip, left, got } => {
+                *left -= 1;
+                if *skip > 0 {
+                    *skip -= 1;
+                } else {
+                    got.push(value);
+                }
+                (*left == 0).then(|| Value::Array(std::mem::take(got)))
+            }
+        };
+        if let Some(value) = done {
+            let waiter = state.waiting.pop_front().expect("the first waiter");
+            drop(state);
+            let _ = waiter.reply.send(Ok(value));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::IntoConnectionInfo;
+    use tokio::net::TcpListener;
+
+    const TIMING: Timing = Timing {
+        connect: Duration::from_secs(2),
+        stalled: Duration::from_millis(300),
+    };
+
+    /// A listener standing in for Redis, and a pipe to it.
+    async fn fake_redis() -> (TcpListener, Pipe) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let pipe = Pipe::new(url.into_connection_info().unwrap(), TIMING).unwrap();
+        (listener, pipe)
+    }
+
+    /// Reads from `stream` until `want` commands (RESP arrays) have arrived.
+    async fn commands(stream: &mut TcpStream, want: usize) -> Vec<u8> {
+        let mut seen = Vec::new();
+        while seen.iter().filter(|&&b| b == b'*').count() < want {
+            assert_ne!(stream.read_buf(&mut seen).await.unwrap(), 0, "closed early");
+        }
+        seen
+    }
+
+    async fn echo(pipe: &Pipe, word: &str) -> RedisResult<Value> {
+        redis::cmd("ECHO")
+            .arg(word)
+            .query_async(&mut pipe.clone())
+            .await
+    }
+
+    #[tokio::test]
+    async fn replies_go_to_their_callers_in_order_and_pipelines_keep_theirs() {
+        let (listener, pipe) = fake_redis().await;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let got = commands(&mut s, 3).await;
+            // The reply to the transaction comes in pieces, the others whole.
+            s.write_all(b"$1\r\na\r\n-ERR no\r\n+OK\r\n+QUEUED\r\n+QU")
+                .await
+                .unwrap();
+            s.write_all(b"EUED\r\n*2\r\n:1\r\n:2\r\n").await.unwrap();
+            got
+        });
+        let mut transaction = redis::pipe();
+        transaction
+            .atomic()
+            .cmd("INCR")
+            .arg("x")
+            .cmd("INCR")
+            .arg("y");
+        let (a, b, t) = tokio::join!(echo(&pipe, "a"), echo(&pipe, "b"), async {
+            transaction
+                .query_async::<(i64, i64)>(&mut pipe.clone())
+                .await
+        });
+        assert_eq!(a.unwrap(), Value::BulkString(b"a".to_vec()));
+        assert_eq!(b.unwrap_err().code(), Some("ERR"));
+        assert_eq!(t.unwrap(), (1, 2));
+        let sent = server.await.unwrap();
+        assert!(
+            sent.starts_with(b"*2\r\n$4\r\nECHO\r\n$1\r\na\r\n*2\r\n$4\r\nECHO\r\n$1\r\nb\r\n"),
+            "{}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_fails_its_callers_and_the_next_command_reconnects() {
+        let (listener, pipe) = fake_redis().await;
+        let waiting = tokio::spawn({
+            let pipe = pipe.clone();
+            async move { echo(&pipe, "lost").await }
+        });
+        let (mut first, _) = listener.accept().await.unwrap();
+        commands(&mut first, 1).await;
+        drop(first);
+        let lost = waiting.await.unwrap().unwrap_err();
+        assert!(lost.is_io_error(), "{lost}");
+
+        let again = tokio::spawn({
+            let pipe = pipe.clone();
+            async move { echo(&pipe, "again").await }
+        });
+        let (mut second, _) = listener.accept().await.unwrap();
+        commands(&mut second, 1).await;
+        second.write_all(b"$5\r\nagain\r\n").await.unwrap();
+        assert_eq!(
+            again.await.unwrap().unwrap(),
+            Value::BulkString(b"again".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_answers_nothing_is_given_up() {
+        let (listener, pipe) = fake_redis().await;
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                held.push(s);
+                if held.len() == 2 {
+                    return held;
+                }
+            }
+        });
+        // Unanswered: the caller's own deadline ends its wait, the command stays queued.
+        let first = tokio::time::timeout(Duration::from_millis(100), echo(&pipe, "1")).await;
+        assert!(first.is_err(), "answered by a silent server: {first:?}");
+        tokio::time::sleep(TIMING.stalled + Duration::from_millis(50)).await;
+        // Past `stalled` with a command still waiting, the next caller gives the connection up
+        let given_up = echo(&pipe, "2").await.unwrap_err();
+        assert!(given_up.to_string().contains("reconnecting"), "{given_up}");
+        // and the one after connects afresh.
+        let third = tokio::time::timeout(Duration::from_millis(100), echo(&pipe, "3")).await;
+        assert!(third.is_err());
+        let held = tokio::time::timeout(Duration::from_secs(5), silent)
+            .await
+            .expect("a second connection")
+            .unwrap();
+        assert_eq!(held.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn callers_share_an_attempt_and_the_next_call_tries_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://:secret@{}/2", listener.local_addr().unwrap());
+        let pipe = Pipe::new(url.into_connection_info().unwrap(), TIMING).unwrap();
+        let server = tokio::spawn(async move {
+            // The first connection is dropped during its handshake.
+            let (mut s, _) = listener.accept().await.unwrap();
+            commands(&mut s, 1).await;
+            drop(s);
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut handshake = commands(&mut s, 1).await;
+            s.write_all(b"+OK\r\n").await.unwrap();
+            handshake.extend(commands(&mut s, 1).await);
+            s.write_all(b"+OK\r\n").await.unwrap();
+            commands(&mut s, 1).await;
+            s.write_all(b"+up\r\n").await.unwrap();
+            handshake
+        });
+        let (a, b) = tokio::join!(echo(&pipe, "a"), echo(&pipe, "b"));
+        let (a, b) = (a.unwrap_err(), b.unwrap_err());
+        assert!(a.to_string().contains("handshake"), "{a}");
+        assert!(
+            b.to_string().contains("Redis unreachable"),
+            "the second caller took the first one's attempt: {b}"
+        );
+        let up = echo(&pipe, "up").await.expect("a new attempt");
+        assert_eq!(up, Value::SimpleString("up".into()));
+        assert_eq!(
+            server.await.unwrap(),
+            b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n"
+        );
+    }
+
+    #[test]
+    fn only_plain_tcp_is_spoken() {
+        let unix = "redis+unix:///tmp/redis.sock"
+            .into_connection_info()
+            .unwrap();
+        let e = Pipe::new(unix, TIMING).err().expect("refused");
+        assert!(e.to_string().contains("redis://host:port"), "{e}");
+    }
+}
