@@ -6,9 +6,9 @@
 //! Written here rather than taken from the `redis` crate's `ConnectionManager` (which this
 //! replaces; the crate still packs the commands and defines the values and errors): the
 //! manager's multiplexed connection passes each command through a channel, a `Sink`, a codec
-//! and a `combine` parser, about 13 000 instructions per command against about 3 000 here, and
-//! that was most of what a REGISTER cost the registrar more with Redis than with the memory
-//! store (`bench/scale`, "A connection of our own").
+//! and a `combine` parser, about 9 100 instructions per REGISTER's command beside packing it,
+//! against about 4 600 here, system calls' wrappers included (`bench/scale`, "A connection of
+//! our own").
 //!
 //! The connection is made on first use and made again on the next use after it failed; callers
 //! that arrive while an attempt is under way share its outcome instead of each making one. A
@@ -128,14 +128,15 @@ impl Pipe {
         let (reply, answer) = oneshot::channel();
         {
             let mut state = self.shared.state.lock();
-            let Some(wake) = state.live.as_ref().map(|live| live.wake.clone()) else {
+            if state.live.is_none() {
                 return Err(closed("the connection to Redis was lost"));
-            };
+            }
             let now = Instant::now();
             if state.waiting.is_empty() {
                 state.progress = now;
             } else if now.duration_since(state.progress) > self.shared.timing.stalled {
                 let stalled = self.shared.timing.stalled;
+                tracing::warn!(?stalled, "Redis answered nothing; connecting afresh");
                 let waiting = state.give_up();
                 drop(state);
                 fail(waiting, || {
@@ -145,7 +146,9 @@ impl Pipe {
             }
             write(&mut state.out);
             state.waiting.push_back(Waiter { wants, reply });
-            wake.notify_one();
+            if let Some(live) = &state.live {
+                live.wake.notify_one();
+            }
         }
         answer
             .await
@@ -320,14 +323,16 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
     let mut input = Vec::with_capacity(READ_SPACE);
     let (mut output, mut written) = (Vec::new(), 0);
     loop {
-        if written == output.len() {
-            output.clear();
-            written = 0;
+        {
             let mut state = shared.state.lock();
             if !state.is_live(id) {
                 return Ok(());
             }
-            std::mem::swap(&mut state.out, &mut output);
+            if written == output.len() {
+                output.clear();
+                written = 0;
+                std::mem::swap(&mut state.out, &mut output);
+            }
         }
         let mut busy = false;
         if written < output.len() {

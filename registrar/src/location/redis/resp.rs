@@ -2,7 +2,7 @@
 //!
 //! By hand rather than with the `redis` crate's parser: that one is built on `combine`'s
 //! partial parsing and cost about 2 600 instructions per reply on a REGISTER's path
-//! (`bench/scale`, callgrind), this one a few hundred. The replies a registrar reads are five
+//! (`bench/scale`, callgrind), this one about 1 000. The replies a registrar reads are five
 //! kinds; an error line is handed to the crate's parser, so its errors are the crate's own
 //! (`NOSCRIPT` is `ServerErrorKind::NoScript`, and so on).
 
