@@ -61,8 +61,8 @@ const TIMING: pipe::Timing = pipe::Timing {
     connect: Duration::from_secs(1),
     stalled: Duration::from_secs(3),
 };
-/// Upper bound on one command, its answer and any (re)connecting included, whatever the manager
-/// does inside (a REGISTER must not hang while Redis is down or silent).
+/// Upper bound on one command, its answer and any (re)connecting included (a REGISTER must not
+/// hang while Redis is down or silent).
 const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
 /// How long an AOR's key outlives its latest binding, so the sweeper can still report it.
 const GRACE: Duration = Duration::from_secs(60);
