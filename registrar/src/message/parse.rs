@@ -589,7 +589,7 @@ fn answerable(headers: &[Header<'_>]) -> Option<Vec<Header<'static>>> {
     let via_ok = headers
         .iter()
         .find(|h| h.name == HeaderName::Via)
-        .and_then(|h| super::headers::Via::parse_first(&h.value))
+        .and_then(|h| super::headers::ViaRef::parse_first(&h.value))
         .is_some();
     (cseq_ok && via_ok).then(|| headers.iter().filter_map(Header::to_owned_copied).collect())
 }

@@ -250,6 +250,34 @@ impl State {
         self.out.clear();
         std::mem::take(&mut self.waiting)
     }
+
+    /// Gives a reply to the caller it belongs to (the first waiting).
+    fn answer(&mut self, value: Value) -> RedisResult<()> {
+        let Some(first) = self.waiting.front_mut() else {
+            return Err(RedisError::from((
+                ErrorKind::Parse,
+                "Redis sent a reply to no command",
+            )));
+        };
+        let done = match &mut first.wants {
+            Wants::One => Some(value),
+            Wants::Many { skip, left, got } => {
+                *left -= 1;
+                if *skip > 0 {
+                    *skip -= 1;
+                } else {
+                    got.push(value);
+                }
+                (*left == 0).then(|| Value::Array(std::mem::take(got)))
+            }
+        };
+        if let Some(value) = done {
+            let waiter = self.waiting.pop_front().expect("the first waiter");
+            // Under the lock: sending only schedules the caller's task.
+            let _ = waiter.reply.send(Ok(value));
+        }
+        Ok(())
+    }
 }
 
 /// Tells every waiting caller the connection failed.
@@ -369,50 +397,24 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
     }
 }
 
-/// Hands every complete reply in `input` to its caller and drops its bytes.
+/// Hands every complete reply in `input` to its caller and drops its bytes: one lock and one
+/// clock reading per read, however many replies it brought.
 fn deliver(shared: &Shared, id: u64, input: &mut Vec<u8>) -> RedisResult<()> {
+    let mut state = shared.state.lock();
+    if !state.is_live(id) {
+        return Ok(());
+    }
     let mut at = 0;
     while let Some((value, used)) = resp::reply(&input[at..])? {
         at += used;
-        shared.answer(id, value)?;
+        state.answer(value)?;
     }
+    if at > 0 {
+        state.progress = Instant::now();
+    }
+    drop(state);
     input.drain(..at);
     Ok(())
-}
-
-impl Shared {
-    /// Gives a reply to the caller it belongs to (the first waiting).
-    fn answer(&self, id: u64, value: Value) -> RedisResult<()> {
-        let mut state = self.state.lock();
-        if !state.is_live(id) {
-            return Ok(());
-        }
-        state.progress = Instant::now();
-        let Some(first) = state.waiting.front_mut() else {
-            return Err(RedisError::from((
-                ErrorKind::Parse,
-                "Redis sent a reply to no command",
-            )));
-        };
-        let done = match &mut first.wants {
-            Wants::One => Some(value),
-            Wants::Many { skip, left, got } => {
-                *left -= 1;
-                if *skip > 0 {
-                    *skip -= 1;
-                } else {
-                    got.push(value);
-                }
-                (*left == 0).then(|| Value::Array(std::mem::take(got)))
-            }
-        };
-        if let Some(value) = done {
-            let waiter = state.waiting.pop_front().expect("the first waiter");
-            drop(state);
-            let _ = waiter.reply.send(Ok(value));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
