@@ -114,13 +114,29 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
-/// A pair's records in Redis: its member in the blocked set (`k|u:{ip}:{user}`), the keys of
-/// its hash and of its source's, and the source's address as text.
+/// What follows the prefix in a pair's hash's key (then its member in the blocked set,
+/// `k|u:{ip}:{user}`) and in its source's (then the address as text).
+const PAIR_INFIX: &str = ":auth:pair:";
+const SOURCE_INFIX: &str = ":auth:src:";
+
+/// A pair's records in Redis: the keys of its hash and of its source's, which end in its
+/// member in the blocked set and in the source's address.
 struct PairNames {
-    member: String,
     pair_key: String,
     source_key: String,
-    source: String,
+    /// Where the member starts in `pair_key`, and the address in `source_key`.
+    member_at: usize,
+    source_at: usize,
+}
+
+impl PairNames {
+    fn member(&self) -> &str {
+        &self.pair_key[self.member_at..]
+    }
+
+    fn source(&self) -> &str {
+        &self.source_key[self.source_at..]
+    }
 }
 
 impl RedisAuthState {
@@ -153,12 +169,12 @@ impl RedisAuthState {
     fn pair_names(&self, pair: &PairKey) -> PairNames {
         let source = ip_text(pair.source);
         let kind = if pair.known { "k:" } else { "u:" };
-        let member = [kind, &source, ":", &pair.user].concat();
+        let prefix = self.prefix.as_str();
         PairNames {
-            pair_key: [&self.prefix, ":auth:pair:", &member].concat(),
-            source_key: [&self.prefix, ":auth:src:", &source].concat(),
-            member,
-            source,
+            pair_key: [prefix, PAIR_INFIX, kind, &source, ":", &pair.user].concat(),
+            source_key: [prefix, SOURCE_INFIX, &source].concat(),
+            member_at: prefix.len() + PAIR_INFIX.len(),
+            source_at: prefix.len() + SOURCE_INFIX.len(),
         }
     }
 
@@ -169,14 +185,14 @@ impl RedisAuthState {
             .arg(&names.source_key)
             .arg(&self.blocked_pairs)
             .arg(&self.blocked_sources)
-            .arg(now)
-            .arg(ms(self.limits.window))
-            .arg(self.limits.pair_failures)
-            .arg(self.limits.source_failures)
-            .arg(ms(self.limits.cooldown))
-            .arg(ms(self.limits.max_cooldown))
-            .arg(&names.member)
-            .arg(&names.source);
+            .arg(&now)
+            .arg(&ms(self.limits.window))
+            .arg(&self.limits.pair_failures)
+            .arg(&self.limits.source_failures)
+            .arg(&ms(self.limits.cooldown))
+            .arg(&ms(self.limits.max_cooldown))
+            .arg(names.member())
+            .arg(names.source());
         let mut conn = self.conn()?;
         let (code, until): (i64, u64) =
             bounded("auth fail script", self.fail.run(&call, &mut conn))

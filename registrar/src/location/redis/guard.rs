@@ -41,7 +41,7 @@ pub struct Guard {
 
 impl Guard {
     /// Appends the guard's keys (three, in `GUARD_LUA`'s order) to a script's call.
-    pub(crate) fn push_keys(&self, call: &mut ::redis::Cmd) {
+    pub(crate) fn push_keys(&self, call: &mut super::lua::Call) {
         call.arg(&self.blocks[0])
             .arg(&self.blocks[1])
             .arg(&self.counter);
@@ -49,8 +49,8 @@ impl Guard {
 
     /// Appends the guard's arguments (three, in `GUARD_LUA`'s order), after the call's other
     /// arguments.
-    pub(crate) fn push_args(&self, call: &mut ::redis::Cmd) {
-        call.arg(self.now_ms).arg(self.count).arg(self.ttl_ms);
+    pub(crate) fn push_args(&self, call: &mut super::lua::Call) {
+        call.arg(&self.now_ms).arg(&self.count).arg(&self.ttl_ms);
     }
 }
 

@@ -324,9 +324,9 @@ impl RedisStore {
             .arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected_value)
             .arg(value)
-            .arg(ttl.as_millis().max(1) as u64)
-            .arg(to_millis(earliest))
-            .arg(new.len());
+            .arg(&(ttl.as_millis().max(1) as u64))
+            .arg(&to_millis(earliest))
+            .arg(&new.len());
         if let Some(guard) = guard {
             guard.push_args(&mut call);
         }
