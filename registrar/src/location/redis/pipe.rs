@@ -59,8 +59,10 @@ struct State {
     live: Option<Live>,
     /// The number of the latest connection made.
     made: u64,
-    /// Commands appended and not yet taken by the task.
+    /// Commands appended and not yet written (nor taken by the task).
     out: Vec<u8>,
+    /// The task holds commands it has not written in full: what is appended must wait for them.
+    writing: bool,
     /// Callers waiting, in the order their commands were appended.
     waiting: VecDeque<Waiter>,
     /// When a reply last arrived, or the first of the waiting callers appended its command.
@@ -69,10 +71,12 @@ struct State {
     failed: Option<(Instant, String)>,
 }
 
-/// A connection's number and what wakes its task (commands to write, or the connection given
-/// up): each connection has its own, so a task still ending cannot take another's wake-up.
+/// A connection's number, its socket (callers write to it when nothing is queued ahead of
+/// them) and what wakes its task (commands to write, or the connection given up): each
+/// connection has its own, so a task still ending cannot take another's wake-up.
 struct Live {
     id: u64,
+    stream: Arc<TcpStream>,
     wake: Arc<Notify>,
 }
 
@@ -113,6 +117,7 @@ impl Pipe {
                     live: None,
                     made: 0,
                     out: Vec::new(),
+                    writing: false,
                     waiting: VecDeque::new(),
                     progress: Instant::now(),
                     failed: None,
@@ -120,6 +125,14 @@ impl Pipe {
                 connecting: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    /// Sends one command already in the protocol's bytes (a script's call, [`super::Lua`]) and
+    /// waits for its reply; an error reply is an `Err`, as from the crate's `query_async`.
+    pub(crate) async fn query_packed(&self, packed: &[u8]) -> RedisResult<Value> {
+        self.send(|out| out.extend_from_slice(packed), Wants::One)
+            .await?
+            .extract_error()
     }
 
     /// Appends a command (written by `write`) and waits for its replies.
@@ -146,9 +159,7 @@ impl Pipe {
             }
             write(&mut state.out);
             state.waiting.push_back(Waiter { wants, reply });
-            if let Some(live) = &state.live {
-                live.wake.notify_one();
-            }
+            state.write_or_wake();
         }
         answer
             .await
@@ -188,9 +199,16 @@ impl Pipe {
                 state.made += 1;
                 let live = Live {
                     id: state.made,
+                    stream: Arc::new(stream),
                     wake: Arc::new(Notify::new()),
                 };
-                tokio::spawn(run(self.shared.clone(), stream, live.id, live.wake.clone()));
+                let task = run(
+                    self.shared.clone(),
+                    live.stream.clone(),
+                    live.id,
+                    live.wake.clone(),
+                );
+                tokio::spawn(task);
                 state.live = Some(live);
                 state.failed = None;
                 Ok(())
@@ -242,12 +260,30 @@ impl State {
         self.live.as_ref().is_some_and(|live| live.id == id)
     }
 
+    /// Writes what was appended when nothing is queued ahead of it, so that the task need not
+    /// wake for it (it wakes for the replies); hands the task what is left.
+    fn write_or_wake(&mut self) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if !self.writing {
+            // An error is left to the task, which meets it on its own write.
+            if let Ok(n) = live.stream.try_write(&self.out) {
+                self.out.drain(..n);
+            }
+        }
+        if !self.out.is_empty() {
+            live.wake.notify_one();
+        }
+    }
+
     /// Forgets the live connection (its task is woken to end) and what was waiting on it.
     fn give_up(&mut self) -> VecDeque<Waiter> {
         if let Some(live) = self.live.take() {
             live.wake.notify_one();
         }
         self.out.clear();
+        self.writing = false;
         std::mem::take(&mut self.waiting)
     }
 
@@ -327,7 +363,7 @@ async fn handshake(stream: &mut TcpStream, cmd: &Cmd) -> RedisResult<()> {
 }
 
 /// The connection's task: writes and reads until the connection fails or is given up.
-async fn run(shared: Arc<Shared>, stream: TcpStream, id: u64, wake: Arc<Notify>) {
+async fn run(shared: Arc<Shared>, stream: Arc<TcpStream>, id: u64, wake: Arc<Notify>) {
     let Err(e) = pump(&shared, &stream, id, &wake).await else {
         return;
     };
@@ -360,6 +396,7 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
                 output.clear();
                 written = 0;
                 std::mem::swap(&mut state.out, &mut output);
+                state.writing = !output.is_empty();
             }
         }
         let mut busy = false;
@@ -373,7 +410,7 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
         if input.capacity() - input.len() < READ_SPACE / 4 {
             input.reserve(READ_SPACE);
         }
-        match stream.try_read_buf(&mut input) {
+        match read_some(stream, &mut input) {
             Ok(0) => return Err(closed("Redis closed the connection")),
             Ok(_) => {
                 busy = true;
@@ -394,6 +431,27 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
                 () = wake.notified() => {}
             }
         }
+    }
+}
+
+/// Reads what has arrived into `input`'s spare room. A read that leaves room unfilled has
+/// drained the socket, so its readiness is cleared there and then (as tokio's own `poll_read`
+/// does) rather than by one more system call answering "would block": one fewer per reply
+/// while Redis keeps up. Cleared against the readiness seen before the read, so bytes that
+/// arrived since are not missed.
+fn read_some(stream: &TcpStream, input: &mut Vec<u8>) -> io::Result<usize> {
+    let room = input.capacity() - input.len();
+    let mut got = 0;
+    let read = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read_buf(input)?;
+        if got > 0 && got < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match read {
+        Err(e) if !(e.kind() == io::ErrorKind::WouldBlock && got > 0) => Err(e),
+        _ => Ok(got),
     }
 }
 
@@ -486,6 +544,36 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&sent)
         );
+    }
+
+    #[tokio::test]
+    async fn a_command_larger_than_the_socket_takes_is_finished_before_the_next() {
+        let (listener, pipe) = fake_redis().await;
+        let big = "x".repeat(16 << 20);
+        let mut expected = redis::cmd("ECHO").arg("hi").get_packed_command();
+        expected.extend(redis::cmd("ECHO").arg(&big).get_packed_command());
+        expected.extend(redis::cmd("ECHO").arg("small").get_packed_command());
+        let want = expected.len();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::with_capacity(want);
+            commands(&mut s, 1).await.clone_into(&mut seen);
+            s.write_all(b"+hi\r\n").await.unwrap();
+            while seen.len() < want {
+                assert_ne!(s.read_buf(&mut seen).await.unwrap(), 0, "closed early");
+            }
+            s.write_all(b"+big\r\n+small\r\n").await.unwrap();
+            seen
+        });
+        // Connected first, so that the big command is written by its caller, in part.
+        assert_eq!(
+            echo(&pipe, "hi").await.unwrap(),
+            Value::SimpleString("hi".into())
+        );
+        let (a, b) = tokio::join!(echo(&pipe, &big), echo(&pipe, "small"));
+        assert_eq!(a.unwrap(), Value::SimpleString("big".into()));
+        assert_eq!(b.unwrap(), Value::SimpleString("small".into()));
+        assert!(server.await.unwrap() == expected, "the bytes sent differ");
     }
 
     #[tokio::test]
