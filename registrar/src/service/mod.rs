@@ -188,16 +188,44 @@ impl Service {
         source: SocketAddr,
         transport: Transport,
     ) -> Option<Outgoing> {
+        if self.proxies(data) {
+            return self.handle_proxied(data, source, transport).await;
+        }
+        self.handle_own(data, source, transport).await
+    }
+
+    /// Whether [`Self::handle`] gives `data` to the proxy (a call's message or a response, once
+    /// the proxy has its socket) rather than to [`Self::handle_own`].
+    pub fn proxies(&self, data: &[u8]) -> bool {
+        route(data) == Handler::Proxy && self.proxy.is_attached()
+    }
+
+    /// [`Self::handle`] for a message the proxy takes ([`Self::proxies`]): it answers by
+    /// itself, over UDP or into the connection's flow; only a message it cannot read is
+    /// answered here.
+    pub async fn handle_proxied(
+        &self,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Option<Outgoing> {
+        let source = nat::canonical(source);
+        match self.proxy.handle(&self.auth, data, source, transport).await {
+            Ok(()) => None,
+            Err(e) => self.answer_unparsed(e, source, transport),
+        }
+    }
+
+    /// [`Self::handle`] for a message the proxy does not take: a REGISTER, OPTIONS or NOTIFY,
+    /// or what no handler takes.
+    pub async fn handle_own(
+        &self,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Option<Outgoing> {
         let source = nat::canonical(source);
         let handler = route(data);
-        // Calls and responses go to the proxy (once it has its socket); it answers by itself,
-        // over UDP or into the connection's flow.
-        if handler == Handler::Proxy && self.proxy.is_attached() {
-            return match self.proxy.handle(&self.auth, data, source, transport).await {
-                Ok(()) => None,
-                Err(e) => self.answer_unparsed(e, source, transport),
-            };
-        }
         let request = match parse(data) {
             Ok(Parsed::Request(r)) => r,
             Ok(Parsed::KeepAlive) => return None,

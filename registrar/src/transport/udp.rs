@@ -10,21 +10,24 @@
 //!
 //! With the store in memory a message is handled inline: it never waits. With Redis a REGISTER
 //! waits for its round trip, so up to [`InFlight`] messages of the socket are in hand at once
-//! (beyond that the loop stops reading, and the kernel's buffer holds the rest): what has
-//! arrived is read in batches of at most [`BATCH`], each handled by a task of its own that
-//! polls its messages concurrently, and a batch's commands go out to Redis in one write.
-//! Against a task per message, in 5 s at 5 000 registrations/s: 4 921 `writev` instead of
-//! 18 605 (`bench/scale`). Such a socket is served on a thread of its own, with that thread's
-//! Redis connection ([`super::udp_thread`]).
+//! (beyond that the loop stops reading, and the kernel's buffer holds the rest), polled by the
+//! receiving task itself: what has arrived is read, and the commands of the messages read
+//! together go out to Redis in one write (the connection's task runs only once this one
+//! waits). Against a task per message, in 5 s at 5 000 registrations/s: 4 921 `writev`
+//! instead of 18 605 (`bench/scale`). Such a socket is served on a thread of its own, with
+//! that thread's Redis connection ([`super::udp_thread`]).
 
-use crate::service::Service;
+use crate::service::{Outgoing, Service};
 use futures::stream::{FuturesUnordered, StreamExt};
+use std::future::{poll_fn, Future};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use switchboard_crds::common::Transport;
 use tokio::net::UdpSocket;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// Messages of one socket handled at once (see the module doc); 1 handles each inline.
 pub type InFlight = usize;
@@ -37,7 +40,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     if in_flight > 1 {
-        serve_in_batches(socket, service, in_flight, shutdown).await;
+        serve_concurrently(&socket, &service, in_flight, shutdown).await;
     } else {
         serve_inline(&socket, &service, shutdown).await;
     }
@@ -62,72 +65,57 @@ async fn serve_inline(socket: &UdpSocket, service: &Service, mut shutdown: watch
     }
 }
 
-/// Datagrams read in one go at most, handled by one task.
-const BATCH: usize = 16;
-
-/// Up to `limit` messages at once: what has arrived is read in batches, each handled by a task
-/// of its own that polls its messages concurrently.
-async fn serve_in_batches(
-    socket: Arc<UdpSocket>,
-    service: Arc<Service>,
-    limit: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let in_flight = Arc::new(Semaphore::new(limit));
-    let mut buf = vec![0u8; 65_536];
-    while !*shutdown.borrow() {
-        let batch = read_batch(&socket, &mut buf);
-        if batch.is_empty() {
-            if !wait_readable(&socket, &mut shutdown).await {
-                break;
-            }
-            continue;
-        }
-        let Ok(permits) = in_flight
-            .clone()
-            .acquire_many_owned(batch.len() as u32)
-            .await
-        else {
-            break;
-        };
-        let (socket, service) = (socket.clone(), service.clone());
-        tokio::spawn(async move {
-            answer_batch(&socket, &service, batch).await;
-            drop(permits);
-        });
-    }
-    // The batches in hand are answered before the task ends.
-    let _ = in_flight.acquire_many(limit as u32).await;
-}
-
-/// The datagrams that have arrived, at most [`BATCH`] (no system call once the socket is known
-/// to be drained: tokio keeps its readiness).
-fn read_batch(socket: &UdpSocket, buf: &mut [u8]) -> Vec<(Vec<u8>, SocketAddr)> {
-    let mut batch = Vec::new();
-    while batch.len() < BATCH {
-        match socket.try_recv_from(buf) {
-            Ok((n, source)) => batch.push((buf[..n].to_vec(), source)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) => receive_error(&e),
-        }
-    }
-    batch
-}
-
-/// Answers a batch's messages, concurrently.
+/// Up to `limit` messages at once, polled by this task itself: what has arrived is read (while
+/// fewer than `limit` are in hand), each message's answer joins one set of futures, and the
+/// task then waits for whichever comes first, an answer finishing or a datagram arriving.
 ///
-/// A message's future is about 4 KB: inline in the spawned task it made tokio's task cell
-/// (aligned to 128 bytes) an allocation in mimalloc's slow path, so even a batch of one is
-/// boxed. The memory store's inline path does not box it: the extra allocation per message
-/// cost it about 2 µs per registration at 20 000/s (`bench/register`).
-async fn answer_batch(socket: &UdpSocket, service: &Service, batch: Vec<(Vec<u8>, SocketAddr)>) {
-    if let [(data, source)] = batch.as_slice() {
-        return Box::pin(answer(socket, service, data, *source)).await;
+/// No task is spawned per message or per batch: the socket's thread runs this one task and its
+/// Redis connection's, so a spawn bought no parallelism, only its cost (the task's cell, a copy
+/// of the batch's futures into it, a wake-up through the scheduler): 2 860 instructions fewer
+/// per registration than a task per batch (`bench/scale`, "One task per socket").
+async fn serve_concurrently(
+    socket: &UdpSocket,
+    service: &Service,
+    limit: usize,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut answering = FuturesUnordered::new();
+    let mut buf = vec![0u8; 65_536];
+    // Made once (a wait built afresh on every turn cost more than the spawn it replaced), and
+    // polled only before the task sleeps: each poll takes the watch's lock. While the task
+    // is busy the flag is read instead.
+    let mut watching = shutdown.clone();
+    let mut stop = pin!(super::shutdown_requested(&mut watching));
+    while !*shutdown.borrow() {
+        while answering.len() < limit {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    answering.push(answer_owned(socket, service, buf[..n].to_vec(), source))
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => receive_error(&e),
+            }
+        }
+        let room = answering.len() < limit;
+        let go_on = poll_fn(|cx| {
+            let mut answered = false;
+            while let Poll::Ready(Some(())) = answering.poll_next_unpin(cx) {
+                answered = true;
+            }
+            if answered || (room && socket.poll_recv_ready(cx).is_ready()) {
+                return Poll::Ready(true);
+            }
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await;
+        if !go_on {
+            break;
+        }
     }
-    let mut answering: FuturesUnordered<_> = batch
-        .iter()
-        .map(|(data, source)| answer(socket, service, data, *source))
-        .collect();
+    // The messages in hand are answered before the task ends.
     while answering.next().await.is_some() {}
 }
 
@@ -150,8 +138,26 @@ fn receive_error(e: &std::io::Error) {
     tracing::debug!(error = %e, "UDP receive error");
 }
 
+/// [`answer`], owning the message (it is answered while the next ones are read). A message for
+/// the proxy is boxed: the proxy's future is most of the 4 KB a message's future takes, and a
+/// set of futures copies each future it is given (1.8 KB without it: 1 270 instructions of
+/// copying fewer per registration).
+async fn answer_owned(socket: &UdpSocket, service: &Service, data: Vec<u8>, source: SocketAddr) {
+    let out = if service.proxies(&data) {
+        Box::pin(service.handle_proxied(&data, source, Transport::Udp)).await
+    } else {
+        service.handle_own(&data, source, Transport::Udp).await
+    };
+    send(socket, out).await;
+}
+
 async fn answer(socket: &UdpSocket, service: &Service, data: &[u8], source: SocketAddr) {
-    let Some(out) = service.handle(data, source, Transport::Udp).await else {
+    send(socket, service.handle(data, source, Transport::Udp).await).await;
+}
+
+/// Sends a message's answer, if it has one.
+async fn send(socket: &UdpSocket, out: Option<Outgoing>) {
+    let Some(out) = out else {
         return;
     };
     // The send buffer is large: waiting for it is the exception.
