@@ -356,6 +356,42 @@ async fn replicas_share_bindings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_fails_each_call_within_its_wait_and_the_connection_recovers() {
+    let redis = RedisServer::start("redis-silent");
+    let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();
+    let now = now_ms();
+    let one = vec![binding("sip:x@1", now, 3600)];
+    s.update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
+        .await
+        .unwrap();
+
+    redis.freeze(true);
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.lookup("ns/x", now))
+        .await
+        .expect("lookup hung while redis is silent");
+    let e = r.expect_err("lookup answered by a stopped redis");
+    assert!(e.0.contains("no answer within"), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "lookup took {:?}",
+        start.elapsed()
+    );
+    redis.freeze(false);
+    // The late reply is dropped, not taken for the next caller's.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match s.lookup("ns/x", now).await {
+            Ok(found) => break assert_eq!(found, one),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("store still failing after redis resumed: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_fast_and_recovers() {
     let mut redis = RedisServer::start("redis-down");
     let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();

@@ -729,6 +729,18 @@ impl RedisServer {
         wait_until("the redis port to close", || (!self.ping()).then_some(()));
     }
 
+    /// Stops (`true`: SIGSTOP) or resumes (SIGCONT) the server: a Redis that keeps its
+    /// connections open and answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
+    }
+
     /// Starts it again on the same port (empty: nothing was persisted).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill() it first");
