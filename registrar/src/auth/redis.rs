@@ -30,7 +30,7 @@ use super::limiter::{LimiterSettings, PairKey, Scope, Strike};
 use super::state::{Admission, AuthState, Blocked, StateError, StateFuture};
 use crate::location::redis::{bounded, Lua, GUARD_LUA};
 use crate::location::{Connections, Guard, Refusal};
-use crate::message::address::ip_text;
+use crate::message::address::push_ip;
 use std::time::Duration;
 
 /// How long past its lifetime a nonce's count is kept (clock skew between replicas).
@@ -167,14 +167,25 @@ impl RedisAuthState {
     /// The names of a pair's records (the source's address written once: this is on the path
     /// of every REGISTER).
     fn pair_names(&self, pair: &PairKey) -> PairNames {
-        let source = ip_text(pair.source);
         let kind = if pair.known { "k:" } else { "u:" };
         let prefix = self.prefix.as_str();
+        let source_at = prefix.len() + SOURCE_INFIX.len();
+        let mut source_key = String::with_capacity(source_at + 45);
+        source_key.push_str(prefix);
+        source_key.push_str(SOURCE_INFIX);
+        push_ip(&mut source_key, pair.source);
+        let source = &source_key[source_at..];
+        let member_at = prefix.len() + PAIR_INFIX.len();
+        let mut pair_key =
+            String::with_capacity(member_at + kind.len() + source.len() + 1 + pair.user.len());
+        for part in [prefix, PAIR_INFIX, kind, source, ":", &pair.user] {
+            pair_key.push_str(part);
+        }
         PairNames {
-            pair_key: [prefix, PAIR_INFIX, kind, &source, ":", &pair.user].concat(),
-            source_key: [prefix, SOURCE_INFIX, &source].concat(),
-            member_at: prefix.len() + PAIR_INFIX.len(),
-            source_at: prefix.len() + SOURCE_INFIX.len(),
+            pair_key,
+            source_key,
+            member_at,
+            source_at,
         }
     }
 

@@ -28,38 +28,73 @@ pub(crate) struct Call {
 
 /// What a call's key or argument can be: written as Redis reads it (a bulk string).
 pub(crate) trait Operand {
-    /// The operand's bytes.
-    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R;
+    /// Appends the operand, as a bulk string, to a call.
+    fn append(&self, out: &mut Vec<u8>);
+
+    /// Operands this stands for.
+    fn count(&self) -> usize {
+        1
+    }
 }
 
 impl Operand for str {
-    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(self.as_bytes())
+    fn append(&self, out: &mut Vec<u8>) {
+        bulk(out, self.as_bytes());
     }
 }
 
 impl Operand for [u8] {
-    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(self)
+    fn append(&self, out: &mut Vec<u8>) {
+        bulk(out, self);
     }
 }
 
 impl Operand for String {
-    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(self.as_bytes())
+    fn append(&self, out: &mut Vec<u8>) {
+        bulk(out, self.as_bytes());
     }
 }
 
 macro_rules! integer_operand {
     ($($t:ty),*) => {$(
         impl Operand for $t {
-            fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-                f(itoa::Buffer::new().format(*self).as_bytes())
+            fn append(&self, out: &mut Vec<u8>) {
+                bulk(out, itoa::Buffer::new().format(*self).as_bytes());
             }
         }
     )*};
 }
 integer_operand!(u32, u64, usize, i64);
+
+/// Operands that never change (key names), written once in the protocol's bytes.
+pub(crate) struct Packed {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Packed {
+    /// `texts`, one operand each, in order.
+    pub(crate) fn new(texts: &[&str]) -> Packed {
+        let mut bytes = Vec::new();
+        for text in texts {
+            bulk(&mut bytes, text.as_bytes());
+        }
+        Packed {
+            bytes,
+            count: texts.len(),
+        }
+    }
+}
+
+impl Operand for Packed {
+    fn append(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+}
 
 impl Lua {
     /// The script `code`, taking `keys` keys and `args` arguments.
@@ -107,13 +142,13 @@ impl Lua {
 }
 
 impl Call {
-    /// Appends the next key or argument.
+    /// Appends the next key or argument (or several, [`Packed`]).
     pub(crate) fn arg<T: Operand + ?Sized>(&mut self, operand: &T) -> &mut Call {
         self.missing = self
             .missing
-            .checked_sub(1)
+            .checked_sub(operand.count())
             .expect("a script call given more operands than its script takes");
-        operand.with_bytes(|bytes| bulk(&mut self.packed, bytes));
+        operand.append(&mut self.packed);
         self
     }
 }
@@ -133,14 +168,15 @@ mod tests {
 
     #[test]
     fn a_call_is_the_bytes_the_crate_would_send() {
-        let lua = Lua::new("return {KEYS[1], ARGV[1], ARGV[2]}", 1, 2);
+        let lua = Lua::new("return {KEYS[1], ARGV[1], ARGV[2], ARGV[3]}", 1, 3);
         let mut call = lua.call(0);
-        call.arg("k:é").arg(&b"\r\n"[..]).arg(&42u64);
+        call.arg("k:é").arg(&Packed::new(&["\r\n", ""])).arg(&42u64);
         let mut cmd = ::redis::cmd("EVALSHA");
         cmd.arg(lua.script.get_hash())
             .arg(1)
             .arg("k:é")
             .arg(&b"\r\n"[..])
+            .arg("")
             .arg(42u64);
         assert_eq!(call.packed, cmd.get_packed_command());
         assert_eq!(call.missing, 0);

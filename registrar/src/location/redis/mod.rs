@@ -44,6 +44,7 @@ pub use connections::Connections;
 pub(crate) use guard::GUARD_LUA;
 pub use guard::{Guard, Refusal};
 pub(crate) use lua::Lua;
+use lua::Packed;
 pub use pipe::Pipe;
 
 use super::{
@@ -185,14 +186,21 @@ enum Cas {
 
 impl Cas {
     /// Reads the CAS script's answer, or the guarded one's (`Err`: the guard refused).
-    fn from_reply(reply: Vec<Reply>) -> Result<Result<Cas, Refusal>, StoreError> {
-        match reply.as_slice() {
+    fn from_reply(reply: Reply) -> Result<Result<Cas, Refusal>, StoreError> {
+        // Read as it came: the crate's conversion to `Vec<Value>` rebuilt the array twice.
+        let mut items = match reply {
+            Reply::Array(items) => items,
+            other => vec![other],
+        };
+        match items.as_mut_slice() {
             [Reply::Int(1)] => Ok(Ok(Cas::Applied)),
             [Reply::Int(2), Reply::Int(code)] if *code != 0 => {
                 Ok(Err(Refusal::from_code(*code).expect("not 0")))
             }
             [Reply::Int(0)] => Ok(Ok(Cas::Conflict(None))),
-            [Reply::Int(0), Reply::BulkString(cur)] => Ok(Ok(Cas::Conflict(Some(cur.clone())))),
+            [Reply::Int(0), Reply::BulkString(cur)] => {
+                Ok(Ok(Cas::Conflict(Some(std::mem::take(cur)))))
+            }
             other => Err(StoreError(format!(
                 "redis CAS script: unexpected answer {other:?}"
             ))),
@@ -221,6 +229,8 @@ pub struct RedisStore {
     keys: Keys,
     cas: Lua,
     guarded_cas: Lua,
+    /// The scripts' keys after the AOR's (expiry set, counts, total), packed once.
+    cas_keys: Packed,
     seen: Seen,
 }
 
@@ -241,9 +251,11 @@ impl RedisStore {
         // Its error already names Redis; the URL says which.
         let conns =
             Connections::new(info, TIMING).map_err(|e| StoreError(format!("{} ({url:?})", e.0)))?;
+        let keys = Keys::new(prefix);
         Ok(RedisStore {
             conns,
-            keys: Keys::new(prefix),
+            cas_keys: Packed::new(&[&keys.expiry, &keys.counts, &keys.bindings]),
+            keys,
             cas: cas_script(),
             guarded_cas: guarded_cas_script(),
             seen: Seen::default(),
@@ -313,10 +325,7 @@ impl RedisStore {
         };
         let expected_value = expected.unwrap_or_default();
         let mut call = script.call(expected_value.len() + value.len() + key.len() + 256);
-        call.arg(key)
-            .arg(&self.keys.expiry)
-            .arg(&self.keys.counts)
-            .arg(&self.keys.bindings);
+        call.arg(key).arg(&self.cas_keys);
         if let Some(guard) = guard {
             guard.push_keys(&mut call);
         }
@@ -773,28 +782,32 @@ mod tests {
     #[test]
     fn cas_answers() {
         assert_eq!(
-            Cas::from_reply(vec![Reply::Int(1)]).unwrap(),
+            Cas::from_reply(Reply::Array(vec![Reply::Int(1)])).unwrap(),
             Ok(Cas::Applied)
         );
         assert_eq!(
-            Cas::from_reply(vec![Reply::Int(0)]).unwrap(),
+            Cas::from_reply(Reply::Array(vec![Reply::Int(0)])).unwrap(),
             Ok(Cas::Conflict(None))
         );
         assert_eq!(
-            Cas::from_reply(vec![Reply::Int(0), Reply::BulkString(b"[]".to_vec())]).unwrap(),
+            Cas::from_reply(Reply::Array(vec![
+                Reply::Int(0),
+                Reply::BulkString(b"[]".to_vec())
+            ]))
+            .unwrap(),
             Ok(Cas::Conflict(Some(b"[]".to_vec())))
         );
         assert_eq!(
-            Cas::from_reply(vec![Reply::Int(2), Reply::Int(3)]).unwrap(),
+            Cas::from_reply(Reply::Array(vec![Reply::Int(2), Reply::Int(3)])).unwrap(),
             Err(Refusal::Counted)
         );
         assert_eq!(
-            Cas::from_reply(vec![Reply::Int(2), Reply::Int(1)]).unwrap(),
+            Cas::from_reply(Reply::Array(vec![Reply::Int(2), Reply::Int(1)])).unwrap(),
             Err(Refusal::Blocked(0))
         );
-        assert!(Cas::from_reply(vec![Reply::Int(2), Reply::Int(0)]).is_err());
-        assert!(Cas::from_reply(vec![Reply::Int(2)]).is_err());
-        assert!(Cas::from_reply(Vec::new()).is_err());
+        assert!(Cas::from_reply(Reply::Array(vec![Reply::Int(2), Reply::Int(0)])).is_err());
+        assert!(Cas::from_reply(Reply::Array(vec![Reply::Int(2)])).is_err());
+        assert!(Cas::from_reply(Reply::Array(Vec::new())).is_err());
     }
 
     #[test]

@@ -128,11 +128,17 @@ impl Pipe {
     }
 
     /// Sends one command already in the protocol's bytes (a script's call, [`super::Lua`]) and
-    /// waits for its reply; an error reply is an `Err`, as from the crate's `query_async`.
+    /// waits for its reply; an error reply is an `Err`. Unlike the crate's `query_async`, an
+    /// error inside an array is left in place (a script's answer holds none), sparing a copy
+    /// of every array.
     pub(crate) async fn query_packed(&self, packed: &[u8]) -> RedisResult<Value> {
-        self.send(|out| out.extend_from_slice(packed), Wants::One)
+        match self
+            .send(|out| out.extend_from_slice(packed), Wants::One)
             .await?
-            .extract_error()
+        {
+            Value::ServerError(e) => Err(e.into()),
+            value => Ok(value),
+        }
     }
 
     /// Appends a command (written by `write`) and waits for its replies.
