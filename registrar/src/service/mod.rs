@@ -188,19 +188,21 @@ impl Service {
         source: SocketAddr,
         transport: Transport,
     ) -> Option<Outgoing> {
-        if self.proxies(data) {
+        let handler = route(data);
+        if self.is_proxied(handler) {
             return self.handle_proxied(data, source, transport).await;
         }
-        self.handle_own(data, source, transport).await
+        self.handle_own(handler, data, source, transport).await
     }
 
-    /// Whether [`Self::handle`] gives `data` to the proxy (a call's message or a response, once
-    /// the proxy has its socket) rather than to [`Self::handle_own`].
-    pub fn proxies(&self, data: &[u8]) -> bool {
-        route(data) == Handler::Proxy && self.proxy.is_attached()
+    /// Whether [`Self::handle`] gives a message for `handler` ([`route`]'s) to the proxy (a
+    /// call's message or a response, once the proxy has its socket) rather than to
+    /// [`Self::handle_own`].
+    pub fn is_proxied(&self, handler: Handler) -> bool {
+        handler == Handler::Proxy && self.proxy.is_attached()
     }
 
-    /// [`Self::handle`] for a message the proxy takes ([`Self::proxies`]): it answers by
+    /// [`Self::handle`] for a message the proxy takes ([`Self::is_proxied`]): it answers by
     /// itself, over UDP or into the connection's flow; only a message it cannot read is
     /// answered here.
     pub async fn handle_proxied(
@@ -216,16 +218,16 @@ impl Service {
         }
     }
 
-    /// [`Self::handle`] for a message the proxy does not take: a REGISTER, OPTIONS or NOTIFY,
-    /// or what no handler takes.
+    /// [`Self::handle`] for a message the proxy does not take, `handler` being [`route`]'s: a
+    /// REGISTER, OPTIONS or NOTIFY, or what no handler takes.
     pub async fn handle_own(
         &self,
+        handler: Handler,
         data: &[u8],
         source: SocketAddr,
         transport: Transport,
     ) -> Option<Outgoing> {
         let source = nat::canonical(source);
-        let handler = route(data);
         let request = match parse(data) {
             Ok(Parsed::Request(r)) => r,
             Ok(Parsed::KeepAlive) => return None,
