@@ -72,7 +72,8 @@ async fn serve_inline(socket: &UdpSocket, service: &Service, mut shutdown: watch
 /// No task is spawned per message or per batch: the socket's thread runs this one task and its
 /// Redis connection's, so a spawn bought no parallelism, only its cost (the task's cell, a copy
 /// of the batch's futures into it, a wake-up through the scheduler): 2 860 instructions fewer
-/// per registration than a task per batch (`bench/scale`, "One task per socket").
+/// per registration than a task per batch (`bench/scale`, "The script call and one task per
+/// socket").
 async fn serve_concurrently(
     socket: &UdpSocket,
     service: &Service,

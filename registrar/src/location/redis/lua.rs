@@ -4,7 +4,8 @@
 //! a `Cmd` keeps its arguments in a buffer of their own and packs them into the protocol's
 //! bytes only when sent, so every key and argument (the bindings' JSON, sent twice: expected and
 //! new) was copied twice and each length formatted once more; this writes each argument's
-//! bytes once, behind a header made when the script is (`bench/scale`, "The script call").
+//! bytes once, behind a header made when the script is (`bench/scale`, "The script call and
+//! one task per socket").
 
 use super::Pipe;
 use ::redis::{ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
