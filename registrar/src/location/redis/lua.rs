@@ -8,7 +8,7 @@
 //! one task per socket").
 
 use super::Pipe;
-use ::redis::{ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
+use ::redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ServerErrorKind};
 
 /// A Lua script taking a fixed number of keys and arguments, called by its SHA-1.
 pub(crate) struct Lua {
@@ -16,15 +16,15 @@ pub(crate) struct Lua {
     /// `*{count}`, `EVALSHA`, the hash and the number of keys, in the protocol's bytes.
     header: Vec<u8>,
     /// Keys and arguments a call carries.
-    operands: usize,
+    operands: isize,
 }
 
 /// One call of a [`Lua`] script: its keys, then its arguments, each appended with
 /// [`Call::arg`].
 pub(crate) struct Call {
     packed: Vec<u8>,
-    /// Operands still to append.
-    missing: usize,
+    /// Operands still to append (below zero: too many were).
+    missing: isize,
 }
 
 /// What a call's key or argument can be: written as Redis reads it (a bulk string).
@@ -108,14 +108,15 @@ impl Lua {
         Lua {
             script,
             header,
-            operands: keys + args,
+            operands: (keys + args) as isize,
         }
     }
 
     /// A call, with room for `bytes` of keys and arguments: append the keys, then the
     /// arguments.
     pub(crate) fn call(&self, bytes: usize) -> Call {
-        let mut packed = Vec::with_capacity(self.header.len() + bytes + 16 * self.operands);
+        let room = self.header.len() + bytes + 16 * self.operands as usize;
+        let mut packed = Vec::with_capacity(room);
         packed.extend_from_slice(&self.header);
         Call {
             packed,
@@ -130,11 +131,11 @@ impl Lua {
         call: &Call,
         conn: &mut Pipe,
     ) -> RedisResult<T> {
-        assert_eq!(call.missing, 0, "a script call short of operands");
-        let reply = match conn.query_packed(&call.packed).await {
+        let packed = call.complete()?;
+        let reply = match conn.query_packed(packed).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 self.script.load_async(conn).await?;
-                conn.query_packed(&call.packed).await
+                conn.query_packed(packed).await
             }
             other => other,
         }?;
@@ -145,12 +146,22 @@ impl Lua {
 impl Call {
     /// Appends the next key or argument (or several, [`Packed`]).
     pub(crate) fn arg<T: Operand + ?Sized>(&mut self, operand: &T) -> &mut Call {
-        self.missing = self
-            .missing
-            .checked_sub(operand.count())
-            .expect("a script call given more operands than its script takes");
+        self.missing -= operand.count() as isize;
         operand.append(&mut self.packed);
         self
+    }
+
+    /// The call's bytes, once it has exactly its script's operands (a mistake here is an error,
+    /// not a panic in the middle of a REGISTER).
+    fn complete(&self) -> RedisResult<&[u8]> {
+        if self.missing != 0 {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "a script call with the wrong number of operands",
+                format!("{} missing", self.missing),
+            )));
+        }
+        Ok(&self.packed)
     }
 }
 
@@ -179,13 +190,16 @@ mod tests {
             .arg(&b"\r\n"[..])
             .arg("")
             .arg(42u64);
-        assert_eq!(call.packed, cmd.get_packed_command());
-        assert_eq!(call.missing, 0);
+        assert_eq!(call.complete().unwrap(), cmd.get_packed_command());
     }
 
     #[test]
-    #[should_panic(expected = "more operands")]
-    fn a_call_refuses_an_operand_too_many() {
-        Lua::new("return 1", 0, 1).call(0).arg("a").arg("b");
+    fn a_call_with_the_wrong_number_of_operands_is_refused() {
+        let lua = Lua::new("return 1", 0, 1);
+        assert!(lua.call(0).complete().is_err());
+        let mut call = lua.call(0);
+        call.arg("a").arg("b");
+        let e = call.complete().unwrap_err();
+        assert!(e.to_string().contains("-1 missing"), "{e}");
     }
 }
