@@ -355,16 +355,22 @@ async fn replicas_share_bindings() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_redis_fails_each_call_within_its_wait_and_the_connection_recovers() {
-    let redis = RedisServer::start("redis-silent");
+/// A Redis of its own (`name`), and a store on it holding one binding for `ns/x`: the store,
+/// the time it was written, the binding.
+async fn store_holding_one(name: &str) -> (RedisServer, RedisStore, SystemTime, Vec<Binding>) {
+    let redis = RedisServer::start(name);
     let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();
     let now = now_ms();
     let one = vec![binding("sip:x@1", now, 3600)];
     s.update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
         .await
         .unwrap();
+    (redis, s, now, one)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_fails_each_call_within_its_wait_and_the_connection_recovers() {
+    let (redis, s, now, one) = store_holding_one("redis-silent").await;
     redis.freeze(true);
     let start = Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(5), s.lookup("ns/x", now))
@@ -393,13 +399,7 @@ async fn a_silent_redis_fails_each_call_within_its_wait_and_the_connection_recov
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_fast_and_recovers() {
-    let mut redis = RedisServer::start("redis-down");
-    let s = RedisStore::connect(&redis.url(), "sb").await.unwrap();
-    let now = now_ms();
-    let one = vec![binding("sip:x@1", now, 3600)];
-    s.update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
-        .await
-        .unwrap();
+    let (mut redis, s, now, one) = store_holding_one("redis-down").await;
     assert_eq!(s.lookup("ns/x", now).await.unwrap(), one);
 
     redis.kill();
