@@ -175,16 +175,10 @@ impl RedisAuthState {
         source_key.push_str(SOURCE_INFIX);
         push_ip(&mut source_key, pair.source);
         let source = &source_key[source_at..];
-        let member_at = prefix.len() + PAIR_INFIX.len();
-        let mut pair_key =
-            String::with_capacity(member_at + kind.len() + source.len() + 1 + pair.user.len());
-        for part in [prefix, PAIR_INFIX, kind, source, ":", &pair.user] {
-            pair_key.push_str(part);
-        }
         PairNames {
-            pair_key,
+            pair_key: [prefix, PAIR_INFIX, kind, source, ":", &pair.user].concat(),
+            member_at: prefix.len() + PAIR_INFIX.len(),
             source_key,
-            member_at,
             source_at,
         }
     }

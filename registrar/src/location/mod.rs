@@ -22,8 +22,8 @@
 //! the replica last saw it, and the write is a Lua compare-and-set that applies only if the
 //! value is still that one, otherwise it answers the current value and the closure is called
 //! again. (`WATCH`/`MULTI` is connection state, unusable on the pipelined connection every
-//! caller on a runtime shares.) The closure is therefore `FnMut` and must be a pure function of the bindings
-//! it is given.
+//! caller on a runtime shares.) The closure is therefore `FnMut` and must be a pure function of
+//! the bindings it is given.
 
 pub mod memory;
 pub mod redis;

@@ -19,9 +19,8 @@
 //!
 //! The connection is made on first use and made again on the next use after it failed; callers
 //! that arrive while an attempt is under way share its outcome instead of each making one. A
-//! connection
-//! that answers nothing for [`Timing::stalled`] while commands wait is given up (Redis hung, or
-//! its host gone without a reset): the next command connects afresh.
+//! connection that answers nothing for [`Timing::stalled`] while commands wait is given up
+//! (Redis hung, or its host gone without a reset): the next command connects afresh.
 
 use super::resp;
 use redis::aio::ConnectionLike;
