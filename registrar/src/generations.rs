@@ -1,5 +1,4 @@
-//! A bounded map that forgets by generations, shared by the transaction cache and the
-//! nonce-count replay map.
+//! A bounded map that forgets by generations: the transaction cache's.
 //!
 //! Keys are spread over shards, each behind its own lock. A shard holds two generations and
 //! rotates (the current becomes the previous, the previous is forgotten) once a lifetime has
@@ -7,10 +6,10 @@
 //! therefore lives at least one lifetime after it was last stored, unless the map is at
 //! capacity, and the map never holds more than about twice its capacity.
 //!
-//! Both maps sit on the path of every request, so they hash with foldhash (randomly seeded, so
-//! keys a client picks cannot be aimed at one bucket) rather than SipHash, and a rotation
-//! reuses the forgotten generation's table for the new one: under steady load the maps stop
-//! allocating once they have grown to their size.
+//! It sits on the path of every request, so it hashes with foldhash (randomly seeded, so keys
+//! a client picks cannot be aimed at one bucket) rather than SipHash, and a rotation reuses
+//! the forgotten generation's table for the new one: under steady load the map stops
+//! allocating once it has grown to its size.
 
 use foldhash::fast::RandomState;
 use parking_lot::Mutex;
@@ -95,11 +94,6 @@ impl<K: Hash + Eq, V> GenerationalMap<K, V> {
             lifetime: lifetime.max(1),
             per_shard_cap: (capacity / SHARDS).max(16),
         }
-    }
-
-    /// Entries a shard's current generation holds before it rotates early.
-    pub fn per_shard_cap(&self) -> usize {
-        self.per_shard_cap
     }
 
     /// Runs `f` on the shard of `key`, after rotating it if due at `now`.

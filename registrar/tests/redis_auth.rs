@@ -15,6 +15,7 @@ use common::{
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_registrar::auth::limiter::LimiterSettings;
 use switchboard_registrar::auth::limiter::{PairKey, Scope};
+use switchboard_registrar::auth::nonce::NonceKey;
 use switchboard_registrar::auth::redis::RedisAuthState;
 use switchboard_registrar::auth::state::conformance;
 use switchboard_registrar::auth::state::{Admission, AuthState};
@@ -46,14 +47,19 @@ async fn redis_auth_state_conforms_and_is_shared() {
         known: true,
     };
     use switchboard_registrar::auth::state::{Admission, AuthState};
+    let nonce = NonceKey::from_config(NONCE_KEY).issue("a.test", now / 1000, a.salt());
     assert_eq!(
-        b.admit(&pair, "n1", 2, now + 1).await.unwrap(),
+        b.admit(&pair, &nonce, 1, now + 1).await.unwrap(),
         Admission::Blocked(switchboard_registrar::auth::limiter::Scope::Pair)
     );
     assert_eq!(
-        b.admit(&pair, "n1", 2, now + 20_000).await.unwrap(),
+        a.admit(&pair, &nonce, 1, now + 20_000).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        b.admit(&pair, &nonce, 1, now + 20_000).await.unwrap(),
         Admission::Replay,
-        "nc 2 on n1 was recorded through the other state"
+        "nc 1 on the nonce was recorded through the other state"
     );
     // Records expire with the keys: nothing outlives its use by more than the limits say.
     let ttl_ms: i64 = redis

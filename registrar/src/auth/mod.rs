@@ -58,7 +58,8 @@ pub struct AuthSettings {
     pub nonce_ttl: Duration,
     /// The failed-authentication limiter.
     pub limiter: LimiterSettings,
-    /// Nonces remembered for replay protection (in memory).
+    /// Replay protection in memory: the nonce-counts of the last this many nonces issued are
+    /// held (8 bytes each); an older nonce is answered as stale.
     pub nonce_capacity: usize,
 }
 
@@ -67,7 +68,7 @@ impl Default for AuthSettings {
         AuthSettings {
             nonce_ttl: Duration::from_secs(300),
             limiter: LimiterSettings::default(),
-            nonce_capacity: 1_000_000,
+            nonce_capacity: 1 << 21,
         }
     }
 }
@@ -75,11 +76,7 @@ impl Default for AuthSettings {
 impl AuthSettings {
     /// The state of one replica, in memory, with these limits.
     pub fn memory_state(&self) -> Arc<dyn AuthState> {
-        Arc::new(MemoryAuthState::new(
-            self.limiter,
-            self.nonce_ttl.as_secs(),
-            self.nonce_capacity,
-        ))
+        Arc::new(MemoryAuthState::new(self.limiter, self.nonce_capacity))
     }
 }
 
@@ -287,6 +284,7 @@ fn admitted(admission: Result<Admission, StateError>) -> Outcome {
         },
         Ok(Admission::Blocked(_)) => Outcome::of(Verdict::Forbidden, Failure::Blocked),
         Ok(Admission::Replay) => Outcome::challenge(Failure::Replay),
+        Ok(Admission::Forgotten) => Outcome::of(Verdict::Challenge { stale: true }, Failure::Stale),
         Err(e) => {
             tracing::warn!(error = %e, "checking an authentication");
             Outcome::of(Verdict::Unavailable, Failure::StateUnavailable)
@@ -602,7 +600,7 @@ impl Authenticator {
         now_secs: u64,
         stale: bool,
     ) -> Vec<String> {
-        let nonce = key.issue(realm, now_secs, rand::random());
+        let nonce = key.issue(realm, now_secs, self.state.salt());
         algorithms
             .iter()
             .map(|&alg| digest::challenge(realm, &nonce, alg.into(), stale))

@@ -1,9 +1,9 @@
 //! Stateless nonces: `base64url(timestamp ‖ salt ‖ HMAC-SHA256(key, timestamp ‖ salt ‖ realm)[..16])`.
 //!
 //! Any replica holding the same key (the config's `nonceKey`) checks a nonce another replica
-//! issued, with no shared state; the timestamp gives `stale=true` after the lifetime; the
-//! random salt makes every challenge's nonce unique, so nonce-count tracking per nonce never
-//! mixes two clients.
+//! issued, with no shared state; the timestamp gives `stale=true` after the lifetime; the salt
+//! (random, or a replica's numbering: [`super::replay`]) makes every challenge's nonce unique,
+//! so nonce-count tracking per nonce never mixes two clients.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -76,14 +76,9 @@ impl NonceKey {
 
     /// Checks a nonce for `realm` at `now_secs` with lifetime `ttl_secs`.
     pub fn check(&self, nonce: &str, realm: &str, now_secs: u64, ttl_secs: u64) -> NonceStatus {
-        if nonce.len() != 43 {
+        let Some(raw) = decode(nonce) else {
             return NonceStatus::Invalid;
-        }
-        let mut raw = [0u8; RAW_LEN];
-        match URL_SAFE_NO_PAD.decode_slice(nonce.as_bytes(), &mut raw) {
-            Ok(RAW_LEN) => {}
-            _ => return NonceStatus::Invalid,
-        }
+        };
         let ts = u64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
         let salt: [u8; 8] = raw[8..16].try_into().expect("8 bytes");
         let expected = self.tag(ts, &salt, realm);
@@ -102,6 +97,24 @@ impl NonceKey {
     }
 }
 
+/// The salt `nonce` was issued with, if it has a nonce's shape (not checked: see
+/// [`NonceKey::check`]).
+pub fn salt_of(nonce: &str) -> Option<[u8; 8]> {
+    decode(nonce).map(|raw| raw[8..16].try_into().expect("8 bytes"))
+}
+
+/// A nonce's bytes, if it is 43 characters of base64url making [`RAW_LEN`] bytes.
+fn decode(nonce: &str) -> Option<[u8; RAW_LEN]> {
+    let mut raw = [0u8; RAW_LEN];
+    if nonce.len() != 43 {
+        return None;
+    }
+    match URL_SAFE_NO_PAD.decode_slice(nonce.as_bytes(), &mut raw) {
+        Ok(RAW_LEN) => Some(raw),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +127,8 @@ mod tests {
         assert_eq!(k.check(&n, "a.test", 1000, 300), NonceStatus::Fresh);
         assert_eq!(k.check(&n, "a.test", 1300, 300), NonceStatus::Fresh);
         assert_eq!(k.check(&n, "a.test", 1301, 300), NonceStatus::Stale);
+        assert_eq!(salt_of(&n), Some([1; 8]));
+        assert_eq!(salt_of("n1"), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! checks and records it in its own script, so a refresh is one round trip in all.
 
 use super::limiter::{Limiter, LimiterSettings, PairKey, Scope, Strike};
-use super::replay::NonceCounts;
+use super::nonce::salt_of;
+use super::replay::{NonceCounts, Record};
 use crate::location::{Guard, Refusal};
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +34,9 @@ pub enum Admission {
     Blocked(Scope),
     /// The nonce-count was not above the highest seen for the nonce.
     Replay,
+    /// The nonce's count is not held (the memory state's ring: another process issued it, or
+    /// too many nonces were issued since): the client is challenged again with `stale=true`.
+    Forgotten,
 }
 
 impl From<Refusal> for Admission {
@@ -76,6 +80,12 @@ pub trait AuthState: Send + Sync + 'static {
         None
     }
 
+    /// The salt of a new nonce ([`super::nonce::NonceKey::issue`]): random, unless the state
+    /// numbers its nonces.
+    fn salt(&self) -> [u8; 8] {
+        rand::random()
+    }
+
     /// A request of `pair` whose digest did not verify, at `now` (unix ms).
     fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike>;
 
@@ -99,12 +109,12 @@ pub struct MemoryAuthState {
 }
 
 impl MemoryAuthState {
-    /// A state with these limits, remembering about `nonce_capacity` nonces for `nonce_ttl_secs`
-    /// after their last use.
-    pub fn new(limits: LimiterSettings, nonce_ttl_secs: u64, nonce_capacity: usize) -> Self {
+    /// A state with these limits, holding the counts of the last `nonce_capacity` nonces it
+    /// issued.
+    pub fn new(limits: LimiterSettings, nonce_capacity: usize) -> Self {
         MemoryAuthState {
             limiter: Limiter::new(limits),
-            counts: NonceCounts::new(nonce_ttl_secs, nonce_capacity),
+            counts: NonceCounts::new(nonce_capacity),
         }
     }
 }
@@ -119,10 +129,17 @@ impl AuthState for MemoryAuthState {
     ) -> StateFuture<'a, Admission> {
         let admission = match self.limiter.blocked(pair, now) {
             Some(scope) => Admission::Blocked(scope),
-            None if !self.counts.record(nonce, nc, now / 1000) => Admission::Replay,
-            None => Admission::Admitted,
+            None => match salt_of(nonce).map(|salt| self.counts.record(salt, nc)) {
+                Some(Record::Counted) => Admission::Admitted,
+                Some(Record::Replay) => Admission::Replay,
+                Some(Record::Forgotten) | None => Admission::Forgotten,
+            },
         };
         Box::pin(std::future::ready(Ok(admission)))
+    }
+
+    fn salt(&self) -> [u8; 8] {
+        self.counts.salt()
     }
 
     fn fail<'a>(&'a self, pair: &'a PairKey, now: u64) -> StateFuture<'a, Strike> {
@@ -152,16 +169,19 @@ pub async fn conformance(state: &dyn AuthState, limits: &LimiterSettings, now: u
         known: true,
     };
     let ok = |a: Result<Admission, StateError>| a.expect("state reachable");
+    let key = crate::auth::nonce::NonceKey::new(b"conformance");
+    let n1 = key.issue("a.test", now / 1000, state.salt());
+    let n2 = key.issue("a.test", now / 1000, state.salt());
     assert_eq!(
-        ok(state.admit(&pair("alice"), "n1", 1, now).await),
+        ok(state.admit(&pair("alice"), &n1, 1, now).await),
         Admission::Admitted
     );
     assert_eq!(
-        ok(state.admit(&pair("alice"), "n1", 1, now).await),
+        ok(state.admit(&pair("alice"), &n1, 1, now).await),
         Admission::Replay
     );
     assert_eq!(
-        ok(state.admit(&pair("alice"), "n1", 2, now).await),
+        ok(state.admit(&pair("alice"), &n1, 2, now).await),
         Admission::Admitted
     );
     for i in 1..limits.pair_failures {
@@ -182,11 +202,11 @@ pub async fn conformance(state: &dyn AuthState, limits: &LimiterSettings, now: u
         Strike::AlreadyBlocked(Scope::Pair)
     );
     assert_eq!(
-        ok(state.admit(&pair("alice"), "n1", 3, now + 1).await),
+        ok(state.admit(&pair("alice"), &n1, 3, now + 1).await),
         Admission::Blocked(Scope::Pair)
     );
     assert_eq!(
-        ok(state.admit(&pair("bob"), "n2", 1, now + 1).await),
+        ok(state.admit(&pair("bob"), &n2, 1, now + 1).await),
         Admission::Admitted,
         "a neighbour behind the same address is not blocked"
     );
@@ -194,7 +214,7 @@ pub async fn conformance(state: &dyn AuthState, limits: &LimiterSettings, now: u
     assert_eq!((blocked.pairs, blocked.sources), (1, 0));
     assert_eq!(
         ok(state
-            .admit(&pair("alice"), "n1", 3, now + cooldown + 1)
+            .admit(&pair("alice"), &n1, 3, now + cooldown + 1)
             .await),
         Admission::Admitted,
         "the block ends"
@@ -213,7 +233,23 @@ mod tests {
             cooldown: Duration::from_secs(10),
             ..Default::default()
         };
-        let state = MemoryAuthState::new(limits, 300, 1000);
+        let state = MemoryAuthState::new(limits, 1000);
         conformance(&state, &limits, 1_700_000_000_000).await;
+    }
+
+    #[tokio::test]
+    async fn memory_state_forgets_nonces_it_did_not_issue() {
+        let state = MemoryAuthState::new(LimiterSettings::default(), 1000);
+        let pair = PairKey {
+            source: "192.0.2.7".parse().unwrap(),
+            user: "alice".into(),
+            known: true,
+        };
+        let key = crate::auth::nonce::NonceKey::new(b"k");
+        let before_restart = MemoryAuthState::new(LimiterSettings::default(), 1000);
+        for nonce in [key.issue("a.test", 1, before_restart.salt()), "n1".into()] {
+            let admission = state.admit(&pair, &nonce, 1, 1000).await.unwrap();
+            assert_eq!(admission, Admission::Forgotten, "{nonce}");
+        }
     }
 }

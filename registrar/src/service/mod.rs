@@ -706,6 +706,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replayed_nonce_is_challenged_and_one_from_before_a_restart_is_stale() {
+        let mut c = crate::config::embedded();
+        c.nonce_key = Some("00112233445566778899aabbccddeeff".into());
+        let before = service_with(c.clone().seal());
+        let (_, auth) = answer(&before, "1001", "switchboard-1001", 1, Algorithm::Md5).await;
+        let ok = send(&before, &register("1001", 2, &auth)).await;
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+        let replayed = send(&before, &register("1001", 3, &auth)).await;
+        assert!(replayed.starts_with("SIP/2.0 401 "), "{replayed}");
+        assert!(!replayed.contains("stale=true"), "{replayed}");
+        // A restarted registrar holds no nonce-counts: the nonce is stale, not accepted again,
+        // and the phone retries on the new challenge.
+        let after = service_with(c.seal());
+        let restarted = send(&after, &register("1001", 4, &auth)).await;
+        assert!(restarted.starts_with("SIP/2.0 401 "), "{restarted}");
+        assert!(restarted.contains("stale=true"), "{restarted}");
+    }
+
+    #[tokio::test]
     async fn auth_names_with_the_realm_as_domain_are_accepted() {
         let s = service();
         for (cseq, alg) in [(1, Algorithm::Md5), (3, Algorithm::Sha256)] {
