@@ -265,24 +265,16 @@ impl Service {
             return Some(self.finish(&request, None, reply(400, "CSeq Method Mismatch"), target));
         }
 
-        let key = self
-            .cache
-            .key(via.branch(), call_id, cseq, request.method.as_str(), source);
-        match self.cache.begin(key, Instant::now()) {
-            Lookup::New => {}
-            Lookup::Pending => {
-                self.metrics
-                    .dropped
-                    .with_label_values(&["retransmission_in_progress"])
-                    .inc();
-                return None;
+        let key = if kept(&request) {
+            let method = request.method.as_str();
+            let key = self.cache.key(via.branch(), call_id, cseq, method, source);
+            if let Err(answer) = self.begin(key, target) {
+                return answer;
             }
-            Lookup::Done(data) => {
-                self.metrics.retransmissions.inc();
-                return Some(Outgoing { data, target });
-            }
-        }
-
+            Some(key)
+        } else {
+            None
+        };
         let response = match refuse(&request, &reply) {
             Some(refusal) => refusal,
             None => {
@@ -290,7 +282,26 @@ impl Service {
                     .await
             }
         };
-        Some(self.finish(&request, Some(key), response, target))
+        Some(self.finish(&request, key, response, target))
+    }
+
+    /// Marks a new request pending in the transaction cache; `Err` with what to send for a
+    /// retransmission: nothing while the first copy is processed, else the kept answer.
+    fn begin(&self, key: transaction::Key, target: SocketAddr) -> Result<(), Option<Outgoing>> {
+        match self.cache.begin(key, Instant::now()) {
+            Lookup::New => Ok(()),
+            Lookup::Pending => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["retransmission_in_progress"])
+                    .inc();
+                Err(None)
+            }
+            Lookup::Done(data) => {
+                self.metrics.retransmissions.inc();
+                Err(Some(Outgoing { data, target }))
+            }
+        }
     }
 
     /// The answer of the request's handler, once it passed the checks every request passes
@@ -317,8 +328,8 @@ impl Service {
         }
     }
 
-    /// Encodes, caches (unless a 5xx the client should retry, or a challenge a retransmission
-    /// may as well get afresh) and counts a response.
+    /// Encodes, caches (when `key` is given, unless a 5xx the client should retry) and counts a
+    /// response.
     fn finish(
         &self,
         request: &Request,
@@ -328,7 +339,7 @@ impl Service {
     ) -> Outgoing {
         let data = Bytes::from(response.encode(&self.server_header));
         if let Some(key) = key {
-            if response.status >= 500 || first_challenge(request, &response) {
+            if response.status >= 500 {
                 self.cache.abandon(key);
             } else {
                 self.cache.complete(key, data.clone(), Instant::now());
@@ -534,12 +545,13 @@ fn refuse<'r>(
         .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
 }
 
-/// Whether a response is the challenge to a request that carried no credentials: answering a
-/// retransmission of it afresh (with a new nonce) changes nothing, so it is not kept for 32 s.
-/// A stateless registrar answers every first REGISTER this way; keeping them doubled what the
-/// transaction cache holds under load.
-fn first_challenge(request: &Request, response: &Response) -> bool {
-    response.status == 401 && request.header(&HeaderName::Authorization).is_none()
+/// Whether a request's answer is kept in the transaction cache: all but a REGISTER without
+/// credentials. That one changes nothing whatever it is answered (a challenge, or a 4xx), so a
+/// retransmission is answered afresh, as a stateless registrar answers every first REGISTER;
+/// keeping its challenges doubled what the cache holds under load, and looking it up and
+/// forgetting it cost two visits to a map of 100 000s of entries per registration.
+fn kept(request: &Request) -> bool {
+    request.method != Method::Register || request.header(&HeaderName::Authorization).is_some()
 }
 
 #[cfg(test)]
@@ -697,6 +709,12 @@ mod tests {
             header(&again, "WWW-Authenticate"),
             header(&r, "WWW-Authenticate")
         );
+        // Nor is any other answer to a REGISTER without credentials.
+        let elsewhere = register("1001", 5, "").replace("switchboard.local", "elsewhere.test");
+        let not_here = send(&s, &elsewhere).await;
+        assert!(not_here.starts_with("SIP/2.0 404 "), "{not_here}");
+        assert_eq!(send(&s, &elsewhere).await, not_here);
+        assert!(s.cache.is_empty(), "the 404 was kept");
         // The 200 of an answered challenge is kept, for its retransmissions.
         let ch = header(&r, "WWW-Authenticate");
         let auth = authorization("1001", "switchboard-1001", ch[0], Algorithm::Sha256, 1);
