@@ -152,6 +152,37 @@ mod tests {
     }
 
     #[test]
+    fn of_racing_uses_of_one_count_at_most_one_is_counted() {
+        use std::sync::atomic::AtomicUsize;
+        let m = NonceCounts::new(64);
+        let salts: Vec<_> = (0..64).map(|_| m.salt()).collect();
+        // Times each (nonce, nc) was counted, by 4 threads each trying nc 1..=8 on every nonce.
+        let counted: Vec<AtomicUsize> = (0..64 * 8).map(|_| AtomicUsize::new(0)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for (i, salt) in salts.iter().enumerate() {
+                        for nc in 1..=8u32 {
+                            if m.record(*salt, nc) == Record::Counted {
+                                counted[i * 8 + nc as usize - 1].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        for (i, n) in counted.iter().enumerate() {
+            let (n, nc) = (n.load(Ordering::Relaxed), i % 8 + 1);
+            assert!(n <= 1, "nonce {} nc {nc} counted {n} times", i / 8);
+            assert!(
+                nc < 8 || n == 1,
+                "the highest nc of nonce {} counted {n} times",
+                i / 8
+            );
+        }
+    }
+
+    #[test]
     fn sequence_numbers_wrap() {
         let m = NonceCounts::new(4);
         m.next.store(u32::MAX - 1, Ordering::Relaxed);
