@@ -385,14 +385,24 @@ async fn a_silent_redis_fails_each_call_within_its_wait_and_the_connection_recov
     );
     redis.freeze(false);
     // The late reply is dropped, not taken for the next caller's.
+    let found = until_ok("the store after redis resumed", || s.lookup("ns/x", now)).await;
+    assert_eq!(found, one);
+}
+
+/// Calls `op` every 100 ms until it succeeds (its value), failing the test after 15 s with
+/// what it is waiting for and the last error.
+async fn until_ok<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match s.lookup("ns/x", now).await {
-            Ok(found) => break assert_eq!(found, one),
+        match op().await {
+            Ok(value) => return value,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => panic!("store still failing after redis resumed: {e}"),
+            Err(e) => panic!("{what}: still failing after 15 s: {e:?}"),
         }
     }
 }
@@ -453,24 +463,12 @@ async fn redis_down_fails_fast_and_recovers() {
 
     // Back on the same port (empty: no persistence): the same store works again.
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match s
-            .update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
+    until_ok("the store after redis came back", || async {
+        s.update("ns/x", now, &mut |_: &[Binding]| Some(one.clone()))
             .await
-        {
-            Ok(_) => break,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("store still failing after redis came back: {e}"),
-        }
-    }
+    })
+    .await;
     assert_eq!(s.lookup("ns/x", now).await.unwrap(), one);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while late.lookup("ns/x", now).await.is_err() {
-        assert!(Instant::now() < deadline, "late store never connected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ok("the late store connecting", || late.lookup("ns/x", now)).await;
     assert_eq!(late.lookup("ns/x", now).await.unwrap(), one);
 }
