@@ -65,7 +65,7 @@ macro_rules! integer_operand {
         }
     )*};
 }
-integer_operand!(u32, u64, usize, i64);
+integer_operand!(u32, u64, usize);
 
 /// Operands that never change (key names), written once in the protocol's bytes.
 pub(crate) struct Packed {
