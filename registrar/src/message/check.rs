@@ -11,7 +11,7 @@
 //! pairs, names in any case or compact form.
 
 use super::headers::{is_sip_scheme, list_items, long_name, SipUri, SipUriParts};
-use super::parse::valid_hostport;
+use super::parse::{valid_hostport, Header, HeaderName};
 use super::scan::{is_token, is_token_byte, token_len, Scan};
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
@@ -86,6 +86,22 @@ impl Kind {
         }
     }
 
+    /// By the parser's name: its known names map here directly.
+    fn named(name: &HeaderName<'_>) -> Kind {
+        match name {
+            HeaderName::Via => Kind::Via,
+            HeaderName::From => Kind::From,
+            HeaderName::To => Kind::To,
+            HeaderName::CallId => Kind::CallId,
+            HeaderName::CSeq => Kind::CSeq,
+            HeaderName::Contact => Kind::Contact,
+            HeaderName::Expires => Kind::Expires,
+            HeaderName::ContentLength => Kind::ContentLength,
+            HeaderName::Authorization | HeaderName::UserAgent => Kind::Other,
+            HeaderName::Other(n) => Kind::of(n),
+        }
+    }
+
     /// The reason phrase of a field that does not read.
     fn bad(self) -> &'static str {
         match self {
@@ -121,13 +137,30 @@ impl Kind {
 
 /// Checks a message's header fields (request or response), in order as received.
 pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), Fault> {
+    classified(fields.into_iter().map(|(name, value)| match is_token(name) {
+        true => Ok((Kind::of(name), value)),
+        false => Err(bad("Bad Header Name")),
+    }))
+}
+
+/// [`headers`] for the registrar's parser ([`super::parse`]), whose names are tokens already
+/// resolved: only the names it does not know ([`HeaderName::Other`]) are resolved again.
+pub fn parsed(headers: &[Header<'_>]) -> Result<(), Fault> {
+    classified(
+        headers
+            .iter()
+            .map(|h| Ok((Kind::named(&h.name), h.value.as_ref()))),
+    )
+}
+
+/// The rules over fields whose kind is known (or whose name was refused), in order.
+fn classified<'a>(
+    fields: impl IntoIterator<Item = Result<(Kind, &'a str), Fault>>,
+) -> Result<(), Fault> {
     let mut counts = [0u8; SINGLE];
     let mut vias = 0usize;
-    for (name, value) in fields {
-        if !is_token(name) {
-            return Err(bad("Bad Header Name"));
-        }
-        let kind = Kind::of(name);
+    for item in fields {
+        let (kind, value) = item?;
         if let Some(n) = counts.get_mut(kind as usize) {
             *n = n.saturating_add(1);
             if *n > 1 {

@@ -375,8 +375,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
         Ok(h) => h,
         Err(reason) => return Err(ParseError::new(400, reason, salvage(data))),
     };
-    let fields = headers.iter().map(|h| (h.name.as_str(), h.value.as_ref()));
-    if let Err(fault) = super::check::headers(fields) {
+    if let Err(fault) = super::check::parsed(&headers) {
         return Err(ParseError::new(
             fault.status,
             fault.reason,
