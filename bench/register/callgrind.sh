@@ -33,7 +33,10 @@
 #   N=2000               registrations of the first run (the second runs 2N)
 #   RATE=200             sipp's rate (registrations/s); low enough for the registrar under
 #                        valgrind (~50x slower) to keep up with no retransmission
-#   USERS=10000          users in the config (users.py; the first 2N of them register)
+#   USERS=10000          users in the config (users.py; the first 2N of them register). With
+#                        USERS=N every user registers once in the first run and twice in the
+#                        second, so the difference counts refreshes of a live binding (what
+#                        run.sh's steady load is) instead of first registrations
 #   IP=127.0.0.1, OUR_PORT=25070, OUR_HTTP_PORT=25071, SIPP_PORT=25100   as in run.sh
 #   BUILD=1              0: do not run `cargo build --release -p switchboard-registrar` first
 #   REGISTRAR_BIN=<CARGO_TARGET_DIR or target>/release/switchboard-registrar
@@ -80,7 +83,8 @@ REALM=bench.test
 case "$IP" in 127.*) ;; *) die "IP must be a loopback address (127.x.y.z), got $IP" ;; esac
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 10 ]] || die "N must be an integer >= 10"
 [[ "$RATE" =~ ^[0-9]+$ && "$RATE" -ge 1 ]] || die "RATE must be a positive integer"
-[[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge $((2 * N)) ]] || die "USERS must be at least 2N ($((2 * N)))"
+[[ "$USERS" =~ ^[0-9]+$ && ("$USERS" -eq "$N" || "$USERS" -ge $((2 * N))) ]] ||
+	die "USERS must be N ($N: refreshes) or at least 2N ($((2 * N)): first registrations)"
 require_tools valgrind callgrind_annotate sipp sipsak python3 timeout setsid awk /usr/bin/time
 [[ "$KAMAILIO" == 1 ]] && require_tools kamailio
 build_registrar "$REPO"

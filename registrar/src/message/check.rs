@@ -6,9 +6,10 @@
 //! Record-Route, Via, CSeq, Call-ID, Date, option tags).
 //!
 //! Unknown header fields are not looked at: a proxy relays them as they are (RFC 4475
-//! §3.1.1.1's `UnknownHeaderWithUnusualValue`). Pure and allocation-free; both the registrar's
-//! parser ([`super::parse`]) and the proxy's ([`super::owned`]) feed it `(name, value)`
-//! pairs, names in any case or compact form.
+//! §3.1.1.1's `UnknownHeaderWithUnusualValue`). Pure and allocation-free; the proxy's parser
+//! ([`super::owned`]) feeds it `(name, value)` pairs, names in any case or compact form
+//! ([`headers`]), the registrar's ([`super::parse`]) its headers with the names it resolved
+//! ([`parsed`]), so a name is classified once.
 
 use super::headers::{is_sip_scheme, list_items, long_name, SipUri, SipUriParts};
 use super::parse::{valid_hostport, Header, HeaderName};
