@@ -342,7 +342,7 @@ impl Service {
             if response.status >= 500 {
                 self.cache.abandon(key);
             } else {
-                self.cache.complete(key, data.clone(), Instant::now());
+                self.cache.complete(key, &data, Instant::now());
             }
         }
         self.metrics

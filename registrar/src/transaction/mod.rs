@@ -13,6 +13,8 @@
 //! the key itself: a lookup in a cache of 100 000s of entries then compares 16 bytes held in
 //! the table instead of following each candidate's string elsewhere in memory, and an entry
 //! allocates nothing for its key. Two live requests sharing a hash would need 2^64 of them.
+//! Nor for its response: a copy goes into its generation's buffer
+//! ([`crate::generations`]), and a retransmission is answered with a copy of that.
 //! The hash is taken once per request ([`TransactionCache::key`]) and the [`Key`] carried to
 //! [`TransactionCache::complete`].
 
@@ -28,12 +30,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 /// How long a response is kept at least (64·T1).
 pub const LIFETIME: Duration = Duration::from_secs(32);
-
-#[derive(Clone)]
-enum Entry {
-    Pending,
-    Done(Bytes),
-}
 
 /// What the cache knows of a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,7 +48,8 @@ pub struct Key(u128);
 
 /// Responses by request.
 pub struct TransactionCache {
-    map: GenerationalMap<u128, Entry>,
+    /// A request's response, or no value while it is pending.
+    map: GenerationalMap<u128>,
     /// The seed of the keys' hash.
     seed: u64,
     /// Time zero of the map's millisecond clock.
@@ -127,20 +124,19 @@ impl TransactionCache {
     pub fn begin(&self, Key(key): Key, now: Instant) -> Lookup {
         self.map
             .with(&key, self.millis(now), |g| match g.get(&key) {
-                Some(Entry::Pending) => Lookup::Pending,
-                Some(Entry::Done(b)) => Lookup::Done(b.clone()),
+                Some(None) => Lookup::Pending,
+                Some(Some(response)) => Lookup::Done(Bytes::copy_from_slice(response)),
                 None => {
-                    g.insert(&key, Entry::Pending);
+                    g.insert(&key, None);
                     Lookup::New
                 }
             })
     }
 
-    /// Stores the response to a request.
-    pub fn complete(&self, Key(key): Key, response: Bytes, now: Instant) {
-        self.map.with(&key, self.millis(now), |g| {
-            g.insert(&key, Entry::Done(response))
-        });
+    /// Stores (a copy of) the response to a request.
+    pub fn complete(&self, Key(key): Key, response: &[u8], now: Instant) {
+        self.map
+            .with(&key, self.millis(now), |g| g.insert(&key, Some(response)));
     }
 
     /// Forgets a request that got no response (so a retransmission is processed afresh).
@@ -173,7 +169,7 @@ mod tests {
         let t = Instant::now();
         assert_eq!(c.begin(k, t), Lookup::New);
         assert_eq!(c.begin(k, t), Lookup::Pending);
-        c.complete(k, Bytes::from_static(b"SIP/2.0 200 OK"), t);
+        c.complete(k, b"SIP/2.0 200 OK", t);
         assert_eq!(
             c.begin(k, t + Duration::from_secs(31)),
             Lookup::Done(Bytes::from_static(b"SIP/2.0 200 OK"))
