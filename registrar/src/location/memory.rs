@@ -215,6 +215,32 @@ mod tests {
             .unwrap()
     }
 
+    /// A refresh writes the stored binding in place: its strings keep their buffers (a
+    /// derived `clone_from` would allocate new ones), and hold the new values.
+    #[test]
+    fn a_refresh_keeps_the_stored_strings_buffers() {
+        let s = MemoryStore::new();
+        let now = SystemTime::now();
+        let stored_ptrs = || {
+            let shard = s.shard("ns/a").lock();
+            let b = &shard["ns/a"][0];
+            (b.contact.as_ptr(), b.call_id.as_ptr(), b.replica.as_ptr())
+        };
+        let mut first = |_: &[Binding]| Some(vec![binding("sip:a@192.0.2.1", now, 60)]);
+        block(s.update("ns/a", now, &mut first));
+        let before = stored_ptrs();
+        let mut refresh = |current: &[Binding]| {
+            let mut next = current.to_vec();
+            next[0].call_id = "d".into();
+            next[0].cseq = 2;
+            Some(next)
+        };
+        block(s.update("ns/a", now, &mut refresh));
+        assert_eq!(stored_ptrs(), before);
+        let held = block(s.lookup("ns/a", now));
+        assert_eq!((held[0].call_id.as_str(), held[0].cseq), ("d", 2));
+    }
+
     /// The memory store runs no guard: it decides and writes nothing, so the caller admits
     /// through the authentication state and updates as usual.
     #[test]

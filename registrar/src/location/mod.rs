@@ -47,7 +47,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub struct StoreError(pub String);
 
 /// One registered contact of an AOR.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Binding {
     /// The contact URI.
@@ -79,6 +79,41 @@ pub struct Binding {
 
 fn unix_secs<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+impl Clone for Binding {
+    fn clone(&self) -> Self {
+        Binding {
+            contact: self.contact.clone(),
+            q: self.q,
+            expires_at: self.expires_at,
+            registered_at: self.registered_at,
+            updated_at: self.updated_at,
+            call_id: self.call_id.clone(),
+            cseq: self.cseq,
+            source: self.source,
+            transport: self.transport,
+            user_agent: self.user_agent.clone(),
+            replica: self.replica.clone(),
+        }
+    }
+
+    /// Field by field, so a stored binding refreshed in place (`MemoryStore`'s
+    /// `clone_from`) keeps its strings' buffers: the derived one allocated every string
+    /// afresh and freed the stored ones, blocks long out of the cache.
+    fn clone_from(&mut self, from: &Self) {
+        self.contact.clone_from(&from.contact);
+        self.q = from.q;
+        self.expires_at = from.expires_at;
+        self.registered_at = from.registered_at;
+        self.updated_at = from.updated_at;
+        self.call_id.clone_from(&from.call_id);
+        self.cseq = from.cseq;
+        self.source = from.source;
+        self.transport = from.transport;
+        self.user_agent.clone_from(&from.user_agent);
+        self.replica.clone_from(&from.replica);
+    }
 }
 
 impl Binding {
