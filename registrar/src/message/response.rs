@@ -71,16 +71,17 @@ impl<'a> Response<'a> {
             headers.push(("From".into(), Cow::Borrowed(from)));
         }
         if let Some(to) = get(HeaderName::To) {
-            let tagged = match NameAddrRef::parse(to) {
-                Some(na) if na.tag().is_some() => Cow::Borrowed(to),
-                _ if status > 100 => {
-                    let mut t = String::with_capacity(to.len() + 24);
-                    t.push_str(to);
-                    t.push_str(";tag=");
-                    push_to_tag(&mut t, get(HeaderName::CallId), get(HeaderName::From));
-                    Cow::Owned(t)
-                }
-                _ => Cow::Borrowed(to),
+            // A To with no `;` has no parameter, so no tag (a REGISTER's, as a rule): it
+            // is not parsed only to find that out.
+            let has_tag = |to: &str| NameAddrRef::parse(to).is_some_and(|na| na.tag().is_some());
+            let tagged = if status > 100 && !(to.has_byte(b';') && has_tag(to)) {
+                let mut t = String::with_capacity(to.len() + 24);
+                t.push_str(to);
+                t.push_str(";tag=");
+                push_to_tag(&mut t, get(HeaderName::CallId), get(HeaderName::From));
+                Cow::Owned(t)
+            } else {
+                Cow::Borrowed(to)
             };
             headers.push(("To".into(), tagged));
         }
@@ -334,5 +335,27 @@ mod tests {
         }];
         let r = Response::to_request(&headers, 200, "OK", None);
         assert_eq!(r.header("To"), Some("<sip:a@a.test>;tag=xyz"));
+    }
+
+    /// A `tag` inside the URI (or any `;` parameter but `tag`) is not the To's tag: one is
+    /// added, as to a To without parameters.
+    #[test]
+    fn a_to_without_a_tag_parameter_gets_one() {
+        for to in [
+            "<sip:a@a.test>",
+            "sip:a@a.test",
+            "<sip:a@a.test;tag=uri>",
+            "<sip:a@a.test>;x=1",
+        ] {
+            let headers = vec![Header {
+                name: HeaderName::To,
+                value: to.into(),
+            }];
+            let r = Response::to_request(&headers, 200, "OK", None);
+            let got = r.header("To").unwrap();
+            assert!(got.starts_with(&format!("{to};tag=")), "{to} -> {got}");
+            let provisional = Response::to_request(&headers, 100, "Trying", None);
+            assert_eq!(provisional.header("To"), Some(to));
+        }
     }
 }
