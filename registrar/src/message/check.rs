@@ -138,14 +138,13 @@ impl Kind {
 
 /// Checks a message's header fields (request or response), in order as received.
 pub fn headers<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), Fault> {
-    classified(
-        fields
-            .into_iter()
-            .map(|(name, value)| match is_token(name) {
-                true => Ok((Kind::of(name), value)),
-                false => Err(bad("Bad Header Name")),
-            }),
-    )
+    classified(fields.into_iter().map(|(name, value)| {
+        if is_token(name) {
+            Ok((Kind::of(name), value))
+        } else {
+            Err(bad("Bad Header Name"))
+        }
+    }))
 }
 
 /// [`headers`] for the registrar's parser ([`super::parse`]), whose names are tokens already
