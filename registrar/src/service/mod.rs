@@ -268,10 +268,14 @@ impl Service {
         let key = if kept(&request) {
             let method = request.method.as_str();
             let key = self.cache.key(via.branch(), call_id, cseq, method, source);
-            if let Err(answer) = self.begin(key, target) {
-                return answer;
+            match self.cache.begin(key, Instant::now()) {
+                Lookup::New => Some(key),
+                seen => {
+                    return self
+                        .retransmitted(seen, &request, &via_value, transport, target)
+                        .await
+                }
             }
-            Some(key)
         } else {
             None
         };
@@ -285,23 +289,33 @@ impl Service {
         Some(self.finish(&request, key, response, target))
     }
 
-    /// Marks a new request pending in the transaction cache; `Err` with what to send for a
-    /// retransmission: nothing while the first copy is processed, else the kept answer.
-    fn begin(&self, key: transaction::Key, target: SocketAddr) -> Result<(), Option<Outgoing>> {
-        match self.cache.begin(key, Instant::now()) {
-            Lookup::New => Ok(()),
-            Lookup::Pending => {
+    /// What to send for a retransmission (`seen` by the transaction cache, so not
+    /// [`Lookup::New`]): nothing while the first copy is processed, else the first copy's
+    /// answer, kept or (a REGISTER's 200) built again.
+    async fn retransmitted(
+        &self,
+        seen: Lookup,
+        request: &Request<'_>,
+        via: &str,
+        transport: Transport,
+        target: SocketAddr,
+    ) -> Option<Outgoing> {
+        let data = match seen {
+            Lookup::Done(data) => data,
+            Lookup::Answered => {
+                let again = self.registered_again(request, via, transport).await?;
+                Bytes::from(again.encode(&self.server_header))
+            }
+            Lookup::New | Lookup::Pending => {
                 self.metrics
                     .dropped
                     .with_label_values(&["retransmission_in_progress"])
                     .inc();
-                Err(None)
+                return None;
             }
-            Lookup::Done(data) => {
-                self.metrics.retransmissions.inc();
-                Err(Some(Outgoing { data, target }))
-            }
-        }
+        };
+        self.metrics.retransmissions.inc();
+        Some(Outgoing { data, target })
     }
 
     /// The answer of the request's handler, once it passed the checks every request passes
@@ -328,8 +342,8 @@ impl Service {
         }
     }
 
-    /// Encodes, caches (when `key` is given, unless a 5xx the client should retry) and counts a
-    /// response.
+    /// Encodes, caches (when `key` is given, unless a 5xx the client should retry; a
+    /// REGISTER's 200 only as answered, see [`crate::transaction`]) and counts a response.
     fn finish(
         &self,
         request: &Request,
@@ -341,6 +355,8 @@ impl Service {
         if let Some(key) = key {
             if response.status >= 500 {
                 self.cache.abandon(key);
+            } else if response.status == 200 && request.method == Method::Register {
+                self.cache.answered(key, Instant::now());
             } else {
                 self.cache.complete(key, &data, Instant::now());
             }
@@ -689,10 +705,51 @@ mod tests {
             vec!["<sip:1001@127.0.0.1:40000>;expires=120"]
         );
         assert_eq!(header(&ok, "Date").len(), 1);
-        // A retransmission gets the very same bytes, not a replay refusal.
-        assert_eq!(send(&s, &msg).await, ok);
+        // A retransmission gets the 200 again, not a replay refusal: the cache keeps no copy,
+        // so the lifetimes and Date are of the moment, the rest the same.
+        assert_eq!(timeless(&send(&s, &msg).await), timeless(&ok));
+        assert_eq!(s.metrics.retransmissions.get(), 1);
         let snap = s.store().snapshot(SystemTime::now()).await.unwrap();
         assert_eq!(snap[0].0, "default/desk-1001");
+    }
+
+    /// `r` without what depends on the moment it was built: the Date, and the Contacts'
+    /// remaining lifetimes.
+    fn timeless(r: &str) -> String {
+        r.lines()
+            .filter(|l| !l.starts_with("Date: "))
+            .map(|l| match l.split_once(";expires=") {
+                Some((contact, _)) if l.starts_with("Contact: ") => contact,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    #[tokio::test]
+    async fn a_retransmitted_register_is_answered_with_the_bindings_of_its_moment() {
+        let s = service();
+        let (ch, auth) = answer(&s, "1001", "switchboard-1001", 1, Algorithm::Md5).await;
+        let first = register("1001", 2, &format!("Expires: 120\r\n{auth}"));
+        let ok = send(&s, &first).await;
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+        // Too brief a lifetime: refused, and that answer is kept as it was sent.
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Md5, 2);
+        let brief = register("1001", 3, &format!("Expires: 1\r\n{auth}"));
+        let refused = send(&s, &brief).await;
+        assert!(refused.starts_with("SIP/2.0 423 "), "{refused}");
+        assert_eq!(send(&s, &brief).await, refused);
+        // The binding removed by a later REGISTER: the first one's retransmission lists none.
+        let auth = authorization("1001", "switchboard-1001", &ch, Algorithm::Md5, 3);
+        let gone = send(&s, &register("1001", 4, &format!("Expires: 0\r\n{auth}"))).await;
+        assert!(gone.starts_with("SIP/2.0 200 OK"), "{gone}");
+        assert!(header(&gone, "Contact").is_empty(), "{gone}");
+        let again = send(&s, &first).await;
+        assert!(again.starts_with("SIP/2.0 200 OK"), "{again}");
+        assert!(header(&again, "Contact").is_empty(), "{again}");
+        assert_eq!(header(&again, "To"), header(&ok, "To"), "the same To tag");
+        assert_eq!(header(&again, "Via"), header(&ok, "Via"));
+        assert_eq!(s.metrics.retransmissions.get(), 2);
     }
 
     #[tokio::test]

@@ -306,22 +306,51 @@ impl Service {
         for kind in changes(&update.before, &update.after) {
             self.emit(device_id, kind, &update.after, now);
         }
-        let mut r = Response::to_request(&request.headers, 200, "OK", Some(via));
-        for b in &update.after {
-            let mut c = String::with_capacity(b.contact.len() + 24);
-            c.push('<');
-            c.push_str(&b.contact);
-            c.push_str(">;expires=");
-            c.push_str(itoa::Buffer::new().format(b.remaining(now)));
-            if let Some(q) = b.q {
-                c.push_str(";q=");
-                c.push_str(&format_q(q));
-            }
-            r.push("Contact", c);
-        }
-        r.push("Date", http_date(now));
-        r
+        listing(request, via, &update.after, now)
     }
+
+    /// The 200 again for a retransmission of an accepted REGISTER, whose answer the transaction
+    /// cache does not keep: the bindings the AOR holds now, listed as [`Service::registered`]
+    /// lists them (the To tag is the same; the lifetimes and Date are those of now). `None`
+    /// (nothing sent) when the AOR no longer names a device or the store fails: the phone's
+    /// next REGISTER gets the answer of the moment.
+    pub(super) async fn registered_again<'r>(
+        &self,
+        request: &'r Request<'r>,
+        via: &'r str,
+        transport: Transport,
+    ) -> Option<Response<'r>> {
+        let loaded = self.config.current()?;
+        let ask = RegisterAsk::read(&loaded.config, request, via, transport).ok()?;
+        let (_, device) = loaded.device(&ask.domain.domain, ask.aor_user)?;
+        let now = SystemTime::now();
+        let bindings = self.store.lookup(&device.id, now).await.ok()?;
+        Some(listing(request, via, &bindings, now))
+    }
+}
+
+/// A REGISTER's 200: every binding of the AOR with its remaining lifetime, and the Date.
+fn listing<'r>(
+    request: &'r Request<'r>,
+    via: &'r str,
+    bindings: &[Binding],
+    now: SystemTime,
+) -> Response<'r> {
+    let mut r = Response::to_request(&request.headers, 200, "OK", Some(via));
+    for b in bindings {
+        let mut c = String::with_capacity(b.contact.len() + 24);
+        c.push('<');
+        c.push_str(&b.contact);
+        c.push_str(">;expires=");
+        c.push_str(itoa::Buffer::new().format(b.remaining(now)));
+        if let Some(q) = b.q {
+            c.push_str(";q=");
+            c.push_str(&format_q(q));
+        }
+        r.push("Contact", c);
+    }
+    r.push("Date", http_date(now));
+    r
 }
 
 /// The REGISTER being bound: its config, message, source, time, and the bindings it asks for.
