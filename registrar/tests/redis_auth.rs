@@ -132,6 +132,40 @@ fn a_captured_register_replayed_to_another_replica_is_refused() {
 }
 
 #[test]
+fn a_retransmitted_register_is_answered_from_the_bindings_in_redis() {
+    let redis = RedisServer::start("redis-auth-retransmit");
+    let (a, _b) = two_replicas(&redis);
+    let phone = UdpClient::new(a.spec.sip_addr());
+    let first = phone.exchange(&register_request("UDP", &phone.local, "1001", 1, "rt", ""));
+    let challenge = header_values(&first, "WWW-Authenticate")[0].to_string();
+    let auth = authorization(
+        &challenge,
+        "1001",
+        &password("1001"),
+        &format!("sip:{DOMAIN}"),
+        1,
+    );
+    let register = register_request("UDP", &phone.local, "1001", 2, "rt", &auth);
+    let ok = phone.exchange(&register);
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    // The 200 was lost: the phone sends the same request again. The transaction cache keeps
+    // no copy of a 200; the answer lists the bindings read back from Redis, and the nonce-count
+    // is not taken for a replay.
+    let again = phone.exchange(&register);
+    assert_eq!(status_of(&again), 200, "{again}");
+    let contacts = header_values(&again, "Contact");
+    assert_eq!(contacts.len(), 1, "{again}");
+    assert!(contacts[0].contains(&phone.local), "{again}");
+    assert_eq!(header_values(&again, "To"), header_values(&ok, "To"));
+    assert_eq!(a.registrar.metric("sip_retransmissions_total"), 1.0);
+    assert_eq!(
+        a.registrar
+            .metric("sip_auth_failures_total{reason=\"replay\"}"),
+        0.0
+    );
+}
+
+#[test]
 fn a_pair_blocked_through_one_replica_is_blocked_on_the_other() {
     let redis = RedisServer::start("redis-auth-block");
     let (a, b) = two_replicas(&redis);
