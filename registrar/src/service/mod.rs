@@ -561,8 +561,9 @@ fn refuse<'r>(
         .then(|| reply(420, "Bad Extension").with("Unsupported", unknown.join(", ")))
 }
 
-/// Whether a request's answer is kept in the transaction cache: all but a REGISTER without
-/// credentials. That one changes nothing whatever it is answered (a challenge, or a 4xx), so a
+/// Whether a request enters the transaction cache (which keeps its answer, or for a
+/// REGISTER's 200 only that it was answered): all but a REGISTER without credentials. That
+/// one changes nothing whatever it is answered (a challenge, or a 4xx), so a
 /// retransmission is answered afresh, as a stateless registrar answers every first REGISTER;
 /// keeping its challenges doubled what the cache holds under load, and looking it up and
 /// forgetting it cost two visits to a map of 100 000s of entries per registration.
