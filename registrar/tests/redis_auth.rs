@@ -93,12 +93,16 @@ fn two_replicas(redis: &RedisServer) -> (Replica, Replica) {
     )
 }
 
-#[test]
-fn a_captured_register_replayed_to_another_replica_is_refused() {
-    let redis = RedisServer::start("redis-auth-replay");
-    let (a, b) = two_replicas(&redis);
-    let phone = UdpClient::new(a.spec.sip_addr());
-    let first = phone.exchange(&register_request("UDP", &phone.local, "1001", 1, "cap", ""));
+/// User 1001's REGISTER (Call-ID `call_id`, CSeq 2) answering the challenge its first one got.
+fn answered_register(phone: &UdpClient, call_id: &str) -> String {
+    let first = phone.exchange(&register_request(
+        "UDP",
+        &phone.local,
+        "1001",
+        1,
+        call_id,
+        "",
+    ));
     assert_eq!(status_of(&first), 401, "{first}");
     let challenge = header_values(&first, "WWW-Authenticate")[0].to_string();
     let auth = authorization(
@@ -108,7 +112,15 @@ fn a_captured_register_replayed_to_another_replica_is_refused() {
         &format!("sip:{DOMAIN}"),
         1,
     );
-    let register = register_request("UDP", &phone.local, "1001", 2, "cap", &auth);
+    register_request("UDP", &phone.local, "1001", 2, call_id, &auth)
+}
+
+#[test]
+fn a_captured_register_replayed_to_another_replica_is_refused() {
+    let redis = RedisServer::start("redis-auth-replay");
+    let (a, b) = two_replicas(&redis);
+    let phone = UdpClient::new(a.spec.sip_addr());
+    let register = answered_register(&phone, "cap");
     assert_eq!(status_of(&phone.exchange(&register)), 200);
 
     // An attacker who captured it sends it to the other replica (from its own address; the
@@ -136,16 +148,7 @@ fn a_retransmitted_register_is_answered_from_the_bindings_in_redis() {
     let redis = RedisServer::start("redis-auth-retransmit");
     let (a, _b) = two_replicas(&redis);
     let phone = UdpClient::new(a.spec.sip_addr());
-    let first = phone.exchange(&register_request("UDP", &phone.local, "1001", 1, "rt", ""));
-    let challenge = header_values(&first, "WWW-Authenticate")[0].to_string();
-    let auth = authorization(
-        &challenge,
-        "1001",
-        &password("1001"),
-        &format!("sip:{DOMAIN}"),
-        1,
-    );
-    let register = register_request("UDP", &phone.local, "1001", 2, "rt", &auth);
+    let register = answered_register(&phone, "rt");
     let ok = phone.exchange(&register);
     assert_eq!(status_of(&ok), 200, "{ok}");
     // The 200 was lost: the phone sends the same request again. The transaction cache keeps
