@@ -101,18 +101,32 @@ impl Clone for Binding {
     /// Field by field, so a stored binding refreshed in place (`MemoryStore`'s
     /// `clone_from`) keeps its strings' buffers: the derived one allocated every string
     /// afresh and freed the stored ones, blocks long out of the cache.
+    /// `from` is taken apart whole, so a field added to `Binding` cannot be left out here.
     fn clone_from(&mut self, from: &Self) {
-        self.contact.clone_from(&from.contact);
-        self.q = from.q;
-        self.expires_at = from.expires_at;
-        self.registered_at = from.registered_at;
-        self.updated_at = from.updated_at;
-        self.call_id.clone_from(&from.call_id);
-        self.cseq = from.cseq;
-        self.source = from.source;
-        self.transport = from.transport;
-        self.user_agent.clone_from(&from.user_agent);
-        self.replica.clone_from(&from.replica);
+        let Binding {
+            contact,
+            q,
+            expires_at,
+            registered_at,
+            updated_at,
+            call_id,
+            cseq,
+            source,
+            transport,
+            user_agent,
+            replica,
+        } = from;
+        self.contact.clone_from(contact);
+        self.q = *q;
+        self.expires_at = *expires_at;
+        self.registered_at = *registered_at;
+        self.updated_at = *updated_at;
+        self.call_id.clone_from(call_id);
+        self.cseq = *cseq;
+        self.source = *source;
+        self.transport = *transport;
+        self.user_agent.clone_from(user_agent);
+        self.replica.clone_from(replica);
     }
 }
 

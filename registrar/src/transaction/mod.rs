@@ -140,8 +140,13 @@ impl TransactionCache {
             })
     }
 
-    /// Stores (a copy of) the response to a request.
+    /// Stores (a copy of) the response to a request (never empty: an empty value marks an
+    /// answer not kept, [`TransactionCache::answered`]).
     pub fn complete(&self, Key(key): Key, response: &[u8], now: Instant) {
+        debug_assert!(
+            !response.is_empty(),
+            "an empty response would read as not kept"
+        );
         self.map
             .with(&key, self.millis(now), |g| g.insert(&key, Some(response)));
     }
