@@ -420,13 +420,9 @@ impl RedisStore {
             {
                 Err(refusal) => return Ok(Guarded::Refused(refusal)),
                 Ok(Cas::Applied) => {
-                    let stored = (!after.is_empty()).then(|| {
-                        Arc::new(Value {
-                            raw: value,
-                            bindings: after.clone(),
-                        })
-                    });
-                    self.seen.put(aor, stored);
+                    // Unshared now, so the value seen is rewritten in place (`Seen::wrote`).
+                    drop(current);
+                    self.seen.wrote(aor, value, &after);
                     return Ok(Guarded::Applied(Update { before, after }));
                 }
                 Ok(Cas::Conflict(_)) if verified => {
@@ -487,13 +483,7 @@ impl RedisStore {
                 .await?
             {
                 Cas::Applied => {
-                    let stored = (!remaining.is_empty()).then(|| {
-                        Arc::new(Value {
-                            raw: value,
-                            bindings: remaining.clone(),
-                        })
-                    });
-                    self.seen.put(aor, stored);
+                    self.seen.wrote(aor, value, &remaining);
                     return Ok(Some(Expired {
                         aor: aor.to_string(),
                         expired,

@@ -49,6 +49,33 @@ impl Seen {
         }
     }
 
+    /// Records what this replica wrote for `aor`: `raw`, holding `bindings` (an empty `raw`:
+    /// the key was deleted). The value it replaces is rewritten in place when nothing else
+    /// holds it (no REGISTER of the AOR in hand), keeping its strings' buffers as the memory
+    /// store's refresh does: a new value allocated every string afresh and freed the old ones,
+    /// blocks written one refresh interval earlier and long out of the cache.
+    pub fn wrote(&self, aor: &str, raw: Vec<u8>, bindings: &[Binding]) {
+        if raw.is_empty() {
+            return self.forget(aor);
+        }
+        let mut values = self.values.lock();
+        if let Some(value) = values.get_mut(aor).and_then(Arc::get_mut) {
+            value.raw = raw;
+            bindings.clone_into(&mut value.bindings);
+            return;
+        }
+        let value = Arc::new(Value {
+            raw,
+            bindings: bindings.to_vec(),
+        });
+        match values.get_mut(aor) {
+            Some(slot) => *slot = value,
+            None => {
+                values.insert(aor.to_string(), value);
+            }
+        }
+    }
+
     /// Forgets `aor` (its value changed in a way not worth recording here).
     pub fn forget(&self, aor: &str) {
         self.values.lock().remove(aor);
@@ -89,5 +116,52 @@ mod tests {
         seen.retain(&|aor| aor == "ns/d");
         assert!(seen.get("ns/c").is_none());
         assert_eq!(seen.get("ns/d").unwrap().raw, b"5");
+    }
+
+    fn binding(contact: &str) -> Binding {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        Binding {
+            contact: contact.into(),
+            q: None,
+            expires_at: now + std::time::Duration::from_secs(60),
+            registered_at: now,
+            updated_at: now,
+            call_id: "c@host".into(),
+            cseq: 1,
+            source: "192.0.2.1:5060".parse().unwrap(),
+            transport: switchboard_crds::common::Transport::Udp,
+            user_agent: None,
+            replica: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn a_write_rewrites_an_unshared_value_in_place_and_never_one_in_hand() {
+        let seen = Seen::default();
+        seen.wrote(
+            "ns/a",
+            b"1".to_vec(),
+            &[binding("sip:a@x"), binding("sip:b@x")],
+        );
+        let first = seen.get("ns/a").unwrap();
+        let first_at = Arc::as_ptr(&first);
+        drop(first);
+        // Nothing else holds it: the same value, its buffers kept.
+        seen.wrote("ns/a", b"2".to_vec(), &[binding("sip:c@x")]);
+        let second = seen.get("ns/a").unwrap();
+        assert_eq!(Arc::as_ptr(&second), first_at);
+        assert_eq!(second.raw, b"2");
+        assert_eq!(second.bindings, vec![binding("sip:c@x")]);
+        // A REGISTER in hand still holds `second`: it is left as it was.
+        seen.wrote("ns/a", b"3".to_vec(), &[binding("sip:d@x")]);
+        assert_eq!(second.raw, b"2");
+        assert_eq!(second.bindings, vec![binding("sip:c@x")]);
+        let third = seen.get("ns/a").unwrap();
+        assert_eq!(third.raw, b"3");
+        assert_eq!(third.bindings, vec![binding("sip:d@x")]);
+        // Written empty: the key was deleted.
+        drop(third);
+        seen.wrote("ns/a", Vec::new(), &[]);
+        assert!(seen.get("ns/a").is_none());
     }
 }
