@@ -35,6 +35,7 @@
 #   RATES=2000 DURATION=5 bench/scale/run.sh        # a smoke run
 #   BUILD=0 RATES="10000 20000 30000" DURATION=10 bench/scale/run.sh
 #   REPLICAS="1 3" SKIP_MEMORY=1 bench/scale/run.sh
+#   BUILD=0 RATES=10000 REPLICAS=1 PROBE_SECS=0 ROUNDS=6 bench/scale/run.sh   # redis-1 / memory-1
 #
 # Environment (all optional):
 #   USERS=10000          users (bench/register/users.py: user00000.., deterministic passwords),
@@ -43,6 +44,12 @@
 #   DURATION=10          seconds' worth of calls per rate (each sipp: -m RATE/N*DURATION)
 #   REPLICAS="1 2 3"     replica counts of the Redis cases (at most 9)
 #   SKIP_MEMORY=0        1: no memory-1 case (the ratios to it are then left out)
+#   ROUNDS=1             times every case is run (1..20), the cases alternating round by round
+#                        (memory-1, redis-1, memory-1, redis-1, ...), so a drift of the machine
+#                        falls on both; CPU figures are medians over all rounds, and each Redis
+#                        case's reg_us ratio to memory-1 is also given round by round (one
+#                        round's pair ran a minute apart; the runs of one binary scatter by
+#                        ±15 % on a shared 2-core machine)
 #   MAX_FAIL_PCT=1       a run counts as sustained if failures < this percentage
 #   PORT=25160           SIP port (UDP and TCP) of every replica, on 127.0.0.1, 127.0.0.2, ...
 #   HTTP_BASE=25170      replica i serves HTTP on 127.0.0.1:(HTTP_BASE+i)
@@ -99,6 +106,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-20}
 BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 PROBE_RATE=${PROBE_RATE:-200}
 PROBE_SECS=${PROBE_SECS:-3}
+ROUNDS=${ROUNDS:-1}
 KEEP=${KEEP:-1}
 REALM=bench.test
 # Shared by every replica, so any of them accepts a challenge another issued (as in a cluster).
@@ -109,6 +117,7 @@ IP=127.0.0.1
 [[ "$USERS" =~ ^[0-9]+$ && "$USERS" -ge 9 ]] || die "USERS must be an integer >= 9"
 [[ "$PROBE_RATE" =~ ^[1-9][0-9]*$ && "$PROBE_SECS" =~ ^[0-9]+$ ]] || die "bad PROBE_RATE or PROBE_SECS"
 check_duration_rates
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 20 ]] || die "ROUNDS must be 1..20"
 for n in $REPLICAS; do [[ "$n" =~ ^[1-9]$ ]] || die "bad replica count '$n' in REPLICAS (1..9)"; done
 for p in "$PORT" "$HTTP_BASE" "$SIPP_PORT_BASE" "$REDIS_PORT"; do
 	[[ "$p" =~ ^[0-9]+$ && "$p" -ge 1024 && "$p" -le 65000 ]] || die "bad port '$p'"
@@ -126,7 +135,7 @@ SERVER_MAX_SECS=$((READY_TIMEOUT + NRATES * (SIPP_MAX_SECS + 5) + 60))
 CASES=()
 [[ "$SKIP_MEMORY" == 1 ]] || CASES+=(memory-1)
 for n in $REPLICAS; do CASES+=("redis-$n"); done
-REDIS_MAX_SECS=$(((${#CASES[@]} + 1) * SERVER_MAX_SECS))
+REDIS_MAX_SECS=$(((${#CASES[@]} * ROUNDS + 1) * SERVER_MAX_SECS))
 
 make_run_dir scale
 bench_traps
@@ -314,7 +323,12 @@ run_rate() {
 		}'
 }
 
-declare -A BEST REGUS REDUS CMDS PROBE
+# Per case, over the rounds: the best rate, and the sustained runs' figures (space-separated).
+declare -A BEST REGS REDS CMDSS PROBE REGUS REDUS CMDS
+# Per Redis case: its reg_us ratio to memory-1's, one per round.
+declare -A PAIRS
+# Per case, this round's median reg_us.
+declare -A ROUND_REGUS
 STATUS=0
 BUSY_RUNS=0
 FMT='%-9s %7s %10s %8s %7s %6s %6s %7s %5s %6s %5s %6s %7s %8s %8s\n'
@@ -347,13 +361,14 @@ probe_commands() {
 		}' "$dir/monitor-idle.txt" "$dir/monitor-load.txt"
 }
 
-# bench_case CASE: starts the case's replicas (and flushes Redis), runs every rate, stops them.
+# bench_case CASE ROUND: starts the case's replicas (and flushes Redis), runs every rate, stops
+# them; the probe runs in the last round only.
 bench_case() {
-	local case=$1 store=${1%%-*} n=${1##*-} rate line
-	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=0 regs=() reds=() cmdss=()
-	BEST[$case]=NA REGUS[$case]=NA REDUS[$case]=NA CMDS[$case]=NA PROBE[$case]="- - -"
+	local case=$1 round=$2 store=${1%%-*} n=${1##*-} rate line
+	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=${BEST[$1]:-0} regs=()
+	PROBE[$case]=${PROBE[$case]:-"- - -"}
 	echo >&2
-	echo "# === $case: $n replica(s), $store store" >&2
+	echo "# === $case: $n replica(s), $store store$( ((ROUNDS > 1)) && echo ", round $round of $ROUNDS")" >&2
 	mkdir -p "$RUN/$case"
 	if [[ "$store" == redis ]]; then
 		[[ "$(redis_cmd FLUSHALL)" == +OK ]] || { echo "$case: FLUSHALL failed" >&2; STATUS=1; return 1; }
@@ -367,7 +382,7 @@ bench_case() {
 		read -r r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds <<<"$line"
 		# shellcheck disable=SC2059
 		printf "$FMT" "$case" "$r" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$rcpu" "$dcpu" "$pcpu" "$ocpu" "$regus" "$redus" "$cmds"
-		echo "$case $line" >>"$RUN/results.txt"
+		echo "$case $round $line" >>"$RUN/results.txt"
 		note_busy "$ocpu"
 		if [[ "$store" == redis && "$cmds" =~ ^0(\.0)?$ ]]; then
 			echo "  ^ no Redis commands during this run: the replicas did not use Redis (--redis-url ignored?)" >&2
@@ -375,9 +390,9 @@ bench_case() {
 		fi
 		if below_max_fail "$pct"; then
 			((ach > best)) && best=$ach
-			[[ "$regus" =~ ^[0-9.]+$ ]] && regs+=("$regus")
-			[[ "$redus" =~ ^[0-9.]+$ ]] && reds+=("$redus")
-			[[ "$cmds" =~ ^[0-9.]+$ ]] && cmdss+=("$cmds")
+			[[ "$regus" =~ ^[0-9.]+$ ]] && regs+=("$regus") && REGS[$case]+=" $regus"
+			[[ "$redus" =~ ^[0-9.]+$ ]] && REDS[$case]+=" $redus"
+			[[ "$cmds" =~ ^[0-9.]+$ ]] && CMDSS[$case]+=" $cmds"
 		fi
 		local sid died=0
 		for sid in "${REPLICA_SIDS[@]}"; do kill -0 "$sid" 2>/dev/null || died=1; done
@@ -389,8 +404,8 @@ bench_case() {
 		sleep 1 # let queues drain between rates
 	done
 	BEST[$case]=$best
-	REGUS[$case]=$(median "${regs[@]}") REDUS[$case]=$(median "${reds[@]}") CMDS[$case]=$(median "${cmdss[@]}")
-	if [[ "$store" == redis ]] && ((PROBE_SECS > 0)); then
+	ROUND_REGUS[$case]=$(median "${regs[@]}")
+	if [[ "$store" == redis ]] && ((PROBE_SECS > 0 && round == ROUNDS)); then
 		PROBE[$case]=$(probe_commands "$case" "$n")
 		echo "# $case under MONITOR, per registration (cmds rtt breakdown): ${PROBE[$case]}" >&2
 	fi
@@ -412,13 +427,23 @@ if [[ " ${CASES[*]} " == *" redis-"* ]]; then
 fi
 # shellcheck disable=SC2059
 printf "$FMT" case target achieved/s ok failed fail% secs retrans reg% redis% sipp% other% reg_us redis_us cmds/reg
-for c in "${CASES[@]}"; do bench_case "$c"; done
+for round in $(seq 1 "$ROUNDS"); do
+	for c in "${CASES[@]}"; do bench_case "$c" "$round"; done
+	for c in "${CASES[@]}"; do
+		[[ "$c" == redis-* && -n "${ROUND_REGUS[memory-1]:-}" ]] &&
+			PAIRS[$c]+=" $(ratio "${ROUND_REGUS[$c]}" "${ROUND_REGUS[memory-1]}")"
+	done
+done
+for c in "${CASES[@]}"; do
+	# shellcheck disable=SC2086 # the lists are words
+	REGUS[$c]=$(median ${REGS[$c]:-}) REDUS[$c]=$(median ${REDS[$c]:-}) CMDS[$c]=$(median ${CMDSS[$c]:-})
+done
 
 # ---------------------------------------------------------------- summary
 {
 	echo
 	echo "== best sustained REGISTER rate (digest, < ${MAX_FAIL_PCT}% failures, sum over the replicas' sipps), $NCPU CPUs,"
-	echo "== sipp, every replica and redis-server on this machine; CPU per registration: median over those runs"
+	echo "== sipp, every replica and redis-server on this machine; CPU per registration: median over those runs$( ((ROUNDS > 1)) && echo " of $ROUNDS rounds")"
 	printf '%-9s %10s %8s %9s %9s %6s %6s   %s\n' case best/s reg_us redis_us cmds/reg m_cmds m_rtt ratios
 	for c in "${CASES[@]}"; do
 		r=""
@@ -431,6 +456,13 @@ for c in "${CASES[@]}"; do bench_case "$c"; done
 		fi
 		printf '%-9s %10s %8s %9s %9s %6s %6s   %s\n' "$c" "${BEST[$c]}" "${REGUS[$c]}" "${REDUS[$c]}" "${CMDS[$c]}" "$pc" "$pr" "$r"
 	done
+	if ((ROUNDS > 1)); then
+		for c in "${CASES[@]}"; do
+			# shellcheck disable=SC2086 # the list is words
+			[[ -n "${PAIRS[$c]:-}" ]] &&
+				echo "$c reg_us to memory-1, round by round:${PAIRS[$c]} (median $(median ${PAIRS[$c]}))"
+		done
+	fi
 	for c in "${CASES[@]}"; do
 		read -r pc pr pb <<<"${PROBE[$c]}"
 		[[ "$pb" == - ]] || echo "$c under MONITOR, per registration: $pb"
