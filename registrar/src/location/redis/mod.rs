@@ -420,7 +420,8 @@ impl RedisStore {
             {
                 Err(refusal) => return Ok(Guarded::Refused(refusal)),
                 Ok(Cas::Applied) => {
-                    // Unshared now, so the value seen is rewritten in place (`Seen::wrote`).
+                    // Our copy of the value seen let go first, so that `Seen::wrote` can
+                    // rewrite it in place.
                     drop(current);
                     self.seen.wrote(aor, value, &after);
                     return Ok(Guarded::Applied(Update { before, after }));
