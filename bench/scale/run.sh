@@ -365,8 +365,9 @@ probe_commands() {
 # them; the probe runs in the last round only.
 bench_case() {
 	local case=$1 round=$2 store=${1%%-*} n=${1##*-} rate line
-	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=${BEST[$1]:-0} regs=()
-	PROBE[$case]=${PROBE[$case]:-"- - -"}
+	local r ach ok ko pct el rtx rcpu dcpu pcpu ocpu regus redus cmds best=0 regs=()
+	[[ "${BEST[$case]:-NA}" == NA ]] || best=${BEST[$case]}
+	BEST[$case]=${BEST[$case]:-NA} PROBE[$case]=${PROBE[$case]:-"- - -"} ROUND_REGUS[$case]=NA
 	echo >&2
 	echo "# === $case: $n replica(s), $store store$( ((ROUNDS > 1)) && echo ", round $round of $ROUNDS")" >&2
 	mkdir -p "$RUN/$case"
@@ -430,8 +431,9 @@ printf "$FMT" case target achieved/s ok failed fail% secs retrans reg% redis% si
 for round in $(seq 1 "$ROUNDS"); do
 	for c in "${CASES[@]}"; do bench_case "$c" "$round"; done
 	for c in "${CASES[@]}"; do
-		[[ "$c" == redis-* && -n "${ROUND_REGUS[memory-1]:-}" ]] &&
-			PAIRS[$c]+=" $(ratio "${ROUND_REGUS[$c]}" "${ROUND_REGUS[memory-1]}")"
+		[[ "$c" == redis-* && -n "${ROUND_REGUS[memory-1]:-}" ]] || continue
+		pair=$(ratio "${ROUND_REGUS[$c]}" "${ROUND_REGUS[memory-1]}")
+		[[ "$pair" == NA ]] || PAIRS[$c]+=" $pair"
 	done
 done
 for c in "${CASES[@]}"; do
