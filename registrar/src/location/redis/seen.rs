@@ -59,20 +59,23 @@ impl Seen {
         if raw.is_empty() {
             return self.forget(aor);
         }
+        let fresh = |raw| {
+            Arc::new(Value {
+                raw,
+                bindings: bindings.to_vec(),
+            })
+        };
         let mut values = self.values.lock();
-        if let Some(value) = values.get_mut(aor).and_then(Arc::get_mut) {
-            value.raw = raw;
-            bindings.clone_into(&mut value.bindings);
-            return;
-        }
-        let value = Arc::new(Value {
-            raw,
-            bindings: bindings.to_vec(),
-        });
         match values.get_mut(aor) {
-            Some(slot) => *slot = value,
+            Some(slot) => match Arc::get_mut(slot) {
+                Some(value) => {
+                    value.raw = raw;
+                    bindings.clone_into(&mut value.bindings);
+                }
+                None => *slot = fresh(raw),
+            },
             None => {
-                values.insert(aor.to_string(), value);
+                values.insert(aor.to_string(), fresh(raw));
             }
         }
     }
