@@ -19,7 +19,7 @@ use crate::config::ConfigHandle;
 use crate::location::MemoryStore;
 use crate::message::framing::{next_frame, Frame};
 use crate::message::headers::via_target;
-use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUri, Via};
+use crate::message::headers::{parse_contacts_all, parse_expires, NameAddr, SipUri, ViaRef};
 use crate::message::owned::response_to;
 use crate::message::{check, parse, HeaderName, Parsed, Response, MAX_MESSAGE_SIZE};
 use crate::message::{Msg, Start};
@@ -39,7 +39,7 @@ pub fn message(data: &[u8]) -> bool {
         Ok(Parsed::Request(r)) => {
             let _ = r.cseq();
             for h in &r.headers {
-                let _ = Via::parse_first(&h.value);
+                let _ = ViaRef::parse_first(&h.value);
                 let _ = parse_expires(&h.value);
                 if let Some(na) = NameAddr::parse(&h.value) {
                     let _ = SipUri::parse(&na.uri);

@@ -293,7 +293,7 @@ impl SipUri {
 
     /// Whether [`SipUri::parse`] would read `s`, without building the parts.
     pub fn is_valid(s: &str) -> bool {
-        SipUriParts::split(s).is_some_and(|p| host_port(p.hostport).is_some())
+        SipUriRef::parse(s).is_some()
     }
 
     /// The `transport` parameter.
@@ -373,6 +373,42 @@ impl<'a> SipUriParts<'a> {
     }
 }
 
+/// A `sip:`/`sips:` URI read in place by [`SipUri::parse`]'s rules, nothing copied: the
+/// proxy reads its own Routes this way on every request of a dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipUriRef<'a> {
+    /// The host as written; IPv6 without brackets.
+    pub host: &'a str,
+    /// The port, if given.
+    pub port: Option<u16>,
+    params: Option<&'a str>,
+}
+
+impl<'a> SipUriRef<'a> {
+    /// Reads `sip:user:pw@host:port;params?headers`; `None` where [`SipUri::parse`] gives none.
+    pub fn parse(s: &'a str) -> Option<SipUriRef<'a>> {
+        let parts = SipUriParts::split(s)?;
+        let (host, port) = host_port(parts.hostport)?;
+        Some(SipUriRef {
+            host,
+            port,
+            params: parts.params,
+        })
+    }
+
+    /// A URI parameter (name in any case, the first of that name): `Some(None)` for a flag,
+    /// `Some(Some(v))` for a value (trimmed, quotes removed), as [`SipUri`] keeps them.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        find_param(self.params?, name)
+    }
+
+    /// The address the URI names (`host:port`, an IP literal only: no DNS here).
+    pub fn target(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(ip, self.port.unwrap_or(5060)))
+    }
+}
+
 /// Whether a URI scheme is `sip` or `sips` (any case).
 pub fn is_sip_scheme(scheme: &str) -> bool {
     scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
@@ -408,49 +444,11 @@ fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
-/// The first (topmost) Via of a Via header value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Via {
-    /// `UDP`, `TCP`, `TLS`, … as written, upper-cased.
-    pub transport: String,
-    /// sent-by host (IPv6 without brackets).
-    pub host: String,
-    /// sent-by port.
-    pub port: Option<u16>,
-    /// Parameters in order (branch, rport, received, …).
-    pub params: Vec<(String, Option<String>)>,
-}
-
-impl Via {
-    /// Parses the first via-parm of a Via header value.
-    pub fn parse_first(value: &str) -> Option<Via> {
-        Via::parse_parm(list_elements(value).next()?)
-    }
-
-    /// Parses one via-parm, as leniently as a response can still be routed by it: whitespace
-    /// around `/` and `:` (RFC 3261's SLASH and COLON allow it, RFC 4475 §3.1.1.1), any
-    /// protocol version (so a 505 can still be sent back), empty parameters skipped. The
-    /// strict grammar is [`super::check`]'s.
-    pub fn parse_parm(parm: &str) -> Option<Via> {
-        ViaRef::parse_parm(parm).map(|r| Via::from(&r))
-    }
-
-    /// A parameter: `Some(None)` for a flag, `Some(Some(v))` for a value.
-    pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        param(&self.params, name)
-    }
-
-    /// The branch parameter.
-    pub fn branch(&self) -> Option<&str> {
-        self.param("branch").flatten()
-    }
-}
-
-/// A via-parm borrowed from its message: what [`Via::parse_parm`] reads, copying nothing unless
-/// its sent-by holds LWS (rare). The service reads every request's top Via this way: its branch
-/// and where its `rport` and `received` stand are found in the one pass over the parameters,
-/// and the response's Via is the text as written with those two spliced in
-/// ([`Self::written_back`]). The owned [`Via`] cost a dozen allocations per request.
+/// A via-parm read in place, copying nothing unless its sent-by holds LWS (rare): the one Via
+/// reader. The service and the proxy read every message's top Via this way: its branch and
+/// where its `rport` and `received` stand are found in the one pass over the parameters, and
+/// the response's Via is the text as written with those two spliced in
+/// ([`Self::written_back`]). An owned Via cost a dozen allocations per message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViaRef<'a> {
     /// `UDP`, `TCP`, `TLS`, … as written.
@@ -474,7 +472,10 @@ impl<'a> ViaRef<'a> {
         ViaRef::parse_parm(list_elements(value).next()?)
     }
 
-    /// One via-parm, as leniently as [`Via::parse_parm`] says.
+    /// One via-parm, as leniently as a response can still be routed by it: whitespace around
+    /// `/` and `:` (RFC 3261's SLASH and COLON allow it, RFC 4475 §3.1.1.1), any protocol
+    /// version (so a 505 can still be sent back), empty parameters skipped. The strict grammar
+    /// is [`super::check`]'s.
     pub fn parse_parm(parm: &'a str) -> Option<ViaRef<'a>> {
         let (name, rest) = parm.split_byte(b'/')?;
         let (version, rest) = rest.split_byte(b'/')?;
@@ -533,6 +534,12 @@ impl<'a> ViaRef<'a> {
         self.branch.flatten()
     }
 
+    /// A parameter (name in any case, the first of that name): `Some(None)` for a flag,
+    /// `Some(Some(v))` for a value (trimmed, quotes removed), as [`SipUriRef::param`].
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        find_param(self.params, name)
+    }
+
     /// Whether the client asked for `rport` (RFC 3581).
     pub fn has_rport(&self) -> bool {
         self.rport.is_some()
@@ -588,18 +595,6 @@ impl<'a> ViaRef<'a> {
         }
         s.push_str(&self.params[copied..]);
         s
-    }
-}
-
-impl From<&ViaRef<'_>> for Via {
-    /// The owned via-parm: transport upper-cased, host and parameter names lower-cased.
-    fn from(r: &ViaRef<'_>) -> Via {
-        Via {
-            transport: r.transport.to_ascii_uppercase(),
-            host: r.host.to_ascii_lowercase(),
-            port: r.port,
-            params: parse_params(r.params),
-        }
     }
 }
 
@@ -781,7 +776,7 @@ pub fn parse_contacts(value: &str) -> Result<Contacts, ContactError> {
 /// Where a response to this Via goes: `received`/`rport` when present, else sent-by. Never a
 /// broadcast, multicast or unspecified address (RFC 4475 §3.3.10: a response must not be
 /// relayed to one).
-pub fn via_target(via: &Via) -> Option<SocketAddr> {
+pub fn via_target(via: &ViaRef<'_>) -> Option<SocketAddr> {
     let ip: IpAddr = match via.param("received").flatten() {
         Some(r) => r.parse().ok()?,
         None => via
@@ -805,22 +800,9 @@ pub fn via_target(via: &Via) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The address a SIP URI names (`host:port`, an IP literal only: no DNS here).
-pub fn uri_target(uri: &SipUri) -> Option<SocketAddr> {
-    let ip: IpAddr = uri
-        .host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse()
-        .ok()?;
-    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
-}
-
 /// The URI inside a name-addr or a bare URI (`<sip:a@b;lr>` → `sip:a@b;lr`).
-pub fn addr_uri(value: &str) -> String {
-    match NameAddr::parse(value) {
-        Some(n) => n.uri,
-        None => value.sip_trim().to_string(),
-    }
+pub fn addr_uri(value: &str) -> &str {
+    NameAddrRef::parse(value).map_or(value.sip_trim(), |n| n.uri)
 }
 
 #[cfg(test)]
@@ -934,11 +916,11 @@ mod tests {
 
     #[test]
     fn via_with_ipv6_and_params() {
-        let v =
-            Via::parse_first("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport, SIP/2.0/UDP b")
-                .unwrap();
-        assert_eq!(v.transport, "TCP");
-        assert_eq!(v.host, "2001:db8::1");
+        let v = ViaRef::parse_first(
+            "SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx;rport, SIP/2.0/UDP b",
+        )
+        .unwrap();
+        assert_eq!((v.transport, v.host.as_ref()), ("TCP", "2001:db8::1"));
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.branch(), Some("z9hG4bKx"));
         assert_eq!(v.param("rport"), Some(None));
@@ -949,14 +931,14 @@ mod tests {
             (r.host.as_ref(), r.branch()),
             ("2001:DB8::1", Some("z9hG4bKx"))
         );
-        assert_eq!(Via::from(&r), v);
+        assert_eq!(r.param("RPORT"), Some(None), "names in any case");
         assert_eq!(
             r.written_back(None, None),
             "SIP/2.0/tcp [2001:DB8::1]:5070;Branch=z9hG4bKx;rport"
         );
-        assert!(Via::parse_first("SIP/2.0/UDP").is_none());
-        assert!(Via::parse_first("HTTP/1.1 host").is_none());
-        assert!(Via::parse_first("SIP/2.0/UDP host:notaport").is_none());
+        assert!(ViaRef::parse_first("SIP/2.0/UDP").is_none());
+        assert!(ViaRef::parse_first("HTTP/1.1 host").is_none());
+        assert!(ViaRef::parse_first("SIP/2.0/UDP host:notaport").is_none());
     }
 
     #[test]
@@ -1073,10 +1055,11 @@ mod tests {
     #[test]
     fn responses_never_go_to_broadcast_or_multicast() {
         for host in ["255.255.255.255", "224.0.0.1", "0.0.0.0", "[ff02::1]"] {
-            let via = Via::parse_first(&format!("SIP/2.0/UDP {host};branch=z9hG4bK1")).unwrap();
+            let value = format!("SIP/2.0/UDP {host};branch=z9hG4bK1");
+            let via = ViaRef::parse_first(&value).unwrap();
             assert_eq!(via_target(&via), None, "{host}");
         }
-        let via = Via::parse_first("SIP/2.0/UDP 192.0.2.1;received=255.255.255.255").unwrap();
+        let via = ViaRef::parse_first("SIP/2.0/UDP 192.0.2.1;received=255.255.255.255").unwrap();
         assert_eq!(via_target(&via), None);
     }
 }

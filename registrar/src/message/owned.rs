@@ -5,7 +5,7 @@
 //! with it and reads its responses into it. SDP is never looked at.
 
 use super::scan::Scan;
-use crate::message::headers::{list_elements, split_list, NameAddr, SipUri, Via};
+use crate::message::headers::{list_elements, split_list, NameAddr, SipUri, ViaRef};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -354,9 +354,9 @@ impl Msg {
         Some(first)
     }
 
-    /// The top Via.
-    pub fn top_via(&self) -> Option<Via> {
-        Via::parse_first(self.header("Via")?)
+    /// The top Via, read in place.
+    pub fn top_via(&self) -> Option<ViaRef<'_>> {
+        ViaRef::parse_first(self.header("Via")?)
     }
 
     /// Replaces the top via-parm with `via` (a via-parm's text).

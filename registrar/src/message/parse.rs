@@ -771,12 +771,9 @@ mod tests {
             "Via  : SIP  /   2.0\r\n /UDP\r\n    10.0.0.1 : 5060;branch=z9hG4bK776asdhds",
         );
         let r = req(&m);
-        let via =
-            super::super::headers::Via::parse_first(r.header(&HeaderName::Via).unwrap()).unwrap();
-        assert_eq!(
-            (via.transport.as_str(), via.host.as_str()),
-            ("UDP", "10.0.0.1")
-        );
+        let via = super::super::headers::ViaRef::parse_first(r.header(&HeaderName::Via).unwrap())
+            .unwrap();
+        assert_eq!((via.transport, via.host.as_ref()), ("UDP", "10.0.0.1"));
         assert_eq!(
             (via.port, via.branch()),
             (Some(5060), Some("z9hG4bK776asdhds"))
@@ -922,7 +919,7 @@ mod tests {
             if let Ok(Parsed::Request(r)) = parse(m) {
                 let _ = r.cseq();
                 for h in &r.headers {
-                    let _ = super::super::headers::Via::parse_first(&h.value);
+                    let _ = super::super::headers::ViaRef::parse_first(&h.value);
                     let _ = super::super::headers::parse_contacts(&h.value);
                     let _ = super::super::headers::NameAddr::parse(&h.value);
                     let _ = super::super::headers::parse_expires(&h.value);

@@ -46,7 +46,7 @@ mod tests;
 mod timers;
 
 pub(super) use calls::CallLog;
-pub(super) use server::Arrival;
+pub(super) use server::{Arrival, ViaKey};
 
 /// Proxy settings.
 #[derive(Clone, Debug)]

@@ -4,11 +4,11 @@
 //! sibling relays through us, requests inside a dialog; an initial INVITE or MESSAGE goes on
 //! to [`super::initial`]. An ACK for a 2xx comes back for the stateless relay.
 
-use super::core::{Arrival, CallLog, Hop};
+use super::core::{Arrival, CallLog, Hop, ViaKey};
 use super::driver::{Inner, Target};
-use super::routes::{next_hop, next_hop_transport};
+use super::routes::next_hop;
 use crate::auth::Authenticator;
-use crate::message::headers::{addr_uri, Via, ViaRef};
+use crate::message::headers::{addr_uri, ViaRef};
 use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -27,7 +27,7 @@ impl Inner {
             self.metrics.dropped.with_label_values(&["bad_via"]).inc();
             return;
         };
-        let top = Via::from(&via);
+        let top = ViaKey::of(&via);
         let (fixed, target) = crate::transport::nat::fix_top_via(&via, source, transport);
         req.set_top_via(&fixed);
         // Over TCP/TLS the responses go back into the connection whatever the Via says.
@@ -64,7 +64,8 @@ impl Inner {
         let top_route = req
             .first_element("Route")
             .map(addr_uri)
-            .filter(|u| self.is_ours(u));
+            .filter(|u| self.is_ours(u))
+            .map(str::to_string);
         // The connection to a browser the dialog's Route names (its Contact reaches nothing).
         let mut dialog_flow = None;
         if top_route.is_some() {
@@ -127,11 +128,11 @@ impl Inner {
             self.start_call(id, req, target, None, CallLog::default(), now);
             return;
         }
-        let Some(dest) = next_hop(&req) else {
+        let Some((dest, transport)) = next_hop(&req) else {
             self.reply(id, 404, "No Route To Target", now);
             return;
         };
-        let hop = match next_hop_transport(&req) {
+        let hop = match transport {
             // A trunk's Contact over TCP/TLS whose connection is gone: open another.
             Some(t)
                 if t.is_stream()

@@ -10,8 +10,7 @@
 use super::core::{new_branch, Hop};
 use super::driver::Inner;
 use crate::auth::nonce::NonceStatus;
-use crate::message::headers::SipUri;
-use crate::message::headers::{addr_uri, uri_target};
+use crate::message::headers::{addr_uri, SipUriRef};
 use crate::message::Msg;
 use std::net::SocketAddr;
 use switchboard_crds::common::Transport;
@@ -21,14 +20,14 @@ impl Inner {
     /// (`sbp`) that does not name a live sibling, whose own it is. A dead sibling's is taken
     /// as ours, so a dialog through it goes on without it.
     pub(super) fn is_ours(&self, uri: &str) -> bool {
-        let Some(u) = SipUri::parse(uri) else {
+        let Some(u) = SipUriRef::parse(uri) else {
             return false;
         };
-        let target = uri_target(&u);
+        let target = u.target();
         if target == Some(self.local()) {
             return true;
         }
-        let tagged = u.params.iter().any(|(k, _)| k == "sbp" || k == "sbf");
+        let tagged = u.param("sbp").is_some() || u.param("sbf").is_some();
         tagged && !target.is_some_and(|t| self.cluster.is_live_peer_addr(t))
     }
 
@@ -60,20 +59,14 @@ impl Inner {
     /// [`Inner::flow_mac`]).
     fn flow_in(&self, use_: FlowUse, uri: &str, call_id: &str) -> Option<Hop> {
         let (flow, mac) = use_.params();
-        let u = SipUri::parse(uri)?;
-        let param = |name: &str| {
-            u.params
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.clone())
-        };
-        let (flow, token) = (param(flow)?, param(mac)?);
+        let u = SipUriRef::parse(uri)?;
+        let (flow, token) = (u.param(flow).flatten()?, u.param(mac).flatten()?);
         let loaded = self.config.current()?;
-        let realm = use_.realm(call_id, &flow);
-        if loaded.nonce_key.check(&token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
+        let realm = use_.realm(call_id, flow);
+        if loaded.nonce_key.check(token, &realm, 0, u64::MAX) == NonceStatus::Invalid {
             return None;
         }
-        parse_flow_param(&flow)
+        parse_flow_param(flow)
     }
 
     /// Our Record-Route for a dialog: its `sbp` parameter is a MAC of the Call-ID under the
@@ -92,15 +85,7 @@ impl Inner {
 
     /// Whether a Route of ours carries the right token for this Call-ID.
     pub(super) fn route_token_valid(&self, route_uri: &str, call_id: &str) -> bool {
-        let Some(u) = SipUri::parse(route_uri) else {
-            return false;
-        };
-        let Some(token) = u
-            .params
-            .iter()
-            .find(|(k, _)| k == "sbp")
-            .and_then(|(_, v)| v.as_deref())
-        else {
+        let Some(token) = SipUriRef::parse(route_uri).and_then(|u| u.param("sbp").flatten()) else {
             return false;
         };
         self.config.current().is_some_and(|loaded| {
@@ -192,21 +177,22 @@ impl Inner {
     /// faces), if any.
     pub(super) fn pop_second_route(&self, req: &mut Msg) -> Option<Hop> {
         let second = addr_uri(req.first_element("Route")?);
-        if !self.is_ours(&second) {
+        if !self.is_ours(second) {
             return None;
         }
+        let flow = self.dialog_flow(second, req.call_id().unwrap_or(""));
         req.pop_first("Route");
-        self.dialog_flow(&second, req.call_id().unwrap_or(""))
+        flow
     }
 
     /// An ACK for a 2xx (or anything else without a transaction): our Route popped, our Via
     /// pushed, sent on by Route or Request-URI.
     pub(super) fn relay_stateless(&self, mut req: Msg) {
-        let call_id = req.call_id().unwrap_or("").to_string();
+        let call_id = req.call_id().unwrap_or("");
         if req
             .first_element("Route")
             .map(addr_uri)
-            .is_some_and(|u| self.is_ours(&u) && self.route_token_valid(&u, &call_id))
+            .is_some_and(|u| self.is_ours(u) && self.route_token_valid(u, call_id))
         {
             req.pop_first("Route");
         } else {
@@ -221,7 +207,7 @@ impl Inner {
             return;
         }
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
-        if let Some(hop) = flow.or_else(|| next_hop(&req).map(|dest| self.hop(dest))) {
+        if let Some(hop) = flow.or_else(|| next_hop(&req).map(|(dest, _)| self.hop(dest))) {
             req.push_front("Via", self.via(&new_branch(), hop.transport));
             self.send(req.encode(), hop);
         }
@@ -255,25 +241,19 @@ impl FlowUse {
     }
 }
 
-/// Where a request goes next: its first Route, else its Request-URI.
-pub(super) fn next_hop(req: &Msg) -> Option<SocketAddr> {
+/// Where a request goes next, by its first Route, else its Request-URI: the address, and the
+/// `transport` parameter if given.
+pub(super) fn next_hop(req: &Msg) -> Option<(SocketAddr, Option<Transport>)> {
     let uri = match req.first_element("Route") {
         Some(r) => addr_uri(r),
-        None => req.uri()?.to_string(),
+        None => req.uri()?,
     };
-    uri_target(&SipUri::parse(&uri)?)
-}
-
-/// The `transport` parameter of where a request goes next (its first Route, else its
-/// Request-URI), if given.
-pub(super) fn next_hop_transport(req: &Msg) -> Option<Transport> {
-    let uri = match req.first_element("Route") {
-        Some(r) => addr_uri(r),
-        None => req.uri()?.to_string(),
-    };
-    let u = SipUri::parse(&uri)?;
-    let (_, v) = u.params.iter().find(|(k, _)| k == "transport")?;
-    Transport::from_sip_param(v.as_deref()?)
+    let u = SipUriRef::parse(uri)?;
+    let transport = u
+        .param("transport")
+        .flatten()
+        .and_then(Transport::from_sip_param);
+    Some((u.target()?, transport))
 }
 
 /// A flow as a URI parameter value: `udp/192.0.2.1:5060`, `tcp/[2001:db8::1]:5060`.
@@ -311,11 +291,11 @@ mod tests {
         // Callee on a WebSocket: the one facing it goes on top and names its connection.
         let (bottom, top) = inner.record_routes("c1", udp, ws, false);
         assert!(!bottom.contains("transport="), "{bottom}");
-        let top = addr_uri(&top.expect("a double Record-Route"));
+        let top = addr_uri(&top.expect("a double Record-Route")).to_string();
         assert!(top.contains(";transport=ws;"), "{top}");
         assert!(inner.is_ours(&top) && inner.route_token_valid(&top, "c1"));
         assert_eq!(inner.dialog_flow(&top, "c1"), Some(ws));
-        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), None);
+        assert_eq!(inner.dialog_flow(addr_uri(&bottom), "c1"), None);
         // Not for another dialog, nor for a connection written in by someone else.
         assert_eq!(inner.dialog_flow(&top, "c2"), None);
         let forged = top.replace("127.0.0.1:40000", "127.0.0.1:40001");
@@ -327,7 +307,7 @@ mod tests {
         let wss = hop("127.0.0.1:40002", Transport::Wss);
         let (bottom, top) = inner.record_routes("c1", wss, udp, false);
         assert!(bottom.contains(";transport=wss;"), "{bottom}");
-        assert_eq!(inner.dialog_flow(&addr_uri(&bottom), "c1"), Some(wss));
+        assert_eq!(inner.dialog_flow(addr_uri(&bottom), "c1"), Some(wss));
         assert!(top.is_some_and(|t| !t.contains("transport=")));
     }
 
@@ -347,11 +327,8 @@ mod tests {
             assert_eq!(parse_flow_param(&v), Some(hop), "{v}");
             // It survives as a URI parameter.
             let uri = format!("sip:127.0.0.2:5060;lr;sbf={v};sbt=x");
-            let u = SipUri::parse(&uri).unwrap();
-            assert!(u
-                .params
-                .iter()
-                .any(|(k, val)| k == "sbf" && val.as_deref() == Some(v.as_str())));
+            let u = SipUriRef::parse(&uri).unwrap();
+            assert_eq!(u.param("sbf"), Some(Some(v.as_str())));
         }
         assert_eq!(parse_flow_param("sctp/1.2.3.4:5"), None);
         assert_eq!(parse_flow_param("udp/nonsense"), None);

@@ -1,9 +1,8 @@
 //! Cancelling: a CANCEL from the caller, a branch's CANCEL, and the ring timeout.
 
 use super::client::{same_branch, Cancel};
-use super::server::server_key;
+use super::server::{server_key, ViaKey};
 use super::{Branch, Core, Hop};
-use crate::message::headers::Via;
 use crate::message::Msg;
 use crate::transaction::machine::State as TxState;
 use std::time::Instant;
@@ -11,7 +10,7 @@ use std::time::Instant;
 impl Core {
     /// A CANCEL from the caller (`top` its Via): 200 to it, 481 when its INVITE is unknown;
     /// the INVITE answered 487 and its branches cancelled, unless it was answered already.
-    pub(super) fn on_cancel(&mut self, req: &Msg, top: &Via, reply_to: Hop, now: Instant) {
+    pub(super) fn on_cancel(&mut self, req: &Msg, top: &ViaKey, reply_to: Hop, now: Instant) {
         let invite_key = self.tx_key(&server_key(top, "INVITE"));
         let cancel_key = self.tx_key(&server_key(top, "CANCEL"));
         let cancel_id = self.new_server(req, cancel_key, reply_to);
@@ -108,6 +107,6 @@ mod tests {
         assert_eq!(c.header("CSeq"), Some("7 CANCEL"));
         assert_eq!(c.top_via().unwrap().branch(), Some("z9hG4bK-sb1"));
         assert_eq!(c.to_tag(), None);
-        assert_eq!(next_hop(&c), Some("10.0.0.9:5060".parse().unwrap()));
+        assert_eq!(next_hop(&c), Some(("10.0.0.9:5060".parse().unwrap(), None)));
     }
 }

@@ -3,8 +3,7 @@
 
 use super::{tag_text, Action as Out, Core, Hop, TxKey};
 use crate::message::check;
-use crate::message::headers::via_target;
-use crate::message::headers::Via;
+use crate::message::headers::{via_target, ViaRef};
 use crate::message::owned::response_to;
 use crate::message::Msg;
 use crate::transaction::machine::{Action, Machine, State as TxState};
@@ -27,18 +26,32 @@ pub(super) struct ServerTx {
     pub(super) armed: Option<Instant>,
 }
 
-pub(super) fn server_key(via: &Via, method: &str) -> String {
-    use std::fmt::Write;
+/// What a request's top Via gives its server transaction's key (RFC 3261 §17.2.3: the branch
+/// and the sent-by, host lower-cased), read before the driver rewrites that Via; the method
+/// completes it ([`server_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(in crate::proxy) struct ViaKey(String);
+
+impl ViaKey {
+    /// The key text of `via`: `branch|host:port|`.
+    pub(in crate::proxy) fn of(via: &ViaRef<'_>) -> ViaKey {
+        let branch = via.branch().unwrap_or("");
+        // Built on every request, so without format!.
+        let mut k = String::with_capacity(branch.len() + via.host.len() + 16);
+        k.push_str(branch);
+        k.push('|');
+        k.extend(via.host.chars().map(|c| c.to_ascii_lowercase()));
+        k.push(':');
+        k.push_str(itoa::Buffer::new().format(via.port.unwrap_or(5060)));
+        k.push('|');
+        ViaKey(k)
+    }
+}
+
+/// A server transaction's key text: its Via's part and the method (an ACK's is its INVITE's).
+pub(super) fn server_key(via: &ViaKey, method: &str) -> String {
     let method = if method == "ACK" { "INVITE" } else { method };
-    let branch = via.branch().unwrap_or("");
-    // Built on every request, so without format!.
-    let mut k = String::with_capacity(branch.len() + via.host.len() + method.len() + 8);
-    k.push_str(branch);
-    k.push('|');
-    k.push_str(&via.host);
-    let _ = write!(k, ":{}|", via.port.unwrap_or(5060));
-    k.push_str(method);
-    k
+    [via.0.as_str(), method].concat()
 }
 
 /// What became of a request handed to [`Core::request`].
@@ -60,7 +73,7 @@ impl Core {
     pub(in crate::proxy) fn request(
         &mut self,
         mut req: Msg,
-        top: &Via,
+        top: &ViaKey,
         reply_to: Hop,
         now: Instant,
     ) -> Arrival {
@@ -298,7 +311,7 @@ mod tests {
     #[test]
     fn keys_match_retransmissions_ack_and_cancel_to_the_invite() {
         let req = Msg::parse(INVITE.as_bytes()).unwrap();
-        let via = req.top_via().unwrap();
+        let via = ViaKey::of(&req.top_via().unwrap());
         assert_eq!(server_key(&via, "ACK"), server_key(&via, "INVITE"));
         assert_ne!(server_key(&via, "CANCEL"), server_key(&via, "INVITE"));
         assert_eq!(client_key("z9hG4bK-sb1", "INVITE"), "z9hG4bK-sb1|INVITE");

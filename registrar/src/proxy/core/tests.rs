@@ -2,7 +2,7 @@
 //! retransmissions, the ACK of a non-2xx and Timers B/F, driven by messages and a fake clock
 //! (the `Instant`s passed in), with no socket and no runtime.
 
-use super::{Action, Arrival, Branch, CallLog, Challenge, Core, Hop, ProxySettings};
+use super::{Action, Arrival, Branch, CallLog, Challenge, Core, Hop, ProxySettings, ViaKey};
 use crate::message::owned::{response_to, Msg};
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
@@ -73,7 +73,7 @@ impl Fork {
         let mut core = Core::new(settings);
         let now = Instant::now();
         let req = from_caller(method, method);
-        let top = req.top_via().unwrap();
+        let top = ViaKey::of(&req.top_via().unwrap());
         let Arrival::Route(id, req) = core.request(req, &top, hop(CALLER), now) else {
             panic!("a new request is routed");
         };
@@ -122,7 +122,7 @@ impl Fork {
 
     /// The caller sends `req`; what became of it and the actions that follow.
     fn caller_sends(&mut self, req: Msg) -> (Arrival, Vec<Action>) {
-        let top = req.top_via().unwrap();
+        let top = ViaKey::of(&req.top_via().unwrap());
         let arrival = self.core.request(req, &top, hop(CALLER), self.now);
         (arrival, self.core.take())
     }
@@ -279,7 +279,7 @@ fn a_cancel_from_the_caller_is_answered_and_cancels_every_branch() {
 fn a_cancel_for_an_unknown_invite_gets_481() {
     let mut core = Core::new(ProxySettings::default());
     let req = from_caller("CANCEL", "CANCEL");
-    let top = req.top_via().unwrap();
+    let top = ViaKey::of(&req.top_via().unwrap());
     core.request(req, &top, hop(CALLER), Instant::now());
     assert_eq!(to_caller(&core.take()), vec![481]);
 }
@@ -397,7 +397,7 @@ fn max_forwards_zero_gets_483_and_is_not_routed() {
     let mut core = Core::new(ProxySettings::default());
     let mut req = from_caller("MESSAGE", "MESSAGE");
     req.set("Max-Forwards", "0".into());
-    let top = req.top_via().unwrap();
+    let top = ViaKey::of(&req.top_via().unwrap());
     let arrival = core.request(req, &top, hop(CALLER), Instant::now());
     assert!(matches!(arrival, Arrival::Done));
     assert_eq!(to_caller(&core.take()), vec![483]);
