@@ -8,7 +8,7 @@ use super::core::{Arrival, CallLog, Hop, ViaKey};
 use super::driver::{Inner, Target};
 use super::routes::next_hop;
 use crate::auth::Authenticator;
-use crate::message::headers::{addr_uri, ViaRef};
+use crate::message::headers::ViaRef;
 use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -61,23 +61,22 @@ impl Inner {
         (source, reply_to): (SocketAddr, Hop),
         now: Instant,
     ) {
-        let top_route = req
-            .first_element("Route")
-            .map(addr_uri)
-            .filter(|u| self.is_ours(u))
-            .map(str::to_string);
+        // Our top Route, read once before it is popped: whether it is ours, the flow a
+        // sibling's names, and whether a dialog's carries its token.
+        let call_id = req.call_id().unwrap_or("");
+        let ours = self.first_route_ours(&req);
+        let popped = ours.is_some();
+        let relayed = ours.as_ref().and_then(|u| self.relayed_flow(u, call_id));
+        let in_our_dialog = ours.is_some_and(|u| self.route_token_valid(&u, call_id));
         // The connection to a browser the dialog's Route names (its Contact reaches nothing).
         let mut dialog_flow = None;
-        if top_route.is_some() {
+        if popped {
             req.pop_first("Route");
             dialog_flow = self.pop_second_route(&mut req);
         }
 
         // A branch a sibling sends through us into the flow we hold to its target.
-        if let Some(flow) = top_route
-            .as_deref()
-            .and_then(|u| self.relayed_flow(u, req.call_id().unwrap_or("")))
-        {
+        if let Some(flow) = relayed {
             if flow.transport != Transport::Udp
                 && self.flows.transport_of(flow.addr) != Some(flow.transport)
             {
@@ -92,7 +91,8 @@ impl Inner {
         }
 
         if req.to_tag().is_some() {
-            self.in_dialog(id, req, top_route, dialog_flow, now).await;
+            self.in_dialog(id, req, in_our_dialog, dialog_flow, now)
+                .await;
             return;
         }
         if !matches!(req.method(), Some("INVITE" | "MESSAGE")) {
@@ -102,19 +102,18 @@ impl Inner {
         self.initial(auth, id, req, (source, reply_to), now).await;
     }
 
-    /// A request inside a dialog: it must come through our Record-Route, with its token, and
-    /// goes into the flow the dialog's Route names or to the next hop its Route or
+    /// A request inside a dialog: it must come through our Record-Route, with its token
+    /// (`routed`), and goes into the flow the dialog's Route names or to the next hop its Route or
     /// Request-URI names.
     async fn in_dialog(
         &self,
         id: u64,
         req: Msg,
-        top_route: Option<String>,
+        routed: bool,
         dialog_flow: Option<Hop>,
         now: Instant,
     ) {
-        let call_id = req.call_id().unwrap_or("");
-        if !top_route.is_some_and(|u| self.route_token_valid(&u, call_id)) {
+        if !routed {
             self.reply(id, 403, "Not Routed Through This Proxy", now);
             return;
         }

@@ -19,16 +19,20 @@ impl Inner {
     /// Whether a Route names this proxy: our address, or a Record-Route of this installation
     /// (`sbp`) that does not name a live sibling, whose own it is. A dead sibling's is taken
     /// as ours, so a dialog through it goes on without it.
-    pub(super) fn is_ours(&self, uri: &str) -> bool {
-        let Some(u) = SipUriRef::parse(uri) else {
-            return false;
-        };
+    pub(super) fn is_ours(&self, u: &SipUriRef<'_>) -> bool {
         let target = u.target();
         if target == Some(self.local()) {
             return true;
         }
         let tagged = u.param("sbp").is_some() || u.param("sbf").is_some();
         tagged && !target.is_some_and(|t| self.cluster.is_live_peer_addr(t))
+    }
+
+    /// The first Route of `req`, read in place, when it names this proxy (see
+    /// [`Inner::is_ours`]).
+    pub(super) fn first_route_ours<'m>(&self, req: &'m Msg) -> Option<SipUriRef<'m>> {
+        let u = SipUriRef::parse(addr_uri(req.first_element("Route")?))?;
+        self.is_ours(&u).then_some(u)
     }
 
     /// The Route that sends a branch through the sibling at `peer` into the flow it holds to
@@ -42,7 +46,7 @@ impl Inner {
 
     /// The flow a sibling's Route (see [`Inner::sibling_route`]) asks us to relay into, when
     /// its MAC is right for this Call-ID.
-    pub(super) fn relayed_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
+    pub(super) fn relayed_flow(&self, route_uri: &SipUriRef<'_>, call_id: &str) -> Option<Hop> {
         self.flow_in(FlowUse::Sibling, route_uri, call_id)
     }
 
@@ -57,9 +61,8 @@ impl Inner {
 
     /// The flow a URI of ours names for `use_`, when its MAC is right for this Call-ID (see
     /// [`Inner::flow_mac`]).
-    fn flow_in(&self, use_: FlowUse, uri: &str, call_id: &str) -> Option<Hop> {
+    fn flow_in(&self, use_: FlowUse, u: &SipUriRef<'_>, call_id: &str) -> Option<Hop> {
         let (flow, mac) = use_.params();
-        let u = SipUriRef::parse(uri)?;
         let (flow, token) = (u.param(flow).flatten()?, u.param(mac).flatten()?);
         let loaded = self.config.current()?;
         let realm = use_.realm(call_id, flow);
@@ -84,8 +87,8 @@ impl Inner {
     }
 
     /// Whether a Route of ours carries the right token for this Call-ID.
-    pub(super) fn route_token_valid(&self, route_uri: &str, call_id: &str) -> bool {
-        let Some(token) = SipUriRef::parse(route_uri).and_then(|u| u.param("sbp").flatten()) else {
+    pub(super) fn route_token_valid(&self, route_uri: &SipUriRef<'_>, call_id: &str) -> bool {
+        let Some(token) = route_uri.param("sbp").flatten() else {
             return false;
         };
         self.config.current().is_some_and(|loaded| {
@@ -145,7 +148,7 @@ impl Inner {
 
     /// The WebSocket flow a Route of ours facing a browser names (see
     /// [`Inner::record_routes`]), when its MAC is right for this Call-ID.
-    pub(super) fn dialog_flow(&self, route_uri: &str, call_id: &str) -> Option<Hop> {
+    pub(super) fn dialog_flow(&self, route_uri: &SipUriRef<'_>, call_id: &str) -> Option<Hop> {
         self.flow_in(FlowUse::Dialog, route_uri, call_id)
     }
 
@@ -176,11 +179,8 @@ impl Inner {
     /// too, and goes as well. Returns the WebSocket flow it names (the way to the side it
     /// faces), if any.
     pub(super) fn pop_second_route(&self, req: &mut Msg) -> Option<Hop> {
-        let second = addr_uri(req.first_element("Route")?);
-        if !self.is_ours(second) {
-            return None;
-        }
-        let flow = self.dialog_flow(second, req.call_id().unwrap_or(""));
+        let second = self.first_route_ours(req)?;
+        let flow = self.dialog_flow(&second, req.call_id().unwrap_or(""));
         req.pop_first("Route");
         flow
     }
@@ -189,15 +189,13 @@ impl Inner {
     /// pushed, sent on by Route or Request-URI.
     pub(super) fn relay_stateless(&self, mut req: Msg) {
         let call_id = req.call_id().unwrap_or("");
-        if req
-            .first_element("Route")
-            .map(addr_uri)
-            .is_some_and(|u| self.is_ours(u) && self.route_token_valid(u, call_id))
-        {
-            req.pop_first("Route");
-        } else {
+        let routed = self
+            .first_route_ours(&req)
+            .is_some_and(|u| self.route_token_valid(&u, call_id));
+        if !routed {
             return;
         }
+        req.pop_first("Route");
         let flow = self.pop_second_route(&mut req);
         let mf = req
             .header("Max-Forwards")
@@ -293,22 +291,27 @@ mod tests {
         assert!(!bottom.contains("transport="), "{bottom}");
         let top = addr_uri(&top.expect("a double Record-Route")).to_string();
         assert!(top.contains(";transport=ws;"), "{top}");
-        assert!(inner.is_ours(&top) && inner.route_token_valid(&top, "c1"));
-        assert_eq!(inner.dialog_flow(&top, "c1"), Some(ws));
-        assert_eq!(inner.dialog_flow(addr_uri(&bottom), "c1"), None);
+        let parsed = uri(&top);
+        assert!(inner.is_ours(&parsed) && inner.route_token_valid(&parsed, "c1"));
+        assert_eq!(inner.dialog_flow(&parsed, "c1"), Some(ws));
+        assert_eq!(inner.dialog_flow(&uri(addr_uri(&bottom)), "c1"), None);
         // Not for another dialog, nor for a connection written in by someone else.
-        assert_eq!(inner.dialog_flow(&top, "c2"), None);
+        assert_eq!(inner.dialog_flow(&parsed, "c2"), None);
         let forged = top.replace("127.0.0.1:40000", "127.0.0.1:40001");
-        assert_eq!(inner.dialog_flow(&forged, "c1"), None);
+        assert_eq!(inner.dialog_flow(&uri(&forged), "c1"), None);
         // Nor as a sibling's Route, which would relay a new request into it unauthenticated.
         let as_sibling = top.replace("sbw=", "sbf=").replace("sbwt=", "sbt=");
-        assert_eq!(inner.relayed_flow(&as_sibling, "c1"), None);
+        assert_eq!(inner.relayed_flow(&uri(&as_sibling), "c1"), None);
         // Caller on WSS: the bottom one faces it.
         let wss = hop("127.0.0.1:40002", Transport::Wss);
         let (bottom, top) = inner.record_routes("c1", wss, udp, false);
         assert!(bottom.contains(";transport=wss;"), "{bottom}");
-        assert_eq!(inner.dialog_flow(addr_uri(&bottom), "c1"), Some(wss));
+        assert_eq!(inner.dialog_flow(&uri(addr_uri(&bottom)), "c1"), Some(wss));
         assert!(top.is_some_and(|t| !t.contains("transport=")));
+    }
+
+    fn uri(s: &str) -> SipUriRef<'_> {
+        SipUriRef::parse(s).expect("a SIP URI")
     }
 
     #[test]
