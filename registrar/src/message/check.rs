@@ -13,7 +13,7 @@
 
 use super::headers::{is_sip_scheme, list_items, long_name, SipUri, SipUriParts};
 use super::parse::{valid_hostport, Header, HeaderName};
-use super::scan::{is_token, is_token_byte, token_len, Scan};
+use super::scan::{is_token, is_token_byte, is_uri_byte, token_len, Scan};
 
 /// Why a message was refused: the status and reason phrase to answer a request with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,12 +353,7 @@ fn absolute_uri(uri: &str) -> bool {
     let mut b = scheme.bytes();
     let scheme_ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'-' || c == b'.');
-    if !scheme_ok
-        || rest.is_empty()
-        || rest
-            .bytes()
-            .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
-    {
+    if !scheme_ok || rest.is_empty() || !rest.bytes().all(is_uri_byte) {
         return false;
     }
     if is_sip_scheme(scheme) {
@@ -413,8 +408,10 @@ fn params(s: &str) -> bool {
 
 /// `SIP SLASH 2.0 SLASH transport LWS sent-by *( SEMI via-params )`.
 fn via_parm(parm: &str) -> bool {
-    let mut parts = parm.splitn(3, '/');
-    let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((name, rest)) = parm.split_byte(b'/') else {
+        return false;
+    };
+    let Some((version, rest)) = rest.split_byte(b'/') else {
         return false;
     };
     if !name.sip_trim().eq_ignore_ascii_case("SIP") || version.sip_trim() != "2.0" {
@@ -429,7 +426,11 @@ fn via_parm(parm: &str) -> bool {
     let after = after.trim_start();
     let (sent_by, rest) = after.split_at(after.find_byte(b';').unwrap_or(after.len()));
     let sent_by = sent_by.trim_end();
-    let readable = if sent_by.contains(char::is_whitespace) {
+    // LWS inside (`host : port`), or anything beyond ASCII, takes the exact reading.
+    let plain = sent_by
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b);
+    let readable = if !plain && sent_by.contains(char::is_whitespace) {
         valid_hostport(&sent_by.split_whitespace().collect::<String>())
     } else {
         valid_hostport(sent_by)

@@ -79,6 +79,12 @@ impl Scan for str {
 
     #[inline]
     fn sip_trim(&self) -> &str {
+        // Most pieces arrive trimmed already: both ends visible ASCII.
+        let b = self.as_bytes();
+        if b.first().is_some_and(u8::is_ascii_graphic) && b.last().is_some_and(u8::is_ascii_graphic)
+        {
+            return self;
+        }
         let t = self.trim_ascii();
         let unusual = |b: &u8| !b.is_ascii() || *b == 0x0b;
         let b = t.as_bytes();
@@ -109,6 +115,14 @@ const fn classes() -> [u8; 256] {
         t[marks[i] as usize] |= TOKEN;
         i += 1;
     }
+    // Visible ASCII but the quote and angle brackets, and UTF-8 beyond ASCII.
+    let mut u = 0x21;
+    while u < 256 {
+        if u != 0x7f && u != b'"' as usize && u != b'<' as usize && u != b'>' as usize {
+            t[u] |= URI;
+        }
+        u += 1;
+    }
     t[b'.' as usize] |= HOST;
     t[b'-' as usize] |= HOST;
     t[b'_' as usize] |= HOST;
@@ -117,6 +131,7 @@ const fn classes() -> [u8; 256] {
 
 const TOKEN: u8 = 1;
 const HOST: u8 = 2;
+const URI: u8 = 4;
 static CLASSES: [u8; 256] = classes();
 
 /// Whether a byte may appear in a token (RFC 3261 §25.1).
@@ -142,6 +157,13 @@ pub fn token_len(s: &str) -> usize {
 #[inline]
 pub fn is_host_byte(b: u8) -> bool {
     CLASSES[usize::from(b)] & HOST != 0
+}
+
+/// Whether a byte may appear in an absolute URI as a header field carries it: no whitespace,
+/// control, quote or angle bracket (bytes beyond ASCII pass: UTF-8 is the next check's).
+#[inline]
+pub fn is_uri_byte(b: u8) -> bool {
+    CLASSES[usize::from(b)] & URI != 0
 }
 
 #[cfg(test)]
@@ -190,6 +212,8 @@ mod tests {
             assert_eq!(super::is_token_byte(b), token, "token byte {b}");
             let host = c.is_ascii_alphanumeric() || ".-_".contains(c);
             assert_eq!(super::is_host_byte(b), host, "host byte {b}");
+            let uri = !(b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'));
+            assert_eq!(super::is_uri_byte(b), uri, "URI byte {b}");
         }
         assert!(super::is_token("REGISTER") && !super::is_token("") && !super::is_token("a b"));
         assert_eq!(super::token_len("UDP 1.2.3.4"), 3);
