@@ -50,7 +50,7 @@ pub fn message(data: &[u8]) -> bool {
             let resp = Response::to_request(&r.headers, 200, "OK", None).encode("fuzz");
             let msg = Msg::parse(&resp).expect("a response to an accepted request parses");
             assert_eq!(msg.status(), Some(200));
-            let fields = msg.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+            let fields = msg.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str()));
             if let Err(f) = check::headers(fields) {
                 panic!("a response to an accepted request is malformed: {f:?}");
             }
@@ -141,9 +141,9 @@ pub fn proxy(data: &[u8]) -> bool {
     let encoded = msg.encode();
     let again = Msg::parse(&encoded).expect("a re-encoded message parses");
     assert_eq!(again.encode(), encoded, "encoding is stable");
-    let forwardable = check::headers(msg.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let forwardable = check::headers(msg.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())));
     if forwardable.is_ok() {
-        let fields = again.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let fields = again.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str()));
         assert_eq!(check::headers(fields), Ok(()), "re-encoding broke a header");
     }
     let _ = (msg.cseq(), msg.to_tag(), msg.from_tag(), msg.request_uri());

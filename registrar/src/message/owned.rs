@@ -35,10 +35,14 @@ pub struct Msg {
     /// Start line.
     pub start: Start,
     /// Headers: canonical long name (compact forms expanded), value.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Name, String)>,
     /// Body, as received.
     pub body: Bytes,
 }
+
+/// A header's name: a name this module knows borrowed from its tables, any other owned, so
+/// that the usual headers of a message cost no allocation for their names.
+pub type Name = Cow<'static, str>;
 
 /// Header names written in their usual case, whatever case they arrive in.
 const CANONICAL: [&str; 16] = [
@@ -60,17 +64,33 @@ const CANONICAL: [&str; 16] = [
     "Authorization",
 ];
 
-fn canonical(name: &str) -> String {
+/// Other names phones and servers commonly send, kept as written: borrowed when they arrive
+/// in this case, copied otherwise.
+const COMMON: [&str; 12] = [
+    "Expires",
+    "User-Agent",
+    "Server",
+    "Allow",
+    "Accept",
+    "Subject",
+    "Event",
+    "Require",
+    "Proxy-Require",
+    "Session-Expires",
+    "Min-SE",
+    "P-Asserted-Identity",
+];
+
+fn canonical(name: &str) -> Name {
     let name = crate::message::headers::long_name(name);
     // Most arrive in their usual case already: a length and memcmp each, not a fold.
-    if CANONICAL.contains(&name) {
-        return name.to_string();
+    if let Some(c) = CANONICAL.iter().chain(&COMMON).find(|c| **c == name) {
+        return Cow::Borrowed(c);
     }
-    CANONICAL
-        .iter()
-        .find(|c| c.eq_ignore_ascii_case(name))
-        .map_or(name, |c| c)
-        .to_string()
+    match CANONICAL.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(name.to_string()),
+    }
 }
 
 /// The lines of a message head, split at CRLF only (a bare CR or LF stays in its line).
@@ -309,7 +329,7 @@ impl Msg {
     }
 
     /// Replaces every header of this name with one value (appended where the first was).
-    pub fn set(&mut self, name: &str, value: String) {
+    pub fn set(&mut self, name: &'static str, value: String) {
         match self
             .headers
             .iter()
@@ -323,18 +343,18 @@ impl Msg {
                     k - 1 == i || !n.eq_ignore_ascii_case(name)
                 });
             }
-            None => self.headers.push((name.to_string(), value)),
+            None => self.headers.push((Cow::Borrowed(name), value)),
         }
     }
 
     /// Puts a header in front of the others of its name (or at the top of the headers).
-    pub fn push_front(&mut self, name: &str, value: String) {
+    pub fn push_front(&mut self, name: &'static str, value: String) {
         let i = self
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))
             .unwrap_or(0);
-        self.headers.insert(i, (name.to_string(), value));
+        self.headers.insert(i, (Cow::Borrowed(name), value));
     }
 
     /// Removes and returns the first element of a (possibly comma-joined) header.
@@ -422,7 +442,7 @@ impl Msg {
 pub fn response_to(req: &Msg, status: u16, reason: &str, to_tag: Option<&str>) -> Msg {
     let mut headers = Vec::with_capacity(8);
     for (n, v) in &req.headers {
-        match n.as_str() {
+        match n.as_ref() {
             "Via" | "From" | "Call-ID" | "CSeq" => headers.push((n.clone(), v.clone())),
             "To" => {
                 let mut v = v.clone();
@@ -522,8 +542,28 @@ mod tests {
         let lines: Vec<&str> = crlf_lines("a\nb\r\n\rc\r\n").collect();
         assert_eq!(lines, ["a\nb", "\rc", ""]);
         let m = Msg::parse(b"SIP/2.0 200 OK\r\nXy: a\nb\r\nVIA: v\r\n\r\n").unwrap();
-        assert_eq!(m.headers[0], ("Xy".to_string(), "a\nb".to_string()));
+        assert_eq!(m.headers[0], ("Xy".into(), "a\nb".to_string()));
         assert_eq!(m.headers[1].0, "Via");
+    }
+
+    #[test]
+    fn known_names_are_not_copied_and_others_keep_their_case() {
+        let m = Msg::parse(b"SIP/2.0 200 OK\r\nv: a\r\nSubject: s\r\nsubject: t\r\nX-A: b\r\n\r\n")
+            .unwrap();
+        let names: Vec<(&str, bool)> = m
+            .headers
+            .iter()
+            .map(|(n, _)| (n.as_ref(), matches!(n, Cow::Borrowed(_))))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Via", true),
+                ("Subject", true),
+                ("subject", false),
+                ("X-A", false)
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Nothing here panics on any input: the unit tests feed it a corpus of malformed messages and
 //! the fuzz target `parse_message` calls [`parse`] directly.
 
+use super::owned::Name;
 use super::scan::{is_host_byte, is_token, Scan};
 use super::MAX_MESSAGE_SIZE;
 use std::borrow::Cow;
@@ -285,7 +286,7 @@ impl ParseError {
 impl ParseError {
     /// An error to answer with `status`, the headers a response copies taken from `fields`
     /// (name and value, as the proxy's parser keeps them), if a response can be built.
-    pub fn answer(status: u16, reason: &str, fields: &[(String, String)]) -> ParseError {
+    pub fn answer(status: u16, reason: &str, fields: &[(Name, String)]) -> ParseError {
         let headers: Vec<Header<'_>> = fields
             .iter()
             .map(|(n, v)| Header {

@@ -5,6 +5,7 @@ use super::core::new_branch;
 use super::driver::Inner;
 use crate::auth::client::{authorization, Challenge, ClientCredentials};
 use crate::auth::{Authenticator, Verdict};
+use crate::message::owned::Name;
 use crate::message::Msg;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,7 +27,7 @@ impl Inner {
         req: &Msg,
         realm: &str,
         source: SocketAddr,
-    ) -> Result<String, ((u16, &'static str), Vec<(String, String)>)> {
+    ) -> Result<String, ((u16, &'static str), Vec<(Name, String)>)> {
         let loaded = self
             .config
             .current()
@@ -59,7 +60,7 @@ impl Inner {
             Verdict::Forbidden => Err(((403, "Forbidden"), Vec::new())),
             Verdict::Unavailable => Err((
                 (503, "Service Unavailable"),
-                vec![("Retry-After".to_string(), "5".to_string())],
+                vec![("Retry-After".into(), "5".to_string())],
             )),
             Verdict::Challenge { stale } => {
                 let challenges = auth
@@ -71,7 +72,7 @@ impl Inner {
                         stale,
                     )
                     .into_iter()
-                    .map(|c| ("Proxy-Authenticate".to_string(), c))
+                    .map(|c| ("Proxy-Authenticate".into(), c))
                     .collect();
                 Err(((407, "Proxy Authentication Required"), challenges))
             }

@@ -250,7 +250,7 @@ impl Proxy {
             .headers
             .iter()
             .filter(|(n, _)| !(response && n.eq_ignore_ascii_case("Date")))
-            .map(|(n, v)| (n.as_str(), v.as_str()));
+            .map(|(n, v)| (n.as_ref(), v.as_str()));
         let fault = msg
             .uri()
             .and_then(|uri| check::request_uri(uri).err())

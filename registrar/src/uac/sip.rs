@@ -11,7 +11,7 @@ use super::machine::Reply;
 use super::presence::Package;
 use crate::auth::client::Challenge;
 use crate::message::headers::NameAddrRef;
-use crate::message::owned::is_response;
+use crate::message::owned::{is_response, Name};
 use crate::message::parse::split_headers;
 use crate::message::{Msg, Start};
 use bytes::Bytes;
@@ -69,7 +69,7 @@ pub struct RequestSpec<'a> {
     /// Route header value (`<sip:proxy;lr>`), for an outbound proxy.
     pub route: Option<&'a str>,
     /// `(header name, value)` for Authorization or Proxy-Authorization.
-    pub auth: Option<(&'a str, &'a str)>,
+    pub auth: Option<(&'static str, &'a str)>,
     /// User-Agent.
     pub user_agent: &'a str,
 }
@@ -77,8 +77,8 @@ pub struct RequestSpec<'a> {
 /// Writes the request.
 pub fn build_request(r: &RequestSpec<'_>) -> Msg {
     let m = r.method.as_str();
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(14);
-    let mut add = |name: &str, value: String| headers.push((name.to_string(), value));
+    let mut headers: Vec<(Name, String)> = Vec::with_capacity(14);
+    let mut add = |name: &'static str, value: String| headers.push((name.into(), value));
     add(
         "Via",
         format!(

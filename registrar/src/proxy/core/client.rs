@@ -200,10 +200,10 @@ fn build_ack(req: &Msg, resp: &Msg) -> Msg {
 pub(super) fn same_branch(req: &Msg, method: &str, to: Option<&str>, max_forwards: &str) -> Msg {
     let mut headers = Vec::with_capacity(8);
     if let Some(v) = req.first_element("Via") {
-        headers.push(("Via".to_string(), v.to_string()));
+        headers.push(("Via".into(), v.to_string()));
     }
     for (n, v) in &req.headers {
-        if matches!(n.as_str(), "Route" | "From" | "Call-ID") || (n == "To" && to.is_none()) {
+        if matches!(n.as_ref(), "Route" | "From" | "Call-ID") || (n == "To" && to.is_none()) {
             headers.push((n.clone(), v.clone()));
         }
     }

@@ -4,7 +4,7 @@
 use super::{tag_text, Action as Out, Core, Hop, TxKey};
 use crate::message::check;
 use crate::message::headers::{via_target, ViaRef};
-use crate::message::owned::response_to;
+use crate::message::owned::{response_to, Name};
 use crate::message::Msg;
 use crate::transaction::machine::{Action, Machine, State as TxState};
 use bytes::Bytes;
@@ -148,7 +148,7 @@ impl Core {
         req.set("Max-Forwards", (mf - 1).min(70).to_string());
 
         // RFC 4475 §3.3.5: this proxy implements no extension.
-        let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        let fields = req.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str()));
         let unknown = check::unsupported(fields, &["Proxy-Require"]);
         if unknown.is_empty() {
             return true;
@@ -238,7 +238,7 @@ impl Core {
         &mut self,
         id: u64,
         (status, reason): (u16, &str),
-        extra: Vec<(String, String)>,
+        extra: Vec<(Name, String)>,
         now: Instant,
     ) {
         let Some((s, req)) = self
@@ -292,7 +292,7 @@ fn response_headers(req: &Msg) -> Msg {
             .iter()
             .filter(|(n, _)| {
                 matches!(
-                    n.as_str(),
+                    n.as_ref(),
                     "Via" | "From" | "To" | "Call-ID" | "CSeq" | "Record-Route"
                 )
             })
