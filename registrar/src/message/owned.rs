@@ -363,13 +363,19 @@ impl Msg {
             .headers
             .iter()
             .position(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let mut parts = list_elements(&self.headers[i].1);
-        let first = parts.next()?.to_string();
-        let rest = parts.collect::<Vec<_>>().join(", ");
-        if rest.is_empty() {
-            self.headers.remove(i);
-        } else {
-            self.headers[i].1 = rest;
+        let (first, second) = {
+            let value = &self.headers[i].1;
+            let mut parts = list_elements(value);
+            let first = parts.next()?.to_string();
+            let at = parts
+                .next()
+                .map(|s| s.as_ptr() as usize - value.as_ptr() as usize);
+            (first, at)
+        };
+        // The elements after it stay as written, cut off in place.
+        match second {
+            Some(at) => drop(self.headers[i].1.drain(..at)),
+            None => drop(self.headers.remove(i)),
         }
         Some(first)
     }
@@ -412,9 +418,8 @@ impl Msg {
     }
 
     /// CSeq number and method.
-    pub fn cseq(&self) -> Option<(u32, String)> {
-        let (n, m) = crate::message::headers::parse_cseq(self.header("CSeq")?)?;
-        Some((n, m.to_string()))
+    pub fn cseq(&self) -> Option<(u32, &str)> {
+        crate::message::headers::parse_cseq(self.header("CSeq")?)
     }
 
     /// The To tag.
@@ -487,7 +492,7 @@ mod tests {
         assert_eq!(m.header("content-type"), Some("application/sdp"));
         assert_eq!(&m.body[..], b"v=0\r");
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK1"));
-        assert_eq!(m.cseq(), Some((1, "INVITE".into())));
+        assert_eq!(m.cseq(), Some((1, "INVITE")));
         assert_eq!(m.to_tag(), None);
         assert_eq!(m.from_tag().as_deref(), Some("a"));
     }
@@ -509,6 +514,13 @@ mod tests {
         let again = Msg::parse(&m.encode()).unwrap();
         assert_eq!(again.body, m.body);
         assert_eq!(again.header("Content-Length"), Some("4"));
+        // The elements after the first stay as written.
+        m.set("Route", "<sip:a;lr>, \"x,y\" <sip:b;lr> ,<sip:c;lr>".into());
+        assert_eq!(m.pop_first("Route").as_deref(), Some("<sip:a;lr>"));
+        assert_eq!(m.header("Route"), Some("\"x,y\" <sip:b;lr> ,<sip:c;lr>"));
+        assert_eq!(m.pop_first("Route").as_deref(), Some("\"x,y\" <sip:b;lr>"));
+        assert_eq!(m.pop_first("Route").as_deref(), Some("<sip:c;lr>"));
+        assert_eq!(m.header("Route"), None);
     }
 
     #[test]

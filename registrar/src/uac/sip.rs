@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(r.code(), 200);
         assert_eq!(r.status_text(), "200 OK");
         assert_eq!(r.call_id(), Some("cid-1"));
-        assert_eq!(r.cseq(), Some((2, "REGISTER".into())));
+        assert_eq!(r.cseq(), Some((2, "REGISTER")));
         assert_eq!(r.branch(), "z9hG4bKabc");
         assert_eq!(r.to_tag().as_deref(), Some("srv"));
         assert_eq!(r.header_list("Contact").len(), 2);

@@ -140,7 +140,7 @@ impl Core {
         let Some((_, method)) = resp.cseq() else {
             return;
         };
-        let key = self.tx_key(&client_key(via.branch().unwrap_or(""), &method));
+        let key = self.tx_key(&client_key(via.branch().unwrap_or(""), method));
         if let Some(id) = self.client_keys.get(&key).copied() {
             let status = resp.status().unwrap_or(500);
             let actions = self

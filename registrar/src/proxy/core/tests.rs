@@ -255,7 +255,7 @@ fn a_cancel_from_the_caller_is_answered_and_cancels_every_branch() {
     let answers: Vec<(u16, String)> = sent(&out)
         .into_iter()
         .filter(|(h, _)| *h == hop(CALLER))
-        .map(|(_, m)| (m.status().unwrap(), m.cseq().unwrap().1))
+        .map(|(_, m)| (m.status().unwrap(), m.cseq().unwrap().1.to_string()))
         .collect();
     assert_eq!(
         answers,
