@@ -192,7 +192,7 @@ impl<'a> NameAddrRef<'a> {
             }
             let end = end?;
             display = Some(&after[..end]);
-            rest = after[end + 1..].trim_start();
+            rest = after[end + 1..].sip_trim_start();
             if !rest.starts_with('<') {
                 return None;
             }
@@ -482,7 +482,7 @@ impl<'a> ViaRef<'a> {
         if !name.sip_trim().eq_ignore_ascii_case("SIP") || version.sip_trim().is_empty() {
             return None;
         }
-        let rest = rest.trim_start();
+        let rest = rest.sip_trim_start();
         let (transport, rest) = rest.split_at(token_len(rest));
         // The transport and the sent-by are separated by LWS.
         if transport.is_empty() || !rest.starts_with(|c: char| c.is_ascii_whitespace()) {

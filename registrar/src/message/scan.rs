@@ -22,6 +22,8 @@ pub trait Scan {
     /// `str::trim`: ASCII whitespace without the Unicode table, which is consulted only when
     /// an end is not ASCII (or is the vertical tab, whitespace to `char` but not to `u8`).
     fn sip_trim(&self) -> &str;
+    /// `str::trim_start`, without the Unicode table when the first byte is visible ASCII.
+    fn sip_trim_start(&self) -> &str;
 }
 
 impl Scan for str {
@@ -75,6 +77,14 @@ impl Scan for str {
     #[inline]
     fn has_byte(&self, byte: u8) -> bool {
         self.find_byte(byte).is_some()
+    }
+
+    #[inline]
+    fn sip_trim_start(&self) -> &str {
+        match self.as_bytes().first() {
+            Some(b) if b.is_ascii_graphic() => self,
+            _ => self.trim_start(),
+        }
     }
 
     #[inline]
@@ -188,6 +198,7 @@ mod tests {
         ];
         for s in samples {
             assert_eq!(s.sip_trim(), s.trim(), "trim of {s:?}");
+            assert_eq!(s.sip_trim_start(), s.trim_start(), "trim_start of {s:?}");
             for b in [b':', b';', b'@', b'?', b'<', b'>', b' '] {
                 let c = b as char;
                 assert_eq!(s.find_byte(b), s.find(c), "find {c:?} in {s:?}");
