@@ -2,6 +2,8 @@
 //! first empty line, the body is Content-Length bytes — plus RFC 5626 §3.5.1 keepalives (a
 //! double CRLF "ping" is answered with a single CRLF "pong").
 
+use super::scan::head_end;
+
 /// What the front of the buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -34,10 +36,6 @@ pub enum FrameError {
     BadContentLength,
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Looks at the front of `buf`.
 pub fn next_frame(buf: &[u8], max: usize) -> Frame {
     if buf.starts_with(b"\r\n") {
@@ -56,7 +54,7 @@ pub fn next_frame(buf: &[u8], max: usize) -> Frame {
         };
     }
     let window = &buf[..buf.len().min(max)];
-    let Some(head_end) = find(window, b"\r\n\r\n") else {
+    let Some(head_end) = head_end(window) else {
         return if buf.len() >= max {
             Frame::Error(FrameError::TooLarge)
         } else {

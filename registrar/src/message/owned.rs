@@ -4,7 +4,7 @@
 //! Request-URI, From display, P-Asserted-Identity, Content-Length); the UAC builds its requests
 //! with it and reads its responses into it. SDP is never looked at.
 
-use super::scan::Scan;
+use super::scan::{head_end, Scan};
 use crate::message::headers::{list_elements, split_list, NameAddr, SipUri, ViaRef};
 use crate::message::MAX_MESSAGE_SIZE;
 use bytes::Bytes;
@@ -107,13 +107,6 @@ fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
         from = end + 2;
         line
     })
-}
-
-/// Where the head ends: the first CRLFCRLF (found by its last LF, as [`crlf_lines`] does).
-fn head_end(data: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', data)
-        .find(|&i| i >= 3 && &data[i - 3..=i] == b"\r\n\r\n")
-        .map(|i| i - 3)
 }
 
 /// Appends `n` in decimal.

@@ -13,7 +13,7 @@
 //! the fuzz target `parse_message` calls [`parse`] directly.
 
 use super::owned::Name;
-use super::scan::{is_host_byte, is_token, Scan};
+use super::scan::{head_end, is_host_byte, is_token, Scan};
 use super::MAX_MESSAGE_SIZE;
 use std::borrow::Cow;
 use std::fmt;
@@ -311,10 +311,6 @@ fn find_crlf(hay: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'\r', hay).find(|&i| hay.get(i + 1) == Some(&b'\n'))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
-}
-
 /// Parses one message (a whole datagram, or one frame cut from a stream).
 pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
     // RFC 3261 §7.5: CRLFs before the start line are ignored; a message of only CRLFs is a
@@ -337,7 +333,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
             salvage(&data[..MAX_MESSAGE_SIZE]),
         ));
     }
-    let Some(head_end) = find(data, b"\r\n\r\n") else {
+    let Some(head_end) = head_end(data) else {
         return Err(ParseError::new(400, "Truncated Message", salvage(data)));
     };
     let head = &data[..head_end];

@@ -106,6 +106,15 @@ impl Scan for str {
     }
 }
 
+/// Where a message's head ends: the first CRLFCRLF, found by its last LF (`memchr` builds no
+/// searcher per message, as `memmem` does).
+#[inline]
+pub fn head_end(data: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data)
+        .find(|&i| i >= 3 && &data[i - 3..=i] == b"\r\n\r\n")
+        .map(|i| i - 3)
+}
+
 /// What a byte may be in SIP text, by table: one lookup per byte instead of a chain of
 /// comparisons (a `"-.!%*_+`'~".contains(c)` per character cost the REGISTER path as much as
 /// the rest of the check it was in).
@@ -213,6 +222,15 @@ mod tests {
                 assert_eq!(s.has_byte(b), s.contains(c), "contains {c:?} in {s:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_empty_line() {
+        assert_eq!(super::head_end(b"a\r\nb\r\n\r\nc\r\n\r\n"), Some(4));
+        assert_eq!(super::head_end(b"\n\r\n\r\n"), Some(1));
+        assert_eq!(super::head_end(b"\r\n\r\n"), Some(0));
+        assert_eq!(super::head_end(b"a\r\n\n\r\n"), None);
+        assert_eq!(super::head_end(b"a\r\n\r"), None);
     }
 
     #[test]
