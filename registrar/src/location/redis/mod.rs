@@ -56,14 +56,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use stored::{decode, encode, to_millis};
 
-/// How long a connection attempt may take, and how long a connection may answer nothing while
-/// commands wait before it is given up (see [`pipe`]).
+/// How long a connection attempt may take, how long a connection may answer nothing while
+/// commands wait before it is given up, and how long one command may take, its answer and any
+/// (re)connecting included: a REGISTER must not hang while Redis is down or silent (see
+/// [`pipe`]).
 const TIMING: pipe::Timing = pipe::Timing {
     connect: Duration::from_secs(1),
     stalled: Duration::from_secs(3),
+    command: COMMAND_DEADLINE,
 };
-/// Upper bound on one command, its answer and any (re)connecting included (a REGISTER must not
-/// hang while Redis is down or silent).
+/// [`pipe::Timing::command`].
 const COMMAND_DEADLINE: Duration = Duration::from_millis(1500);
 /// How long an AOR's key outlives its latest binding, so the sweeper can still report it.
 const GRACE: Duration = Duration::from_secs(60);
@@ -645,7 +647,8 @@ async fn backoff(attempt: usize) {
     tokio::time::sleep(Duration::from_micros(rand::random_range(0..=cap_us))).await;
 }
 
-/// Runs one Redis call with [`COMMAND_DEADLINE`], mapping failures to [`StoreError`].
+/// Runs one Redis call, bounded by [`COMMAND_DEADLINE`] (the connection fails a caller whose
+/// time is up, [`pipe`]), mapping failures to [`StoreError`].
 ///
 /// A write that timed out may still have been applied; the caller sees an error (the phone
 /// retries its REGISTER) and the next read sees the applied state, so nothing is left half-done:
@@ -654,13 +657,8 @@ pub(crate) async fn bounded<T>(
     what: &str,
     f: impl std::future::Future<Output = ::redis::RedisResult<T>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(COMMAND_DEADLINE, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(StoreError(format!("redis {what}: {e}"))),
-        Err(_) => Err(StoreError(format!(
-            "redis {what}: no answer within {COMMAND_DEADLINE:?}"
-        ))),
-    }
+    f.await
+        .map_err(|e| StoreError(format!("redis {what}: {e}")))
 }
 
 impl LocationStore for RedisStore {

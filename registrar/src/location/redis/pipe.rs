@@ -21,6 +21,13 @@
 //! that arrive while an attempt is under way share its outcome instead of each making one. A
 //! connection that answers nothing for [`Timing::stalled`] while commands wait is given up
 //! (Redis hung, or its host gone without a reset): the next command connects afresh.
+//!
+//! A caller waits [`Timing::command`] at most, connecting included: the connection's task
+//! fails the callers whose time is up (their replies, should they come, are dropped), on one
+//! timer it re-arms lazily. A timer per command (`tokio::time::timeout` around each call, as
+//! before) cost a timer-wheel entry and its removal per command and, whenever it was the
+//! earliest, a wake-up of the runtime's driver (an `eventfd` write): about a fifth of a system
+//! call per registration at 10 000/s (`bench/scale/README.md`).
 
 use super::resp;
 use redis::aio::ConnectionLike;
@@ -43,6 +50,8 @@ pub struct Timing {
     pub connect: Duration,
     /// Without a reply for this long while commands wait, the connection is given up.
     pub stalled: Duration,
+    /// A caller's wait for its reply, connecting included.
+    pub command: Duration,
 }
 
 /// A connection to one Redis (cheap to clone: the clones share it). Used from one runtime: its
@@ -85,7 +94,11 @@ struct Live {
 /// A caller waiting for its replies.
 struct Waiter {
     wants: Wants,
-    reply: oneshot::Sender<RedisResult<Value>>,
+    /// Taken when the caller is answered, or told its time is up (the waiter then stays, to
+    /// take the replies still due to it).
+    reply: Option<oneshot::Sender<RedisResult<Value>>>,
+    /// When the caller's time is up.
+    deadline: Instant,
 }
 
 /// The replies a caller waits for.
@@ -144,6 +157,7 @@ impl Pipe {
 
     /// Appends a command (written by `write`) and waits for its replies.
     async fn send(&self, write: impl FnOnce(&mut Vec<u8>), wants: Wants) -> RedisResult<Value> {
+        let deadline = Instant::now() + self.shared.timing.command;
         self.connected().await?;
         let (reply, answer) = oneshot::channel();
         {
@@ -164,8 +178,14 @@ impl Pipe {
                 });
                 return Err(closed("Redis stopped answering; reconnecting"));
             }
+            // Under a steady stream of commands the task may not go idle to see its timer.
+            state.expire(now, self.shared.timing.command);
             write(&mut state.out);
-            state.waiting.push_back(Waiter { wants, reply });
+            state.waiting.push_back(Waiter {
+                wants,
+                reply: Some(reply),
+                deadline,
+            });
             if let Some(live) = &state.live {
                 live.wake.notify_one();
             }
@@ -294,21 +314,45 @@ impl State {
         if let Some(value) = done {
             let waiter = self.waiting.pop_front().expect("the first waiter");
             // Under the lock: sending only schedules the caller's task.
-            let _ = waiter.reply.send(Ok(value));
+            if let Some(reply) = waiter.reply {
+                let _ = reply.send(Ok(value));
+            }
         }
         Ok(())
+    }
+
+    /// Tells the callers whose time is up (from the oldest) that it is; returns when the next
+    /// one's is.
+    fn expire(&mut self, now: Instant, limit: Duration) -> Option<Instant> {
+        for w in &mut self.waiting {
+            if w.reply.is_none() {
+                continue;
+            }
+            if w.deadline > now {
+                return Some(w.deadline);
+            }
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Err(timed_out(limit)));
+            }
+        }
+        None
     }
 }
 
 /// Tells every waiting caller the connection failed.
 fn fail(waiting: VecDeque<Waiter>, error: impl Fn() -> RedisError) {
-    for w in waiting {
-        let _ = w.reply.send(Err(error()));
+    for reply in waiting.into_iter().filter_map(|w| w.reply) {
+        let _ = reply.send(Err(error()));
     }
 }
 
 fn closed(why: &str) -> RedisError {
     RedisError::from(io::Error::new(io::ErrorKind::ConnectionAborted, why))
+}
+
+fn timed_out(limit: Duration) -> RedisError {
+    let why = format!("no answer within {limit:?}");
+    RedisError::from(io::Error::new(io::ErrorKind::TimedOut, why))
 }
 
 /// A new connection, authenticated and on its database.
@@ -370,8 +414,12 @@ const READ_SPACE: usize = 16 * 1024;
 async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> RedisResult<()> {
     let mut input = Vec::with_capacity(READ_SPACE);
     let (mut output, mut written) = (Vec::new(), 0);
+    // When the oldest caller's time is up; armed lazily: it may fire early (that caller was
+    // answered), and is then set for the one waiting now.
+    let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut armed: Option<Instant> = None;
     loop {
-        {
+        let next_deadline = {
             let mut state = shared.state.lock();
             if !state.is_live(id) {
                 return Ok(());
@@ -381,7 +429,11 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
                 written = 0;
                 std::mem::swap(&mut state.out, &mut output);
             }
-        }
+            state
+                .waiting
+                .iter()
+                .find_map(|w| w.reply.as_ref().map(|_| w.deadline))
+        };
         let mut busy = false;
         if written < output.len() {
             match stream.try_write(&output[written..]) {
@@ -408,10 +460,18 @@ async fn pump(shared: &Shared, stream: &TcpStream, id: u64, wake: &Notify) -> Re
             } else {
                 Interest::READABLE
             };
+            if let Some(d) = next_deadline.filter(|d| armed.is_none_or(|a| a > *d)) {
+                timer.as_mut().reset(d.into());
+                armed = Some(d);
+            }
             tokio::select! {
                 biased;
                 ready = stream.ready(interest) => drop(ready?),
                 () = wake.notified() => {}
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    shared.state.lock().expire(Instant::now(), shared.timing.command);
+                }
             }
         }
     }
@@ -467,6 +527,7 @@ mod tests {
     const TIMING: Timing = Timing {
         connect: Duration::from_secs(2),
         stalled: Duration::from_millis(300),
+        command: Duration::from_millis(150),
     };
 
     /// A listener standing in for Redis, and a pipe to it.
@@ -583,6 +644,33 @@ mod tests {
             again.await.unwrap().unwrap(),
             Value::BulkString(b"again".to_vec())
         );
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_time_is_up_is_told_so_and_its_late_reply_is_dropped() {
+        let (listener, pipe) = fake_redis().await;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // Both replies only once the second command is in, the first one late.
+            commands(&mut s, 2).await;
+            s.write_all(b"$1\r\na\r\n$1\r\nb\r\n").await.unwrap();
+            s
+        });
+        let started = Instant::now();
+        let a = tokio::time::timeout(Duration::from_secs(5), echo(&pipe, "a"))
+            .await
+            .expect("the caller was never told")
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(a.to_string().contains("no answer within"), "{a}");
+        assert!(a.is_timeout(), "{a:?}");
+        assert!(
+            waited >= TIMING.command && waited < TIMING.stalled,
+            "told after {waited:?}"
+        );
+        let b = echo(&pipe, "b").await.unwrap();
+        assert_eq!(b, Value::BulkString(b"b".to_vec()));
+        drop(server.await.unwrap());
     }
 
     #[tokio::test]
