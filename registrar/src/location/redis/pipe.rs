@@ -321,21 +321,15 @@ impl State {
         Ok(())
     }
 
-    /// Tells the callers whose time is up (from the oldest) that it is; returns when the next
-    /// one's is.
-    fn expire(&mut self, now: Instant, limit: Duration) -> Option<Instant> {
-        for w in &mut self.waiting {
-            if w.reply.is_none() {
-                continue;
-            }
-            if w.deadline > now {
-                return Some(w.deadline);
-            }
+    /// Tells the callers whose time is up that it is, from the oldest to the first whose
+    /// time is not.
+    fn expire(&mut self, now: Instant, limit: Duration) {
+        let live = self.waiting.iter_mut().filter(|w| w.reply.is_some());
+        for w in live.take_while(|w| w.deadline <= now) {
             if let Some(reply) = w.reply.take() {
                 let _ = reply.send(Err(timed_out(limit)));
             }
         }
-        None
     }
 }
 
