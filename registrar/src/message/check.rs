@@ -363,27 +363,23 @@ fn plain_sip_uri(uri: &str) -> bool {
     if !rest.is_ascii() || !rest.bytes().all(is_uri_byte) {
         return false;
     }
-    let b = rest.as_bytes();
-    let host = &b[rest.find_byte(b'@').map_or(0, |i| i + 1)..];
+    let host = &rest[rest.find_byte(b'@').map_or(0, |i| i + 1)..];
     let n = host
-        .iter()
-        .position(|&c| !is_host_byte(c))
+        .bytes()
+        .position(|c| !is_host_byte(c))
         .unwrap_or(host.len());
     let mut after = &host[n..];
-    if let Some(port) = after.strip_prefix(b":") {
+    if let Some(port) = after.strip_prefix(':') {
         let digits = port
-            .iter()
+            .bytes()
             .position(|c| !c.is_ascii_digit())
             .unwrap_or(port.len());
-        let value = port[..digits]
-            .iter()
-            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
-        if digits == 0 || digits > 5 || value > u32::from(u16::MAX) {
+        if !(1..=5).contains(&digits) || port[..digits].parse::<u16>().is_err() {
             return false;
         }
         after = &port[digits..];
     }
-    n > 0 && (after.is_empty() || after[0] == b';')
+    n > 0 && (after.is_empty() || after.starts_with(';'))
 }
 
 /// [`absolute_uri`] by the general rules.
@@ -587,6 +583,7 @@ mod tests {
             ("sip:a@b:000005060", true),
             ("sip:a@b?subject=x", true),
             ("sip:a@b:65536", false),
+            ("sip:a@b:99999999999", false),
             ("sip:a@b:", false),
             ("sip:", false),
             ("sip:a@", false),
