@@ -464,9 +464,7 @@ fn via_parm(parm: &str) -> bool {
     let (sent_by, rest) = after.split_at(after.find_byte(b';').unwrap_or(after.len()));
     let sent_by = sent_by.trim_end();
     // LWS inside (`host : port`), or anything beyond ASCII, takes the exact reading.
-    let plain = sent_by
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b);
+    let plain = sent_by.bytes().all(|b| b.is_ascii_graphic());
     let readable = if !plain && sent_by.contains(char::is_whitespace) {
         valid_hostport(&sent_by.split_whitespace().collect::<String>())
     } else {
