@@ -74,9 +74,10 @@ async fn serve_inline(socket: &UdpSocket, service: &Service, mut shutdown: watch
 /// The answer is made in a box kept from one message to the next: one that is done at once
 /// (a challenge, an OPTIONS) costs neither an allocation nor a copy into the set, and one
 /// that waits joins the set as its box, which a new one replaces (about 900 instructions
-/// fewer per registration than every answer moved into the set, and the Redis case's CPU
-/// against the memory store's from 1.29 to 1.2 times: `bench/scale`, twelfth session). The set
-/// polls a future it is given once more, so the waker it was first polled with is replaced.
+/// fewer per registration than every answer moved into the set; in alternated rounds the
+/// Redis case's CPU against the memory store's fell by about 0.08: `bench/scale`, twelfth
+/// session). The set polls a future it is given once more, so the waker it was first polled
+/// with is replaced.
 ///
 /// No task is spawned per message or per batch: the socket's thread runs this one task and its
 /// Redis connection's, so a spawn bought no parallelism, only its cost (the task's cell, a copy
