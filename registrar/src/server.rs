@@ -253,6 +253,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         siblings,
         shutdown: shutdown_rx,
     };
+    // Before anything is served: an edit made once the registrar answers is never missed.
+    watch_config_file(&rt)?;
     let listeners = bind_listeners(&rt)?;
     let uac_index = UacIndex::default();
     let http = start_http(&rt, uac_index.clone()).await?;
@@ -640,8 +642,22 @@ async fn start_http(rt: &Runtime<'_>, uac: UacIndex) -> anyhow::Result<HttpTasks
     Ok(HttpTasks { main, debug })
 }
 
+/// Watches the config file, when there is one (its task ends with the shutdown).
+fn watch_config_file(rt: &Runtime<'_>) -> anyhow::Result<()> {
+    if let Some(path) = &rt.args.config {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        file::spawn_watcher(
+            path,
+            rt.config.clone(),
+            rt.metrics.clone(),
+            rt.shutdown.clone(),
+        )?;
+    }
+    Ok(())
+}
+
 /// Spawns the background tasks: the expiry sweeper, the config follower, the sibling probes
-/// and endpoint watch (with siblings), the config file watcher and the cluster config source.
+/// and endpoint watch (with siblings) and the cluster config source.
 fn spawn_background(
     rt: &Runtime<'_>,
     clustered: bool,
@@ -657,15 +673,6 @@ fn spawn_background(
     ));
     if clustered {
         spawn_sibling_tasks(rt, cluster, bound, &mut background);
-    }
-    if let Some(path) = &rt.args.config {
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        file::spawn_watcher(
-            path,
-            rt.config.clone(),
-            rt.metrics.clone(),
-            rt.shutdown.clone(),
-        )?;
     }
     if let Some((client, namespace)) = cluster {
         tracing::info!(
