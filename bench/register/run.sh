@@ -209,7 +209,9 @@ start_switchboard() {
 	python3 "$HERE/registrar_config.py" --users "$RUN/users/users.tsv" --out "$dir/config/registrar.yaml" \
 		--realm "$REALM" --algorithms "$DIGEST_ALGORITHMS" || return 1
 	# Builds from before the per-site digestAlgorithms took the global flag instead.
-	if "$bin" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
+	# grep without -q reads the whole help: with pipefail, a large binary cut off by SIGPIPE
+	# would fail the check.
+	if "$bin" --help 2>/dev/null | grep -- '--digest-algorithms' >/dev/null; then
 		extra+=(--digest-algorithms "$DIGEST_ALGORITHMS")
 	fi
 	SERVER_LOG="$dir/registrar.log"

@@ -124,7 +124,9 @@ for p in "$PORT" "$HTTP_BASE" "$SIPP_PORT_BASE" "$REDIS_PORT"; do
 done
 require_tools sipp sipsak python3 timeout setsid awk "$REDIS_SERVER" /usr/bin/time
 build_registrar "$REPO"
-"$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--redis-url' ||
+# grep without -q reads the whole help: with pipefail, a large binary cut off by SIGPIPE
+# would fail the check.
+"$REGISTRAR_BIN" --help 2>/dev/null | grep -- '--redis-url' >/dev/null ||
 	die "$REGISTRAR_BIN has no --redis-url: too old for this benchmark"
 
 NRATES=$(wc -w <<<"$RATES")
@@ -230,7 +232,7 @@ start_replicas() {
 		args=(--config "$RUN/config/registrar.yaml" --udp "$ip:$PORT" --tcp "$ip:$PORT"
 			--http "127.0.0.1:$((HTTP_BASE + i))" --replica "r$i")
 		# Builds from before the per-site digestAlgorithms took the global flag instead.
-		if "$REGISTRAR_BIN" --help 2>/dev/null | grep -q -- '--digest-algorithms'; then
+		if "$REGISTRAR_BIN" --help 2>/dev/null | grep -- '--digest-algorithms' >/dev/null; then
 			args+=(--digest-algorithms MD5)
 		fi
 		if [[ "$store" == redis ]]; then
