@@ -379,7 +379,104 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The patterns the scan reads `Api` values by.
+struct Patterns {
+    /// Any `Api` constructor.
+    ctor: Regex,
+    /// `let x: Api<K> = Api::ctor(`.
+    typed_let: Regex,
+    /// `let x = Api::<K>::ctor(`.
+    turbo_let: Regex,
+    /// A parameter `x: &Api<K>`.
+    param: Regex,
+}
+
+impl Patterns {
+    fn new() -> Patterns {
+        let re = |p: &str| Regex::new(p).expect("regex");
+        Patterns {
+            ctor: re(r"Api(?:::<\s*(\w+)\s*>)?::(all|namespaced|namespaced_with|all_with)\s*\("),
+            typed_let: re(r"let\s+(?:mut\s+)?(\w+)\s*:\s*Api<\s*(\w+)\s*>\s*=\s*Api::(\w+)\s*\("),
+            turbo_let: re(r"let\s+(?:mut\s+)?(\w+)\s*=\s*Api::<\s*(\w+)\s*>::(\w+)\s*\("),
+            param: re(r"(\w+)\s*:\s*&?\s*Api<\s*(\w+)\s*>"),
+        }
+    }
+
+    /// The `Api` values `f` binds with `let`, in the order written: variable, kind, scope and
+    /// where in `f` the binding starts.
+    fn lets(&self, f: &Function<'_>) -> Vec<(String, String, Scope, usize)> {
+        let mut out = Vec::new();
+        for re in [&self.typed_let, &self.turbo_let] {
+            for c in re.captures_iter(f.text) {
+                let whole = c.get(0).expect("m");
+                let args = args_of(paren_text(f.text, whole.end() - 1));
+                let ns = args.get(1).cloned().unwrap_or_default();
+                out.push((
+                    c[1].to_string(),
+                    c[2].to_string(),
+                    scope_of(&c[3], &ns),
+                    whole.start(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// An `Api` value of one function.
+struct ApiValue {
+    var: String,
+    kind: String,
+    /// Where its calls can land.
+    scopes: Vec<Scope>,
+    /// Where it is bound (or its function starts, for a parameter), in the file.
+    at: usize,
+}
+
+/// A call found on an `Api` value: its verbs, subresource, place in the file, and whether it
+/// selects by name.
+type Found = (Vec<&'static str>, Option<&'static str>, usize, bool);
+
 fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> {
+    refuse_unknown(rel, src)?;
+    recorder_calls(rel, src, calls);
+    let patterns = Patterns::new();
+    every_ctor_bound(rel, src, &patterns)?;
+    // Per kind, the scopes an Api of that kind can have in this file.
+    let file_scopes: Vec<(String, Scope)> = functions(src)
+        .iter()
+        .flat_map(|f| patterns.lets(f))
+        .map(|(_, kind, scope, _)| (kind, scope))
+        .collect();
+    let param_kinds = param_kinds(src, &patterns);
+    for f in functions(src) {
+        for value in api_values(rel, src, &f, &patterns, &file_scopes)? {
+            let kinds = kinds_of(rel, src, &f, &value)?;
+            let found = calls_on(rel, src, &f, &value)?;
+            // Handed to a function of this file that takes an `Api<K>` (its calls count there).
+            let handed = Regex::new(&format!(
+                r"\w+\s*\(\s*&?{}\s*[,)]",
+                regex::escape(&value.var)
+            ))
+            .expect("regex")
+            .is_match(f.text)
+                && param_kinds.contains(&value.kind);
+            if found.is_empty() && !handed {
+                bail!(
+                    "{rel}:{}: Api<{}> `{}` has no call the RBAC scanner recognises (passed on to another function?)",
+                    line_of(src, value.at),
+                    value.kind,
+                    value.var
+                );
+            }
+            push_calls(rel, src, &kinds, &value.scopes, found, calls);
+        }
+    }
+    Ok(())
+}
+
+/// Fails on the constructs the scan does not follow.
+fn refuse_unknown(rel: &str, src: &str) -> anyhow::Result<()> {
     for bad in [
         "Controller::new",
         "metadata_watcher",
@@ -395,184 +492,203 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
             );
         }
     }
-    if let Some(pos) = src.find("Recorder::new(") {
-        for verb in ["create", "patch"] {
-            calls.push(Call {
-                kind: "events.k8s.io/Event".into(),
-                verb: verb.into(),
-                subresource: None,
-                scope: Scope::AnyNamespace,
-                at: format!("{rel}:{}", line_of(src, pos)),
-                by_name: false,
-            });
-        }
+    Ok(())
+}
+
+/// kube's event recorder: it creates and patches `events.k8s.io` Events.
+fn recorder_calls(rel: &str, src: &str, calls: &mut Vec<Call>) {
+    let Some(pos) = src.find("Recorder::new(") else {
+        return;
+    };
+    for verb in ["create", "patch"] {
+        calls.push(Call {
+            kind: "events.k8s.io/Event".into(),
+            verb: verb.into(),
+            subresource: None,
+            scope: Scope::AnyNamespace,
+            at: format!("{rel}:{}", line_of(src, pos)),
+            by_name: false,
+        });
     }
-    // Constructors in this file, per kind: the scopes an Api of that kind can have here.
-    let ctor =
-        Regex::new(r"Api(?:::<\s*(\w+)\s*>)?::(all|namespaced|namespaced_with|all_with)\s*\(")
-            .expect("regex");
-    let typed_let =
-        Regex::new(r"let\s+(?:mut\s+)?(\w+)\s*:\s*Api<\s*(\w+)\s*>\s*=\s*Api::(\w+)\s*\(")
-            .expect("regex");
-    let turbo_let =
-        Regex::new(r"let\s+(?:mut\s+)?(\w+)\s*=\s*Api::<\s*(\w+)\s*>::(\w+)\s*\(").expect("regex");
-    let param = Regex::new(r"(\w+)\s*:\s*&?\s*Api<\s*(\w+)\s*>").expect("regex");
-    let mut file_scopes: Vec<(String, Scope)> = Vec::new();
-    for f in functions(src) {
-        for re in [&typed_let, &turbo_let] {
-            for c in re.captures_iter(f.text) {
-                let open = c.get(0).expect("m").end() - 1;
-                let args = args_of(paren_text(f.text, open));
-                let ns = args.get(1).cloned().unwrap_or_default();
-                file_scopes.push((c[2].to_string(), scope_of(&c[3], &ns)));
-            }
-        }
-    }
-    let all_ctors = ctor.find_iter(src).count();
-    let bound_ctors = typed_let.find_iter(src).count() + turbo_let.find_iter(src).count();
-    if all_ctors != bound_ctors {
-        let pos = ctor.find(src).map(|m| m.start()).unwrap_or(0);
+}
+
+/// Fails unless every `Api` constructor of the file is bound by a `let` the scan reads.
+fn every_ctor_bound(rel: &str, src: &str, patterns: &Patterns) -> anyhow::Result<()> {
+    let all = patterns.ctor.find_iter(src).count();
+    let bound =
+        patterns.typed_let.find_iter(src).count() + patterns.turbo_let.find_iter(src).count();
+    if all != bound {
+        let pos = patterns.ctor.find(src).map(|m| m.start()).unwrap_or(0);
         bail!(
             "{rel}:{}: an Api is constructed without a `let x: Api<K> = …` binding; the RBAC scanner (tests/src/apicalls.rs) cannot follow it",
             line_of(src, pos)
         );
     }
+    Ok(())
+}
 
-    // Kinds taken as `Api<K>` parameters by some function of this file.
-    let param_kinds: Vec<String> = functions(src)
+/// Kinds taken as `Api<K>` parameters by some function of the file.
+fn param_kinds(src: &str, patterns: &Patterns) -> Vec<String> {
+    functions(src)
         .iter()
         .flat_map(|f| {
             let sig = &f.text[..f.text.find('{').unwrap_or(f.text.len())];
-            param
+            patterns
+                .param
                 .captures_iter(sig)
                 .map(|c| c[2].to_string())
                 .collect::<Vec<_>>()
         })
+        .collect()
+}
+
+/// The `Api` values of `f`: those it binds, then those it takes as parameters (with the
+/// scopes the file's constructors of their kind give).
+fn api_values(
+    rel: &str,
+    src: &str,
+    f: &Function<'_>,
+    patterns: &Patterns,
+    file_scopes: &[(String, Scope)],
+) -> anyhow::Result<Vec<ApiValue>> {
+    let mut values: Vec<ApiValue> = patterns
+        .lets(f)
+        .into_iter()
+        .map(|(var, kind, scope, at)| ApiValue {
+            var,
+            kind,
+            scopes: vec![scope],
+            at: f.start + at,
+        })
         .collect();
-    for f in functions(src) {
-        // Api values of this function: (variable, kind, scopes).
-        let mut bindings: Vec<(String, String, Vec<Scope>, usize)> = Vec::new();
-        for re in [&typed_let, &turbo_let] {
-            for c in re.captures_iter(f.text) {
-                let open = c.get(0).expect("m").end() - 1;
-                let args = args_of(paren_text(f.text, open));
-                let ns = args.get(1).cloned().unwrap_or_default();
-                bindings.push((
-                    c[1].to_string(),
-                    c[2].to_string(),
-                    vec![scope_of(&c[3], &ns)],
-                    f.start + c.get(0).expect("m").start(),
-                ));
-            }
+    let sig_end = f.text.find('{').unwrap_or(f.text.len());
+    for c in patterns.param.captures_iter(&f.text[..sig_end]) {
+        let kind = c[2].to_string();
+        let scopes: Vec<Scope> = file_scopes
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, s)| *s)
+            .collect();
+        if scopes.is_empty() {
+            bail!(
+                "{rel}:{}: `{}: Api<{kind}>` is a parameter but no Api<{kind}> is built in this file; the RBAC scanner cannot tell its scope",
+                line_of(src, f.start),
+                &c[1]
+            );
         }
-        let sig_end = f.text.find('{').unwrap_or(f.text.len());
-        for c in param.captures_iter(&f.text[..sig_end]) {
-            let kind = c[2].to_string();
-            let scopes: Vec<Scope> = file_scopes
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .map(|(_, s)| *s)
-                .collect();
-            if scopes.is_empty() {
-                bail!(
-                    "{rel}:{}: `{}: Api<{kind}>` is a parameter but no Api<{kind}> is built in this file; the RBAC scanner cannot tell its scope",
-                    line_of(src, f.start),
-                    &c[1]
-                );
-            }
-            bindings.push((c[1].to_string(), kind, scopes, f.start));
+        values.push(ApiValue {
+            var: c[1].to_string(),
+            kind,
+            scopes,
+            at: f.start,
+        });
+    }
+    Ok(values)
+}
+
+/// The kinds `value` stands for: a generic parameter's concrete types (from the turbofish
+/// calls of its function in the file), every custom resource of the project's group for a
+/// dynamic object, else its own kind.
+fn kinds_of(
+    rel: &str,
+    src: &str,
+    f: &Function<'_>,
+    value: &ApiValue,
+) -> anyhow::Result<Vec<String>> {
+    let kind = &value.kind;
+    if let Some(index) = f.generics.iter().position(|g| g == kind) {
+        // The type argument in `kind`'s position of each `name::<…>(` call.
+        let re = Regex::new(&format!(r"\b{}::<([^>]*)>", regex::escape(&f.name))).expect("regex");
+        let found: Vec<String> = re
+            .captures_iter(src)
+            .filter_map(|c| {
+                let arg = c[1].split(',').nth(index)?.trim().to_string();
+                (!arg.is_empty() && arg != "_").then_some(arg)
+            })
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "{rel}:{}: generic Api<{kind}> in fn {} is never called with a concrete type in this file",
+                line_of(src, value.at),
+                f.name
+            );
         }
-        for (var, kind, scopes, pos) in bindings {
-            // Resolve the kind: generic parameter, dynamic object, or a concrete type.
-            let kinds: Vec<String> = if f.generics.contains(&kind) {
-                // The type argument in `kind`'s position of each `name::<…>(` call.
-                let index = f.generics.iter().position(|g| *g == kind).expect("generic");
-                let re = Regex::new(&format!(r"\b{}::<([^>]*)>", regex::escape(&f.name)))
-                    .expect("regex");
-                let found: Vec<String> = re
-                    .captures_iter(src)
-                    .filter_map(|c| {
-                        let arg = c[1].split(',').nth(index)?.trim().to_string();
-                        (!arg.is_empty() && arg != "_").then_some(arg)
-                    })
-                    .collect();
-                if found.is_empty() {
-                    bail!(
-                        "{rel}:{}: generic Api<{kind}> in fn {} is never called with a concrete type in this file",
-                        line_of(src, pos),
-                        f.name
-                    );
+        return Ok(found);
+    }
+    if kind == "DynamicObject" {
+        if !f.text.contains("ApiResource") || !f.text.contains("GROUP") {
+            bail!(
+                "{rel}:{}: Api<DynamicObject> without an ApiResource of the project's GROUP",
+                line_of(src, value.at)
+            );
+        }
+        return Ok(vec!["DynamicObject:GROUP".into()]);
+    }
+    Ok(vec![kind.clone()])
+}
+
+/// The kube calls `f` makes on `value`: its methods, then the watchers over it.
+fn calls_on(
+    rel: &str,
+    src: &str,
+    f: &Function<'_>,
+    value: &ApiValue,
+) -> anyhow::Result<Vec<Found>> {
+    let var = regex::escape(&value.var);
+    let method = Regex::new(&format!(r"\b{var}\s*\.\s*(\w+)\s*\(")).expect("regex");
+    let mut found = Vec::new();
+    for c in method.captures_iter(f.text) {
+        let m = c.get(0).expect("m");
+        let name = &c[1];
+        if LOCAL_METHODS.contains(&name) {
+            continue;
+        }
+        let args = paren_text(f.text, m.end() - 1);
+        let Some((verbs, sub)) = verbs_of(name, args) else {
+            bail!(
+                "{rel}:{}: `{}.{name}(…)` on an Api<{}> is not known to the RBAC scanner (tests/src/apicalls.rs)",
+                line_of(src, f.start + m.start()),
+                value.var,
+                value.kind
+            );
+        };
+        let by_name = name == "list" && selects_by_name(f.text, args);
+        found.push((verbs, sub, f.start + m.start(), by_name));
+    }
+    let watcher = Regex::new(&format!(r"\bwatcher\s*\(\s*{var}\b")).expect("regex");
+    for m in watcher.find_iter(f.text) {
+        let open = f.text[..m.end()].rfind('(').expect("watcher(");
+        let by_name = selects_by_name(f.text, paren_text(f.text, open));
+        found.push((vec!["list", "watch"], None, f.start + m.start(), by_name));
+    }
+    Ok(found)
+}
+
+/// One [`Call`] per kind, verb and scope of each call found.
+fn push_calls(
+    rel: &str,
+    src: &str,
+    kinds: &[String],
+    scopes: &[Scope],
+    found: Vec<Found>,
+    calls: &mut Vec<Call>,
+) {
+    for (verbs, sub, at, by_name) in found {
+        for k in kinds {
+            for v in &verbs {
+                for s in scopes {
+                    calls.push(Call {
+                        kind: k.clone(),
+                        verb: (*v).to_string(),
+                        subresource: sub.map(str::to_string),
+                        scope: *s,
+                        at: format!("{rel}:{}", line_of(src, at)),
+                        by_name,
+                    });
                 }
-                found
-            } else if kind == "DynamicObject" {
-                if !f.text.contains("ApiResource") || !f.text.contains("GROUP") {
-                    bail!(
-                        "{rel}:{}: Api<DynamicObject> without an ApiResource of the project's GROUP",
-                        line_of(src, pos)
-                    );
-                }
-                vec!["DynamicObject:GROUP".into()]
-            } else {
-                vec![kind.clone()]
-            };
-            let mut recognised = 0;
-            let method = Regex::new(&format!(r"\b{}\s*\.\s*(\w+)\s*\(", regex::escape(&var)))
-                .expect("regex");
-            let mut found: Vec<(Vec<&str>, Option<&str>, usize, bool)> = Vec::new();
-            for c in method.captures_iter(f.text) {
-                let m = c.get(0).expect("m");
-                let name = &c[1];
-                if LOCAL_METHODS.contains(&name) {
-                    continue;
-                }
-                let args = paren_text(f.text, m.end() - 1);
-                let Some((verbs, sub)) = verbs_of(name, args) else {
-                    bail!(
-                        "{rel}:{}: `{var}.{name}(…)` on an Api<{kind}> is not known to the RBAC scanner (tests/src/apicalls.rs)",
-                        line_of(src, f.start + m.start())
-                    );
-                };
-                let by_name = name == "list" && selects_by_name(f.text, args);
-                found.push((verbs, sub, f.start + m.start(), by_name));
-            }
-            let watcher =
-                Regex::new(&format!(r"\bwatcher\s*\(\s*{}\b", regex::escape(&var))).expect("regex");
-            for m in watcher.find_iter(f.text) {
-                let open = f.text[..m.end()].rfind('(').expect("watcher(");
-                let by_name = selects_by_name(f.text, paren_text(f.text, open));
-                found.push((vec!["list", "watch"], None, f.start + m.start(), by_name));
-            }
-            for (verbs, sub, at, by_name) in found {
-                recognised += 1;
-                for k in &kinds {
-                    for v in &verbs {
-                        for s in &scopes {
-                            calls.push(Call {
-                                kind: k.clone(),
-                                verb: (*v).to_string(),
-                                subresource: sub.map(str::to_string),
-                                scope: *s,
-                                at: format!("{rel}:{}", line_of(src, at)),
-                                by_name,
-                            });
-                        }
-                    }
-                }
-            }
-            // Handed to a function of this file that takes an `Api<K>` (its calls count there).
-            let handed = Regex::new(&format!(r"\w+\s*\(\s*&?{}\s*[,)]", regex::escape(&var)))
-                .expect("regex")
-                .is_match(f.text)
-                && param_kinds.contains(&kind);
-            if recognised == 0 && !handed {
-                bail!(
-                    "{rel}:{}: Api<{kind}> `{var}` has no call the RBAC scanner recognises (passed on to another function?)",
-                    line_of(src, pos)
-                );
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
