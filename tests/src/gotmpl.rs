@@ -779,188 +779,239 @@ impl Templates {
         self.eval_arg(name, &cmd[0], sc)
     }
 
+    /// Calls the template function `f` of the supported subset with `args`.
     fn call(&self, name: &str, f: &str, args: Vec<Value>) -> Result<Value, Error> {
-        let n = args.len();
-        let arity = |want: usize| -> Result<(), Error> {
-            if n == want {
-                Ok(())
-            } else {
-                err(name, format!("{f} takes {want} arguments, got {n}"))
-            }
+        let args = Args {
+            template: name,
+            function: f,
+            values: args,
         };
-        let s = |v: &Value| to_text(name, v);
-        let int = |v: &Value| -> Result<i64, Error> {
-            match v {
-                Value::Number(x) => Ok(x.as_i64().unwrap_or(x.as_f64().unwrap_or(0.0) as i64)),
-                Value::String(x) => Ok(x.parse().unwrap_or(0)),
-                Value::Bool(b) => Ok(i64::from(*b)),
-                Value::Null => Ok(0),
-                _ => err(name, format!("{f}: not a number")),
-            }
-        };
-        Ok(match f {
-            "default" => {
-                arity(2)?;
-                if truthy(&args[1]) {
-                    args[1].clone()
-                } else {
-                    args[0].clone()
-                }
-            }
-            "empty" => {
-                arity(1)?;
-                Value::Bool(!truthy(&args[0]))
-            }
-            "fail" => {
-                arity(1)?;
-                return err(name, s(&args[0])?);
-            }
-            "required" => {
-                arity(2)?;
-                if !truthy(&args[1]) {
-                    return err(name, s(&args[0])?);
-                }
-                args[1].clone()
-            }
-            "trunc" => {
-                arity(2)?;
-                let k = int(&args[0])?.max(0) as usize;
-                Value::String(s(&args[1])?.chars().take(k).collect())
-            }
-            "trimSuffix" => {
-                arity(2)?;
-                let suffix = s(&args[0])?;
-                let v = s(&args[1])?;
-                Value::String(v.strip_suffix(suffix.as_str()).unwrap_or(&v).to_string())
-            }
-            "contains" => {
-                arity(2)?;
-                Value::Bool(s(&args[1])?.contains(&s(&args[0])?))
-            }
-            "replace" => {
-                arity(3)?;
-                Value::String(s(&args[2])?.replace(&s(&args[0])?, &s(&args[1])?))
-            }
-            "quote" => {
-                let parts: Result<Vec<String>, Error> = args
-                    .iter()
-                    .filter(|a| !a.is_null())
-                    .map(|a| Ok(serde_json::to_string(&Value::String(s(a)?)).expect("string")))
-                    .collect();
-                Value::String(parts?.join(" "))
-            }
-            "printf" => {
-                let Some(Value::String(fmt)) = args.first() else {
-                    return err(name, "printf needs a format string");
-                };
-                let mut rest = args[1..].iter();
-                let mut out = String::new();
-                let mut chars = fmt.chars();
-                while let Some(c) = chars.next() {
-                    if c != '%' {
-                        out.push(c);
-                        continue;
-                    }
-                    match chars.next() {
-                        Some('%') => out.push('%'),
-                        Some('s' | 'v' | 'd') => match rest.next() {
-                            Some(a) => out.push_str(&s(a)?),
-                            None => return err(name, "printf: too few arguments"),
-                        },
-                        other => return err(name, format!("printf verb %{other:?} unsupported")),
-                    }
-                }
-                Value::String(out)
-            }
-            "toYaml" => {
-                arity(1)?;
-                let y = serde_yaml::to_string(&args[0]).map_err(|e| Error {
-                    template: name.into(),
-                    message: e.to_string(),
-                })?;
-                Value::String(y.trim_end_matches('\n').to_string())
-            }
-            "indent" | "nindent" => {
-                arity(2)?;
-                let pad = " ".repeat(int(&args[0])?.max(0) as usize);
-                let body = format!("{pad}{}", s(&args[1])?.replace('\n', &format!("\n{pad}")));
-                Value::String(if f == "nindent" {
-                    format!("\n{body}")
-                } else {
-                    body
-                })
-            }
-            "include" => {
-                arity(2)?;
-                let Value::String(dname) = &args[0] else {
-                    return err(name, "include needs a template name");
-                };
-                let body = self.defines.get(dname).ok_or_else(|| Error {
-                    template: name.into(),
-                    message: format!("no template {dname:?}"),
-                })?;
-                let mut sc = Scope {
-                    dot: args[1].clone(),
-                    root: &args[1],
-                    vars: vec![HashMap::new()],
-                };
-                let mut out = String::new();
-                self.exec(dname, body, &mut sc, &mut out)?;
-                Value::String(out)
-            }
-            "eq" => {
-                if n < 2 {
-                    return err(name, "eq needs two arguments");
-                }
-                Value::Bool(args[1..].iter().any(|b| loose_eq(&args[0], b)))
-            }
-            "ne" => {
-                arity(2)?;
-                Value::Bool(!loose_eq(&args[0], &args[1]))
-            }
-            "gt" | "lt" => {
-                arity(2)?;
-                let (a, b) = (int(&args[0])?, int(&args[1])?);
-                Value::Bool(if f == "gt" { a > b } else { a < b })
-            }
-            "int" => {
-                arity(1)?;
-                Value::from(int(&args[0])?)
-            }
-            "until" => {
-                arity(1)?;
-                Value::Array((0..int(&args[0])?.max(0)).map(Value::from).collect())
-            }
-            "not" => {
-                arity(1)?;
-                Value::Bool(!truthy(&args[0]))
-            }
-            "and" => {
-                if n < 2 {
-                    return err(name, "and needs two arguments");
-                }
-                args.iter()
-                    .find(|a| !truthy(a))
-                    .unwrap_or(&args[n - 1])
-                    .clone()
-            }
-            "or" => {
-                if n < 2 {
-                    return err(name, "or needs two arguments");
-                }
-                args.iter()
-                    .find(|a| truthy(a))
-                    .unwrap_or(&args[n - 1])
-                    .clone()
-            }
-            other => {
-                return err(
-                    name,
-                    format!("function {other:?} is outside the supported subset"),
-                )
-            }
-        })
+        match f {
+            "include" => self.include(&args),
+            "default" | "empty" | "fail" | "required" | "eq" | "ne" | "gt" | "lt" | "int"
+            | "until" | "not" | "and" | "or" => logic(&args),
+            _ => text(&args),
+        }
     }
+
+    /// `include NAME DOT`: the named template rendered with `DOT`.
+    fn include(&self, args: &Args<'_>) -> Result<Value, Error> {
+        args.arity(2)?;
+        let name = args.template;
+        let Value::String(dname) = &args.values[0] else {
+            return err(name, "include needs a template name");
+        };
+        let body = self.defines.get(dname).ok_or_else(|| Error {
+            template: name.into(),
+            message: format!("no template {dname:?}"),
+        })?;
+        let mut sc = Scope {
+            dot: args.values[1].clone(),
+            root: &args.values[1],
+            vars: vec![HashMap::new()],
+        };
+        let mut out = String::new();
+        self.exec(dname, body, &mut sc, &mut out)?;
+        Ok(Value::String(out))
+    }
+}
+
+/// A template function's arguments, with the checks the functions share.
+struct Args<'a> {
+    /// The template calling it (for errors).
+    template: &'a str,
+    function: &'a str,
+    values: Vec<Value>,
+}
+
+impl Args<'_> {
+    /// Fails unless there are exactly `want` arguments.
+    fn arity(&self, want: usize) -> Result<(), Error> {
+        let n = self.values.len();
+        if n == want {
+            Ok(())
+        } else {
+            err(
+                self.template,
+                format!("{} takes {want} arguments, got {n}", self.function),
+            )
+        }
+    }
+
+    /// Fails unless there are at least two arguments.
+    fn at_least_two(&self) -> Result<(), Error> {
+        if self.values.len() < 2 {
+            return err(
+                self.template,
+                format!("{} needs two arguments", self.function),
+            );
+        }
+        Ok(())
+    }
+
+    /// Argument `i` as text.
+    fn text(&self, i: usize) -> Result<String, Error> {
+        to_text(self.template, &self.values[i])
+    }
+
+    /// Argument `i` as an integer, converted as loosely as Go's templates do.
+    fn int(&self, i: usize) -> Result<i64, Error> {
+        match &self.values[i] {
+            Value::Number(x) => Ok(x.as_i64().unwrap_or(x.as_f64().unwrap_or(0.0) as i64)),
+            Value::String(x) => Ok(x.parse().unwrap_or(0)),
+            Value::Bool(b) => Ok(i64::from(*b)),
+            Value::Null => Ok(0),
+            _ => err(self.template, format!("{}: not a number", self.function)),
+        }
+    }
+}
+
+/// The functions on values, comparisons and truth.
+fn logic(args: &Args<'_>) -> Result<Value, Error> {
+    let v = &args.values;
+    Ok(match args.function {
+        "default" => {
+            args.arity(2)?;
+            if truthy(&v[1]) {
+                v[1].clone()
+            } else {
+                v[0].clone()
+            }
+        }
+        "empty" | "not" => {
+            args.arity(1)?;
+            Value::Bool(!truthy(&v[0]))
+        }
+        "fail" => {
+            args.arity(1)?;
+            return err(args.template, args.text(0)?);
+        }
+        "required" => {
+            args.arity(2)?;
+            if !truthy(&v[1]) {
+                return err(args.template, args.text(0)?);
+            }
+            v[1].clone()
+        }
+        "eq" => {
+            args.at_least_two()?;
+            Value::Bool(v[1..].iter().any(|b| loose_eq(&v[0], b)))
+        }
+        "ne" => {
+            args.arity(2)?;
+            Value::Bool(!loose_eq(&v[0], &v[1]))
+        }
+        "gt" | "lt" => {
+            args.arity(2)?;
+            let (a, b) = (args.int(0)?, args.int(1)?);
+            Value::Bool(if args.function == "gt" { a > b } else { a < b })
+        }
+        "int" => {
+            args.arity(1)?;
+            Value::from(args.int(0)?)
+        }
+        "until" => {
+            args.arity(1)?;
+            Value::Array((0..args.int(0)?.max(0)).map(Value::from).collect())
+        }
+        // `and` gives the first false argument, `or` the first true one, else the last.
+        "and" | "or" => {
+            args.at_least_two()?;
+            let want = args.function == "or";
+            v.iter()
+                .find(|a| truthy(a) == want)
+                .unwrap_or(&v[v.len() - 1])
+                .clone()
+        }
+        other => unreachable!("{other} is not a logic function"),
+    })
+}
+
+/// The functions on text, and the failure for a function outside the subset.
+fn text(args: &Args<'_>) -> Result<Value, Error> {
+    let name = args.template;
+    Ok(Value::String(match args.function {
+        "trunc" => {
+            args.arity(2)?;
+            let k = args.int(0)?.max(0) as usize;
+            args.text(1)?.chars().take(k).collect()
+        }
+        "trimSuffix" => {
+            args.arity(2)?;
+            let (suffix, v) = (args.text(0)?, args.text(1)?);
+            v.strip_suffix(suffix.as_str()).unwrap_or(&v).to_string()
+        }
+        "contains" => {
+            args.arity(2)?;
+            return Ok(Value::Bool(args.text(1)?.contains(&args.text(0)?)));
+        }
+        "replace" => {
+            args.arity(3)?;
+            args.text(2)?.replace(&args.text(0)?, &args.text(1)?)
+        }
+        "quote" => {
+            let parts: Result<Vec<String>, Error> = args
+                .values
+                .iter()
+                .filter(|a| !a.is_null())
+                .map(|a| {
+                    Ok(serde_json::to_string(&Value::String(to_text(name, a)?)).expect("string"))
+                })
+                .collect();
+            parts?.join(" ")
+        }
+        "printf" => printf(args)?,
+        "toYaml" => {
+            args.arity(1)?;
+            let y = serde_yaml::to_string(&args.values[0]).map_err(|e| Error {
+                template: name.into(),
+                message: e.to_string(),
+            })?;
+            y.trim_end_matches('\n').to_string()
+        }
+        "indent" | "nindent" => {
+            args.arity(2)?;
+            let pad = " ".repeat(args.int(0)?.max(0) as usize);
+            let body = format!("{pad}{}", args.text(1)?.replace('\n', &format!("\n{pad}")));
+            if args.function == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            }
+        }
+        other => {
+            return err(
+                name,
+                format!("function {other:?} is outside the supported subset"),
+            )
+        }
+    }))
+}
+
+/// `printf` with the verbs charts use here: `%s`, `%v`, `%d` (each as text) and `%%`.
+fn printf(args: &Args<'_>) -> Result<String, Error> {
+    let name = args.template;
+    let Some(Value::String(fmt)) = args.values.first() else {
+        return err(name, "printf needs a format string");
+    };
+    let mut rest = args.values[1..].iter();
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('s' | 'v' | 'd') => match rest.next() {
+                Some(a) => out.push_str(&to_text(name, a)?),
+                None => return err(name, "printf: too few arguments"),
+            },
+            other => return err(name, format!("printf verb %{other:?} unsupported")),
+        }
+    }
+    Ok(out)
 }
 
 fn loose_eq(a: &Value, b: &Value) -> bool {
