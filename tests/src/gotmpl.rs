@@ -171,78 +171,19 @@ fn lex_expr(name: &str, s: &str) -> Result<Vec<ETok>, Error> {
     let c: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
-    let word = |i: &mut usize| {
-        let start = *i;
-        while *i < c.len() && (c[*i].is_alphanumeric() || "_.$".contains(c[*i])) {
-            *i += 1;
-        }
-        c[start..*i].iter().collect::<String>()
-    };
     while i < c.len() {
+        if let Some((tok, len)) = punctuation(&c[i..]) {
+            out.push(tok);
+            i += len;
+            continue;
+        }
         match c[i] {
             ' ' | '\t' | '\n' | '\r' => i += 1,
-            '(' => {
-                out.push(ETok::LParen);
-                i += 1
-            }
-            ')' => {
-                out.push(ETok::RParen);
-                i += 1
-            }
-            '|' => {
-                out.push(ETok::Pipe);
-                i += 1
-            }
-            ',' => {
-                out.push(ETok::Comma);
-                i += 1
-            }
-            ':' if c.get(i + 1) == Some(&'=') => {
-                out.push(ETok::Decl);
-                i += 2
-            }
-            '=' => {
-                out.push(ETok::Assign);
-                i += 1
-            }
-            '"' => {
-                let mut v = String::new();
-                i += 1;
-                while i < c.len() && c[i] != '"' {
-                    if c[i] == '\\' {
-                        i += 1;
-                        match c.get(i) {
-                            Some('n') => v.push('\n'),
-                            Some('t') => v.push('\t'),
-                            Some(&x) => v.push(x),
-                            None => return err(name, "bad escape"),
-                        }
-                    } else {
-                        v.push(c[i]);
-                    }
-                    i += 1;
-                }
-                if i >= c.len() {
-                    return err(name, "unterminated string");
-                }
-                i += 1;
-                out.push(ETok::Str(v));
-            }
-            '`' => {
-                let start = i + 1;
-                i += 1;
-                while i < c.len() && c[i] != '`' {
-                    i += 1;
-                }
-                out.push(ETok::Str(c[start..i].iter().collect()));
-                i += 1;
-            }
-            '.' => {
-                let w = word(&mut i);
-                out.push(ETok::Dot(fields(&w)));
-            }
+            '"' => out.push(ETok::Str(quoted(name, &c, &mut i)?)),
+            '`' => out.push(ETok::Str(raw(&c, &mut i))),
+            '.' => out.push(ETok::Dot(fields(&word(&c, &mut i)))),
             '$' => {
-                let w = word(&mut i);
+                let w = word(&c, &mut i);
                 let mut parts = w.splitn(2, '.');
                 let var = parts.next().unwrap_or("$").to_string();
                 out.push(ETok::Var(var, fields(parts.next().unwrap_or(""))));
@@ -250,25 +191,86 @@ fn lex_expr(name: &str, s: &str) -> Result<Vec<ETok>, Error> {
             d if d.is_ascii_digit()
                 || (d == '-' && c.get(i + 1).is_some_and(char::is_ascii_digit)) =>
             {
-                let start = i;
-                i += 1;
-                while i < c.len() && c[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let n: String = c[start..i].iter().collect();
-                out.push(ETok::Int(n.parse().map_err(|_| Error {
-                    template: name.into(),
-                    message: format!("bad number {n}"),
-                })?));
+                out.push(ETok::Int(number(name, &c, &mut i)?));
             }
-            a if a.is_alphabetic() => {
-                let w = word(&mut i);
-                out.push(ETok::Ident(w));
-            }
+            a if a.is_alphabetic() => out.push(ETok::Ident(word(&c, &mut i))),
             other => return err(name, format!("unexpected character {other:?} in {s:?}")),
         }
     }
     Ok(out)
+}
+
+/// The punctuation token `c` starts with, and its length in characters.
+fn punctuation(c: &[char]) -> Option<(ETok, usize)> {
+    Some(match c {
+        ['(', ..] => (ETok::LParen, 1),
+        [')', ..] => (ETok::RParen, 1),
+        ['|', ..] => (ETok::Pipe, 1),
+        [',', ..] => (ETok::Comma, 1),
+        [':', '=', ..] => (ETok::Decl, 2),
+        ['=', ..] => (ETok::Assign, 1),
+        _ => return None,
+    })
+}
+
+/// The word (letters, digits, `_`, `.`, `$`) at `*i`, moving `*i` past it.
+fn word(c: &[char], i: &mut usize) -> String {
+    let start = *i;
+    while *i < c.len() && (c[*i].is_alphanumeric() || "_.$".contains(c[*i])) {
+        *i += 1;
+    }
+    c[start..*i].iter().collect()
+}
+
+/// The double-quoted string at `*i` (its escapes undone), moving `*i` past its closing quote.
+fn quoted(name: &str, c: &[char], i: &mut usize) -> Result<String, Error> {
+    let mut v = String::new();
+    *i += 1;
+    while *i < c.len() && c[*i] != '"' {
+        if c[*i] == '\\' {
+            *i += 1;
+            match c.get(*i) {
+                Some('n') => v.push('\n'),
+                Some('t') => v.push('\t'),
+                Some(&x) => v.push(x),
+                None => return err(name, "bad escape"),
+            }
+        } else {
+            v.push(c[*i]);
+        }
+        *i += 1;
+    }
+    if *i >= c.len() {
+        return err(name, "unterminated string");
+    }
+    *i += 1;
+    Ok(v)
+}
+
+/// The back-quoted string at `*i`, as written, moving `*i` past its closing quote.
+fn raw(c: &[char], i: &mut usize) -> String {
+    let start = *i + 1;
+    *i += 1;
+    while *i < c.len() && c[*i] != '`' {
+        *i += 1;
+    }
+    let text = c[start..*i].iter().collect();
+    *i += 1;
+    text
+}
+
+/// The integer (with an optional `-`) at `*i`, moving `*i` past it.
+fn number(name: &str, c: &[char], i: &mut usize) -> Result<i64, Error> {
+    let start = *i;
+    *i += 1;
+    while *i < c.len() && c[*i].is_ascii_digit() {
+        *i += 1;
+    }
+    let n: String = c[start..*i].iter().collect();
+    n.parse().map_err(|_| Error {
+        template: name.into(),
+        message: format!("bad number {n}"),
+    })
 }
 
 fn parse_pipe(name: &str, toks: &[ETok], pos: &mut usize) -> Result<Pipe, Error> {
