@@ -7,7 +7,7 @@
 pub mod events;
 
 use crate::location::Binding;
-use crate::message::headers::{Contacts, SipUri};
+use crate::message::headers::{ContactSpec, Contacts, SipUri};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 use switchboard_crds::common::Transport;
@@ -76,8 +76,8 @@ pub fn decide(
     // request is older than the one that wrote the binding. RFC 3261 only says "abort"; the
     // answer is a 400 (the request's fault), not a 500 a client would retry.
     let out_of_order = |b: &Binding| b.call_id == req.call_id && req.cseq <= b.cseq;
-    match req.contacts {
-        Contacts::None => Decision::Accept(None),
+    let specs = match req.contacts {
+        Contacts::None => return Decision::Accept(None),
         Contacts::Star => {
             if req.expires_header != Some(0) {
                 return reject(400, "Contact * Requires Expires: 0");
@@ -85,75 +85,112 @@ pub fn decide(
             if current.iter().filter(live).any(out_of_order) {
                 return reject(400, "Out Of Order CSeq");
             }
-            Decision::Accept(Some(Vec::new()))
+            return Decision::Accept(Some(Vec::new()));
         }
-        Contacts::List(specs) => {
-            let mut next: Vec<Binding> = current.iter().filter(live).cloned().collect();
-            for spec in specs {
-                let mut expires = spec
-                    .expires
-                    .or(req.expires_header)
-                    .unwrap_or(policy.default_expires);
-                if expires != 0 && expires < policy.min_expires {
-                    return Decision::Reject {
-                        status: 423,
-                        reason: "Interval Too Brief",
-                        min_expires: Some(policy.min_expires),
-                    };
-                }
-                expires = expires.min(policy.max_expires);
-                let existing = next.iter().position(|b| same_uri(&b.contact, &spec.uri));
-                if let Some(i) = existing {
-                    if current
-                        .iter()
-                        .filter(live)
-                        .any(|b| same_uri(&b.contact, &spec.uri) && out_of_order(b))
-                    {
-                        return reject(400, "Out Of Order CSeq");
-                    }
-                    if expires == 0 {
-                        next.remove(i);
-                        continue;
-                    }
-                    let b = &mut next[i];
-                    // A refresh mostly repeats what is stored: copy only what changed.
-                    set_str(&mut b.contact, &spec.uri);
-                    b.q = spec.q;
-                    b.expires_at = now + Duration::from_secs(expires as u64);
-                    b.updated_at = now;
-                    set_str(&mut b.call_id, req.call_id);
-                    b.cseq = req.cseq;
-                    b.source = req.source;
-                    b.transport = req.transport;
-                    if b.user_agent.as_deref() != req.user_agent {
-                        b.user_agent = req.user_agent.map(str::to_string);
-                    }
-                    set_str(&mut b.replica, replica);
-                } else if expires != 0 {
-                    next.push(Binding {
-                        contact: spec.uri.clone(),
-                        q: spec.q,
-                        expires_at: now + Duration::from_secs(expires as u64),
-                        registered_at: now,
-                        updated_at: now,
-                        call_id: req.call_id.to_string(),
-                        cseq: req.cseq,
-                        source: req.source,
-                        transport: req.transport,
-                        user_agent: req.user_agent.map(str::to_string),
-                        replica: replica.to_string(),
-                    });
-                }
+        Contacts::List(specs) => specs,
+    };
+    let mut next: Vec<Binding> = current.iter().filter(live).cloned().collect();
+    for spec in specs {
+        let expires = match expires_of(req, spec, policy) {
+            Ok(expires) => expires,
+            Err(rejected) => return rejected,
+        };
+        match next.iter().position(|b| same_uri(&b.contact, &spec.uri)) {
+            Some(_)
+                if current
+                    .iter()
+                    .filter(live)
+                    .any(|b| same_uri(&b.contact, &spec.uri) && out_of_order(b)) =>
+            {
+                return reject(400, "Out Of Order CSeq");
             }
-            // Beyond the device's (or else the site's) limit the least recently refreshed
-            // bindings go (with a limit of one, a phone's new contact replaces its old one).
-            let max = max_contacts.unwrap_or(policy.max_contacts).max(1) as usize;
-            if next.len() > max {
-                next.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
-                next.truncate(max);
+            Some(i) if expires == 0 => {
+                next.remove(i);
             }
-            Decision::Accept(Some(next))
+            Some(i) => refresh(&mut next[i], req, spec, expires, now, replica),
+            None if expires != 0 => next.push(bind(req, spec, expires, now, replica)),
+            None => {}
         }
+    }
+    keep_newest(&mut next, max_contacts.unwrap_or(policy.max_contacts));
+    Decision::Accept(Some(next))
+}
+
+/// The lifetime granted to one contact (its own expires, else the request's, else the site's
+/// default, capped at the site's maximum); a 423 when shorter than the site's minimum.
+fn expires_of(
+    req: &RegisterRequest<'_>,
+    spec: &ContactSpec,
+    policy: &RegistrationPolicy,
+) -> Result<u32, Decision> {
+    let expires = spec
+        .expires
+        .or(req.expires_header)
+        .unwrap_or(policy.default_expires);
+    if expires != 0 && expires < policy.min_expires {
+        return Err(Decision::Reject {
+            status: 423,
+            reason: "Interval Too Brief",
+            min_expires: Some(policy.min_expires),
+        });
+    }
+    Ok(expires.min(policy.max_expires))
+}
+
+/// Refreshes a stored binding from the request. A refresh mostly repeats what is stored: only
+/// what changed is copied.
+fn refresh(
+    b: &mut Binding,
+    req: &RegisterRequest<'_>,
+    spec: &ContactSpec,
+    expires: u32,
+    now: SystemTime,
+    replica: &str,
+) {
+    set_str(&mut b.contact, &spec.uri);
+    b.q = spec.q;
+    b.expires_at = now + Duration::from_secs(expires as u64);
+    b.updated_at = now;
+    set_str(&mut b.call_id, req.call_id);
+    b.cseq = req.cseq;
+    b.source = req.source;
+    b.transport = req.transport;
+    if b.user_agent.as_deref() != req.user_agent {
+        b.user_agent = req.user_agent.map(str::to_string);
+    }
+    set_str(&mut b.replica, replica);
+}
+
+/// A new binding for a contact the AOR did not hold.
+fn bind(
+    req: &RegisterRequest<'_>,
+    spec: &ContactSpec,
+    expires: u32,
+    now: SystemTime,
+    replica: &str,
+) -> Binding {
+    Binding {
+        contact: spec.uri.clone(),
+        q: spec.q,
+        expires_at: now + Duration::from_secs(expires as u64),
+        registered_at: now,
+        updated_at: now,
+        call_id: req.call_id.to_string(),
+        cseq: req.cseq,
+        source: req.source,
+        transport: req.transport,
+        user_agent: req.user_agent.map(str::to_string),
+        replica: replica.to_string(),
+    }
+}
+
+/// Beyond `limit` (at least one) the least recently refreshed bindings go: with a limit of
+/// one, a phone's new contact replaces its old one.
+fn keep_newest(bindings: &mut Vec<Binding>, limit: u32) {
+    let max = limit.max(1) as usize;
+    if bindings.len() > max {
+        bindings.sort_by_key(|b| std::cmp::Reverse(b.updated_at));
+        bindings.truncate(max);
     }
 }
 
