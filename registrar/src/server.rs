@@ -258,7 +258,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listeners = bind_listeners(&rt)?;
     let uac_index = UacIndex::default();
     let http = start_http(&rt, uac_index.clone()).await?;
-    let mut background = spawn_background(&rt, clustered, &cluster, &listeners.bound)?;
+    let mut background = spawn_background(&rt, clustered, &cluster, &listeners.bound);
 
     // Status reporter (cluster only), then the outbound registrations, which report to it.
     let uac_settings = uac_settings(&rt, &listeners.bound)?;
@@ -663,7 +663,7 @@ fn spawn_background(
     clustered: bool,
     cluster: &Option<ClusterApi>,
     bound: &Bound,
-) -> anyhow::Result<JoinSet<()>> {
+) -> JoinSet<()> {
     let mut background = JoinSet::new();
     background.spawn(sweep(rt.service.clone(), rt.shutdown.clone()));
     background.spawn(follow_config(
@@ -690,7 +690,7 @@ fn spawn_background(
             },
         ));
     }
-    Ok(background)
+    background
 }
 
 /// Expires bindings once a second until shutdown.

@@ -91,7 +91,8 @@ async fn serve_concurrently(
     shutdown: watch::Receiver<bool>,
 ) {
     let mut answering = FuturesUnordered::new();
-    let mut staging = Box::pin(OptionFuture::from(None));
+    let empty = || Box::pin(OptionFuture::from(None));
+    let mut staging = empty();
     let mut buf = vec![0u8; 65_536];
     // Made once (a wait built afresh on every turn cost more than the spawn it replaced), and
     // polled only before the task sleeps: each poll takes the watch's lock. While the task
@@ -105,7 +106,7 @@ async fn serve_concurrently(
                     staging
                         .set(Some(answer_owned(socket, service, buf[..n].to_vec(), source)).into());
                     if futures::poll!(staging.as_mut()).is_pending() {
-                        let waiting = std::mem::replace(&mut staging, Box::pin(None.into()));
+                        let waiting = std::mem::replace(&mut staging, empty());
                         answering.push(waiting);
                     }
                 }
