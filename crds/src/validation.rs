@@ -328,24 +328,7 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             format!("{:?} is not a SIP URI like sip:user@domain", spec.aor),
         ));
     }
-    if let Some(port) = spec.port {
-        if port == 0 || port > 65535 {
-            errors.push(FieldError::new(
-                "spec.port",
-                format!("{port} is outside 1-65535"),
-            ));
-        } else if (spec.transport == Transport::Tls && port == 5060)
-            || (spec.transport != Transport::Tls && port == 5061)
-        {
-            errors.push(FieldError::new(
-                "spec.port",
-                format!(
-                    "port {port} does not fit transport {}: 5060 is for UDP/TCP, 5061 for TLS",
-                    spec.transport
-                ),
-            ));
-        }
-    }
+    errors.extend(registration_port(spec));
     if spec.transport.is_websocket() {
         errors.push(FieldError::new(
             "spec.transport",
@@ -361,16 +344,7 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             format!("{} is outside 60-86400 seconds", spec.expires),
         ));
     }
-    for (field, value) in [
-        ("spec.proxy", &spec.proxy),
-        ("spec.outboundProxy", &spec.outbound_proxy),
-    ] {
-        if let Some(v) = value {
-            if let Err(e) = parse_hostport(v, spec.transport, None) {
-                errors.push(FieldError::new(field, e));
-            }
-        }
-    }
+    registration_proxies(spec, &mut errors);
     if let Some(cb) = &spec.callback {
         if !CALLBACK_URL.is_match(&cb.url) || cb.url.len() > 2048 {
             errors.push(FieldError::new(
@@ -382,42 +356,86 @@ pub fn validate_registration(spec: &SipRegistrationSpec) -> Vec<FieldError> {
             ));
         }
     }
-    if let Some(proxy) = &spec.proxy {
-        if let Ok(t) = parse_hostport(proxy, spec.transport, None) {
-            if proxy.contains("transport=") && t.transport != spec.transport {
-                // `;transport=` in proxy wins, but a different spec.transport set by hand
-                // (not the UDP default) is a contradiction worth refusing.
-                if spec.transport != Transport::Udp {
-                    errors.push(FieldError::new(
-                        "spec.proxy",
-                        format!(
-                            "says transport {} but spec.transport is {}",
-                            t.transport, spec.transport
-                        ),
-                    ));
-                }
+    registration_target(spec, &mut errors);
+    errors
+}
+
+/// `spec.port`: a port, and the one of its transport when it is a well-known one.
+fn registration_port(spec: &SipRegistrationSpec) -> Option<FieldError> {
+    let port = spec.port?;
+    if port == 0 || port > 65535 {
+        return Some(FieldError::new(
+            "spec.port",
+            format!("{port} is outside 1-65535"),
+        ));
+    }
+    let tls = spec.transport == Transport::Tls;
+    ((tls && port == 5060) || (!tls && port == 5061)).then(|| {
+        FieldError::new(
+            "spec.port",
+            format!(
+                "port {port} does not fit transport {}: 5060 is for UDP/TCP, 5061 for TLS",
+                spec.transport
+            ),
+        )
+    })
+}
+
+/// `spec.proxy` and `spec.outboundProxy`: host and port, and a proxy's `;transport=` not at
+/// odds with `spec.transport`.
+fn registration_proxies(spec: &SipRegistrationSpec, errors: &mut Vec<FieldError>) {
+    for (field, value) in [
+        ("spec.proxy", &spec.proxy),
+        ("spec.outboundProxy", &spec.outbound_proxy),
+    ] {
+        if let Some(v) = value {
+            if let Err(e) = parse_hostport(v, spec.transport, None) {
+                errors.push(FieldError::new(field, e));
             }
         }
     }
-    if let Some(t) = &spec.target {
-        let targets = [&t.device, &t.extension, &t.user]
-            .iter()
-            .filter(|x| x.is_some())
-            .count();
-        if targets != 1 {
+    let Some(proxy) = &spec.proxy else {
+        return;
+    };
+    if let Ok(t) = parse_hostport(proxy, spec.transport, None) {
+        // `;transport=` in proxy wins, but a different spec.transport set by hand (not the
+        // UDP default) is a contradiction worth refusing.
+        if proxy.contains("transport=")
+            && t.transport != spec.transport
+            && spec.transport != Transport::Udp
+        {
             errors.push(FieldError::new(
-                "spec.target",
-                "takes exactly one of device, extension or user",
-            ));
-        }
-        if t.device.is_none() && t.site.is_none() {
-            errors.push(FieldError::new(
-                "spec.target.site",
-                "an extension or user target needs a site",
+                "spec.proxy",
+                format!(
+                    "says transport {} but spec.transport is {}",
+                    t.transport, spec.transport
+                ),
             ));
         }
     }
-    errors
+}
+
+/// `spec.target`: exactly one of device, extension or user; a site unless a device.
+fn registration_target(spec: &SipRegistrationSpec, errors: &mut Vec<FieldError>) {
+    let Some(t) = &spec.target else {
+        return;
+    };
+    let targets = [&t.device, &t.extension, &t.user]
+        .iter()
+        .filter(|x| x.is_some())
+        .count();
+    if targets != 1 {
+        errors.push(FieldError::new(
+            "spec.target",
+            "takes exactly one of device, extension or user",
+        ));
+    }
+    if t.device.is_none() && t.site.is_none() {
+        errors.push(FieldError::new(
+            "spec.target.site",
+            "an extension or user target needs a site",
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +454,53 @@ mod tests {
         );
         assert_eq!(normalize_mac("00:1a:2b:3c:4d"), None);
         assert_eq!(normalize_mac("zz:1a:2b:3c:4d:5e"), None);
+    }
+
+    #[test]
+    fn a_registrations_fields_are_checked_each_where_it_stands() {
+        let fields = |extra: serde_json::Value| -> Vec<String> {
+            let mut spec =
+                serde_json::json!({"aor": "sip:trunk@pbx.example.com", "username": "trunk"});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let spec: SipRegistrationSpec = serde_json::from_value(spec).unwrap();
+            validate_registration(&spec)
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        use serde_json::json;
+        assert!(fields(json!({})).is_empty());
+        assert!(fields(json!({"transport": "TLS", "port": 5061})).is_empty());
+        assert_eq!(fields(json!({"aor": "trunk"})), ["spec.aor"]);
+        assert_eq!(fields(json!({"port": 70000})), ["spec.port"]);
+        assert_eq!(fields(json!({"port": 5061})), ["spec.port"]);
+        assert_eq!(
+            fields(json!({"transport": "TLS", "port": 5060})),
+            ["spec.port"]
+        );
+        assert_eq!(fields(json!({"transport": "WS"})), ["spec.transport"]);
+        assert_eq!(fields(json!({"expires": 30})), ["spec.expires"]);
+        assert_eq!(
+            fields(json!({"outboundProxy": "pbx.example.com:0"})),
+            ["spec.outboundProxy"]
+        );
+        // A proxy's own transport wins over the UDP default, not over one set by hand.
+        assert!(fields(json!({"proxy": "sip:pbx.example.com;transport=tcp"})).is_empty());
+        assert_eq!(
+            fields(json!({"transport": "TLS", "proxy": "sip:pbx.example.com;transport=tcp"})),
+            ["spec.proxy"]
+        );
+        assert!(fields(json!({"target": {"device": "desk"}})).is_empty());
+        assert_eq!(
+            fields(json!({"target": {"device": "desk", "user": "ann", "site": "hq"}})),
+            ["spec.target"]
+        );
+        assert_eq!(
+            fields(json!({"target": {"extension": "100"}})),
+            ["spec.target.site"]
+        );
     }
 
     #[test]
