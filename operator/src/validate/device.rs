@@ -9,7 +9,12 @@ use crate::effective;
 use crate::index::{DeviceSpec, Index};
 use crate::key::ObjectKey;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use switchboard_crds::validation::in_range;
+use switchboard_crds::Site;
+
+/// A device's site, when it names one that exists: its key and the Site.
+type SiteOf<'a> = Option<(&'a ObjectKey, &'a Arc<Site>)>;
 
 /// Adds every device's problems to `problems`.
 pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mut Problems) {
@@ -17,6 +22,45 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
     let mut macs = Claims::with_capacity(n);
     let mut users = Claims::with_capacity(n);
     let mut extensions = Claims::with_capacity(n);
+    let domains_by_ns = claim_site_users(index, &mut extensions);
+    for (key, device) in &index.devices {
+        let who = Claimant::created("SipDevice", device.created, key);
+        let spec = &device.spec;
+        let site_name = spec.site_name();
+        let site = site_name.and_then(|name| index.sites.get_key_value(&key.sibling(name)));
+        if let Some(mac) = spec.mac {
+            macs.claim((&*key.namespace, mac), who.clone());
+        }
+        if let (Some(sa), Some((site_key, _))) = (&spec.site, site) {
+            extensions.claim((site_key, &*sa.extension), who.clone());
+        }
+        if let Some(r) = creds.get(key) {
+            for d in sip_domains(key, site_name, site, &domains_by_ns) {
+                users.claim((d, r.username.as_str()), who.clone());
+            }
+        }
+        let mine = own_problems(index, key, spec, site);
+        if !mine.is_empty() {
+            problems.entry(key.clone()).or_default().extend(mine);
+        }
+    }
+    macs.report(problems, |(_, mac)| {
+        format!("spec.macAddress: MAC {}", DeviceSpec::mac_text(mac))
+    });
+    users.report(problems, |(domain, user)| {
+        format!("spec.sipUser: SIP user {user}@{domain}")
+    });
+    extensions.report(problems, |(_, ext)| {
+        format!("spec.assignment.site.extension: extension {ext}")
+    });
+}
+
+/// Claims the extensions of the sites' users (a common-area device's must differ from them);
+/// answers each namespace's SIP domains (a device in no site registers in all of them).
+fn claim_site_users<'a>(
+    index: &'a Index,
+    extensions: &mut Claims<'a, (&'a ObjectKey, &'a str)>,
+) -> BTreeMap<&'a str, Vec<&'a str>> {
     let mut domains_by_ns: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (key, site) in &index.sites {
         for u in &site.spec.users {
@@ -33,81 +77,71 @@ pub fn check(index: &Index, creds: &BTreeMap<ObjectKey, Resolved>, problems: &mu
             .or_default()
             .push(site.spec.domain.as_str());
     }
-    for (key, device) in &index.devices {
-        let who = Claimant::created("SipDevice", device.created, key);
-        let spec = &device.spec;
-        let mut mine: Vec<Problem> = spec
-            .field_errors
-            .iter()
-            .map(|e| Problem::invalid(e.to_string()))
-            .collect();
-        if let Some(mac) = spec.mac {
-            macs.claim((&*key.namespace, mac), who.clone());
-        }
-        let site_name = spec.site_name();
-        let site = site_name.and_then(|name| index.sites.get_key_value(&key.sibling(name)));
-        if let (Some(name), None) = (site_name, site) {
-            mine.push(Problem::missing(format!(
-                "spec.assignment: Site {name:?} not found"
-            )));
-        }
-        if let (Some(sa), Some((site_key, site))) = (&spec.site, site) {
-            if let Some((lo, hi)) = site.spec.extension_range() {
-                if !in_range(&sa.extension, lo, hi) {
-                    mine.push(Problem::invalid(format!(
-                        "spec.assignment.site.extension: {} is outside Site {}'s range {}",
-                        sa.extension, sa.site, site.spec.extensions
-                    )));
-                }
-            }
-            extensions.claim((site_key, &*sa.extension), who.clone());
-        }
-        if let (Some(ua), Some((_, site))) = (&spec.user, site) {
-            if !site.spec.users.iter().any(|u| u.name == ua.user) {
-                mine.push(Problem::missing(format!(
-                    "spec.assignment.user.user: {:?} is not a user of Site {:?}",
-                    ua.user, ua.site
+    domains_by_ns
+}
+
+/// The SIP domains a device's user is registered in: its site's, none when the site it names
+/// is missing, else every domain of its namespace.
+fn sip_domains<'a>(
+    key: &ObjectKey,
+    site_name: Option<&str>,
+    site: SiteOf<'a>,
+    domains_by_ns: &BTreeMap<&'a str, Vec<&'a str>>,
+) -> Vec<&'a str> {
+    match (site_name, site) {
+        (Some(_), Some((_, s))) => vec![s.spec.domain.as_str()],
+        (Some(_), None) => Vec::new(),
+        (None, _) => domains_by_ns
+            .get(&*key.namespace)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// The device's own problems: its fields, and the site, site user and patterns it names.
+fn own_problems(
+    index: &Index,
+    key: &ObjectKey,
+    spec: &DeviceSpec,
+    site: SiteOf<'_>,
+) -> Vec<Problem> {
+    let mut mine: Vec<Problem> = spec
+        .field_errors
+        .iter()
+        .map(|e| Problem::invalid(e.to_string()))
+        .collect();
+    if let (Some(name), None) = (spec.site_name(), site) {
+        mine.push(Problem::missing(format!(
+            "spec.assignment: Site {name:?} not found"
+        )));
+    }
+    if let (Some(sa), Some((_, site))) = (&spec.site, site) {
+        if let Some((lo, hi)) = site.spec.extension_range() {
+            if !in_range(&sa.extension, lo, hi) {
+                mine.push(Problem::invalid(format!(
+                    "spec.assignment.site.extension: {} is outside Site {}'s range {}",
+                    sa.extension, sa.site, site.spec.extensions
                 )));
             }
         }
-        let site_spec = site.map(|(_, s)| &s.spec);
-        // Only a common-area device can change the site's defaults; the site's own check
-        // covers them unchanged.
-        if spec.site.is_some() {
-            for name in effective::patterns(spec, site_spec) {
-                if !index.patterns.contains_key(&key.sibling(&name)) {
-                    mine.push(Problem::missing(format!("CallPattern {name:?} not found")));
-                }
-            }
-        }
-        if let Some(r) = creds.get(key) {
-            let own: [&str; 1];
-            let domains: &[&str] = match (site_name, site) {
-                (Some(_), Some((_, s))) => {
-                    own = [s.spec.domain.as_str()];
-                    &own
-                }
-                (Some(_), None) => &[],
-                (None, _) => domains_by_ns
-                    .get(&*key.namespace)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-            };
-            for d in domains {
-                users.claim((*d, r.username.as_str()), who.clone());
-            }
-        }
-        if !mine.is_empty() {
-            problems.entry(key.clone()).or_default().extend(mine);
+    }
+    if let (Some(ua), Some((_, site))) = (&spec.user, site) {
+        if !site.spec.users.iter().any(|u| u.name == ua.user) {
+            mine.push(Problem::missing(format!(
+                "spec.assignment.user.user: {:?} is not a user of Site {:?}",
+                ua.user, ua.site
+            )));
         }
     }
-    macs.report(problems, |(_, mac)| {
-        format!("spec.macAddress: MAC {}", DeviceSpec::mac_text(mac))
-    });
-    users.report(problems, |(domain, user)| {
-        format!("spec.sipUser: SIP user {user}@{domain}")
-    });
-    extensions.report(problems, |(_, ext)| {
-        format!("spec.assignment.site.extension: extension {ext}")
-    });
+    // Only a common-area device can change the site's defaults; the site's own check covers
+    // them unchanged.
+    if spec.site.is_some() {
+        let site_spec = site.map(|(_, s)| &s.spec);
+        for name in effective::patterns(spec, site_spec) {
+            if !index.patterns.contains_key(&key.sibling(&name)) {
+                mine.push(Problem::missing(format!("CallPattern {name:?} not found")));
+            }
+        }
+    }
+    mine
 }
