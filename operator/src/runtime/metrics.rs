@@ -2,6 +2,7 @@
 
 use crate::compile::Compiled;
 use crate::index::Index;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -47,16 +48,50 @@ pub struct Metrics {
     pub registration_phase: IntGaugeVec,
 }
 
-/// Registers `m`, noting its name in `names`.
-fn register(
-    registry: &Registry,
-    names: &std::cell::RefCell<Vec<String>>,
-    m: Box<dyn prometheus::core::Collector>,
-) {
-    let mut names = names.borrow_mut();
-    names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
-    names.sort();
-    registry.register(m).expect("unique metric");
+/// A registry being filled: each metric made is registered and its name noted.
+struct Filling {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Filling {
+    /// Registers `m` (a metric's handles share its values, so a clone is registered).
+    fn add<M: Collector + Clone + 'static>(&mut self, m: M) -> M {
+        self.names
+            .extend(m.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(m.clone()))
+            .expect("unique metric");
+        m
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts).expect("valid metric"))
+    }
+
+    /// The names noted so far, sorted.
+    fn sorted_names(&mut self) -> Vec<String> {
+        let mut names = std::mem::take(&mut self.names);
+        names.sort();
+        names
+    }
 }
 
 impl Default for Metrics {
@@ -68,97 +103,74 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let names = std::cell::RefCell::new(Vec::new());
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            register(&registry, &names, Box::new(c.clone()));
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            register(&registry, &names, Box::new(g.clone()));
-            g
-        };
-        let compile_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "switchboard_operator_compile_duration_seconds",
-                "Time to validate and compile the registrar config",
-            )
-            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-        )
-        .expect("valid metric");
-        register(&registry, &names, Box::new(compile_seconds.clone()));
-        let write_failures = IntCounterVec::new(
-            Opts::new(
-                "switchboard_operator_write_failures_total",
-                "Failed status and credentials writes (each retried with backoff), by namespace",
-            ),
-            &["namespace"],
-        )
-        .expect("valid metric");
-        register(&registry, &names, Box::new(write_failures.clone()));
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            register(&registry, &names, Box::new(g.clone()));
-            g
+        let mut f = Filling {
+            registry: Registry::new(),
+            names: Vec::new(),
         };
         Metrics {
-            write_failures,
-            site_devices: gauge_vec(
+            compile_seconds: f.histogram(
+                "switchboard_operator_compile_duration_seconds",
+                "Time to validate and compile the registrar config",
+                &[0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            write_failures: f.counter_vec(
+                "switchboard_operator_write_failures_total",
+                "Failed status and credentials writes (each retried with backoff), by namespace",
+                &["namespace"],
+            ),
+            site_devices: f.gauge_vec(
                 "switchboard_site_devices",
                 "Devices naming each site",
                 &["site"],
             ),
-            site_registered: gauge_vec(
+            site_registered: f.gauge_vec(
                 "switchboard_site_devices_registered",
                 "Devices of each site the registrar reports registered",
                 &["site"],
             ),
-            registration_phase: gauge_vec(
+            registration_phase: f.gauge_vec(
                 "switchboard_sip_registration_phase",
                 "1 for each SipRegistration's current phase, 0 for the others",
                 &["registration", "phase"],
             ),
-            reconciles: counter(
+            reconciles: f.counter(
                 "switchboard_operator_reconciles_total",
                 "Reconcile passes run",
             ),
-            errors: counter(
+            errors: f.counter(
                 "switchboard_operator_reconcile_errors_total",
                 "Failed reconcile passes and failed writes",
             ),
-            config_generation: gauge(
+            config_generation: f.gauge(
                 "switchboard_operator_config_generation",
                 "Registrar configs published since start",
             ),
-            config_bytes: gauge(
+            config_bytes: f.gauge(
                 "switchboard_operator_config_bytes",
                 "Size of the published registrar config",
             ),
-            config_shards: gauge(
+            config_shards: f.gauge(
                 "switchboard_operator_config_shards",
                 "Shard Secrets of the published registrar config",
             ),
-            config_devices: gauge(
+            config_devices: f.gauge(
                 "switchboard_operator_config_devices",
                 "Devices in the compiled registrar config",
             ),
-            status_writes: counter(
+            status_writes: f.counter(
                 "switchboard_operator_status_writes_total",
                 "Status writes made",
             ),
-            fenced_writes: counter(
+            fenced_writes: f.counter(
                 "switchboard_operator_fenced_writes_total",
                 "Writes not made because this replica's Lease renew deadline had passed",
             ),
-            leader: gauge(
+            leader: f.gauge(
                 "switchboard_operator_leader",
                 "1 while this replica holds the leader Lease",
             ),
-            compile_seconds,
-            names: names.into_inner(),
-            registry,
+            names: f.sorted_names(),
+            registry: f.registry,
         }
     }
 
