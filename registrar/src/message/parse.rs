@@ -339,8 +339,33 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let head = &data[..head_end];
     let body = &data[head_end + 4..];
 
-    // The request line, read here so an unknown method or version can be told from garbage:
-    // exactly `Method SP Request-URI SP SIP-Version` (RFC 4475 §3.1.2.9, §3.1.2.10).
+    let (method, uri, line_end) = request_line(head, data)?;
+    let headers = match split_headers(&head[line_end..]) {
+        Ok(h) => h,
+        Err(reason) => return Err(ParseError::new(400, reason, salvage(data))),
+    };
+    if let Err(fault) = super::check::parsed(&headers) {
+        return Err(ParseError::new(
+            fault.status,
+            fault.reason,
+            answerable(&headers),
+        ));
+    }
+    let mut request = Request {
+        method,
+        uri,
+        headers,
+        body: &[],
+    };
+    request.body = body_of(&request, body)?;
+    Ok(Parsed::Request(request))
+}
+
+/// The request line: exactly `Method SP Request-URI SP SIP-Version` (RFC 4475 §3.1.2.9,
+/// §3.1.2.10), read apart from the headers so an unknown method or version can be told from
+/// garbage. Its method, its Request-URI and where the line ends in `head`; errors salvage what
+/// they can of `data`.
+fn request_line<'a>(head: &'a [u8], data: &[u8]) -> Result<(Method, &'a str, usize), ParseError> {
     let line_end = find_crlf(head).unwrap_or(head.len());
     let bad_line = || ParseError::new(400, "Bad Request Line", salvage(data));
     let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
@@ -368,48 +393,21 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
     if let Err(fault) = super::check::request_uri(uri) {
         return Err(ParseError::new(fault.status, fault.reason, salvage(data)));
     }
-    let headers = match split_headers(&head[line_end..]) {
-        Ok(h) => h,
-        Err(reason) => return Err(ParseError::new(400, reason, salvage(data))),
-    };
-    if let Err(fault) = super::check::parsed(&headers) {
-        return Err(ParseError::new(
-            fault.status,
-            fault.reason,
-            answerable(&headers),
-        ));
-    }
-    let mut request = Request {
-        method,
-        uri,
-        headers,
-        body: &[],
-    };
+    Ok((method, uri, line_end))
+}
 
-    // RFC 3261 §18.3: the body is Content-Length bytes; extra bytes are dropped, missing bytes
-    // make the request an error.
-    let body_len = match request.header(&HeaderName::ContentLength) {
-        None => body.len(),
-        Some(v) => match v.sip_trim().parse::<usize>() {
-            Ok(n) if n <= body.len() => n,
-            Ok(_) => {
-                return Err(ParseError::new(
-                    400,
-                    "Content-Length Exceeds Body",
-                    answerable(&request.headers),
-                ))
-            }
-            Err(_) => {
-                return Err(ParseError::new(
-                    400,
-                    "Bad Content-Length",
-                    answerable(&request.headers),
-                ))
-            }
-        },
+/// The body: Content-Length bytes of what follows the head (RFC 3261 §18.3); extra bytes are
+/// dropped, missing bytes make the request an error.
+fn body_of<'a>(request: &Request<'_>, body: &'a [u8]) -> Result<&'a [u8], ParseError> {
+    let Some(length) = request.header(&HeaderName::ContentLength) else {
+        return Ok(body);
     };
-    request.body = &body[..body_len];
-    Ok(Parsed::Request(request))
+    let refuse = |reason| ParseError::new(400, reason, answerable(&request.headers));
+    match length.sip_trim().parse::<usize>() {
+        Ok(n) if n <= body.len() => Ok(&body[..n]),
+        Ok(_) => Err(refuse("Content-Length Exceeds Body")),
+        Err(_) => Err(refuse("Bad Content-Length")),
+    }
 }
 
 /// `SIP/` 1*DIGIT `.` 1*DIGIT, any version (RFC 3261 §7.1).
