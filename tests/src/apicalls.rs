@@ -169,6 +169,13 @@ struct Function<'a> {
     start: usize,
 }
 
+impl<'a> Function<'a> {
+    /// Its text up to the body's `{`: name, generics and parameters.
+    fn signature(&self) -> &'a str {
+        &self.text[..self.text.find('{').unwrap_or(self.text.len())]
+    }
+}
+
 fn functions(src: &str) -> Vec<Function<'_>> {
     let re = Regex::new(r"\bfn\s+(\w+)\s*(?:<([^>]*)>)?\s*\(").expect("regex");
     let mut out = Vec::new();
@@ -442,17 +449,18 @@ fn scan_file(rel: &str, src: &str, calls: &mut Vec<Call>) -> anyhow::Result<()> 
     recorder_calls(rel, src, calls);
     let patterns = Patterns::new();
     every_ctor_bound(rel, src, &patterns)?;
+    let fns = functions(src);
     // Per kind, the scopes an Api of that kind can have in this file.
-    let file_scopes: Vec<(String, Scope)> = functions(src)
+    let file_scopes: Vec<(String, Scope)> = fns
         .iter()
         .flat_map(|f| patterns.lets(f))
         .map(|(_, kind, scope, _)| (kind, scope))
         .collect();
-    let param_kinds = param_kinds(src, &patterns);
-    for f in functions(src) {
-        for value in api_values(rel, src, &f, &patterns, &file_scopes)? {
-            let kinds = kinds_of(rel, src, &f, &value)?;
-            let found = calls_on(rel, src, &f, &value)?;
+    let param_kinds = param_kinds(&fns, &patterns);
+    for f in &fns {
+        for value in api_values(rel, src, f, &patterns, &file_scopes)? {
+            let kinds = kinds_of(rel, src, f, &value)?;
+            let found = calls_on(rel, src, f, &value)?;
             // Handed to a function of this file that takes an `Api<K>` (its calls count there).
             let handed = Regex::new(&format!(
                 r"\w+\s*\(\s*&?{}\s*[,)]",
@@ -528,14 +536,12 @@ fn every_ctor_bound(rel: &str, src: &str, patterns: &Patterns) -> anyhow::Result
 }
 
 /// Kinds taken as `Api<K>` parameters by some function of the file.
-fn param_kinds(src: &str, patterns: &Patterns) -> Vec<String> {
-    functions(src)
-        .iter()
+fn param_kinds(fns: &[Function<'_>], patterns: &Patterns) -> Vec<String> {
+    fns.iter()
         .flat_map(|f| {
-            let sig = &f.text[..f.text.find('{').unwrap_or(f.text.len())];
             patterns
                 .param
-                .captures_iter(sig)
+                .captures_iter(f.signature())
                 .map(|c| c[2].to_string())
                 .collect::<Vec<_>>()
         })
@@ -561,8 +567,7 @@ fn api_values(
             at: f.start + at,
         })
         .collect();
-    let sig_end = f.text.find('{').unwrap_or(f.text.len());
-    for c in patterns.param.captures_iter(&f.text[..sig_end]) {
+    for c in patterns.param.captures_iter(f.signature()) {
         let kind = c[2].to_string();
         let scopes: Vec<Scope> = file_scopes
             .iter()
