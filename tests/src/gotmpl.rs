@@ -790,9 +790,7 @@ impl Templates {
         };
         match f {
             "include" => self.include(&args),
-            "default" | "empty" | "fail" | "required" | "eq" | "ne" | "gt" | "lt" | "int"
-            | "until" | "not" | "and" | "or" => logic(&args),
-            _ => text(&args),
+            _ => logic(&args),
         }
     }
 
@@ -868,7 +866,7 @@ impl Args<'_> {
     }
 }
 
-/// The functions on values, comparisons and truth.
+/// The functions on values, comparisons and truth; any other goes on to [`text`].
 fn logic(args: &Args<'_>) -> Result<Value, Error> {
     let v = &args.values;
     Ok(match args.function {
@@ -925,7 +923,7 @@ fn logic(args: &Args<'_>) -> Result<Value, Error> {
                 .unwrap_or(&v[v.len() - 1])
                 .clone()
         }
-        other => unreachable!("{other} is not a logic function"),
+        _ => return text(args),
     })
 }
 
