@@ -81,21 +81,28 @@ fn claim_site_users<'a>(
 }
 
 /// The SIP domains a device's user is registered in: its site's, none when the site it names
-/// is missing, else every domain of its namespace.
-fn sip_domains<'a>(
+/// is missing, else every domain of its namespace. Borrowed: the check runs for every device.
+fn sip_domains<'a, 'b>(
     key: &ObjectKey,
     site_name: Option<&str>,
     site: SiteOf<'a>,
-    domains_by_ns: &BTreeMap<&'a str, Vec<&'a str>>,
-) -> Vec<&'a str> {
-    match (site_name, site) {
-        (Some(_), Some((_, s))) => vec![s.spec.domain.as_str()],
-        (Some(_), None) => Vec::new(),
-        (None, _) => domains_by_ns
-            .get(&*key.namespace)
-            .cloned()
-            .unwrap_or_default(),
-    }
+    domains_by_ns: &'b BTreeMap<&'a str, Vec<&'a str>>,
+) -> impl Iterator<Item = &'a str> + 'b
+where
+    'a: 'b,
+{
+    let (own, shared): (Option<&'a str>, &'b [&'a str]) = match (site_name, site) {
+        (Some(_), Some((_, s))) => (Some(s.spec.domain.as_str()), &[]),
+        (Some(_), None) => (None, &[]),
+        (None, _) => (
+            None,
+            domains_by_ns
+                .get(&*key.namespace)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        ),
+    };
+    own.into_iter().chain(shared.iter().copied())
 }
 
 /// The device's own problems: its fields, and the site, site user and patterns it names.
