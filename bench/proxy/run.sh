@@ -8,17 +8,25 @@
 # comes from a trustedPeers address (127.0.0.0/8), so the proxy routes by extension to the
 # registered binding. Kamailio relays every INVITE to the UAS's address (kamailio.cfg.tmpl).
 #
-# Per server and target rate: sipp runs RATE*DURATION calls at RATE calls/s; printed: target,
-# achieved successful calls/s (over the wall time of the sipp run), ok, failed, fail%, server CPU (% of one core over the run) and
-# server CPU time per call (us, from /proc/PID/stat of all the server's processes).
-# At the end: each server's best rate (highest achieved with < MAX_FAIL_PCT % failures) and the
-# ratio Switchboard / Kamailio.
+# Both servers are started first and stay up (idle while the other is measured). Then, ROUNDS
+# times over, rate by rate, each server in turn gets RATE*DURATION calls at RATE calls/s: their
+# runs alternate, so a change in the machine's speed lands on both alike (one server measured
+# minutes after the other cost it 10-15 % in the ratio, bench/proxy/README.md). Printed per run:
+# server, target, round, achieved successful calls/s (over the wall time of the sipp run), ok,
+# failed, fail%, server CPU (% of one core over the run), other% (CPU of the rest of the
+# machine besides the server and both sipps, % of one core: high means the run was disturbed)
+# and server CPU time per call (us, from /proc/PID/stat of all the server's processes).
+# At the end: each server's best rate (highest achieved with < MAX_FAIL_PCT % failures), the
+# ratio of the rates, and per target rate the median CPU per call of each server over the
+# rounds, their ratio (Switchboard / Kamailio) and the ratio round by round.
 #
 # Usage:
 #   bench/proxy/run.sh
 #   RATES="1000 2000 4000" DURATION=10 bench/proxy/run.sh
+#   BUILD=0 ROUNDS=5 RATES="3000 4000" bench/proxy/run.sh   # medians of five alternated rounds
 #   BUILD=0 SKIP_KAMAILIO=1 bench/proxy/run.sh
-# Environment: RATES ("500 1000 2000 3000"), DURATION (10), MAX_FAIL_PCT (1), IP (127.0.0.1),
+# Environment: RATES ("500 1000 2000 3000"), DURATION (10), ROUNDS (1; 1..20), MAX_FAIL_PCT (1),
+#   BUSY_OTHER_PCT (40: flag a run whose other% is above it), IP (127.0.0.1),
 #   KAM_PORT (26060), OUR_PORT (26070), UAS_PORT (26090), UAC_PORT (26100), BUILD (1: cargo
 #   build --release), REGISTRAR_BIN, SKIP_KAMAILIO, SKIP_SWITCHBOARD, KEEP (1: keep the run dir),
 #   KAM_SHM_MB (1024: Kamailio shared memory; its 64 MB default runs out of transactions here),
@@ -34,6 +42,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/../lib.sh"
 RATES=${RATES:-"500 1000 2000 3000"}
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-1}
+BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
 IP=${IP:-127.0.0.1}
 KAM_PORT=${KAM_PORT:-26060}
@@ -51,7 +61,8 @@ REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchb
 HZ=$(getconf CLK_TCK)
 
 check_duration_rates
-require_tools sipp timeout setsid awk python3
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 20 ]] || die "ROUNDS must be 1..20"
+require_tools sipp timeout setsid awk python3 /usr/bin/time
 [[ "$SKIP_KAMAILIO" == 1 ]] || require_tools kamailio
 [[ "$SKIP_SWITCHBOARD" == 1 ]] || build_registrar "$REPO"
 
@@ -80,46 +91,56 @@ stat_of() { # stat_of FILE LABEL: cumulative value of a sipp statistics line
 	awk -F'|' -v l="$2" 'index($1, l) { v = $3 } END { gsub(/ /, "", v); print v + 0 }' "$1"
 }
 RESULTS=$RUN/results.txt
-printf '%-12s %7s %10s %8s %7s %6s %6s %8s\n' server target achieved/s ok failed fail% srv% us/call | tee "$RESULTS"
+printf '%-12s %7s %5s %10s %8s %7s %6s %6s %6s %8s\n' server target round achieved/s ok failed fail% \
+	srv% other% us/call | tee "$RESULTS"
+BUSY_RUNS=0
+# US_AT[NAME@RATE]: the server's CPU per call at RATE, round by round (NA where none succeeded).
+declare -A US_AT
 
-run_rates() { # run_rates NAME PORT SERVER_PGID REGISTER(0/1)
-	local name=$1 port=$2 pg=$3 reg=$4 rate
-	for rate in $RATES; do
-		local dir=$RUN/$name-$rate calls=$((rate * DURATION))
-		mkdir -p "$dir"
-		if [[ "$reg" == 1 ]]; then
-			(cd "$dir" && timeout 20 sipp "$IP:$port" -sf "$HERE/register.xml" -m 1 -i "$IP" -p "$UAS_PORT" \
-				-key user 2000 -key domain bench.test -au 2000 -ap bench-2000 -nostdin -timeout 10 \
-				-timeout_error >register.out 2>&1) || { echo "# $name: REGISTER failed" >&2; cat "$dir/register.out" >&2; return 1; }
-		fi
-		spawn "$dir/uas.out" $((DURATION * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
-			-nostdin
-		local uas=$SPAWNED_PID
-		sleep 0.3
-		local t0 c0 t1 c1
-		t0=$(date +%s.%N); c0=$(session_ticks "$pg")
-		(cd "$dir" && timeout $((DURATION * 3 + 30)) sipp "$IP:$port" -sf "$HERE/uac.xml" -s 2000 -r "$rate" \
-			-m "$calls" -i "$IP" -p "$UAC_PORT" -nostdin -recv_timeout 5000 -timeout $((DURATION * 3 + 20)) \
-			-l 100000 >uac.out 2>&1)
-		t1=$(date +%s.%N); c1=$(session_ticks "$pg")
-		stop_pgid "$uas"
-		local ok failed
-		ok=$(stat_of "$dir/uac.out" "Successful call")
-		failed=$(( calls - ok ))
-		awk -v n="$name" -v r="$rate" -v ok="$ok" -v f="$failed" -v c=$((c1 - c0)) -v hz="$HZ" \
-			-v w="$(elapsed "$t0" "$t1")" 'BEGIN {
-			ach = w > 0 ? ok / w : 0; tot = ok + f; pct = tot ? 100 * f / tot : 100
-			printf "%-12s %7d %10.0f %8d %7d %6.2f %6.0f %8.1f\n", n, r, ach, ok, f, pct, 100 * c / hz / w, ok ? 1e6 * c / hz / ok : 0 }' | tee -a "$RESULTS"
-	done
+# run_once NAME PORT SERVER_PGID REGISTER(0/1) RATE ROUND: one sipp run of RATE*DURATION calls.
+run_once() {
+	local name=$1 port=$2 pg=$3 reg=$4 rate=$5 round=$6
+	local dir=$RUN/$name-$rate-$round calls=$((rate * DURATION))
+	mkdir -p "$dir"
+	if [[ "$reg" == 1 ]]; then
+		(cd "$dir" && timeout 20 sipp "$IP:$port" -sf "$HERE/register.xml" -m 1 -i "$IP" -p "$UAS_PORT" \
+			-key user 2000 -key domain bench.test -au 2000 -ap bench-2000 -nostdin -timeout 10 \
+			-timeout_error >register.out 2>&1) || { echo "# $name: REGISTER failed" >&2; cat "$dir/register.out" >&2; return 1; }
+	fi
+	spawn "$dir/uas.out" $((DURATION * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
+		-nostdin
+	local uas=$SPAWNED_PID
+	sleep 0.3
+	local t0 c0 m0 u0 t1 c1 m1 u1
+	t0=$(date +%s.%N); c0=$(session_ticks "$pg"); m0=$(machine_ticks); u0=$(session_ticks "$uas")
+	(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" timeout $((DURATION * 3 + 30)) \
+		sipp "$IP:$port" -sf "$HERE/uac.xml" -s 2000 -r "$rate" -m "$calls" -i "$IP" -p "$UAC_PORT" \
+		-nostdin -recv_timeout 5000 -timeout $((DURATION * 3 + 20)) -l 100000 >uac.out 2>&1)
+	t1=$(date +%s.%N); c1=$(session_ticks "$pg"); m1=$(machine_ticks); u1=$(session_ticks "$uas")
+	stop_pgid "$uas"
+	local ok line w
+	ok=$(stat_of "$dir/uac.out" "Successful call")
+	w=$(elapsed "$t0" "$t1")
+	line=$(awk -v n="$name" -v r="$rate" -v rd="$round" -v ok="$ok" -v f=$((calls - ok)) -v c=$((c1 - c0)) \
+		-v hz="$HZ" -v w="$w" -v busy="$(machine_busy "$m0" "$m1" "$w")" -v u=$((u1 - u0)) \
+		-v uac="$(sipp_rusage "$dir")" 'BEGIN {
+		ach = w > 0 ? ok / w : 0; tot = ok + f; pct = tot ? 100 * f / tot : 100
+		other = busy - (c + u) / hz - uac; if (other < 0) other = 0
+		other = (uac == "NA") ? "NA" : sprintf("%.0f", 100 * other / w)
+		printf "%-12s %7d %5d %10.0f %8d %7d %6.2f %6.0f %6s %8s\n", n, r, rd, ach, ok, f, pct,
+			100 * c / hz / w, other, ok ? sprintf("%.1f", 1e6 * c / hz / ok) : "NA" }')
+	echo "$line" | tee -a "$RESULTS"
+	note_busy "$(awk '{ print $9 }' <<<"$line")"
+	US_AT[$name@$rate]+=" $(awk '{ print $10 }' <<<"$line")"
 }
 
+SERVERS=()
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then
 	sed -e "s/@IP@/$IP/g" -e "s/@PORT@/$KAM_PORT/g" -e "s/@UAS_PORT@/$UAS_PORT/g" "$HERE/kamailio.cfg.tmpl" >"$RUN/kamailio.cfg"
-	spawn "$RUN/kamailio.log" 3600 kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
+	spawn "$RUN/kamailio.log" 36000 kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
 	KPG=$SPAWNED_PID
 	wait_options "$KAM_PORT" || { cat "$RUN/kamailio.log" >&2; die "Kamailio did not start"; }
-	run_rates kamailio "$KAM_PORT" "$KPG" 0
-	stop_pgid "$KPG"
+	SERVERS+=("kamailio $KAM_PORT $KPG 0")
 fi
 
 if [[ "$SKIP_SWITCHBOARD" != 1 ]]; then
@@ -147,17 +168,52 @@ domains:
         assignment: Site
         extension: "2000"
 YAML
-	spawn "$RUN/switchboard.log" 3600 env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
+	spawn "$RUN/switchboard.log" 36000 env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
 		--udp "$IP:$OUR_PORT" --tcp "$IP:$OUR_PORT" --http "$IP:$OUR_HTTP" --replica bench
 	SPG=$SPAWNED_PID
 	wait_options "$OUR_PORT" || { cat "$RUN/switchboard.log" >&2; die "Switchboard did not start"; }
-	run_rates switchboard "$OUR_PORT" "$SPG" 1
+	SERVERS+=("switchboard $OUR_PORT $SPG 1")
 fi
 
+
+# Round by round, rate by rate, server after server.
+for round in $(seq 1 "$ROUNDS"); do
+	for rate in $RATES; do
+		for server in "${SERVERS[@]}"; do
+			# shellcheck disable=SC2086 # name port pgid register
+			run_once $server "$rate" "$round" || exit 1
+		done
+	done
+done
+
 echo
-awk -v maxf="$MAX_FAIL_PCT" 'NR > 1 && $6 < maxf { if ($3 > best[$1]) best[$1] = $3; us[$1] = $8 }
+awk -v maxf="$MAX_FAIL_PCT" 'NR > 1 && $7 < maxf { if ($4 > best[$1]) best[$1] = $4 }
 	END {
 		for (s in best) printf "best %-12s %8.0f calls/s\n", s, best[s]
 		if (best["kamailio"] > 0 && best["switchboard"] > 0)
 			printf "ratio switchboard/kamailio: %.2f\n", best["switchboard"] / best["kamailio"]
 	}' "$RESULTS"
+
+# CPU per call at equal target rates, the comparison that holds on a busy machine.
+# medians VALUES: the median of the numbers among VALUES (space-separated, NA skipped).
+medians() {
+	# shellcheck disable=SC2046 # one word per value
+	median $(tr ' ' '\n' <<<"$1" | grep -v '^NA$\|^$')
+}
+echo
+echo "== server CPU per call (us, median over $ROUNDS round(s)) at each target rate, and the ratio switchboard / kamailio"
+for rate in $RATES; do
+	k=${US_AT[kamailio@$rate]:-} s=${US_AT[switchboard@$rate]:-}
+	line=$(printf '  %6d' "$rate")
+	[[ -n "$k" ]] && line+=$(printf '  kamailio %7s' "$(medians "$k")")
+	[[ -n "$s" ]] && line+=$(printf '  switchboard %7s' "$(medians "$s")")
+	if [[ -n "$k" && -n "$s" ]]; then
+		ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${k# }") <(tr ' ' '\n' <<<"${s# }") |
+			awk '$1 != "NA" && $2 != "NA" && $1 > 0 { printf " %.2f", $2 / $1 }')
+		line+=$(awk -v k="$(medians "$k")" -v s="$(medians "$s")" 'BEGIN { if (k + 0 > 0 && s + 0 > 0) printf "  (ratio %.2f)", s / k }')
+		# shellcheck disable=SC2086 # one word per round
+		[[ -n "$ratios" ]] && line+="  round by round:$ratios (median $(median $ratios))"
+	fi
+	echo "$line"
+done
+busy_warning

@@ -145,7 +145,6 @@ if [[ "$SKIP_KAMAILIO" != 1 ]]; then require_tools kamailio; fi
 if [[ -z "$REGISTRAR_CMD" && "$SKIP_SWITCHBOARD" != 1 ]]; then build_registrar "$REPO"; fi
 
 NRATES=$(wc -w <<<"$RATES")
-NCPU=$(grep -c '^cpu[0-9]' /proc/stat)
 # Upper bound for one sipp run: the calls themselves, plus calls that wait for retransmissions
 # (-recv_timeout 5 s) and a margin.
 SIPP_MAX_SECS=$((DURATION * 3 + 20))
@@ -240,15 +239,9 @@ sipp_run() {
 	echo "$rc" >"$dir/rc"
 	wall=$(elapsed "$t0" "$t1")
 	local cpu
-	cpu=$(awk -v m0="$m0" -v m1="$m1" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" -v ncpu="$NCPU" \
+	cpu=$(awk -v busy="$(machine_busy "$m0" "$m1" "$wall")" -v s0="$s0" -v s1="$s1" -v hz="$(getconf CLK_TCK)" \
 		-v wall="$wall" -v sippc="$(sipp_rusage "$dir")" '
 		BEGIN {
-			split(m0, a, " "); split(m1, b, " ")
-			# CPU seconds used by the whole machine. Scaled by the elapsed ticks rather than
-			# by wall time: in a VM /proc/stat can miss ticks (seen: ~80% of the expected
-			# count in a Firecracker guest), which would hide other programs.
-			dt = b[1] - a[1]
-			busy = (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0
 			if (sippc == "NA") sippc = -1
 			srv = (s0 == "NA" || s1 == "NA") ? -1 : (s1 - s0) / hz
 			printf "%s %s ", (srv < 0 ? "NA" : sprintf("%.0f", 100 * srv / wall)), (sippc < 0 ? "NA" : sprintf("%.0f", 100 * sippc / wall))

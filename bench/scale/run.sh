@@ -270,7 +270,7 @@ stop_replicas() {
 # run_rate CASE N RATE: N sipps at once, sipp i against replica i with slice i at RATE/N; prints
 # "rate achieved ok failed fail_pct secs retrans reg% redis% sipp% other% reg_us redis_us cmds_per_reg"
 run_rate() {
-	local case=$1 n=$2 rate=$3 i per calls dir pids=() m0 m1 r0 r1 d0 d1 c0 c1 t0 t1
+	local case=$1 n=$2 rate=$3 i per calls dir pids=() m0 m1 r0 r1 d0 d1 c0 c1 t0 t1 wall
 	per=$(((rate + n - 1) / n))
 	calls=$((per * DURATION))
 	for ((i = 1; i <= n; i++)); do
@@ -306,13 +306,11 @@ run_rate() {
 		}'
 	done | awk '{ ach += $1; ok += $2; ko += $3; if ($4 > el) el = $4; rtx += $5; cpu += $6 }
 		END { printf "%.0f %d %d %.2f %d %.3f\n", ach, ok, ko, el, rtx, cpu }')
-	awk -v rate="$rate" -v s="$sums" -v m0="$m0" -v m1="$m1" -v r0="$r0" -v r1="$r1" -v d0="$d0" -v d1="$d1" \
-		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v ncpu="$NCPU" -v store="${case%%-*}" '
+	wall=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { w = t1 - t0; print (w > 0) ? w : 1 }')
+	awk -v rate="$rate" -v s="$sums" -v busy="$(machine_busy "$m0" "$m1" "$wall")" -v r0="$r0" -v r1="$r1" \
+		-v d0="$d0" -v d1="$d1" -v c0="$c0" -v c1="$c1" -v wall="$wall" -v hz="$HZ" -v store="${case%%-*}" '
 		BEGIN {
 			split(s, v, " "); ach = v[1]; ok = v[2]; ko = v[3]; el = v[4]; rtx = v[5]; sippc = v[6]
-			wall = t1 - t0; if (wall <= 0) wall = 1
-			split(m0, a, " "); split(m1, b, " "); dt = b[1] - a[1]
-			busy = (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0
 			reg = (r1 - r0) / hz; red = (d1 - d0) / hz
 			other = busy - reg - red - sippc; if (other < 0) other = 0
 			tot = ok + ko
