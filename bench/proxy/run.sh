@@ -24,8 +24,12 @@
 #   bench/proxy/run.sh
 #   RATES="1000 2000 4000" DURATION=10 bench/proxy/run.sh
 #   BUILD=0 ROUNDS=5 RATES="3000 4000" bench/proxy/run.sh   # medians of five alternated rounds
+#   BUILD=0 WARMUP=40 ROUNDS=5 RATES="3000 4000" bench/proxy/run.sh   # both at their steady size
 #   BUILD=0 SKIP_KAMAILIO=1 bench/proxy/run.sh
-# Environment: RATES ("500 1000 2000 3000"), DURATION (10), ROUNDS (1; 1..20), MAX_FAIL_PCT (1),
+# Environment: RATES ("500 1000 2000 3000"), DURATION (10), ROUNDS (1; 1..20), WARMUP (0: seconds
+#   of calls at the first rate each server gets before the rounds, not counted: Kamailio's first
+#   run costs it 15-30 % more per call than its later ones, and ours holds each transaction 32 s
+#   after its final response, so its memory grows for that long), MAX_FAIL_PCT (1),
 #   BUSY_OTHER_PCT (40: flag a run whose other% is above it), IP (127.0.0.1),
 #   KAM_PORT (26060), OUR_PORT (26070), UAS_PORT (26090), UAC_PORT (26100), BUILD (1: cargo
 #   build --release), REGISTRAR_BIN, SKIP_KAMAILIO, SKIP_SWITCHBOARD, KEEP (1: keep the run dir),
@@ -43,6 +47,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 RATES=${RATES:-"500 1000 2000 3000"}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
+WARMUP=${WARMUP:-0}
 BUSY_OTHER_PCT=${BUSY_OTHER_PCT:-40}
 MAX_FAIL_PCT=${MAX_FAIL_PCT:-1}
 IP=${IP:-127.0.0.1}
@@ -62,6 +67,7 @@ HZ=$(getconf CLK_TCK)
 
 check_duration_rates
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 && "$ROUNDS" -le 20 ]] || die "ROUNDS must be 1..20"
+[[ "$WARMUP" =~ ^[0-9]+$ && "$WARMUP" -le 300 ]] || die "WARMUP must be 0..300"
 require_tools sipp timeout setsid awk python3 /usr/bin/time
 [[ "$SKIP_KAMAILIO" == 1 ]] || require_tools kamailio
 [[ "$SKIP_SWITCHBOARD" == 1 ]] || build_registrar "$REPO"
@@ -97,25 +103,26 @@ BUSY_RUNS=0
 # US_AT[NAME@RATE]: the server's CPU per call at RATE, round by round (NA where none succeeded).
 declare -A US_AT
 
-# run_once NAME PORT SERVER_PGID REGISTER(0/1) RATE ROUND: one sipp run of RATE*DURATION calls.
+# run_once NAME PORT SERVER_PGID REGISTER(0/1) RATE ROUND [SECONDS]: one sipp run of
+# RATE*SECONDS (DURATION) calls; round 0 is a warm-up, reported on stderr and not counted.
 run_once() {
-	local name=$1 port=$2 pg=$3 reg=$4 rate=$5 round=$6
-	local dir=$RUN/$name-$rate-$round calls=$((rate * DURATION))
+	local name=$1 port=$2 pg=$3 reg=$4 rate=$5 round=$6 secs=${7:-$DURATION}
+	local dir=$RUN/$name-$rate-$round calls=$((rate * secs))
 	mkdir -p "$dir"
 	if [[ "$reg" == 1 ]]; then
 		(cd "$dir" && timeout 20 sipp "$IP:$port" -sf "$HERE/register.xml" -m 1 -i "$IP" -p "$UAS_PORT" \
 			-key user 2000 -key domain bench.test -au 2000 -ap bench-2000 -nostdin -timeout 10 \
 			-timeout_error >register.out 2>&1) || { echo "# $name: REGISTER failed" >&2; cat "$dir/register.out" >&2; return 1; }
 	fi
-	spawn "$dir/uas.out" $((DURATION * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
+	spawn "$dir/uas.out" $((secs * 4 + 30)) sipp -sf "$HERE/uas.xml" -i "$IP" -p "$UAS_PORT" \
 		-nostdin
 	local uas=$SPAWNED_PID
 	sleep 0.3
 	local t0 c0 m0 u0 t1 c1 m1 u1
 	t0=$(date +%s.%N); c0=$(session_ticks "$pg"); m0=$(machine_ticks); u0=$(session_ticks "$uas")
-	(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" timeout $((DURATION * 3 + 30)) \
+	(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" timeout $((secs * 3 + 30)) \
 		sipp "$IP:$port" -sf "$HERE/uac.xml" -s 2000 -r "$rate" -m "$calls" -i "$IP" -p "$UAC_PORT" \
-		-nostdin -recv_timeout 5000 -timeout $((DURATION * 3 + 20)) -l 100000 >uac.out 2>&1)
+		-nostdin -recv_timeout 5000 -timeout $((secs * 3 + 20)) -l 100000 >uac.out 2>&1)
 	t1=$(date +%s.%N); c1=$(session_ticks "$pg"); m1=$(machine_ticks); u1=$(session_ticks "$uas")
 	stop_pgid "$uas"
 	local ok line w
@@ -129,6 +136,10 @@ run_once() {
 		other = (uac == "NA") ? "NA" : sprintf("%.0f", 100 * other / w)
 		printf "%-12s %7d %5d %10.0f %8d %7d %6.2f %6.0f %6s %8s\n", n, r, rd, ach, ok, f, pct,
 			100 * c / hz / w, other, ok ? sprintf("%.1f", 1e6 * c / hz / ok) : "NA" }')
+	if ((round == 0)); then
+		echo "# warm-up, not counted: $line" >&2
+		return
+	fi
 	echo "$line" | tee -a "$RESULTS"
 	note_busy "$(awk '{ print $9 }' <<<"$line")"
 	US_AT[$name@$rate]+=" $(awk '{ print $10 }' <<<"$line")"
@@ -175,6 +186,13 @@ YAML
 	SERVERS+=("switchboard $OUR_PORT $SPG 1")
 fi
 
+
+if ((WARMUP > 0)); then
+	for server in "${SERVERS[@]}"; do
+		# shellcheck disable=SC2086 # name port pgid register
+		run_once $server "${RATES%% *}" 0 "$WARMUP" || exit 1
+	done
+fi
 
 # Round by round, rate by rate, server after server.
 for round in $(seq 1 "$ROUNDS"); do
