@@ -72,6 +72,10 @@ require_tools sipp timeout setsid awk python3 /usr/bin/time
 [[ "$SKIP_KAMAILIO" == 1 ]] || require_tools kamailio
 [[ "$SKIP_SWITCHBOARD" == 1 ]] || build_registrar "$REPO"
 
+# How long a server may live: every run of both (a sipp run is bounded by 3 x its seconds + 30)
+# and a margin.
+SERVER_MAX_SECS=$((2 * (WARMUP * 3 + 40 + ROUNDS * $(wc -w <<<"$RATES") * (DURATION * 3 + 40)) + 120))
+
 make_run_dir proxy
 bench_traps
 
@@ -148,7 +152,7 @@ run_once() {
 SERVERS=()
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then
 	sed -e "s/@IP@/$IP/g" -e "s/@PORT@/$KAM_PORT/g" -e "s/@UAS_PORT@/$UAS_PORT/g" "$HERE/kamailio.cfg.tmpl" >"$RUN/kamailio.cfg"
-	spawn "$RUN/kamailio.log" 36000 kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
+	spawn "$RUN/kamailio.log" "$SERVER_MAX_SECS" kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
 	KPG=$SPAWNED_PID
 	wait_options "$KAM_PORT" || { cat "$RUN/kamailio.log" >&2; die "Kamailio did not start"; }
 	SERVERS+=("kamailio $KAM_PORT $KPG 0")
@@ -179,13 +183,12 @@ domains:
         assignment: Site
         extension: "2000"
 YAML
-	spawn "$RUN/switchboard.log" 36000 env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
+	spawn "$RUN/switchboard.log" "$SERVER_MAX_SECS" env RUST_LOG=warn "$REGISTRAR_BIN" --config "$RUN/switchboard.yaml" \
 		--udp "$IP:$OUR_PORT" --tcp "$IP:$OUR_PORT" --http "$IP:$OUR_HTTP" --replica bench
 	SPG=$SPAWNED_PID
 	wait_options "$OUR_PORT" || { cat "$RUN/switchboard.log" >&2; die "Switchboard did not start"; }
 	SERVERS+=("switchboard $OUR_PORT $SPG 1")
 fi
-
 
 if ((WARMUP > 0)); then
 	for server in "${SERVERS[@]}"; do
