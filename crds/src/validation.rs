@@ -295,11 +295,12 @@ pub fn validate_pattern(spec: &CallPatternSpec) -> Vec<FieldError> {
         ));
     }
     if let Some(route) = &spec.route {
-        let targets = [&route.extension, &route.user, &route.registration]
-            .iter()
-            .filter(|t| t.is_some())
-            .count();
-        if targets != 1 {
+        let targets = [
+            route.extension.is_some(),
+            route.user.is_some(),
+            route.registration.is_some(),
+        ];
+        if !exactly_one(targets) {
             errors.push(FieldError::new(
                 "spec.route",
                 "takes exactly one of extension, user or registration",
@@ -388,31 +389,33 @@ fn registration_proxies(spec: &SipRegistrationSpec, errors: &mut Vec<FieldError>
         ("spec.proxy", &spec.proxy),
         ("spec.outboundProxy", &spec.outbound_proxy),
     ] {
-        if let Some(v) = value {
-            if let Err(e) = parse_hostport(v, spec.transport, None) {
-                errors.push(FieldError::new(field, e));
+        let Some(v) = value else { continue };
+        match parse_hostport(v, spec.transport, None) {
+            Err(e) => errors.push(FieldError::new(field, e)),
+            // `;transport=` in proxy wins, but a different spec.transport set by hand (not
+            // the UDP default) is a contradiction worth refusing.
+            Ok(t)
+                if field == "spec.proxy"
+                    && v.contains("transport=")
+                    && t.transport != spec.transport
+                    && spec.transport != Transport::Udp =>
+            {
+                errors.push(FieldError::new(
+                    field,
+                    format!(
+                        "says transport {} but spec.transport is {}",
+                        t.transport, spec.transport
+                    ),
+                ));
             }
+            Ok(_) => {}
         }
     }
-    let Some(proxy) = &spec.proxy else {
-        return;
-    };
-    if let Ok(t) = parse_hostport(proxy, spec.transport, None) {
-        // `;transport=` in proxy wins, but a different spec.transport set by hand (not the
-        // UDP default) is a contradiction worth refusing.
-        if proxy.contains("transport=")
-            && t.transport != spec.transport
-            && spec.transport != Transport::Udp
-        {
-            errors.push(FieldError::new(
-                "spec.proxy",
-                format!(
-                    "says transport {} but spec.transport is {}",
-                    t.transport, spec.transport
-                ),
-            ));
-        }
-    }
+}
+
+/// Whether exactly one of these is set (a target or route naming one thing).
+fn exactly_one(set: [bool; 3]) -> bool {
+    set.iter().filter(|s| **s).count() == 1
 }
 
 /// `spec.target`: exactly one of device, extension or user; a site unless a device.
@@ -420,11 +423,7 @@ fn registration_target(spec: &SipRegistrationSpec, errors: &mut Vec<FieldError>)
     let Some(t) = &spec.target else {
         return;
     };
-    let targets = [&t.device, &t.extension, &t.user]
-        .iter()
-        .filter(|x| x.is_some())
-        .count();
-    if targets != 1 {
+    if !exactly_one([t.device.is_some(), t.extension.is_some(), t.user.is_some()]) {
         errors.push(FieldError::new(
             "spec.target",
             "takes exactly one of device, extension or user",
