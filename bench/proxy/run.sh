@@ -35,6 +35,7 @@
 #   build --release), REGISTRAR_BIN, SKIP_KAMAILIO, SKIP_SWITCHBOARD, KEEP (1: keep the run dir),
 #   KAM_SHM_MB (1024: Kamailio shared memory; its 64 MB default runs out of transactions here),
 #   KAM_MEM (tlsf: Kamailio memory manager, -x; qm is its debugging-friendly default),
+#   KAMAILIO_BIN (kamailio: the command that starts it; callgrind.sh passes a wrapper),
 #   WORKDIR (use this directory instead of a new temp dir; implies KEEP=1).
 # Every process started here runs in its own process group (session) under `timeout` and is
 # stopped (TERM, then KILL after 5 s) on exit, also on Ctrl-C / TERM (bench/lib.sh).
@@ -62,6 +63,7 @@ SKIP_SWITCHBOARD=${SKIP_SWITCHBOARD:-0}
 KEEP=${KEEP:-0}
 KAM_SHM_MB=${KAM_SHM_MB:-1024}
 KAM_MEM=${KAM_MEM:-tlsf}
+KAMAILIO_BIN=${KAMAILIO_BIN:-kamailio}
 REGISTRAR_BIN=${REGISTRAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/switchboard-registrar}
 HZ=$(getconf CLK_TCK)
 
@@ -152,7 +154,7 @@ run_once() {
 SERVERS=()
 if [[ "$SKIP_KAMAILIO" != 1 ]]; then
 	sed -e "s/@IP@/$IP/g" -e "s/@PORT@/$KAM_PORT/g" -e "s/@UAS_PORT@/$UAS_PORT/g" "$HERE/kamailio.cfg.tmpl" >"$RUN/kamailio.cfg"
-	spawn "$RUN/kamailio.log" "$SERVER_MAX_SECS" kamailio -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
+	spawn "$RUN/kamailio.log" "$SERVER_MAX_SECS" "$KAMAILIO_BIN" -f "$RUN/kamailio.cfg" -m "$KAM_SHM_MB" -M 16 -x "$KAM_MEM" -DD -E -P "$RUN/kamailio.pid" -w "$RUN"
 	KPG=$SPAWNED_PID
 	wait_options "$KAM_PORT" || { cat "$RUN/kamailio.log" >&2; die "Kamailio did not start"; }
 	SERVERS+=("kamailio $KAM_PORT $KPG 0")
