@@ -5,10 +5,10 @@
 #
 # Runs the release registrar under `valgrind --tool=callgrind` twice, on the same users and
 # config as run.sh, and drives it with sipp (register_auth.xml: REGISTER, 401, REGISTER with
-# digest, 200) at a low fixed RATE: once for N registrations, once for 2N. Each run starts the
-# registrar afresh, waits until it answers OPTIONS, runs sipp, then stops it with SIGTERM
-# (callgrind writes its counts when the process exits). The start-up and shutdown cost is the
-# same in both runs, so
+# digest, 200) for N/RATE seconds: at RATE (N registrations), then at 2 x RATE (2N). Each run
+# starts the registrar afresh, waits until it answers OPTIONS, runs sipp, then stops it with
+# SIGTERM (callgrind writes its counts when the process exits). The start-up and shutdown cost,
+# and what the server does idle over those seconds, are the same in both runs, so
 #
 #     Ir per registration = (Ir(2N) - Ir(N)) / (ok(2N) - ok(N))
 #
@@ -31,8 +31,9 @@
 #
 # Environment (all optional):
 #   N=2000               registrations of the first run (the second runs 2N)
-#   RATE=200             sipp's rate (registrations/s); low enough for the registrar under
-#                        valgrind (~50x slower) to keep up with no retransmission
+#   RATE=200             sipp's rate (registrations/s) in the first run, twice it in the
+#                        second; low enough for the registrar under valgrind (~50x slower) to
+#                        keep up with no retransmission
 #   USERS=10000          users in the config (users.py; the first 2N of them register). With
 #                        USERS=N every user registers once in the first run and twice in the
 #                        second, so the difference counts refreshes of a live binding (what
@@ -89,8 +90,8 @@ require_tools valgrind callgrind_annotate sipp sipsak python3 timeout setsid awk
 [[ "$KAMAILIO" == 1 ]] && require_tools kamailio
 build_registrar "$REPO"
 
-# sipp_register's outer bound: the calls at RATE, plus retransmission timeouts and a margin.
-SIPP_MAX_SECS=$((2 * N / RATE * 2 + 60))
+# sipp_register's outer bound: N/RATE seconds of registrations, plus retransmission timeouts and a margin.
+SIPP_MAX_SECS=$((N / RATE * 2 + 60))
 make_run_dir callgrind
 bench_traps
 
@@ -135,7 +136,9 @@ count() {
 		fi
 		sleep 0.5
 	done
-	sipp_register "$dir" "$IP:$port" "$RUN/users/users.csv" "$IP" "$SIPP_PORT" "$RATE" "$calls"
+	# Both runs last N/RATE seconds (2N at twice the rate): what a server does idle over that
+	# time cancels out with its start-up.
+	sipp_register "$dir" "$IP:$port" "$RUN/users/users.csv" "$IP" "$SIPP_PORT" $((calls * RATE / N)) "$calls"
 	local stats
 	stats=$(sipp_final_stats "$dir/stat.csv" "$calls") || stats="0 $calls 0 0"
 	# TERM reaches timeout, which passes it on to valgrind's guest: the server shuts down
@@ -166,7 +169,7 @@ for name in "${SERVERS[@]}"; do
 		read -r ok ko rtx ir <<<"$line"
 		printf '%-12s %8s %8s %8s %8s %16s\n' "$name" "$calls" "$ok" "$ko" "$rtx" "$ir"
 		if ((ko > 0)); then
-			echo "sipp reported $ko failed registrations at $RATE/s with $name: lower RATE" >&2
+			echo "sipp reported $ko failed registrations at $((calls * RATE / N))/s with $name: lower RATE" >&2
 			exit 1
 		fi
 		OK[$name@$calls]=$ok IR[$name@$calls]=$ir
