@@ -122,20 +122,30 @@ machine_busy() {
 		printf "%.3f\n", (dt > 0) ? (b[2] - a[2]) / dt * ncpu * wall : 0 }'
 }
 
-# session_ticks SID...: CPU jiffies (user+system) used so far by the live processes of the
-# sessions (every process spawn() started leads one); empty SIDs are skipped, "NA" if none is left.
-session_ticks() {
-	local sid p sum=0 t any=0
+# session_user_sys SID...: CPU jiffies used so far in user space and in the kernel ("USER SYS")
+# by the live processes of the sessions (every process spawn() started leads one); empty SIDs
+# are skipped, "NA" if none is left.
+session_user_sys() {
+	local sid p u=0 s=0 t any=0
 	for sid in "$@"; do
 		[[ -n "$sid" ]] || continue
 		any=1
 		for p in $(ps -s "$sid" -o pid= 2>/dev/null); do
 			# after the ")" that ends the command name: utime is the 12th field, stime the 13th
-			t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
-			sum=$((sum + ${t:-0}))
+			t=$(awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+			[[ -n "$t" ]] || continue
+			u=$((u + ${t% *})) s=$((s + ${t#* }))
 		done
 	done
-	if ((any)); then echo "$sum"; else echo NA; fi
+	if ((any)); then echo "$u $s"; else echo NA; fi
+}
+
+# session_ticks SID...: CPU jiffies (user+system) used so far by the live processes of the
+# sessions, as session_user_sys counts them; "NA" if none is left.
+session_ticks() {
+	local us
+	us=$(session_user_sys "$@")
+	if [[ "$us" == NA ]]; then echo NA; else echo $((${us% *} + ${us#* })); fi
 }
 
 # elapsed T0 T1: T1 - T0 (seconds, e.g. from EPOCHREALTIME or date +%s.%N).

@@ -14,11 +14,13 @@
 # minutes after the other cost it 10-15 % in the ratio, bench/proxy/README.md). Printed per run:
 # server, target, round, achieved successful calls/s (over the wall time of the sipp run), ok,
 # failed, fail%, server CPU (% of one core over the run), other% (CPU of the rest of the
-# machine besides the server and both sipps, % of one core: high means the run was disturbed)
-# and server CPU time per call (us, from /proc/PID/stat of all the server's processes).
+# machine besides the server and both sipps, % of one core: high means the run was disturbed),
+# server CPU time per call (us, from /proc/PID/stat of all the server's processes) and sys%
+# (the share of that CPU spent in the kernel: system time, mostly the socket calls).
 # At the end: each server's best rate (highest achieved with < MAX_FAIL_PCT % failures), the
 # ratio of the rates, and per target rate the median CPU per call of each server over the
-# rounds, their ratio (Switchboard / Kamailio) and the ratio round by round.
+# rounds, their ratio (Switchboard / Kamailio) and the ratio round by round, then each
+# server's median sys%.
 #
 # Usage:
 #   bench/proxy/run.sh
@@ -103,11 +105,12 @@ stat_of() { # stat_of FILE LABEL: cumulative value of a sipp statistics line
 	awk -F'|' -v l="$2" 'index($1, l) { v = $3 } END { gsub(/ /, "", v); print v + 0 }' "$1"
 }
 RESULTS=$RUN/results.txt
-printf '%-12s %7s %5s %10s %8s %7s %6s %6s %6s %8s\n' server target round achieved/s ok failed fail% \
-	srv% other% us/call | tee "$RESULTS"
+printf '%-12s %7s %5s %10s %8s %7s %6s %6s %6s %8s %5s\n' server target round achieved/s ok failed fail% \
+	srv% other% us/call sys% | tee "$RESULTS"
 BUSY_RUNS=0
-# US_AT[NAME@RATE]: the server's CPU per call at RATE, round by round (NA where none succeeded).
-declare -A US_AT
+# US_AT[NAME@RATE]: the server's CPU per call at RATE, round by round (NA where none succeeded);
+# SYS_AT[NAME@RATE]: the kernel's share of that CPU (%), round by round.
+declare -A US_AT SYS_AT
 
 # run_once NAME PORT SERVER_PGID REGISTER(0/1) RATE ROUND [SECONDS]: one sipp run of
 # RATE*SECONDS (DURATION) calls; round 0 is a warm-up, reported on stderr and not counted.
@@ -125,23 +128,25 @@ run_once() {
 	local uas=$SPAWNED_PID
 	sleep 0.3
 	local t0 c0 m0 u0 t1 c1 m1 u1
-	t0=$(date +%s.%N); c0=$(session_ticks "$pg"); m0=$(machine_ticks); u0=$(session_ticks "$uas")
+	t0=$(date +%s.%N); c0=$(session_user_sys "$pg"); m0=$(machine_ticks); u0=$(session_ticks "$uas")
 	(cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/sipp.rusage" timeout $((secs * 3 + 30)) \
 		sipp "$IP:$port" -sf "$HERE/uac.xml" -s 2000 -r "$rate" -m "$calls" -i "$IP" -p "$UAC_PORT" \
 		-nostdin -recv_timeout 5000 -timeout $((secs * 3 + 20)) -l 100000 >uac.out 2>&1)
-	t1=$(date +%s.%N); c1=$(session_ticks "$pg"); m1=$(machine_ticks); u1=$(session_ticks "$uas")
+	t1=$(date +%s.%N); c1=$(session_user_sys "$pg"); m1=$(machine_ticks); u1=$(session_ticks "$uas")
 	stop_pgid "$uas"
 	local ok line w
 	ok=$(stat_of "$dir/uac.out" "Successful call")
 	w=$(elapsed "$t0" "$t1")
-	line=$(awk -v n="$name" -v r="$rate" -v rd="$round" -v ok="$ok" -v f=$((calls - ok)) -v c=$((c1 - c0)) \
+	local usr=$((${c1% *} - ${c0% *})) sys=$((${c1#* } - ${c0#* }))
+	line=$(awk -v n="$name" -v r="$rate" -v rd="$round" -v ok="$ok" -v f=$((calls - ok)) -v c=$((usr + sys)) -v sys="$sys" \
 		-v hz="$HZ" -v w="$w" -v busy="$(machine_busy "$m0" "$m1" "$w")" -v u=$((u1 - u0)) \
 		-v uac="$(sipp_rusage "$dir")" 'BEGIN {
 		ach = w > 0 ? ok / w : 0; tot = ok + f; pct = tot ? 100 * f / tot : 100
 		other = busy - (c + u) / hz - uac; if (other < 0) other = 0
 		other = (uac == "NA") ? "NA" : sprintf("%.0f", 100 * other / w)
-		printf "%-12s %7d %5d %10.0f %8d %7d %6.2f %6.0f %6s %8s\n", n, r, rd, ach, ok, f, pct,
-			100 * c / hz / w, other, ok ? sprintf("%.1f", 1e6 * c / hz / ok) : "NA" }')
+		printf "%-12s %7d %5d %10.0f %8d %7d %6.2f %6.0f %6s %8s %5s\n", n, r, rd, ach, ok, f, pct,
+			100 * c / hz / w, other, ok ? sprintf("%.1f", 1e6 * c / hz / ok) : "NA",
+			c ? sprintf("%.0f", 100 * sys / c) : "NA" }')
 	if ((round == 0)); then
 		echo "# warm-up, not counted: $line" >&2
 		return
@@ -149,6 +154,7 @@ run_once() {
 	echo "$line" | tee -a "$RESULTS"
 	note_busy "$(awk '{ print $9 }' <<<"$line")"
 	US_AT[$name@$rate]+=" $(awk '{ print $10 }' <<<"$line")"
+	SYS_AT[$name@$rate]+=" $(awk '{ print $11 }' <<<"$line")"
 }
 
 SERVERS=()
@@ -237,6 +243,14 @@ for rate in $RATES; do
 		# shellcheck disable=SC2086 # one word per round
 		[[ -n "$ratios" ]] && line+="  round by round:$ratios (median $(median $ratios))"
 	fi
+	echo "$line"
+done
+echo "== the kernel's share of the server's CPU (system time, %, median over the rounds)"
+for rate in $RATES; do
+	line=$(printf '  %6d' "$rate")
+	for name in kamailio switchboard; do
+		[[ -n "${SYS_AT[$name@$rate]:-}" ]] && line+=$(printf '  %s %5s' "$name" "$(medians "${SYS_AT[$name@$rate]}")")
+	done
 	echo "$line"
 done
 busy_warning
