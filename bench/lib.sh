@@ -143,9 +143,20 @@ session_user_sys() {
 # session_ticks SID...: CPU jiffies (user+system) used so far by the live processes of the
 # sessions, as session_user_sys counts them; "NA" if none is left.
 session_ticks() {
-	local us
-	us=$(session_user_sys "$@")
-	if [[ "$us" == NA ]]; then echo NA; else echo $((${us% *} + ${us#* })); fi
+	ticks_total "$(session_user_sys "$@")"
+}
+
+# ticks_total "USER SYS": their sum, or "NA" for NA.
+ticks_total() {
+	if [[ "$1" == NA ]]; then echo NA; else echo $((${1% *} + ${1#* })); fi
+}
+
+# sys_share "USER0 SYS0" "USER1 SYS1": the kernel's share (%, rounded) of the CPU time used
+# between two session_user_sys readings; "NA" if either is NA or no time was used.
+sys_share() {
+	[[ "$1" != NA && "$2" != NA ]] || { echo NA; return; }
+	awk -v u=$((${2% *} - ${1% *})) -v s=$((${2#* } - ${1#* })) \
+		'BEGIN { if (u + s > 0) printf "%.0f\n", 100 * s / (u + s); else print "NA" }'
 }
 
 # elapsed T0 T1: T1 - T0 (seconds, e.g. from EPOCHREALTIME or date +%s.%N).

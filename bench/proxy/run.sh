@@ -137,8 +137,8 @@ run_once() {
 	local ok line w
 	ok=$(stat_of "$dir/uac.out" "Successful call")
 	w=$(elapsed "$t0" "$t1")
-	local usr=$((${c1% *} - ${c0% *})) sys=$((${c1#* } - ${c0#* }))
-	line=$(awk -v n="$name" -v r="$rate" -v rd="$round" -v ok="$ok" -v f=$((calls - ok)) -v c=$((usr + sys)) -v sys="$sys" \
+	line=$(awk -v n="$name" -v r="$rate" -v rd="$round" -v ok="$ok" -v f=$((calls - ok)) \
+		-v c=$(($(ticks_total "$c1") - $(ticks_total "$c0"))) -v sys="$(sys_share "$c0" "$c1")" \
 		-v hz="$HZ" -v w="$w" -v busy="$(machine_busy "$m0" "$m1" "$w")" -v u=$((u1 - u0)) \
 		-v uac="$(sipp_rusage "$dir")" 'BEGIN {
 		ach = w > 0 ? ok / w : 0; tot = ok + f; pct = tot ? 100 * f / tot : 100
@@ -146,7 +146,7 @@ run_once() {
 		other = (uac == "NA") ? "NA" : sprintf("%.0f", 100 * other / w)
 		printf "%-12s %7d %5d %10.0f %8d %7d %6.2f %6.0f %6s %8s %5s\n", n, r, rd, ach, ok, f, pct,
 			100 * c / hz / w, other, ok ? sprintf("%.1f", 1e6 * c / hz / ok) : "NA",
-			c ? sprintf("%.0f", 100 * sys / c) : "NA" }')
+			sys }')
 	if ((round == 0)); then
 		echo "# warm-up, not counted: $line" >&2
 		return

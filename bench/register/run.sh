@@ -22,7 +22,8 @@
 # srv% / sipp% / other% (CPU, % of one core, averaged over the run; other% = the rest of the
 # machine: kernel work for loopback UDP plus any unrelated program -- high other% means the run
 # was disturbed), us/reg (server CPU time, user + system of all its processes and threads from
-# /proc/PID/stat, divided by the successful registrations: microseconds per registration).
+# /proc/PID/stat, divided by the successful registrations: microseconds per registration), sys%
+# (the share of that CPU time spent in the kernel: system time, mostly the socket calls).
 # Raw data: results.txt and per-run sipp files in the run directory (KEEP=1).
 #
 # Usage:
@@ -223,19 +224,21 @@ start_switchboard() {
 
 # ---------------------------------------------------------------- sipp
 # sipp_run NAME HOST PORT RATE [SUFFIX]: one bounded sipp run (files in NAME/sipp-RATE-SUFFIX); prints
-# "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu% us_per_reg"
+# "rate achieved ok failed fail_pct elapsed retrans server_cpu% sipp_cpu% other_cpu% us_per_reg sys%"
 # (CPU figures in % of one core, averaged over the run, approximate; "other" is the rest of the
-# machine: kernel softirq work for loopback UDP, and any other program running at the same time).
+# machine: kernel softirq work for loopback UDP, and any other program running at the same time;
+# sys%: the kernel's share of the server's CPU time).
 sipp_run() {
 	local name=$1 host=$2 port=$3 rate=$4 calls dir
 	calls=$((rate * DURATION))
 	dir="$RUN/$name/sipp-$rate${5:-}"
 	mkdir -p "$dir"
-	local m0 s0 m1 s1 t0 t1 rc wall
-	m0=$(machine_ticks); s0=$(session_ticks "$SERVER_PID"); t0=$EPOCHREALTIME
+	local m0 s0 m1 s1 t0 t1 rc wall us0 us1
+	m0=$(machine_ticks); us0=$(session_user_sys "$SERVER_PID"); t0=$EPOCHREALTIME
 	sipp_register "$dir" "$host:$port" "$RUN/users/users.csv" "$IP" "$SIPP_PORT" "$rate" "$calls"
 	rc=$?
-	t1=$EPOCHREALTIME; m1=$(machine_ticks); s1=$(session_ticks "$SERVER_PID")
+	t1=$EPOCHREALTIME; m1=$(machine_ticks); us1=$(session_user_sys "$SERVER_PID")
+	s0=$(ticks_total "$us0") s1=$(ticks_total "$us1")
 	echo "$rc" >"$dir/rc"
 	wall=$(elapsed "$t0" "$t1")
 	local cpu
@@ -270,7 +273,7 @@ sipp_run() {
 			if (s0 == "NA" || s1 == "NA" || ok !~ /^[0-9]+$/ || ok == 0) print "NA"
 			else printf "%.1f\n", (s1 - s0) / hz * 1e6 / ok
 		}')
-	echo "$res $cpu $usreg"
+	echo "$res $cpu $usreg $(sys_share "$us0" "$us1")"
 }
 
 declare -A BEST USREG
@@ -323,12 +326,12 @@ start_server() {
 # measure NAME RATE ROUND: one measured run of a started server; prints its row, records its
 # figures; false if the server died.
 measure() {
-	local name=$1 rate=$2 round=$3 line r ach ok ko pct el rtx scpu pcpu ocpu usreg
+	local name=$1 rate=$2 round=$3 line r ach ok ko pct el rtx scpu pcpu ocpu usreg sysp
 	SERVER_PID=${PID[$name]}
 	line=$(sipp_run "$name" "${HOST[$name]}" "${PORT[$name]}" "$rate" "-r$round")
-	read -r r ach ok ko pct el rtx scpu pcpu ocpu usreg <<<"$line"
-	printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
-		"$name" "$r" "$round" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg"
+	read -r r ach ok ko pct el rtx scpu pcpu ocpu usreg sysp <<<"$line"
+	printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s %5s\n' \
+		"$name" "$r" "$round" "$ach" "$ok" "$ko" "$pct" "$el" "$rtx" "$scpu" "$pcpu" "$ocpu" "$usreg" "$sysp"
 	echo "$name $round $line" >>"$RUN/results.txt"
 	USREG_RUNS[$name@$rate]+=" $usreg"
 	note_busy "$ocpu"
@@ -372,8 +375,8 @@ done
 # ---------------------------------------------------------------- measured runs
 # Round by round, rate by rate, server after server: a disturbance of the machine (another
 # program, the host) lands on neighbouring runs of every server alike.
-printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s\n' \
-	server target round achieved/s ok failed fail% secs retrans srv% sipp% other% us/reg
+printf '%-12s %7s %5s %10s %8s %7s %6s %6s %8s %5s %5s %5s %7s %5s\n' \
+	server target round achieved/s ok failed fail% secs retrans srv% sipp% other% us/reg sys%
 for round in $(seq 1 "$ROUNDS"); do
 	for rate in $RATES; do
 		for name in "${SERVER_ORDER[@]}"; do
