@@ -4,25 +4,26 @@
 # ±20 % between runs.
 #
 # Runs bench/proxy/run.sh twice per server, the server started under
-# `valgrind --tool=callgrind` (Kamailio with every process it forks traced), for N/RATE seconds:
-# once at RATE calls/s (N calls), once at twice that (2N). The difference of the server's total instruction counts
-# (summed over its processes), divided by N, is the cost of one call (INVITE/100/180/200/ACK/
-# BYE/200 relayed; for ours routing and location lookup included); it cancels start-up, the
-# UAS's REGISTER, shutdown and what a server spends idle over the same time (Kamailio's timer
-# processes tick whether calls come or not). User space only: the kernel's share (socket calls, wake-ups) is
-# not counted. Then prints the ratio (also without SHA-256 in software: valgrind's CPU has no
-# SHA extensions, the real one has) and the top functions of our 2N run by their self cost
+# `valgrind --tool=callgrind` (Kamailio with every process it forks traced), each time for
+# N/RATE seconds: once at RATE calls/s (N calls), once at twice that (2N). The difference of
+# the server's total instruction counts (summed over its processes), divided by N, is the cost
+# of one call (INVITE/100/180/200/ACK/BYE/200 relayed; for ours routing and location lookup
+# included); it cancels start-up, the UAS's REGISTER, shutdown and what a server does idle
+# over the same time. User space only: the kernel's share (socket calls, wake-ups) is not
+# counted. Then prints the ratio (also without SHA-256 in software: valgrind's CPU has no SHA
+# extensions, the real one has) and the top functions of our 2N run by their self cost
 # (`callgrind_annotate --inclusive=no`).
 #
 # Usage:
 #   bench/proxy/callgrind.sh
 #   N=1000 RATE=50 TOP=40 KAMAILIO=0 bench/proxy/callgrind.sh
-# Environment: N (500 calls), RATE (50 calls/s, 100 in the 2N run: low enough for the servers under valgrind,
-#   ~50x slower, to keep up without retransmissions), TOP (30 functions), REGISTRAR_BIN (the
-#   release binary; default ${CARGO_TARGET_DIR:-target}/release/switchboard-registrar),
-#   BUILD (1: cargo build --release first), KAMAILIO (1; 0: ours only), OUT
-#   (/var/tmp/switchboard-cg-proxy: where the callgrind files stay, cg.N and cg.2N for ours,
-#   kamailio.N/ and kamailio.2N/ with a file per process for Kamailio).
+# Environment: N (500 calls), RATE (50 calls/s, twice that in the 2N run: low enough for the
+#   servers under valgrind, ~50x slower, to keep up without retransmissions), TOP (30
+#   functions), REGISTRAR_BIN (the release binary; default
+#   ${CARGO_TARGET_DIR:-target}/release/switchboard-registrar), BUILD (1: cargo build --release
+#   first), KAMAILIO (1; 0: ours only), OUT (/var/tmp/switchboard-cg-proxy: where the callgrind
+#   files stay, cg.N and cg.2N for ours, kamailio.N/ and kamailio.2N/ with a file per process
+#   for Kamailio).
 
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +61,7 @@ total_ir() { # total_ir FILE...: the "summary:" (total instructions) of callgrin
 	awk '/^(summary|totals):/ { s += $2; nextfile } END { print s + 0 }' "$@"
 }
 
-sha_ir() { # sha_ir FILE: the self instructions of SHA-256's compression function in a callgrind file
+sha_ir() { # sha_ir FILE: the self instructions of SHA-256's compression function in FILE
 	callgrind_annotate --inclusive=no --threshold=100 "$1" 2>/dev/null |
 		awk '/sha2::sha256::compress256/ { gsub(",", "", $1); s += $1 } END { print s + 0 }'
 }

@@ -90,7 +90,8 @@ require_tools valgrind callgrind_annotate sipp sipsak python3 timeout setsid awk
 [[ "$KAMAILIO" == 1 ]] && require_tools kamailio
 build_registrar "$REPO"
 
-# sipp_register's outer bound: N/RATE seconds of registrations, plus retransmission timeouts and a margin.
+# sipp_register's outer bound: N/RATE seconds of registrations, plus retransmission timeouts
+# and a margin.
 SIPP_MAX_SECS=$((N / RATE * 2 + 60))
 make_run_dir callgrind
 bench_traps
