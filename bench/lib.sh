@@ -212,10 +212,13 @@ sipp_final_stats() {
 		}' "$1" 2>/dev/null
 }
 
-# median VALUE...: the median of the numbers, "NA" without any.
+# median VALUE...: the median of the numbers among the values (NA and empty ones skipped), "NA"
+# without any.
 median() {
-	(($# > 0)) || { echo NA; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	local v=() x
+	for x in "$@"; do [[ "$x" == NA || -z "$x" ]] || v+=("$x"); done
+	((${#v[@]} > 0)) || { echo NA; return; }
+	printf '%s\n' "${v[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # below_max_fail PCT: true if the failure percentage PCT is below MAX_FAIL_PCT (a sustained run).

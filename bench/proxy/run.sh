@@ -152,9 +152,11 @@ run_once() {
 		return
 	fi
 	echo "$line" | tee -a "$RESULTS"
-	note_busy "$(awk '{ print $9 }' <<<"$line")"
-	US_AT[$name@$rate]+=" $(awk '{ print $10 }' <<<"$line")"
-	SYS_AT[$name@$rate]+=" $(awk '{ print $11 }' <<<"$line")"
+	local col
+	read -ra col <<<"$line" # other% us/call sys% are the 9th to 11th columns
+	note_busy "${col[8]}"
+	US_AT[$name@$rate]+=" ${col[9]}"
+	SYS_AT[$name@$rate]+=" ${col[10]}"
 }
 
 SERVERS=()
@@ -224,32 +226,28 @@ awk -v maxf="$MAX_FAIL_PCT" 'NR > 1 && $7 < maxf { if ($4 > best[$1]) best[$1] =
 	}' "$RESULTS"
 
 # CPU per call at equal target rates, the comparison that holds on a busy machine.
-# medians VALUES: the median of the numbers among VALUES (space-separated, NA skipped).
-medians() {
-	# shellcheck disable=SC2046 # one word per value
-	median $(tr ' ' '\n' <<<"$1" | grep -v '^NA$\|^$')
-}
 echo
 echo "== server CPU per call (us, median over $ROUNDS round(s)) at each target rate, and the ratio switchboard / kamailio"
+# shellcheck disable=SC2086 # median takes one word per round
 for rate in $RATES; do
 	k=${US_AT[kamailio@$rate]:-} s=${US_AT[switchboard@$rate]:-}
 	line=$(printf '  %6d' "$rate")
-	[[ -n "$k" ]] && line+=$(printf '  kamailio %7s' "$(medians "$k")")
-	[[ -n "$s" ]] && line+=$(printf '  switchboard %7s' "$(medians "$s")")
+	[[ -n "$k" ]] && line+=$(printf '  kamailio %7s' "$(median $k)")
+	[[ -n "$s" ]] && line+=$(printf '  switchboard %7s' "$(median $s)")
 	if [[ -n "$k" && -n "$s" ]]; then
 		ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${k# }") <(tr ' ' '\n' <<<"${s# }") |
 			awk '$1 != "NA" && $2 != "NA" && $1 > 0 { printf " %.2f", $2 / $1 }')
-		line+=$(awk -v k="$(medians "$k")" -v s="$(medians "$s")" 'BEGIN { if (k + 0 > 0 && s + 0 > 0) printf "  (ratio %.2f)", s / k }')
-		# shellcheck disable=SC2086 # one word per round
+		line+=$(awk -v k="$(median $k)" -v s="$(median $s)" 'BEGIN { if (k + 0 > 0 && s + 0 > 0) printf "  (ratio %.2f)", s / k }')
 		[[ -n "$ratios" ]] && line+="  round by round:$ratios (median $(median $ratios))"
 	fi
 	echo "$line"
 done
 echo "== the kernel's share of the server's CPU (system time, %, median over the rounds)"
+# shellcheck disable=SC2086 # median takes one word per round
 for rate in $RATES; do
 	line=$(printf '  %6d' "$rate")
 	for name in kamailio switchboard; do
-		[[ -n "${SYS_AT[$name@$rate]:-}" ]] && line+=$(printf '  %s %5s' "$name" "$(medians "${SYS_AT[$name@$rate]}")")
+		[[ -n "${SYS_AT[$name@$rate]:-}" ]] && line+=$(printf '  %s %5s' "$name" "$(median ${SYS_AT[$name@$rate]})")
 	done
 	echo "$line"
 done

@@ -392,7 +392,7 @@ for name in "${SERVER_ORDER[@]}"; do
 	USREG[$name]=$(median ${SUSTAINED[$name]:-})
 	for rate in $RATES; do
 		# shellcheck disable=SC2086
-		USREG_AT[$name@$rate]=$(median $(tr ' ' '\n' <<<"${USREG_RUNS[$name@$rate]:-}" | grep -v '^NA$\|^$'))
+		USREG_AT[$name@$rate]=$(median ${USREG_RUNS[$name@$rate]:-})
 	done
 	echo "$name: best sustained rate (<${MAX_FAIL_PCT}% failures): ${BEST[$name]} registrations/s;" \
 		"server CPU per registration (median of those runs): ${USREG[$name]} us" >&2
