@@ -14,7 +14,7 @@
 //!   receive, the ACK for a non-2xx.
 //! - `calls.rs`: a call and its branches, the response choice of §16.7, the call log.
 //! - `cancel.rs`: CANCEL from the caller, CANCEL of a branch, the ring timeout.
-//! - `timers.rs`: the deadline heap (transaction timers and ring timeouts).
+//! - `timers.rs`: the deadlines (transaction timers and ring timeouts), kept in `wheel.rs`.
 //!
 //! **Responses** (§16.7): 100 absorbed; other provisionals relayed; every 2xx relayed at once
 //! and the other branches CANCELled; 6xx ends the call and cancels the rest; otherwise the best
@@ -31,8 +31,6 @@ use calls::Call;
 use client::ClientTx;
 use foldhash::HashMap;
 use server::ServerTx;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use switchboard_crds::common::Transport;
@@ -44,6 +42,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod wheel;
 
 pub(super) use calls::CallLog;
 pub(super) use server::{Arrival, ViaKey};
@@ -162,7 +161,7 @@ pub(super) enum TimerKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) struct TxKey(u128);
 
-/// The proxy core: every transaction and call, the deadline heap and the outbox.
+/// The proxy core: every transaction and call, their deadlines and the outbox.
 pub(super) struct Core {
     settings: ProxySettings,
     next: u64,
@@ -175,7 +174,7 @@ pub(super) struct Core {
     servers: HashMap<u64, Box<ServerTx>>,
     clients: HashMap<u64, Box<ClientTx>>,
     calls: HashMap<u64, Call>,
-    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    timers: wheel::Wheel<TimerKey>,
     out: Vec<Action>,
 }
 
@@ -191,7 +190,7 @@ impl Core {
             servers: HashMap::default(),
             clients: HashMap::default(),
             calls: HashMap::default(),
-            timers: BinaryHeap::new(),
+            timers: wheel::Wheel::new(Instant::now()),
             out: Vec::new(),
         }
     }

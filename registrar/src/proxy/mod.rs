@@ -18,7 +18,7 @@
 //!   - `calls.rs`: a call (a forked INVITE or MESSAGE) and its branches, the response choice
 //!     of §16.7, the call log.
 //!   - `cancel.rs`: CANCEL from the caller, CANCEL of a branch, the ring timeout.
-//!   - `timers.rs`: the deadline heap (transaction timers and ring timeouts).
+//!   - `timers.rs`: the deadlines (transaction timers and ring timeouts), kept in `wheel.rs`.
 //! - `driver.rs`: [`Proxy`], the async side: the UDP socket, the flows, the location store,
 //!   digest checks, DNS and trunk connections, the timer task, metrics. It does the async work
 //!   of a message first, then locks the core for one input, releases it, and carries out the

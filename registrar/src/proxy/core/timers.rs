@@ -1,17 +1,14 @@
-//! Timers: one heap of deadlines (transaction timers and ring timeouts). The driver's timer
-//! task sleeps until [`Core::next_deadline`] (woken by [`Action::Wake`] when an earlier one
-//! is queued) and calls [`Core::on_timers`].
+//! Timers: one wheel of deadlines (transaction timers and ring timeouts, [`super::wheel`]).
+//! The driver's timer task sleeps until [`Core::next_deadline`] (woken by [`Action::Wake`]
+//! when an earlier one is queued) and calls [`Core::on_timers`].
 
 use super::{Action, Core, TimerKey};
-use std::cmp::Reverse;
 use std::time::Instant;
 
 impl Core {
     pub(super) fn schedule(&mut self, key: TimerKey, at: Option<Instant>) {
         if let Some(at) = at {
-            let earliest = self.timers.peek().map(|Reverse((t, _))| *t);
-            self.timers.push(Reverse((at, key)));
-            if earliest.is_none_or(|e| at < e) {
+            if self.timers.push(at, key) {
                 self.out.push(Action::Wake);
             }
         }
@@ -19,19 +16,23 @@ impl Core {
 
     /// The earliest deadline queued.
     pub(in crate::proxy) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.earliest()
     }
 
-    /// Fires every deadline due at `now`.
+    /// Fires every deadline due at `now`, earliest first (and those that firing queues due
+    /// at `now` too).
     pub(in crate::proxy) fn on_timers(&mut self, now: Instant) {
-        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
-            if t > now {
+        let mut due = Vec::new();
+        loop {
+            self.timers.take_due(now, &mut due);
+            if due.is_empty() {
                 break;
             }
-            self.timers.pop();
-            match key {
-                TimerKey::Tx(id) => self.fire_tx(id, t, now),
-                TimerKey::Ring(call) => self.ring_timeout(call, now),
+            for (t, key) in due.drain(..) {
+                match key {
+                    TimerKey::Tx(id) => self.fire_tx(id, t, now),
+                    TimerKey::Ring(call) => self.ring_timeout(call, now),
+                }
             }
         }
     }
