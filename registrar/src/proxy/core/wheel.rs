@@ -2,8 +2,8 @@
 //! (41 s, longer than the 32 s a finished transaction waits), a deadline kept in the slot of
 //! its tick (modulo the wheel: a later one goes round again).
 //!
-//! A proxy at its steady size holds the deadline of every transaction that waits out Timers
-//! J, L or M (32 s): about 300 000 at 3 000 calls/s. In a binary heap each expiry sifted
+//! A proxy at its steady size holds the deadline of every transaction that waits out Timer
+//! L or J (32 s) or K (5 s): about 200 000 at 3 000 calls/s. In a binary heap each expiry sifted
 //! through its 18 levels, the lower ones cold in the cache (68 % of the timer task's samples).
 //! Here a deadline is appended to its slot and the slots are read in turn, in memory order:
 //! CPU per call at that load went from 85.3 to 76.9 µs (`bench/proxy/README.md`, seventeenth
