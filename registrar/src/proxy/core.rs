@@ -150,7 +150,11 @@ impl Branch {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKey {
-    Tx(u64),
+    /// A server transaction's next timer.
+    Server(u64),
+    /// A client transaction's next timer.
+    Client(u64),
+    /// A call's ring timeout.
     Ring(u64),
 }
 

@@ -130,7 +130,7 @@ impl Core {
                 Action::AbsorbAck => {}
             }
         }
-        self.schedule_tx(id);
+        self.schedule_client(id);
     }
 
     /// A response from downstream: to its client transaction, or (a 2xx retransmission after

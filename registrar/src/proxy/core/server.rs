@@ -278,7 +278,7 @@ impl Core {
                 _ => {}
             }
         }
-        self.schedule_tx(id);
+        self.schedule_server(id);
     }
 }
 

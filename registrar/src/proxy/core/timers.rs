@@ -30,65 +30,76 @@ impl Core {
             }
             for (t, key) in due.drain(..) {
                 match key {
-                    TimerKey::Tx(id) => self.fire_tx(id, t, now),
+                    TimerKey::Server(id) => self.fire_server(id, t, now),
+                    TimerKey::Client(id) => self.fire_client(id, t, now),
                     TimerKey::Ring(call) => self.ring_timeout(call, now),
                 }
             }
         }
     }
 
-    /// Queues the transaction's next deadline, unless an entry at or before it is queued
-    /// already (that one reschedules when it fires): one heap entry per transaction at a time.
-    pub(super) fn schedule_tx(&mut self, id: u64) {
-        let armed = if let Some(s) = self.servers.get_mut(&id) {
-            let d = s.m.deadline();
-            match d {
-                Some(d) if s.armed.is_none_or(|a| a > d) => {
-                    s.armed = Some(d);
-                    Some(d)
-                }
-                _ => None,
-            }
-        } else if let Some(c) = self.clients.get_mut(&id) {
-            let d = c.m.deadline();
-            match d {
-                Some(d) if c.armed.is_none_or(|a| a > d) => {
-                    c.armed = Some(d);
-                    Some(d)
-                }
-                _ => None,
-            }
-        } else {
-            None
+    /// Queues a server transaction's next deadline, unless an entry at or before it is
+    /// queued already (that one reschedules when it fires): one entry per transaction at a
+    /// time. Server and client transactions have their own keys and calls, so each looks in
+    /// its own table only: a probe into the other (hundreds of thousands of entries at the
+    /// steady size) was a cache miss for nothing.
+    pub(super) fn schedule_server(&mut self, id: u64) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
         };
-        self.schedule(TimerKey::Tx(id), armed);
-    }
-
-    fn fire_tx(&mut self, id: u64, queued: Instant, now: Instant) {
-        if let Some(s) = self.servers.get_mut(&id) {
-            if s.armed == Some(queued) {
-                s.armed = None;
-            }
-        } else if let Some(c) = self.clients.get_mut(&id) {
-            if c.armed == Some(queued) {
-                c.armed = None;
-            }
-        }
-        self.fire_due(id, now);
-        self.schedule_tx(id);
-    }
-
-    fn fire_due(&mut self, id: u64, now: Instant) {
-        if let Some(s) = self.servers.get_mut(&id) {
-            if s.m.deadline().is_some_and(|d| d <= now) {
-                let actions = s.m.on_timer(now);
-                self.server_actions(id, &actions);
-            }
-        } else if let Some(c) = self.clients.get_mut(&id) {
-            if c.m.deadline().is_some_and(|d| d <= now) {
-                let actions = c.m.on_timer(now);
-                self.client_actions(id, &actions, None, now);
-            }
+        if let Some(d) = rearm(&mut s.armed, s.m.deadline()) {
+            self.schedule(TimerKey::Server(id), Some(d));
         }
     }
+
+    /// [`Self::schedule_server`] for a client transaction.
+    pub(super) fn schedule_client(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Some(d) = rearm(&mut c.armed, c.m.deadline()) {
+            self.schedule(TimerKey::Client(id), Some(d));
+        }
+    }
+
+    fn fire_server(&mut self, id: u64, queued: Instant, now: Instant) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if s.armed == Some(queued) {
+            s.armed = None;
+        }
+        if s.m.deadline().is_some_and(|d| d <= now) {
+            let actions = s.m.on_timer(now);
+            self.server_actions(id, &actions);
+        } else {
+            self.schedule_server(id);
+        }
+    }
+
+    fn fire_client(&mut self, id: u64, queued: Instant, now: Instant) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.armed == Some(queued) {
+            c.armed = None;
+        }
+        if c.m.deadline().is_some_and(|d| d <= now) {
+            let actions = c.m.on_timer(now);
+            self.client_actions(id, &actions, None, now);
+        } else {
+            self.schedule_client(id);
+        }
+    }
+}
+
+/// The deadline to queue for a transaction whose machine's next is `next`, noting it as
+/// `armed`: none when an entry at or before it is queued already.
+fn rearm(armed: &mut Option<Instant>, next: Option<Instant>) -> Option<Instant> {
+    let d = next?;
+    if armed.is_some_and(|a| a <= d) {
+        return None;
+    }
+    *armed = Some(d);
+    Some(d)
 }
