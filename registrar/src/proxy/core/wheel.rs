@@ -182,12 +182,16 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Wheel::new(t0 + ms(100));
         w.push(t0 + ms(5_000), 1);
-        assert_eq!(due(&mut w, t0 + ms(1_000)), Vec::<u32>::new());
+        w.push(t0 + ms(500), 9);
+        // Taking at 1 s moves the cursor to that tick.
+        assert_eq!(due(&mut w, t0 + ms(1_000)), vec![9]);
         // Before the cursor's tick, and before the origin: both go to the cursor's slot.
         assert!(w.push(t0 + ms(400), 2));
         assert!(w.push(t0, 3));
+        assert_eq!(w.earliest(), Some(t0));
         assert_eq!(due(&mut w, t0 + ms(1_001)), vec![3, 2]);
         assert_eq!(w.earliest(), Some(t0 + ms(5_000)));
+        assert_eq!(due(&mut w, t0 + ms(5_000)), vec![1]);
     }
 
     #[test]
