@@ -97,7 +97,7 @@ impl Core {
         }
         if invite {
             let at = now + self.settings.ring_timeout;
-            self.schedule(TimerKey::Ring(call_id), Some(at));
+            self.schedule(TimerKey::Ring(call_id), at);
         }
     }
 

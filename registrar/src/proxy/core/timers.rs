@@ -6,11 +6,10 @@ use super::{Action, Core, TimerKey};
 use std::time::Instant;
 
 impl Core {
-    pub(super) fn schedule(&mut self, key: TimerKey, at: Option<Instant>) {
-        if let Some(at) = at {
-            if self.timers.push(at, key) {
-                self.out.push(Action::Wake);
-            }
+    /// Queues a deadline; the timer task is woken if it is the earliest.
+    pub(super) fn schedule(&mut self, key: TimerKey, at: Instant) {
+        if self.timers.push(at, key) {
+            self.out.push(Action::Wake);
         }
     }
 
@@ -48,7 +47,7 @@ impl Core {
             return;
         };
         if let Some(d) = rearm(&mut s.armed, s.m.deadline()) {
-            self.schedule(TimerKey::Server(id), Some(d));
+            self.schedule(TimerKey::Server(id), d);
         }
     }
 
@@ -58,7 +57,7 @@ impl Core {
             return;
         };
         if let Some(d) = rearm(&mut c.armed, c.m.deadline()) {
-            self.schedule(TimerKey::Client(id), Some(d));
+            self.schedule(TimerKey::Client(id), d);
         }
     }
 
