@@ -212,6 +212,18 @@ sipp_final_stats() {
 		}' "$1" 2>/dev/null
 }
 
+# callgrind_ir FILE...: the total instructions ("summary:" or "totals:") of callgrind output
+# files, summed; fails (saying which) if a file has none.
+callgrind_ir() {
+	local f one sum=0
+	for f in "$@"; do
+		one=$(awk '/^(summary|totals):/ { print $2; exit }' "$f" 2>/dev/null)
+		[[ -n "$one" ]] || { echo "no counts in $f" >&2; return 1; }
+		sum=$((sum + one))
+	done
+	echo "$sum"
+}
+
 # median VALUE...: the median of the numbers among the values (NA and empty ones skipped), "NA"
 # without any.
 median() {

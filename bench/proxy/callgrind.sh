@@ -57,10 +57,6 @@ exec valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="\$CG_D
 SH
 chmod +x "$KWRAP"
 
-total_ir() { # total_ir FILE...: the "summary:" (total instructions) of callgrind files, summed
-	awk '/^(summary|totals):/ { s += $2; nextfile } END { print s + 0 }' "$@"
-}
-
 sha_ir() { # sha_ir FILE: the self instructions of SHA-256's compression function in FILE
 	callgrind_annotate --inclusive=no --threshold=100 "$1" 2>/dev/null |
 		awk '/sha2::sha256::compress256/ { gsub(",", "", $1); s += $1 } END { print s + 0 }'
@@ -88,7 +84,7 @@ measure() {
 	[[ -s "${files[0]}" ]] || die "no callgrind output for $name, $calls calls"
 	awk -v n="$name" '$1 == n && $6 == 0 { ok = 1 } END { exit !ok }' "$txt" ||
 		echo "# warning: failed calls in $name's $calls-call run, the figure is off" >&2
-	total_ir "${files[@]}"
+	callgrind_ir "${files[@]}" || die "no callgrind counts for $name, $calls calls"
 }
 
 SERVERS=(switchboard)

@@ -149,12 +149,8 @@ count() {
 	deadline=$((SECONDS + 120))
 	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
 	stop_pgid "$pid"
-	local ir=0 f one
-	for f in "$dir"/callgrind.out.*; do
-		one=$(awk '/^(summary|totals):/ { print $2; exit }' "$f" 2>/dev/null)
-		[[ -n "$one" ]] || { echo "no counts in $f" >&2; return 1; }
-		ir=$((ir + one))
-	done
+	local ir
+	ir=$(callgrind_ir "$dir"/callgrind.out.*) || return 1
 	((ir > 0)) || { echo "no callgrind output in $dir" >&2; return 1; }
 	read -r ok ko _ rtx <<<"$stats"
 	echo "$ok $ko $rtx $ir"
