@@ -3,6 +3,7 @@
 //! when an earlier one is queued) and calls [`Core::on_timers`].
 
 use super::{Action, Core, TimerKey};
+use crate::transaction::machine::{Action as TxAction, Machine};
 use std::time::Instant;
 
 impl Core {
@@ -65,14 +66,9 @@ impl Core {
         let Some(s) = self.servers.get_mut(&id) else {
             return;
         };
-        if s.armed == Some(queued) {
-            s.armed = None;
-        }
-        if s.m.deadline().is_some_and(|d| d <= now) {
-            let actions = s.m.on_timer(now);
-            self.server_actions(id, &actions);
-        } else {
-            self.schedule_server(id);
+        match fired(&mut s.armed, &mut s.m, queued, now) {
+            Some(actions) => self.server_actions(id, &actions),
+            None => self.schedule_server(id),
         }
     }
 
@@ -80,14 +76,9 @@ impl Core {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
-        if c.armed == Some(queued) {
-            c.armed = None;
-        }
-        if c.m.deadline().is_some_and(|d| d <= now) {
-            let actions = c.m.on_timer(now);
-            self.client_actions(id, &actions, None, now);
-        } else {
-            self.schedule_client(id);
+        match fired(&mut c.armed, &mut c.m, queued, now) {
+            Some(actions) => self.client_actions(id, &actions, None, now),
+            None => self.schedule_client(id),
         }
     }
 }
@@ -101,4 +92,21 @@ fn rearm(armed: &mut Option<Instant>, next: Option<Instant>) -> Option<Instant> 
     }
     *armed = Some(d);
     Some(d)
+}
+
+/// A transaction's entry queued for `queued` came due at `now`: it is no longer the one
+/// armed, and the machine's actions if one of its timers is due (else it only needs
+/// queueing again).
+fn fired(
+    armed: &mut Option<Instant>,
+    m: &mut Machine,
+    queued: Instant,
+    now: Instant,
+) -> Option<Vec<TxAction>> {
+    if *armed == Some(queued) {
+        *armed = None;
+    }
+    m.deadline()
+        .is_some_and(|d| d <= now)
+        .then(|| m.on_timer(now))
 }
