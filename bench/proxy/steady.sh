@@ -53,11 +53,11 @@ steady_run() {
 	SKIP_KAMAILIO=1 BUILD=0 REGISTRAR_BIN="$1" RATES="$RATE" DURATION="$DURATION" \
 		"$HERE/run.sh" >"$LOG" 2>&1 &
 	local runner=$! start=$EPOCHREALTIME pid t0 t1
-	pid=$(registrar_pid "$1")
+	# A registrar gone before the window ends leaves no figure: the run is stopped and the
+	# caller sees none.
+	pid=$(registrar_pid "$1") || { kill "$runner"; exit 2; }
 	sleep "$(awk -v f="$FROM" -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { d = f - (n - s); print (d > 0 ? d : 0) }')"
-	t0=$(cpu_ticks "$pid")
-	sleep "$SECS"
-	t1=$(cpu_ticks "$pid")
+	t0=$(cpu_ticks "$pid") && sleep "$SECS" && t1=$(cpu_ticks "$pid") || { kill "$runner"; exit 2; }
 	wait "$runner" || { cat "$LOG" >&2; die "run.sh failed"; }
 	awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$RATE" -v s="$SECS" 'BEGIN { printf "%.1f", t * 1e6 / hz / (r * s) }'
 	echo " $(grep -E '^switchboard ' "$LOG" | tail -1)"
@@ -67,7 +67,7 @@ declare -A PER_CALL=([A]="" [B]="")
 for ((pair = 1; pair <= PAIRS; pair++)); do
 	for build in A B; do
 		read -r us line < <(steady_run "${!build}")
-		[[ -n "${us:-}" ]] || exit 2
+		[[ -n "${us:-}" ]] || die "no figure for $build in pair $pair (its registrar was gone)"
 		PER_CALL[$build]+=" $us"
 		echo "$build pair $pair: $us us/call  run: $line"
 	done
