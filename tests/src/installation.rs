@@ -434,7 +434,10 @@ fn start_registrar(
 }
 
 /// The registrar's arguments for WSS on `port` with a self-signed certificate (for localhost
-/// and 127.0.0.1) written into `dir`.
+/// and 127.0.0.1) written into `dir`. With a certificate the registrar also serves SIP over
+/// TLS, on 0.0.0.0:5061 unless told otherwise: it gets a free port of its own, so that an
+/// installation never finds 5061 still held by another (the shared one of a test binary that
+/// has just ended stays up until its control plane's watcher stops it).
 fn wss_args(dir: &Path, port: u16) -> Vec<String> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let made = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
@@ -448,6 +451,8 @@ fn wss_args(dir: &Path, port: u16) -> Vec<String> {
         cert.display().to_string(),
         "--tls-key".into(),
         key.display().to_string(),
+        "--tls".into(),
+        format!("127.0.0.1:{}", free_port()),
     ]
 }
 
