@@ -5,7 +5,7 @@
 #
 # Per pair, build A then build B each get one DURATION-s run of run.sh at RATE calls/s
 # (SKIP_KAMAILIO=1, BUILD=0); the registrar's CPU time (user + system, /proc/PID/stat) is read
-# over SECS seconds from FROM seconds after the run was started. Printed per run: the build,
+# over SECS seconds from FROM seconds after the run was started (lib.sh's session_ticks). Printed per run: the build,
 # the pair, µs of CPU per call in that window, and run.sh's line for the run (achieved rate,
 # ok, failed, ...). At the end: each build's median and the ratio of the medians (B / A).
 #
@@ -35,29 +35,34 @@ HZ=$(getconf CLK_TCK)
 LOG=$(mktemp /tmp/switchboard-steady.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
 
-# registrar_pid BIN: the registrar run.sh started from BIN (waits up to 20 s for it).
-registrar_pid() {
+# registrar_session BIN: the session run.sh's spawn() started the registrar from BIN in
+# (waits up to 20 s for it), for lib.sh's session_ticks.
+registrar_session() {
 	local i pid
 	for ((i = 0; i < 200; i++)); do
-		pid=$(pgrep -f -n "^$1 --config") && { echo "$pid"; return; }
+		pid=$(pgrep -f -n "^$1 --config") && { ps -o sid= -p "$pid" | tr -d ' '; return; }
 		sleep 0.1
 	done
 	die "no registrar from $1 appeared"
 }
 
-# cpu_ticks PID: user + system clock ticks the process (all its threads) has used.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# ticks SID: session_ticks, failing when the session is gone.
+ticks() {
+	local t
+	t=$(session_ticks "$1")
+	[[ "$t" != NA ]] && echo "$t"
+}
 
 # steady_run BIN: one run; prints µs of CPU per call in the window, then run.sh's line.
 steady_run() {
 	SKIP_KAMAILIO=1 BUILD=0 REGISTRAR_BIN="$1" RATES="$RATE" DURATION="$DURATION" \
 		"$HERE/run.sh" >"$LOG" 2>&1 &
-	local runner=$! start=$EPOCHREALTIME pid t0 t1
+	local runner=$! start=$EPOCHREALTIME sid t0 t1
 	# A registrar gone before the window ends leaves no figure: the run is stopped and the
 	# caller sees none.
-	pid=$(registrar_pid "$1") || { kill "$runner"; exit 2; }
+	sid=$(registrar_session "$1") || { kill "$runner"; exit 2; }
 	sleep "$(awk -v f="$FROM" -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { d = f - (n - s); print (d > 0 ? d : 0) }')"
-	t0=$(cpu_ticks "$pid") && sleep "$SECS" && t1=$(cpu_ticks "$pid") || { kill "$runner"; exit 2; }
+	t0=$(ticks "$sid") && sleep "$SECS" && t1=$(ticks "$sid") || { kill "$runner"; exit 2; }
 	wait "$runner" || { cat "$LOG" >&2; die "run.sh failed"; }
 	awk -v t=$((t1 - t0)) -v hz="$HZ" -v r="$RATE" -v s="$SECS" 'BEGIN { printf "%.1f", t * 1e6 / hz / (r * s) }'
 	echo " $(grep -E '^switchboard ' "$LOG" | tail -1)"
