@@ -31,7 +31,7 @@ pub(super) struct ClientTx {
     pub(super) cancel: Cancel,
     pub(super) trunk: Option<String>,
     pub(super) auth_tried: bool,
-    /// The deadline queued in the timer heap for it, if any.
+    /// The deadline queued in the timer wheel for it, if any.
     pub(super) armed: Option<Instant>,
 }
 

@@ -22,7 +22,7 @@ pub(super) struct ServerTx {
     pub(super) call: Option<u64>,
     /// The To tag of our own responses (see [`tag_text`]), written out only when one is sent.
     tag: u64,
-    /// The deadline queued in the timer heap for it, if any.
+    /// The deadline queued in the timer wheel for it, if any.
     pub(super) armed: Option<Instant>,
 }
 
