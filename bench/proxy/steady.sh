@@ -5,9 +5,10 @@
 #
 # Per pair, build A then build B each get one DURATION-s run of run.sh at RATE calls/s
 # (SKIP_KAMAILIO=1, BUILD=0); the registrar's CPU time (user + system, /proc/PID/stat) is read
-# over SECS seconds from FROM seconds after the run was started (lib.sh's session_ticks). Printed per run: the build,
-# the pair, µs of CPU per call in that window, and run.sh's line for the run (achieved rate,
-# ok, failed, ...). At the end: each build's median and the ratio of the medians (B / A).
+# over SECS seconds from FROM seconds after the run was started (lib.sh's session_ticks).
+# Printed per run: the build, the pair, µs of CPU per call in that window, and run.sh's line
+# for the run (achieved rate, ok, failed, ...). At the end: each build's median and the ratio
+# of the medians (B / A).
 #
 # Usage:
 #   A=/tmp/before/switchboard-registrar B=target/release/switchboard-registrar bench/proxy/steady.sh
